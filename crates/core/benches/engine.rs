@@ -1,0 +1,2 @@
+//! Engine benchmarks (placeholder until the engine lands).
+fn main() {}

@@ -1,0 +1,197 @@
+//! The provider contract: bulk observe, create, update, delete, plus plan-time validation
+//! and checks. Providers work on JSON values shaped like their kinds' specs; references in
+//! the desired value are already resolved when a provider sees it.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::resource::FieldError;
+use crate::value::Address;
+
+/// The ownership marker cairn writes on objects it manages (Hetzner labels, Proxmox tags,
+/// pfSense `descr`): the stack's name and a fingerprint of the spec last applied.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Marker {
+    /// The stack that owns the object.
+    pub stack: String,
+    /// Fingerprint of the desired spec at the last apply (hex, short), if the API can hold it.
+    pub fingerprint: Option<String>,
+}
+
+/// One object as it exists remotely.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Observed {
+    /// The natural key (same as `Resource::key` of the matching spec).
+    pub key: String,
+    /// The object in spec shape plus computed fields. Marker data is *not* part of it.
+    pub value: Value,
+    /// The ownership marker found on the object, if any.
+    pub marker: Option<Marker>,
+    /// Other objects this one uses, as `(kind, key)`: orders deletes of undeclared objects.
+    #[serde(default)]
+    pub uses: Vec<(String, String)>,
+}
+
+/// What to observe for one kind: the declared keys, plus everything owned by `stack`.
+#[derive(Debug, Clone)]
+pub struct ObserveRequest<'a> {
+    /// The kind to observe.
+    pub kind: &'a str,
+    /// Keys of the declared resources of this kind.
+    pub keys: &'a [String],
+    /// The stack whose owned objects must also be reported.
+    pub stack: &'a str,
+}
+
+/// Everything a provider needs to perform one change.
+#[derive(Debug, Clone)]
+pub struct Change<'a> {
+    /// The resource's address in the stack (for error messages and logs).
+    pub address: &'a Address,
+    /// The kind.
+    pub kind: &'a str,
+    /// The natural key.
+    pub key: &'a str,
+    /// The desired spec with every reference resolved (absent for deletes).
+    pub desired: Option<&'a Value>,
+    /// The object as observed before the change (absent for creates).
+    pub prior: Option<&'a Observed>,
+    /// The marker to write (stack + fingerprint of `desired`).
+    pub marker: &'a Marker,
+    /// For updates: the changed field paths, e.g. `labels`, `services[443].destination_port`.
+    pub changed: &'a [String],
+}
+
+/// A declared resource as validation hooks see it (references still unresolved).
+#[derive(Debug, Clone)]
+pub struct Declared<'a> {
+    /// Its address.
+    pub address: &'a Address,
+    /// Its kind.
+    pub kind: &'a str,
+    /// Its key.
+    pub key: &'a str,
+    /// The serialised spec (references appear as `$ref` markers).
+    pub spec: &'a Value,
+}
+
+/// A problem found at plan time, naming the resource and field.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Diagnostic {
+    /// The resource at fault.
+    pub address: Address,
+    /// The field and message.
+    pub error: FieldError,
+}
+
+impl fmt::Display for Diagnostic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.address, self.error)
+    }
+}
+
+/// The outcome of a plan-time check (policy), e.g. host RAM commitment.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CheckResult {
+    /// A stable name, e.g. `proxmox.host_capacity[pve]`.
+    pub name: String,
+    /// Whether the plan may proceed.
+    pub passed: bool,
+    /// The numbers and the reason, e.g. `node pve: 262 GiB committed + 64 GiB planned = …`.
+    pub message: String,
+}
+
+/// A proposed change as plan-time checks see it.
+#[derive(Debug, Clone)]
+pub struct PlannedChange<'a> {
+    /// Kind of the object.
+    pub kind: &'a str,
+    /// Its key.
+    pub key: &'a str,
+    /// Its address (undeclared objects get `kind.key`).
+    pub address: &'a Address,
+    /// The observed object, if it exists.
+    pub before: Option<&'a Observed>,
+    /// The desired value (references resolved where known), if it will exist after apply.
+    pub after: Option<&'a Value>,
+}
+
+/// An error from a provider, carrying the API's own code and message.
+#[derive(Debug, Clone, thiserror::Error, Serialize, Deserialize, PartialEq)]
+#[error("{operation} failed: {message}{}", code.as_ref().map(|c| format!(" ({c})")).unwrap_or_default())]
+pub struct ProviderError {
+    /// What was being done, e.g. `create server k3s-mgr`.
+    pub operation: String,
+    /// The API's error code, if any (`uniqueness_error`, `MODEL_OBJECT_NOT_FOUND`, …).
+    pub code: Option<String>,
+    /// The API's message, or a description of the transport failure.
+    pub message: String,
+    /// Whether the engine may retry (the provider already retried what it could).
+    #[serde(default)]
+    pub retryable: bool,
+}
+
+impl ProviderError {
+    /// Builds an error for an operation with a message.
+    pub fn new(operation: impl Into<String>, message: impl Into<String>) -> Self {
+        ProviderError {
+            operation: operation.into(),
+            code: None,
+            message: message.into(),
+            retryable: false,
+        }
+    }
+
+    /// Adds the API's error code.
+    pub fn with_code(mut self, code: impl Into<String>) -> Self {
+        self.code = Some(code.into());
+        self
+    }
+}
+
+/// A provider turns kinds into API calls. Implementations must: observe in bulk (one list
+/// per kind where the API allows), wait for async work, retry what is retryable, never
+/// create a duplicate on retry, and keep credentials out of every error.
+#[async_trait]
+pub trait Provider: Send + Sync {
+    /// The provider's name, matching `Resource::PROVIDER`.
+    fn name(&self) -> &str;
+
+    /// How many changes this provider runs at once (the engine also has a global limit).
+    fn concurrency(&self) -> usize {
+        8
+    }
+
+    /// Observes every object of `req.kind` whose key is in `req.keys` or that carries the
+    /// marker of `req.stack`.
+    async fn observe(&self, req: ObserveRequest<'_>) -> Result<Vec<Observed>, ProviderError>;
+
+    /// Creates the object and returns its observed value (with computed fields).
+    async fn create(&self, change: Change<'_>) -> Result<Value, ProviderError>;
+
+    /// Updates the object in place and returns its observed value.
+    async fn update(&self, change: Change<'_>) -> Result<Value, ProviderError>;
+
+    /// Deletes the object.
+    async fn delete(&self, change: Change<'_>) -> Result<(), ProviderError>;
+
+    /// Cross-resource validation over all declared resources of this provider (e.g. an LB
+    /// target server that is not in the LB's network). Runs before anything is observed.
+    fn validate(&self, _declared: &[Declared<'_>]) -> Vec<Diagnostic> {
+        Vec::new()
+    }
+
+    /// Plan-time checks over the proposed changes of this provider's kinds, e.g. host
+    /// capacity. A failed check refuses the whole plan before anything is touched.
+    async fn check_plan(
+        &self,
+        _changes: &[PlannedChange<'_>],
+        _settings: &BTreeMap<String, String>,
+    ) -> Result<Vec<CheckResult>, ProviderError> {
+        Ok(Vec::new())
+    }
+}

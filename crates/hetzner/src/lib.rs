@@ -1,0 +1,1 @@
+//! cairn provider for hetzner (work in progress).

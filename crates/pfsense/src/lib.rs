@@ -1,0 +1,1 @@
+//! cairn provider for pfsense (work in progress).

@@ -1,0 +1,1 @@
+//! cairn provider for proxmox (work in progress).

@@ -1,0 +1,2 @@
+//! The stacks binary (skeleton).
+fn main() {}
