@@ -179,6 +179,19 @@ pub trait Provider: Send + Sync {
     /// Deletes the object.
     async fn delete(&self, change: Change<'_>) -> Result<(), ProviderError>;
 
+    /// The staged steps (and the gates between them) a change will go through, shown under
+    /// the resource in `diff`, e.g. for a new pool server: `add web-2 disabled`, `gate: web-2
+    /// health check passes (HAProxy runtime API)`, `set web-2 active`. The provider performs
+    /// them inside `create`/`update`/`delete`; an empty list means a single step.
+    fn rollout_steps(
+        &self,
+        _kind: &str,
+        _before: Option<&Observed>,
+        _after: Option<&Value>,
+    ) -> Vec<String> {
+        Vec::new()
+    }
+
     /// Cross-resource validation over all declared resources of this provider (e.g. an LB
     /// target server that is not in the LB's network). Runs before anything is observed.
     fn validate(&self, _declared: &[Declared<'_>]) -> Vec<Diagnostic> {
