@@ -3,17 +3,33 @@
 //!
 //! Core knows no provider and no provider API: providers implement [`provider::Provider`]
 //! for their kinds ([`resource::Resource`]), and stacks glue them together.
+//!
+//! The flow: [`stack::StackBuilder`] → [`stack::Stack`] → [`planner::plan`] →
+//! [`planner::Planned`] (shown with [`render`], saved as JSON) → [`apply::apply`].
 
+pub mod apply;
+pub mod diff;
 pub mod gate;
+pub mod lock;
 pub mod net;
+pub mod plan;
+pub mod planner;
 pub mod provider;
+pub mod render;
 pub mod resource;
+pub mod stack;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod tls;
 pub mod value;
 
+pub use apply::{ApplyOptions, ApplyReport, Outcome, Progress, apply};
+pub use plan::{Action, Plan, ResourceChange};
+pub use planner::{PlanError, Planned, Providers, plan};
 pub use provider::{
     Change, CheckResult, Declared, Diagnostic, Marker, ObserveRequest, Observed, PlannedChange,
     Provider, ProviderError,
 };
 pub use resource::{FieldError, Handle, KeyedList, NodeRef, Resource, Schema};
+pub use stack::{BuildError, GateHandle, Stack, StackBuilder};
 pub use value::{Address, AttrRef, Field, RawRef};

@@ -161,6 +161,12 @@ pub trait Provider: Send + Sync {
     /// The provider's name, matching `Resource::PROVIDER`.
     fn name(&self) -> &str;
 
+    /// Every kind this provider manages, so owned objects of kinds a stack no longer
+    /// declares at all are still found (and planned for deletion).
+    fn kinds(&self) -> &[&'static str] {
+        &[]
+    }
+
     /// How many changes this provider runs at once (the engine also has a global limit).
     fn concurrency(&self) -> usize {
         8

@@ -5,6 +5,12 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
+mod http;
+mod tcp;
+
+pub use http::HttpProbe;
+pub use tcp::TcpProbe;
+
 /// One readiness check. Core ships HTTP(S) status and TCP connect probes; providers add
 /// their own (HAProxy backend server UP, Hetzner LB target healthy).
 #[async_trait]

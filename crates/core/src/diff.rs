@@ -1,0 +1,303 @@
+//! Field-level diff of a desired spec against an observed value, with paths such as
+//! `services[443].health_check.interval`, keyed and unordered lists, unknowns, ignored
+//! fields, and the schema facts (replace, restart, sensitive, computed) attached to each
+//! change.
+//!
+//! Semantics: a desired `null` means "not managed" (no diff). Object keys the observed
+//! value has but the desired spec lacks are removals, unless the schema marks them computed.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::resource::Schema;
+use crate::value::RawRef;
+
+/// One changed field.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FieldChange {
+    /// Path of the field, e.g. `services[443].health_check.interval`.
+    pub path: String,
+    /// The observed value (absent when the field or item is added).
+    pub before: Option<Value>,
+    /// The desired value (absent when the field or item is removed; a `$ref` marker while unknown).
+    pub after: Option<Value>,
+    /// The desired value is known only after apply.
+    #[serde(default)]
+    pub unknown: bool,
+    /// Changing this field forces a replace.
+    #[serde(default)]
+    pub forces_replace: bool,
+    /// The change takes effect only at the next restart.
+    #[serde(default)]
+    pub needs_restart: bool,
+    /// The values are sensitive (already redacted in `before`/`after` of rendered plans).
+    #[serde(default)]
+    pub sensitive: bool,
+}
+
+/// Turns a concrete path into its schema pattern: `services[443].port` → `services[*].port`.
+pub fn pattern_of(path: &str) -> String {
+    let mut out = String::with_capacity(path.len());
+    let mut depth = 0;
+    for c in path.chars() {
+        match c {
+            '[' => {
+                depth += 1;
+                if depth == 1 {
+                    out.push_str("[*");
+                }
+            }
+            ']' => {
+                depth -= 1;
+                if depth == 0 {
+                    out.push(']');
+                }
+            }
+            _ if depth > 0 => {}
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
+/// Whether a concrete path lies at or below a schema pattern.
+pub fn path_matches(path: &str, pattern: &str) -> bool {
+    let p = pattern_of(path);
+    let pattern = pattern_of(pattern);
+    p == pattern
+        || (p.starts_with(&pattern)
+            && matches!(p.as_bytes().get(pattern.len()), Some(b'.') | Some(b'[')))
+}
+
+fn any_match(path: &str, patterns: &[&str]) -> bool {
+    patterns.iter().any(|p| path_matches(path, p))
+}
+
+/// Diffs one resource. `ignore` holds user `ignore_changes` patterns.
+pub fn diff(
+    desired: &Value,
+    observed: &Value,
+    schema: &Schema,
+    ignore: &[String],
+) -> Vec<FieldChange> {
+    let mut out = Vec::new();
+    let ctx = Ctx { schema, ignore };
+    ctx.walk(String::new(), desired, Some(observed), &mut out);
+    out
+}
+
+struct Ctx<'a> {
+    schema: &'a Schema,
+    ignore: &'a [String],
+}
+
+impl Ctx<'_> {
+    fn skip(&self, path: &str) -> bool {
+        !path.is_empty()
+            && (any_match(path, self.schema.computed)
+                || self.ignore.iter().any(|p| path_matches(path, p)))
+    }
+
+    fn change(&self, path: String, before: Option<&Value>, after: Option<&Value>) -> FieldChange {
+        let unknown = after.is_some_and(|a| RawRef::from_marker(a).is_some() || contains_ref(a));
+        FieldChange {
+            forces_replace: any_match(&path, self.schema.replace),
+            needs_restart: any_match(&path, self.schema.restart),
+            sensitive: any_match(&path, self.schema.sensitive),
+            path,
+            before: before.cloned(),
+            after: after.cloned(),
+            unknown,
+        }
+    }
+
+    fn walk(
+        &self,
+        path: String,
+        desired: &Value,
+        observed: Option<&Value>,
+        out: &mut Vec<FieldChange>,
+    ) {
+        if self.skip(&path) || desired.is_null() {
+            return;
+        }
+        if RawRef::from_marker(desired).is_some() {
+            out.push(self.change(path, observed, Some(desired)));
+            return;
+        }
+        match (desired, observed) {
+            (Value::Object(d), Some(Value::Object(o))) => {
+                for (k, dv) in d {
+                    self.walk(join(&path, k), dv, o.get(k), out);
+                }
+                for (k, ov) in o {
+                    let p = join(&path, k);
+                    if !d.contains_key(k) && !self.skip(&p) && !ov.is_null() {
+                        out.push(self.change(p, Some(ov), None));
+                    }
+                }
+            }
+            (Value::Array(d), Some(Value::Array(o))) => self.walk_array(path, d, o, out),
+            (d, Some(o)) if scalar_eq(d, o) => {}
+            (d, o) => out.push(self.change(path, o.filter(|v| !v.is_null()), Some(d))),
+        }
+    }
+
+    fn walk_array(&self, path: String, d: &[Value], o: &[Value], out: &mut Vec<FieldChange>) {
+        let pat = pattern_of(&path);
+        if let Some(keyed) = self.schema.keyed.iter().find(|k| pattern_of(k.path) == pat) {
+            let key_of = |v: &Value| item_key(v, keyed.key);
+            for dv in d {
+                let k = key_of(dv);
+                let ov = o.iter().find(|ov| key_of(ov) == k);
+                let p = format!("{path}[{k}]");
+                match ov {
+                    Some(ov) => self.walk(p, dv, Some(ov), out),
+                    None if !self.skip(&p) => out.push(self.change(p, None, Some(dv))),
+                    None => {}
+                }
+            }
+            for ov in o {
+                let k = key_of(ov);
+                let p = format!("{path}[{k}]");
+                if !d.iter().any(|dv| key_of(dv) == k) && !self.skip(&p) {
+                    out.push(self.change(p, Some(ov), None));
+                }
+            }
+            return;
+        }
+        if any_match(&path, self.schema.unordered) {
+            let mut ds: Vec<String> = d.iter().map(|v| v.to_string()).collect();
+            let mut os: Vec<String> = o.iter().map(|v| v.to_string()).collect();
+            ds.sort();
+            os.sort();
+            if ds != os {
+                out.push(self.change(
+                    path,
+                    Some(&Value::Array(o.to_vec())),
+                    Some(&Value::Array(d.to_vec())),
+                ));
+            }
+            return;
+        }
+        if d.len() == o.len() {
+            for (i, (dv, ov)) in d.iter().zip(o).enumerate() {
+                self.walk(format!("{path}[{i}]"), dv, Some(ov), out);
+            }
+        } else {
+            out.push(self.change(
+                path,
+                Some(&Value::Array(o.to_vec())),
+                Some(&Value::Array(d.to_vec())),
+            ));
+        }
+    }
+}
+
+fn join(path: &str, key: &str) -> String {
+    if path.is_empty() {
+        key.to_string()
+    } else {
+        format!("{path}.{key}")
+    }
+}
+
+/// The identity of a keyed-list item: its key fields' values joined by `/`, nulls skipped.
+pub fn item_key(v: &Value, fields: &[&str]) -> String {
+    fields
+        .iter()
+        .filter_map(|f| crate::value::get_path(v, f))
+        .filter(|v| !v.is_null())
+        .map(|v| match v {
+            Value::String(s) => s.clone(),
+            other if RawRef::from_marker(other).is_some() => "?".to_string(),
+            other => other.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+fn contains_ref(v: &Value) -> bool {
+    match v {
+        Value::Object(m) => RawRef::from_marker(v).is_some() || m.values().any(contains_ref),
+        Value::Array(a) => a.iter().any(contains_ref),
+        _ => false,
+    }
+}
+
+fn scalar_eq(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) => x == y || x.as_f64() == y.as_f64(),
+        _ => a == b,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::resource::KeyedList;
+    use serde_json::json;
+
+    const LB: Schema = Schema {
+        replace: &["location", "services[*].protocol"],
+        computed: &["id", "ipv4"],
+        sensitive: &["user_data"],
+        keyed: &[KeyedList {
+            path: "services",
+            key: &["listen_port"],
+        }],
+        unordered: &["source_ips"],
+        restart: &[],
+        create_before_destroy: false,
+        read_only: false,
+    };
+
+    fn paths(c: &[FieldChange]) -> Vec<&str> {
+        c.iter().map(|c| c.path.as_str()).collect()
+    }
+
+    #[test]
+    fn keyed_lists_diff_by_key_with_readable_paths() {
+        let d = json!({"services": [{"listen_port": 443, "health_check": {"interval": 15}}, {"listen_port": 80, "health_check": {"interval": 15}}]});
+        let o = json!({"id": 7, "services": [{"listen_port": 80, "health_check": {"interval": 15}}, {"listen_port": 443, "health_check": {"interval": 10}}, {"listen_port": 8080, "health_check": {"interval": 1}}]});
+        let c = diff(&d, &o, &LB, &[]);
+        assert_eq!(
+            paths(&c),
+            ["services[443].health_check.interval", "services[8080]"]
+        );
+        assert!(c[1].after.is_none());
+    }
+
+    #[test]
+    fn replace_paths_unknowns_and_ignores_are_flagged() {
+        let d = json!({"location": "fsn1", "name": {"$ref": {"address": "a.b", "attr": "x"}}, "labels": {"a": "1"}});
+        let o = json!({"location": "nbg1", "name": "n", "labels": {"a": "2"}});
+        let c = diff(&d, &o, &LB, &["labels".into()]);
+        assert_eq!(paths(&c), ["location", "name"]);
+        assert!(c[0].forces_replace);
+        assert!(c[1].unknown && !c[1].forces_replace);
+    }
+
+    #[test]
+    fn nulls_are_unmanaged_and_removed_map_keys_are_changes() {
+        let d = json!({"desc": null, "labels": {"a": "1"}, "source_ips": ["b", "a"]});
+        let o = json!({"desc": "x", "labels": {"a": "1", "old": "y"}, "source_ips": ["a", "b"], "ipv4": "1.1.1.1"});
+        let c = diff(&d, &o, &LB, &[]);
+        assert_eq!(paths(&c), ["labels.old"]);
+        assert!(c[0].after.is_none());
+    }
+
+    #[test]
+    fn patterns_match_whole_segments_only() {
+        assert!(path_matches(
+            "services[443].protocol",
+            "services[*].protocol"
+        ));
+        assert!(path_matches(
+            "services[443].health_check.port",
+            "services[*].health_check"
+        ));
+        assert!(!path_matches("services_extra", "services"));
+        assert_eq!(pattern_of("a[1/x].b[2]"), "a[*].b[*]");
+    }
+}

@@ -1,0 +1,396 @@
+//! The stack builder: declare resources and gates, get typed handles back, add explicit
+//! dependencies, protection and ignored fields; `build` validates the graph.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use petgraph::algo::tarjan_scc;
+use petgraph::graph::DiGraph;
+use serde_json::Value;
+
+use crate::gate::{GateTiming, Probe};
+use crate::resource::{FieldError, Handle, NodeRef, Resource, Schema};
+use crate::value::{Address, collect_refs};
+
+/// A declared resource, type-erased.
+#[derive(Clone)]
+pub struct ResourceDef {
+    /// `kind.name`.
+    pub address: Address,
+    /// The kind name.
+    pub kind: &'static str,
+    /// The provider name.
+    pub provider: &'static str,
+    /// The natural key.
+    pub key: String,
+    /// The serialised spec (references as `$ref` markers).
+    pub spec: Value,
+    /// Schema facts of the kind.
+    pub schema: Schema,
+    /// Refuse any plan that would destroy this resource.
+    pub protect: bool,
+    /// Field path patterns whose differences are ignored.
+    pub ignore_changes: Vec<String>,
+    /// Problems the kind's own validation found.
+    pub field_errors: Vec<FieldError>,
+}
+
+/// A declared gate.
+#[derive(Clone)]
+pub struct GateDef {
+    /// `gate.name`.
+    pub address: Address,
+    /// What it waits for.
+    pub probe: Arc<dyn Probe>,
+    /// How often and how long.
+    pub timing: GateTiming,
+}
+
+/// A node of the stack graph.
+#[derive(Clone)]
+pub enum NodeDef {
+    /// A resource.
+    Resource(ResourceDef),
+    /// A gate.
+    Gate(GateDef),
+}
+
+impl NodeDef {
+    /// The node's address.
+    pub fn address(&self) -> &Address {
+        match self {
+            NodeDef::Resource(r) => &r.address,
+            NodeDef::Gate(g) => &g.address,
+        }
+    }
+}
+
+/// A handle to a declared gate, for `depends_on`.
+#[derive(Debug, Clone)]
+pub struct GateHandle(Address);
+
+impl NodeRef for GateHandle {
+    fn address(&self) -> &Address {
+        &self.0
+    }
+}
+
+/// Why a stack could not be built. Every variant names the resources involved.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum BuildError {
+    /// Two nodes share an address.
+    #[error("duplicate address {0}: declared twice")]
+    DuplicateAddress(Address),
+    /// Two resources of one kind share a key (they would be the same remote object).
+    #[error(
+        "{first} and {second} have the same {kind} key {key:?}: they would manage the same object"
+    )]
+    DuplicateKey {
+        /// The kind.
+        kind: String,
+        /// The shared key.
+        key: String,
+        /// The first resource.
+        first: Address,
+        /// The second resource.
+        second: Address,
+    },
+    /// A reference or `depends_on` points at a node that is not in the stack.
+    #[error("{from} refers to {to} ({via}), which is not declared in this stack")]
+    Dangling {
+        /// The referring node.
+        from: Address,
+        /// The missing node.
+        to: Address,
+        /// The field path or `depends_on`.
+        via: String,
+    },
+    /// The graph has a cycle.
+    #[error("dependency cycle: {}", .0.iter().map(|a| a.0.as_str()).collect::<Vec<_>>().join(" -> "))]
+    Cycle(Vec<Address>),
+    /// Several problems at once.
+    #[error("{} problems:\n  {}", .0.len(), .0.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n  "))]
+    Many(Vec<BuildError>),
+}
+
+/// Declares a stack. Adding never fails; `build` reports every problem at once.
+pub struct StackBuilder {
+    name: String,
+    nodes: Vec<NodeDef>,
+    deps: Vec<Vec<(Address, String)>>,
+    index: HashMap<Address, usize>,
+    errors: Vec<BuildError>,
+    settings: BTreeMap<String, String>,
+}
+
+impl StackBuilder {
+    /// Starts a stack; the name is written into ownership markers.
+    pub fn new(name: impl Into<String>) -> Self {
+        StackBuilder {
+            name: name.into(),
+            nodes: Vec::new(),
+            deps: Vec::new(),
+            index: HashMap::new(),
+            errors: Vec::new(),
+            settings: BTreeMap::new(),
+        }
+    }
+
+    fn push(&mut self, node: NodeDef) -> Address {
+        let address = node.address().clone();
+        if self.index.contains_key(&address) {
+            self.errors
+                .push(BuildError::DuplicateAddress(address.clone()));
+            return address;
+        }
+        self.index.insert(address.clone(), self.nodes.len());
+        self.nodes.push(node);
+        self.deps.push(Vec::new());
+        address
+    }
+
+    /// Declares a resource named `name` (unique per kind) and returns its typed handle.
+    pub fn add<R: Resource>(&mut self, name: &str, spec: R) -> Handle<R> {
+        let address = Address::new(R::KIND, name);
+        let value = serde_json::to_value(&spec).expect("resource specs serialise to JSON");
+        let def = ResourceDef {
+            address: address.clone(),
+            kind: R::KIND,
+            provider: R::PROVIDER,
+            key: spec.key(),
+            spec: value,
+            schema: R::schema(),
+            protect: false,
+            ignore_changes: Vec::new(),
+            field_errors: spec.validate(),
+        };
+        self.push(NodeDef::Resource(def));
+        Handle::new(address)
+    }
+
+    /// Declares a gate that waits for `probe` before its dependents run.
+    pub fn gate(
+        &mut self,
+        name: &str,
+        probe: impl Probe + 'static,
+        timing: GateTiming,
+    ) -> GateHandle {
+        let address = Address::new("gate", name);
+        self.push(NodeDef::Gate(GateDef {
+            address: address.clone(),
+            probe: Arc::new(probe),
+            timing,
+        }));
+        GateHandle(address)
+    }
+
+    /// Makes `node` wait for `on` (in addition to edges derived from references).
+    pub fn depends_on(&mut self, node: &impl NodeRef, on: &impl NodeRef) -> &mut Self {
+        if let Some(&i) = self.index.get(node.address()) {
+            self.deps[i].push((on.address().clone(), "depends_on".into()));
+        }
+        self
+    }
+
+    /// Refuses any plan that would destroy this resource (replace or delete).
+    pub fn protect<R>(&mut self, handle: &Handle<R>) -> &mut Self {
+        self.with_resource(handle.address(), |r| r.protect = true)
+    }
+
+    /// Ignores differences in the given field paths (e.g. `labels`, `services[*].health_check`).
+    pub fn ignore_changes<R>(&mut self, handle: &Handle<R>, paths: &[&str]) -> &mut Self {
+        let paths: Vec<String> = paths.iter().map(|p| p.to_string()).collect();
+        self.with_resource(handle.address(), |r| r.ignore_changes.extend(paths))
+    }
+
+    /// Sets a stack setting that providers' plan checks read (e.g. `proxmox.memory_ratio`).
+    pub fn setting(&mut self, key: &str, value: impl Into<String>) -> &mut Self {
+        self.settings.insert(key.to_string(), value.into());
+        self
+    }
+
+    fn with_resource(&mut self, address: &Address, f: impl FnOnce(&mut ResourceDef)) -> &mut Self {
+        if let Some(&i) = self.index.get(address)
+            && let NodeDef::Resource(r) = &mut self.nodes[i]
+        {
+            f(r);
+        }
+        self
+    }
+
+    /// Validates and freezes the stack: no duplicate address or key, every reference and
+    /// `depends_on` inside the stack, no cycle.
+    pub fn build(mut self) -> Result<Stack, BuildError> {
+        let mut errors = std::mem::take(&mut self.errors);
+        let mut keys: HashMap<(&str, &str), &Address> = HashMap::new();
+        for node in &self.nodes {
+            if let NodeDef::Resource(r) = node
+                && let Some(first) = keys.insert((r.kind, r.key.as_str()), &r.address)
+            {
+                errors.push(BuildError::DuplicateKey {
+                    kind: r.kind.to_string(),
+                    key: r.key.clone(),
+                    first: first.clone(),
+                    second: r.address.clone(),
+                });
+            }
+        }
+        let mut deps: Vec<Vec<usize>> = vec![Vec::new(); self.nodes.len()];
+        for (i, node) in self.nodes.iter().enumerate() {
+            let mut wanted = self.deps[i].clone();
+            if let NodeDef::Resource(r) = node {
+                wanted.extend(
+                    collect_refs(&r.spec)
+                        .into_iter()
+                        .map(|(path, raw)| (raw.address, path)),
+                );
+            }
+            for (to, via) in wanted {
+                match self.index.get(&to) {
+                    Some(&j) if !deps[i].contains(&j) => deps[i].push(j),
+                    Some(_) => {}
+                    None => errors.push(BuildError::Dangling {
+                        from: node.address().clone(),
+                        to,
+                        via,
+                    }),
+                }
+            }
+        }
+        if errors.is_empty()
+            && let Some(cycle) = find_cycle(&deps)
+        {
+            errors.push(BuildError::Cycle(
+                cycle
+                    .into_iter()
+                    .map(|i| self.nodes[i].address().clone())
+                    .collect(),
+            ));
+        }
+        match errors.len() {
+            0 => Ok(Stack::new(self.name, self.nodes, deps, self.settings)),
+            1 => Err(errors.remove(0)),
+            _ => Err(BuildError::Many(errors)),
+        }
+    }
+}
+
+/// Finds one cycle, as a closed path `a -> b -> … -> a`, if the graph has any.
+fn find_cycle(deps: &[Vec<usize>]) -> Option<Vec<usize>> {
+    let mut g = DiGraph::<usize, ()>::new();
+    let idx: Vec<_> = (0..deps.len()).map(|i| g.add_node(i)).collect();
+    for (i, ds) in deps.iter().enumerate() {
+        for &d in ds {
+            g.add_edge(idx[i], idx[d], ());
+        }
+    }
+    let scc = tarjan_scc(&g)
+        .into_iter()
+        .find(|c| c.len() > 1 || deps[c[0].index()].contains(&c[0].index()))?;
+    let members: Vec<usize> = scc.iter().map(|n| n.index()).collect();
+    // Walk inside the component until a node repeats; that loop is a cycle.
+    let start = *members.iter().min()?;
+    let mut path = vec![start];
+    let mut cur = start;
+    loop {
+        let next = *deps[cur].iter().filter(|d| members.contains(d)).min()?;
+        if let Some(pos) = path.iter().position(|&p| p == next) {
+            let mut cycle = path[pos..].to_vec();
+            cycle.push(next);
+            return Some(cycle);
+        }
+        path.push(next);
+        cur = next;
+    }
+}
+
+/// A validated stack: nodes, their dependencies, a topological order and settings.
+#[derive(Clone)]
+pub struct Stack {
+    name: String,
+    nodes: Vec<NodeDef>,
+    deps: Vec<Vec<usize>>,
+    order: Vec<usize>,
+    settings: BTreeMap<String, String>,
+}
+
+impl Stack {
+    fn new(
+        name: String,
+        nodes: Vec<NodeDef>,
+        deps: Vec<Vec<usize>>,
+        settings: BTreeMap<String, String>,
+    ) -> Self {
+        let order = topo_order(&deps);
+        Stack {
+            name,
+            nodes,
+            deps,
+            order,
+            settings,
+        }
+    }
+
+    /// The stack's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// All nodes, in declaration order.
+    pub fn nodes(&self) -> &[NodeDef] {
+        &self.nodes
+    }
+
+    /// Indexes of the nodes node `i` depends on.
+    pub fn deps(&self, i: usize) -> &[usize] {
+        &self.deps[i]
+    }
+
+    /// Node indexes in an order where dependencies come first.
+    pub fn order(&self) -> &[usize] {
+        &self.order
+    }
+
+    /// Stack settings for plan checks.
+    pub fn settings(&self) -> &BTreeMap<String, String> {
+        &self.settings
+    }
+
+    /// The declared resources.
+    pub fn resources(&self) -> impl Iterator<Item = &ResourceDef> {
+        self.nodes.iter().filter_map(|n| match n {
+            NodeDef::Resource(r) => Some(r),
+            NodeDef::Gate(_) => None,
+        })
+    }
+
+    /// The index of the node at `address`.
+    pub fn index_of(&self, address: &Address) -> Option<usize> {
+        self.nodes.iter().position(|n| n.address() == address)
+    }
+}
+
+/// Kahn's algorithm with declaration order as the tie-break (stable, deterministic).
+fn topo_order(deps: &[Vec<usize>]) -> Vec<usize> {
+    let n = deps.len();
+    let mut indegree: Vec<usize> = deps.iter().map(Vec::len).collect();
+    let mut dependents = vec![Vec::new(); n];
+    for (i, ds) in deps.iter().enumerate() {
+        for &d in ds {
+            dependents[d].push(i);
+        }
+    }
+    let mut ready: std::collections::BTreeSet<usize> =
+        (0..n).filter(|&i| indegree[i] == 0).collect();
+    let mut order = Vec::with_capacity(n);
+    while let Some(i) = ready.pop_first() {
+        order.push(i);
+        for &d in &dependents[i] {
+            indegree[d] -= 1;
+            if indegree[d] == 0 {
+                ready.insert(d);
+            }
+        }
+    }
+    order
+}

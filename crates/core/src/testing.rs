@@ -1,0 +1,398 @@
+//! An in-memory provider with configurable latency and failures, a call log and an
+//! in-flight counter — for the engine's own tests, benches and the demo stack.
+//! Its kinds: [`Thing`] and [`CbdThing`] (the same, but replaced create-before-destroy).
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::provider::{Change, Marker, ObserveRequest, Observed, Provider, ProviderError};
+use crate::resource::{FieldError, Handle, Resource, Schema};
+use crate::value::{AttrRef, Field};
+
+/// A generic test resource: a name, a size, inputs that may reference other things' ids.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Thing {
+    /// Its key.
+    pub name: String,
+    /// Changing it is an in-place update.
+    pub size: i64,
+    /// Changing it forces a replace.
+    pub zone: String,
+    /// Values, often other things' ids.
+    pub inputs: Vec<Field<String>>,
+    /// Labels (authoritative map).
+    pub labels: BTreeMap<String, String>,
+    /// Never shown.
+    pub secret: Option<String>,
+    /// Multi-line text, diffed line by line.
+    pub script: Option<String>,
+}
+
+const THING_SCHEMA: Schema = Schema {
+    replace: &["zone"],
+    computed: &["id"],
+    sensitive: &["secret"],
+    keyed: &[],
+    unordered: &[],
+    restart: &[],
+    create_before_destroy: false,
+    read_only: false,
+};
+
+impl Resource for Thing {
+    const KIND: &'static str = "test_thing";
+    const PROVIDER: &'static str = "memory";
+
+    fn key(&self) -> String {
+        self.name.clone()
+    }
+
+    fn schema() -> Schema {
+        THING_SCHEMA
+    }
+
+    fn validate(&self) -> Vec<FieldError> {
+        let mut out = Vec::new();
+        if self.name.is_empty() {
+            out.push(FieldError::new("name", "must not be empty"));
+        }
+        if self.size < 0 {
+            out.push(FieldError::new(
+                "size",
+                format!("must be ≥ 0, got {}", self.size),
+            ));
+        }
+        out
+    }
+}
+
+impl Handle<Thing> {
+    /// The id the provider assigns (unknown until created).
+    pub fn id(&self) -> AttrRef<String> {
+        self.attr("id")
+    }
+}
+
+/// A [`Thing`] whose replace creates the new one before destroying the old one.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct CbdThing(pub Thing);
+
+impl Resource for CbdThing {
+    const KIND: &'static str = "test_cbd_thing";
+    const PROVIDER: &'static str = "memory";
+
+    fn key(&self) -> String {
+        self.0.name.clone()
+    }
+
+    fn schema() -> Schema {
+        Schema {
+            create_before_destroy: true,
+            ..THING_SCHEMA
+        }
+    }
+}
+
+impl Handle<CbdThing> {
+    /// The id the provider assigns.
+    pub fn id(&self) -> AttrRef<String> {
+        self.attr("id")
+    }
+}
+
+/// One stored object.
+#[derive(Debug, Clone)]
+struct Obj {
+    id: String,
+    key: String,
+    value: Value,
+    marker: Option<Marker>,
+}
+
+/// One provider call, for ordering assertions.
+#[derive(Debug, Clone)]
+pub struct Call {
+    /// `observe`, `create`, `update` or `delete`.
+    pub op: &'static str,
+    /// The kind.
+    pub kind: String,
+    /// The key.
+    pub key: String,
+    /// When it started.
+    pub start: Instant,
+    /// When it ended.
+    pub end: Instant,
+}
+
+/// The in-memory provider.
+pub struct MemoryProvider {
+    name: String,
+    latency: Duration,
+    fail: Mutex<HashSet<String>>,
+    objects: Mutex<HashMap<String, Vec<Obj>>>,
+    next_id: AtomicU64,
+    calls: Mutex<Vec<Call>>,
+    in_flight: AtomicUsize,
+    max_in_flight: AtomicUsize,
+    writes: AtomicUsize,
+    concurrency: usize,
+}
+
+impl MemoryProvider {
+    /// A provider called `memory` with no latency and a concurrency limit of 64.
+    pub fn new() -> Self {
+        MemoryProvider {
+            name: "memory".into(),
+            latency: Duration::ZERO,
+            fail: Mutex::default(),
+            objects: Mutex::default(),
+            next_id: AtomicU64::new(1),
+            calls: Mutex::default(),
+            in_flight: AtomicUsize::new(0),
+            max_in_flight: AtomicUsize::new(0),
+            writes: AtomicUsize::new(0),
+            concurrency: 64,
+        }
+    }
+
+    /// Every write takes this long.
+    pub fn with_latency(mut self, latency: Duration) -> Self {
+        self.latency = latency;
+        self
+    }
+
+    /// The provider's own concurrency limit.
+    pub fn with_concurrency(mut self, n: usize) -> Self {
+        self.concurrency = n;
+        self
+    }
+
+    /// Writes to objects with this key fail.
+    pub fn fail_on(&self, key: &str) {
+        self.fail.lock().expect("lock").insert(key.to_string());
+    }
+
+    /// Stores an object as if made outside cairn (`marker: None`) or by a stack.
+    pub fn seed<R: Resource>(&self, spec: &R, marker: Option<Marker>) -> String {
+        let id = format!("id-{}", self.next_id.fetch_add(1, Ordering::SeqCst));
+        let mut value = serde_json::to_value(spec).expect("spec serialises");
+        value["id"] = Value::String(id.clone());
+        self.objects
+            .lock()
+            .expect("lock")
+            .entry(R::KIND.to_string())
+            .or_default()
+            .push(Obj {
+                id: id.clone(),
+                key: spec.key(),
+                value,
+                marker,
+            });
+        id
+    }
+
+    /// Changes a field of a stored object out of band (drift).
+    pub fn tamper(&self, kind: &str, key: &str, field: &str, v: Value) {
+        let mut objs = self.objects.lock().expect("lock");
+        if let Some(o) = objs
+            .get_mut(kind)
+            .and_then(|l| l.iter_mut().find(|o| o.key == key))
+        {
+            o.value[field] = v;
+        }
+    }
+
+    /// How many objects of `kind` with `key` exist (duplicates would show as > 1).
+    pub fn count(&self, kind: &str, key: &str) -> usize {
+        self.objects
+            .lock()
+            .expect("lock")
+            .get(kind)
+            .map_or(0, |l| l.iter().filter(|o| o.key == key).count())
+    }
+
+    /// The stored value of an object.
+    pub fn value(&self, kind: &str, key: &str) -> Option<Value> {
+        self.objects
+            .lock()
+            .expect("lock")
+            .get(kind)?
+            .iter()
+            .find(|o| o.key == key)
+            .map(|o| o.value.clone())
+    }
+
+    /// Every call so far.
+    pub fn calls(&self) -> Vec<Call> {
+        self.calls.lock().expect("lock").clone()
+    }
+
+    /// Number of create/update/delete calls so far.
+    pub fn writes(&self) -> usize {
+        self.writes.load(Ordering::SeqCst)
+    }
+
+    /// The most writes that ever ran at once.
+    pub fn max_in_flight(&self) -> usize {
+        self.max_in_flight.load(Ordering::SeqCst)
+    }
+
+    async fn write<T>(
+        &self,
+        op: &'static str,
+        change: &Change<'_>,
+        f: impl FnOnce(&mut HashMap<String, Vec<Obj>>) -> Result<T, ProviderError>,
+    ) -> Result<T, ProviderError> {
+        self.writes.fetch_add(1, Ordering::SeqCst);
+        let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        self.max_in_flight.fetch_max(now, Ordering::SeqCst);
+        let start = Instant::now();
+        if !self.latency.is_zero() {
+            tokio::time::sleep(self.latency).await;
+        }
+        let failing = self.fail.lock().expect("lock").contains(change.key);
+        let result = if failing {
+            Err(
+                ProviderError::new(format!("{op} {}", change.address), "injected failure")
+                    .with_code("injected"),
+            )
+        } else {
+            f(&mut self.objects.lock().expect("lock"))
+        };
+        self.in_flight.fetch_sub(1, Ordering::SeqCst);
+        self.calls.lock().expect("lock").push(Call {
+            op,
+            kind: change.kind.to_string(),
+            key: change.key.to_string(),
+            start,
+            end: Instant::now(),
+        });
+        result
+    }
+
+    fn uses(&self, objs: &HashMap<String, Vec<Obj>>, value: &Value) -> Vec<(String, String)> {
+        let ids: Vec<&str> = value["inputs"]
+            .as_array()
+            .map(|a| a.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
+        objs.iter()
+            .flat_map(|(kind, l)| {
+                l.iter()
+                    .filter(|o| ids.contains(&o.id.as_str()))
+                    .map(move |o| (kind.clone(), o.key.clone()))
+            })
+            .collect()
+    }
+}
+
+impl Default for MemoryProvider {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[async_trait]
+impl Provider for MemoryProvider {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn kinds(&self) -> &[&'static str] {
+        &[Thing::KIND, CbdThing::KIND]
+    }
+
+    fn concurrency(&self) -> usize {
+        self.concurrency
+    }
+
+    async fn observe(&self, req: ObserveRequest<'_>) -> Result<Vec<Observed>, ProviderError> {
+        let objs = self.objects.lock().expect("lock");
+        let keys: HashSet<&str> = req.keys.iter().map(String::as_str).collect();
+        Ok(objs
+            .get(req.kind)
+            .map(|l| {
+                l.iter()
+                    .filter(|o| {
+                        keys.contains(o.key.as_str())
+                            || o.marker.as_ref().is_some_and(|m| m.stack == req.stack)
+                    })
+                    .map(|o| Observed {
+                        key: o.key.clone(),
+                        value: o.value.clone(),
+                        marker: o.marker.clone(),
+                        uses: self.uses(&objs, &o.value),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+
+    async fn create(&self, change: Change<'_>) -> Result<Value, ProviderError> {
+        let id = format!("id-{}", self.next_id.fetch_add(1, Ordering::SeqCst));
+        let mut value = change.desired.cloned().unwrap_or(Value::Null);
+        value["id"] = Value::String(id.clone());
+        let stored = value.clone();
+        self.write("create", &change, |objs| {
+            objs.entry(change.kind.to_string()).or_default().push(Obj {
+                id,
+                key: change.key.to_string(),
+                value: stored,
+                marker: Some(change.marker.clone()),
+            });
+            Ok(value)
+        })
+        .await
+    }
+
+    async fn update(&self, change: Change<'_>) -> Result<Value, ProviderError> {
+        let prior_id = change
+            .prior
+            .and_then(|p| p.value["id"].as_str())
+            .unwrap_or_default()
+            .to_string();
+        self.write("update", &change, |objs| {
+            let obj = objs
+                .get_mut(change.kind)
+                .and_then(|l| l.iter_mut().find(|o| o.id == prior_id))
+                .ok_or_else(|| {
+                    ProviderError::new(format!("update {}", change.address), "object not found")
+                        .with_code("not_found")
+                })?;
+            let mut value = change.desired.cloned().unwrap_or(Value::Null);
+            value["id"] = Value::String(obj.id.clone());
+            obj.value = value.clone();
+            obj.marker = Some(change.marker.clone());
+            Ok(value)
+        })
+        .await
+    }
+
+    async fn delete(&self, change: Change<'_>) -> Result<(), ProviderError> {
+        let prior_id = change
+            .prior
+            .and_then(|p| p.value["id"].as_str())
+            .unwrap_or_default()
+            .to_string();
+        self.write("delete", &change, |objs| {
+            let list = objs.entry(change.kind.to_string()).or_default();
+            let before = list.len();
+            list.retain(|o| o.id != prior_id);
+            if list.len() == before {
+                return Err(ProviderError::new(
+                    format!("delete {}", change.address),
+                    "object not found",
+                )
+                .with_code("not_found"));
+            }
+            Ok(())
+        })
+        .await
+    }
+}

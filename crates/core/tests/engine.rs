@@ -1,0 +1,541 @@
+//! End-to-end tests of the engine on the in-memory provider: ordering, concurrency, failure
+//! isolation, deletes, validation errors, adoption, drift reasons, saved plans and gates.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use cairn_core::apply::NoProgress;
+use cairn_core::gate::{GateTiming, Probe};
+use cairn_core::planner::stale_entries;
+use cairn_core::render::render_plan;
+use cairn_core::testing::{CbdThing, MemoryProvider, Thing};
+use cairn_core::{
+    ApplyOptions, Marker, Outcome, PlanError, Planned, Providers, Stack, StackBuilder, apply, plan,
+};
+use proptest::prelude::*;
+
+fn thing(name: &str, size: i64) -> Thing {
+    Thing {
+        name: name.into(),
+        size,
+        zone: "a".into(),
+        ..Default::default()
+    }
+}
+
+fn providers(m: &Arc<MemoryProvider>) -> Providers {
+    Providers::new().with(m.clone())
+}
+
+fn owned(stack: &str) -> Option<Marker> {
+    Some(Marker {
+        stack: stack.into(),
+        fingerprint: None,
+    })
+}
+
+async fn plan_apply(
+    stack: &Stack,
+    p: &Providers,
+    parallelism: usize,
+) -> (Planned, cairn_core::ApplyReport) {
+    let planned = plan(stack, p).await.expect("plan");
+    let report = apply(
+        stack,
+        p,
+        &planned,
+        ApplyOptions { parallelism },
+        Arc::new(NoProgress),
+    )
+    .await;
+    (planned, report)
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// A random DAG: node i depends on a subset of the nodes before it.
+fn dag() -> impl Strategy<Value = (Vec<Vec<usize>>, HashSet<usize>, usize)> {
+    (2usize..24).prop_flat_map(|n| {
+        let deps = (0..n)
+            .map(|i| proptest::sample::subsequence((0..i).collect::<Vec<_>>(), 0..=i.min(3)))
+            .collect::<Vec<_>>();
+        (deps, proptest::collection::hash_set(0..n, 0..3), 1usize..5)
+    })
+}
+
+fn descendants(deps: &[Vec<usize>], roots: &HashSet<usize>) -> HashSet<usize> {
+    let mut out = HashSet::new();
+    let mut changed = true;
+    while changed {
+        changed = false;
+        for (i, ds) in deps.iter().enumerate() {
+            if !out.contains(&i) && ds.iter().any(|d| roots.contains(d) || out.contains(d)) {
+                out.insert(i);
+                changed = true;
+            }
+        }
+    }
+    out
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, failure_persistence: None, ..ProptestConfig::default() })]
+
+    #[test]
+    fn apply_runs_each_node_once_after_its_dependencies_within_limits((deps, failing, parallelism) in dag()) {
+        let m = Arc::new(MemoryProvider::new().with_latency(Duration::from_millis(2)).with_concurrency(3));
+        for f in &failing {
+            m.fail_on(&format!("n{f}"));
+        }
+        let mut b = StackBuilder::new("prop");
+        let mut handles: Vec<cairn_core::Handle<Thing>> = Vec::new();
+        for (i, ds) in deps.iter().enumerate() {
+            let mut t = thing(&format!("n{i}"), i as i64);
+            t.inputs = ds.iter().map(|&d| handles[d] .id()).map(Into::into).collect();
+            let h: cairn_core::Handle<Thing> = b.add(&format!("n{i}"), t);
+            handles.push(h);
+        }
+        let stack = b.build().unwrap();
+        let (_, report) = rt().block_on(plan_apply(&stack, &providers(&m), parallelism));
+
+        let calls = m.calls();
+        let skipped_expected = descendants(&deps, &failing);
+        for i in 0..deps.len() {
+            let key = format!("n{i}");
+            let mine: Vec<_> = calls.iter().filter(|c| c.key == key && c.op == "create").collect();
+            if skipped_expected.contains(&i) {
+                prop_assert!(mine.is_empty(), "{key} ran although a dependency failed");
+                let e = report.entries.iter().find(|e| e.address.0 == format!("test_thing.{key}")).unwrap();
+                prop_assert!(matches!(e.outcome, Outcome::Skipped(_)));
+            } else {
+                prop_assert_eq!(mine.len(), 1, "{} must run exactly once", key);
+                for &d in &deps[i] {
+                    let dep = calls.iter().find(|c| c.key == format!("n{d}")).unwrap();
+                    prop_assert!(dep.end <= mine[0].start, "{} started before its dependency n{}", key, d);
+                }
+                prop_assert_eq!(m.count("test_thing", &key), usize::from(!failing.contains(&i)));
+            }
+        }
+        prop_assert!(m.max_in_flight() <= parallelism.min(3), "in flight {} > limit", m.max_in_flight());
+        let (done, failed, skipped) = report.counts();
+        prop_assert_eq!(failed, failing.difference(&skipped_expected).count());
+        prop_assert_eq!(skipped, skipped_expected.len());
+        prop_assert_eq!(done + failed + skipped, deps.len());
+    }
+
+    #[test]
+    fn undeclared_owned_objects_are_deleted_users_first((deps, _f, parallelism) in dag()) {
+        let m = Arc::new(MemoryProvider::new().with_latency(Duration::from_millis(1)));
+        let mut ids: Vec<String> = Vec::new();
+        for (i, ds) in deps.iter().enumerate() {
+            let mut t = thing(&format!("old{i}"), 0);
+            t.inputs = ds.iter().map(|&d| ids[d].clone().into()).collect();
+            ids.push(m.seed(&t, owned("prop")));
+        }
+        let stack = StackBuilder::new("prop").build().unwrap();
+        let (planned, report) = rt().block_on(plan_apply(&stack, &providers(&m), parallelism));
+        prop_assert_eq!(planned.plan.summary.destroy, deps.len());
+        prop_assert!(report.success());
+        let calls = m.calls();
+        for (i, ds) in deps.iter().enumerate() {
+            let user = calls.iter().find(|c| c.key == format!("old{i}") && c.op == "delete").unwrap();
+            for d in ds {
+                let used = calls.iter().find(|c| c.key == format!("old{d}") && c.op == "delete").unwrap();
+                prop_assert!(user.end <= used.start, "old{} was deleted while old{} still used it", d, i);
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn second_plan_after_apply_is_empty_and_references_resolve() {
+    let m = Arc::new(MemoryProvider::new());
+    let mut b = StackBuilder::new("s");
+    let db = b.add("db", thing("db", 1));
+    let mut web = thing("web", 1);
+    web.inputs = vec![db.id().into(), "literal".into()];
+    b.add("web", web);
+    let stack = b.build().unwrap();
+    let p = providers(&m);
+    let (planned, report) = plan_apply(&stack, &p, 10).await;
+    assert!(
+        render_plan(&planned.plan, false).contains("inputs = [(known after apply), \"literal\"]")
+    );
+    assert!(report.success(), "{report:?}");
+    let db_id = m.value("test_thing", "db").unwrap()["id"].clone();
+    assert_eq!(m.value("test_thing", "web").unwrap()["inputs"][0], db_id);
+    let again = plan(&stack, &p).await.unwrap();
+    assert!(
+        !again.plan.has_changes(),
+        "{}",
+        render_plan(&again.plan, false)
+    );
+    assert_eq!(
+        again.plan.summary_line(),
+        "Plan: 0 to add, 0 to change, 0 to destroy."
+    );
+}
+
+fn assert_untouched(m: &MemoryProvider) {
+    assert_eq!(m.writes(), 0, "the provider was written to");
+}
+
+#[test]
+fn duplicate_address_and_key_name_both_resources() {
+    let mut b = StackBuilder::new("s");
+    b.add("a", thing("x", 1));
+    b.add("a", thing("y", 1));
+    b.add("b", thing("x", 1));
+    let err = b.build().err().unwrap().to_string();
+    assert!(err.contains("duplicate address test_thing.a"), "{err}");
+    assert!(
+        err.contains("test_thing.a and test_thing.b have the same test_thing key \"x\""),
+        "{err}"
+    );
+}
+
+#[test]
+fn dangling_reference_names_referrer_field_and_target() {
+    let mut other = StackBuilder::new("other");
+    let foreign = other.add("ghost", thing("ghost", 1));
+    let mut b = StackBuilder::new("s");
+    let mut t = thing("a", 1);
+    t.inputs = vec![foreign.id().into()];
+    b.add("a", t);
+    let err = b.build().err().unwrap().to_string();
+    assert_eq!(
+        err,
+        "test_thing.a refers to test_thing.ghost (inputs[0]), which is not declared in this stack"
+    );
+}
+
+#[test]
+fn cycle_is_reported_with_its_path() {
+    let mut b = StackBuilder::new("s");
+    let a = b.add("a", thing("a", 1));
+    let bb = b.add("b", thing("b", 1));
+    let c = b.add("c", thing("c", 1));
+    b.depends_on(&a, &c).depends_on(&c, &bb).depends_on(&bb, &a);
+    let err = b.build().err().unwrap().to_string();
+    assert_eq!(
+        err,
+        "dependency cycle: test_thing.a -> test_thing.c -> test_thing.b -> test_thing.a"
+    );
+}
+
+#[tokio::test]
+async fn invalid_field_names_resource_and_field_and_touches_nothing() {
+    let m = Arc::new(MemoryProvider::new());
+    let mut b = StackBuilder::new("s");
+    b.add("bad", thing("bad", -3));
+    let err = plan(&b.build().unwrap(), &providers(&m))
+        .await
+        .err()
+        .unwrap();
+    assert!(matches!(err, PlanError::Invalid(_)));
+    assert!(
+        err.to_string()
+            .contains("test_thing.bad: size: must be ≥ 0, got -3"),
+        "{err}"
+    );
+    assert_untouched(&m);
+}
+
+#[tokio::test]
+async fn replacing_a_protected_resource_is_refused_before_anything_runs() {
+    let m = Arc::new(MemoryProvider::new());
+    m.seed(&thing("master", 1), owned("s"));
+    let mut b = StackBuilder::new("s");
+    let mut t = thing("master", 1);
+    t.zone = "b".into();
+    let h = b.add("master", t);
+    b.protect(&h);
+    let err = plan(&b.build().unwrap(), &providers(&m))
+        .await
+        .err()
+        .unwrap();
+    assert!(matches!(err, PlanError::Protected(_)));
+    assert!(
+        err.to_string()
+            .contains("test_thing.master (forces replacement)"),
+        "{err}"
+    );
+    assert_untouched(&m);
+}
+
+#[tokio::test]
+async fn stale_saved_plan_is_refused_naming_what_changed() {
+    let m = Arc::new(MemoryProvider::new());
+    m.seed(&thing("db", 1), owned("s"));
+    let mut b = StackBuilder::new("s");
+    b.add("db", thing("db", 2));
+    let stack = b.build().unwrap();
+    let p = providers(&m);
+    let saved = plan(&stack, &p).await.unwrap().plan;
+    let json = serde_json::to_string(&saved).unwrap();
+    m.tamper("test_thing", "db", "size", 5.into());
+    let reloaded: cairn_core::Plan = serde_json::from_str(&json).unwrap();
+    let fresh = plan(&stack, &p).await.unwrap().plan;
+    let stale = stale_entries(&reloaded, &fresh);
+    assert_eq!(stale.len(), 1);
+    assert_eq!(stale[0].0.0, "test_thing.db");
+    assert_eq!(stale[0].1, "its live state changed");
+    assert!(stale_entries(&reloaded, &reloaded).is_empty());
+    assert_untouched(&m);
+}
+
+#[tokio::test]
+async fn adoption_adds_only_the_marker_and_then_converges() {
+    let m = Arc::new(MemoryProvider::new());
+    m.seed(&thing("handmade", 1), None);
+    let mut b = StackBuilder::new("s");
+    b.add("handmade", thing("handmade", 1));
+    let stack = b.build().unwrap();
+    let p = providers(&m);
+    let (planned, report) = plan_apply(&stack, &p, 10).await;
+    let c = planned.plan.change("test_thing.handmade").unwrap();
+    assert_eq!(c.actions, ["update"]);
+    assert_eq!(c.changes.len(), 1);
+    assert_eq!(c.changes[0].path, "(ownership marker)");
+    assert!(report.success());
+    assert_eq!(m.count("test_thing", "handmade"), 1);
+    assert!(!plan(&stack, &p).await.unwrap().plan.has_changes());
+}
+
+#[tokio::test]
+async fn drift_reason_tells_outside_change_from_code_change() {
+    let m = Arc::new(MemoryProvider::new());
+    let mut b = StackBuilder::new("s");
+    b.add("db", thing("db", 1));
+    let stack = b.build().unwrap();
+    let p = providers(&m);
+    plan_apply(&stack, &p, 10).await;
+    m.tamper("test_thing", "db", "size", 9.into());
+    let drift = plan(&stack, &p).await.unwrap().plan;
+    let c = drift.change("test_thing.db").unwrap();
+    assert_eq!(
+        c.action_reason.as_deref(),
+        Some("changed outside cairn since the last apply")
+    );
+    assert_eq!(c.changes[0].path, "size");
+
+    let mut b = StackBuilder::new("s");
+    b.add("db", thing("db", 2));
+    let code = plan(&b.build().unwrap(), &p).await.unwrap().plan;
+    let c = code.change("test_thing.db").unwrap();
+    assert_eq!(
+        c.action_reason.as_deref(),
+        Some("the stack's code changed since the last apply")
+    );
+}
+
+#[tokio::test]
+async fn ignore_changes_and_sensitive_fields_are_honoured() {
+    let m = Arc::new(MemoryProvider::new());
+    let mut seeded = thing("db", 1);
+    seeded.secret = Some("old-s3cret".into());
+    m.seed(&seeded, owned("s"));
+    let mut b = StackBuilder::new("s");
+    let mut t = thing("db", 7);
+    t.secret = Some("hunter2-new".into());
+    let h = b.add("db", t);
+    b.ignore_changes(&h, &["size"]);
+    let planned = plan(&b.build().unwrap(), &providers(&m)).await.unwrap();
+    let c = planned.plan.change("test_thing.db").unwrap();
+    assert_eq!(
+        c.changes
+            .iter()
+            .map(|c| c.path.as_str())
+            .collect::<Vec<_>>(),
+        ["secret"]
+    );
+    let text = render_plan(&planned.plan, false);
+    let json = serde_json::to_string(&planned.plan).unwrap();
+    for out in [&text, &json] {
+        assert!(
+            !out.contains("hunter2") && !out.contains("s3cret"),
+            "secret leaked: {out}"
+        );
+    }
+    assert!(
+        text.contains("secret: \"(sensitive)\" → \"(sensitive)\""),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn multi_line_strings_are_diffed_line_by_line() {
+    let m = Arc::new(MemoryProvider::new());
+    let mut seeded = thing("vm", 1);
+    seeded.script = Some("#cloud-config\npackages:\n  - curl\n".into());
+    m.seed(&seeded, owned("s"));
+    let mut b = StackBuilder::new("s");
+    let mut t = thing("vm", 1);
+    t.script = Some("#cloud-config\npackages:\n  - curl\n  - jq\n".into());
+    b.add("vm", t);
+    let planned = plan(&b.build().unwrap(), &providers(&m)).await.unwrap();
+    let text = render_plan(&planned.plan, false);
+    assert!(text.contains("~ script:"), "{text}");
+    assert!(text.contains("+   - jq"), "{text}");
+    assert!(text.contains("      - curl"), "{text}");
+}
+
+#[tokio::test]
+async fn create_before_destroy_deletes_the_old_object_after_dependents_ran() {
+    let m = Arc::new(MemoryProvider::new());
+    let old = CbdThing(thing("cert", 1));
+    let old_id = m.seed(&old, owned("s"));
+    let mut user = thing("user", 1);
+    user.inputs = vec![old_id.into()];
+    m.seed(&user, owned("s"));
+    let mut b = StackBuilder::new("s");
+    let mut new = CbdThing(thing("cert", 1));
+    new.0.zone = "b".into();
+    let cert = b.add("cert", new);
+    let mut user = thing("user", 1);
+    user.inputs = vec![cert.id().into()];
+    b.add("user", user);
+    let stack = b.build().unwrap();
+    let (planned, report) = plan_apply(&stack, &providers(&m), 10).await;
+    assert_eq!(
+        planned.plan.change("test_cbd_thing.cert").unwrap().actions,
+        ["create", "delete"]
+    );
+    assert!(report.success(), "{report:?}");
+    let calls = m.calls();
+    let order: Vec<_> = calls
+        .iter()
+        .map(|c| format!("{} {}", c.op, c.key))
+        .collect();
+    assert_eq!(order, ["create cert", "update user", "delete cert"]);
+    assert_eq!(m.count("test_cbd_thing", "cert"), 1);
+    assert_eq!(m.value("test_cbd_thing", "cert").unwrap()["zone"], "b");
+}
+
+#[tokio::test]
+async fn owned_object_of_another_stack_is_not_adopted() {
+    let m = Arc::new(MemoryProvider::new());
+    m.seed(&thing("db", 1), owned("other"));
+    let mut b = StackBuilder::new("s");
+    b.add("db", thing("db", 1));
+    let err = plan(&b.build().unwrap(), &providers(&m))
+        .await
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        err.contains("test_thing.db: key: \"db\" is owned by stack \"other\""),
+        "{err}"
+    );
+}
+
+struct Flaky(Arc<std::sync::atomic::AtomicUsize>, usize);
+
+#[async_trait]
+impl Probe for Flaky {
+    fn describe(&self) -> String {
+        "flaky service ready".into()
+    }
+    async fn check(&self) -> Result<(), String> {
+        let n = self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        if n >= self.1 {
+            Ok(())
+        } else {
+            Err(format!("attempt {n}: not ready"))
+        }
+    }
+}
+
+fn gated_stack(ready_after: usize, tries: &Arc<std::sync::atomic::AtomicUsize>) -> Stack {
+    let mut b = StackBuilder::new("s");
+    let vip = b.add("vip", thing("vip", 1));
+    let gate = b.gate(
+        "vip-ready",
+        Flaky(tries.clone(), ready_after),
+        GateTiming {
+            interval: Duration::from_millis(5),
+            timeout: Duration::from_millis(200),
+        },
+    );
+    b.depends_on(&gate, &vip);
+    let dns = b.add("dns", thing("dns", 1));
+    b.depends_on(&dns, &gate);
+    b.add("independent", thing("independent", 1));
+    b.build().unwrap()
+}
+
+#[tokio::test]
+async fn gate_waits_until_ready_then_dependents_run() {
+    let m = Arc::new(MemoryProvider::new());
+    let tries = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let stack = gated_stack(3, &tries);
+    let (planned, report) = plan_apply(&stack, &providers(&m), 10).await;
+    assert!(planned.plan.gates[0].will_run);
+    assert!(render_plan(&planned.plan, false).contains("gate.vip-ready: flaky service ready"));
+    assert!(report.success(), "{report:?}");
+    assert_eq!(tries.load(std::sync::atomic::Ordering::SeqCst), 4);
+    // Nothing after the gate changes any more: the gate does not run again.
+    let again = plan(&stack, &providers(&m)).await.unwrap();
+    assert!(!again.plan.gates[0].will_run);
+}
+
+#[tokio::test]
+async fn failed_gate_skips_its_dependents_only() {
+    let m = Arc::new(MemoryProvider::new());
+    let tries = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let stack = gated_stack(usize::MAX, &tries);
+    let (_, report) = plan_apply(&stack, &providers(&m), 10).await;
+    let outcome = |a: &str| {
+        report
+            .entries
+            .iter()
+            .find(|e| e.address.0 == a)
+            .map(|e| e.outcome.clone())
+    };
+    assert!(
+        matches!(outcome("gate.vip-ready"), Some(Outcome::Failed(r)) if r.contains("timed out") && r.contains("not ready"))
+    );
+    assert_eq!(
+        outcome("test_thing.dns"),
+        Some(Outcome::Skipped("gate.vip-ready failed".into()))
+    );
+    assert_eq!(outcome("test_thing.independent"), Some(Outcome::Done));
+    assert_eq!(m.count("test_thing", "dns"), 0);
+}
+
+#[tokio::test]
+async fn plan_json_carries_the_documented_fields() {
+    let m = Arc::new(MemoryProvider::new());
+    let mut b = StackBuilder::new("s");
+    let db = b.add("db", thing("db", 1));
+    let mut web = thing("web", 1);
+    web.inputs = vec![db.id().into()];
+    b.add("web", web);
+    let planned = plan(&b.build().unwrap(), &providers(&m)).await.unwrap();
+    let v = serde_json::to_value(&planned.plan).unwrap();
+    assert_eq!(v["format_version"], "1.0");
+    let web = &v["resource_changes"][1];
+    for field in [
+        "address",
+        "kind",
+        "actions",
+        "before",
+        "after",
+        "after_unknown",
+        "replace_paths",
+        "action_reason",
+    ] {
+        assert!(web.get(field).is_some(), "missing {field}");
+    }
+    assert_eq!(web["after_unknown"], serde_json::json!({"inputs": [true]}));
+    assert_eq!(v["errored"], false);
+    let _ = BTreeMap::<String, String>::new();
+}
