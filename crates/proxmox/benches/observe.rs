@@ -1,0 +1,2 @@
+//! Observe benchmark (placeholder until the client exists).
+fn main() {}
