@@ -1,1 +1,24 @@
-//! cairn provider for pfsense (work in progress).
+//! cairn provider for pfSense (REST API package v2): virtual IPs, HAProxy frontends and
+//! backend pools with zero-drop server changes, DNS Resolver host overrides. The simulator
+//! (feature `sim`) serves the same API and drives a real HAProxy.
+//!
+//! Map: [`kinds`] (the resource kinds and the ownership marker), [`client`] (REST v2,
+//! apply, runtime API), [`provider`] (the [`cairn_core::Provider`]), [`gate`] (the
+//! "HAProxy backend server UP" probe), [`runtime`] (runtime API parsing), `sim`.
+//! The provider never imports the simulator.
+
+pub mod client;
+pub mod gate;
+pub mod kinds;
+pub mod provider;
+pub mod runtime;
+#[cfg(feature = "sim")]
+pub mod sim;
+
+pub use client::{ApiKey, ClientError, PfSenseClient, Subsystem, Timing};
+pub use gate::HaproxyServerUp;
+pub use kinds::{
+    BackendServer, DnsHostOverride, FrontendAddress, HaproxyBackend, HaproxyBackendRefs,
+    HaproxyFrontend, HaproxyFrontendRefs, VirtualIp, VirtualIpRefs,
+};
+pub use provider::{PfSenseProvider, ProviderOptions};

@@ -1,0 +1,96 @@
+//! The pfSense resource kinds and the ownership marker kept in `descr` (or, for HAProxy
+//! backends, which have no description, as a comment line in `advanced_backend`).
+
+pub mod backend;
+pub mod frontend;
+pub mod host_override;
+pub mod vip;
+
+pub use backend::{BackendServer, HaproxyBackend, HaproxyBackendRefs};
+pub use frontend::{FrontendAddress, HaproxyFrontend, HaproxyFrontendRefs};
+pub use host_override::DnsHostOverride;
+pub use vip::{VirtualIp, VirtualIpRefs};
+
+use cairn_core::Marker;
+
+/// The provider name of every kind here.
+pub const PROVIDER: &str = "pfsense";
+
+const OPEN: &str = "[cairn stack=";
+
+/// Appends the marker to a description: `web VIP [cairn stack=homelab fp=1a2b]`.
+pub fn descr_with_marker(descr: &str, marker: &Marker) -> String {
+    let tag = format!(
+        "{OPEN}{}{}]",
+        marker.stack,
+        marker
+            .fingerprint
+            .as_deref()
+            .map(|f| format!(" fp={f}"))
+            .unwrap_or_default()
+    );
+    if descr.is_empty() {
+        tag
+    } else {
+        format!("{descr} {tag}")
+    }
+}
+
+/// Splits a description into the user's text and the marker, if there is one.
+pub fn split_marker(descr: &str) -> (String, Option<Marker>) {
+    let Some(start) = descr.rfind(OPEN) else {
+        return (descr.to_string(), None);
+    };
+    let Some(inner) = descr[start + OPEN.len()..].strip_suffix(']') else {
+        return (descr.to_string(), None);
+    };
+    let mut parts = inner.split_whitespace();
+    let stack = parts.next().unwrap_or("").to_string();
+    let fingerprint = parts
+        .find_map(|p| p.strip_prefix("fp="))
+        .map(str::to_string);
+    (
+        descr[..start].trim_end().to_string(),
+        Some(Marker { stack, fingerprint }),
+    )
+}
+
+/// The marker as a comment line for `advanced_backend`.
+pub fn marker_comment(marker: &Marker) -> String {
+    format!("# {}", descr_with_marker("", marker))
+}
+
+/// Reads the marker out of `advanced_backend` and returns the remaining lines.
+pub fn split_marker_comment(advanced: &str) -> (String, Option<Marker>) {
+    let mut marker = None;
+    let mut rest = Vec::new();
+    for line in advanced.lines() {
+        match line.trim().strip_prefix("# ").map(split_marker) {
+            Some((text, Some(m))) if text.is_empty() => marker = Some(m),
+            _ => rest.push(line),
+        }
+    }
+    (rest.join("\n"), marker)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn marker_round_trips_through_descr_and_comment() {
+        let m = Marker {
+            stack: "homelab-ha".into(),
+            fingerprint: Some("ab12".into()),
+        };
+        let d = descr_with_marker("k8s VIP", &m);
+        assert_eq!(d, "k8s VIP [cairn stack=homelab-ha fp=ab12]");
+        assert_eq!(split_marker(&d), ("k8s VIP".to_string(), Some(m.clone())));
+        assert_eq!(split_marker("hand made"), ("hand made".to_string(), None));
+        let adv = format!("option tcplog\n{}", marker_comment(&m));
+        assert_eq!(
+            split_marker_comment(&adv),
+            ("option tcplog".to_string(), Some(m))
+        );
+    }
+}

@@ -1,0 +1,718 @@
+//! The pfSense [`Provider`]: bulk observe per kind, writes looked up by name every time
+//! (IDs are array indexes that shift), one apply per subsystem per step, and zero-drop
+//! pool changes: new servers are added disabled and enabled only after their health check
+//! passed; leaving servers are drained until they hold no session before they are deleted.
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use cairn_core::value::RawRef;
+use cairn_core::{
+    Change, Declared, Diagnostic, FieldError, Marker, ObserveRequest, Observed, Provider,
+    ProviderError, Resource,
+};
+use serde_json::{Value, json};
+
+use crate::client::{ClientError, PfSenseClient, Subsystem};
+use crate::kinds::{
+    self, DnsHostOverride, HaproxyBackend, HaproxyFrontend, VirtualIp, backend, frontend,
+    host_override, vip,
+};
+use crate::runtime::{parse_servers_state, parse_stat};
+
+/// Tunables of the provider's staged changes.
+#[derive(Debug, Clone)]
+pub struct ProviderOptions {
+    /// How long a new server may take to pass its health check.
+    pub server_check_timeout: Duration,
+    /// How long a draining server may keep sessions before it is deleted anyway.
+    pub drain_timeout: Duration,
+    /// Interface addresses a frontend may bind besides declared VIPs.
+    pub interface_addresses: Vec<Ipv4Addr>,
+}
+
+impl Default for ProviderOptions {
+    fn default() -> Self {
+        ProviderOptions {
+            server_check_timeout: Duration::from_secs(300),
+            drain_timeout: Duration::from_secs(60),
+            interface_addresses: Vec::new(),
+        }
+    }
+}
+
+/// The pfSense provider.
+#[derive(Debug, Clone)]
+pub struct PfSenseProvider {
+    client: PfSenseClient,
+    opts: ProviderOptions,
+}
+
+const BACKENDS: &str = "/services/haproxy/backends";
+const BACKEND: &str = "/services/haproxy/backend";
+const SERVER: &str = "/services/haproxy/backend/server";
+const FRONTENDS: &str = "/services/haproxy/frontends";
+const FRONTEND: &str = "/services/haproxy/frontend";
+const VIPS: &str = "/firewall/virtual_ips";
+const VIP: &str = "/firewall/virtual_ip";
+const OVERRIDES: &str = "/services/dns_resolver/host_overrides";
+const OVERRIDE: &str = "/services/dns_resolver/host_override";
+
+/// Converts an API object into (key, spec value, text holding the marker).
+type FromApi = fn(&Value) -> (String, Value, String);
+
+fn is_serving(status: &str) -> bool {
+    matches!(status, "active" | "backup")
+}
+
+impl PfSenseProvider {
+    /// A provider over this client.
+    pub fn new(client: PfSenseClient, opts: ProviderOptions) -> Self {
+        PfSenseProvider { client, opts }
+    }
+
+    /// The client.
+    pub fn client(&self) -> &PfSenseClient {
+        &self.client
+    }
+
+    async fn list_kind(&self, kind: &str) -> Result<Vec<Observed>, ClientError> {
+        let (path, conv): (&str, FromApi) = match kind {
+            VirtualIp::KIND => (VIPS, vip::from_api),
+            HaproxyBackend::KIND => (BACKENDS, backend::from_api),
+            HaproxyFrontend::KIND => (FRONTENDS, frontend::from_api),
+            DnsHostOverride::KIND => (OVERRIDES, host_override::from_api),
+            _ => return Ok(Vec::new()),
+        };
+        let items = self.client.list(path, &[]).await?;
+        Ok(items
+            .iter()
+            .map(|obj| {
+                let (key, mut value, text) = conv(obj);
+                let (descr, marker) = if kind == HaproxyBackend::KIND {
+                    (None, kinds::split_marker_comment(&text).1)
+                } else {
+                    let (d, m) = kinds::split_marker(&text);
+                    (Some(d), m)
+                };
+                if let Some(d) = descr {
+                    value["descr"] = json!(d);
+                }
+                let mut uses = Vec::new();
+                if kind == HaproxyFrontend::KIND {
+                    if let Some(b) = value["default_backend"].as_str().filter(|b| !b.is_empty()) {
+                        uses.push((HaproxyBackend::KIND.to_string(), b.to_string()));
+                    }
+                    for a in value["addresses"].as_array().into_iter().flatten() {
+                        if let Some(ip) = a["address"].as_str() {
+                            uses.push((VirtualIp::KIND.to_string(), ip.to_string()));
+                        }
+                    }
+                }
+                Observed {
+                    key,
+                    value,
+                    marker,
+                    uses,
+                }
+            })
+            .collect())
+    }
+
+    async fn find(&self, kind: &str, key: &str) -> Result<Option<(usize, Value)>, ClientError> {
+        let (path, conv): (&str, FromApi) = match kind {
+            VirtualIp::KIND => (VIPS, vip::from_api),
+            HaproxyBackend::KIND => (BACKENDS, backend::from_api),
+            HaproxyFrontend::KIND => (FRONTENDS, frontend::from_api),
+            DnsHostOverride::KIND => (OVERRIDES, host_override::from_api),
+            _ => return Ok(None),
+        };
+        let filter: Vec<(&str, String)> = match kind {
+            VirtualIp::KIND => vec![("subnet", key.to_string())],
+            DnsHostOverride::KIND => Vec::new(),
+            _ => vec![("name", key.to_string())],
+        };
+        let items = self.client.list(path, &filter).await?;
+        Ok(items.into_iter().find_map(|obj| {
+            let id = obj["id"].as_u64()? as usize;
+            (conv(&obj).0 == key).then_some((id, obj))
+        }))
+    }
+
+    async fn observed_value(
+        &self,
+        kind: &str,
+        key: &str,
+        op: &str,
+    ) -> Result<Value, ProviderError> {
+        let all = self
+            .list_kind(kind)
+            .await
+            .map_err(|e| e.into_provider(op))?;
+        all.into_iter()
+            .find(|o| o.key == key)
+            .map(|o| o.value)
+            .ok_or_else(|| {
+                ProviderError::new(op, format!("{kind} {key} not found after the write"))
+            })
+    }
+
+    fn body(kind: &str, desired: &Value, marker: &Marker, prior_raw: Option<&Value>) -> Value {
+        let descr = kinds::descr_with_marker(desired["descr"].as_str().unwrap_or(""), marker);
+        match kind {
+            VirtualIp::KIND => vip::to_api(desired, descr),
+            HaproxyFrontend::KIND => frontend::to_api(desired, descr),
+            DnsHostOverride::KIND => host_override::to_api(desired, descr),
+            _ => {
+                let rest = prior_raw
+                    .and_then(|p| p["advanced_backend"].as_str())
+                    .map(|a| kinds::split_marker_comment(a).0)
+                    .unwrap_or_default();
+                let comment = kinds::marker_comment(marker);
+                let adv = if rest.is_empty() {
+                    comment
+                } else {
+                    format!("{rest}\n{comment}")
+                };
+                backend::to_api(desired, adv)
+            }
+        }
+    }
+
+    /// Creates or updates an object of a simple kind (everything but pool servers).
+    async fn write_simple(&self, change: &Change<'_>, op: &str) -> Result<Value, ProviderError> {
+        let desired = change
+            .desired
+            .ok_or_else(|| ProviderError::new(op, "no desired value"))?;
+        let err = |e: ClientError| e.into_provider(op);
+        let (single, sub) = match change.kind {
+            VirtualIp::KIND => (VIP, Subsystem::VirtualIp),
+            HaproxyFrontend::KIND => (FRONTEND, Subsystem::Haproxy),
+            DnsHostOverride::KIND => (OVERRIDE, Subsystem::DnsResolver),
+            HaproxyBackend::KIND => (BACKEND, Subsystem::Haproxy),
+            other => return Err(ProviderError::new(op, format!("unknown kind {other}"))),
+        };
+        let existing = self.find(change.kind, change.key).await.map_err(err)?;
+        let body = Self::body(
+            change.kind,
+            desired,
+            change.marker,
+            existing.as_ref().map(|e| &e.1),
+        );
+        match existing {
+            Some((id, _)) => {
+                let mut b = body;
+                b["id"] = json!(id);
+                self.client.patch(single, &b).await.map_err(err)?;
+            }
+            None => {
+                self.client.post(single, &body).await.map_err(err)?;
+            }
+        }
+        self.client.apply(sub).await.map_err(err)?;
+        Ok(Value::Null)
+    }
+
+    /// Finds `(parent_id, id)` of a server by backend and server name.
+    async fn server_ids(
+        &self,
+        pool: &str,
+        server: &str,
+    ) -> Result<Option<(usize, usize)>, ClientError> {
+        let Some((pid, obj)) = self.find(HaproxyBackend::KIND, pool).await? else {
+            return Ok(None);
+        };
+        Ok(obj["servers"]
+            .as_array()
+            .and_then(|s| s.iter().position(|x| x["name"] == server))
+            .map(|i| (pid, i)))
+    }
+
+    async fn patch_server(
+        &self,
+        pool: &str,
+        server: &Value,
+        status: &str,
+        op: &str,
+    ) -> Result<(), ProviderError> {
+        let name = server["name"].as_str().unwrap_or("");
+        let (pid, id) = self
+            .server_ids(pool, name)
+            .await
+            .map_err(|e| e.into_provider(op))?
+            .ok_or_else(|| {
+                ProviderError::new(op, format!("server {name} vanished from pool {pool}"))
+            })?;
+        let mut body = backend::server_to_api(server, status);
+        body["parent_id"] = json!(pid);
+        body["id"] = json!(id);
+        self.client
+            .patch(SERVER, &body)
+            .await
+            .map_err(|e| e.into_provider(op))?;
+        Ok(())
+    }
+
+    async fn runtime_set(&self, pool: &str, server: &str, state: &str) -> Result<(), ClientError> {
+        self.client
+            .haproxy_runtime(&format!("set server {pool}_ipvANY/{server} state {state}"))
+            .await
+            .map(|_| ())
+    }
+
+    /// Waits until every named server of the pool is UP with a passed check; returns the
+    /// names that never got there.
+    async fn wait_checks(&self, pool: &str, names: &[String]) -> Vec<String> {
+        let deadline = Instant::now() + self.opts.server_check_timeout;
+        let be = format!("{pool}_ipvANY");
+        loop {
+            let passed: Vec<String> = match self
+                .client
+                .haproxy_runtime(&format!("show servers state {be}"))
+                .await
+            {
+                Ok(text) => parse_servers_state(&text)
+                    .into_iter()
+                    .filter(|s| s.backend == be && s.check_passed())
+                    .map(|s| s.server)
+                    .collect(),
+                Err(e) => {
+                    tracing::debug!("runtime state not readable yet: {e}");
+                    Vec::new()
+                }
+            };
+            let missing: Vec<String> = names
+                .iter()
+                .filter(|n| !passed.contains(n))
+                .cloned()
+                .collect();
+            if missing.is_empty() || Instant::now() > deadline {
+                return missing;
+            }
+            tokio::time::sleep(self.client.timing().poll).await;
+        }
+    }
+
+    /// Waits until the named servers hold no session (or the drain timeout passes).
+    async fn wait_drained(&self, pool: &str, names: &[String]) {
+        let deadline = Instant::now() + self.opts.drain_timeout;
+        let be = format!("{pool}_ipvANY");
+        loop {
+            let busy: Vec<(String, u64)> = match self.client.haproxy_runtime("show stat").await {
+                Ok(text) => parse_stat(&text)
+                    .into_iter()
+                    .filter(|r| r.proxy == be && names.contains(&r.server) && r.scur > 0)
+                    .map(|r| (r.server, r.scur))
+                    .collect(),
+                Err(_) => Vec::new(),
+            };
+            if busy.is_empty() {
+                return;
+            }
+            if Instant::now() > deadline {
+                tracing::warn!(
+                    ?busy,
+                    pool,
+                    "drain timeout: removing servers that still hold sessions"
+                );
+                return;
+            }
+            tokio::time::sleep(self.client.timing().poll).await;
+        }
+    }
+
+    /// Brings the pool's servers from `prior` to `desired` without dropping traffic.
+    async fn sync_servers(
+        &self,
+        pool: &str,
+        prior: &[Value],
+        desired: &[Value],
+        checks: bool,
+        op: &str,
+    ) -> Result<(), ProviderError> {
+        let err = |e: ClientError| e.into_provider(op);
+        let by_name = |list: &[Value]| -> BTreeMap<String, Value> {
+            list.iter()
+                .map(|s| (s["name"].as_str().unwrap_or("").to_string(), s.clone()))
+                .collect()
+        };
+        let before = by_name(prior);
+        let after = by_name(desired);
+        let status = |v: &Value| v["status"].as_str().unwrap_or("active").to_string();
+
+        // 1. Drain servers that stop taking traffic, and wait until they hold no session.
+        let leaving: Vec<String> = before
+            .iter()
+            .filter(|(n, b)| {
+                is_serving(&status(b)) && after.get(*n).is_none_or(|a| !is_serving(&status(a)))
+            })
+            .map(|(n, _)| n.clone())
+            .collect();
+        for name in &leaving {
+            if let Err(e) = self.runtime_set(pool, name, "drain").await {
+                tracing::warn!("could not drain {pool}/{name}: {e}");
+            }
+        }
+        if !leaving.is_empty() {
+            self.wait_drained(pool, &leaving).await;
+        }
+
+        // 2. Configuration writes, one apply.
+        let mut wrote = false;
+        let mut gated: Vec<String> = Vec::new();
+        for name in before.keys().filter(|n| !after.contains_key(*n)) {
+            if let Some((pid, id)) = self.server_ids(pool, name).await.map_err(err)? {
+                self.client
+                    .delete(
+                        SERVER,
+                        &[("parent_id", pid.to_string()), ("id", id.to_string())],
+                    )
+                    .await
+                    .map_err(err)?;
+                wrote = true;
+            }
+        }
+        for (name, want) in &after {
+            let entering = is_serving(&status(want))
+                && before.get(name).is_none_or(|b| !is_serving(&status(b)));
+            let staged = if checks && entering {
+                gated.push(name.clone());
+                "disabled".to_string()
+            } else {
+                status(want)
+            };
+            match before.get(name) {
+                None => {
+                    let (pid, _) = self
+                        .find(HaproxyBackend::KIND, pool)
+                        .await
+                        .map_err(err)?
+                        .ok_or_else(|| ProviderError::new(op, format!("pool {pool} not found")))?;
+                    let mut body = backend::server_to_api(want, &staged);
+                    body["parent_id"] = json!(pid);
+                    self.client.post(SERVER, &body).await.map_err(err)?;
+                    wrote = true;
+                }
+                Some(have) => {
+                    let mut cmp = want.clone();
+                    cmp["status"] = json!(if entering && checks {
+                        status(have)
+                    } else {
+                        status(want)
+                    });
+                    if &cmp != have {
+                        self.patch_server(
+                            pool,
+                            want,
+                            cmp["status"].as_str().unwrap_or("active"),
+                            op,
+                        )
+                        .await?;
+                        wrote = true;
+                    }
+                }
+            }
+        }
+        if wrote {
+            self.client.apply(Subsystem::Haproxy).await.map_err(err)?;
+        }
+        if gated.is_empty() {
+            return Ok(());
+        }
+
+        // 3. Gate: let HAProxy check the new servers without sending them traffic.
+        for name in &gated {
+            self.runtime_set(pool, name, "drain").await.map_err(err)?;
+        }
+        let failed = self.wait_checks(pool, &gated).await;
+        let passed: Vec<&String> = gated.iter().filter(|n| !failed.contains(n)).collect();
+
+        // 4. Enable the ready ones: config active (drain state survives the reload), then ready.
+        for name in &passed {
+            self.patch_server(pool, &after[*name], &status(&after[*name]), op)
+                .await?;
+        }
+        if !passed.is_empty() {
+            self.client.apply(Subsystem::Haproxy).await.map_err(err)?;
+            for name in &passed {
+                self.runtime_set(pool, name, "ready").await.map_err(err)?;
+            }
+        }
+        if !failed.is_empty() {
+            for name in &failed {
+                let _ = self.runtime_set(pool, name, "maint").await;
+            }
+            return Err(ProviderError::new(
+                op,
+                format!(
+                    "server(s) {} never passed their health check within {:?}; they stay disabled (not taking traffic); check their health endpoint and apply again",
+                    failed.join(", "),
+                    self.opts.server_check_timeout
+                ),
+            )
+            .with_code("HEALTH_CHECK_TIMEOUT"));
+        }
+        Ok(())
+    }
+
+    async fn write_backend(&self, change: &Change<'_>, op: &str) -> Result<Value, ProviderError> {
+        let desired = change
+            .desired
+            .ok_or_else(|| ProviderError::new(op, "no desired value"))?;
+        let err = |e: ClientError| e.into_provider(op);
+        let existing = self
+            .find(HaproxyBackend::KIND, change.key)
+            .await
+            .map_err(err)?;
+        let prior_servers: Vec<Value> = match &existing {
+            Some((_, raw)) => backend::from_api(raw).1["servers"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default(),
+            None => Vec::new(),
+        };
+        let body = Self::body(
+            change.kind,
+            desired,
+            change.marker,
+            existing.as_ref().map(|e| &e.1),
+        );
+        match &existing {
+            None => {
+                self.client.post(BACKEND, &body).await.map_err(err)?;
+                self.client.apply(Subsystem::Haproxy).await.map_err(err)?;
+            }
+            Some((id, raw)) => {
+                let current = Self::body(
+                    change.kind,
+                    &backend::from_api(raw).1,
+                    change.marker,
+                    Some(raw),
+                );
+                let (_, _, raw_adv) = backend::from_api(raw);
+                if current != body || !raw_adv.contains(&kinds::marker_comment(change.marker)) {
+                    let mut b = body;
+                    b["id"] = json!(id);
+                    self.client.patch(BACKEND, &b).await.map_err(err)?;
+                    self.client.apply(Subsystem::Haproxy).await.map_err(err)?;
+                }
+            }
+        }
+        let desired_servers = desired["servers"].as_array().cloned().unwrap_or_default();
+        self.sync_servers(
+            change.key,
+            &prior_servers,
+            &desired_servers,
+            HaproxyBackend::has_checks(desired),
+            op,
+        )
+        .await?;
+        self.observed_value(change.kind, change.key, op).await
+    }
+
+    async fn write(&self, change: Change<'_>, verb: &str) -> Result<Value, ProviderError> {
+        let op = format!("{verb} {} {}", change.kind, change.key);
+        if change.kind == HaproxyBackend::KIND {
+            return self.write_backend(&change, &op).await;
+        }
+        self.write_simple(&change, &op).await?;
+        self.observed_value(change.kind, change.key, &op).await
+    }
+
+    /// The staged steps of a pool change (also used by [`Provider::rollout_steps`]).
+    pub fn pool_steps(before: Option<&Value>, after: Option<&Value>) -> Vec<String> {
+        let Some(after) = after else {
+            return Vec::new();
+        };
+        let pool = after["name"].as_str().unwrap_or("");
+        let checks = HaproxyBackend::has_checks(after);
+        let list = |v: Option<&Value>| -> BTreeMap<String, String> {
+            v.and_then(|v| v["servers"].as_array())
+                .into_iter()
+                .flatten()
+                .map(|s| {
+                    (
+                        s["name"].as_str().unwrap_or("").to_string(),
+                        s["status"].as_str().unwrap_or("active").to_string(),
+                    )
+                })
+                .collect()
+        };
+        let (b, a) = (list(before), list(Some(after)));
+        let mut steps = Vec::new();
+        if before.is_none() {
+            steps.push(format!("create pool {pool} without servers, apply HAProxy"));
+        }
+        for (name, st) in &b {
+            if is_serving(st) && a.get(name).is_none_or(|s| !is_serving(s)) {
+                steps.push(format!("drain {name} (HAProxy runtime API)"));
+                steps.push(format!("gate: {name} holds no sessions"));
+            }
+        }
+        let removed: Vec<&String> = b.keys().filter(|n| !a.contains_key(*n)).collect();
+        for name in &removed {
+            steps.push(format!("delete {name}"));
+        }
+        let gated: Vec<&String> = a
+            .iter()
+            .filter(|(n, st)| checks && is_serving(st) && b.get(*n).is_none_or(|s| !is_serving(s)))
+            .map(|(n, _)| n)
+            .collect();
+        for name in &gated {
+            steps.push(format!("add {name} disabled"));
+        }
+        if !removed.is_empty() || !gated.is_empty() {
+            steps.push("apply HAProxy".into());
+        }
+        for name in &gated {
+            steps.push(format!(
+                "gate: {name} health check passes (HAProxy runtime API, show servers state)"
+            ));
+            steps.push(format!(
+                "set {name} active, apply HAProxy, runtime state ready"
+            ));
+        }
+        steps
+    }
+}
+
+#[async_trait]
+impl Provider for PfSenseProvider {
+    fn name(&self) -> &str {
+        kinds::PROVIDER
+    }
+
+    fn kinds(&self) -> &[&'static str] {
+        &[
+            VirtualIp::KIND,
+            HaproxyBackend::KIND,
+            HaproxyFrontend::KIND,
+            DnsHostOverride::KIND,
+        ]
+    }
+
+    /// pfSense holds one config and one apply queue: changes run one at a time.
+    fn concurrency(&self) -> usize {
+        1
+    }
+
+    async fn observe(&self, req: ObserveRequest<'_>) -> Result<Vec<Observed>, ProviderError> {
+        let all = self
+            .list_kind(req.kind)
+            .await
+            .map_err(|e| e.into_provider(format!("observe {}", req.kind)))?;
+        Ok(all
+            .into_iter()
+            .filter(|o| {
+                req.keys.contains(&o.key) || o.marker.as_ref().is_some_and(|m| m.stack == req.stack)
+            })
+            .collect())
+    }
+
+    async fn create(&self, change: Change<'_>) -> Result<Value, ProviderError> {
+        self.write(change, "create").await
+    }
+
+    async fn update(&self, change: Change<'_>) -> Result<Value, ProviderError> {
+        self.write(change, "update").await
+    }
+
+    async fn delete(&self, change: Change<'_>) -> Result<(), ProviderError> {
+        let op = format!("delete {} {}", change.kind, change.key);
+        let err = |e: ClientError| e.into_provider(&op);
+        let (single, sub) = match change.kind {
+            VirtualIp::KIND => (VIP, Subsystem::VirtualIp),
+            HaproxyFrontend::KIND => (FRONTEND, Subsystem::Haproxy),
+            DnsHostOverride::KIND => (OVERRIDE, Subsystem::DnsResolver),
+            HaproxyBackend::KIND => (BACKEND, Subsystem::Haproxy),
+            other => return Err(ProviderError::new(&op, format!("unknown kind {other}"))),
+        };
+        if change.kind == HaproxyBackend::KIND
+            && let Some((_, raw)) = self.find(change.kind, change.key).await.map_err(err)?
+        {
+            let servers = backend::from_api(&raw).1["servers"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            self.sync_servers(change.key, &servers, &[], true, &op)
+                .await?;
+        }
+        if let Some((id, _)) = self.find(change.kind, change.key).await.map_err(err)? {
+            self.client
+                .delete(single, &[("id", id.to_string())])
+                .await
+                .map_err(err)?;
+            self.client.apply(sub).await.map_err(err)?;
+        }
+        Ok(())
+    }
+
+    fn rollout_steps(
+        &self,
+        kind: &str,
+        before: Option<&Observed>,
+        after: Option<&Value>,
+    ) -> Vec<String> {
+        if kind == HaproxyBackend::KIND {
+            Self::pool_steps(before.map(|o| &o.value), after)
+        } else {
+            Vec::new()
+        }
+    }
+
+    fn validate(&self, declared: &[Declared<'_>]) -> Vec<Diagnostic> {
+        let vips: Vec<&Declared<'_>> = declared
+            .iter()
+            .filter(|d| d.kind == VirtualIp::KIND)
+            .collect();
+        let vip_ips: Vec<String> = vips
+            .iter()
+            .filter_map(|d| d.spec["address"].as_str().map(str::to_string))
+            .chain(
+                self.opts
+                    .interface_addresses
+                    .iter()
+                    .map(ToString::to_string),
+            )
+            .collect();
+        let mut out = Vec::new();
+        for fe in declared.iter().filter(|d| d.kind == HaproxyFrontend::KIND) {
+            for (i, a) in fe.spec["addresses"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .enumerate()
+            {
+                let field = format!("addresses[{i}].address");
+                let problem = match RawRef::from_marker(&a["address"]) {
+                    Some(r) => {
+                        let ok = r.address.kind() == VirtualIp::KIND
+                            && r.attr == "address"
+                            && vips.iter().any(|v| *v.address == r.address);
+                        (!ok).then(|| {
+                            format!(
+                                "binds to {r}, which is not the address of a declared {}",
+                                VirtualIp::KIND
+                            )
+                        })
+                    }
+                    None => {
+                        let ip = a["address"].as_str().unwrap_or("");
+                        (!vip_ips.iter().any(|v| v == ip)).then(|| {
+                            format!("binds to {ip}, which no declared {} or known interface address owns", VirtualIp::KIND)
+                        })
+                    }
+                };
+                if let Some(message) = problem {
+                    out.push(Diagnostic {
+                        address: fe.address.clone(),
+                        error: FieldError::new(field, message),
+                    });
+                }
+            }
+        }
+        out
+    }
+}

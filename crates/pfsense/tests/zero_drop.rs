@@ -1,0 +1,263 @@
+//! Real TCP traffic through the simulator's HAProxy while the provider changes the pool:
+//! the safe add/remove never fails a probe nor sends a request to a server before its
+//! health check passed; the naive add (server added `active`) does.
+
+mod common;
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use cairn_core::tls::SelfSigned;
+use cairn_core::{Address, Change, Provider, Resource};
+use cairn_pfsense::{
+    BackendServer, HaproxyBackend, HaproxyFrontend, PfSenseProvider, Subsystem, VirtualIp,
+};
+use common::*;
+use serde_json::{Value, json};
+
+struct Setup {
+    sim: cairn_pfsense::sim::SimHandle,
+    provider: PfSenseProvider,
+    cert: SelfSigned,
+    first: Backend,
+    target: std::net::SocketAddr,
+    pool: HaproxyBackend,
+}
+
+/// VIP 10.0.20.99, pool `apiserver_nodes` (HTTPS GET /readyz) with one ready master, and a
+/// TCP frontend on the VIP; returns once the frontend serves.
+async fn setup(octet: u8) -> Setup {
+    let sim = sim(octet).await;
+    let provider = provider(&sim, Duration::from_secs(30));
+    let cert = SelfSigned::generate(&[]);
+    let first = Backend::start(mapped(&sim, "10.0.20.100"), 0, Duration::ZERO, &cert).await;
+    let vip = VirtualIp::ipalias("10.0.20.99".parse().unwrap(), 24, "lan", "k8s VIP");
+    create(
+        &provider,
+        VirtualIp::KIND,
+        &vip.key(),
+        &serde_json::to_value(&vip).unwrap(),
+        "t",
+    )
+    .await;
+    let mut pool = HaproxyBackend::https_checked("apiserver_nodes", "/readyz", 300);
+    pool.servers = vec![BackendServer::new(
+        "k8s-master",
+        "10.0.20.100".parse::<std::net::Ipv4Addr>().unwrap(),
+        first.addr.port(),
+    )];
+    create(
+        &provider,
+        HaproxyBackend::KIND,
+        "apiserver_nodes",
+        &serde_json::to_value(&pool).unwrap(),
+        "t",
+    )
+    .await;
+    let vip_ip = mapped(&sim, "10.0.20.99");
+    let port = free_port(vip_ip);
+    let fe = HaproxyFrontend::tcp(
+        "apiserver_proxy",
+        "10.0.20.99".parse::<std::net::Ipv4Addr>().unwrap(),
+        port,
+        "apiserver_nodes",
+    );
+    create(
+        &provider,
+        HaproxyFrontend::KIND,
+        "apiserver_proxy",
+        &serde_json::to_value(&fe).unwrap(),
+        "t",
+    )
+    .await;
+    let target = std::net::SocketAddr::new(vip_ip, port);
+    wait_serving(target, &cert.fingerprint).await;
+    Setup {
+        sim,
+        provider,
+        cert,
+        first,
+        target,
+        pool,
+    }
+}
+
+async fn update_pool(
+    p: &PfSenseProvider,
+    desired: &HaproxyBackend,
+) -> Result<Value, cairn_core::ProviderError> {
+    let prior = p
+        .observe(cairn_core::ObserveRequest {
+            kind: HaproxyBackend::KIND,
+            keys: std::slice::from_ref(&desired.name),
+            stack: "t",
+        })
+        .await
+        .unwrap()
+        .pop()
+        .expect("pool observed");
+    let address = Address::new(HaproxyBackend::KIND, &desired.name);
+    let m = marker("t");
+    let want = serde_json::to_value(desired).unwrap();
+    p.update(Change {
+        address: &address,
+        kind: HaproxyBackend::KIND,
+        key: &desired.name,
+        desired: Some(&want),
+        prior: Some(&prior),
+        marker: &m,
+        changed: &["servers".to_string()],
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn safe_add_and_remove_never_drop_a_probe_nor_reach_an_unready_server() {
+    let s = setup(61).await;
+    let ready = Backend::start(mapped(&s.sim, "10.0.20.110"), 0, Duration::ZERO, &s.cert).await;
+    let slow = Backend::start(
+        mapped(&s.sim, "10.0.20.111"),
+        0,
+        Duration::from_secs(3),
+        &s.cert,
+    )
+    .await;
+
+    let probes = ProbeLoop::start(s.target, s.cert.fingerprint.clone());
+    let mut pool = s.pool.clone();
+    pool.servers.push(BackendServer::new(
+        "k8s-master-2",
+        "10.0.20.110".parse::<std::net::Ipv4Addr>().unwrap(),
+        ready.addr.port(),
+    ));
+    pool.servers.push(BackendServer::new(
+        "k8s-master-3",
+        "10.0.20.111".parse::<std::net::Ipv4Addr>().unwrap(),
+        slow.addr.port(),
+    ));
+    let observed = update_pool(&s.provider, &pool).await.expect("safe add");
+    assert_eq!(observed["servers"].as_array().unwrap().len(), 3);
+    assert!(
+        observed["servers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|s| s["status"] == "active")
+    );
+
+    // Let traffic reach the new servers, then remove the first master safely.
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    pool.servers.remove(0);
+    update_pool(&s.provider, &pool).await.expect("safe removal");
+    let first_served = s.first.data.load(Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let (ok, failures) = probes.finish().await;
+
+    assert!(
+        failures.is_empty(),
+        "{} failed probes: {:?}",
+        failures.len(),
+        &failures[..failures.len().min(5)]
+    );
+    assert!(ok > 50, "only {ok} probes ran");
+    for (name, b) in [("k8s-master-2", &ready), ("k8s-master-3", &slow)] {
+        assert_eq!(
+            b.before_ready.load(Ordering::SeqCst),
+            0,
+            "{name} got traffic before its check passed"
+        );
+        assert!(
+            b.data.load(Ordering::SeqCst) > 0,
+            "{name} never got traffic after being enabled"
+        );
+    }
+    assert_eq!(
+        s.first.data.load(Ordering::SeqCst),
+        first_served,
+        "removed master still got traffic"
+    );
+    assert!(
+        !s.sim.haproxy_config().contains("k8s-master "),
+        "{}",
+        s.sim.haproxy_config()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn naive_add_as_active_sends_requests_to_a_server_before_its_check_passed() {
+    let s = setup(63).await;
+    let slow = Backend::start(
+        mapped(&s.sim, "10.0.20.111"),
+        0,
+        Duration::from_secs(30),
+        &s.cert,
+    )
+    .await;
+    let probes = ProbeLoop::start(s.target, s.cert.fingerprint.clone());
+    // The naive way: write the server `active` and apply, as a full-config push would.
+    let client = s.provider.client();
+    let (pid, _) = client
+        .list(
+            "/services/haproxy/backends",
+            &[("name", "apiserver_nodes".into())],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|b| (b["id"].as_u64().unwrap(), ()))
+        .next()
+        .unwrap();
+    client
+        .post(
+            "/services/haproxy/backend/server",
+            &json!({"parent_id": pid, "name": "k8s-master-3", "address": "10.0.20.111",
+                    "port": slow.addr.port().to_string(), "status": "active"}),
+        )
+        .await
+        .unwrap();
+    client.apply(Subsystem::Haproxy).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let _ = probes.finish().await;
+    assert!(
+        slow.before_ready.load(Ordering::SeqCst) > 0,
+        "expected the naive add to route requests to the not-ready server"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_never_passes_stays_out_of_the_pool_and_the_error_says_so() {
+    let s = setup(64).await;
+    let provider = cairn_pfsense::PfSenseProvider::new(
+        client(&s.sim, Duration::from_secs(10)),
+        cairn_pfsense::ProviderOptions {
+            server_check_timeout: Duration::from_secs(2),
+            ..Default::default()
+        },
+    );
+    let never = Backend::start(
+        mapped(&s.sim, "10.0.20.111"),
+        0,
+        Duration::from_secs(3600),
+        &s.cert,
+    )
+    .await;
+    let probes = ProbeLoop::start(s.target, s.cert.fingerprint.clone());
+    let mut pool = s.pool.clone();
+    pool.servers.push(BackendServer::new(
+        "k8s-master-3",
+        "10.0.20.111".parse::<std::net::Ipv4Addr>().unwrap(),
+        never.addr.port(),
+    ));
+    let err = update_pool(&provider, &pool).await.unwrap_err();
+    let (_, failures) = probes.finish().await;
+    assert!(
+        err.message.contains("k8s-master-3") && err.message.contains("health check"),
+        "{err}"
+    );
+    assert!(failures.is_empty(), "{failures:?}");
+    assert_eq!(never.data.load(Ordering::SeqCst), 0);
+    let state = s.sim.world();
+    let servers =
+        &state.collections[&cairn_pfsense::sim::model::Collection::Backends][0]["servers"];
+    assert_eq!(servers[1]["status"], "disabled", "{servers}");
+}
