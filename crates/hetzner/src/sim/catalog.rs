@@ -1,0 +1,116 @@
+//! The read-only catalog: locations, datacenters, server types, images, load balancer types.
+
+use serde_json::{Value, json};
+
+fn loc(id: u64, name: &str, city: &str, country: &str, zone: &str) -> Value {
+    json!({"id": id, "name": name, "description": format!("{city} DC Park"), "city": city,
+           "country": country, "latitude": 50.0, "longitude": 12.0, "network_zone": zone})
+}
+
+/// All locations.
+pub fn locations() -> Vec<Value> {
+    vec![
+        loc(1, "fsn1", "Falkenstein", "DE", "eu-central"),
+        loc(2, "nbg1", "Nuremberg", "DE", "eu-central"),
+        loc(3, "hel1", "Helsinki", "FI", "eu-central"),
+        loc(4, "ash", "Ashburn, VA", "US", "us-east"),
+    ]
+}
+
+/// A location by name.
+pub fn location(name: &str) -> Option<Value> {
+    locations().into_iter().find(|l| l["name"] == name)
+}
+
+/// All datacenters (one per location).
+pub fn datacenters() -> Vec<Value> {
+    locations()
+        .into_iter()
+        .map(|l| {
+            let ids: Vec<u64> = server_types().iter().filter_map(|t| t["id"].as_u64()).collect();
+            json!({"id": l["id"], "name": format!("{}-dc1", l["name"].as_str().unwrap_or("")),
+                   "description": format!("{} 1 virtual DC", l["city"].as_str().unwrap_or("")),
+                   "location": l,
+                   "server_types": {"supported": ids, "available": ids, "available_for_migration": ids}})
+        })
+        .collect()
+}
+
+fn st(id: u64, name: &str, arch: &str, cores: u64, mem: f64, disk: u64) -> Value {
+    let locs: Vec<Value> = locations()
+        .iter()
+        .map(|l| json!({"id": l["id"], "name": l["name"], "deprecation": null, "available": true, "recommended": true}))
+        .collect();
+    json!({"id": id, "name": name, "description": name.to_uppercase(), "cores": cores,
+           "memory": mem, "disk": disk, "deprecated": false, "deprecation": null,
+           "prices": [{"location": "fsn1", "price_hourly": {"net": "0.0060", "gross": "0.0071"},
+                       "price_monthly": {"net": "3.7900", "gross": "4.5101"},
+                       "included_traffic": 21990232555520u64,
+                       "price_per_tb_traffic": {"net": "1.0000", "gross": "1.1900"}}],
+           "storage_type": "local", "cpu_type": "shared", "category": "cost_optimized",
+           "architecture": arch, "locations": locs, "included_traffic": 21990232555520u64})
+}
+
+/// All server types.
+pub fn server_types() -> Vec<Value> {
+    vec![
+        st(1, "cx22", "x86", 2, 4.0, 40),
+        st(2, "cx32", "x86", 4, 8.0, 80),
+        st(3, "cpx11", "x86", 2, 2.0, 40),
+        st(45, "cax11", "arm", 2, 4.0, 40),
+        st(93, "cax21", "arm", 4, 8.0, 80),
+    ]
+}
+
+fn img(id: u64, name: &str, flavor: &str, version: &str, arch: &str) -> Value {
+    json!({"id": id, "type": "system", "status": "available", "name": name,
+           "description": format!("{flavor} {version}"), "image_size": null, "disk_size": 5,
+           "created": "2024-04-25T12:00:00+00:00", "created_from": null, "bound_to": null,
+           "os_flavor": flavor, "os_version": version, "rapid_deploy": true,
+           "protection": {"delete": false}, "deprecated": null, "deleted": null,
+           "labels": {}, "architecture": arch})
+}
+
+/// All images.
+pub fn images() -> Vec<Value> {
+    vec![
+        img(161547269, "ubuntu-24.04", "ubuntu", "24.04", "x86"),
+        img(161547270, "ubuntu-24.04", "ubuntu", "24.04", "arm"),
+        img(114690387, "debian-12", "debian", "12", "x86"),
+        img(114690389, "debian-12", "debian", "12", "arm"),
+    ]
+}
+
+fn lbt(id: u64, name: &str, services: u64, targets: u64) -> Value {
+    json!({"id": id, "name": name, "description": name.to_uppercase(), "max_connections": 10000,
+           "max_services": services, "max_targets": targets, "max_assigned_certificates": 10,
+           "deprecated": null,
+           "prices": [{"location": "fsn1", "price_hourly": {"net": "0.0080", "gross": "0.0095"},
+                       "price_monthly": {"net": "5.3900", "gross": "6.4141"},
+                       "included_traffic": 21990232555520u64,
+                       "price_per_tb_traffic": {"net": "1.0000", "gross": "1.1900"}}]})
+}
+
+/// All load balancer types.
+pub fn load_balancer_types() -> Vec<Value> {
+    vec![
+        lbt(1, "lb11", 5, 25),
+        lbt(2, "lb21", 15, 75),
+        lbt(3, "lb31", 30, 150),
+    ]
+}
+
+/// Finds a catalog entry by id or name (images: also by architecture).
+pub fn find(items: Vec<Value>, id_or_name: &Value, arch: Option<&str>) -> Option<Value> {
+    items.into_iter().find(|i| {
+        let hit = match id_or_name {
+            Value::Number(n) => i["id"].as_u64() == n.as_u64(),
+            Value::String(s) => {
+                i["name"].as_str() == Some(s)
+                    || i["id"].as_u64().map(|x| x.to_string()) == Some(s.clone())
+            }
+            _ => false,
+        };
+        hit && arch.is_none_or(|a| i.get("architecture").is_none_or(|x| x == a))
+    })
+}

@@ -1,0 +1,408 @@
+//! `/servers`: create (with networks, firewalls, primary IPs), list, update, delete and the
+//! power / network / type actions.
+
+use serde_json::{Value, json};
+
+use super::Req;
+use super::catalog;
+use super::http::{ApiErr, ApiResult, reply};
+use super::world::{Check, World, action_reply, list_rendered, now, update_basic};
+
+/// Renders a server with its computed cross references.
+pub fn render(w: &World, s: &Value) -> Value {
+    let mut s = s.clone();
+    let id = s["id"].as_u64().unwrap_or(0);
+    if w.actions.values().any(|a| {
+        a.running() && a.command == "create_server" && a.resources.iter().any(|(i, _)| *i == id)
+    }) {
+        s["status"] = "initializing".into();
+    }
+    s["locked"] = w.locked(id, "server").into();
+    let lbs: Vec<u64> = w
+        .coll("load_balancers")
+        .iter()
+        .filter(|(_, lb)| {
+            lb["targets"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|t| t["server"]["id"].as_u64() == Some(id))
+        })
+        .map(|(i, _)| *i)
+        .collect();
+    s["load_balancers"] = json!(lbs);
+    let fws: Vec<Value> = w
+        .coll("firewalls")
+        .iter()
+        .filter(|(_, f)| super::firewalls::applies_to(w, f, id))
+        .map(|(i, _)| json!({"id": i, "status": "applied"}))
+        .collect();
+    s["public_net"]["firewalls"] = json!(fws);
+    s
+}
+
+/// Dispatches `/servers…`.
+pub fn handle(w: &mut World, r: &Req) -> ApiResult {
+    let segs: Vec<&str> = r.segs.iter().map(String::as_str).collect();
+    match (r.method.as_str(), &segs[1..]) {
+        ("GET", []) => list_rendered(w, "servers", "servers", &r.q, render),
+        ("POST", []) => create(w, &r.body),
+        ("GET", [id]) => {
+            let id = w.must("servers", "server", id)?;
+            reply(200, json!({"server": render(w, &w.coll("servers")[&id])}))
+        }
+        ("PUT", [id]) => {
+            let id = w.must("servers", "server", id)?;
+            update_basic(w, "servers", id, &r.body, &[])?;
+            reply(200, json!({"server": render(w, &w.coll("servers")[&id])}))
+        }
+        ("DELETE", [id]) => {
+            let id = w.must("servers", "server", id)?;
+            w.check_lock(id, "server")?;
+            delete(w, id);
+            action_reply(200, w.action("delete_server", &[(id, "server")]))
+        }
+        ("GET", [id, "actions"]) => {
+            let id = w.must("servers", "server", id)?;
+            super::actions::list_for(w, id, "server", &r.q)
+        }
+        ("POST", [id, "actions", act]) => {
+            let id = w.must("servers", "server", id)?;
+            w.check_lock(id, "server")?;
+            action(w, id, act, &r.body)
+        }
+        _ => Err(ApiErr::not_found("route")),
+    }
+}
+
+fn create(w: &mut World, b: &Value) -> ApiResult {
+    let mut c = Check::default();
+    let name = c.req_str(b, "name").map(String::from);
+    if let Some(n) = &name
+        && (n.len() > 63
+            || !n
+                .chars()
+                .all(|ch| ch.is_ascii_alphanumeric() || ch == '-' || ch == '.'))
+    {
+        c.err("name", "must be a valid hostname");
+    }
+    let stype = b
+        .get("server_type")
+        .and_then(|v| catalog::find(catalog::server_types(), v, None));
+    if stype.is_none() {
+        c.err(
+            "server_type",
+            "is required and must name an existing server type",
+        );
+    }
+    let arch = stype
+        .as_ref()
+        .and_then(|t| t["architecture"].as_str())
+        .map(String::from);
+    let image = b
+        .get("image")
+        .and_then(|v| catalog::find(catalog::images(), v, arch.as_deref()));
+    if image.is_none() {
+        c.err("image", "is required and must name an existing image");
+    }
+    let loc_name = b
+        .get("location")
+        .and_then(Value::as_str)
+        .or_else(|| {
+            b.get("datacenter")
+                .and_then(Value::as_str)
+                .map(|d| d.split('-').next().unwrap_or(d))
+        })
+        .unwrap_or("fsn1");
+    let location = catalog::location(loc_name);
+    if location.is_none() {
+        c.err("location", format!("unknown location {loc_name:?}"));
+    }
+    c.labels(b);
+    if b.get("user_data")
+        .and_then(Value::as_str)
+        .is_some_and(|u| u.len() > 32 * 1024)
+    {
+        c.err("user_data", "must be at most 32 KiB");
+    }
+    let networks: Vec<u64> = b["networks"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_u64)
+        .collect();
+    for (i, n) in networks.iter().enumerate() {
+        if w.get("networks", *n).is_none() {
+            c.err(format!("networks[{i}]"), format!("network {n} not found"));
+        }
+    }
+    let fws: Vec<u64> = b["firewalls"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|f| f["firewall"].as_u64())
+        .collect();
+    for (i, f) in fws.iter().enumerate() {
+        if w.get("firewalls", *f).is_none() {
+            c.err(format!("firewalls[{i}]"), format!("firewall {f} not found"));
+        }
+    }
+    let mut keys = Vec::new();
+    for (i, k) in b["ssh_keys"].as_array().into_iter().flatten().enumerate() {
+        let key = match k {
+            Value::Number(n) => w.find("ssh_keys", &n.to_string()),
+            Value::String(s) => w.find("ssh_keys", s),
+            _ => None,
+        };
+        match key {
+            Some(k) => keys.push(k),
+            None => c.err(format!("ssh_keys[{i}]"), "ssh key not found"),
+        }
+    }
+    let pg = match b.get("placement_group") {
+        None | Some(Value::Null) => None,
+        Some(v) => match v.as_u64().and_then(|p| w.get("placement_groups", p)) {
+            Some(p) => Some(p.clone()),
+            None => {
+                c.err("placement_group", "placement group not found");
+                None
+            }
+        },
+    };
+    c.done()?;
+    let name = name.unwrap_or_default();
+    if w.name_taken("servers", &name, None) {
+        return Err(ApiErr::unique("name"));
+    }
+    let location = location.unwrap_or_default();
+    let dc = catalog::datacenters()
+        .into_iter()
+        .find(|d| d["location"]["name"] == location["name"])
+        .unwrap_or_default();
+    let id = w.alloc_id();
+    let pn = &b["public_net"];
+    let ipv4 = if pn["enable_ipv4"] == false {
+        Value::Null
+    } else {
+        let pid = match pn["ipv4"].as_u64() {
+            Some(p) => {
+                let ip = w.get("primary_ips", p).ok_or_else(|| {
+                    ApiErr::invalid(vec![(
+                        "public_net.ipv4".into(),
+                        "primary IP not found".into(),
+                    )])
+                })?;
+                if !ip["assignee_id"].is_null() {
+                    return Err(ApiErr::new(
+                        409,
+                        "conflict",
+                        "primary IP is already assigned",
+                    ));
+                }
+                p
+            }
+            None => super::keys::new_primary_ip(w, &format!("primary_ip-{id}"), "ipv4", &dc, true)?,
+        };
+        let p = w
+            .coll_mut("primary_ips")
+            .get_mut(&pid)
+            .ok_or_else(|| ApiErr::not_found("primary ip"))?;
+        p["assignee_id"] = id.into();
+        p["assignee_type"] = "server".into();
+        json!({"id": pid, "ip": p["ip"], "blocked": false, "dns_ptr": format!("static.{}.clients.your-server.de", p["ip"].as_str().unwrap_or(""))})
+    };
+    let ipv6 = if pn["enable_ipv6"] == false {
+        Value::Null
+    } else {
+        json!({"id": w.alloc_id(), "ip": World::public_v6(id), "blocked": false, "dns_ptr": []})
+    };
+    let mut private = Vec::new();
+    for n in &networks {
+        let ip = w.alloc_private_ip(*n).ok_or_else(|| {
+            ApiErr::new(
+                412,
+                "ip_not_available",
+                "network has no free IP (does it have a subnet?)",
+            )
+        })?;
+        private.push(private_entry(id, *n, &ip.to_string()));
+        // Reserve it immediately so the next network/server does not get it.
+        w.coll_mut("servers")
+            .insert(id, json!({"id": id, "private_net": private.clone()}));
+    }
+    let server = json!({
+        "id": id, "name": name, "status": if b["start_after_create"] == false { "off" } else { "running" },
+        "created": now(),
+        "public_net": {"ipv4": ipv4, "ipv6": ipv6, "floating_ips": [], "firewalls": []},
+        "private_net": private,
+        "server_type": stype, "datacenter": dc, "location": location, "image": image, "iso": null,
+        "rescue_enabled": false, "locked": false, "backup_window": null,
+        "outgoing_traffic": 0, "ingoing_traffic": 0, "included_traffic": 21990232555520u64,
+        "protection": {"delete": false, "rebuild": false},
+        "labels": b.get("labels").cloned().unwrap_or(json!({})),
+        "volumes": [], "load_balancers": [], "primary_disk_size": 40,
+        "placement_group": pg,
+    });
+    w.coll_mut("servers").insert(id, server);
+    for f in fws {
+        if let Some(fw) = w.coll_mut("firewalls").get_mut(&f)
+            && let Some(a) = fw["applied_to"].as_array_mut()
+        {
+            a.push(json!({"type": "server", "server": {"id": id}}));
+        }
+    }
+    let _ = keys;
+    let action = w.action("create_server", &[(id, "server")]);
+    let next: Vec<Value> = if b["start_after_create"] == false {
+        vec![]
+    } else {
+        vec![w.action("start_server", &[(id, "server")])]
+    };
+    let server = render(w, &w.coll("servers")[&id]);
+    reply(
+        201,
+        json!({"server": server, "action": action, "next_actions": next, "root_password": if b["ssh_keys"].as_array().is_some_and(|k| !k.is_empty()) { Value::Null } else { "Sim-R00t-Passw0rd".into() }}),
+    )
+}
+
+fn private_entry(server: u64, network: u64, ip: &str) -> Value {
+    json!({"network": network, "ip": ip, "alias_ips": [],
+           "mac_address": format!("86:00:00:{:02x}:{:02x}:{:02x}", (server >> 16) & 0xff, (server >> 8) & 0xff, server & 0xff)})
+}
+
+/// Removes a server and what dies with it.
+pub fn delete(w: &mut World, id: u64) {
+    w.coll_mut("servers").remove(&id);
+    let auto: Vec<u64> = w
+        .coll("primary_ips")
+        .iter()
+        .filter(|(_, p)| p["assignee_id"].as_u64() == Some(id) && p["assignee_type"] == "server")
+        .map(|(i, _)| *i)
+        .collect();
+    for p in auto {
+        let ips = w.coll_mut("primary_ips");
+        if ips[&p]["auto_delete"] == true {
+            ips.remove(&p);
+        } else if let Some(ip) = ips.get_mut(&p) {
+            ip["assignee_id"] = Value::Null;
+        }
+    }
+    for fw in w.coll_mut("firewalls").values_mut() {
+        if let Some(a) = fw["applied_to"].as_array_mut() {
+            a.retain(|x| x["server"]["id"].as_u64() != Some(id));
+        }
+    }
+    for lb in w.coll_mut("load_balancers").values_mut() {
+        if let Some(t) = lb["targets"].as_array_mut() {
+            t.retain(|x| x["server"]["id"].as_u64() != Some(id));
+        }
+    }
+}
+
+fn action(w: &mut World, id: u64, act: &str, b: &Value) -> ApiResult {
+    let status = |w: &mut World, s: &str| {
+        if let Some(x) = w.coll_mut("servers").get_mut(&id) {
+            x["status"] = s.into();
+        }
+    };
+    let cmd = match act {
+        "poweron" => {
+            status(w, "running");
+            "start_server"
+        }
+        "poweroff" | "shutdown" => {
+            status(w, "off");
+            if act == "poweroff" {
+                "stop_server"
+            } else {
+                "shutdown_server"
+            }
+        }
+        "reboot" | "reset" => {
+            status(w, "running");
+            if act == "reboot" {
+                "reboot_server"
+            } else {
+                "reset_server"
+            }
+        }
+        "attach_to_network" => {
+            let n = b["network"]
+                .as_u64()
+                .ok_or_else(|| ApiErr::invalid(vec![("network".into(), "is required".into())]))?;
+            w.must("networks", "network", &n.to_string())?;
+            let srv = &w.coll("servers")[&id];
+            if srv["private_net"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|p| p["network"].as_u64() == Some(n))
+            {
+                return Err(ApiErr::new(
+                    409,
+                    "server_already_attached",
+                    "server is already attached to this network",
+                ));
+            }
+            let ip = match b["ip"].as_str() {
+                Some(ip) => w.check_private_ip(n, ip)?,
+                None => w
+                    .alloc_private_ip(n)
+                    .ok_or_else(|| ApiErr::new(412, "ip_not_available", "no free IP in network"))?,
+            };
+            let e = private_entry(id, n, &ip.to_string());
+            if let Some(s) = w.coll_mut("servers").get_mut(&id)
+                && let Some(a) = s["private_net"].as_array_mut()
+            {
+                a.push(e);
+            }
+            let a = w.action("attach_to_network", &[(id, "server"), (n, "network")]);
+            return action_reply(201, a);
+        }
+        "detach_from_network" => {
+            let n = b["network"]
+                .as_u64()
+                .ok_or_else(|| ApiErr::invalid(vec![("network".into(), "is required".into())]))?;
+            let s = w
+                .coll_mut("servers")
+                .get_mut(&id)
+                .ok_or_else(|| ApiErr::not_found("server"))?;
+            let before = s["private_net"].as_array().map_or(0, Vec::len);
+            if let Some(a) = s["private_net"].as_array_mut() {
+                a.retain(|p| p["network"].as_u64() != Some(n));
+            }
+            if s["private_net"].as_array().map_or(0, Vec::len) == before {
+                return Err(ApiErr::new(
+                    422,
+                    "server_not_attached_to_network",
+                    "server is not attached to this network",
+                ));
+            }
+            let a = w.action("detach_from_network", &[(id, "server"), (n, "network")]);
+            return action_reply(201, a);
+        }
+        "change_type" => {
+            let t = b
+                .get("server_type")
+                .and_then(|v| catalog::find(catalog::server_types(), v, None))
+                .ok_or_else(|| {
+                    ApiErr::invalid(vec![("server_type".into(), "unknown server type".into())])
+                })?;
+            let s = w
+                .coll_mut("servers")
+                .get_mut(&id)
+                .ok_or_else(|| ApiErr::not_found("server"))?;
+            if s["status"] != "off" {
+                return Err(ApiErr::new(
+                    412,
+                    "server_not_stopped",
+                    "server must be stopped to change its type",
+                ));
+            }
+            s["server_type"] = t;
+            "change_server_type"
+        }
+        _ => return Err(ApiErr::not_found("action")),
+    };
+    action_reply(201, w.action(cmd, &[(id, "server")]))
+}

@@ -1,0 +1,403 @@
+//! The simulated project: objects by collection, actions and their locks, ID and address
+//! allocation, and the generic list/get/update/delete operations every collection shares.
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use super::http::{ApiErr, ApiResult, Query, reply, rfc3339};
+use super::{faults::unix_now, labels};
+use crate::cidr::Cidr4;
+
+/// An action the simulator runs for a configurable time.
+#[derive(Debug, Clone)]
+pub struct ActionRec {
+    /// Action id.
+    pub id: u64,
+    /// Command, e.g. `create_server`.
+    pub command: String,
+    /// Start time (unix seconds).
+    pub started: u64,
+    /// When it finishes.
+    pub finish_at: Instant,
+    /// `(id, type)` of the resources it touches (and locks while running).
+    pub resources: Vec<(u64, String)>,
+    /// Final error, if the action fails.
+    pub error: Option<(String, String)>,
+}
+
+impl ActionRec {
+    /// Whether it is still running.
+    pub fn running(&self) -> bool {
+        Instant::now() < self.finish_at
+    }
+
+    /// The action as the API renders it.
+    pub fn render(&self, total: Duration) -> Value {
+        let now = Instant::now();
+        let running = now < self.finish_at;
+        let progress = if running {
+            let left = self.finish_at.duration_since(now).as_secs_f64();
+            let t = total.as_secs_f64().max(1e-9);
+            (100.0 * (1.0 - left / t)).clamp(0.0, 99.0) as u64
+        } else {
+            100
+        };
+        let status = match (running, &self.error) {
+            (true, _) => "running",
+            (false, None) => "success",
+            (false, Some(_)) => "error",
+        };
+        json!({
+            "id": self.id,
+            "command": self.command,
+            "status": status,
+            "progress": progress,
+            "started": rfc3339(self.started),
+            "finished": if running { Value::Null } else { rfc3339(self.started + total.as_secs()).into() },
+            "resources": self.resources.iter().map(|(id, t)| json!({"id": id, "type": t})).collect::<Vec<_>>(),
+            "error": match (&self.error, running) {
+                (Some((c, m)), false) => json!({"code": c, "message": m}),
+                _ => Value::Null,
+            },
+        })
+    }
+}
+
+/// The whole simulated project. Serialises to the fixture / `GET /_sim/state` format
+/// (running actions are transient and not part of it).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct World {
+    /// Last id handed out (shared by all collections, like a real project's ids growing).
+    pub last_id: u64,
+    /// Public IPv4 addresses handed out so far.
+    pub public_v4_used: u32,
+    /// Objects by collection (`servers`, `networks`, …) and id, in API shape.
+    pub objects: BTreeMap<String, BTreeMap<u64, Value>>,
+    /// RRsets by zone id and rrset id (`name/TYPE`).
+    pub rrsets: BTreeMap<u64, BTreeMap<String, Value>>,
+    /// Actions (not persisted).
+    #[serde(skip)]
+    pub actions: BTreeMap<u64, ActionRec>,
+    /// How long actions run (set from the config).
+    #[serde(skip)]
+    pub action_time: Duration,
+}
+
+/// Public IPv4 pools (documentation ranges).
+const V4_POOLS: [[u8; 3]; 3] = [[203, 0, 113], [198, 51, 100], [192, 0, 2]];
+
+impl World {
+    /// A fresh id.
+    pub fn alloc_id(&mut self) -> u64 {
+        if self.last_id < 1_000_000 {
+            self.last_id = 1_000_000;
+        }
+        self.last_id += 1;
+        self.last_id
+    }
+
+    /// The next free public IPv4 from the documentation ranges.
+    pub fn alloc_public_v4(&mut self) -> Result<Ipv4Addr, ApiErr> {
+        let used: std::collections::BTreeSet<String> = self
+            .coll("primary_ips")
+            .values()
+            .filter_map(|p| p["ip"].as_str().map(String::from))
+            .chain(
+                self.coll("load_balancers")
+                    .values()
+                    .filter_map(|l| l["public_net"]["ipv4"]["ip"].as_str().map(String::from)),
+            )
+            .collect();
+        for _ in 0..(V4_POOLS.len() as u32 * 253) {
+            let n = self.public_v4_used % (V4_POOLS.len() as u32 * 253);
+            self.public_v4_used += 1;
+            let p = V4_POOLS[(n / 253) as usize];
+            let ip = Ipv4Addr::new(p[0], p[1], p[2], (n % 253) as u8 + 2);
+            if !used.contains(&ip.to_string()) {
+                return Ok(ip);
+            }
+        }
+        Err(ApiErr::new(
+            412,
+            "resource_unavailable",
+            "no public IPv4 address available",
+        ))
+    }
+
+    /// A public IPv6 /64 from 2001:db8::/32 for object `id`.
+    pub fn public_v6(id: u64) -> String {
+        format!("2001:db8:{:x}:{:x}::/64", (id >> 16) & 0xffff, id & 0xffff)
+    }
+
+    /// The objects of a collection.
+    pub fn coll(&self, name: &str) -> &BTreeMap<u64, Value> {
+        static EMPTY: BTreeMap<u64, Value> = BTreeMap::new();
+        self.objects.get(name).unwrap_or(&EMPTY)
+    }
+
+    /// The objects of a collection, mutably.
+    pub fn coll_mut(&mut self, name: &str) -> &mut BTreeMap<u64, Value> {
+        self.objects.entry(name.to_string()).or_default()
+    }
+
+    /// An object by id.
+    pub fn get(&self, coll: &str, id: u64) -> Option<&Value> {
+        self.coll(coll).get(&id)
+    }
+
+    /// Finds an object by id or (for zones) by name.
+    pub fn find(&self, coll: &str, id_or_name: &str) -> Option<u64> {
+        if let Ok(id) = id_or_name.parse::<u64>() {
+            return self.coll(coll).contains_key(&id).then_some(id);
+        }
+        self.coll(coll)
+            .iter()
+            .find(|(_, o)| o["name"].as_str() == Some(id_or_name))
+            .map(|(id, _)| *id)
+    }
+
+    /// Parses a path id and checks it exists.
+    pub fn must(&self, coll: &str, what: &str, id: &str) -> Result<u64, ApiErr> {
+        self.find(coll, id).ok_or_else(|| ApiErr::not_found(what))
+    }
+
+    /// Whether a name is taken in a collection (by another object).
+    pub fn name_taken(&self, coll: &str, name: &str, except: Option<u64>) -> bool {
+        self.coll(coll)
+            .iter()
+            .any(|(id, o)| Some(*id) != except && o["name"].as_str() == Some(name))
+    }
+
+    /// Starts an action on resources; returns its rendering.
+    pub fn action(&mut self, command: &str, resources: &[(u64, &str)]) -> Value {
+        self.action_with(command, resources, None)
+    }
+
+    /// Starts an action that may end in an error.
+    pub fn action_with(
+        &mut self,
+        command: &str,
+        resources: &[(u64, &str)],
+        error: Option<(String, String)>,
+    ) -> Value {
+        let id = self.alloc_id();
+        let rec = ActionRec {
+            id,
+            command: command.to_string(),
+            started: unix_now(),
+            finish_at: Instant::now() + self.action_time,
+            resources: resources.iter().map(|(i, t)| (*i, t.to_string())).collect(),
+            error,
+        };
+        let v = rec.render(self.action_time);
+        self.actions.insert(id, rec);
+        v
+    }
+
+    /// Whether a running action holds `(id, type)`.
+    pub fn locked(&self, id: u64, typ: &str) -> bool {
+        self.actions
+            .values()
+            .rev()
+            .take_while(|_| true)
+            .any(|a| a.running() && a.resources.iter().any(|(i, t)| *i == id && t == typ))
+    }
+
+    /// Fails with `locked` while a running action holds the resource.
+    pub fn check_lock(&self, id: u64, typ: &str) -> Result<(), ApiErr> {
+        if self.locked(id, typ) {
+            Err(ApiErr::locked())
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Drops finished actions older than a minute so memory stays bounded.
+    pub fn gc_actions(&mut self) {
+        if self.actions.len() > 20_000 {
+            let cutoff = Instant::now() - Duration::from_secs(60);
+            self.actions.retain(|_, a| a.finish_at > cutoff);
+        }
+    }
+
+    /// The next free private IP in `network`'s subnets (or inside `within` if given).
+    pub fn alloc_private_ip(&self, network: u64) -> Option<Ipv4Addr> {
+        let net = self.get("networks", network)?;
+        let used = self.private_ips_in(network);
+        for s in net["subnets"].as_array()? {
+            let c = Cidr4::parse(s["ip_range"].as_str()?, false)?;
+            for i in 2..(c.size().min(65_536) as u32).saturating_sub(1) {
+                let ip = c.nth(i);
+                if !used.contains(&ip) {
+                    return Some(ip);
+                }
+            }
+        }
+        None
+    }
+
+    /// Every private IP used in a network (servers and load balancers).
+    pub fn private_ips_in(&self, network: u64) -> Vec<Ipv4Addr> {
+        ["servers", "load_balancers"]
+            .iter()
+            .flat_map(|c| self.coll(c).values())
+            .flat_map(|o| o["private_net"].as_array().cloned().unwrap_or_default())
+            .filter(|p| p["network"].as_u64() == Some(network))
+            .filter_map(|p| p["ip"].as_str().and_then(|s| s.parse().ok()))
+            .collect()
+    }
+
+    /// Checks that `ip` can be used in `network`: inside a subnet, not the gateway, free.
+    pub fn check_private_ip(&self, network: u64, ip: &str) -> Result<Ipv4Addr, ApiErr> {
+        let bad = |m: &str| ApiErr::invalid(vec![("ip".into(), m.into())]);
+        let ip: Ipv4Addr = ip.parse().map_err(|_| bad("is not an IPv4 address"))?;
+        let net = self
+            .get("networks", network)
+            .ok_or_else(|| ApiErr::not_found("network"))?;
+        let inside = net["subnets"].as_array().into_iter().flatten().any(|s| {
+            s["ip_range"]
+                .as_str()
+                .and_then(|r| Cidr4::parse(r, false))
+                .is_some_and(|c| c.contains(ip) && ip != c.nth(1) && ip != c.nth(0))
+        });
+        if !inside {
+            return Err(bad("is not inside a subnet of the network"));
+        }
+        if self.private_ips_in(network).contains(&ip) {
+            return Err(ApiErr::new(
+                409,
+                "ip_not_available",
+                format!("IP {ip} is already in use"),
+            ));
+        }
+        Ok(ip)
+    }
+
+    /// Objects of `coll` matched by a label selector.
+    pub fn select(&self, coll: &str, selector: &str) -> Vec<u64> {
+        let Ok(terms) = labels::parse(selector) else {
+            return Vec::new();
+        };
+        let empty = serde_json::Map::new();
+        self.coll(coll)
+            .iter()
+            .filter(|(_, o)| labels::matches(&terms, o["labels"].as_object().unwrap_or(&empty)))
+            .map(|(id, _)| *id)
+            .collect()
+    }
+}
+
+/// Generic `GET /{coll}` with a render function for computed fields.
+pub fn list_rendered(
+    w: &World,
+    coll: &str,
+    key: &str,
+    q: &Query,
+    render: impl Fn(&World, &Value) -> Value,
+) -> ApiResult {
+    let items = w.coll(coll).values().map(|o| render(w, o)).collect();
+    super::http::list(
+        key,
+        &format!("/v1/{coll}"),
+        items,
+        q,
+        &["type", "status", "ip"],
+    )
+}
+
+/// Generic `PUT /{coll}/{id}`: `name` (unique) and `labels` (replaced whole), plus any
+/// extra top-level fields listed in `extra`.
+pub fn update_basic(
+    w: &mut World,
+    coll: &str,
+    id: u64,
+    body: &Value,
+    extra: &[&str],
+) -> Result<(), ApiErr> {
+    let mut errs = Vec::new();
+    if let Some(name) = body.get("name") {
+        match name.as_str() {
+            Some(n) if !n.is_empty() => {
+                if w.name_taken(coll, n, Some(id)) {
+                    return Err(ApiErr::unique("name"));
+                }
+            }
+            _ => errs.push(("name".to_string(), "must be a non-empty string".to_string())),
+        }
+    }
+    if let Some(l) = body.get("labels") {
+        errs.extend(
+            labels::validate(l)
+                .into_iter()
+                .map(|m| ("labels".to_string(), m)),
+        );
+    }
+    if !errs.is_empty() {
+        return Err(ApiErr::invalid(errs));
+    }
+    let obj = w
+        .coll_mut(coll)
+        .get_mut(&id)
+        .ok_or_else(|| ApiErr::not_found(coll))?;
+    for f in ["name", "labels"].iter().chain(extra) {
+        if let Some(v) = body.get(*f) {
+            obj[*f] = v.clone();
+        }
+    }
+    Ok(())
+}
+
+/// Validation helper collecting `(field, message)` pairs.
+#[derive(Debug, Default)]
+pub struct Check(pub Vec<(String, String)>);
+
+impl Check {
+    /// Records a problem.
+    pub fn err(&mut self, f: impl Into<String>, m: impl Into<String>) {
+        self.0.push((f.into(), m.into()));
+    }
+
+    /// A required non-empty string field.
+    pub fn req_str<'a>(&mut self, body: &'a Value, f: &str) -> Option<&'a str> {
+        match body.get(f).and_then(Value::as_str) {
+            Some(s) if !s.is_empty() => Some(s),
+            _ => {
+                self.err(f, "is required and must be a non-empty string");
+                None
+            }
+        }
+    }
+
+    /// Labels, if present, must be valid.
+    pub fn labels(&mut self, body: &Value) {
+        if let Some(l) = body.get("labels") {
+            for m in labels::validate(l) {
+                self.err("labels", m);
+            }
+        }
+    }
+
+    /// Fails with `invalid_input` if anything was recorded.
+    pub fn done(self) -> Result<(), ApiErr> {
+        if self.0.is_empty() {
+            Ok(())
+        } else {
+            Err(ApiErr::invalid(self.0))
+        }
+    }
+}
+
+/// A reply with a single action: `{"action": …}`.
+pub fn action_reply(status: u16, action: Value) -> ApiResult {
+    reply(status, json!({ "action": action }))
+}
+
+/// Now as an RFC 3339 string.
+pub fn now() -> String {
+    rfc3339(unix_now())
+}
