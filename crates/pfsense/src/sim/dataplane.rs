@@ -14,19 +14,30 @@ use tokio::net::UnixStream;
 /// Environment variable naming the `haproxy` binary to use instead of the one on `PATH`.
 pub const HAPROXY_BIN_ENV: &str = "CAIRN_HAPROXY_BIN";
 
-/// Finds the `haproxy` binary, or explains how to get one.
+/// Finds the `haproxy` binary (`CAIRN_HAPROXY_BIN`, else `PATH`, else `/usr/sbin`), or
+/// explains how to get one.
 pub fn find_haproxy() -> Result<PathBuf, String> {
-    if let Ok(p) = std::env::var(HAPROXY_BIN_ENV) {
-        return Ok(PathBuf::from(p));
+    locate(
+        std::env::var(HAPROXY_BIN_ENV).ok().map(PathBuf::from),
+        &std::env::var("PATH").unwrap_or_default(),
+    )
+}
+
+/// Resolves an explicit binary or searches `path` (a `PATH`-style list).
+pub fn locate(explicit: Option<PathBuf>, path: &str) -> Result<PathBuf, String> {
+    const HOW: &str = "the pfSense simulator's data plane runs a real HAProxy; install Debian's `haproxy` package (apt-get install haproxy) or set CAIRN_HAPROXY_BIN";
+    if let Some(p) = explicit {
+        return if p.is_file() {
+            Ok(p)
+        } else {
+            Err(format!("haproxy not found at {}: {HOW}", p.display()))
+        };
     }
-    let path = std::env::var("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
+    std::env::split_paths(path)
         .chain(["/usr/sbin".into(), "/usr/local/sbin".into()])
         .map(|d| d.join("haproxy"))
         .find(|p| p.is_file())
-        .ok_or_else(|| {
-            "haproxy not found on PATH or in /usr/sbin: the pfSense simulator's data plane runs a real HAProxy; install Debian's `haproxy` package (apt-get install haproxy) or set CAIRN_HAPROXY_BIN".to_string()
-        })
+        .ok_or_else(|| format!("haproxy not found on PATH or in /usr/sbin: {HOW}"))
 }
 
 /// A HAProxy managed by the simulator.
@@ -41,11 +52,15 @@ pub struct DataPlane {
 }
 
 impl DataPlane {
-    /// A data plane keeping its files in `dir`; nothing runs until the first reload.
-    pub fn new(dir: PathBuf) -> Self {
+    /// A data plane keeping its files in `dir`, running `bin` (found on `PATH` when
+    /// `None`); nothing runs until the first reload.
+    pub fn new(dir: PathBuf, bin: Option<PathBuf>) -> Self {
         DataPlane {
             dir,
-            bin: find_haproxy(),
+            bin: match bin {
+                Some(b) => locate(Some(b), ""),
+                None => find_haproxy(),
+            },
             procs: Mutex::new(Vec::new()),
             current: Mutex::new(None),
             generation: Mutex::new(0),

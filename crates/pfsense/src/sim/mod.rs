@@ -57,6 +57,8 @@ pub struct SimConfig {
     pub apply_delay: Duration,
     /// The configuration to start with (empty by default).
     pub world: World,
+    /// The `haproxy` binary (default: `CAIRN_HAPROXY_BIN`, else found on `PATH`).
+    pub haproxy_bin: Option<std::path::PathBuf>,
 }
 
 impl Default for SimConfig {
@@ -67,6 +69,7 @@ impl Default for SimConfig {
             addr_map: "10.0.0.0/8=127.0.0.0/8".parse().expect("valid map"),
             apply_delay: Duration::from_millis(100),
             world: World::new(),
+            haproxy_bin: None,
         }
     }
 }
@@ -218,7 +221,7 @@ impl PfSenseSim {
             world: Mutex::new(config.world),
             counters: Mutex::default(),
             faults: Mutex::default(),
-            dataplane: DataPlane::new(dir.path().to_path_buf()),
+            dataplane: DataPlane::new(dir.path().to_path_buf(), config.haproxy_bin.clone()),
             last_apply_error: Mutex::default(),
             api_key: api_key.clone(),
             basic: base64(format!("{user}:{pass}").as_bytes()),

@@ -1,0 +1,346 @@
+//! The simulator's REST surface and control API: envelope, auth, validation ids, IDs that
+//! renumber, filters and paging, dirty flags with async apply, command_prompt, counters,
+//! faults, state dump/load, and no HAProxy left behind after drop.
+
+mod common;
+
+use std::time::Duration;
+
+use cairn_core::tls::{TlsTrust, client_config};
+use cairn_pfsense::sim::{PfSenseSim, SimConfig, SimHandle};
+use cairn_pfsense::{ClientError, Subsystem};
+use common::*;
+use serde_json::{Value, json};
+
+fn http(sim: &SimHandle) -> reqwest::Client {
+    let tls = client_config(&TlsTrust::Fingerprint(sim.fingerprint.clone())).unwrap();
+    reqwest::Client::builder()
+        .use_preconfigured_tls(tls)
+        .build()
+        .unwrap()
+}
+
+async fn api_err(r: Result<Value, ClientError>) -> (u16, String) {
+    match r {
+        Err(ClientError::Api {
+            code, response_id, ..
+        }) => (code, response_id),
+        other => panic!("expected an API error, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn requests_need_the_key_or_basic_auth_and_errors_use_the_envelope() {
+    let sim = sim(71).await;
+    let h = http(&sim);
+    let url = format!("{}/api/v2/firewall/aliases", sim.base_url);
+    let r = h.get(&url).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["response_id"], "AUTH_AUTHENTICATION_FAILED");
+    assert_eq!(body["status"], "unauthorized");
+    let r = h
+        .get(&url)
+        .basic_auth("admin", Some("pfsense"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["code"], 200);
+    assert_eq!(body["data"], json!([]));
+}
+
+#[tokio::test]
+async fn ids_are_indexes_that_renumber_on_delete_and_plural_filters_page() {
+    let sim = sim(72).await;
+    let c = client(&sim, Duration::from_secs(5));
+    for name in ["a", "b", "c"] {
+        c.post(
+            "/firewall/alias",
+            &json!({"name": name, "type": "host", "address": ["10.0.0.1"]}),
+        )
+        .await
+        .unwrap();
+    }
+    let gone = c
+        .delete("/firewall/alias", &[("id", "0".into())])
+        .await
+        .unwrap();
+    assert_eq!(gone["name"], "a");
+    let now0 = c
+        .call(
+            reqwest::Method::GET,
+            "/firewall/alias",
+            &[("id", "0".into())],
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(now0["name"], "b", "ids shift after a delete");
+    let missing = c
+        .call(
+            reqwest::Method::GET,
+            "/firewall/alias",
+            &[("id", "2".into())],
+            None,
+        )
+        .await;
+    assert_eq!(
+        api_err(missing).await,
+        (404, "MODEL_OBJECT_NOT_FOUND".into())
+    );
+    let only_c = c
+        .list("/firewall/aliases", &[("name", "c".into())])
+        .await
+        .unwrap();
+    assert_eq!(only_c.len(), 1);
+    assert_eq!(only_c[0]["id"], 1);
+    let page = c
+        .list(
+            "/firewall/aliases",
+            &[("limit", "1".into()), ("offset", "1".into())],
+        )
+        .await
+        .unwrap();
+    assert_eq!(page.len(), 1);
+    assert_eq!(page[0]["name"], "c");
+}
+
+#[tokio::test]
+async fn validation_errors_carry_the_packages_response_ids() {
+    let sim = sim(73).await;
+    let c = client(&sim, Duration::from_secs(5));
+    let r = c
+        .post(
+            "/services/haproxy/backend",
+            &json!({"balance": "roundrobin"}),
+        )
+        .await;
+    assert_eq!(api_err(r).await, (400, "FIELD_IS_REQUIRED".into()));
+    c.post("/services/haproxy/backend", &json!({"name": "p"}))
+        .await
+        .unwrap();
+    let r = c
+        .post("/services/haproxy/backend", &json!({"name": "p"}))
+        .await;
+    assert_eq!(api_err(r).await, (400, "FIELD_MUST_BE_UNIQUE".into()));
+    let r = c
+        .post(
+            "/services/haproxy/backend",
+            &json!({"name": "q", "check_type": "Telepathy"}),
+        )
+        .await;
+    assert_eq!(api_err(r).await, (400, "FIELD_INVALID_CHOICE".into()));
+    let r = c
+        .post(
+            "/services/haproxy/backend/server",
+            &json!({"parent_id": 7, "name": "s", "address": "10.0.0.1", "port": "80"}),
+        )
+        .await;
+    assert_eq!(
+        api_err(r).await,
+        (404, "MODEL_PARENT_OBJECT_NOT_FOUND".into())
+    );
+    let s = c
+        .post(
+            "/services/haproxy/backend/server",
+            &json!({"parent_id": 0, "name": "s", "address": "10.0.0.1", "port": 80}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (s["parent_id"].clone(), s["id"].clone(), s["port"].clone()),
+        (json!(0), json!(0), json!("80"))
+    );
+    let servers = c
+        .list("/services/haproxy/backend/servers", &[])
+        .await
+        .unwrap();
+    assert_eq!(servers.len(), 1);
+}
+
+#[tokio::test]
+async fn writes_mark_the_subsystem_dirty_until_an_async_apply_finishes() {
+    let sim = sim(74).await;
+    let c = client(&sim, Duration::from_secs(5));
+    c.post(
+        "/services/dns_resolver/host_override",
+        &json!({"host": "h", "domain": "d", "ip": ["10.0.0.1"]}),
+    )
+    .await
+    .unwrap();
+    let status = c
+        .call(
+            reqwest::Method::GET,
+            "/services/dns_resolver/apply",
+            &[],
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(status["applied"], false);
+    let haproxy = c
+        .call(reqwest::Method::GET, "/services/haproxy/apply", &[], None)
+        .await
+        .unwrap();
+    assert_eq!(haproxy["applied"], true, "other subsystems stay clean");
+    c.apply(Subsystem::DnsResolver).await.unwrap();
+    let status = c
+        .call(
+            reqwest::Method::GET,
+            "/services/dns_resolver/apply",
+            &[],
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(status["applied"], true);
+}
+
+#[tokio::test]
+async fn command_prompt_runs_haproxy_runtime_commands_and_refuses_others() {
+    let sim = sim(75).await;
+    let c = client(&sim, Duration::from_secs(10));
+    c.post(
+        "/services/haproxy/backend",
+        &json!({"name": "p", "check_type": "Basic",
+        "servers": [{"name": "s1", "address": "10.0.0.1", "port": "9", "status": "disabled"}]}),
+    )
+    .await
+    .unwrap();
+    c.apply(Subsystem::Haproxy).await.unwrap();
+    let state = c
+        .haproxy_runtime("show servers state p_ipvANY")
+        .await
+        .unwrap();
+    let parsed = cairn_pfsense::runtime::parse_servers_state(&state);
+    assert_eq!(parsed.len(), 1);
+    assert!(parsed[0].in_maint(), "{state}");
+    c.haproxy_runtime("set server p_ipvANY/s1 state drain")
+        .await
+        .unwrap();
+    let stat = c.haproxy_runtime("show stat").await.unwrap();
+    assert!(stat.contains("p_ipvANY,s1,"), "{stat}");
+    let refused = c.command("cat /etc/passwd").await;
+    assert_eq!(
+        api_err(refused.map(|_| Value::Null)).await,
+        (403, "SIM_COMMAND_REFUSED".into())
+    );
+}
+
+#[tokio::test]
+async fn control_api_counts_requests_injects_faults_and_dumps_and_loads_state() {
+    let sim = sim(76).await;
+    let h = http(&sim);
+    let c = client(&sim, Duration::from_secs(5));
+    let faults = json!([{"method": "GET", "path_prefix": "/api/v2/firewall/aliases", "status": 503,
+                         "response_id": "QUEUE_FULL", "remaining": 1}]);
+    let r = h
+        .put(format!("{}/_sim/faults", sim.base_url))
+        .header("X-API-Key", &sim.api_key)
+        .json(&faults)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    // The client retries the 503 and succeeds on the second attempt.
+    assert!(c.list("/firewall/aliases", &[]).await.unwrap().is_empty());
+    c.post(
+        "/firewall/alias",
+        &json!({"name": "x", "type": "host", "address": ["10.0.0.9"]}),
+    )
+    .await
+    .unwrap();
+    let counters: Value = h
+        .get(format!("{}/_sim/counters", sim.base_url))
+        .header("X-API-Key", &sim.api_key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(counters["requests"]["GET /api/v2/firewall/aliases"], 2);
+    assert_eq!(counters["writes"], 1);
+
+    let dump: Value = h
+        .get(format!("{}/_sim/state", sim.base_url))
+        .header("X-API-Key", &sim.api_key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let other = PfSenseSim::start(SimConfig::default()).await.unwrap();
+    let r = reqwest::Client::builder()
+        .use_preconfigured_tls(client_config(&other.trust()).unwrap())
+        .build()
+        .unwrap()
+        .put(format!("{}/_sim/state", other.base_url))
+        .header("X-API-Key", &other.api_key)
+        .json(&dump)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let oc = client(&other, Duration::from_secs(5));
+    assert_eq!(
+        oc.list("/firewall/aliases", &[]).await.unwrap()[0]["name"],
+        "x"
+    );
+    let denied = h
+        .get(format!("{}/_sim/state", sim.base_url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(denied.status(), 401);
+}
+
+#[tokio::test]
+async fn dropping_the_simulator_kills_every_haproxy_it_started() {
+    let sim = sim(77).await;
+    let c = client(&sim, Duration::from_secs(10));
+    c.post("/services/haproxy/backend", &json!({"name": "p"}))
+        .await
+        .unwrap();
+    c.apply(Subsystem::Haproxy).await.unwrap();
+    c.patch(
+        "/services/haproxy/backend",
+        &json!({"id": 0, "balance": "leastconn"}),
+    )
+    .await
+    .unwrap();
+    c.apply(Subsystem::Haproxy).await.unwrap();
+    let pids = sim.haproxy_pids();
+    assert!(!pids.is_empty());
+    drop(sim);
+    for pid in pids {
+        assert!(
+            !std::path::Path::new(&format!("/proc/{pid}")).exists(),
+            "haproxy {pid} survived the drop"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_missing_haproxy_makes_apply_fail_with_a_clear_message() {
+    let sim = PfSenseSim::start(SimConfig {
+        haproxy_bin: Some("/nonexistent/haproxy".into()),
+        ..SimConfig::default()
+    })
+    .await
+    .unwrap();
+    let c = client(&sim, Duration::from_secs(1));
+    c.post("/services/haproxy/backend", &json!({"name": "p"}))
+        .await
+        .unwrap();
+    let err = c.apply(Subsystem::Haproxy).await.unwrap_err();
+    assert!(matches!(err, ClientError::Rejected { .. }), "{err}");
+    let why = sim.last_apply_error().unwrap();
+    assert!(
+        why.contains("haproxy not found") && why.contains("apt-get install haproxy"),
+        "{why}"
+    );
+}
