@@ -18,7 +18,7 @@ pub mod sim;
 pub use client::{ApiKey, ClientError, PfSenseClient, Subsystem, Timing};
 pub use gate::HaproxyServerUp;
 pub use kinds::{
-    BackendServer, DnsHostOverride, FrontendAddress, HaproxyBackend, HaproxyBackendRefs,
-    HaproxyFrontend, HaproxyFrontendRefs, VirtualIp, VirtualIpRefs,
+    BackendServer, DnsHostOverride, FirewallAlias, FrontendAddress, HaproxyBackend,
+    HaproxyBackendRefs, HaproxyFrontend, HaproxyFrontendRefs, VirtualIp, VirtualIpRefs,
 };
 pub use provider::{PfSenseProvider, ProviderOptions};

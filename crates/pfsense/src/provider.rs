@@ -17,8 +17,8 @@ use serde_json::{Value, json};
 
 use crate::client::{ClientError, PfSenseClient, Subsystem};
 use crate::kinds::{
-    self, DnsHostOverride, HaproxyBackend, HaproxyFrontend, VirtualIp, backend, frontend,
-    host_override, vip,
+    self, DnsHostOverride, FirewallAlias, HaproxyBackend, HaproxyFrontend, VirtualIp, alias,
+    backend, frontend, host_override, vip,
 };
 use crate::runtime::{parse_servers_state, parse_stat};
 
@@ -59,6 +59,8 @@ const VIPS: &str = "/firewall/virtual_ips";
 const VIP: &str = "/firewall/virtual_ip";
 const OVERRIDES: &str = "/services/dns_resolver/host_overrides";
 const OVERRIDE: &str = "/services/dns_resolver/host_override";
+const ALIASES: &str = "/firewall/aliases";
+const ALIAS: &str = "/firewall/alias";
 
 /// Converts an API object into (key, spec value, text holding the marker).
 type FromApi = fn(&Value) -> (String, Value, String);
@@ -73,9 +75,23 @@ impl PfSenseProvider {
         PfSenseProvider { client, opts }
     }
 
+    /// A provider configured from the environment (`PFSENSE_URL`, `PFSENSE_API_KEY`, and
+    /// `PFSENSE_CA_FILE` or `PFSENSE_TLS_FINGERPRINT`), with default options.
+    pub fn from_env() -> Result<Self, ClientError> {
+        Ok(Self::new(
+            PfSenseClient::from_env()?,
+            ProviderOptions::default(),
+        ))
+    }
+
     /// The client.
     pub fn client(&self) -> &PfSenseClient {
         &self.client
+    }
+
+    /// A "HAProxy backend server UP" gate probe for server `server` of pool `pool`.
+    pub fn server_up(&self, pool: &str, server: &str) -> crate::gate::HaproxyServerUp {
+        crate::gate::HaproxyServerUp::new(self.client.clone(), pool, server)
     }
 
     async fn list_kind(&self, kind: &str) -> Result<Vec<Observed>, ClientError> {
@@ -84,6 +100,7 @@ impl PfSenseProvider {
             HaproxyBackend::KIND => (BACKENDS, backend::from_api),
             HaproxyFrontend::KIND => (FRONTENDS, frontend::from_api),
             DnsHostOverride::KIND => (OVERRIDES, host_override::from_api),
+            FirewallAlias::KIND => (ALIASES, alias::from_api),
             _ => return Ok(Vec::new()),
         };
         let items = self.client.list(path, &[]).await?;
@@ -127,6 +144,7 @@ impl PfSenseProvider {
             HaproxyBackend::KIND => (BACKENDS, backend::from_api),
             HaproxyFrontend::KIND => (FRONTENDS, frontend::from_api),
             DnsHostOverride::KIND => (OVERRIDES, host_override::from_api),
+            FirewallAlias::KIND => (ALIASES, alias::from_api),
             _ => return Ok(None),
         };
         let filter: Vec<(&str, String)> = match kind {
@@ -165,6 +183,7 @@ impl PfSenseProvider {
             VirtualIp::KIND => vip::to_api(desired, descr),
             HaproxyFrontend::KIND => frontend::to_api(desired, descr),
             DnsHostOverride::KIND => host_override::to_api(desired, descr),
+            FirewallAlias::KIND => alias::to_api(desired, descr),
             _ => {
                 let rest = prior_raw
                     .and_then(|p| p["advanced_backend"].as_str())
@@ -191,6 +210,7 @@ impl PfSenseProvider {
             VirtualIp::KIND => (VIP, Subsystem::VirtualIp),
             HaproxyFrontend::KIND => (FRONTEND, Subsystem::Haproxy),
             DnsHostOverride::KIND => (OVERRIDE, Subsystem::DnsResolver),
+            FirewallAlias::KIND => (ALIAS, Subsystem::Firewall),
             HaproxyBackend::KIND => (BACKEND, Subsystem::Haproxy),
             other => return Err(ProviderError::new(op, format!("unknown kind {other}"))),
         };
@@ -590,6 +610,7 @@ impl Provider for PfSenseProvider {
             HaproxyBackend::KIND,
             HaproxyFrontend::KIND,
             DnsHostOverride::KIND,
+            FirewallAlias::KIND,
         ]
     }
 
@@ -626,6 +647,7 @@ impl Provider for PfSenseProvider {
             VirtualIp::KIND => (VIP, Subsystem::VirtualIp),
             HaproxyFrontend::KIND => (FRONTEND, Subsystem::Haproxy),
             DnsHostOverride::KIND => (OVERRIDE, Subsystem::DnsResolver),
+            FirewallAlias::KIND => (ALIAS, Subsystem::Firewall),
             HaproxyBackend::KIND => (BACKEND, Subsystem::Haproxy),
             other => return Err(ProviderError::new(&op, format!("unknown kind {other}"))),
         };
@@ -714,5 +736,36 @@ impl Provider for PfSenseProvider {
             }
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pool_steps_show_the_gated_add_and_the_drained_removal() {
+        let before = json!({"name": "p", "check_type": "HTTP", "servers": [
+            {"name": "old", "status": "active"}, {"name": "keep", "status": "active"}]});
+        let after = json!({"name": "p", "check_type": "HTTP", "servers": [
+            {"name": "keep", "status": "active"}, {"name": "new", "status": "active"}]});
+        let steps = PfSenseProvider::pool_steps(Some(&before), Some(&after));
+        assert_eq!(
+            steps,
+            [
+                "drain old (HAProxy runtime API)",
+                "gate: old holds no sessions",
+                "delete old",
+                "add new disabled",
+                "apply HAProxy",
+                "gate: new health check passes (HAProxy runtime API, show servers state)",
+                "set new active, apply HAProxy, runtime state ready",
+            ]
+        );
+        let unchecked = json!({"name": "p", "check_type": "none", "servers": [{"name": "n", "status": "active"}]});
+        assert_eq!(
+            PfSenseProvider::pool_steps(None, Some(&unchecked)),
+            ["create pool p without servers, apply HAProxy"]
+        );
     }
 }

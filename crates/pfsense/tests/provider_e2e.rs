@@ -12,8 +12,8 @@ use std::time::Duration;
 use cairn_core::tls::SelfSigned;
 use cairn_core::{Action, ObserveRequest, Provider, Providers, Resource, StackBuilder};
 use cairn_pfsense::{
-    BackendServer, DnsHostOverride, HaproxyBackend, HaproxyBackendRefs, HaproxyFrontend,
-    PfSenseProvider, Subsystem, VirtualIp, VirtualIpRefs,
+    BackendServer, DnsHostOverride, FirewallAlias, HaproxyBackend, HaproxyBackendRefs,
+    HaproxyFrontend, PfSenseProvider, Subsystem, VirtualIp, VirtualIpRefs,
 };
 use common::*;
 use serde_json::{Value, json};
@@ -49,6 +49,19 @@ fn host_override() -> DnsHostOverride {
         domain: "home.arpa".into(),
         ip: vec![ip("10.0.20.99").into()],
         descr: "apiserver VIP".into(),
+    }
+}
+
+fn alias() -> FirewallAlias {
+    FirewallAlias {
+        name: "k8s_masters".into(),
+        kind: "host".into(),
+        address: vec![
+            "10.0.20.100".into(),
+            "10.0.20.110".into(),
+            "10.0.20.111".into(),
+        ],
+        descr: "control plane".into(),
     }
 }
 
@@ -88,6 +101,11 @@ fn desired() -> Vec<(&'static str, String, Value)> {
             DnsHostOverride::KIND,
             host_override().key(),
             serde_json::to_value(host_override()).unwrap(),
+        ),
+        (
+            FirewallAlias::KIND,
+            alias().key(),
+            serde_json::to_value(alias()).unwrap(),
         ),
     ]
 }
@@ -145,10 +163,18 @@ async fn make_by_hand(c: &cairn_pfsense::PfSenseClient) {
     )
     .await
     .unwrap();
+    c.post(
+        "/firewall/alias",
+        &json!({"name": "k8s_masters", "type": "host", "descr": "control plane",
+                "address": ["10.0.20.100", "10.0.20.110", "10.0.20.111"]}),
+    )
+    .await
+    .unwrap();
     for s in [
         Subsystem::VirtualIp,
         Subsystem::Haproxy,
         Subsystem::DnsResolver,
+        Subsystem::Firewall,
     ] {
         c.apply(s).await.unwrap();
     }
@@ -178,6 +204,7 @@ fn stack() -> cairn_core::Stack {
     let mut dns = host_override();
     dns.ip = vec![vip.ip().into()];
     s.add("k8s-apiserver", dns);
+    s.add("k8s_masters", alias());
     s.build().expect("stack builds")
 }
 
@@ -201,7 +228,7 @@ async fn engine_creates_the_cutover_objects_and_a_second_plan_is_empty() {
         .collect();
     assert_eq!(
         actions,
-        vec![Action::Create; 4],
+        vec![Action::Create; 5],
         "{:#?}",
         planned.plan.resource_changes
     );

@@ -261,3 +261,24 @@ async fn a_server_that_never_passes_stays_out_of_the_pool_and_the_error_says_so(
         &state.collections[&cairn_pfsense::sim::model::Collection::Backends][0]["servers"];
     assert_eq!(servers[1]["status"], "disabled", "{servers}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_up_gate_fails_while_the_server_is_not_ready_and_passes_once_it_is() {
+    use cairn_core::gate::Probe;
+    let s = setup(78).await;
+    let gate = s.provider.server_up("apiserver_nodes", "k8s-master");
+    assert!(gate.describe().contains("apiserver_nodes/k8s-master"));
+    gate.check().await.expect("the ready master is UP");
+    let missing = s.provider.server_up("apiserver_nodes", "k8s-master-9");
+    let why = missing.check().await.unwrap_err();
+    assert!(why.contains("not in the running HAProxy"), "{why}");
+
+    // A server that is in the pool but in maintenance is not UP.
+    s.provider
+        .client()
+        .haproxy_runtime("set server apiserver_nodes_ipvANY/k8s-master state maint")
+        .await
+        .unwrap();
+    let why = gate.check().await.unwrap_err();
+    assert!(why.contains("admin_state"), "{why}");
+}

@@ -1,11 +1,13 @@
 //! The pfSense resource kinds and the ownership marker kept in `descr` (or, for HAProxy
 //! backends, which have no description, as a comment line in `advanced_backend`).
 
+pub mod alias;
 pub mod backend;
 pub mod frontend;
 pub mod host_override;
 pub mod vip;
 
+pub use alias::FirewallAlias;
 pub use backend::{BackendServer, HaproxyBackend, HaproxyBackendRefs};
 pub use frontend::{FrontendAddress, HaproxyFrontend, HaproxyFrontendRefs};
 pub use host_override::DnsHostOverride;
