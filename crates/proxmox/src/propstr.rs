@@ -137,6 +137,22 @@ pub fn format_size(bytes: u64) -> String {
     bytes.to_string()
 }
 
+/// Whether a config key names a disk slot (`scsi0`, `virtio1`, `sata0`, `ide2`, `efidisk0`, `tpmstate0`).
+pub fn is_disk_key(k: &str) -> bool {
+    ["scsi", "virtio", "sata", "ide", "efidisk", "tpmstate"]
+        .iter()
+        .any(|p| k.strip_prefix(p).is_some_and(|n| n.parse::<u32>().is_ok()))
+}
+
+/// Memory in MiB from the `memory` property (`[current=]<int>`, number or string), default 512.
+pub fn memory_mib(v: Option<&str>) -> u64 {
+    v.and_then(|s| {
+        let p = parse(s, Some("current"));
+        get(&p, "current").and_then(|m| m.parse().ok())
+    })
+    .unwrap_or(512)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

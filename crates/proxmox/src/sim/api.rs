@@ -57,6 +57,7 @@ pub(crate) async fn handle(
         tokio::time::sleep(Duration::from_millis(faults.latency_ms)).await;
     }
     if faults.error_rate > 0.0 && shared.roll() < faults.error_rate {
+        shared.injected("error");
         return ApiError::internal("injected fault: internal server error").into_response();
     }
     let params = match http::params(&method, query, headers, body) {
@@ -83,6 +84,7 @@ pub(crate) async fn handle(
         && faults.lock_contention_rate > 0.0
         && shared.roll() < faults.lock_contention_rate
     {
+        shared.injected("lock");
         tokio::time::sleep(shared.lock_timeout).await;
         return lock_timeout(segs[3]).into_response();
     }

@@ -18,7 +18,8 @@ pub(crate) fn handle(shared: &Shared, method: &Method, rest: &str, body: &[u8]) 
                 .filter(|(k, _)| !k.starts_with("GET "))
                 .map(|(_, n)| n)
                 .sum();
-            json_ok(json!({"requests": c, "total": total, "writes": writes}))
+            let injected = shared.injected.lock().expect("injected").clone();
+            json_ok(json!({"requests": c, "total": total, "writes": writes, "injected": injected}))
         }
         ("DELETE", "counters") => {
             shared.counters.lock().expect("counters").clear();

@@ -21,7 +21,8 @@
 //! a restart go to the pending config (returned by `GET config` unless `current=1`).
 //!
 //! # Control API (under `/_sim/`, no auth, never counted)
-//! - `GET /_sim/counters` → `{"requests": {"GET /cluster/resources": 1, …}, "total": n, "writes": n}`;
+//! - `GET /_sim/counters` → `{"requests": {"GET /cluster/resources": 1, …}, "total": n, "writes": n,
+//!   "injected": {"lock": n, "error": n, "task": n}}`;
 //!   `DELETE /_sim/counters` resets them.
 //! - `GET /_sim/faults`, `PUT /_sim/faults` with a [`Faults`] JSON object.
 //! - `GET /_sim/state` dumps the [`World`] as JSON; `PUT /_sim/state` loads one.
@@ -114,6 +115,7 @@ pub(crate) struct Shared {
     pub world: Mutex<World>,
     pub faults: Mutex<(Faults, u64)>,
     pub counters: Mutex<BTreeMap<String, u64>>,
+    pub injected: Mutex<BTreeMap<String, u64>>,
     pub tickets: Mutex<BTreeMap<String, String>>,
     pub token: String,
     pub password: String,
@@ -143,6 +145,16 @@ impl Shared {
         *self.faults.lock().expect("faults lock") = (f, seed);
     }
 
+    /// Counts one injected fault of a kind (`latency`, `error`, `lock`, `task`).
+    pub fn injected(&self, kind: &str) {
+        *self
+            .injected
+            .lock()
+            .expect("injected")
+            .entry(kind.to_string())
+            .or_default() += 1;
+    }
+
     /// Takes one failure for a task of `kind`, if one is configured.
     pub fn take_task_fault(&self, kind: &str) -> Option<String> {
         let mut g = self.faults.lock().expect("faults lock");
@@ -151,7 +163,10 @@ impl Shared {
                 .iter_mut()
                 .find(|t| t.kind == kind && t.count > 0)?;
         tf.count -= 1;
-        Some(tf.message.clone())
+        let msg = tf.message.clone();
+        drop(g);
+        self.injected("task");
+        Some(msg)
     }
 }
 
@@ -199,6 +214,11 @@ impl SimHandle {
             .sum()
     }
 
+    /// Faults injected so far by kind (`error`, `lock`, `task`).
+    pub fn injected(&self) -> BTreeMap<String, u64> {
+        self.shared.injected.lock().expect("injected").clone()
+    }
+
     /// Resets the request counters.
     pub fn reset_counters(&self) {
         self.shared.counters.lock().expect("counters").clear();
@@ -237,6 +257,7 @@ impl ProxmoxSim {
             world: Mutex::new(config.world),
             faults: Mutex::new((Faults::default(), 1)),
             counters: Mutex::new(BTreeMap::new()),
+            injected: Mutex::new(BTreeMap::new()),
             tickets: Mutex::new(BTreeMap::new()),
             token: config.token.clone(),
             password: config.password.clone(),

@@ -95,21 +95,7 @@ impl VmState {
     }
 }
 
-/// Memory in MiB from the `memory` property (`[current=]<int>`), default 512.
-pub fn memory_mib(v: Option<&str>) -> u64 {
-    v.and_then(|s| {
-        let p = propstr::parse(s, Some("current"));
-        propstr::get(&p, "current").and_then(|m| m.parse().ok())
-    })
-    .unwrap_or(512)
-}
-
-/// Whether a config key names a disk slot.
-pub fn is_disk_key(k: &str) -> bool {
-    ["scsi", "virtio", "sata", "ide", "efidisk", "tpmstate"]
-        .iter()
-        .any(|p| k.strip_prefix(p).is_some_and(|n| n.parse::<u32>().is_ok()))
-}
+pub use crate::propstr::{is_disk_key, memory_mib};
 
 /// The `size=` of a disk property string, in bytes.
 pub fn disk_size(v: &str) -> Option<u64> {
