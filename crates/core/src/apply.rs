@@ -6,12 +6,14 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
+
 use std::time::{Duration, Instant};
 
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
 use serde::Serialize;
 use serde_json::Value;
 use tokio::sync::Semaphore;
-use tokio::task::JoinSet;
 
 use crate::plan::{Action, digest};
 use crate::planner::{Planned, Providers};
@@ -232,58 +234,51 @@ pub async fn apply(
             dependents[d].push(i);
         }
     }
-    let global = Arc::new(Semaphore::new(opts.parallelism.max(1)));
-    let mut per_provider: HashMap<String, Arc<Semaphore>> = HashMap::new();
+    let mut per_provider: HashMap<String, Semaphore> = HashMap::new();
     for c in &planned.plan.resource_changes {
         if let Some(p) = providers.get(&c.provider) {
             per_provider
                 .entry(c.provider.clone())
-                .or_insert_with(|| Arc::new(Semaphore::new(p.concurrency().max(1))));
+                .or_insert_with(|| Semaphore::new(p.concurrency().max(1)));
         }
     }
-    let outputs: Arc<Mutex<HashMap<Address, Value>>> = Arc::default();
-    let ctx = Arc::new(Ctx {
-        stack: stack.clone(),
-        providers: providers.clone(),
-        planned: planned.clone(),
-        outputs: outputs.clone(),
-        global,
+    let ctx = Ctx {
+        stack,
+        providers,
+        planned,
+        outputs: Mutex::default(),
+        global: Semaphore::new(opts.parallelism.max(1)),
         per_provider,
-        progress: progress.clone(),
-    });
+        progress: progress.as_ref(),
+    };
 
     let mut report = ApplyReport::default();
     let mut ready: VecDeque<usize> = (0..n).filter(|&i| remaining[i] == 0).collect();
     let mut skipped = vec![false; n];
-    let mut set: JoinSet<(usize, Outcome, Duration)> = JoinSet::new();
+    // Futures borrow the context and are polled on this task: no copies of the stack or plan.
+    let mut running = FuturesUnordered::new();
     loop {
         while let Some(i) = ready.pop_front() {
-            let ctx = ctx.clone();
-            let address = nodes[i].address.clone();
-            let task = nodes[i].task;
-            set.spawn(async move {
+            let ctx = &ctx;
+            let node = &nodes[i];
+            running.push(async move {
                 let start = Instant::now();
-                let outcome = ctx.run(&address, task).await;
+                let outcome = ctx.run(&node.address, node.task).await;
                 (i, outcome, start.elapsed())
             });
         }
-        let Some(joined) = set.join_next().await else {
+        let Some((i, outcome, elapsed)) = running.next().await else {
             break;
         };
-        let (i, outcome, elapsed) = joined.expect("apply tasks do not panic");
         let what = describe(&nodes[i].task, &planned.plan.resource_changes);
-        if !matches!(outcome, Outcome::Unchanged) || what != "none" {
-            if what != "none" {
-                progress.finished(&nodes[i].address, &outcome, elapsed);
-            }
-            if what != "none" {
-                report.entries.push(ReportEntry {
-                    address: nodes[i].address.clone(),
-                    what: what.clone(),
-                    outcome: outcome.clone(),
-                    elapsed_secs: elapsed.as_secs_f64(),
-                });
-            }
+        if what != "none" {
+            progress.finished(&nodes[i].address, &outcome, elapsed);
+            report.entries.push(ReportEntry {
+                address: nodes[i].address.clone(),
+                what,
+                outcome: outcome.clone(),
+                elapsed_secs: elapsed.as_secs_f64(),
+            });
         }
         match outcome {
             Outcome::Failed(_) => {
@@ -336,17 +331,17 @@ fn describe(task: &Task, changes: &[crate::plan::ResourceChange]) -> String {
     }
 }
 
-struct Ctx {
-    stack: Stack,
-    providers: Providers,
-    planned: Planned,
-    outputs: Arc<Mutex<HashMap<Address, Value>>>,
-    global: Arc<Semaphore>,
-    per_provider: HashMap<String, Arc<Semaphore>>,
-    progress: Arc<dyn Progress>,
+struct Ctx<'a> {
+    stack: &'a Stack,
+    providers: &'a Providers,
+    planned: &'a Planned,
+    outputs: Mutex<HashMap<Address, Value>>,
+    global: Semaphore,
+    per_provider: HashMap<String, Semaphore>,
+    progress: &'a dyn Progress,
 }
 
-impl Ctx {
+impl Ctx<'_> {
     async fn run(&self, address: &Address, task: Task) -> Outcome {
         match task {
             Task::SkipGate => Outcome::Unchanged,
@@ -371,17 +366,11 @@ impl Ctx {
                         change.provider
                     ));
                 };
-                let sem = self.per_provider.get(&change.provider).cloned();
-                let _p = match sem {
-                    Some(s) => Some(s.acquire_owned().await.expect("semaphore open")),
+                let _p = match self.per_provider.get(&change.provider) {
+                    Some(s) => Some(s.acquire().await.expect("semaphore open")),
                     None => None,
                 };
-                let _g = self
-                    .global
-                    .clone()
-                    .acquire_owned()
-                    .await
-                    .expect("semaphore open");
+                let _g = self.global.acquire().await.expect("semaphore open");
                 let what = describe(&task, &self.planned.plan.resource_changes);
                 self.progress.started(address, &what);
                 match self
@@ -441,7 +430,7 @@ impl Ctx {
         let w = &self.planned.work[ci];
         let prior: Option<&Observed> = w.observed.as_ref();
         let changed: Vec<String> = c.changes.iter().map(|f| f.path.clone()).collect();
-        let desired = match &w.desired {
+        let desired = match &c.after {
             Some(d) if !delete_old && c.action() != Action::Delete => {
                 Some(self.resolve(&c.address, d)?)
             }

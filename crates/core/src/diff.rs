@@ -80,8 +80,24 @@ pub fn diff(
     schema: &Schema,
     ignore: &[String],
 ) -> Vec<FieldChange> {
+    diff_resolving(desired, observed, schema, ignore, &|_| None)
+}
+
+/// Like [`diff`], but references in `desired` are first looked up with `resolve`, on the fly,
+/// so the spec need not be copied to substitute them.
+pub fn diff_resolving(
+    desired: &Value,
+    observed: &Value,
+    schema: &Schema,
+    ignore: &[String],
+    resolve: &dyn Fn(&RawRef) -> Option<Value>,
+) -> Vec<FieldChange> {
     let mut out = Vec::new();
-    let ctx = Ctx { schema, ignore };
+    let ctx = Ctx {
+        schema,
+        ignore,
+        resolve,
+    };
     ctx.walk(String::new(), desired, Some(observed), &mut out);
     out
 }
@@ -89,6 +105,7 @@ pub fn diff(
 struct Ctx<'a> {
     schema: &'a Schema,
     ignore: &'a [String],
+    resolve: &'a dyn Fn(&RawRef) -> Option<Value>,
 }
 
 impl Ctx<'_> {
@@ -121,8 +138,11 @@ impl Ctx<'_> {
         if self.skip(&path) || desired.is_null() {
             return;
         }
-        if RawRef::from_marker(desired).is_some() {
-            out.push(self.change(path, observed, Some(desired)));
+        if let Some(r) = RawRef::from_marker(desired) {
+            match (self.resolve)(&r) {
+                Some(v) => self.walk(path, &v, observed, out),
+                None => out.push(self.change(path, observed, Some(desired))),
+            }
             return;
         }
         match (desired, observed) {

@@ -57,8 +57,9 @@ impl Action {
     }
 }
 
-/// The planned change of one resource.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// The planned change of one resource. In memory `after` is unredacted (apply needs it);
+/// serialising redacts sensitive paths, and `Debug` shows no values at all.
+#[derive(Clone, PartialEq, Deserialize)]
 pub struct ResourceChange {
     /// `kind.name` (undeclared objects: `kind.key`).
     pub address: Address,
@@ -73,9 +74,10 @@ pub struct ResourceChange {
     /// The action as an enum (not part of the JSON; derived from `actions`).
     #[serde(skip)]
     pub action: Option<Action>,
-    /// Observed value (sensitive fields redacted), absent when the object does not exist.
+    /// Observed value, absent when the object does not exist. Filled in only for output
+    /// ([`crate::planner::Planned::to_json`]); the observed object itself lives in the plan's work.
     pub before: Option<Value>,
-    /// Desired value (sensitive fields redacted, unknowns as `$ref` markers), absent for deletes.
+    /// Desired value (unknowns as `$ref` markers), absent for deletes.
     pub after: Option<Value>,
     /// Mirror of `after` with `true` where the value is known only after apply.
     pub after_unknown: Value,
@@ -92,6 +94,102 @@ pub struct ResourceChange {
     pub observed_digest: String,
     /// Digest of the desired spec (staleness check for saved plans).
     pub desired_digest: String,
+    /// Sensitive path patterns of the kind (redacted whenever values are shown).
+    #[serde(skip)]
+    pub sensitive: &'static [&'static str],
+}
+
+impl std::fmt::Debug for ResourceChange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResourceChange")
+            .field("address", &self.address)
+            .field("actions", &self.actions)
+            .field(
+                "changes",
+                &self.changes.iter().map(|c| &c.path).collect::<Vec<_>>(),
+            )
+            .finish_non_exhaustive()
+    }
+}
+
+impl Serialize for ResourceChange {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        struct Out<'a> {
+            address: &'a Address,
+            kind: &'a str,
+            provider: &'a str,
+            key: &'a str,
+            actions: &'a [String],
+            before: Option<Value>,
+            after: Option<Value>,
+            after_unknown: &'a Value,
+            replace_paths: &'a [String],
+            action_reason: &'a Option<String>,
+            changes: &'a [FieldChange],
+            steps: &'a [String],
+            observed_digest: &'a str,
+            desired_digest: &'a str,
+        }
+        let red = |v: &Option<Value>| v.as_ref().map(|v| redact(v, self.sensitive));
+        Out {
+            address: &self.address,
+            kind: &self.kind,
+            provider: &self.provider,
+            key: &self.key,
+            actions: &self.actions,
+            before: red(&self.before),
+            after: red(&self.after),
+            after_unknown: &self.after_unknown,
+            replace_paths: &self.replace_paths,
+            action_reason: &self.action_reason,
+            changes: &self.changes,
+            steps: &self.steps,
+            observed_digest: &self.observed_digest,
+            desired_digest: &self.desired_digest,
+        }
+        .serialize(s)
+    }
+}
+
+/// Replaces values at sensitive paths with `"(sensitive)"`.
+pub fn redact(v: &Value, sensitive: &[&str]) -> Value {
+    fn go(v: &Value, path: String, sensitive: &[&str]) -> Value {
+        if !path.is_empty()
+            && sensitive
+                .iter()
+                .any(|p| crate::diff::path_matches(&path, p))
+            && !v.is_null()
+        {
+            return Value::String("(sensitive)".into());
+        }
+        match v {
+            Value::Object(m) => Value::Object(
+                m.iter()
+                    .map(|(k, c)| {
+                        let p = if path.is_empty() {
+                            k.clone()
+                        } else {
+                            format!("{path}.{k}")
+                        };
+                        (k.clone(), go(c, p, sensitive))
+                    })
+                    .collect(),
+            ),
+            Value::Array(a) => Value::Array(
+                a.iter()
+                    .enumerate()
+                    .map(|(i, c)| go(c, format!("{path}[{i}]"), sensitive))
+                    .collect(),
+            ),
+            other => other.clone(),
+        }
+    }
+    if sensitive.is_empty() {
+        v.clone()
+    } else {
+        go(v, String::new(), sensitive)
+    }
 }
 
 impl ResourceChange {
@@ -209,25 +307,52 @@ impl Plan {
     }
 }
 
-/// A short stable digest of a JSON value (16 hex digits of SHA-256 over its compact form).
+/// A short stable digest of a JSON value (16 hex digits of SHA-256), independent of object
+/// key order. Streams the value into the hasher: no copy, no serialisation buffer.
 pub fn digest(v: &Value) -> String {
-    let bytes = serde_json::to_vec(&canonical(v)).expect("JSON values serialise");
-    hex::encode(&Sha256::digest(&bytes)[..8])
+    let mut h = Sha256::new();
+    feed(&mut h, v);
+    hex::encode(&h.finalize()[..8])
 }
 
-/// Sorts object keys recursively so digests do not depend on key order.
-fn canonical(v: &Value) -> Value {
+/// Digest of several values taken together.
+pub fn digest_all(vs: &[&Value]) -> String {
+    let mut h = Sha256::new();
+    for v in vs {
+        feed(&mut h, v);
+    }
+    hex::encode(&h.finalize()[..8])
+}
+
+fn feed(h: &mut Sha256, v: &Value) {
     match v {
-        Value::Object(m) => {
-            let mut keys: Vec<_> = m.keys().collect();
-            keys.sort();
-            Value::Object(
-                keys.into_iter()
-                    .map(|k| (k.clone(), canonical(&m[k])))
-                    .collect(),
-            )
+        Value::Null => h.update(b"n"),
+        Value::Bool(b) => h.update(if *b { b"t" } else { b"f" }),
+        Value::Number(n) => {
+            h.update(b"#");
+            h.update(n.to_string().as_bytes());
+            h.update(b";");
         }
-        Value::Array(a) => Value::Array(a.iter().map(canonical).collect()),
-        other => other.clone(),
+        Value::String(s) => {
+            h.update(b"s");
+            h.update((s.len() as u64).to_le_bytes());
+            h.update(s.as_bytes());
+        }
+        Value::Array(a) => {
+            h.update(b"[");
+            a.iter().for_each(|c| feed(h, c));
+            h.update(b"]");
+        }
+        Value::Object(m) => {
+            let mut keys: Vec<&String> = m.keys().collect();
+            keys.sort_unstable();
+            h.update(b"{");
+            for k in keys {
+                h.update((k.len() as u64).to_le_bytes());
+                h.update(k.as_bytes());
+                feed(h, &m[k]);
+            }
+            h.update(b"}");
+        }
     }
 }

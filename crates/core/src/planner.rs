@@ -8,7 +8,7 @@ use std::sync::Arc;
 use futures::future::join_all;
 use serde_json::Value;
 
-use crate::diff::{FieldChange, diff, path_matches};
+use crate::diff::{FieldChange, diff_resolving};
 use crate::plan::{Action, FORMAT_VERSION, GatePlan, Plan, ResourceChange, Summary, digest};
 use crate::provider::{
     CheckResult, Declared, Diagnostic, ObserveRequest, Observed, PlannedChange, Provider,
@@ -78,15 +78,14 @@ pub enum PlanError {
     Stale(Vec<(Address, String)>),
 }
 
-/// Per-resource data the apply needs beyond the (redacted) plan.
+/// Per-resource data the apply needs beyond the plan: the node and the observed object.
+/// (The desired value is the change's `after`; each value is held once.)
 #[derive(Debug, Clone)]
 pub struct Work {
     /// The stack node, for declared resources.
     pub node: Option<usize>,
     /// What was observed.
     pub observed: Option<Observed>,
-    /// The desired value, with references resolved where they were known at plan time.
-    pub desired: Option<Value>,
 }
 
 /// A plan plus what apply needs to carry it out.
@@ -96,6 +95,21 @@ pub struct Planned {
     pub plan: Plan,
     /// Parallel to `plan.resource_changes`.
     pub work: Vec<Work>,
+}
+
+impl Planned {
+    /// The plan as JSON (`docs/plan-format.md`): `before` filled in from what was observed,
+    /// sensitive values redacted.
+    pub fn to_json(&self) -> Value {
+        let mut plan = self.plan.clone();
+        for (c, w) in plan.resource_changes.iter_mut().zip(&self.work) {
+            c.before = w.observed.as_ref().map(|o| o.value.clone());
+            if !c.action().is_change() {
+                c.after = c.before.clone();
+            }
+        }
+        serde_json::to_value(&plan).expect("plans serialise")
+    }
 }
 
 /// Makes a plan for `stack` against the live world.
@@ -146,6 +160,7 @@ fn validate(stack: &Stack, providers: &Providers) -> Result<(), PlanError> {
 }
 
 type ObservedByKind = HashMap<String, Vec<Observed>>;
+type ObservedByKey = HashMap<(String, String), Observed>;
 
 async fn observe_all(stack: &Stack, providers: &Providers) -> Result<ObservedByKind, PlanError> {
     let mut keys: BTreeMap<(&str, String), Vec<String>> = BTreeMap::new();
@@ -184,17 +199,22 @@ async fn observe_all(stack: &Stack, providers: &Providers) -> Result<ObservedByK
 fn lookup(
     stack: &Stack,
     after: &[Option<Value>],
-    keeps: &[Option<&Observed>],
+    keeps: &[bool],
+    observed: &[Option<Observed>],
     raw: &RawRef,
 ) -> Option<Value> {
     let i = stack.index_of(&raw.address)?;
     if let Some(v) = after[i].as_ref().and_then(|a| get_path(a, &raw.attr))
-        && !crate::value::collect_refs(v).iter().any(|_| true)
+        && crate::value::collect_refs(v).is_empty()
         && !v.is_null()
     {
         return Some(v.clone());
     }
-    keeps[i]
+    if !keeps[i] {
+        return None;
+    }
+    observed[i]
+        .as_ref()
         .and_then(|o| get_path(&o.value, &raw.attr))
         .filter(|v| !v.is_null())
         .cloned()
@@ -203,12 +223,28 @@ fn lookup(
 async fn build_plan(
     stack: &Stack,
     providers: &Providers,
-    observed: ObservedByKind,
+    by_kind: ObservedByKind,
 ) -> Result<Planned, PlanError> {
     let n = stack.nodes().len();
+    let mut by_key: ObservedByKey = HashMap::new();
+    for (kind, list) in by_kind {
+        for o in list {
+            by_key.insert((kind.clone(), o.key.clone()), o);
+        }
+    }
+    // Each declared resource takes its observed object out of the map; what is left over
+    // are undeclared objects.
+    let mut observed: Vec<Option<Observed>> = stack
+        .nodes()
+        .iter()
+        .map(|node| match node {
+            NodeDef::Resource(r) => by_key.remove(&(r.kind.to_string(), r.key.clone())),
+            NodeDef::Gate(_) => None,
+        })
+        .collect();
     let mut after: Vec<Option<Value>> = vec![None; n];
-    let mut keeps: Vec<Option<&Observed>> = vec![None; n];
-    let mut entries: Vec<Option<(ResourceChange, Work)>> = vec![None; n];
+    let mut keeps = vec![false; n];
+    let mut entries: Vec<Option<ResourceChange>> = vec![None; n];
     let mut diags = Vec::new();
     let mut protected = Vec::new();
 
@@ -216,34 +252,35 @@ async fn build_plan(
         let NodeDef::Resource(r) = &stack.nodes()[i] else {
             continue;
         };
-        let obs = observed
-            .get(r.kind)
-            .and_then(|l| l.iter().find(|o| o.key == r.key));
-        let mut desired = r.spec.clone();
-        substitute_refs(&mut desired, &|raw| lookup(stack, &after, &keeps, raw));
+        let obs = observed[i].as_ref();
         let provider = provider_of(providers, r)?;
-        let (action, changes, reason) = decide(stack.name(), r, obs, &desired, &mut diags);
+        let resolve = |raw: &RawRef| lookup(stack, &after, &keeps, &observed, raw);
+        let (action, changes, reason) = decide(stack.name(), r, obs, &resolve, &mut diags);
+        // Only a changing resource needs its desired value materialised (refs substituted):
+        // apply uses it and dependents read it. A no-op's dependents read its observed value.
+        let desired = action.is_change().then(|| {
+            let mut d = r.spec.clone();
+            substitute_refs(&mut d, &resolve);
+            d
+        });
         if action.is_replace() && r.protect {
             protected.push((r.address.clone(), "forces replacement".to_string()));
         }
-        if matches!(action, Action::NoOp | Action::Update | Action::Read) {
-            keeps[i] = obs;
-        }
-        let steps = if action.is_change() {
-            provider.rollout_steps(r.kind, obs, Some(&desired))
-        } else {
-            Vec::new()
+        keeps[i] = matches!(action, Action::NoOp | Action::Update | Action::Read);
+        let steps = match &desired {
+            Some(d) => provider.rollout_steps(r.kind, obs, Some(d)),
+            None => Vec::new(),
         };
-        let change = ResourceChange {
+        entries[i] = Some(ResourceChange {
             address: r.address.clone(),
             kind: r.kind.to_string(),
             provider: r.provider.to_string(),
             key: r.key.clone(),
             actions: action.as_list().into_iter().map(String::from).collect(),
             action: Some(action),
-            before: obs.map(|o| redact(&o.value, r.schema.sensitive)),
-            after: Some(redact(&desired, r.schema.sensitive)),
-            after_unknown: unknown_mirror(&desired),
+            before: None,
+            after: None,
+            after_unknown: desired.as_ref().map_or(Value::Bool(false), unknown_mirror),
             replace_paths: changes
                 .iter()
                 .filter(|c| c.forces_replace)
@@ -254,16 +291,9 @@ async fn build_plan(
             steps,
             observed_digest: obs.map_or_else(|| "absent".into(), observed_digest),
             desired_digest: digest(&r.spec),
-        };
-        after[i] = Some(desired.clone());
-        entries[i] = Some((
-            change,
-            Work {
-                node: Some(i),
-                observed: obs.cloned(),
-                desired: Some(desired),
-            },
-        ));
+            sensitive: r.schema.sensitive,
+        });
+        after[i] = desired;
     }
     if !diags.is_empty() {
         return Err(PlanError::Invalid(diags));
@@ -274,58 +304,59 @@ async fn build_plan(
 
     let mut changes = Vec::new();
     let mut work = Vec::new();
-    for (c, w) in entries.into_iter().flatten() {
-        changes.push(c);
-        work.push(w);
+    for i in 0..n {
+        if let Some(mut c) = entries[i].take() {
+            // A no-op's desired value equals what was observed on every managed field; the
+            // JSON shows `after` = `before` for it, so no second copy is kept in memory.
+            c.after = after[i].take();
+            changes.push(c);
+            work.push(Work {
+                node: Some(i),
+                observed: observed[i].take(),
+            });
+        }
     }
     // Owned objects that are no longer declared are deleted.
-    let declared: HashSet<(&str, &str)> = stack
-        .resources()
-        .map(|r| (r.kind, r.key.as_str()))
+    let mut leftovers: Vec<((String, String), Observed)> = by_key
+        .into_iter()
+        .filter(|(_, o)| o.marker.as_ref().is_some_and(|m| m.stack == stack.name()))
         .collect();
-    let mut kinds: Vec<_> = observed.keys().collect();
-    kinds.sort();
-    for kind in kinds {
-        for o in &observed[kind] {
-            let owned = o.marker.as_ref().is_some_and(|m| m.stack == stack.name());
-            if owned && !declared.contains(&(kind.as_str(), o.key.as_str())) {
-                let provider = providers
-                    .0
-                    .values()
-                    .find(|p| p.kinds().contains(&kind.as_str()))
-                    .or_else(|| {
-                        stack
-                            .resources()
-                            .find(|r| r.kind == kind)
-                            .and_then(|r| providers.get(r.provider))
-                    });
-                let provider_name = provider.map(|p| p.name().to_string()).unwrap_or_default();
-                changes.push(ResourceChange {
-                    address: Address::new(kind, &o.key),
-                    kind: kind.clone(),
-                    provider: provider_name,
-                    key: o.key.clone(),
-                    actions: vec!["delete".into()],
-                    action: Some(Action::Delete),
-                    before: Some(o.value.clone()),
-                    after: None,
-                    after_unknown: Value::Bool(false),
-                    replace_paths: Vec::new(),
-                    action_reason: Some("owned by this stack but no longer declared".into()),
-                    changes: Vec::new(),
-                    steps: provider
-                        .map(|p| p.rollout_steps(kind, Some(o), None))
-                        .unwrap_or_default(),
-                    observed_digest: observed_digest(o),
-                    desired_digest: "absent".into(),
-                });
-                work.push(Work {
-                    node: None,
-                    observed: Some(o.clone()),
-                    desired: None,
-                });
-            }
-        }
+    leftovers.sort_by(|a, b| a.0.cmp(&b.0));
+    for ((kind, key), o) in leftovers {
+        let provider = providers
+            .0
+            .values()
+            .find(|p| p.kinds().contains(&kind.as_str()))
+            .or_else(|| {
+                stack
+                    .resources()
+                    .find(|r| r.kind == kind)
+                    .and_then(|r| providers.get(r.provider))
+            });
+        changes.push(ResourceChange {
+            address: Address::new(&kind, &key),
+            provider: provider.map(|p| p.name().to_string()).unwrap_or_default(),
+            key,
+            actions: vec!["delete".into()],
+            action: Some(Action::Delete),
+            before: None,
+            after: None,
+            after_unknown: Value::Bool(false),
+            replace_paths: Vec::new(),
+            action_reason: Some("owned by this stack but no longer declared".into()),
+            changes: Vec::new(),
+            steps: provider
+                .map(|p| p.rollout_steps(&kind, Some(&o), None))
+                .unwrap_or_default(),
+            observed_digest: observed_digest(&o),
+            desired_digest: "absent".into(),
+            sensitive: &[],
+            kind,
+        });
+        work.push(Work {
+            node: None,
+            observed: Some(o),
+        });
     }
 
     let gates = plan_gates(stack, &changes);
@@ -361,7 +392,7 @@ fn decide(
     stack: &str,
     r: &ResourceDef,
     obs: Option<&Observed>,
-    desired: &Value,
+    resolve: &dyn Fn(&RawRef) -> Option<Value>,
     diags: &mut Vec<Diagnostic>,
 ) -> (Action, Vec<FieldChange>, Option<String>) {
     let Some(obs) = obs else {
@@ -401,15 +432,21 @@ fn decide(
             ),
         });
     }
-    let changes = diff(desired, &obs.value, &r.schema, &r.ignore_changes);
+    let changes = diff_resolving(&r.spec, &obs.value, &r.schema, &r.ignore_changes, resolve);
+    let fingerprint = || {
+        let mut d = r.spec.clone();
+        substitute_refs(&mut d, resolve);
+        digest(&d)
+    };
     let adopting = obs.marker.is_none();
     let replace = changes.iter().any(|c| c.forces_replace);
     let drift_reason = || match &obs.marker {
         None => "adopt: not yet managed by cairn".to_string(),
-        Some(m)
-            if m.fingerprint.is_some() && m.fingerprint.as_deref() == Some(&digest(desired)) =>
-        {
+        Some(m) if m.fingerprint.is_some() && m.fingerprint.as_deref() == Some(&fingerprint()) => {
             "changed outside cairn since the last apply".to_string()
+        }
+        Some(m) if m.fingerprint.is_none() => {
+            "differs from the spec (no applied fingerprint on record to tell why)".to_string()
         }
         Some(_) => "the stack's code changed since the last apply".to_string(),
     };
@@ -457,7 +494,15 @@ fn decide(
 }
 
 fn observed_digest(o: &Observed) -> String {
-    digest(&serde_json::json!({"value": o.value, "marker": o.marker}))
+    let marker = match &o.marker {
+        Some(m) => Value::String(format!(
+            "{}/{}",
+            m.stack,
+            m.fingerprint.as_deref().unwrap_or("")
+        )),
+        None => Value::Null,
+    };
+    crate::plan::digest_all(&[&o.value, &marker])
 }
 
 /// Gates run when anything after them changes.
@@ -534,7 +579,7 @@ async fn run_checks(
                 after: if c.action() == Action::Delete {
                     None
                 } else {
-                    w.desired.as_ref()
+                    c.after.as_ref()
                 },
             })
             .collect();
@@ -548,41 +593,6 @@ async fn run_checks(
         out.extend(results);
     }
     Ok(out)
-}
-
-/// Replaces values at sensitive paths with `"(sensitive)"`.
-pub fn redact(v: &Value, sensitive: &[&str]) -> Value {
-    fn go(v: &Value, path: String, sensitive: &[&str]) -> Value {
-        if !path.is_empty() && sensitive.iter().any(|p| path_matches(&path, p)) && !v.is_null() {
-            return Value::String("(sensitive)".into());
-        }
-        match v {
-            Value::Object(m) => Value::Object(
-                m.iter()
-                    .map(|(k, c)| {
-                        let p = if path.is_empty() {
-                            k.clone()
-                        } else {
-                            format!("{path}.{k}")
-                        };
-                        (k.clone(), go(c, p, sensitive))
-                    })
-                    .collect(),
-            ),
-            Value::Array(a) => Value::Array(
-                a.iter()
-                    .enumerate()
-                    .map(|(i, c)| go(c, format!("{path}[{i}]"), sensitive))
-                    .collect(),
-            ),
-            other => other.clone(),
-        }
-    }
-    if sensitive.is_empty() {
-        v.clone()
-    } else {
-        go(v, String::new(), sensitive)
-    }
 }
 
 fn redact_change(mut c: FieldChange) -> FieldChange {

@@ -50,7 +50,7 @@ pub struct GateDef {
 #[derive(Clone)]
 pub enum NodeDef {
     /// A resource.
-    Resource(ResourceDef),
+    Resource(Box<ResourceDef>),
     /// A gate.
     Gate(GateDef),
 }
@@ -164,7 +164,7 @@ impl StackBuilder {
             ignore_changes: Vec::new(),
             field_errors: spec.validate(),
         };
-        self.push(NodeDef::Resource(def));
+        self.push(NodeDef::Resource(Box::new(def)));
         Handle::new(address)
     }
 
@@ -312,6 +312,7 @@ pub struct Stack {
     deps: Vec<Vec<usize>>,
     order: Vec<usize>,
     settings: BTreeMap<String, String>,
+    index: HashMap<Address, usize>,
 }
 
 impl Stack {
@@ -322,7 +323,13 @@ impl Stack {
         settings: BTreeMap<String, String>,
     ) -> Self {
         let order = topo_order(&deps);
+        let index = nodes
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (n.address().clone(), i))
+            .collect();
         Stack {
+            index,
             name,
             nodes,
             deps,
@@ -359,14 +366,14 @@ impl Stack {
     /// The declared resources.
     pub fn resources(&self) -> impl Iterator<Item = &ResourceDef> {
         self.nodes.iter().filter_map(|n| match n {
-            NodeDef::Resource(r) => Some(r),
+            NodeDef::Resource(r) => Some(r.as_ref()),
             NodeDef::Gate(_) => None,
         })
     }
 
     /// The index of the node at `address`.
     pub fn index_of(&self, address: &Address) -> Option<usize> {
-        self.nodes.iter().position(|n| n.address() == address)
+        self.index.get(address).copied()
     }
 }
 

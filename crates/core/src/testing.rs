@@ -277,18 +277,18 @@ impl MemoryProvider {
         result
     }
 
-    fn uses(&self, objs: &HashMap<String, Vec<Obj>>, value: &Value) -> Vec<(String, String)> {
-        let ids: Vec<&str> = value["inputs"]
+    /// The objects a value's `inputs` point at, by id.
+    fn uses(by_id: &HashMap<&str, (&str, &str)>, value: &Value) -> Vec<(String, String)> {
+        value["inputs"]
             .as_array()
-            .map(|a| a.iter().filter_map(Value::as_str).collect())
-            .unwrap_or_default();
-        objs.iter()
-            .flat_map(|(kind, l)| {
-                l.iter()
-                    .filter(|o| ids.contains(&o.id.as_str()))
-                    .map(move |o| (kind.clone(), o.key.clone()))
+            .map(|a| {
+                a.iter()
+                    .filter_map(Value::as_str)
+                    .filter_map(|id| by_id.get(id))
+                    .map(|(k, key)| (k.to_string(), key.to_string()))
+                    .collect()
             })
-            .collect()
+            .unwrap_or_default()
     }
 }
 
@@ -315,6 +315,13 @@ impl Provider for MemoryProvider {
     async fn observe(&self, req: ObserveRequest<'_>) -> Result<Vec<Observed>, ProviderError> {
         let objs = self.objects.lock().expect("lock");
         let keys: HashSet<&str> = req.keys.iter().map(String::as_str).collect();
+        let by_id: HashMap<&str, (&str, &str)> = objs
+            .iter()
+            .flat_map(|(kind, l)| {
+                l.iter()
+                    .map(move |o| (o.id.as_str(), (kind.as_str(), o.key.as_str())))
+            })
+            .collect();
         Ok(objs
             .get(req.kind)
             .map(|l| {
@@ -327,7 +334,7 @@ impl Provider for MemoryProvider {
                         key: o.key.clone(),
                         value: o.value.clone(),
                         marker: o.marker.clone(),
-                        uses: self.uses(&objs, &o.value),
+                        uses: Self::uses(&by_id, &o.value),
                     })
                     .collect()
             })

@@ -108,7 +108,7 @@ proptest! {
 
         let calls = m.calls();
         let skipped_expected = descendants(&deps, &failing);
-        for i in 0..deps.len() {
+        for (i, deps_i) in deps.iter().enumerate() {
             let key = format!("n{i}");
             let mine: Vec<_> = calls.iter().filter(|c| c.key == key && c.op == "create").collect();
             if skipped_expected.contains(&i) {
@@ -117,7 +117,7 @@ proptest! {
                 prop_assert!(matches!(e.outcome, Outcome::Skipped(_)));
             } else {
                 prop_assert_eq!(mine.len(), 1, "{} must run exactly once", key);
-                for &d in &deps[i] {
+                for &d in deps_i {
                     let dep = calls.iter().find(|c| c.key == format!("n{d}")).unwrap();
                     prop_assert!(dep.end <= mine[0].start, "{} started before its dependency n{}", key, d);
                 }
@@ -358,8 +358,9 @@ async fn ignore_changes_and_sensitive_fields_are_honoured() {
         ["secret"]
     );
     let text = render_plan(&planned.plan, false);
-    let json = serde_json::to_string(&planned.plan).unwrap();
-    for out in [&text, &json] {
+    let json = planned.to_json().to_string();
+    assert!(json.contains("(sensitive)"));
+    for out in [&text, &json, &format!("{:?}", planned.plan)] {
         assert!(
             !out.contains("hunter2") && !out.contains("s3cret"),
             "secret leaked: {out}"
@@ -520,7 +521,7 @@ async fn plan_json_carries_the_documented_fields() {
     web.inputs = vec![db.id().into()];
     b.add("web", web);
     let planned = plan(&b.build().unwrap(), &providers(&m)).await.unwrap();
-    let v = serde_json::to_value(&planned.plan).unwrap();
+    let v = planned.to_json();
     assert_eq!(v["format_version"], "1.0");
     let web = &v["resource_changes"][1];
     for field in [

@@ -69,7 +69,7 @@ pub fn render_plan(plan: &Plan, color: bool) -> String {
         match c.action() {
             Action::Create => {
                 if let Some(after) = &c.after {
-                    for (path, v) in leaves(after) {
+                    for (path, v) in leaves(&crate::plan::redact(after, c.sensitive)) {
                         let _ = writeln!(out, "      {} {path} = {}", p.c("32", "+"), show(&v));
                     }
                 }

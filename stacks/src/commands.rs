@@ -1,0 +1,275 @@
+//! The commands: select stacks and targets, then plan, apply, report drift or draw the graph.
+
+use std::io::{IsTerminal, Write};
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use cairn_core::lock::{ApplyLock, LocalLock};
+use cairn_core::planner::stale_entries;
+use cairn_core::render::{drift_summary, render_plan, render_report, use_color};
+use cairn_core::stack::NodeDef;
+use cairn_core::{ApplyOptions, Plan, PlanError, Planned, apply, plan};
+
+use crate::cli::{Cli, Command};
+use crate::progress::Lines;
+use crate::stacks::{self, Loaded, StackDef, Target};
+
+/// Exit code: no changes.
+const SAME: u8 = 0;
+/// Exit code: error.
+const ERROR: u8 = 1;
+/// Exit code: changes.
+const CHANGES: u8 = 2;
+
+/// Runs one command over the selected stacks; returns the aggregated exit code
+/// (any error → 1, else any change → 2, else 0).
+pub async fn run(cli: Cli) -> anyhow::Result<u8> {
+    let defs: Vec<StackDef> = stacks::all()
+        .into_iter()
+        .filter(|d| cli.stack.as_deref().is_none_or(|s| s == d.name))
+        .collect();
+    if defs.is_empty() {
+        let names: Vec<_> = stacks::all().iter().map(|d| d.name).collect();
+        bail!(
+            "unknown stack {:?}; known stacks: {}",
+            cli.stack.unwrap_or_default(),
+            names.join(", ")
+        );
+    }
+    let mut code = SAME;
+    let mut plans = Vec::new();
+    for def in &defs {
+        let target = target_for(def)?;
+        announce(def, target, cli.json);
+        let loaded = (def.load)(target).with_context(|| format!("loading stack {}", def.name))?;
+        let result = match &cli.command {
+            Command::Diff { out } => diff(&cli, &loaded, out.as_deref(), &mut plans).await,
+            Command::Drift => diff(&cli, &loaded, None, &mut plans).await,
+            Command::Apply {
+                plan,
+                yes,
+                parallelism,
+            } => apply_cmd(&loaded, plan.as_deref(), *yes, *parallelism).await,
+            Command::Graph => {
+                println!("{}", dot(&loaded));
+                Ok(SAME)
+            }
+        };
+        let c = result.unwrap_or_else(|e| {
+            eprintln!("error in stack {}: {e:#}", def.name);
+            ERROR
+        });
+        code = aggregate(code, c);
+    }
+    if matches!(cli.command, Command::Drift)
+        && let Some(path) = std::env::var_os("GITHUB_STEP_SUMMARY")
+    {
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .context("opening $GITHUB_STEP_SUMMARY")?;
+        f.write_all(drift_summary(&plans).as_bytes())?;
+    }
+    Ok(code)
+}
+
+fn aggregate(a: u8, b: u8) -> u8 {
+    if a == ERROR || b == ERROR {
+        ERROR
+    } else {
+        a.max(b)
+    }
+}
+
+/// Real APIs when the stack's credentials are set; otherwise the embedded simulators —
+/// except under `CI=true`, where silently simulating would hide a misconfigured pipeline.
+fn target_for(def: &StackDef) -> anyhow::Result<Target> {
+    let has_creds = !def.credentials.is_empty()
+        && def
+            .credentials
+            .iter()
+            .all(|v| std::env::var_os(v).is_some());
+    if has_creds {
+        return Ok(Target::Real);
+    }
+    let in_ci = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
+    let forced = std::env::var("CAIRN_SIMULATE").is_ok_and(|v| v == "1");
+    if in_ci && !forced && !def.credentials.is_empty() {
+        bail!(
+            "CI=true but the credentials for stack {} are not set ({}); refusing to run against simulators (set CAIRN_SIMULATE=1 to do so on purpose)",
+            def.name,
+            def.credentials.join(", ")
+        );
+    }
+    Ok(Target::Simulated)
+}
+
+fn announce(def: &StackDef, target: Target, json: bool) {
+    // First line of stdout, so nobody mistakes a rehearsal for the real thing; stderr under --json.
+    let say = |line: String| {
+        if json {
+            eprintln!("{line}")
+        } else {
+            println!("{line}")
+        }
+    };
+    match target {
+        Target::Simulated if def.credentials.is_empty() => say(format!(
+            "cairn: stack {} runs on the in-memory demo provider (no real provider is wired to it yet): nothing outside this process is touched",
+            def.name
+        )),
+        Target::Simulated => say(format!(
+            "cairn: SIMULATOR MODE for stack {}: no credentials ({}) set, running against embedded simulators seeded with its \"before\" world",
+            def.name,
+            def.credentials.join(", ")
+        )),
+        Target::Real => say(format!("cairn: stack {} targets the real APIs", def.name)),
+    }
+}
+
+fn color() -> bool {
+    use_color(std::io::stdout().is_terminal())
+}
+
+async fn make_plan(loaded: &Loaded) -> Result<Planned, PlanError> {
+    plan(&loaded.stack, &loaded.providers).await
+}
+
+/// Prints a refused plan's details (checks) and turns the error into an exit code.
+fn report_plan_error(e: &PlanError, json: bool) -> u8 {
+    if let PlanError::ChecksFailed { plan, .. } = e {
+        if json {
+            println!("{}", serde_json::to_string_pretty(plan).unwrap_or_default());
+        } else {
+            print!("{}", render_plan(plan, color()));
+        }
+    } else if json {
+        println!(
+            "{}",
+            serde_json::json!({"format_version": cairn_core::plan::FORMAT_VERSION, "errored": true, "errors": [e.to_string()]})
+        );
+    }
+    eprintln!("error: {e}");
+    ERROR
+}
+
+async fn diff(
+    cli: &Cli,
+    loaded: &Loaded,
+    out: Option<&Path>,
+    plans: &mut Vec<Plan>,
+) -> anyhow::Result<u8> {
+    let planned = match make_plan(loaded).await {
+        Ok(p) => p,
+        Err(e) => return Ok(report_plan_error(&e, cli.json)),
+    };
+    if cli.json {
+        println!("{}", serde_json::to_string_pretty(&planned.to_json())?);
+    } else {
+        print!("{}", render_plan(&planned.plan, color()));
+    }
+    if let Some(out) = out {
+        std::fs::write(out, serde_json::to_vec_pretty(&planned.to_json())?)
+            .with_context(|| format!("writing {}", out.display()))?;
+        eprintln!(
+            "Saved the plan to {}; apply it with: stacks apply {}",
+            out.display(),
+            out.display()
+        );
+    }
+    let code = if planned.plan.has_changes() {
+        CHANGES
+    } else {
+        SAME
+    };
+    plans.push(planned.plan);
+    Ok(code)
+}
+
+async fn apply_cmd(
+    loaded: &Loaded,
+    saved: Option<&Path>,
+    yes: bool,
+    parallelism: usize,
+) -> anyhow::Result<u8> {
+    let lock_dir = std::env::var_os("CAIRN_STATE_DIR")
+        .map_or_else(|| ".cairn".into(), std::path::PathBuf::from);
+    let _lock = LocalLock::new(lock_dir).acquire(loaded.stack.name())?;
+    let planned = match make_plan(loaded).await {
+        Ok(p) => p,
+        Err(e) => return Ok(report_plan_error(&e, false)),
+    };
+    if let Some(path) = saved {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading saved plan {}", path.display()))?;
+        let saved: Plan = serde_json::from_str(&text)
+            .with_context(|| format!("{} is not a cairn plan", path.display()))?;
+        if saved.stack != loaded.stack.name() {
+            return Ok(SAME);
+        }
+        let stale = stale_entries(&saved, &planned.plan);
+        if !stale.is_empty() {
+            return Err(PlanError::Stale(stale).into());
+        }
+    }
+    print!("{}", render_plan(&planned.plan, color()));
+    if !planned.plan.has_changes() {
+        return Ok(SAME);
+    }
+    if !yes && saved.is_none() {
+        if !std::io::stdin().is_terminal() {
+            bail!("refusing to apply without confirmation: stdin is not a terminal; pass --yes");
+        }
+        eprint!(
+            "\nApply these changes to stack {}? Only 'yes' is accepted: ",
+            loaded.stack.name()
+        );
+        let mut answer = String::new();
+        std::io::stdin().read_line(&mut answer)?;
+        if answer.trim() != "yes" {
+            bail!("apply cancelled");
+        }
+    }
+    let progress = Arc::new(Lines::new(use_color(std::io::stderr().is_terminal())));
+    let report = apply(
+        &loaded.stack,
+        &loaded.providers,
+        &planned,
+        ApplyOptions { parallelism },
+        progress,
+    )
+    .await;
+    print!("{}", render_report(&report, color()));
+    Ok(if report.success() { SAME } else { ERROR })
+}
+
+/// The dependency graph as DOT: resources as boxes, gates as hexagons, edges from a
+/// dependency to its dependent.
+fn dot(loaded: &Loaded) -> String {
+    let mut out = format!(
+        "digraph \"{}\" {{\n  rankdir=LR;\n  node [fontname=\"Helvetica\"];\n",
+        loaded.stack.name()
+    );
+    for (i, node) in loaded.stack.nodes().iter().enumerate() {
+        let shape = match node {
+            NodeDef::Resource(_) => "box",
+            NodeDef::Gate(_) => "hexagon",
+        };
+        let label = match node {
+            NodeDef::Resource(r) => format!("{}\\n{}", r.kind, r.address.name()),
+            NodeDef::Gate(g) => format!(
+                "gate {}\\n{}",
+                g.address.name(),
+                g.probe.describe().replace('"', "'")
+            ),
+        };
+        out.push_str(&format!("  n{i} [shape={shape}, label=\"{label}\"];\n"));
+        for &d in loaded.stack.deps(i) {
+            out.push_str(&format!("  n{d} -> n{i};\n"));
+        }
+    }
+    out.push_str("}\n");
+    out
+}
