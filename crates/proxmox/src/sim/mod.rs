@@ -27,11 +27,18 @@
 //! - `GET /_sim/faults`, `PUT /_sim/faults` with a [`Faults`] JSON object.
 //! - `GET /_sim/state` dumps the [`World`] as JSON; `PUT /_sim/state` loads one.
 //!
+//! # Data plane
+//! With [`SimConfig::apiserver`] set, every running VM with an `ipconfig0` address serves a
+//! fake apiserver `GET /readyz` over HTTPS on its loopback-mapped address (10.0.20.110 →
+//! 127.0.20.110:6443): 503 until the boot delay has passed since the VM started, then 200;
+//! or never, for VMs listed in `never_ready`.
+//!
 //! # Rust API
 //! [`ProxmoxSim::start`] takes a [`SimConfig`] and returns a [`SimHandle`] with the base URL,
 //! the API token, the certificate (PEM and SHA-256 fingerprint); dropping it stops the server.
 
 mod api;
+mod apiserver;
 mod control;
 mod http;
 pub mod world;
@@ -48,6 +55,7 @@ use axum::http::{HeaderMap, Method, Uri};
 use axum::response::Response;
 use serde::{Deserialize, Serialize};
 
+pub use apiserver::ApiserverConfig;
 pub use world::World;
 
 /// Faults to inject, deterministic for a given seed.
@@ -94,6 +102,8 @@ pub struct SimConfig {
     pub lock_timeout: Duration,
     /// Initial faults.
     pub faults: Faults,
+    /// Fake apiservers on running VMs' mapped addresses (off when `None`).
+    pub apiserver: Option<ApiserverConfig>,
 }
 
 impl Default for SimConfig {
@@ -106,6 +116,7 @@ impl Default for SimConfig {
             clone_duration: Duration::from_millis(400),
             lock_timeout: Duration::from_millis(50),
             faults: Faults::default(),
+            apiserver: None,
         }
     }
 }
@@ -116,6 +127,7 @@ pub(crate) struct Shared {
     pub faults: Mutex<(Faults, u64)>,
     pub counters: Mutex<BTreeMap<String, u64>>,
     pub injected: Mutex<BTreeMap<String, u64>>,
+    pub apiservers: apiserver::Apiservers,
     pub tickets: Mutex<BTreeMap<String, String>>,
     pub token: String,
     pub password: String,
@@ -219,6 +231,12 @@ impl SimHandle {
         self.shared.injected.lock().expect("injected").clone()
     }
 
+    /// Where the fake apiserver of VM `vmid` listens, once the VM runs (needs
+    /// [`SimConfig::apiserver`]).
+    pub fn apiserver_addr(&self, vmid: u32) -> Option<SocketAddr> {
+        self.shared.apiservers.addr(vmid)
+    }
+
     /// Resets the request counters.
     pub fn reset_counters(&self) {
         self.shared.counters.lock().expect("counters").clear();
@@ -243,6 +261,7 @@ impl SimHandle {
 impl Drop for SimHandle {
     fn drop(&mut self) {
         self.server.shutdown();
+        self.shared.apiservers.stop_all();
     }
 }
 
@@ -258,6 +277,7 @@ impl ProxmoxSim {
             faults: Mutex::new((Faults::default(), 1)),
             counters: Mutex::new(BTreeMap::new()),
             injected: Mutex::new(BTreeMap::new()),
+            apiservers: Default::default(),
             tickets: Mutex::new(BTreeMap::new()),
             token: config.token.clone(),
             password: config.password.clone(),
@@ -266,6 +286,9 @@ impl ProxmoxSim {
             lock_timeout: config.lock_timeout,
         });
         shared.set_faults(config.faults);
+        if let Some(api) = config.apiserver {
+            apiserver::spawn_reconciler(Arc::downgrade(&shared), api);
+        }
         let app = Router::new().fallback(handle).with_state(shared.clone());
         let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
         listener.set_nonblocking(true)?;
