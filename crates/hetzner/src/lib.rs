@@ -1,6 +1,14 @@
-//! cairn provider for Hetzner Cloud: resource kinds, a rate-limit-aware client, and (feature
-//! `sim`) a faithful simulator of the API.
+//! cairn provider for Hetzner Cloud: resource kinds ([`kinds`]), a rate-limit-aware client
+//! ([`client`]), the [`HetznerProvider`], and (feature `sim`) a faithful simulator of the
+//! API ([`sim`]).
 
 pub mod cidr;
+pub mod client;
+pub mod kinds;
+pub mod provider;
 #[cfg(feature = "sim")]
 pub mod sim;
+mod validate;
+
+pub use kinds::*;
+pub use provider::HetznerProvider;

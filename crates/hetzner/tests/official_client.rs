@@ -47,7 +47,17 @@ async fn official_python_hcloud_client_works_against_the_simulator() {
         out.status
     );
     let c = sim.counters();
-    assert!(c.matching("GET /v1/actions") > 0, "actions were polled: {:?}", c.by_route);
-    assert!(c.by_route.contains_key("POST /v1/load_balancers/{id}/actions/add_target"));
-    assert!(c.by_route.contains_key("POST /v1/zones/{id_or_name}/rrsets/{name}/{type}/actions/set_records"));
+    assert!(
+        c.matching("GET /v1/actions") > 0,
+        "actions were polled: {:?}",
+        c.by_route
+    );
+    assert!(
+        c.by_route
+            .contains_key("POST /v1/load_balancers/{id}/actions/add_target")
+    );
+    assert!(
+        c.by_route
+            .contains_key("POST /v1/zones/{id_or_name}/rrsets/{name}/{type}/actions/set_records")
+    );
 }

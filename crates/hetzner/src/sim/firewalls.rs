@@ -227,7 +227,11 @@ pub fn handle(w: &mut World, r: &Req) -> ApiResult {
                     "set_firewall_rules"
                 }
                 "apply_to_resources" | "remove_from_resources" => {
-                    let key = if *act == "apply_to_resources" { "apply_to" } else { "remove_from" };
+                    let key = if *act == "apply_to_resources" {
+                        "apply_to"
+                    } else {
+                        "remove_from"
+                    };
                     let items = check_apply(w, &mut c, key, &r.body[key]);
                     if items.is_empty() {
                         c.err(key, "must list at least one resource");

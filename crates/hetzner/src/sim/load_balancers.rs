@@ -264,7 +264,10 @@ pub fn handle(w: &mut World, r: &Req) -> ApiResult {
             w.coll_mut("load_balancers").remove(&id);
             // The spec says 204, but the live API (and the official Python client, which
             // reads `response["action"]`) answer with an action.
-            action_reply(200, w.action("delete_load_balancer", &[(id, "load_balancer")]))
+            action_reply(
+                200,
+                w.action("delete_load_balancer", &[(id, "load_balancer")]),
+            )
         }
         ("GET", [id, "actions"]) => {
             let id = w.must("load_balancers", "load balancer", id)?;

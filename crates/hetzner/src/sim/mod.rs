@@ -383,6 +383,12 @@ async fn entry(State(sh): State<Arc<Shared>>, req: Request) -> Response {
             }
         }
     };
+    // An injected 429 looks like an exhausted budget that refills within a second.
+    let (remaining, reset) = if authed && allowed && fault == Some(Fault::RateLimit) {
+        (0, faults::unix_now() + 1)
+    } else {
+        (remaining, reset)
+    };
     let h = resp.headers_mut();
     h.insert("RateLimit-Limit", HeaderValue::from(limit));
     h.insert("RateLimit-Remaining", HeaderValue::from(remaining));

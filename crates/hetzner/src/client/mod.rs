@@ -1,0 +1,366 @@
+//! A thin HTTP layer over the Hetzner Cloud API: bearer auth, rate-limit pacing, retries
+//! with capped backoff, concurrent paging and batched action polling. Bodies use the
+//! `hcloud` crate's models where they fit and JSON values elsewhere.
+
+mod error;
+mod rate;
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use futures::StreamExt;
+use reqwest::Method;
+use serde_json::Value;
+
+pub use error::ApiError;
+pub use rate::RateState;
+
+/// The real API endpoint.
+pub const DEFAULT_ENDPOINT: &str = "https://api.hetzner.cloud/v1";
+
+/// An API token; never printed.
+#[derive(Clone)]
+pub struct Token(String);
+
+impl Token {
+    /// Wraps a token.
+    pub fn new(t: impl Into<String>) -> Self {
+        Token(t.into())
+    }
+}
+
+impl std::fmt::Debug for Token {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Token(<redacted>)")
+    }
+}
+
+/// Client settings.
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    /// Base URL ending in `/v1`.
+    pub endpoint: String,
+    /// The API token.
+    pub token: Token,
+    /// Attempts per request for retry-safe failures.
+    pub max_attempts: u32,
+    /// First backoff step.
+    pub backoff: Duration,
+    /// Backoff cap.
+    pub max_backoff: Duration,
+    /// Per-request timeout.
+    pub timeout: Duration,
+    /// Concurrent page fetches after the first page.
+    pub page_concurrency: usize,
+    /// First action poll interval (doubles up to `max_backoff`).
+    pub poll_interval: Duration,
+}
+
+impl ClientConfig {
+    /// Settings for an endpoint and token with the default retry policy.
+    pub fn new(endpoint: impl Into<String>, token: Token) -> Self {
+        ClientConfig {
+            endpoint: endpoint.into().trim_end_matches('/').to_string(),
+            token,
+            max_attempts: 12,
+            backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(3),
+            timeout: Duration::from_secs(30),
+            page_concurrency: 64,
+            poll_interval: Duration::from_millis(50),
+        }
+    }
+
+    /// From `HCLOUD_TOKEN` and `HCLOUD_ENDPOINT` (default: the real API). With
+    /// `CAIRN_LOOPBACK_ONLY=1`, a non-loopback endpoint is refused.
+    pub fn from_env() -> Result<Self, ApiError> {
+        let token = std::env::var("HCLOUD_TOKEN")
+            .map_err(|_| ApiError::Config("HCLOUD_TOKEN is not set".into()))?;
+        let endpoint =
+            std::env::var("HCLOUD_ENDPOINT").unwrap_or_else(|_| DEFAULT_ENDPOINT.to_string());
+        Ok(Self::new(endpoint, Token::new(token)))
+    }
+}
+
+/// Whether a URL's host is a loopback address.
+pub fn is_loopback_url(url: &str) -> bool {
+    let Ok(u) = reqwest::Url::parse(url) else {
+        return false;
+    };
+    match u.host() {
+        Some(url::Host::Ipv4(a)) => a.is_loopback(),
+        Some(url::Host::Ipv6(a)) => a.is_loopback(),
+        Some(url::Host::Domain(d)) => d == "localhost",
+        None => false,
+    }
+}
+
+/// The HTTP client.
+#[derive(Debug)]
+pub struct Client {
+    cfg: ClientConfig,
+    http: reqwest::Client,
+    rate: Mutex<RateState>,
+}
+
+fn jitter(d: Duration, salt: u64) -> Duration {
+    // Deterministic-enough jitter without a RNG dependency: 75%..125%.
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .subsec_nanos() as u64
+        ^ salt.wrapping_mul(0x9E37_79B9);
+    let pct = 75 + nanos % 51;
+    d * pct as u32 / 100
+}
+
+impl Client {
+    /// Builds a client. Refuses non-loopback endpoints when `CAIRN_LOOPBACK_ONLY=1`.
+    pub fn new(cfg: ClientConfig) -> Result<Self, ApiError> {
+        let loopback_only = std::env::var(cairn_core::net::LOOPBACK_ONLY_ENV)
+            .is_ok_and(|v| v == "1" || v == "true");
+        if loopback_only && !is_loopback_url(&cfg.endpoint) {
+            return Err(ApiError::Config(format!(
+                "{} is not a loopback address and {}=1",
+                cfg.endpoint,
+                cairn_core::net::LOOPBACK_ONLY_ENV
+            )));
+        }
+        if reqwest::Url::parse(&cfg.endpoint).is_err() {
+            return Err(ApiError::Config(format!("bad endpoint {:?}", cfg.endpoint)));
+        }
+        let http = reqwest::Client::builder()
+            .timeout(cfg.timeout)
+            .pool_max_idle_per_host(64)
+            .build()
+            .map_err(|e| ApiError::Config(format!("HTTP client: {e}")))?;
+        Ok(Client {
+            cfg,
+            http,
+            rate: Mutex::new(RateState::default()),
+        })
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &ClientConfig {
+        &self.cfg
+    }
+
+    fn rate(&self) -> std::sync::MutexGuard<'_, RateState> {
+        self.rate.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// One request, no retries. `path` starts with `/`, `query` is appended as is.
+    pub async fn send_once(
+        &self,
+        method: Method,
+        path: &str,
+        query: &[(String, String)],
+        body: Option<&Value>,
+    ) -> Result<Value, ApiError> {
+        let delay = self.rate().delay();
+        if !delay.is_zero() {
+            tracing::debug!(?delay, "pacing for the rate limit");
+            tokio::time::sleep(delay).await;
+        }
+        let url = format!("{}{}", self.cfg.endpoint, path);
+        let mut rb = self
+            .http
+            .request(method.clone(), &url)
+            .bearer_auth(&self.cfg.token.0)
+            .query(query);
+        if let Some(b) = body {
+            rb = rb.json(b);
+        }
+        let resp = rb
+            .send()
+            .await
+            .map_err(|e| ApiError::Transport(format!("{method} {path}: {}", e.without_url())))?;
+        let status = resp.status().as_u16();
+        self.rate().observe(resp.headers(), status);
+        let bytes = resp.bytes().await.map_err(|e| {
+            ApiError::Transport(format!(
+                "{method} {path}: reading body: {}",
+                e.without_url()
+            ))
+        })?;
+        let v: Value = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes)
+                .map_err(|e| ApiError::Transport(format!("{method} {path}: invalid JSON ({e})")))?
+        };
+        if (200..300).contains(&status) {
+            return Ok(v);
+        }
+        let e = &v["error"];
+        Err(ApiError::Api {
+            status,
+            code: e["code"].as_str().unwrap_or("unknown").to_string(),
+            message: e["message"].as_str().unwrap_or("no message").to_string(),
+            details: e["details"].clone(),
+        })
+    }
+
+    /// A request with retries: retry-safe failures always; ambiguous ones only when
+    /// `idempotent` (GET, PUT, DELETE).
+    pub async fn request(
+        &self,
+        method: Method,
+        path: &str,
+        query: &[(String, String)],
+        body: Option<&Value>,
+        idempotent: bool,
+    ) -> Result<Value, ApiError> {
+        let mut backoff = self.cfg.backoff;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match self.send_once(method.clone(), path, query, body).await {
+                Ok(v) => return Ok(v),
+                Err(e)
+                    if attempt < self.cfg.max_attempts
+                        && (e.retry_safe() || (idempotent && e.ambiguous())) =>
+                {
+                    tracing::debug!(%e, attempt, "retrying {method} {path}");
+                    tokio::time::sleep(jitter(backoff, attempt as u64)).await;
+                    backoff = (backoff * 2).min(self.cfg.max_backoff);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// `GET` with retries.
+    pub async fn get(&self, path: &str, query: &[(String, String)]) -> Result<Value, ApiError> {
+        self.request(Method::GET, path, query, None, true).await
+    }
+
+    /// Lists every object of a collection matching `query`: the first page, then the
+    /// remaining pages concurrently. Returns the items under `key`.
+    pub async fn list_all(
+        &self,
+        path: &str,
+        key: &str,
+        query: &[(String, String)],
+    ) -> Result<Vec<Value>, ApiError> {
+        let page_q = |p: u64| {
+            let mut q = query.to_vec();
+            q.push(("page".into(), p.to_string()));
+            q.push(("per_page".into(), "50".into()));
+            q
+        };
+        let first = self.get(path, &page_q(1)).await?;
+        let last = first["meta"]["pagination"]["last_page"]
+            .as_u64()
+            .unwrap_or(1);
+        let mut items = take_items(first, key);
+        if last > 1 {
+            let pages: Vec<Result<(u64, Vec<Value>), ApiError>> = futures::stream::iter(2..=last)
+                .map(|p| {
+                    let q = page_q(p);
+                    async move { self.get(path, &q).await.map(|v| (p, take_items(v, key))) }
+                })
+                .buffer_unordered(self.cfg.page_concurrency.max(1))
+                .collect()
+                .await;
+            let mut pages = pages.into_iter().collect::<Result<Vec<_>, _>>()?;
+            pages.sort_by_key(|(p, _)| *p);
+            for (_, mut v) in pages {
+                items.append(&mut v);
+            }
+        }
+        Ok(items)
+    }
+
+    /// Waits for actions, polling `GET /actions?id=…` in batches of 50 with backoff. An
+    /// action that ends in `error` fails with its code and message.
+    pub async fn wait_actions(&self, ids: &[u64]) -> Result<(), ApiError> {
+        let mut pending: Vec<u64> = ids.to_vec();
+        let mut interval = self.cfg.poll_interval;
+        while !pending.is_empty() {
+            tokio::time::sleep(interval).await;
+            let mut still = Vec::new();
+            for chunk in pending.chunks(50) {
+                let mut q: Vec<(String, String)> = chunk
+                    .iter()
+                    .map(|i| ("id".to_string(), i.to_string()))
+                    .collect();
+                q.push(("per_page".into(), "50".into()));
+                let v = self.get("/actions", &q).await?;
+                let resp: hcloud::models::ListActionsResponse = serde_json::from_value(v)
+                    .map_err(|e| ApiError::Transport(format!("bad actions list: {e}")))?;
+                for id in chunk {
+                    match resp.actions.iter().find(|a| a.id as u64 == *id) {
+                        None => {} // Unknown to the API (e.g. garbage-collected): done.
+                        Some(a) => match a.status {
+                            hcloud::models::action::Status::Running => still.push(*id),
+                            hcloud::models::action::Status::Success => {}
+                            hcloud::models::action::Status::Error => {
+                                let (code, message) = a.error.as_ref().map_or_else(
+                                    || ("action_failed".to_string(), "no message".to_string()),
+                                    |e| (e.code.clone(), e.message.clone()),
+                                );
+                                return Err(ApiError::Action {
+                                    command: a.command.clone(),
+                                    code,
+                                    message,
+                                });
+                            }
+                        },
+                    }
+                }
+            }
+            pending = still;
+            interval = (interval * 2).min(Duration::from_secs(1));
+        }
+        Ok(())
+    }
+}
+
+fn take_items(mut v: Value, key: &str) -> Vec<Value> {
+    match v.get_mut(key).map(Value::take) {
+        Some(Value::Array(a)) => a,
+        _ => Vec::new(),
+    }
+}
+
+/// The action ids in a response (`action`, `actions`, `next_actions`).
+pub fn action_ids(v: &Value) -> Vec<u64> {
+    let mut out = Vec::new();
+    if let Some(id) = v["action"]["id"].as_u64() {
+        out.push(id);
+    }
+    for k in ["actions", "next_actions"] {
+        for a in v[k].as_array().into_iter().flatten() {
+            if let Some(id) = a["id"].as_u64() {
+                out.push(id);
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_is_redacted_in_debug_output() {
+        let cfg = ClientConfig::new("http://127.0.0.1:1/v1", Token::new("s3cr3t-token"));
+        let c = Client::new(cfg).unwrap();
+        let dbg = format!("{c:?}");
+        assert!(!dbg.contains("s3cr3t"), "{dbg}");
+        assert!(dbg.contains("redacted"));
+    }
+
+    #[test]
+    fn loopback_detection() {
+        assert!(is_loopback_url("http://127.0.0.1:8080/v1"));
+        assert!(is_loopback_url("http://127.5.0.1/v1"));
+        assert!(is_loopback_url("http://localhost:1/v1"));
+        assert!(is_loopback_url("http://[::1]:1/v1"));
+        assert!(!is_loopback_url("https://api.hetzner.cloud/v1"));
+        assert!(!is_loopback_url("http://10.0.0.1/v1"));
+    }
+}
