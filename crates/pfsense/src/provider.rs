@@ -104,7 +104,7 @@ impl PfSenseProvider {
             _ => return Ok(Vec::new()),
         };
         let items = self.client.list(path, &[]).await?;
-        Ok(items
+        let mut observed: Vec<Observed> = items
             .iter()
             .map(|obj| {
                 let (key, mut value, text) = conv(obj);
@@ -135,7 +135,49 @@ impl PfSenseProvider {
                     uses,
                 }
             })
-            .collect())
+            .collect();
+        if kind == HaproxyBackend::KIND {
+            self.overlay_runtime_state(&mut observed).await;
+        }
+        Ok(observed)
+    }
+
+    /// A server that is `active` in the configuration but drained or in maintenance in the
+    /// running HAProxy (e.g. an apply interrupted between its steps) does not take traffic:
+    /// report its status as `drain`/`maint` so the diff shows it and an update restores it.
+    async fn overlay_runtime_state(&self, observed: &mut [Observed]) {
+        let any_serving = observed.iter().any(|o| {
+            o.value["servers"].as_array().is_some_and(|s| {
+                s.iter()
+                    .any(|x| is_serving(x["status"].as_str().unwrap_or("")))
+            })
+        });
+        if !any_serving {
+            return;
+        }
+        let states = match self.client.haproxy_runtime("show servers state").await {
+            Ok(text) => parse_servers_state(&text),
+            Err(e) => {
+                tracing::debug!("runtime state not readable, observing configuration only: {e}");
+                return;
+            }
+        };
+        for o in observed.iter_mut() {
+            let be = format!("{}_ipvANY", o.key);
+            for server in o.value["servers"].as_array_mut().into_iter().flatten() {
+                if !is_serving(server["status"].as_str().unwrap_or("")) {
+                    continue;
+                }
+                let name = server["name"].as_str().unwrap_or("");
+                if let Some(st) = states.iter().find(|s| s.backend == be && s.server == name) {
+                    if st.admin_state & 0x01 != 0 {
+                        server["status"] = json!("maint");
+                    } else if st.admin_state & 0x08 != 0 {
+                        server["status"] = json!("drain");
+                    }
+                }
+            }
+        }
     }
 
     async fn find(&self, kind: &str, key: &str) -> Result<Option<(usize, Value)>, ClientError> {
@@ -423,13 +465,12 @@ impl PfSenseProvider {
                         status(want)
                     });
                     if &cmp != have {
-                        self.patch_server(
-                            pool,
-                            want,
-                            cmp["status"].as_str().unwrap_or("active"),
-                            op,
-                        )
-                        .await?;
+                        // `drain`/`maint` are runtime states of a server active in config.
+                        let config_status = match cmp["status"].as_str().unwrap_or("active") {
+                            "drain" | "maint" => "active",
+                            other => other,
+                        };
+                        self.patch_server(pool, want, config_status, op).await?;
                         wrote = true;
                     }
                 }
@@ -486,12 +527,18 @@ impl PfSenseProvider {
             .find(HaproxyBackend::KIND, change.key)
             .await
             .map_err(err)?;
-        let prior_servers: Vec<Value> = match &existing {
-            Some((_, raw)) => backend::from_api(raw).1["servers"]
-                .as_array()
-                .cloned()
-                .unwrap_or_default(),
-            None => Vec::new(),
+        // The servers as they are now, runtime drain/maint included (not the plan's copy:
+        // the world may have moved since).
+        let prior_servers: Vec<Value> = if existing.is_some() {
+            self.list_kind(HaproxyBackend::KIND)
+                .await
+                .map_err(err)?
+                .into_iter()
+                .find(|o| o.key == change.key)
+                .and_then(|o| o.value["servers"].as_array().cloned())
+                .unwrap_or_default()
+        } else {
+            Vec::new()
         };
         let body = Self::body(
             change.kind,

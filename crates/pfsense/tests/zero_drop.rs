@@ -282,3 +282,31 @@ async fn server_up_gate_fails_while_the_server_is_not_ready_and_passes_once_it_i
     let why = gate.check().await.unwrap_err();
     assert!(why.contains("admin_state"), "{why}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_left_drained_by_an_interrupted_apply_is_observed_as_drift_and_restored() {
+    let s = setup(79).await;
+    // As if an apply died between "set active + apply" and "set state ready".
+    s.provider
+        .client()
+        .haproxy_runtime("set server apiserver_nodes_ipvANY/k8s-master state drain")
+        .await
+        .unwrap();
+    let observed = s
+        .provider
+        .observe(cairn_core::ObserveRequest {
+            kind: HaproxyBackend::KIND,
+            keys: &["apiserver_nodes".to_string()],
+            stack: "t",
+        })
+        .await
+        .unwrap();
+    assert_eq!(observed[0].value["servers"][0]["status"], "drain");
+    let restored = update_pool(&s.provider, &s.pool)
+        .await
+        .expect("update restores it");
+    assert_eq!(restored["servers"][0]["status"], "active");
+    let served = s.first.data.load(Ordering::SeqCst);
+    wait_serving(s.target, &s.cert.fingerprint).await;
+    assert!(s.first.data.load(Ordering::SeqCst) > served);
+}

@@ -32,7 +32,9 @@ impl Resource for DnsHostOverride {
     fn schema() -> Schema {
         Schema {
             replace: &["host", "domain"],
-            unordered: &["ip"],
+            // Not `unordered`: the engine's unordered-list diff compares `$ref` markers
+            // unresolved, so a VIP reference would always show a change. pfSense keeps the
+            // order anyway.
             ..Schema::default()
         }
     }
