@@ -43,6 +43,11 @@ pub enum Command {
     /// Read-only drift check for scheduled CI: same exit codes as diff, Markdown summary to
     /// `$GITHUB_STEP_SUMMARY` when set.
     Drift,
-    /// Print the dependency graph as Graphviz DOT.
-    Graph,
+    /// Print the dependency graph as Graphviz DOT; `--out DIR` also writes `<stack>.dot` and
+    /// `<stack>.svg` (a picture drawn by cairn, no Graphviz needed).
+    Graph {
+        /// Directory for the DOT and SVG files.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
 }

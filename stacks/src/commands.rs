@@ -7,8 +7,9 @@ use std::sync::Arc;
 use anyhow::{Context, bail};
 use cairn_core::lock::{ApplyLock, LocalLock};
 use cairn_core::planner::stale_entries;
-use cairn_core::render::{drift_summary, render_plan, render_report, use_color};
-use cairn_core::stack::NodeDef;
+use cairn_core::render::{
+    drift_summary, graph_dot, graph_svg, render_plan, render_report, use_color,
+};
 use cairn_core::{ApplyOptions, Plan, PlanError, Planned, apply, plan};
 
 use crate::cli::{Cli, Command};
@@ -51,10 +52,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
                 yes,
                 parallelism,
             } => apply_cmd(&loaded, plan.as_deref(), *yes, *parallelism).await,
-            Command::Graph => {
-                println!("{}", dot(&loaded));
-                Ok(SAME)
-            }
+            Command::Graph { out } => graph(&loaded, out.as_deref()),
         };
         let c = result.unwrap_or_else(|e| {
             eprintln!("error in stack {}: {e:#}", def.name);
@@ -245,31 +243,16 @@ async fn apply_cmd(
     Ok(if report.success() { SAME } else { ERROR })
 }
 
-/// The dependency graph as DOT: resources as boxes, gates as hexagons, edges from a
-/// dependency to its dependent.
-fn dot(loaded: &Loaded) -> String {
-    let mut out = format!(
-        "digraph \"{}\" {{\n  rankdir=LR;\n  node [fontname=\"Helvetica\"];\n",
-        loaded.stack.name()
-    );
-    for (i, node) in loaded.stack.nodes().iter().enumerate() {
-        let shape = match node {
-            NodeDef::Resource(_) => "box",
-            NodeDef::Gate(_) => "hexagon",
-        };
-        let label = match node {
-            NodeDef::Resource(r) => format!("{}\\n{}", r.kind, r.address.name()),
-            NodeDef::Gate(g) => format!(
-                "gate {}\\n{}",
-                g.address.name(),
-                g.probe.describe().replace('"', "'")
-            ),
-        };
-        out.push_str(&format!("  n{i} [shape={shape}, label=\"{label}\"];\n"));
-        for &d in loaded.stack.deps(i) {
-            out.push_str(&format!("  n{d} -> n{i};\n"));
-        }
+/// Prints the graph as DOT; with `--out DIR` also writes `DIR/<stack>.dot` and `DIR/<stack>.svg`.
+fn graph(loaded: &Loaded, out: Option<&Path>) -> anyhow::Result<u8> {
+    let dot = graph_dot(&loaded.stack);
+    print!("{dot}");
+    if let Some(dir) = out {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        let name = loaded.stack.name();
+        std::fs::write(dir.join(format!("{name}.dot")), &dot)?;
+        std::fs::write(dir.join(format!("{name}.svg")), graph_svg(&loaded.stack))?;
+        eprintln!("Wrote {0}/{name}.dot and {0}/{name}.svg", dir.display());
     }
-    out.push_str("}\n");
-    out
+    Ok(SAME)
 }

@@ -1,8 +1,11 @@
 //! Rendering plans and reports: Terraform-style text for people, versioned JSON for
 //! machines (`docs/plan-format.md`), Markdown for CI step summaries.
 
+mod graph;
 mod human;
 mod markdown;
+
+pub use graph::{graph_dot, graph_svg};
 
 pub use human::{render_plan, render_report};
 pub use markdown::drift_summary;
