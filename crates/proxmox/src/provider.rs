@@ -123,40 +123,30 @@ impl ProxmoxProvider {
     async fn converge(&self, spec: &Vm, marker: &Marker) -> Result<(), PveError> {
         let node = &spec.node;
         let vmid = spec.vmid;
-        let mut cfg = self.client.wait_unlocked(node, vmid).await?;
+        let cur = self.client.wait_unlocked(node, vmid).await?;
+        let cur = cur.as_object().cloned().unwrap_or_default();
+        // The delta is computed once, from the config read here; a retry after a checksum
+        // mismatch writes the same keys, and only if nobody else changed those keys.
+        let desired = vm::desired_config(spec, marker, &cur);
+        let (set, delete) = vm::config_delta(&desired, &cur);
+        let mut digest = cur.get("digest").and_then(Value::as_str).map(String::from);
         let mut attempts = 0;
-        loop {
+        while !set.is_empty() || !delete.is_empty() {
             attempts += 1;
-            let cur = cfg.as_object().cloned().unwrap_or_default();
-            let desired = vm::desired_config(spec, marker, &cur);
-            let (set, delete) = vm::config_delta(&desired, &cur);
-            if set.is_empty() && delete.is_empty() {
-                break;
-            }
             let mut params = set.clone();
             if !delete.is_empty() {
                 params.push(("delete".into(), delete.join(",")));
             }
-            if let Some(d) = cur.get("digest").and_then(Value::as_str) {
-                params.push(("digest".into(), d.to_string()));
+            if let Some(d) = &digest {
+                params.push(("digest".into(), d.clone()));
             }
-            match self
-                .client
-                .request(
-                    Method::PUT,
-                    &format!("/nodes/{node}/qemu/{vmid}/config"),
-                    &params,
-                )
-                .await
-            {
+            let path = format!("/nodes/{node}/qemu/{vmid}/config");
+            match self.client.request(Method::PUT, &path, &params).await {
                 Ok(_) => break,
                 Err(e) if e.is_checksum_mismatch() && attempts < 3 => {
                     // Someone changed the VM since we read it: re-observe; if they touched
-                    // a field we are about to write, stop instead of overwriting it.
-                    let fresh = self
-                        .client
-                        .get(&format!("/nodes/{node}/qemu/{vmid}/config"), &[])
-                        .await?;
+                    // a key we are about to write, stop instead of overwriting their change.
+                    let fresh = self.client.get(&path, &[]).await?;
                     let touched: Vec<&String> = set
                         .iter()
                         .map(|(k, _)| k)
@@ -167,12 +157,24 @@ impl ProxmoxProvider {
                         return Err(PveError::Api {
                             status: 409,
                             message: format!(
-                                "checksum mismatch: VM {vmid} changed outside cairn since it was read (fields {touched:?}); re-run the plan"
+                                "checksum mismatch: VM {vmid} changed outside cairn since it was read ({}); nothing was overwritten, re-run the plan",
+                                touched
+                                    .iter()
+                                    .map(|k| k.as_str())
+                                    .collect::<Vec<_>>()
+                                    .join(", ")
                             ),
                             errors: None,
                         });
                     }
-                    cfg = fresh;
+                    tracing::info!(
+                        vmid,
+                        "config changed concurrently in other keys; retrying with the new digest"
+                    );
+                    digest = fresh
+                        .get("digest")
+                        .and_then(Value::as_str)
+                        .map(String::from);
                 }
                 Err(e) => return Err(e),
             }

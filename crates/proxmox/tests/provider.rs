@@ -551,3 +551,61 @@ async fn running_master_serves_readyz_on_its_mapped_address_after_boot_delay() {
         .status();
     assert_eq!(s.as_u16(), 503);
 }
+
+async fn update_memory(
+    p: &ProxmoxProvider,
+    vm: &Vm,
+    gib: u64,
+) -> Result<Value, cairn_core::ProviderError> {
+    let prior = observe(p, &[&vm.key()]).await.remove(0);
+    let mut next = vm.clone();
+    next.memory = gib * 1024;
+    let desired = serde_json::to_value(&next).unwrap();
+    let address = Address::new(Vm::KIND, &vm.name);
+    let m = marker();
+    let changed = vec!["memory".to_string()];
+    p.update(Change {
+        address: &address,
+        kind: Vm::KIND,
+        key: &vm.key(),
+        desired: Some(&desired),
+        prior: Some(&prior),
+        marker: &m,
+        changed: &changed,
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn checksum_mismatch_rereads_and_never_overwrites_a_concurrent_change() {
+    let sim = sim().await;
+    let p = provider(&sim);
+    // Stopped, so writes land in the current config rather than in pending.
+    let mut vm = master(205, "10.0.20.110", 8);
+    vm.state = cairn_proxmox::PowerState::Stopped;
+    create(&p, &vm).await.unwrap();
+    let tamper = |key: &str, value: &str| Faults {
+        tamper: vec![cairn_proxmox::sim::Tamper {
+            vmid: 205,
+            key: key.into(),
+            value: value.into(),
+        }],
+        ..Faults::default()
+    };
+    // Someone else sets an unrelated key: the digest no longer matches, the VM is re-read,
+    // and the memory change goes through without touching their edit.
+    sim.set_faults(tamper("agent", "1"));
+    update_memory(&p, &vm, 10).await.unwrap();
+    let w = sim.world();
+    assert_eq!(w.vms[&205].config["agent"], "1");
+    assert_eq!(w.vms[&205].effective()["memory"], "10240");
+    assert_eq!(sim.injected()["tamper"], 1);
+    // Someone else changes the very key we write: refused, their value stays.
+    sim.set_faults(tamper("memory", "4096"));
+    let err = update_memory(&p, &vm, 12).await.unwrap_err();
+    assert!(
+        err.message.contains("changed outside cairn") && err.message.contains("memory"),
+        "{err}"
+    );
+    assert_eq!(sim.world().vms[&205].config["memory"], "4096");
+}

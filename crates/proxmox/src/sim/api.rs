@@ -797,6 +797,12 @@ fn update_config(
     caller: &Caller,
     is_post: bool,
 ) -> ApiResult {
+    for t in shared.take_tamper(vmid) {
+        if let Some(vm) = w.vms.get_mut(&vmid) {
+            shared.injected("tamper");
+            vm.config.insert(t.key, t.value);
+        }
+    }
     let vm = get_vm(w, node, vmid)?;
     if let Some(d) = p.get("digest")
         && *d != vm.digest()

@@ -72,6 +72,20 @@ pub struct Faults {
     pub lock_contention_rate: f64,
     /// The next tasks of these kinds fail with the given exit status.
     pub fail_tasks: Vec<TaskFault>,
+    /// Out-of-band edits applied just before the next config write to their VM (each once),
+    /// to provoke a checksum mismatch deterministically.
+    pub tamper: Vec<Tamper>,
+}
+
+/// Sets `key = value` in VM `vmid`'s config right before the next config write to it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Tamper {
+    /// The VM.
+    pub vmid: u32,
+    /// Config key.
+    pub key: String,
+    /// New raw value.
+    pub value: String,
 }
 
 /// Makes the next `count` tasks of `kind` (e.g. `qmclone`) fail with `message`.
@@ -165,6 +179,15 @@ impl Shared {
             .expect("injected")
             .entry(kind.to_string())
             .or_default() += 1;
+    }
+
+    /// Takes the out-of-band edits queued for `vmid`.
+    pub fn take_tamper(&self, vmid: u32) -> Vec<Tamper> {
+        let mut g = self.faults.lock().expect("faults lock");
+        let (mine, rest): (Vec<Tamper>, Vec<Tamper>) =
+            g.0.tamper.drain(..).partition(|t| t.vmid == vmid);
+        g.0.tamper = rest;
+        mine
     }
 
     /// Takes one failure for a task of `kind`, if one is configured.
