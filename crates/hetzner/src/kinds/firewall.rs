@@ -1,7 +1,7 @@
 //! `hetzner_firewall`: rules (replaced whole with `set_rules`) and the resources it applies
 //! to (a keyed set changed with `apply_to_resources` / `remove_from_resources`).
 
-use cairn_core::{AttrRef, FieldError, Handle, KeyedList, Resource, Schema};
+use cairn_core::{AttrRef, FieldError, Handle, Resource, Schema};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
@@ -103,10 +103,7 @@ impl Resource for Firewall {
     fn schema() -> Schema {
         Schema {
             computed: &["id"],
-            keyed: &[KeyedList {
-                path: "apply_to",
-                key: APPLY_KEY,
-            }],
+            // `apply_to` is positional: its server ids are usually references.
             unordered: &["rules[*].source_ips", "rules[*].destination_ips"],
             ..Schema::default()
         }

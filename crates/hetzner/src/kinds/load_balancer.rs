@@ -206,14 +206,9 @@ impl Resource for LoadBalancer {
                     path: "services",
                     key: &["listen_port"],
                 },
-                KeyedList {
-                    path: "targets",
-                    key: TARGET_KEY,
-                },
-                KeyedList {
-                    path: "private_net",
-                    key: &["network"],
-                },
+                // `targets` and `private_net` are positional (kept in declared order by
+                // converge): their identities are usually references, which the engine does
+                // not resolve inside keyed list keys yet.
             ],
             ..Schema::default()
         }
@@ -447,10 +442,31 @@ async fn converge(ops: &Ops<'_>, cur: &Value, d: &Value, labels: Value) -> Resul
     let have_t: Vec<Value> = arr(&cur["targets"]).iter().map(target_of).collect();
     let want_t = arr(&d["targets"]);
     let pip = |t: &Value| t["use_private_ip"].as_bool().unwrap_or(false);
-    for h in &have_t {
-        let w = want_t.iter().find(|w| target_key(w) == target_key(h));
-        if w.is_none() || w.is_some_and(|w| h["type"] != "ip" && pip(w) != pip(h)) {
-            ops.post(&act("remove_target"), target_body(h)).await?;
+    // Targets are diffed positionally, so keep them in declared order: from the first
+    // common target out of order on, remove and re-add.
+    let kept: Vec<String> = have_t
+        .iter()
+        .map(target_key)
+        .filter(|k| want_t.iter().any(|w| target_key(w) == *k))
+        .collect();
+    let wanted_order: Vec<String> = want_t
+        .iter()
+        .map(target_key)
+        .filter(|k| kept.contains(k))
+        .collect();
+    let first_bad = kept.iter().zip(&wanted_order).position(|(a, b)| a != b);
+    let mut have_t = have_t;
+    for h in have_t.clone() {
+        let w = want_t.iter().find(|w| target_key(w) == target_key(&h));
+        let out_of_order = first_bad.is_some_and(|i| {
+            kept.iter()
+                .position(|k| *k == target_key(&h))
+                .is_some_and(|p| p >= i)
+        });
+        if w.is_none() || out_of_order || w.is_some_and(|w| h["type"] != "ip" && pip(w) != pip(&h))
+        {
+            ops.post(&act("remove_target"), target_body(&h)).await?;
+            have_t.retain(|x| target_key(x) != target_key(&h));
         }
     }
     let have_s = arr(&cur["services"]);

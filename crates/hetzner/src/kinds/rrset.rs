@@ -5,7 +5,7 @@
 
 use std::net::Ipv4Addr;
 
-use cairn_core::{AttrRef, Field, FieldError, KeyedList, Marker, Observed, Resource, Schema};
+use cairn_core::{AttrRef, Field, FieldError, Marker, Observed, Resource, Schema};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
@@ -95,10 +95,8 @@ impl Resource for RRSet {
         Schema {
             replace: &["zone", "name", "type"],
             computed: &["id"],
-            keyed: &[KeyedList {
-                path: "records",
-                key: &["value"],
-            }],
+            // `records` is positional (written whole by `set_records`): values are often
+            // references.
             ..Schema::default()
         }
     }

@@ -6,7 +6,7 @@
 //! labels `cairn.dev/user-data` and `cairn.dev/ssh-keys` and compares those. An object that
 //! carries no digest (made by hand, being adopted) is trusted to match.
 
-use cairn_core::{AttrRef, Field, FieldError, Handle, KeyedList, Resource, Schema};
+use cairn_core::{AttrRef, Field, FieldError, Handle, Resource, Schema};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
@@ -110,10 +110,8 @@ impl Resource for Server {
             ],
             computed: &["id", "ipv4", "ipv6", "status"],
             sensitive: &["user_data"],
-            keyed: &[KeyedList {
-                path: "networks",
-                key: &["network"],
-            }],
+            // `networks` is positional, not keyed: the engine does not resolve references
+            // inside keyed list keys yet, and `network` is usually a reference.
             unordered: &["ssh_keys", "firewalls"],
             restart: &["server_type"],
             ..Schema::default()

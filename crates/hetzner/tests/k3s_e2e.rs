@@ -1,0 +1,253 @@
+//! End-to-end through the engine: the Hetzner part of the k3s stack is created from nothing
+//! and a second plan is empty; the same world made by hand (no labels) is adopted with only
+//! marker changes and no replace; and the apply converges under 20% injected faults without
+//! duplicates.
+#![cfg(feature = "sim")]
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use cairn_core::{Action, ApplyOptions, apply, plan};
+use cairn_hetzner::sim::{Fault, FaultConfig};
+use common::*;
+use serde_json::Value;
+
+async fn apply_all(
+    stack: &cairn_core::Stack,
+    providers: &cairn_core::Providers,
+) -> cairn_core::Planned {
+    let planned = plan(stack, providers).await.expect("plan");
+    let report = apply(
+        stack,
+        providers,
+        &planned,
+        ApplyOptions::default(),
+        Arc::new(cairn_core::apply::NoProgress),
+    )
+    .await;
+    assert!(report.success(), "{report:#?}");
+    planned
+}
+
+fn names(state: &Value, coll: &str) -> Vec<String> {
+    let mut v: Vec<String> = state["objects"][coll]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .filter_map(|(_, o)| o["name"].as_str().map(String::from))
+        .collect();
+    v.sort();
+    v
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn k3s_world_is_created_from_nothing_and_the_second_plan_is_empty() {
+    let sim = sim().await;
+    let providers = providers(provider(&sim));
+    let stack = k3s_stack("k3s");
+    let first = apply_all(&stack, &providers).await;
+    assert_eq!(
+        first
+            .plan
+            .resource_changes
+            .iter()
+            .filter(|c| c.action() == Action::Create)
+            .count(),
+        9,
+        "{:#?}",
+        first.plan.resource_changes
+    );
+    let again = plan(&stack, &providers).await.expect("second plan");
+    assert!(
+        !again.plan.has_changes(),
+        "second plan not empty: {:#?}",
+        again
+            .plan
+            .resource_changes
+            .iter()
+            .filter(|c| c.action().is_change())
+            .collect::<Vec<_>>()
+    );
+
+    let st = sim.dump_state();
+    assert_eq!(names(&st, "servers"), ["k3s-mgr", "k3s-w1", "k3s-w2"]);
+    let lb = st["objects"]["load_balancers"]
+        .as_object()
+        .unwrap()
+        .values()
+        .next()
+        .unwrap()
+        .clone();
+    assert_eq!(lb["private_net"][0]["ip"], "10.0.1.5");
+    assert_eq!(lb["targets"].as_array().unwrap().len(), 2);
+    let lb_ip = lb["public_net"]["ipv4"]["ip"].as_str().unwrap().to_string();
+    let zone_id: u64 = st["objects"]["zones"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let rr = &st["rrsets"][zone_id.to_string()];
+    assert_eq!(rr["@/A"]["records"][0]["value"], lb_ip.as_str());
+    assert_eq!(rr["staging/A"]["records"][0]["value"], lb_ip.as_str());
+    let srv_ips: BTreeMap<String, String> = st["objects"]["servers"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|s| {
+            (
+                s["name"].as_str().unwrap().to_string(),
+                s["private_net"][0]["ip"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(srv_ips["k3s-w2"], "10.0.1.12");
+}
+
+/// Removes every `cairn.dev/` label from a state dump: the world as if made by hand.
+fn strip_cairn_labels(v: &mut Value) {
+    match v {
+        Value::Object(m) => {
+            if let Some(Value::Object(l)) = m.get_mut("labels") {
+                l.retain(|k, _| !k.starts_with("cairn.dev/"));
+            }
+            for c in m.values_mut() {
+                strip_cairn_labels(c);
+            }
+        }
+        Value::Array(a) => a.iter_mut().for_each(strip_cairn_labels),
+        _ => {}
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hand_made_k3s_world_is_adopted_with_only_marker_changes_and_no_replace() {
+    let made = sim().await;
+    apply_all(&k3s_stack("k3s"), &providers(provider(&made))).await;
+    let mut world = made.dump_state();
+    strip_cairn_labels(&mut world);
+    drop(made);
+
+    let sim = sim().await;
+    sim.load_state(world).unwrap();
+    let providers = providers(provider(&sim));
+    let stack = k3s_stack("k3s");
+    sim.reset_counters();
+    let planned = plan(&stack, &providers).await.expect("plan");
+    assert_eq!(sim.counters().writes, 0, "planning wrote");
+    for c in &planned.plan.resource_changes {
+        assert_eq!(
+            c.action(),
+            Action::Update,
+            "{}: {:?} {:?}",
+            c.address,
+            c.actions,
+            c.action_reason
+        );
+        let paths: Vec<&str> = c.changes.iter().map(|f| f.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            ["(ownership marker)"],
+            "{}: {:?}",
+            c.address,
+            c.action_reason
+        );
+        assert!(c.replace_paths.is_empty());
+    }
+    assert_eq!(planned.plan.resource_changes.len(), 9);
+    let report = apply(
+        &stack,
+        &providers,
+        &planned,
+        ApplyOptions::default(),
+        Arc::new(cairn_core::apply::NoProgress),
+    )
+    .await;
+    assert!(report.success(), "{report:#?}");
+    let c = sim.counters();
+    assert_eq!(
+        c.matching("POST /v1/servers "),
+        0,
+        "nothing recreated: {:?}",
+        c.by_route
+    );
+    assert_eq!(c.matching("DELETE"), 0, "nothing deleted: {:?}", c.by_route);
+    let again = plan(&stack, &providers).await.expect("second plan");
+    assert!(
+        !again.plan.has_changes(),
+        "{:#?}",
+        again.plan.resource_changes
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn apply_converges_under_twenty_percent_injected_faults_without_duplicates() {
+    let sim = sim().await;
+    sim.set_faults(FaultConfig {
+        seed: 7,
+        rate: 0.2,
+        kinds: vec![
+            Fault::RateLimit,
+            Fault::Unavailable,
+            Fault::Locked,
+            Fault::Drop,
+        ],
+        latency_ms: 0,
+    });
+    let providers = providers(provider(&sim));
+    let stack = k3s_stack("k3s");
+    // One plan + apply must do it: the provider retries what is retryable and repairs lost
+    // responses by re-reading. (Planning itself is read-only and retried.)
+    let planned = plan(&stack, &providers).await.expect("plan under faults");
+    let report = apply(
+        &stack,
+        &providers,
+        &planned,
+        ApplyOptions::default(),
+        Arc::new(cairn_core::apply::NoProgress),
+    )
+    .await;
+    assert!(report.success(), "{report:#?}");
+    let faults = sim.counters().faults;
+    assert!(
+        faults.values().sum::<u64>() >= 10,
+        "faults were injected: {faults:?}"
+    );
+    assert!(
+        faults.contains_key("drop")
+            && faults.contains_key("ratelimit")
+            && faults.contains_key("locked"),
+        "{faults:?}"
+    );
+    let again = plan(&stack, &providers)
+        .await
+        .expect("second plan under faults");
+    assert!(
+        !again.plan.has_changes(),
+        "did not converge: {:#?}",
+        again.plan.resource_changes
+    );
+    sim.set_faults(FaultConfig::default());
+    let st = sim.dump_state();
+    assert_eq!(
+        names(&st, "servers"),
+        ["k3s-mgr", "k3s-w1", "k3s-w2"],
+        "no duplicate servers"
+    );
+    assert_eq!(names(&st, "load_balancers"), ["k3s-lb"]);
+    assert_eq!(names(&st, "networks"), ["k3s-net"]);
+    assert_eq!(names(&st, "firewalls"), ["k3s-fw"]);
+    assert_eq!(names(&st, "zones"), ["docfast.dev"]);
+    let lb = st["objects"]["load_balancers"]
+        .as_object()
+        .unwrap()
+        .values()
+        .next()
+        .unwrap();
+    assert_eq!(lb["targets"].as_array().unwrap().len(), 2);
+    assert_eq!(lb["services"].as_array().unwrap().len(), 2);
+}
