@@ -61,12 +61,47 @@ pub fn pattern_of(path: &str) -> String {
 }
 
 /// Whether a concrete path lies at or below a schema pattern.
+/// Bracketed parts (`[443]`, `[*]`) match each other whatever they hold. Allocation-free:
+/// it runs for every field against every schema pattern.
 pub fn path_matches(path: &str, pattern: &str) -> bool {
-    let p = pattern_of(path);
-    let pattern = pattern_of(pattern);
-    p == pattern
-        || (p.starts_with(&pattern)
-            && matches!(p.as_bytes().get(pattern.len()), Some(b'.') | Some(b'[')))
+    let (a, b) = (path.as_bytes(), pattern.as_bytes());
+    let (mut i, mut j) = (0, 0);
+    loop {
+        if j == b.len() {
+            return i == a.len() || a[i] == b'.' || a[i] == b'[';
+        }
+        if i == a.len() {
+            return false;
+        }
+        if a[i] == b'[' && b[j] == b'[' {
+            i = skip_brackets(a, i);
+            j = skip_brackets(b, j);
+            continue;
+        }
+        if a[i] != b[j] {
+            return false;
+        }
+        i += 1;
+        j += 1;
+    }
+}
+
+/// The index just past the `]` that closes the `[` at `start` (nesting-aware).
+fn skip_brackets(s: &[u8], start: usize) -> usize {
+    let mut depth = 0;
+    for (k, &c) in s.iter().enumerate().skip(start) {
+        match c {
+            b'[' => depth += 1,
+            b']' => {
+                depth -= 1;
+                if depth == 0 {
+                    return k + 1;
+                }
+            }
+            _ => {}
+        }
+    }
+    s.len()
 }
 
 fn any_match(path: &str, patterns: &[&str]) -> bool {
@@ -150,9 +185,12 @@ impl Ctx<'_> {
                 for (k, dv) in d {
                     self.walk(join(&path, k), dv, o.get(k), out);
                 }
-                for (k, ov) in o {
+                for (k, ov) in o
+                    .iter()
+                    .filter(|(k, ov)| !d.contains_key(*k) && !ov.is_null())
+                {
                     let p = join(&path, k);
-                    if !d.contains_key(k) && !self.skip(&p) && !ov.is_null() {
+                    if !self.skip(&p) {
                         out.push(self.change(p, Some(ov), None));
                     }
                 }
@@ -318,6 +356,9 @@ mod tests {
             "services[*].health_check"
         ));
         assert!(!path_matches("services_extra", "services"));
+        assert!(path_matches("rules[in/tcp/[6443]].port", "rules[*].port"));
+        assert!(!path_matches("rules", "rules[*].port"));
+        assert!(path_matches("labels.a", "labels"));
         assert_eq!(pattern_of("a[1/x].b[2]"), "a[*].b[*]");
     }
 }
