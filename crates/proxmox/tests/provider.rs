@@ -148,6 +148,66 @@ async fn cloning_two_masters_then_observing_again_shows_no_diff() {
     assert_eq!(c["GET /cluster/resources"], 1, "{c:?}");
     assert_eq!(c["GET /nodes/{node}/qemu/{vmid}/config"], 2, "{c:?}");
     assert_eq!(sim.writes(), 0);
+    // Owned but undeclared VMs are found by their marker tag in the same single list call.
+    let owned = observe(&p, &[]).await;
+    let keys: Vec<&str> = owned.iter().map(|o| o.key.as_str()).collect();
+    assert_eq!(keys, ["205", "206"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn adopting_the_hand_made_master_200_shows_no_diff() {
+    let sim = sim().await;
+    let p = provider(&sim);
+    let mut vm = master(200, "10.0.20.100", 32);
+    vm.name = "k8s-master".into();
+    vm.clone = None;
+    vm.cloud_init.sshkeys.clear();
+    vm.cloud_init.nameserver = None;
+    vm.tags = vec!["k8s".into()];
+    vm.description = String::new();
+    let seen = observe(&p, &["200"]).await.remove(0);
+    assert_eq!(seen.marker, None);
+    let d = diff(
+        &serde_json::to_value(&vm).unwrap(),
+        &seen.value,
+        &Vm::schema(),
+        &[],
+    );
+    assert!(d.is_empty(), "{d:#?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_template_given_by_name_is_looked_up_and_cloned() {
+    let sim = sim().await;
+    let p = provider(&sim);
+    let mut vm = master(207, "10.0.20.112", 2);
+    vm.clone = Some(cairn_proxmox::CloneFrom {
+        vmid: None,
+        name: Some("ubuntu-2404-cloudinit".into()),
+        full: true,
+    });
+    create(&p, &vm).await.unwrap();
+    let seen = observe(&p, &["207"]).await.remove(0);
+    assert!(
+        diff(
+            &serde_json::to_value(&vm).unwrap(),
+            &seen.value,
+            &Vm::schema(),
+            &[]
+        )
+        .is_empty()
+    );
+    // A full clone owns its disk outright.
+    assert!(sim.world().vms[&207].config["scsi0"].starts_with("local-lvm:vm-207-disk-0,"));
+    let templates = p
+        .observe(ObserveRequest {
+            kind: cairn_proxmox::Template::KIND,
+            keys: &["ubuntu-2404-cloudinit".to_string()],
+            stack: "homelab-ha",
+        })
+        .await
+        .unwrap();
+    assert_eq!(templates[0].value["vmid"], 9000);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -23,7 +23,9 @@ fn python() -> PathBuf {
     venv
 }
 
-async fn run_flow(verify: bool) {
+/// Runs the flow; `ca` overrides the CA bundle (default: the simulator's certificate).
+/// Returns whether it passed, its stdout and stderr, and the request counters.
+async fn flow(verify: bool, ca: Option<String>) -> (bool, String, String, SimHandleCounters) {
     let sim = ProxmoxSim::start(SimConfig {
         task_duration: Duration::from_millis(60),
         clone_duration: Duration::from_millis(200),
@@ -32,8 +34,8 @@ async fn run_flow(verify: bool) {
     .await
     .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let ca = dir.path().join("sim-ca.pem");
-    std::fs::write(&ca, &sim.cert_pem).unwrap();
+    std::fs::write(ca_path(&dir), ca.as_deref().unwrap_or(&sim.cert_pem)).unwrap();
+    let ca = ca_path(&dir);
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/python/proxmoxer_flow.py");
     let mut cmd = Command::new(python());
     cmd.arg(&script)
@@ -50,15 +52,26 @@ async fn run_flow(verify: bool) {
         .await
         .unwrap()
         .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let ok = out.status.success() && stdout.contains("PROXMOXER OK");
+    (ok, stdout, stderr, sim.counters())
+}
+
+type SimHandleCounters = std::collections::BTreeMap<String, u64>;
+
+fn ca_path(dir: &tempfile::TempDir) -> PathBuf {
+    dir.path().join("ca.pem")
+}
+
+async fn run_flow(verify: bool) {
+    let (ok, stdout, stderr, counters) = flow(verify, None).await;
     assert!(
-        out.status.success() && stdout.contains("PROXMOXER OK"),
+        ok,
         "proxmoxer flow failed (verify={verify})\nstdout:\n{stdout}\nstderr:\n{stderr}"
     );
-    let counters = sim.counters();
-    assert!(
-        counters["POST /nodes/{node}/qemu/{vmid}/clone"] == 1,
+    assert_eq!(
+        counters["POST /nodes/{node}/qemu/{vmid}/clone"], 1,
         "{counters:?}"
     );
 }
@@ -71,4 +84,17 @@ async fn proxmoxer_runs_unmodified_with_tls_verification_off() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn proxmoxer_runs_unmodified_trusting_the_simulator_certificate() {
     run_flow(true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proxmoxer_with_verification_on_refuses_a_certificate_it_does_not_trust() {
+    // Another self-signed certificate as the only trusted CA: the handshake must fail.
+    let other = cairn_core::tls::SelfSigned::generate(&[]).cert_pem;
+    let (ok, _stdout, stderr, counters) = flow(true, Some(other)).await;
+    assert!(!ok, "verification was not enforced");
+    assert!(stderr.contains("CERTIFICATE_VERIFY_FAILED"), "{stderr}");
+    assert!(
+        counters.is_empty(),
+        "no request reached the API: {counters:?}"
+    );
 }
