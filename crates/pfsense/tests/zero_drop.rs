@@ -310,3 +310,112 @@ async fn a_server_left_drained_by_an_interrupted_apply_is_observed_as_drift_and_
     wait_serving(s.target, &s.cert.fingerprint).await;
     assert!(s.first.data.load(Ordering::SeqCst) > served);
 }
+
+/// The cutover stack at a given pool membership: VIP, pool, frontend on the VIP.
+fn cutover_stack(port: u16, servers: &[(&str, &str, u16)]) -> cairn_core::Stack {
+    use cairn_pfsense::{HaproxyBackendRefs, VirtualIpRefs};
+    let mut s = cairn_core::StackBuilder::new("t");
+    let vip = s.add(
+        "k8s",
+        VirtualIp::ipalias("10.0.20.99".parse().unwrap(), 24, "lan", "k8s VIP"),
+    );
+    let mut pool = HaproxyBackend::https_checked("apiserver_nodes", "/readyz", 300);
+    pool.servers = servers
+        .iter()
+        .map(|(name, ip, port)| {
+            BackendServer::new(name, ip.parse::<std::net::Ipv4Addr>().unwrap(), *port)
+        })
+        .collect();
+    let pool = s.add("apiserver_nodes", pool);
+    s.add(
+        "apiserver_proxy",
+        HaproxyFrontend::tcp("apiserver_proxy", vip.ip(), port, pool.name()),
+    );
+    s.build().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn engine_apply_of_a_pool_change_shows_its_gates_and_drops_no_probe() {
+    use cairn_core::{Action, ApplyOptions, Providers, apply::NoProgress};
+    let sim = sim(80).await;
+    let cert = SelfSigned::generate(&[]);
+    let providers =
+        Providers::new().with(std::sync::Arc::new(provider(&sim, Duration::from_secs(30))));
+    let m1 = Backend::start(mapped(&sim, "10.0.20.100"), 0, Duration::ZERO, &cert).await;
+    let m2 = Backend::start(
+        mapped(&sim, "10.0.20.110"),
+        0,
+        Duration::from_secs(2),
+        &cert,
+    )
+    .await;
+    let vip_ip = mapped(&sim, "10.0.20.99");
+    let port = free_port(vip_ip);
+    let target = std::net::SocketAddr::new(vip_ip, port);
+
+    let one = cutover_stack(port, &[("k8s-master", "10.0.20.100", m1.addr.port())]);
+    let planned = cairn_core::plan(&one, &providers).await.unwrap();
+    let report = cairn_core::apply(
+        &one,
+        &providers,
+        &planned,
+        ApplyOptions::default(),
+        std::sync::Arc::new(NoProgress),
+    )
+    .await;
+    assert!(report.success(), "{report:#?}");
+    wait_serving(target, &cert.fingerprint).await;
+
+    let probes = ProbeLoop::start(target, cert.fingerprint.clone());
+    let two = cutover_stack(
+        port,
+        &[
+            ("k8s-master", "10.0.20.100", m1.addr.port()),
+            ("k8s-master-2", "10.0.20.110", m2.addr.port()),
+        ],
+    );
+    let planned = cairn_core::plan(&two, &providers).await.unwrap();
+    let change = planned
+        .plan
+        .resource_changes
+        .iter()
+        .find(|c| c.action() != Action::NoOp)
+        .expect("one change");
+    assert_eq!(
+        change.address.to_string(),
+        "pfsense_haproxy_backend.apiserver_nodes"
+    );
+    assert_eq!(change.action(), Action::Update);
+    assert_eq!(
+        change.steps,
+        [
+            "add k8s-master-2 disabled",
+            "apply HAProxy",
+            "gate: k8s-master-2 health check passes (HAProxy runtime API, show servers state)",
+            "set k8s-master-2 active, apply HAProxy, runtime state ready",
+        ]
+    );
+    let report = cairn_core::apply(
+        &two,
+        &providers,
+        &planned,
+        ApplyOptions::default(),
+        std::sync::Arc::new(NoProgress),
+    )
+    .await;
+    assert!(report.success(), "{report:#?}");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (ok, failures) = probes.finish().await;
+    assert!(failures.is_empty(), "{failures:?}");
+    assert!(ok > 10);
+    assert_eq!(m2.before_ready.load(Ordering::SeqCst), 0);
+    assert!(m2.data.load(Ordering::SeqCst) > 0);
+    let again = cairn_core::plan(&two, &providers).await.unwrap();
+    assert!(
+        again
+            .plan
+            .resource_changes
+            .iter()
+            .all(|c| c.action() == Action::NoOp)
+    );
+}
