@@ -15,7 +15,7 @@ use proxmox_api::types::bounded_integer::BoundedInteger;
 use reqwest::Method;
 use serde_json::Value;
 
-use crate::client::{PveClient, PveError};
+use crate::client::{ClientConfig, PveClient, PveError};
 use crate::vm::{self, Template, Vm};
 use crate::{api, capacity};
 
@@ -29,6 +29,14 @@ impl ProxmoxProvider {
     /// A provider over a client.
     pub fn new(client: PveClient) -> Self {
         ProxmoxProvider { client }
+    }
+
+    /// A provider configured from the environment (see [`ClientConfig::from_env`]).
+    pub fn from_env() -> Result<Self, ProviderError> {
+        let cfg = ClientConfig::from_env()
+            .map_err(|e| ProviderError::new("configure proxmox", e.to_string()))?;
+        let client = PveClient::new(cfg).map_err(|e| perr("configure proxmox".into(), e))?;
+        Ok(ProxmoxProvider::new(client))
     }
 
     /// The client.

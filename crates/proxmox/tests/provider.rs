@@ -27,11 +27,7 @@ async fn sim() -> SimHandle {
 }
 
 fn client_config(sim: &SimHandle) -> ClientConfig {
-    let mut cfg = ClientConfig::new(
-        sim.endpoint.clone(),
-        Auth::Token(sim.token.clone()),
-        TlsTrust::Fingerprint(sim.fingerprint.clone()),
-    );
+    let mut cfg = sim.client_config();
     cfg.poll_interval = Duration::from_millis(20);
     cfg.backoff = Duration::from_millis(20);
     cfg.task_timeout = Duration::from_secs(20);

@@ -235,6 +235,29 @@ impl std::fmt::Debug for SimHandle {
 }
 
 impl SimHandle {
+    /// A client configuration for this simulator: token auth, the certificate pinned by
+    /// fingerprint, quick polling.
+    pub fn client_config(&self) -> crate::client::ClientConfig {
+        let mut cfg = crate::client::ClientConfig::new(
+            self.endpoint.clone(),
+            crate::client::Auth::Token(self.token.clone()),
+            cairn_core::tls::TlsTrust::Fingerprint(self.fingerprint.clone()),
+        );
+        cfg.poll_interval = Duration::from_millis(50);
+        cfg.backoff = Duration::from_millis(50);
+        cfg
+    }
+
+    /// The environment that points the provider's `from_env` at this simulator
+    /// (`PROXMOX_VE_ENDPOINT`, `PROXMOX_VE_API_TOKEN`, `PROXMOX_VE_FINGERPRINT`).
+    pub fn env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            (crate::client::ENDPOINT_ENV, self.endpoint.clone()),
+            (crate::client::TOKEN_ENV, self.token.clone()),
+            (crate::client::FINGERPRINT_ENV, self.fingerprint.clone()),
+        ]
+    }
+
     /// Request counters by `METHOD /route`.
     pub fn counters(&self) -> BTreeMap<String, u64> {
         self.shared.counters.lock().expect("counters").clone()
