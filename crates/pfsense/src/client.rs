@@ -415,3 +415,21 @@ fn without_url(e: &reqwest::Error) -> String {
     }
     msg
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_api_key_never_appears_in_debug_output() {
+        let c = PfSenseClient::new(
+            "https://10.0.20.1",
+            ApiKey::new("s3cr3t-key"),
+            &TlsTrust::Fingerprint(["AB"; 32].join(":")),
+        )
+        .unwrap();
+        let shown = format!("{c:?}");
+        assert!(!shown.contains("s3cr3t-key"), "{shown}");
+        assert!(shown.contains("https://10.0.20.1/api/v2"), "{shown}");
+    }
+}

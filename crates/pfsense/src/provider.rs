@@ -118,6 +118,13 @@ impl PfSenseProvider {
                     value["descr"] = json!(d);
                 }
                 let mut uses = Vec::new();
+                if kind == DnsHostOverride::KIND {
+                    for ip in value["ip"].as_array().into_iter().flatten() {
+                        if let Some(ip) = ip.as_str() {
+                            uses.push((VirtualIp::KIND.to_string(), ip.to_string()));
+                        }
+                    }
+                }
                 if kind == HaproxyFrontend::KIND {
                     if let Some(b) = value["default_backend"].as_str().filter(|b| !b.is_empty()) {
                         uses.push((HaproxyBackend::KIND.to_string(), b.to_string()));

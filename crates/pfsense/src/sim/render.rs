@@ -130,16 +130,28 @@ pub fn render(world: &World, map: &AddrMap, paths: &RenderPaths<'_>) -> Result<S
         let _ = writeln!(c);
     }
 
+    // Like the package: a pool used by an `http` frontend is rendered in http mode.
+    let http_pools: Vec<&str> = world
+        .list(Collection::Frontends)
+        .iter()
+        .filter(|fe| s(fe, "type") == "http" && s(fe, "status") != "disabled")
+        .map(|fe| s(fe, "backend_serverpool"))
+        .collect();
     for be in world.list(Collection::Backends) {
-        render_backend(&mut c, be, map)?;
+        let mode = if http_pools.contains(&s(be, "name")) {
+            "http"
+        } else {
+            "tcp"
+        };
+        render_backend(&mut c, be, mode, map)?;
     }
     Ok(c)
 }
 
-fn render_backend(c: &mut String, be: &Value, map: &AddrMap) -> Result<(), String> {
+fn render_backend(c: &mut String, be: &Value, mode: &str, map: &AddrMap) -> Result<(), String> {
     let name = s(be, "name");
     let _ = writeln!(c, "backend {name}_ipvANY");
-    let _ = writeln!(c, "\tmode\t\t\ttcp");
+    let _ = writeln!(c, "\tmode\t\t\t{mode}");
     let balance = s(be, "balance");
     if !balance.is_empty() {
         let _ = writeln!(c, "\tbalance\t\t\t{balance}");
@@ -291,5 +303,25 @@ mod tests {
         let unmapped: AddrMap = "".parse().unwrap();
         let err = render(&w, &unmapped, &paths).unwrap_err();
         assert!(err.contains("refusing to use 10.0.20.99"), "{err}");
+    }
+
+    #[test]
+    fn a_pool_behind_an_http_frontend_is_rendered_in_http_mode() {
+        let mut w = World::new();
+        w.list_mut(Collection::Backends)
+            .push(json!({"name": "web", "check_type": "none", "servers": []}));
+        w.list_mut(Collection::Frontends).push(json!({
+            "name": "www", "type": "http", "status": "active", "backend_serverpool": "web",
+            "a_extaddr": [{"extaddr": "localhost_ipv4", "extaddr_port": "8080"}]
+        }));
+        let paths = RenderPaths {
+            socket: Path::new("/x/s"),
+            state_file: Path::new("/x/st"),
+        };
+        let cfg = render(&w, &AddrMap::default(), &paths).unwrap();
+        assert!(
+            cfg.contains("backend web_ipvANY\n\tmode\t\t\thttp"),
+            "{cfg}"
+        );
     }
 }
