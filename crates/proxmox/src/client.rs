@@ -361,6 +361,12 @@ impl PveClient {
         loop {
             attempt += 1;
             match self.request_once(method.clone(), path, params).await {
+                // Tickets expire after 2 h: log in again once.
+                Err(PveError::Api { status: 401, .. })
+                    if attempt == 1 && matches!(self.inner.cfg.auth, Auth::Ticket { .. }) =>
+                {
+                    *self.inner.ticket.lock().await = None;
+                }
                 Err(e)
                     if attempt < self.inner.cfg.retries
                         && (e.is_lock_timeout() || (method == Method::GET && e.is_transient())) =>

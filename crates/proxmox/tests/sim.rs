@@ -46,6 +46,15 @@ async fn errors_look_like_pveproxy() {
         .await
         .unwrap();
     assert_eq!(r.status(), 500);
+    // The message is the HTTP reason phrase, as pveproxy sends it (proxmoxer shows it).
+    let reason = r
+        .extensions()
+        .get::<hyper::ext::ReasonPhrase>()
+        .expect("custom reason phrase");
+    assert_eq!(
+        reason.as_bytes(),
+        b"Configuration file 'nodes/pve/qemu-server/999.conf' does not exist"
+    );
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["data"], Value::Null);
     assert!(
