@@ -22,6 +22,9 @@ pub const INSECURE_ENV: &str = "PFSENSE_TLS_INSECURE";
 
 /// The pfSense stats socket path the runtime commands are piped to.
 pub const HAPROXY_SOCKET: &str = "/tmp/haproxy.socket";
+/// `PFSENSE_HAPROXY_PIPE`: the command runtime commands are piped into (default
+/// `socat stdio /tmp/haproxy.socket`; `nc -U /tmp/haproxy.socket` on a box without socat).
+pub const RUNTIME_PIPE_ENV: &str = "PFSENSE_HAPROXY_PIPE";
 
 /// A subsystem with its own apply endpoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -174,6 +177,7 @@ pub struct PfSenseClient {
     base: String,
     key: ApiKey,
     timing: Timing,
+    pipe: String,
 }
 
 impl fmt::Debug for PfSenseClient {
@@ -200,6 +204,7 @@ impl PfSenseClient {
             base: format!("{base}/api/v2"),
             key: api_key,
             timing: Timing::default(),
+            pipe: format!("socat stdio {HAPROXY_SOCKET}"),
         })
     }
 
@@ -222,7 +227,17 @@ impl PfSenseClient {
                 "set {CA_FILE_ENV} or {FINGERPRINT_ENV} to trust pfSense's certificate ({INSECURE_ENV}=1 turns checks off)"
             )));
         };
-        PfSenseClient::new(&url, ApiKey::new(key), &trust)
+        let client = PfSenseClient::new(&url, ApiKey::new(key), &trust)?;
+        Ok(match var(RUNTIME_PIPE_ENV) {
+            Some(pipe) => client.with_runtime_pipe(&pipe),
+            None => client,
+        })
+    }
+
+    /// Changes the command HAProxy runtime commands are piped into.
+    pub fn with_runtime_pipe(mut self, pipe: &str) -> Self {
+        self.pipe = pipe.to_string();
+        self
     }
 
     /// Changes apply/poll timing.
@@ -388,7 +403,7 @@ impl PfSenseClient {
     /// Sends one HAProxy runtime API command to the stats socket.
     pub async fn haproxy_runtime(&self, cmd: &str) -> Result<String, ClientError> {
         let (out, code) = self
-            .command(&format!("echo \"{cmd}\" | socat stdio {HAPROXY_SOCKET}"))
+            .command(&format!("echo \"{cmd}\" | {}", self.pipe))
             .await?;
         if code != 0 {
             return Err(ClientError::Transport {

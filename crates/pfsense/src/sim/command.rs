@@ -31,10 +31,11 @@ pub fn parse(line: &str) -> Result<Command, String> {
     let (left, right) = line
         .split_once('|')
         .ok_or_else(|| refuse(line, "not an `echo \"…\" | socat` HAProxy runtime command"))?;
-    if !right.trim_start().starts_with("socat") {
+    let right = right.trim_start();
+    if !(right.starts_with("socat ") || right.starts_with("nc -U ")) {
         return Err(refuse(
             line,
-            "only `socat` to the HAProxy stats socket is supported",
+            "only `socat` or `nc -U` to the HAProxy stats socket is supported",
         ));
     }
     let inner = left
@@ -96,5 +97,9 @@ mod tests {
         assert!(parse(r#"echo "shutdown frontend x" | socat stdio /tmp/haproxy.socket"#).is_err());
         assert!(parse(r#"echo "show stat" | sh"#).is_err());
         assert!(parse(r#"echo "set server a/b state up" | socat stdio /tmp/x"#).is_err());
+        assert_eq!(
+            parse(r#"echo "show stat" | nc -U /tmp/haproxy.socket"#),
+            Ok(Command::Runtime("show stat".into()))
+        );
     }
 }
