@@ -123,3 +123,64 @@ async fn engine_refuses_three_32_gib_masters_before_any_write() {
     );
     assert_eq!(sim.writes(), 0, "{:?}", sim.counters());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_apply_killed_after_the_clone_converges_on_the_next_run_without_a_duplicate() {
+    let sim = sim().await;
+    let providers = providers(&sim);
+    // What a killed apply leaves behind: the clone of 205 finished (it carries the stack in
+    // its description, written by the clone call itself) but was never configured.
+    let trailer = cairn_proxmox::vm::Trailer {
+        stack: "homelab-ha".into(),
+        fp: None,
+        clone: Some(serde_json::json!({"vmid": 9000, "name": null, "full": false})),
+    };
+    let client = PveClient::new(sim.client_config()).unwrap();
+    let upid = client
+        .request(
+            reqwest::Method::POST,
+            "/nodes/pve/qemu/9000/clone",
+            &[
+                ("newid".into(), "205".into()),
+                ("name".into(), "k8s-master-2".into()),
+                (
+                    "description".into(),
+                    cairn_proxmox::vm::join_description("", &trailer),
+                ),
+            ],
+        )
+        .await
+        .unwrap();
+    client
+        .wait_task("pve", upid.as_str().unwrap())
+        .await
+        .unwrap();
+
+    let stack = stack(2);
+    let planned = plan(&stack, &providers).await.unwrap();
+    let c = planned.plan.change("proxmox_vm.k8s-master-2").unwrap();
+    assert!(!c.action().is_replace(), "{:?}", c.actions);
+    assert_eq!(c.actions, ["update"], "{:#?}", c.changes);
+    let report = apply(
+        &stack,
+        &providers,
+        &planned,
+        ApplyOptions::default(),
+        Arc::new(NoProgress),
+    )
+    .await;
+    assert!(report.success(), "{report:?}");
+    assert!(!plan(&stack, &providers).await.unwrap().plan.has_changes());
+    assert_eq!(
+        sim.counters()["POST /nodes/{node}/qemu/{vmid}/clone"],
+        2,
+        "one clone each for 205 and 206"
+    );
+    let named = sim
+        .world()
+        .vms
+        .values()
+        .filter(|v| v.config["name"].starts_with("k8s-master-"))
+        .count();
+    assert_eq!(named, 2);
+}
