@@ -419,3 +419,29 @@ async fn engine_apply_of_a_pool_change_shows_its_gates_and_drops_no_probe() {
             .all(|c| c.action() == Action::NoOp)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unrelated_changes_reload_haproxy_seamlessly_without_dropping_a_probe() {
+    let s = setup(81).await;
+    let probes = ProbeLoop::start(s.target, s.cert.fingerprint.clone());
+    let pids_before = s.sim.haproxy_pids();
+    for i in 0..4 {
+        let other = HaproxyBackend::https_checked(&format!("other_{i}"), "/healthz", 1000);
+        create(
+            &s.provider,
+            HaproxyBackend::KIND,
+            &other.name,
+            &serde_json::to_value(&other).unwrap(),
+            "t",
+        )
+        .await;
+    }
+    let (ok, failures) = probes.finish().await;
+    assert!(failures.is_empty(), "{failures:?}");
+    assert!(ok > 10, "only {ok} probes");
+    let current = s.sim.haproxy_pids();
+    assert!(
+        current.iter().any(|p| !pids_before.contains(p)),
+        "HAProxy was never reloaded: {pids_before:?} → {current:?}"
+    );
+}
