@@ -299,3 +299,78 @@ async fn engine_adopts_objects_made_by_hand_without_replace() {
     }
     assert_eq!(sim.counters().writes, before, "planning wrote to pfSense");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn objects_dropped_from_the_stack_are_deleted_users_first_and_unowned_ones_are_left_alone() {
+    let sim = sim(82).await;
+    let cert = SelfSigned::generate(&[]);
+    let _master = Backend::start(mapped(&sim, "10.0.20.100"), 6443, Duration::ZERO, &cert).await;
+    let p = provider(&sim, Duration::from_secs(20));
+    // Something made by hand that this stack must never touch.
+    p.client()
+        .post(
+            "/services/dns_resolver/host_override",
+            &json!({"host": "nas", "domain": "home.arpa", "ip": ["10.0.20.5"]}),
+        )
+        .await
+        .unwrap();
+    let providers = providers(p);
+    let full = stack();
+    let planned = cairn_core::plan(&full, &providers).await.unwrap();
+    let report = cairn_core::apply(
+        &full,
+        &providers,
+        &planned,
+        cairn_core::ApplyOptions::default(),
+        Arc::new(cairn_core::apply::NoProgress),
+    )
+    .await;
+    assert!(report.success(), "{report:#?}");
+
+    // The same stack without the frontend, the pool and the DNS override.
+    let mut s = StackBuilder::new("homelab");
+    s.add("k8s", vip());
+    s.add("k8s_masters", alias());
+    let smaller = s.build().unwrap();
+    let planned = cairn_core::plan(&smaller, &providers).await.unwrap();
+    let mut deletes: Vec<String> = planned
+        .plan
+        .resource_changes
+        .iter()
+        .filter(|c| c.action() == Action::Delete)
+        .map(|c| c.address.to_string())
+        .collect();
+    deletes.sort();
+    assert_eq!(
+        deletes,
+        [
+            "pfsense_dns_host_override.k8s-apiserver.home.arpa",
+            "pfsense_haproxy_backend.apiserver_nodes",
+            "pfsense_haproxy_frontend.apiserver_proxy_6443",
+        ]
+    );
+    let report = cairn_core::apply(
+        &smaller,
+        &providers,
+        &planned,
+        cairn_core::ApplyOptions::default(),
+        Arc::new(cairn_core::apply::NoProgress),
+    )
+    .await;
+    assert!(report.success(), "{report:#?}");
+    let w = sim.world();
+    use cairn_pfsense::sim::model::Collection;
+    assert!(w.list(Collection::Frontends).is_empty());
+    assert!(w.list(Collection::Backends).is_empty());
+    let overrides = w.list(Collection::HostOverrides);
+    assert_eq!(overrides.len(), 1);
+    assert_eq!(
+        overrides[0]["host"], "nas",
+        "the unowned override was touched"
+    );
+    assert!(
+        !sim.haproxy_config().contains("apiserver"),
+        "{}",
+        sim.haproxy_config()
+    );
+}
