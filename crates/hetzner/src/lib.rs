@@ -2,6 +2,8 @@
 //! ([`client`]), the [`HetznerProvider`], and (feature `sim`) a faithful simulator of the
 //! API ([`sim`]).
 
+#![warn(missing_docs)]
+
 pub mod cidr;
 pub mod client;
 pub mod kinds;

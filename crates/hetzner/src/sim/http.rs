@@ -164,9 +164,29 @@ impl Query {
 pub fn list(
     key: &str,
     path: &str,
-    mut items: Vec<Value>,
+    items: Vec<Value>,
     q: &Query,
     extra_filters: &[&str],
+) -> ApiResult {
+    list_mapped(
+        key,
+        path,
+        items.iter().collect(),
+        q,
+        extra_filters,
+        Value::clone,
+    )
+}
+
+/// Like [`list`] over borrowed items; only the returned page goes through `map` (so a
+/// render of computed fields costs per page, not per collection).
+pub fn list_mapped(
+    key: &str,
+    path: &str,
+    mut items: Vec<&Value>,
+    q: &Query,
+    extra_filters: &[&str],
+    map: impl Fn(&Value) -> Value,
 ) -> ApiResult {
     if let Some(name) = q.get("name") {
         items.retain(|o| o.get("name").and_then(Value::as_str) == Some(name));
@@ -248,6 +268,7 @@ pub fn list(
         .into_iter()
         .skip((page - 1) * per_page)
         .take(per_page)
+        .map(map)
         .collect();
     let next = (page < last).then_some(page + 1);
     let prev = (page > 1).then_some(page - 1);

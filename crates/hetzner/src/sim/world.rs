@@ -300,13 +300,13 @@ pub fn list_rendered(
     q: &Query,
     render: impl Fn(&World, &Value) -> Value,
 ) -> ApiResult {
-    let items = w.coll(coll).values().map(|o| render(w, o)).collect();
-    super::http::list(
+    super::http::list_mapped(
         key,
         &format!("/v1/{coll}"),
-        items,
+        w.coll(coll).values().collect(),
         q,
         &["type", "status", "ip"],
+        |o| render(w, o),
     )
 }
 
