@@ -101,8 +101,15 @@ pub trait NodeRef {
 }
 
 /// A typed handle to a resource declared in a stack, returned by `StackBuilder::add`.
-/// Provider crates add accessor methods (`impl Handle<LoadBalancer> { fn ipv4(&self) … }`)
-/// built on [`Handle::attr`].
+/// Provider crates add typed accessors through an extension trait (the orphan rule forbids
+/// inherent impls on a foreign type), built on [`Handle::attr`]:
+///
+/// ```ignore
+/// pub trait LoadBalancerRefs { fn ipv4(&self) -> AttrRef<Ipv4Addr>; }
+/// impl LoadBalancerRefs for Handle<LoadBalancer> {
+///     fn ipv4(&self) -> AttrRef<Ipv4Addr> { self.attr("public_net.ipv4") }
+/// }
+/// ```
 pub struct Handle<R> {
     address: Address,
     _r: PhantomData<fn() -> R>,
