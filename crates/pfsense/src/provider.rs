@@ -392,7 +392,8 @@ impl PfSenseProvider {
         }
     }
 
-    /// Brings the pool's servers from `prior` to `desired` without dropping traffic.
+    /// Brings the pool's servers from `prior` to `desired` without dropping traffic, make
+    /// before break: new servers are added and proven healthy before leaving ones drain.
     async fn sync_servers(
         &self,
         pool: &str,
@@ -410,8 +411,11 @@ impl PfSenseProvider {
         let before = by_name(prior);
         let after = by_name(desired);
         let status = |v: &Value| v["status"].as_str().unwrap_or("active").to_string();
-
-        // 1. Drain servers that stop taking traffic, and wait until they hold no session.
+        // `drain`/`maint` are runtime states of a server that is active in the config.
+        let config_status = |st: String| match st.as_str() {
+            "drain" | "maint" => "active".to_string(),
+            _ => st,
+        };
         let leaving: Vec<String> = before
             .iter()
             .filter(|(n, b)| {
@@ -419,41 +423,27 @@ impl PfSenseProvider {
             })
             .map(|(n, _)| n.clone())
             .collect();
-        for name in &leaving {
-            if let Err(e) = self.runtime_set(pool, name, "drain").await {
-                tracing::warn!("could not drain {pool}/{name}: {e}");
-            }
-        }
-        if !leaving.is_empty() {
-            self.wait_drained(pool, &leaving).await;
-        }
 
-        // 2. Configuration writes, one apply.
+        // 1. Add new servers (disabled when they must pass a check first) and apply other
+        //    edits of staying servers; one apply.
         let mut wrote = false;
         let mut gated: Vec<String> = Vec::new();
-        for name in before.keys().filter(|n| !after.contains_key(*n)) {
-            if let Some((pid, id)) = self.server_ids(pool, name).await.map_err(err)? {
-                self.client
-                    .delete(
-                        SERVER,
-                        &[("parent_id", pid.to_string()), ("id", id.to_string())],
-                    )
-                    .await
-                    .map_err(err)?;
-                wrote = true;
-            }
-        }
         for (name, want) in &after {
+            if leaving.contains(name) {
+                continue; // changed after it is drained, in step 4
+            }
             let entering = is_serving(&status(want))
                 && before.get(name).is_none_or(|b| !is_serving(&status(b)));
-            let staged = if checks && entering {
+            if checks && entering {
                 gated.push(name.clone());
-                "disabled".to_string()
-            } else {
-                status(want)
-            };
+            }
             match before.get(name) {
                 None => {
+                    let staged = if checks && entering {
+                        "disabled".to_string()
+                    } else {
+                        status(want)
+                    };
                     let (pid, _) = self
                         .find(HaproxyBackend::KIND, pool)
                         .await
@@ -466,18 +456,14 @@ impl PfSenseProvider {
                 }
                 Some(have) => {
                     let mut cmp = want.clone();
-                    cmp["status"] = json!(if entering && checks {
+                    cmp["status"] = json!(if checks && entering {
                         status(have)
                     } else {
                         status(want)
                     });
                     if &cmp != have {
-                        // `drain`/`maint` are runtime states of a server active in config.
-                        let config_status = match cmp["status"].as_str().unwrap_or("active") {
-                            "drain" | "maint" => "active",
-                            other => other,
-                        };
-                        self.patch_server(pool, want, config_status, op).await?;
+                        let st = config_status(status(&cmp));
+                        self.patch_server(pool, want, &st, op).await?;
                         wrote = true;
                     }
                 }
@@ -486,26 +472,27 @@ impl PfSenseProvider {
         if wrote {
             self.client.apply(Subsystem::Haproxy).await.map_err(err)?;
         }
-        if gated.is_empty() {
-            return Ok(());
-        }
 
-        // 3. Gate: let HAProxy check the new servers without sending them traffic.
-        for name in &gated {
-            self.runtime_set(pool, name, "drain").await.map_err(err)?;
-        }
-        let failed = self.wait_checks(pool, &gated).await;
-        let passed: Vec<&String> = gated.iter().filter(|n| !failed.contains(n)).collect();
+        // 2. Gate: let HAProxy check the new servers without sending them traffic.
+        let mut failed = Vec::new();
+        if !gated.is_empty() {
+            for name in &gated {
+                self.runtime_set(pool, name, "drain").await.map_err(err)?;
+            }
+            failed = self.wait_checks(pool, &gated).await;
+            let passed: Vec<&String> = gated.iter().filter(|n| !failed.contains(n)).collect();
 
-        // 4. Enable the ready ones: config active (drain state survives the reload), then ready.
-        for name in &passed {
-            self.patch_server(pool, &after[*name], &status(&after[*name]), op)
-                .await?;
-        }
-        if !passed.is_empty() {
-            self.client.apply(Subsystem::Haproxy).await.map_err(err)?;
+            // 3. Enable the ready ones: config active (the drain state survives the reload
+            //    through the state file), then runtime ready.
             for name in &passed {
-                self.runtime_set(pool, name, "ready").await.map_err(err)?;
+                let st = status(&after[*name]);
+                self.patch_server(pool, &after[*name], &st, op).await?;
+            }
+            if !passed.is_empty() {
+                self.client.apply(Subsystem::Haproxy).await.map_err(err)?;
+                for name in &passed {
+                    self.runtime_set(pool, name, "ready").await.map_err(err)?;
+                }
             }
         }
         if !failed.is_empty() {
@@ -515,12 +502,44 @@ impl PfSenseProvider {
             return Err(ProviderError::new(
                 op,
                 format!(
-                    "server(s) {} never passed their health check within {:?}; they stay disabled (not taking traffic); check their health endpoint and apply again",
+                    "server(s) {} never passed their health check within {:?}; they stay disabled (not taking traffic) and no server was removed; check their health endpoint and apply again",
                     failed.join(", "),
                     self.opts.server_check_timeout
                 ),
             )
             .with_code("HEALTH_CHECK_TIMEOUT"));
+        }
+
+        // 4. Drain leaving servers, wait until they hold no session, then delete or disable
+        //    them; one apply.
+        for name in &leaving {
+            if let Err(e) = self.runtime_set(pool, name, "drain").await {
+                tracing::warn!("could not drain {pool}/{name}: {e}");
+            }
+        }
+        if !leaving.is_empty() {
+            self.wait_drained(pool, &leaving).await;
+        }
+        let mut wrote = false;
+        for name in before.keys().filter(|n| !after.contains_key(*n)) {
+            if let Some((pid, id)) = self.server_ids(pool, name).await.map_err(err)? {
+                self.client
+                    .delete(
+                        SERVER,
+                        &[("parent_id", pid.to_string()), ("id", id.to_string())],
+                    )
+                    .await
+                    .map_err(err)?;
+                wrote = true;
+            }
+        }
+        for name in leaving.iter().filter(|n| after.contains_key(*n)) {
+            let want = &after[name];
+            self.patch_server(pool, want, &status(want), op).await?;
+            wrote = true;
+        }
+        if wrote {
+            self.client.apply(Subsystem::Haproxy).await.map_err(err)?;
         }
         Ok(())
     }
@@ -619,16 +638,6 @@ impl PfSenseProvider {
         if before.is_none() {
             steps.push(format!("create pool {pool} without servers, apply HAProxy"));
         }
-        for (name, st) in &b {
-            if is_serving(st) && a.get(name).is_none_or(|s| !is_serving(s)) {
-                steps.push(format!("drain {name} (HAProxy runtime API)"));
-                steps.push(format!("gate: {name} holds no sessions"));
-            }
-        }
-        let removed: Vec<&String> = b.keys().filter(|n| !a.contains_key(*n)).collect();
-        for name in &removed {
-            steps.push(format!("delete {name}"));
-        }
         let gated: Vec<&String> = a
             .iter()
             .filter(|(n, st)| checks && is_serving(st) && b.get(*n).is_none_or(|s| !is_serving(s)))
@@ -637,7 +646,7 @@ impl PfSenseProvider {
         for name in &gated {
             steps.push(format!("add {name} disabled"));
         }
-        if !removed.is_empty() || !gated.is_empty() {
+        if !gated.is_empty() {
             steps.push("apply HAProxy".into());
         }
         for name in &gated {
@@ -647,6 +656,25 @@ impl PfSenseProvider {
             steps.push(format!(
                 "set {name} active, apply HAProxy, runtime state ready"
             ));
+        }
+        let leaving: Vec<&String> = b
+            .iter()
+            .filter(|(n, st)| is_serving(st) && a.get(*n).is_none_or(|s| !is_serving(s)))
+            .map(|(n, _)| n)
+            .collect();
+        for name in &leaving {
+            steps.push(format!("drain {name} (HAProxy runtime API)"));
+            steps.push(format!("gate: {name} holds no sessions"));
+        }
+        let removed: Vec<&String> = b.keys().filter(|n| !a.contains_key(*n)).collect();
+        for name in &removed {
+            steps.push(format!("delete {name}"));
+        }
+        for name in leaving.iter().filter(|n| a.contains_key(**n)) {
+            steps.push(format!("set {name} {}", a[*name]));
+        }
+        if !removed.is_empty() || !leaving.is_empty() {
+            steps.push("apply HAProxy".into());
         }
         steps
     }
@@ -807,13 +835,14 @@ mod tests {
         assert_eq!(
             steps,
             [
-                "drain old (HAProxy runtime API)",
-                "gate: old holds no sessions",
-                "delete old",
                 "add new disabled",
                 "apply HAProxy",
                 "gate: new health check passes (HAProxy runtime API, show servers state)",
                 "set new active, apply HAProxy, runtime state ready",
+                "drain old (HAProxy runtime API)",
+                "gate: old holds no sessions",
+                "delete old",
+                "apply HAProxy",
             ]
         );
         let unchecked = json!({"name": "p", "check_type": "none", "servers": [{"name": "n", "status": "active"}]});

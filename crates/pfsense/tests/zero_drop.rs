@@ -445,3 +445,37 @@ async fn unrelated_changes_reload_haproxy_seamlessly_without_dropping_a_probe() 
         "HAProxy was never reloaded: {pids_before:?} → {current:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replacing_the_only_server_in_one_change_is_make_before_break() {
+    let s = setup(83).await;
+    let next = Backend::start(
+        mapped(&s.sim, "10.0.20.110"),
+        0,
+        Duration::from_secs(2),
+        &s.cert,
+    )
+    .await;
+    let probes = ProbeLoop::start(s.target, s.cert.fingerprint.clone());
+    let mut pool = s.pool.clone();
+    pool.servers = vec![BackendServer::new(
+        "k8s-master-2",
+        "10.0.20.110".parse::<std::net::Ipv4Addr>().unwrap(),
+        next.addr.port(),
+    )];
+    update_pool(&s.provider, &pool).await.expect("replace");
+    let (ok, failures) = probes.finish().await;
+    assert!(
+        failures.is_empty(),
+        "{} failed: {:?}",
+        failures.len(),
+        &failures[..failures.len().min(3)]
+    );
+    assert!(ok > 10);
+    assert_eq!(next.before_ready.load(Ordering::SeqCst), 0);
+    assert!(
+        next.data.load(Ordering::SeqCst) > 0
+            || probe_once(s.target, &s.cert.fingerprint).await.is_ok()
+    );
+    assert!(!s.sim.haproxy_config().contains("k8s-master "));
+}
