@@ -1,0 +1,111 @@
+//! The client against the simulator: it waits out 429s, never leaks the token, refuses
+//! non-loopback endpoints in loopback-only mode, and a create whose response is lost is
+//! adopted rather than duplicated.
+#![cfg(feature = "sim")]
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use cairn_hetzner::client::{Client, ClientConfig, Token};
+use cairn_hetzner::sim::{Fault, FaultConfig, HetznerSim, SimConfig};
+use cairn_hetzner::*;
+use common::*;
+
+#[tokio::test]
+async fn client_waits_for_the_rate_limit_reset_and_then_succeeds() {
+    let sim = HetznerSim::start(SimConfig {
+        rate_limit: 2,
+        rate_refill_per_sec: 1.0,
+        ..SimConfig::default()
+    })
+    .await
+    .unwrap();
+    let c = Client::new(ClientConfig::new(&sim.base_url, Token::new(&sim.token))).unwrap();
+    let t = Instant::now();
+    for _ in 0..4 {
+        c.get("/servers", &[]).await.expect("eventually allowed");
+    }
+    assert!(
+        t.elapsed() >= Duration::from_millis(900),
+        "it waited for the refill: {:?}",
+        t.elapsed()
+    );
+    let hits = sim.counters().total;
+    assert!(
+        hits <= 6,
+        "it paced itself instead of hammering: {hits} requests"
+    );
+}
+
+#[tokio::test]
+async fn the_token_never_appears_in_errors_or_debug_output() {
+    let sim = sim().await;
+    let token = sim.token.clone();
+    let p = provider(&sim);
+    let mut texts = vec![format!("{p:?}"), format!("{:?}", p.client())];
+    texts.push(
+        p.client()
+            .get("/servers/424242", &[])
+            .await
+            .unwrap_err()
+            .to_string(),
+    );
+    let mut cfg = ClientConfig::new("http://127.0.0.1:9/v1", Token::new(&token));
+    cfg.max_attempts = 2;
+    let bad = Client::new(cfg).unwrap();
+    let e = bad.get("/servers", &[]).await.unwrap_err();
+    texts.push(e.to_string());
+    texts.push(format!("{e:?}"));
+    for t in &texts {
+        assert!(!t.contains(&token), "token leaked in {t}");
+    }
+}
+
+#[tokio::test]
+async fn loopback_only_mode_refuses_a_remote_endpoint() {
+    // SAFETY: nextest runs each test in its own process; nothing else reads the environment.
+    unsafe { std::env::set_var("CAIRN_LOOPBACK_ONLY", "1") };
+    let e = Client::new(ClientConfig::new(
+        "https://api.hetzner.cloud/v1",
+        Token::new("x"),
+    ))
+    .unwrap_err();
+    assert!(e.to_string().contains("not a loopback address"), "{e}");
+    assert!(Client::new(ClientConfig::new("http://127.0.0.1:1/v1", Token::new("x"))).is_ok());
+}
+
+#[tokio::test]
+async fn lost_create_responses_are_adopted_not_duplicated() {
+    let sim = sim().await;
+    sim.set_faults(FaultConfig {
+        seed: 11,
+        rate: 0.4,
+        kinds: vec![Fault::Drop],
+        latency_ms: 0,
+    });
+    let p = provider(&sim);
+    for i in 0..6 {
+        let v = create(
+            &p,
+            &Server::new(&format!("n{i}"), "cx22", "debian-12", "fsn1"),
+        )
+        .await;
+        assert_eq!(v["name"], format!("n{i}"));
+    }
+    let dropped = sim.counters().faults.get("drop").copied().unwrap_or(0);
+    assert!(dropped >= 3, "responses were dropped: {dropped}");
+    let st = sim.dump_state();
+    let mut names: Vec<&str> = st["objects"]["servers"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        ["n0", "n1", "n2", "n3", "n4", "n5"],
+        "exactly one of each"
+    );
+}
