@@ -408,9 +408,43 @@ impl PfSenseProvider {
                 .map(|s| (s["name"].as_str().unwrap_or("").to_string(), s.clone()))
                 .collect()
         };
-        let before = by_name(prior);
+        let mut before = by_name(prior);
         let after = by_name(desired);
         let status = |v: &Value| v["status"].as_str().unwrap_or("active").to_string();
+
+        // 0. A server that moves (address, port, TLS) is a new endpoint. HAProxy restores a
+        //    server's address and port from the state file on reload, so a moved server is
+        //    drained, deleted and applied first, then added again like a new one.
+        let moved: Vec<String> = before
+            .iter()
+            .filter(|(n, b)| {
+                after
+                    .get(*n)
+                    .is_some_and(|a| ["address", "port", "ssl"].iter().any(|f| b[*f] != a[*f]))
+            })
+            .map(|(n, _)| n.clone())
+            .collect();
+        if !moved.is_empty() {
+            for name in &moved {
+                if is_serving(&status(&before[name])) {
+                    let _ = self.runtime_set(pool, name, "drain").await;
+                }
+            }
+            self.wait_drained(pool, &moved).await;
+            for name in &moved {
+                if let Some((pid, id)) = self.server_ids(pool, name).await.map_err(err)? {
+                    self.client
+                        .delete(
+                            SERVER,
+                            &[("parent_id", pid.to_string()), ("id", id.to_string())],
+                        )
+                        .await
+                        .map_err(err)?;
+                }
+                before.remove(name);
+            }
+            self.client.apply(Subsystem::Haproxy).await.map_err(err)?;
+        }
         // `drain`/`maint` are runtime states of a server that is active in the config.
         let config_status = |st: String| match st.as_str() {
             "drain" | "maint" => "active".to_string(),
@@ -621,14 +655,24 @@ impl PfSenseProvider {
         };
         let pool = after["name"].as_str().unwrap_or("");
         let checks = HaproxyBackend::has_checks(after);
-        let list = |v: Option<&Value>| -> BTreeMap<String, String> {
+        // name → (status, endpoint)
+        let list = |v: Option<&Value>| -> BTreeMap<String, (String, String)> {
             v.and_then(|v| v["servers"].as_array())
                 .into_iter()
                 .flatten()
                 .map(|s| {
+                    let endpoint = format!(
+                        "{}:{}{}",
+                        s["address"].as_str().unwrap_or("?"),
+                        s["port"],
+                        if s["ssl"] == json!(true) { " ssl" } else { "" }
+                    );
                     (
                         s["name"].as_str().unwrap_or("").to_string(),
-                        s["status"].as_str().unwrap_or("active").to_string(),
+                        (
+                            s["status"].as_str().unwrap_or("active").to_string(),
+                            endpoint,
+                        ),
                     )
                 })
                 .collect()
@@ -640,11 +684,33 @@ impl PfSenseProvider {
         }
         let gated: Vec<&String> = a
             .iter()
-            .filter(|(n, st)| checks && is_serving(st) && b.get(*n).is_none_or(|s| !is_serving(s)))
+            .filter(|(n, (st, ep))| {
+                checks
+                    && is_serving(st)
+                    && b.get(*n)
+                        .is_none_or(|(bst, bep)| !is_serving(bst) || bep != ep)
+            })
             .map(|(n, _)| n)
             .collect();
+        let moved: Vec<&String> = b
+            .iter()
+            .filter(|(n, (_, ep))| a.get(*n).is_some_and(|(_, aep)| aep != ep))
+            .map(|(n, _)| n)
+            .collect();
+        for name in &moved {
+            let ep = &b[*name].1;
+            steps.push(format!(
+                "move {name} from {ep}: drain, wait for no sessions, delete, apply HAProxy"
+            ));
+        }
         for name in &gated {
-            steps.push(format!("add {name} disabled"));
+            match b.get(*name) {
+                Some((_, ep)) if *ep != a[*name].1 => {
+                    steps.push(format!("add {name} at {} disabled", a[*name].1))
+                }
+                Some(_) => steps.push(format!("keep {name} disabled")),
+                None => steps.push(format!("add {name} disabled")),
+            }
         }
         if !gated.is_empty() {
             steps.push("apply HAProxy".into());
@@ -659,7 +725,7 @@ impl PfSenseProvider {
         }
         let leaving: Vec<&String> = b
             .iter()
-            .filter(|(n, st)| is_serving(st) && a.get(*n).is_none_or(|s| !is_serving(s)))
+            .filter(|(n, (st, _))| is_serving(st) && a.get(*n).is_none_or(|(s, _)| !is_serving(s)))
             .map(|(n, _)| n)
             .collect();
         for name in &leaving {
@@ -671,7 +737,7 @@ impl PfSenseProvider {
             steps.push(format!("delete {name}"));
         }
         for name in leaving.iter().filter(|n| a.contains_key(**n)) {
-            steps.push(format!("set {name} {}", a[*name]));
+            steps.push(format!("set {name} {}", a[*name].0));
         }
         if !removed.is_empty() || !leaving.is_empty() {
             steps.push("apply HAProxy".into());

@@ -479,3 +479,54 @@ async fn replacing_the_only_server_in_one_change_is_make_before_break() {
     );
     assert!(!s.sim.haproxy_config().contains("k8s-master "));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_moved_to_a_new_port_is_gated_again_like_a_new_one() {
+    let s = setup(84).await;
+    let second = Backend::start(mapped(&s.sim, "10.0.20.110"), 0, Duration::ZERO, &s.cert).await;
+    let mut pool = s.pool.clone();
+    let ip: std::net::Ipv4Addr = "10.0.20.110".parse().unwrap();
+    pool.servers
+        .push(BackendServer::new("k8s-master-2", ip, second.addr.port()));
+    update_pool(&s.provider, &pool).await.expect("add second");
+    // The second master moves to a new port where it is not ready for its first seconds.
+    let moved = Backend::start(
+        mapped(&s.sim, "10.0.20.110"),
+        0,
+        Duration::from_secs(2),
+        &s.cert,
+    )
+    .await;
+    pool.servers[1].port = moved.addr.port();
+    let prior = s
+        .provider
+        .observe(cairn_core::ObserveRequest {
+            kind: HaproxyBackend::KIND,
+            keys: &["apiserver_nodes".to_string()],
+            stack: "t",
+        })
+        .await
+        .unwrap()
+        .pop()
+        .unwrap();
+    let steps = s.provider.rollout_steps(
+        HaproxyBackend::KIND,
+        Some(&prior),
+        Some(&serde_json::to_value(&pool).unwrap()),
+    );
+    assert!(
+        steps[0].starts_with("move k8s-master-2 from 10.0.20.110:"),
+        "{steps:?}"
+    );
+    let probes = ProbeLoop::start(s.target, s.cert.fingerprint.clone());
+    update_pool(&s.provider, &pool).await.expect("move");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (_, failures) = probes.finish().await;
+    assert!(failures.is_empty(), "{failures:?}");
+    assert_eq!(
+        moved.before_ready.load(Ordering::SeqCst),
+        0,
+        "moved server got traffic before its check"
+    );
+    assert!(moved.data.load(Ordering::SeqCst) > 0);
+}
