@@ -344,3 +344,30 @@ async fn a_missing_haproxy_makes_apply_fail_with_a_clear_message() {
         "{why}"
     );
 }
+
+#[tokio::test]
+async fn a_503_on_apply_is_retried_and_the_apply_still_completes() {
+    let sim = sim(85).await;
+    sim.set_faults(vec![cairn_pfsense::sim::Fault {
+        method: Some("POST".into()),
+        path_prefix: "/api/v2/firewall/virtual_ip/apply".into(),
+        status: 503,
+        response_id: Some("QUEUE_FULL".into()),
+        latency_ms: 0,
+        remaining: Some(1),
+    }]);
+    let c = client(&sim, Duration::from_secs(5));
+    c.post(
+        "/firewall/virtual_ip",
+        &json!({"mode": "ipalias", "interface": "lan", "subnet": "10.0.20.99", "subnet_bits": 24}),
+    )
+    .await
+    .unwrap();
+    c.apply(Subsystem::VirtualIp)
+        .await
+        .expect("retried past the 503");
+    assert_eq!(
+        sim.counters().requests["POST /api/v2/firewall/virtual_ip/apply"],
+        2
+    );
+}
