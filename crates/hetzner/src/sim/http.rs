@@ -183,11 +183,23 @@ pub fn list(
 pub fn list_mapped(
     key: &str,
     path: &str,
-    mut items: Vec<&Value>,
+    items: Vec<&Value>,
     q: &Query,
     extra_filters: &[&str],
     map: impl Fn(&Value) -> Value,
 ) -> ApiResult {
+    let items = select(items, q, extra_filters)?;
+    paginate(key, path, items.len(), q, |skip, take| {
+        items.iter().skip(skip).take(take).map(|v| map(v)).collect()
+    })
+}
+
+/// Applies `name`, `label_selector`, extra exact filters and `sort`.
+pub fn select<'a>(
+    mut items: Vec<&'a Value>,
+    q: &Query,
+    extra_filters: &[&str],
+) -> Result<Vec<&'a Value>, ApiErr> {
     if let Some(name) = q.get("name") {
         items.retain(|o| o.get("name").and_then(Value::as_str) == Some(name));
     }
@@ -237,6 +249,18 @@ pub fn list_mapped(
             std::cmp::Ordering::Equal
         });
     }
+    Ok(items)
+}
+
+/// Builds one page of a list envelope (`meta.pagination` and the `Link` header) for
+/// `total` selected items; `page_items(skip, take)` produces the page.
+pub fn paginate(
+    key: &str,
+    path: &str,
+    total: usize,
+    q: &Query,
+    page_items: impl FnOnce(usize, usize) -> Vec<Value>,
+) -> ApiResult {
     let per_page: usize = match q.get("per_page") {
         None => 25,
         Some(v) => match v.parse::<usize>() {
@@ -262,14 +286,8 @@ pub fn list_mapped(
             }
         },
     };
-    let total = items.len();
     let last = total.div_ceil(per_page).max(1);
-    let chunk: Vec<Value> = items
-        .into_iter()
-        .skip((page - 1) * per_page)
-        .take(per_page)
-        .map(map)
-        .collect();
+    let chunk: Vec<Value> = page_items((page - 1) * per_page, per_page);
     let next = (page < last).then_some(page + 1);
     let prev = (page > 1).then_some(page - 1);
     let body = json!({

@@ -243,7 +243,9 @@ impl SimHandle {
 
     /// Runs `f` on the state (e.g. to power a server off behind the API's back).
     pub fn with_world<T>(&self, f: impl FnOnce(&mut World) -> T) -> T {
-        f(&mut lock(&self.shared.world))
+        let mut w = lock(&self.shared.world);
+        w.version += 1;
+        f(&mut w)
     }
 }
 
@@ -372,6 +374,9 @@ async fn entry(State(sh): State<Arc<Shared>>, req: Request) -> Response {
                         let out = {
                             let mut w = lock(&sh.world);
                             w.gc_actions();
+                            if method != Method::GET {
+                                w.version += 1;
+                            }
                             dispatch(&mut w, &r)
                         };
                         match out {

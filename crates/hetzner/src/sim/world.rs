@@ -86,6 +86,13 @@ pub struct World {
     /// How long actions run (set from the config).
     #[serde(skip)]
     pub action_time: Duration,
+    /// Bumped by every write; list selections are cached per version.
+    #[serde(skip)]
+    pub version: u64,
+    /// Selected ids per (collection, filters), valid for one `version`.
+    #[serde(skip)]
+    pub list_cache:
+        std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, (u64, Vec<u64>)>>>,
 }
 
 /// Public IPv4 pools (documentation ranges).
@@ -300,14 +307,46 @@ pub fn list_rendered(
     q: &Query,
     render: impl Fn(&World, &Value) -> Value,
 ) -> ApiResult {
-    super::http::list_mapped(
-        key,
-        &format!("/v1/{coll}"),
-        w.coll(coll).values().collect(),
-        q,
-        &["type", "status", "ip"],
-        |o| render(w, o),
-    )
+    // Selection (filters + sort) is cached per world version so that fetching many pages of
+    // a large collection costs one selection, like a database index would.
+    let filters: Vec<String> =
+        q.0.iter()
+            .filter(|(k, _)| k != "page" && k != "per_page")
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+    let cache_key = format!("{coll}?{}", filters.join("&"));
+    let cached = {
+        let c = w.list_cache.lock().unwrap_or_else(|p| p.into_inner());
+        c.get(&cache_key)
+            .filter(|(v, _)| *v == w.version)
+            .map(|(_, ids)| ids.clone())
+    };
+    let ids = match cached {
+        Some(ids) => ids,
+        None => {
+            let sel = super::http::select(
+                w.coll(coll).values().collect(),
+                q,
+                &["type", "status", "ip"],
+            )?;
+            let ids: Vec<u64> = sel.iter().filter_map(|o| o["id"].as_u64()).collect();
+            let mut c = w.list_cache.lock().unwrap_or_else(|p| p.into_inner());
+            if c.len() > 256 {
+                c.clear();
+            }
+            c.insert(cache_key, (w.version, ids.clone()));
+            ids
+        }
+    };
+    let objects = w.coll(coll);
+    super::http::paginate(key, &format!("/v1/{coll}"), ids.len(), q, |skip, take| {
+        ids.iter()
+            .skip(skip)
+            .take(take)
+            .filter_map(|id| objects.get(id))
+            .map(|o| render(w, o))
+            .collect()
+    })
 }
 
 /// Generic `PUT /{coll}/{id}`: `name` (unique) and `labels` (replaced whole), plus any
