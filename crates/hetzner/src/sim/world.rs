@@ -91,9 +91,12 @@ pub struct World {
     pub version: u64,
     /// Selected ids per (collection, filters), valid for one `version`.
     #[serde(skip)]
-    pub list_cache:
-        std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, (u64, Vec<u64>)>>>,
+    pub list_cache: ListCache,
 }
+
+/// Cached list selections: `collection?filters` → (world version, selected ids).
+pub type ListCache =
+    std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, (u64, Vec<u64>)>>>;
 
 /// Public IPv4 pools (documentation ranges).
 const V4_POOLS: [[u8; 3]; 3] = [[203, 0, 113], [198, 51, 100], [192, 0, 2]];
