@@ -109,3 +109,29 @@ async fn lost_create_responses_are_adopted_not_duplicated() {
         "exactly one of each"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_waits_share_one_batched_action_poller() {
+    let sim = HetznerSim::start(SimConfig {
+        action_time: Duration::from_millis(300),
+        ..SimConfig::default()
+    })
+    .await
+    .unwrap();
+    let p = provider(&sim);
+    let specs: Vec<Server> = (0..8)
+        .map(|i| Server::new(&format!("c{i}"), "cx22", "debian-12", "fsn1"))
+        .collect();
+    futures::future::join_all(specs.iter().map(|s| create(&p, s))).await;
+    let c = sim.counters();
+    let polls = c.matching("GET /v1/actions");
+    // Each create starts two actions (create + start) and waits ~300 ms; polled one by one
+    // with backoff from 10 ms that is 5+ polls per server (40+); shared, it is one poll
+    // round for all of them per backoff step.
+    assert!(
+        polls <= 12,
+        "{polls} action polls for 8 concurrent creates: {:?}",
+        c.by_route
+    );
+    assert_eq!(c.matching("POST /v1/servers"), 8);
+}

@@ -95,12 +95,24 @@ pub fn is_loopback_url(url: &str) -> bool {
     }
 }
 
+/// Shared action polling state.
+#[derive(Debug, Default)]
+struct Poller {
+    /// Action id → outcome once finished.
+    pending: Mutex<std::collections::HashMap<u64, Option<Result<(), ApiError>>>>,
+    /// Held by the waiter currently polling for everyone.
+    leader: tokio::sync::Mutex<()>,
+    /// Wakes the other waiters after a poll round.
+    notify: tokio::sync::Notify,
+}
+
 /// The HTTP client.
 #[derive(Debug)]
 pub struct Client {
     cfg: ClientConfig,
     http: reqwest::Client,
     rate: Mutex<RateState>,
+    poller: Poller,
 }
 
 fn jitter(d: Duration, salt: u64) -> Duration {
@@ -138,6 +150,7 @@ impl Client {
             cfg,
             http,
             rate: Mutex::new(RateState::default()),
+            poller: Poller::default(),
         })
     }
 
@@ -273,46 +286,121 @@ impl Client {
         Ok(items)
     }
 
-    /// Waits for actions, polling `GET /actions?id=…` in batches of 50 with backoff. An
-    /// action that ends in `error` fails with its code and message.
+    /// Waits for actions. Every concurrent waiter shares one poller: whoever holds the
+    /// poll lock fetches `GET /actions?id=…&id=…` for *all* pending ids (50 per request),
+    /// with backoff, and wakes the others. An action that ends in `error` fails with its
+    /// code and message.
     pub async fn wait_actions(&self, ids: &[u64]) -> Result<(), ApiError> {
-        let mut pending: Vec<u64> = ids.to_vec();
+        if ids.is_empty() {
+            return Ok(());
+        }
+        {
+            let mut p = self
+                .poller
+                .pending
+                .lock()
+                .unwrap_or_else(|x| x.into_inner());
+            for id in ids {
+                p.entry(*id).or_insert(None);
+            }
+        }
         let mut interval = self.cfg.poll_interval;
-        while !pending.is_empty() {
-            tokio::time::sleep(interval).await;
-            let mut still = Vec::new();
-            for chunk in pending.chunks(50) {
-                let mut q: Vec<(String, String)> = chunk
-                    .iter()
-                    .map(|i| ("id".to_string(), i.to_string()))
-                    .collect();
-                q.push(("per_page".into(), "50".into()));
-                let v = self.get("/actions", &q).await?;
-                let resp: hcloud::models::ListActionsResponse = serde_json::from_value(v)
-                    .map_err(|e| ApiError::Transport(format!("bad actions list: {e}")))?;
-                for id in chunk {
-                    match resp.actions.iter().find(|a| a.id as u64 == *id) {
-                        None => {} // Unknown to the API (e.g. garbage-collected): done.
-                        Some(a) => match a.status {
-                            hcloud::models::action::Status::Running => still.push(*id),
-                            hcloud::models::action::Status::Success => {}
-                            hcloud::models::action::Status::Error => {
-                                let (code, message) = a.error.as_ref().map_or_else(
-                                    || ("action_failed".to_string(), "no message".to_string()),
-                                    |e| (e.code.clone(), e.message.clone()),
-                                );
-                                return Err(ApiError::Action {
-                                    command: a.command.clone(),
-                                    code,
-                                    message,
-                                });
-                            }
-                        },
+        loop {
+            let notified = self.poller.notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            {
+                let mut p = self
+                    .poller
+                    .pending
+                    .lock()
+                    .unwrap_or_else(|x| x.into_inner());
+                if ids.iter().all(|i| p.get(i).is_some_and(Option::is_some)) {
+                    let mut out = Ok(());
+                    for i in ids {
+                        if let Some(Some(Err(e))) = p.remove(i) {
+                            out = Err(e);
+                        }
                     }
+                    return out;
                 }
             }
-            pending = still;
-            interval = (interval * 2).min(Duration::from_secs(1));
+            match self.poller.leader.try_lock() {
+                Ok(_guard) => {
+                    tokio::time::sleep(interval).await;
+                    interval = (interval * 2).min(Duration::from_secs(1));
+                    let result = self.poll_pending().await;
+                    self.poller.notify.notify_waiters();
+                    if let Err(e) = result {
+                        let mut p = self
+                            .poller
+                            .pending
+                            .lock()
+                            .unwrap_or_else(|x| x.into_inner());
+                        for i in ids {
+                            p.remove(i);
+                        }
+                        return Err(e);
+                    }
+                }
+                Err(_) => {
+                    let _ = tokio::time::timeout(Duration::from_secs(1), notified).await;
+                }
+            }
+        }
+    }
+
+    /// One poll round over every pending action id.
+    async fn poll_pending(&self) -> Result<(), ApiError> {
+        let todo: Vec<u64> = {
+            let p = self
+                .poller
+                .pending
+                .lock()
+                .unwrap_or_else(|x| x.into_inner());
+            p.iter()
+                .filter(|(_, v)| v.is_none())
+                .map(|(k, _)| *k)
+                .collect()
+        };
+        for chunk in todo.chunks(50) {
+            let mut q: Vec<(String, String)> = chunk
+                .iter()
+                .map(|i| ("id".to_string(), i.to_string()))
+                .collect();
+            q.push(("per_page".into(), "50".into()));
+            let v = self.get("/actions", &q).await?;
+            let resp: hcloud::models::ListActionsResponse = serde_json::from_value(v)
+                .map_err(|e| ApiError::Transport(format!("bad actions list: {e}")))?;
+            let mut p = self
+                .poller
+                .pending
+                .lock()
+                .unwrap_or_else(|x| x.into_inner());
+            for id in chunk {
+                let outcome = match resp.actions.iter().find(|a| a.id as u64 == *id) {
+                    // Unknown to the API (e.g. garbage-collected): finished.
+                    None => Some(Ok(())),
+                    Some(a) => match a.status {
+                        hcloud::models::action::Status::Running => None,
+                        hcloud::models::action::Status::Success => Some(Ok(())),
+                        hcloud::models::action::Status::Error => {
+                            let (code, message) = a.error.as_ref().map_or_else(
+                                || ("action_failed".to_string(), "no message".to_string()),
+                                |e| (e.code.clone(), e.message.clone()),
+                            );
+                            Some(Err(ApiError::Action {
+                                command: a.command.clone(),
+                                code,
+                                message,
+                            }))
+                        }
+                    },
+                };
+                if let Some(slot) = p.get_mut(id) {
+                    *slot = outcome;
+                }
+            }
         }
         Ok(())
     }
