@@ -371,3 +371,63 @@ async fn a_503_on_apply_is_retried_and_the_apply_still_completes() {
         2
     );
 }
+
+/// Set in the child process of the SIGKILL test: start a simulator, print the HAProxy pids,
+/// and wait to be killed.
+const KILL_CHILD_ENV: &str = "CAIRN_PFSENSE_KILL_TEST_CHILD";
+
+#[tokio::test]
+async fn helper_simulator_process_for_the_sigkill_test() {
+    // Only does something when run as the child of the test below.
+    if std::env::var(KILL_CHILD_ENV).is_err() {
+        return;
+    }
+    let sim = sim(86).await;
+    let c = client(&sim, Duration::from_secs(10));
+    c.post("/services/haproxy/backend", &json!({"name": "p"}))
+        .await
+        .unwrap();
+    c.apply(Subsystem::Haproxy).await.unwrap();
+    println!("PIDS {:?}", sim.haproxy_pids());
+    use std::io::Write;
+    std::io::stdout().flush().unwrap();
+    tokio::time::sleep(Duration::from_secs(120)).await;
+}
+
+#[test]
+fn a_simulator_killed_with_sigkill_leaves_no_haproxy_behind() {
+    require_haproxy();
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "helper_simulator_process_for_the_sigkill_test",
+            "--nocapture",
+        ])
+        .env(KILL_CHILD_ENV, "1")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let line = std::io::BufRead::lines(std::io::BufReader::new(stdout))
+        .map(Result::unwrap)
+        .find(|l| l.starts_with("PIDS "))
+        .expect("child printed its HAProxy pids");
+    let pids: Vec<u32> = serde_json::from_str(line.trim_start_matches("PIDS ")).unwrap();
+    assert!(!pids.is_empty());
+    child.kill().unwrap(); // SIGKILL: no Drop runs in the child
+    child.wait().unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let alive = |pid: &u32| {
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .is_ok_and(|s| !s.split_whitespace().nth(2).is_some_and(|st| st == "Z"))
+    };
+    while pids.iter().any(alive) && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let left: Vec<&u32> = pids.iter().filter(|p| alive(p)).collect();
+    assert!(
+        left.is_empty(),
+        "HAProxy {left:?} outlived its killed simulator"
+    );
+}

@@ -172,6 +172,7 @@ impl DataPlane {
         if running.is_some() {
             cmd.arg("-x").arg(self.socket());
         }
+        die_with_parent(&mut cmd);
         if !old.is_empty() {
             cmd.arg("-sf").args(old.iter().map(u32::to_string));
         }
@@ -240,6 +241,26 @@ impl DataPlane {
         *self.current.lock().unwrap_or_else(|p| p.into_inner()) = None;
     }
 }
+
+/// Makes the child get SIGKILL when the thread that started it dies, so a simulator killed
+/// without unwinding (SIGKILL, abort) leaves no HAProxy behind. Drop covers the rest.
+#[cfg(target_os = "linux")]
+fn die_with_parent(cmd: &mut Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: the closure runs between fork and exec and only calls prctl(2), which is
+    // async-signal-safe; it touches no memory of the parent.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn die_with_parent(_cmd: &mut Command) {}
 
 impl Drop for DataPlane {
     fn drop(&mut self) {
