@@ -420,7 +420,7 @@ fn a_simulator_killed_with_sigkill_leaves_no_haproxy_behind() {
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
     let alive = |pid: &u32| {
         std::fs::read_to_string(format!("/proc/{pid}/stat"))
-            .is_ok_and(|s| !s.split_whitespace().nth(2).is_some_and(|st| st == "Z"))
+            .is_ok_and(|s| s.split_whitespace().nth(2).is_none_or(|st| st != "Z"))
     };
     while pids.iter().any(alive) && std::time::Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(50));
