@@ -374,3 +374,47 @@ async fn objects_dropped_from_the_stack_are_deleted_users_first_and_unowned_ones
         sim.haproxy_config()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn observing_is_one_list_call_per_kind_whatever_the_number_of_objects() {
+    let sim = sim(87).await;
+    let p = provider(&sim, Duration::from_secs(20));
+    make_by_hand(p.client()).await;
+    for i in 0..3 {
+        p.client()
+            .post(
+                "/services/haproxy/backend",
+                &json!({"name": format!("extra_{i}")}),
+            )
+            .await
+            .unwrap();
+    }
+    sim.reset_counters();
+    let keys: Vec<String> = (0..3)
+        .map(|i| format!("extra_{i}"))
+        .chain(["apiserver_nodes".into()])
+        .collect();
+    let found = p
+        .observe(ObserveRequest {
+            kind: HaproxyBackend::KIND,
+            keys: &keys,
+            stack: "homelab",
+        })
+        .await
+        .unwrap();
+    assert_eq!(found.len(), 4);
+    let c = sim.counters();
+    assert_eq!(
+        c.requests.get("GET /api/v2/services/haproxy/backends"),
+        Some(&1),
+        "{:?}",
+        c.requests
+    );
+    assert_eq!(
+        c.requests.values().sum::<u64>(),
+        2,
+        "one list + one runtime state read: {:?}",
+        c.requests
+    );
+    assert_eq!(c.writes, 0);
+}

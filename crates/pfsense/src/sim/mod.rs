@@ -296,6 +296,11 @@ impl SimHandle {
         self.state.world.lock().expect("world").clone()
     }
 
+    /// Zeroes the request counters.
+    pub fn reset_counters(&self) {
+        *self.state.counters.lock().expect("counters") = Counters::default();
+    }
+
     /// Replaces the injected faults.
     pub fn set_faults(&self, faults: Vec<Fault>) {
         *self.state.faults.lock().expect("faults") = faults;
