@@ -264,7 +264,12 @@ impl PfSenseClient {
         loop {
             let result = self.call_once(method.clone(), path, query, body).await;
             let retry = match &result {
-                Err(ClientError::Transport { .. }) => method == Method::GET,
+                // A certificate that is not trusted will not become trusted by retrying.
+                Err(ClientError::Transport { message, .. }) => {
+                    method == Method::GET
+                        && !message.contains("certificate")
+                        && !message.contains("fingerprint")
+                }
                 Err(ClientError::Api { code, .. }) => {
                     *code == 503 || (method == Method::GET && *code >= 500)
                 }

@@ -431,3 +431,34 @@ fn a_simulator_killed_with_sigkill_leaves_no_haproxy_behind() {
         "HAProxy {left:?} outlived its killed simulator"
     );
 }
+
+#[tokio::test]
+async fn tls_is_trusted_by_ca_file_or_pin_and_a_wrong_pin_is_refused() {
+    let sim = sim(88).await;
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("pfsense.pem");
+    std::fs::write(&ca, &sim.cert_pem).unwrap();
+    let by_ca = cairn_pfsense::PfSenseClient::new(
+        &sim.base_url,
+        cairn_pfsense::ApiKey::new(&sim.api_key),
+        &TlsTrust::CaFile(ca),
+    )
+    .unwrap();
+    assert!(
+        by_ca
+            .list("/firewall/aliases", &[])
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let wrong = cairn_pfsense::PfSenseClient::new(
+        &sim.base_url,
+        cairn_pfsense::ApiKey::new(&sim.api_key),
+        &TlsTrust::Fingerprint(["AB"; 32].join(":")),
+    )
+    .unwrap();
+    let err = wrong.list("/firewall/aliases", &[]).await.unwrap_err();
+    assert!(matches!(err, ClientError::Transport { .. }), "{err}");
+    assert!(err.to_string().contains("fingerprint"), "{err}");
+    assert!(!err.to_string().contains(&sim.api_key));
+}
