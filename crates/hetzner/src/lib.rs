@@ -6,11 +6,13 @@
 
 pub mod cidr;
 pub mod client;
+pub mod gate;
 pub mod kinds;
 pub mod provider;
 #[cfg(feature = "sim")]
 pub mod sim;
 mod validate;
 
+pub use gate::LbTargetsHealthy;
 pub use kinds::*;
 pub use provider::HetznerProvider;

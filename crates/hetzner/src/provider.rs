@@ -92,6 +92,11 @@ impl HetznerProvider {
         &self.client
     }
 
+    /// A gate probe that passes when every target of load balancer `name` is healthy.
+    pub fn lb_targets_healthy(&self, name: &str) -> crate::gate::LbTargetsHealthy {
+        crate::gate::LbTargetsHealthy::new(self.client.clone(), name)
+    }
+
     fn declared_spec(&self, kind: &str, key: &str) -> Option<Value> {
         self.declared
             .lock()

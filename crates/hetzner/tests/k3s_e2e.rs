@@ -251,3 +251,113 @@ async fn apply_converges_under_twenty_percent_injected_faults_without_duplicates
     assert_eq!(lb["targets"].as_array().unwrap().len(), 2);
     assert_eq!(lb["services"].as_array().unwrap().len(), 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lb_health_gate_passes_when_targets_are_up_and_names_the_down_one() {
+    use cairn_core::gate::Probe;
+    let sim = sim().await;
+    let p = provider(&sim);
+    let probe = p.lb_targets_healthy("k3s-lb");
+    let providers = providers(p);
+    apply_all(&k3s_stack("k3s"), &providers).await;
+    probe.check().await.expect("all targets healthy");
+    let w1 = sim.with_world(|w| {
+        let (id, s) = w
+            .coll_mut("servers")
+            .iter_mut()
+            .find(|(_, s)| s["name"] == "k3s-w1")
+            .unwrap();
+        s["status"] = "off".into();
+        *id
+    });
+    let err = probe.check().await.unwrap_err();
+    assert!(
+        err.contains(&format!("server {w1}")) && err.contains("unhealthy"),
+        "{err}"
+    );
+    assert!(probe.describe().contains("k3s-lb"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changing_a_server_image_plans_a_replace_with_the_reason_and_converges() {
+    let sim = sim().await;
+    let providers = providers(provider(&sim));
+    apply_all(&k3s_stack("k3s"), &providers).await;
+    let old_id = sim.with_world(|w| {
+        w.coll("servers")
+            .iter()
+            .find(|(_, s)| s["name"] == "k3s-w1")
+            .map(|(i, _)| *i)
+            .unwrap()
+    });
+    let stack = k3s_stack_with("k3s", "debian-12");
+    let planned = plan(&stack, &providers).await.expect("plan");
+    let w1 = planned
+        .plan
+        .change("hetzner_server.k3s-w1")
+        .expect("w1 planned");
+    assert_eq!(w1.action(), Action::DeleteCreate, "{w1:?}");
+    assert_eq!(w1.replace_paths, ["image"]);
+    assert!(
+        w1.action_reason
+            .as_deref()
+            .unwrap_or("")
+            .contains("image forces replacement"),
+        "{:?}",
+        w1.action_reason
+    );
+    let others: Vec<_> = planned
+        .plan
+        .resource_changes
+        .iter()
+        .filter(|c| c.action().is_replace() && c.address.0 != "hetzner_server.k3s-w1")
+        .collect();
+    assert!(others.is_empty(), "only w1 is replaced: {others:?}");
+    let report = apply(
+        &stack,
+        &providers,
+        &planned,
+        ApplyOptions::default(),
+        Arc::new(cairn_core::apply::NoProgress),
+    )
+    .await;
+    assert!(report.success(), "{report:#?}");
+    let again = plan(&stack, &providers).await.expect("second plan");
+    assert!(
+        !again.plan.has_changes(),
+        "{:#?}",
+        again
+            .plan
+            .resource_changes
+            .iter()
+            .filter(|c| c.action().is_change())
+            .collect::<Vec<_>>()
+    );
+    let st = sim.dump_state();
+    assert_eq!(names(&st, "servers"), ["k3s-mgr", "k3s-w1", "k3s-w2"]);
+    let (new_id, w1) = st["objects"]["servers"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .find(|(_, s)| s["name"] == "k3s-w1")
+        .unwrap();
+    assert_ne!(new_id.parse::<u64>().unwrap(), old_id, "a new server");
+    assert_eq!(w1["image"]["name"], "debian-12");
+    assert_eq!(w1["private_net"][0]["ip"], "10.0.1.11");
+    let lb = st["objects"]["load_balancers"]
+        .as_object()
+        .unwrap()
+        .values()
+        .next()
+        .unwrap();
+    let targets: Vec<String> = lb["targets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["server"]["id"].to_string())
+        .collect();
+    assert!(
+        targets.contains(new_id),
+        "the LB targets the new w1: {targets:?}"
+    );
+}

@@ -442,31 +442,25 @@ async fn converge(ops: &Ops<'_>, cur: &Value, d: &Value, labels: Value) -> Resul
     let have_t: Vec<Value> = arr(&cur["targets"]).iter().map(target_of).collect();
     let want_t = arr(&d["targets"]);
     let pip = |t: &Value| t["use_private_ip"].as_bool().unwrap_or(false);
-    // Targets are diffed positionally, so keep them in declared order: from the first
-    // common target out of order on, remove and re-add.
-    let kept: Vec<String> = have_t
+    // Targets are diffed positionally (see the schema), so the API's order must end up the
+    // declared order. Targets can only be appended, so the longest prefix already in place is
+    // kept and every wanted target after it is removed and re-added in order.
+    // TODO: once the engine resolves references inside keyed-list keys, make `targets` keyed
+    // again and drop this reordering.
+    let wanted: Vec<String> = want_t.iter().map(target_key).collect();
+    let have_keys: Vec<String> = have_t.iter().map(target_key).collect();
+    let prefix = have_keys
         .iter()
-        .map(target_key)
-        .filter(|k| want_t.iter().any(|w| target_key(w) == *k))
-        .collect();
-    let wanted_order: Vec<String> = want_t
-        .iter()
-        .map(target_key)
-        .filter(|k| kept.contains(k))
-        .collect();
-    let first_bad = kept.iter().zip(&wanted_order).position(|(a, b)| a != b);
+        .zip(&wanted)
+        .take_while(|(h, w)| h == w)
+        .count();
     let mut have_t = have_t;
-    for h in have_t.clone() {
-        let w = want_t.iter().find(|w| target_key(w) == target_key(&h));
-        let out_of_order = first_bad.is_some_and(|i| {
-            kept.iter()
-                .position(|k| *k == target_key(&h))
-                .is_some_and(|p| p >= i)
-        });
-        if w.is_none() || out_of_order || w.is_some_and(|w| h["type"] != "ip" && pip(w) != pip(&h))
-        {
-            ops.post(&act("remove_target"), target_body(&h)).await?;
-            have_t.retain(|x| target_key(x) != target_key(&h));
+    for (i, h) in have_t.clone().iter().enumerate() {
+        let w = want_t.iter().find(|w| target_key(w) == target_key(h));
+        let flip = w.is_some_and(|w| h["type"] != "ip" && pip(w) != pip(h));
+        if w.is_none() || i >= prefix || flip {
+            ops.post(&act("remove_target"), target_body(h)).await?;
+            have_t.retain(|x| target_key(x) != target_key(h));
         }
     }
     let have_s = arr(&cur["services"]);

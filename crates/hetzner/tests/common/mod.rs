@@ -115,6 +115,11 @@ pub fn diff_of<R: Resource>(spec: &R, observed: &Value) -> Vec<String> {
 /// targets w1/w2 on 80/443 (TCP checks 15 s / 10 s / 3 retries), a firewall opening 6443 to
 /// the network and one CI runner /32, and zone `docfast.dev` with A records at the LB.
 pub fn k3s_stack(name: &str) -> Stack {
+    k3s_stack_with(name, "ubuntu-24.04")
+}
+
+/// The k3s stack with `k3s-w1` on `w1_image`.
+pub fn k3s_stack_with(name: &str, w1_image: &str) -> Stack {
     let mut s = StackBuilder::new(name);
     let net = s.add(
         "k3s-net",
@@ -126,7 +131,12 @@ pub fn k3s_stack(name: &str) -> Stack {
         ("k3s-w1", "10.0.1.11", "agent"),
         ("k3s-w2", "10.0.1.12", "agent"),
     ] {
-        let mut srv = Server::new(n, "cax11", "ubuntu-24.04", "fsn1");
+        let image = if n == "k3s-w1" {
+            w1_image
+        } else {
+            "ubuntu-24.04"
+        };
+        let mut srv = Server::new(n, "cax11", image, "fsn1");
         srv.labels.insert("k3s-role".into(), role.into());
         srv.user_data = Some(format!("#cloud-config\nhostname: {n}\n"));
         srv.networks = Some(vec![ServerNetwork {
