@@ -253,6 +253,10 @@ fn singular(
                     }
                     let mut w = st.world.lock().expect("world");
                     let list = w.list_mut(model.collection);
+                    // Checked again under the lock: another create may have won meanwhile.
+                    if let Err(e) = model.update(&obj, &Map::new(), list, usize::MAX) {
+                        return envelope(400, e.response_id, &e.message, json!([]));
+                    }
                     list.push(obj.clone());
                     Ok(with_ids(obj, list.len() - 1, None))
                 }
