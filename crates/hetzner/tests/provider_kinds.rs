@@ -284,3 +284,55 @@ async fn hand_made_unlabelled_objects_are_adopted_with_no_marker_and_same_values
     assert_eq!(o.marker.map(|m| m.stack), Some("t".to_string()));
     assert_eq!(o.value["labels"]["tier"], "web");
 }
+
+#[tokio::test]
+async fn pinned_primary_ip_is_the_server_address_and_survives_the_server() {
+    let sim = sim().await;
+    let p = provider(&sim);
+    let mut ip = PrimaryIp {
+        name: "api-ip".into(),
+        kind: "ipv4".into(),
+        location: "fsn1".into(),
+        auto_delete: false,
+        labels: Labels::new(),
+    };
+    let iv = create(&p, &ip).await;
+    assert!(diff_of(&ip, &iv).is_empty(), "{:?}", diff_of(&ip, &iv));
+    let addr = iv["ip"].as_str().unwrap().to_string();
+    let mut srv = Server::new("api", "cx22", "debian-12", "fsn1");
+    srv.public_net = Some(ServerPublicNet {
+        ipv4: Some(iv["id"].as_u64().unwrap().into()),
+    });
+    let sv = create(&p, &srv).await;
+    assert!(diff_of(&srv, &sv).is_empty(), "{:?}", diff_of(&srv, &sv));
+    assert_eq!(
+        sv["ipv4"],
+        addr.as_str(),
+        "the server uses the pinned address"
+    );
+    let prior = observe_one(&p, &srv).await;
+    let a = Address::new("hetzner_server", "api");
+    let m = marker("t");
+    p.delete(Change {
+        address: &a,
+        kind: "hetzner_server",
+        key: "api",
+        desired: None,
+        prior: Some(&prior),
+        marker: &m,
+        changed: &[],
+    })
+    .await
+    .unwrap();
+    let o = observe_one(&p, &ip).await;
+    assert_eq!(
+        o.value["ip"],
+        addr.as_str(),
+        "auto_delete=false keeps the address"
+    );
+    assert!(o.value["assignee_id"].is_null());
+    ip.auto_delete = true;
+    ip.labels.insert("purpose".into(), "api".into());
+    let v = update(&p, &ip, &o).await;
+    assert!(diff_of(&ip, &v).is_empty(), "{:?}", diff_of(&ip, &v));
+}
