@@ -462,3 +462,62 @@ async fn tls_is_trusted_by_ca_file_or_pin_and_a_wrong_pin_is_refused() {
     assert!(err.to_string().contains("fingerprint"), "{err}");
     assert!(!err.to_string().contains(&sim.api_key));
 }
+
+#[tokio::test]
+async fn a_jwt_from_basic_auth_works_as_bearer_and_apply_true_applies_the_write() {
+    let sim = sim(89).await;
+    let h = http(&sim);
+    let url = |p: &str| format!("{}/api/v2{p}", sim.base_url);
+    let denied = h
+        .post(url("/auth/jwt"))
+        .header("X-API-Key", &sim.api_key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(denied.status(), 401, "JWTs are for basic-auth clients");
+    let body: Value = h
+        .post(url("/auth/jwt"))
+        .basic_auth("admin", Some("pfsense"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = body["data"]["token"].as_str().unwrap().to_string();
+    let r = h
+        .post(url("/services/dns_resolver/host_override"))
+        .bearer_auth(&token)
+        .json(&json!({"host": "h", "domain": "d", "ip": ["10.0.0.1"], "apply": true}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let status: Value = h
+            .get(url("/services/dns_resolver/apply"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if status["data"]["applied"] == true {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "apply: true never applied"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let bad = h
+        .get(url("/firewall/aliases"))
+        .bearer_auth("forged")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 401);
+}

@@ -147,6 +147,15 @@ pub async fn api(
     let rest = rest.trim_end_matches('/');
     match (rest, &method) {
         ("/diagnostics/command_prompt", &Method::POST) => command_prompt(&st, &params).await,
+        ("/auth/jwt", &Method::POST) if st.basic_auth(&headers) => {
+            ok(json!({"token": st.issue_token()}))
+        }
+        ("/auth/jwt", &Method::POST) => envelope(
+            401,
+            "AUTH_AUTHENTICATION_FAILED",
+            "JWTs are issued to basic-auth clients only.",
+            json!([]),
+        ),
         ("/services/haproxy/apply", _) => apply(&st, Subsystem::Haproxy, &method),
         ("/firewall/virtual_ip/apply", _) => apply(&st, Subsystem::VirtualIp, &method),
         ("/services/dns_resolver/apply", _) => apply(&st, Subsystem::DnsResolver, &method),
@@ -223,7 +232,7 @@ fn prepare_nested(st: &SimState, model: &Model, obj: &mut Value) -> Result<(), R
 }
 
 fn singular(
-    st: &SimState,
+    st: &Arc<SimState>,
     model: &'static Model,
     method: &Method,
     params: &Map<String, Value>,
@@ -295,14 +304,23 @@ fn singular(
     match result {
         Ok(data) => {
             st.mark_dirty(model.subsystem);
+            apply_if_asked(st, model.subsystem, params);
             ok(data)
         }
         Err(r) => r,
     }
 }
 
+/// A write with `"apply": true` applies its subsystem right away (asynchronously).
+fn apply_if_asked(st: &Arc<SimState>, sub: Subsystem, params: &Map<String, Value>) {
+    if params.get("apply") == Some(&Value::Bool(true)) {
+        let st = st.clone();
+        tokio::spawn(async move { st.run_apply(sub).await });
+    }
+}
+
 fn nested_singular(
-    st: &SimState,
+    st: &Arc<SimState>,
     model: &'static Model,
     field: &str,
     method: &Method,
@@ -361,6 +379,7 @@ fn nested_singular(
     w.next_server_id = next_id;
     drop(w);
     st.mark_dirty(model.subsystem);
+    apply_if_asked(st, model.subsystem, params);
     ok(data)
 }
 

@@ -11,7 +11,7 @@
 //! ```
 //!
 //! Behaviour: the package's envelope `{code, status, response_id, message, data}`,
-//! `X-API-Key` or basic auth, validation errors with the package's response ids, 404
+//! `X-API-Key`, basic auth or a bearer token from `POST /api/v2/auth/jwt`, validation errors with the package's response ids, 404
 //! `MODEL_OBJECT_NOT_FOUND`, IDs that are array indexes and renumber on delete, filters by
 //! any field (`?name=…`), `limit`/`offset`, per-subsystem dirty flags and async apply
 //! (`GET …/apply` → `{"applied": bool}`; a configuration `haproxy -c` rejects stays
@@ -95,6 +95,7 @@ pub struct SimState {
     map: AddrMap,
     apply_delay: Duration,
     seq: Mutex<BTreeMap<Subsystem, u64>>,
+    tokens: Mutex<std::collections::HashSet<String>>,
 }
 
 impl SimState {
@@ -115,7 +116,28 @@ impl SimState {
             .get("authorization")
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Basic "));
-        key == Some(self.api_key.as_str()) || basic == Some(self.basic.as_str())
+        let bearer = h
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        key == Some(self.api_key.as_str())
+            || basic == Some(self.basic.as_str())
+            || bearer.is_some_and(|t| self.tokens.lock().expect("tokens").contains(t))
+    }
+
+    /// Whether the request authenticated with basic auth (required for `/auth/jwt`).
+    pub(crate) fn basic_auth(&self, h: &HeaderMap) -> bool {
+        h.get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Basic "))
+            == Some(self.basic.as_str())
+    }
+
+    /// Issues a bearer token (`POST /api/v2/auth/jwt`).
+    pub(crate) fn issue_token(&self) -> String {
+        let token = random_key();
+        self.tokens.lock().expect("tokens").insert(token.clone());
+        token
     }
 
     pub(crate) async fn injected_fault(&self, method: &Method, path: &str) -> Option<Response> {
@@ -228,6 +250,7 @@ impl PfSenseSim {
             map: config.addr_map.clone(),
             apply_delay: config.apply_delay,
             seq: Mutex::default(),
+            tokens: Mutex::default(),
         });
         let app = Router::new()
             .merge(control::routes())
