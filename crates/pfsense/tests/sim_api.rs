@@ -388,6 +388,7 @@ async fn helper_simulator_process_for_the_sigkill_test() {
         .await
         .unwrap();
     c.apply(Subsystem::Haproxy).await.unwrap();
+    println!("DIR {}", sim.dir().display());
     println!("PIDS {:?}", sim.haproxy_pids());
     use std::io::Write;
     std::io::stdout().flush().unwrap();
@@ -409,8 +410,11 @@ fn a_simulator_killed_with_sigkill_leaves_no_haproxy_behind() {
         .spawn()
         .unwrap();
     let stdout = child.stdout.take().unwrap();
-    let line = std::io::BufRead::lines(std::io::BufReader::new(stdout))
-        .map(Result::unwrap)
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(stdout)).map(Result::unwrap);
+    let dir = lines
+        .find_map(|l| l.strip_prefix("DIR ").map(str::to_string))
+        .expect("child printed its temp dir");
+    let line = lines
         .find(|l| l.starts_with("PIDS "))
         .expect("child printed its HAProxy pids");
     let pids: Vec<u32> = serde_json::from_str(line.trim_start_matches("PIDS ")).unwrap();
@@ -425,6 +429,8 @@ fn a_simulator_killed_with_sigkill_leaves_no_haproxy_behind() {
     while pids.iter().any(alive) && std::time::Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(50));
     }
+    // The killed child could not remove its temp dir.
+    let _ = std::fs::remove_dir_all(&dir);
     let left: Vec<&u32> = pids.iter().filter(|p| alive(p)).collect();
     assert!(
         left.is_empty(),
