@@ -135,3 +135,35 @@ async fn concurrent_waits_share_one_batched_action_poller() {
     );
     assert_eq!(c.matching("POST /v1/servers"), 8);
 }
+
+#[tokio::test]
+async fn an_action_ending_in_error_fails_the_resource_with_its_code_and_message() {
+    use cairn_core::{Address, Change, Provider, Resource};
+    let sim = sim().await;
+    sim.set_faults(FaultConfig {
+        seed: 1,
+        rate: 1.0,
+        kinds: vec![Fault::ActionError],
+        latency_ms: 0,
+    });
+    let p = provider(&sim);
+    let spec = Server::new("doomed", "cx22", "debian-12", "fsn1");
+    let v = serde_json::to_value(&spec).unwrap();
+    let addr = Address::new(Server::KIND, "doomed");
+    let m = marker("t");
+    let e = p
+        .create(Change {
+            address: &addr,
+            kind: Server::KIND,
+            key: "doomed",
+            desired: Some(&v),
+            prior: None,
+            marker: &m,
+            changed: &[],
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code.as_deref(), Some("action_failed"), "{e}");
+    assert!(e.message.contains("failed (injected fault)"), "{e}");
+    assert!(e.operation.contains("hetzner_server.doomed"), "{e}");
+}

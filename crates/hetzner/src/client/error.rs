@@ -37,6 +37,19 @@ pub enum ApiError {
 }
 
 impl ApiError {
+    /// The description without the error code (for errors that carry the code apart).
+    pub fn message_without_code(&self) -> String {
+        match self {
+            ApiError::Api {
+                status, message, ..
+            } => format!("{message} (HTTP {status})"),
+            ApiError::Action {
+                command, message, ..
+            } => format!("action {command} failed: {message}"),
+            other => other.to_string(),
+        }
+    }
+
     /// The API error code, if any.
     pub fn code(&self) -> Option<&str> {
         match self {

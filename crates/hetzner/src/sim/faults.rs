@@ -18,6 +18,9 @@ pub enum Fault {
     /// The request is served, then the connection is dropped before the body arrives (a lost
     /// response: the change may have happened).
     Drop,
+    /// The request is served, but the actions it starts end in `error`
+    /// (`action_failed`); requests that start no action are unaffected.
+    ActionError,
 }
 
 /// Fault injection settings, also the body of `PUT /_sim/faults`.

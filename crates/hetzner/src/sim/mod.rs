@@ -377,7 +377,17 @@ async fn entry(State(sh): State<Arc<Shared>>, req: Request) -> Response {
                             if method != Method::GET {
                                 w.version += 1;
                             }
-                            dispatch(&mut w, &r)
+                            let before = w.last_id;
+                            let out = dispatch(&mut w, &r);
+                            if fault == Some(Fault::ActionError) {
+                                for (_, a) in w.actions.range_mut(before + 1..) {
+                                    a.error = Some((
+                                        "action_failed".into(),
+                                        format!("{} failed (injected fault)", a.command),
+                                    ));
+                                }
+                            }
+                            out
                         };
                         match out {
                             Ok(resp) => resp,
