@@ -1,6 +1,41 @@
 //! cairn provider for Hetzner Cloud: resource kinds ([`kinds`]), a rate-limit-aware client
-//! ([`client`]), the [`HetznerProvider`], and (feature `sim`) a faithful simulator of the
-//! API ([`sim`]).
+//! ([`client`]), the [`HetznerProvider`], a load-balancer health gate ([`gate`]) and (feature
+//! `sim`) a faithful simulator of the API ([`sim`]).
+//!
+//! # Kinds
+//! `hetzner_ssh_key`, `hetzner_network` (subnets, routes), `hetzner_server`,
+//! `hetzner_primary_ip`, `hetzner_load_balancer` (services, targets, network attachment),
+//! `hetzner_firewall` (rules, apply_to), `hetzner_zone`, `hetzner_rrset`. Observed values have
+//! the spec's field names plus computed fields (`id`, `ipv4`, …). Typed references come from
+//! the `*Attrs` traits on handles (`lb.ipv4()`, `net.id()`), since core owns `Handle`.
+//!
+//! # How the provider behaves
+//! - **Observe in bulk**: per kind, one paged list with
+//!   `label_selector=cairn.dev/stack=<stack>`; declared keys not found that way are looked up
+//!   with `name=` (up to 3) or one full paged listing. Pages after the first are fetched
+//!   concurrently. RRsets are listed per zone.
+//! - **Ownership marker**: labels `cairn.dev/stack` and `cairn.dev/fingerprint`, split off the
+//!   observed `labels` into `Observed::marker`. User labels are kept and diffed.
+//! - **Write-only fields** (`Server::user_data`, `Server::ssh_keys`): the API never returns
+//!   them, so their digests are kept in the labels `cairn.dev/user-data` / `cairn.dev/ssh-keys`
+//!   and compared with the declared values (seen by `Provider::validate`). An object with no
+//!   digest (made by hand, being adopted) is trusted to match.
+//! - **Changes converge from a fresh read**: an update reads the object and issues only the
+//!   actions still needed, repeating after an ambiguous failure (lost response, 5xx) or a
+//!   conflict-type error, so a retry never repeats a change blindly. A create that may have
+//!   happened is re-observed by name first; `uniqueness_error` after a lost response means
+//!   adopt.
+//! - **Limits**: `RateLimit-*` headers pace requests before the budget is gone; a 429 holds
+//!   every request until the reset; `locked`/`conflict`/503 are retried with capped backoff.
+//!   Actions are awaited by one shared poller per client (`GET /actions?id=…&id=…`, 50 ids a
+//!   request, backoff); an action ending in `error` fails the resource with its code and
+//!   message.
+//! - **Lists whose identity is a reference** (server `networks`, LB `targets` and
+//!   `private_net`, firewall `apply_to`, rrset `records`) are diffed positionally for now,
+//!   because the engine does not resolve references inside keyed-list keys; LB targets are
+//!   kept in declared order by the provider.
+//! - Token from `HCLOUD_TOKEN`, endpoint from `HCLOUD_ENDPOINT`; the token is in no output,
+//!   `Debug` or error. With `CAIRN_LOOPBACK_ONLY=1` a non-loopback endpoint is refused.
 
 #![warn(missing_docs)]
 

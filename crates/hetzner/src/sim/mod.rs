@@ -18,8 +18,11 @@
 //!   follows the target server's power state.
 //! - Rate limit headers (`RateLimit-Limit/Remaining/Reset`) and 429 `rate_limit_exceeded`
 //!   from a token bucket ([`SimConfig::rate_limit`], [`SimConfig::rate_refill_per_sec`]).
-//! - Deterministic fault injection ([`FaultConfig`]): latency, 429, 503, `locked`, and
-//!   dropped responses (the request is applied, the connection dies before the body).
+//! - Deterministic fault injection ([`FaultConfig`]): latency, 429, 503, `locked`, dropped
+//!   responses (the request is applied, the connection dies before the body), and actions
+//!   that end in `error`.
+//! - One deliberate divergence from the spec: `DELETE /load_balancers/{id}` answers 200 with
+//!   an action, as the live API does and the official Python client expects.
 //!
 //! # Control API (no auth, loopback only)
 //! | request | effect |
