@@ -202,6 +202,22 @@ impl Ctx<'_> {
     }
 
     fn walk_array(&self, path: String, d: &[Value], o: &[Value], out: &mut Vec<FieldChange>) {
+        // Items are matched by key or compared as a set, so references inside them must be
+        // resolved first (a reference to a known id or address is that id or address).
+        let resolved: Vec<Value>;
+        let d = if d.iter().any(contains_ref) {
+            resolved = d
+                .iter()
+                .map(|v| {
+                    let mut v = v.clone();
+                    crate::value::substitute_refs(&mut v, self.resolve);
+                    v
+                })
+                .collect();
+            &resolved[..]
+        } else {
+            d
+        };
         let pat = pattern_of(&path);
         if let Some(keyed) = self.schema.keyed.iter().find(|k| pattern_of(k.path) == pat) {
             let key_of = |v: &Value| item_key(v, keyed.key);
@@ -343,6 +359,17 @@ mod tests {
         let c = diff(&d, &o, &LB, &[]);
         assert_eq!(paths(&c), ["labels.old"]);
         assert!(c[0].after.is_none());
+    }
+
+    #[test]
+    fn references_inside_lists_are_resolved_before_matching() {
+        let marker = json!({"$ref": {"address": "vip.v", "attr": "ip"}});
+        let d = json!({"source_ips": [marker.clone(), "10.0.0.0/16"], "services": [{"listen_port": marker, "x": 1}]});
+        let o = json!({"source_ips": ["10.0.0.0/16", "1.2.3.4"], "services": [{"listen_port": "1.2.3.4", "x": 1}]});
+        let resolve = |_: &RawRef| Some(Value::String("1.2.3.4".into()));
+        assert!(diff_resolving(&d, &o, &LB, &[], &resolve).is_empty());
+        let unresolved = diff(&d, &o, &LB, &[]);
+        assert!(unresolved.iter().all(|c| c.unknown), "{unresolved:?}");
     }
 
     #[test]
