@@ -42,6 +42,11 @@ async fn official_python_hcloud_client_works_against_the_simulator() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
+        !stderr.contains("No module named 'hcloud'"),
+        "{} has no `hcloud` library: run `scripts/test.sh` (it creates the venv) or point CAIRN_TEST_PYTHON at a python with `hcloud` installed",
+        py.display()
+    );
+    assert!(
         out.status.success() && stdout.trim_end().ends_with("OK"),
         "python client failed ({}):\n{stdout}\n{stderr}",
         out.status

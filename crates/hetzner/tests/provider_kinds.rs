@@ -336,3 +336,34 @@ async fn pinned_primary_ip_is_the_server_address_and_survives_the_server() {
     let v = update(&p, &ip, &o).await;
     assert!(diff_of(&ip, &v).is_empty(), "{:?}", diff_of(&ip, &v));
 }
+
+#[tokio::test]
+async fn server_type_changes_in_place_by_stopping_changing_and_starting() {
+    let sim = sim().await;
+    let p = provider(&sim);
+    let mut srv = Server::new("grow", "cx22", "debian-12", "fsn1");
+    let before = create(&p, &srv).await;
+    srv.server_type = "cx32".into();
+    let prior = observe_one(&p, &srv).await;
+    assert_eq!(diff_of(&srv, &prior.value), ["server_type"]);
+    sim.reset_counters();
+    let after = update(&p, &srv, &prior).await;
+    assert!(
+        diff_of(&srv, &after).is_empty(),
+        "{:?}",
+        diff_of(&srv, &after)
+    );
+    assert_eq!(after["id"], before["id"], "same server, not a replace");
+    assert_eq!(after["status"], "running");
+    let c = sim.counters();
+    let order: Vec<&str> = ["shutdown", "change_type", "poweron"]
+        .into_iter()
+        .filter(|a| c.matching(&format!("POST /v1/servers/{{id}}/actions/{a}")) == 1)
+        .collect();
+    assert_eq!(
+        order,
+        ["shutdown", "change_type", "poweron"],
+        "{:?}",
+        c.by_route
+    );
+}
