@@ -369,8 +369,16 @@ mod tests {
         let resolve = |_: &RawRef| Some(Value::String("1.2.3.4".into()));
         assert!(diff_resolving(&d, &o, &LB, &[], &resolve).is_empty());
         let unresolved = diff(&d, &o, &LB, &[]);
-        assert!(unresolved[0].path == "source_ips" && unresolved[0].unknown, "{unresolved:?}");
-        assert!(unresolved.iter().any(|c| c.path == "services[?]" && c.unknown), "{unresolved:?}");
+        assert!(
+            unresolved[0].path == "source_ips" && unresolved[0].unknown,
+            "{unresolved:?}"
+        );
+        assert!(
+            unresolved
+                .iter()
+                .any(|c| c.path == "services[?]" && c.unknown),
+            "{unresolved:?}"
+        );
     }
 
     #[test]

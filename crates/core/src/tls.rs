@@ -217,6 +217,55 @@ impl SelfSigned {
     }
 }
 
+/// A certificate authority for simulators: leaf certificates it issues are trusted by a
+/// client given its PEM as a CA file — the same way a real cluster CA is trusted.
+#[cfg(feature = "selfsigned")]
+pub struct SelfSignedCa {
+    issuer: rcgen::Issuer<'static, rcgen::KeyPair>,
+    /// The CA certificate, PEM.
+    pub cert_pem: String,
+}
+
+#[cfg(feature = "selfsigned")]
+impl SelfSignedCa {
+    /// Generates a CA named `name`.
+    pub fn generate(name: &str) -> SelfSignedCa {
+        let key = rcgen::KeyPair::generate().expect("CA key");
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("CA params");
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, name);
+        params.key_usages = vec![
+            rcgen::KeyUsagePurpose::KeyCertSign,
+            rcgen::KeyUsagePurpose::DigitalSignature,
+        ];
+        let cert = params.self_signed(&key).expect("CA certificate");
+        SelfSignedCa {
+            cert_pem: cert.pem(),
+            issuer: rcgen::Issuer::new(params, key),
+        }
+    }
+
+    /// Issues a server certificate for `localhost`, 127.0.0.1 and `names`.
+    pub fn issue(&self, names: &[&str]) -> SelfSigned {
+        let mut all = vec!["localhost".to_string(), "127.0.0.1".to_string()];
+        all.extend(names.iter().map(|s| s.to_string()));
+        let key = rcgen::KeyPair::generate().expect("leaf key");
+        let params = rcgen::CertificateParams::new(all).expect("leaf params");
+        let cert = params
+            .signed_by(&key, &self.issuer)
+            .expect("leaf certificate");
+        let cert_der = cert.der().to_vec();
+        SelfSigned {
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+            fingerprint: fingerprint(&cert_der),
+            cert_der,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -201,6 +201,65 @@ mod tests {
         assert!(p.check().await.is_ok());
     }
 
+    #[cfg(feature = "selfsigned")]
+    #[tokio::test]
+    async fn https_probe_trusts_its_ca_or_pinned_fingerprint_and_refuses_others() {
+        use crate::tls::SelfSignedCa;
+        let ca = SelfSignedCa::generate("test CA");
+        let leaf = ca.issue(&["127.0.0.1"]);
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(leaf.server_config()));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            loop {
+                let (tcp, _) = listener.accept().await.unwrap();
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    if let Ok(mut s) = acceptor.accept(tcp).await {
+                        let mut b = [0u8; 512];
+                        let _ = s.read(&mut b).await;
+                        let _ = s
+                            .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+                            .await;
+                        let _ = s.shutdown().await;
+                    }
+                });
+            }
+        });
+        let dir = tempfile::tempdir().unwrap();
+        let write = |name: &str, pem: &str| {
+            let p = dir.path().join(name);
+            std::fs::write(&p, pem).unwrap();
+            p
+        };
+        let url = format!("https://127.0.0.1:{port}/readyz");
+        let probe =
+            |trust| HttpProbe::get(&url, Dialer::new(Default::default(), true)).trust(trust);
+        assert_eq!(
+            probe(TlsTrust::CaFile(write("ca.pem", &ca.cert_pem)))
+                .check()
+                .await,
+            Ok(())
+        );
+        assert_eq!(
+            probe(TlsTrust::Fingerprint(leaf.fingerprint.clone()))
+                .check()
+                .await,
+            Ok(())
+        );
+        let other = SelfSignedCa::generate("other CA");
+        let err = probe(TlsTrust::CaFile(write("other.pem", &other.cert_pem)))
+            .check()
+            .await
+            .unwrap_err();
+        assert!(err.contains("TLS handshake"), "{err}");
+        let err = probe(TlsTrust::Fingerprint(["AB"; 32].join(":")))
+            .check()
+            .await
+            .unwrap_err();
+        assert!(err.contains("pinned SHA-256 fingerprint"), "{err}");
+    }
+
     #[tokio::test]
     async fn loopback_only_probe_refuses_unmapped_address_without_sending() {
         let p = HttpProbe::get(

@@ -47,12 +47,27 @@ struct Running {
 }
 
 /// Live listeners by VMID.
-#[derive(Default)]
 pub(crate) struct Apiservers {
     running: Mutex<BTreeMap<u32, Running>>,
+    /// Signs every fake apiserver's certificate, like a cluster CA; clients (gates) trust it.
+    ca: cairn_core::tls::SelfSignedCa,
+}
+
+impl Default for Apiservers {
+    fn default() -> Self {
+        Apiservers {
+            running: Mutex::default(),
+            ca: cairn_core::tls::SelfSignedCa::generate("cairn simulator apiserver CA"),
+        }
+    }
 }
 
 impl Apiservers {
+    /// The CA that signs every fake apiserver certificate (PEM).
+    pub fn ca_pem(&self) -> &str {
+        &self.ca.cert_pem
+    }
+
     /// The address VM `vmid`'s apiserver listens on, if it runs.
     pub fn addr(&self, vmid: u32) -> Option<SocketAddr> {
         self.running
@@ -121,7 +136,7 @@ pub(crate) fn spawn_reconciler(shared: std::sync::Weak<Shared>, cfg: ApiserverCo
                     tracing::warn!(vmid = id, %ip, "not serving an apiserver on a non-loopback address");
                     continue;
                 }
-                match serve(id, mapped, &ip, &cfg) {
+                match serve(id, mapped, &ip, &cfg, &apis.ca) {
                     Ok(r) => {
                         running.insert(id, r);
                     }
@@ -134,11 +149,17 @@ pub(crate) fn spawn_reconciler(shared: std::sync::Weak<Shared>, cfg: ApiserverCo
     });
 }
 
-fn serve(vmid: u32, ip: IpAddr, vm_ip: &str, cfg: &ApiserverConfig) -> std::io::Result<Running> {
+fn serve(
+    vmid: u32,
+    ip: IpAddr,
+    vm_ip: &str,
+    cfg: &ApiserverConfig,
+    ca: &cairn_core::tls::SelfSignedCa,
+) -> std::io::Result<Running> {
     let listener = std::net::TcpListener::bind(SocketAddr::new(ip, cfg.port))?;
     listener.set_nonblocking(true)?;
     let addr = listener.local_addr()?;
-    let cert = cairn_core::tls::SelfSigned::generate(&[vm_ip, &ip.to_string()]);
+    let cert = ca.issue(&[vm_ip, &ip.to_string()]);
     let started = Instant::now();
     let never = cfg.never_ready.contains(&vmid);
     let delay = cfg.boot_delay;

@@ -258,6 +258,11 @@ impl SimHandle {
         ]
     }
 
+    /// The CA (PEM) that signs every fake apiserver certificate: gates trust it as a CA file.
+    pub fn apiserver_ca_pem(&self) -> String {
+        self.shared.apiservers.ca_pem().to_string()
+    }
+
     /// Request counters by `METHOD /route`.
     pub fn counters(&self) -> BTreeMap<String, u64> {
         self.shared.counters.lock().expect("counters").clone()
