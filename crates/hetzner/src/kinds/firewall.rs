@@ -277,8 +277,11 @@ async fn converge(ops: &Ops<'_>, cur: &Value, d: &Value, labels: Value) -> Resul
             .collect::<Vec<_>>()
     };
     if norm(want_rules) != norm(have_rules) {
-        ops.post(&act("set_rules"), json!({"rules": rules_body(d)}))
-            .await?;
+        ops.post(
+            &act("set_rules"),
+            super::typed::<hcloud::models::SetRulesRequest>(json!({"rules": rules_body(d)}))?,
+        )
+        .await?;
     }
     let key = |a: &Value| cairn_core::diff::item_key(a, APPLY_KEY);
     let have: Vec<Value> = cur["applied_to"]
@@ -324,6 +327,7 @@ pub const OPS: KindOps = KindOps {
                 .map(body_of)
                 .collect();
             let body = json!({"name": d["name"], "labels": labels, "rules": rules_body(d), "apply_to": apply});
+            let body = super::typed::<hcloud::models::CreateFirewallRequest>(body)?;
             let v = ops.post("/firewalls", body).await?;
             Ok(id_of(&v["firewall"]))
         })

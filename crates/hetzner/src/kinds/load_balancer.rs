@@ -385,6 +385,7 @@ async fn create(ops: &Ops<'_>, d: &Value, labels: Value) -> Result<u64, ApiError
             .collect();
         body["targets"] = json!(ts);
     }
+    let body = super::typed::<hcloud::models::CreateLoadBalancerRequest>(body)?;
     let v = ops.post("/load_balancers", body).await?;
     Ok(id_of(&v["load_balancer"]))
 }
@@ -479,18 +480,30 @@ async fn converge(ops: &Ops<'_>, cur: &Value, d: &Value, labels: Value) -> Resul
         match have_s.iter().find(|h| h["listen_port"] == w["listen_port"]) {
             Some(h) if h["protocol"] == w["protocol"] => {
                 if service_of(h) != service_of(w) {
-                    ops.post(&act("update_service"), w.clone()).await?;
+                    ops.post(
+                        &act("update_service"),
+                        super::typed::<hcloud::models::UpdateLoadBalancerService>(w.clone())?,
+                    )
+                    .await?;
                 }
             }
             _ => {
-                ops.post(&act("add_service"), w.clone()).await?;
+                ops.post(
+                    &act("add_service"),
+                    super::typed::<hcloud::models::LoadBalancerService>(w.clone())?,
+                )
+                .await?;
             }
         }
     }
     for w in &want_t {
         let h = have_t.iter().find(|h| target_key(w) == target_key(h));
         if h.is_none() || h.is_some_and(|h| h["type"] != "ip" && pip(w) != pip(h)) {
-            ops.post(&act("add_target"), target_body(w)).await?;
+            ops.post(
+                &act("add_target"),
+                super::typed::<hcloud::models::LoadBalancerAddTarget>(target_body(w))?,
+            )
+            .await?;
         }
     }
     for h in &have_nets {

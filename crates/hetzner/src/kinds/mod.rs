@@ -215,3 +215,15 @@ pub fn empty() -> Value {
 pub fn id_of(v: &Value) -> u64 {
     v["id"].as_u64().unwrap_or(0)
 }
+
+/// Checks a request body against the `hcloud` crate's model `T` and normalises it through a
+/// round trip, so every body cairn sends has the spec's shape. A body that does not fit is a
+/// bug in cairn and is reported before anything is sent.
+pub fn typed<T: serde::Serialize + serde::de::DeserializeOwned>(
+    body: Value,
+) -> Result<Value, ApiError> {
+    let name = std::any::type_name::<T>();
+    let t: T = serde_json::from_value(body)
+        .map_err(|e| ApiError::Config(format!("request body does not fit {name}: {e}")))?;
+    serde_json::to_value(t).map_err(|e| ApiError::Config(format!("cannot serialise {name}: {e}")))
+}

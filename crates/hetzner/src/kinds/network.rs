@@ -263,6 +263,7 @@ pub const OPS: KindOps = KindOps {
         Box::pin(async move {
             let body = json!({"name": d["name"], "ip_range": d["ip_range"], "subnets": d["subnets"],
                               "routes": d["routes"], "labels": labels});
+            let body = super::typed::<hcloud::models::CreateNetworkRequest>(body)?;
             let v = ops.post("/networks", body).await?;
             Ok(id_of(&v["network"]))
         })

@@ -90,6 +90,7 @@ pub const OPS: KindOps = KindOps {
         Box::pin(async move {
             let body = json!({"name": d["name"], "type": d["type"], "location": d["location"],
                               "assignee_type": "server", "auto_delete": d["auto_delete"], "labels": labels});
+            let body = super::typed::<hcloud::models::CreatePrimaryIpRequest>(body)?;
             let v = ops.post("/primary_ips", body).await?;
             Ok(id_of(&v["primary_ip"]))
         })

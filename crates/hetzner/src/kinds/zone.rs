@@ -107,6 +107,7 @@ pub const OPS: KindOps = KindOps {
         Box::pin(async move {
             let body =
                 json!({"name": d["name"], "mode": d["mode"], "ttl": d["ttl"], "labels": labels});
+            let body = super::typed::<hcloud::models::CreateZoneRequest>(body)?;
             let v = ops.post("/zones", body).await?;
             Ok(id_of(&v["zone"]))
         })
