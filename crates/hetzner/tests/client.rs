@@ -167,3 +167,28 @@ async fn an_action_ending_in_error_fails_the_resource_with_its_code_and_message(
     assert!(e.message.contains("failed (injected fault)"), "{e}");
     assert!(e.operation.contains("hetzner_server.doomed"), "{e}");
 }
+
+#[tokio::test]
+async fn two_waiters_on_the_same_action_both_return() {
+    let sim = HetznerSim::start(SimConfig {
+        action_time: Duration::from_millis(100),
+        ..SimConfig::default()
+    })
+    .await
+    .unwrap();
+    let c = Client::new(ClientConfig::new(&sim.base_url, Token::new(&sim.token))).unwrap();
+    let body = serde_json::json!({"name": "a", "server_type": "cx22", "image": "debian-12"});
+    let v = c
+        .request(reqwest::Method::POST, "/servers", &[], Some(&body), false)
+        .await
+        .unwrap();
+    let id = v["action"]["id"].as_u64().unwrap();
+    let both = tokio::time::timeout(
+        Duration::from_secs(5),
+        futures::future::join(c.wait_actions(&[id]), c.wait_actions(&[id])),
+    )
+    .await;
+    let (a, b) = both.expect("neither waiter hangs");
+    a.unwrap();
+    b.unwrap();
+}

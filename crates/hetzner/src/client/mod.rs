@@ -315,7 +315,8 @@ impl Client {
                     .pending
                     .lock()
                     .unwrap_or_else(|x| x.into_inner());
-                if ids.iter().all(|i| p.get(i).is_some_and(Option::is_some)) {
+                // An id missing here was already collected by another waiter on the same action.
+                if ids.iter().all(|i| p.get(i).is_none_or(Option::is_some)) {
                     let mut out = Ok(());
                     for i in ids {
                         if let Some(Some(Err(e))) = p.remove(i) {
