@@ -6,6 +6,7 @@
 mod cli;
 mod commands;
 mod progress;
+mod sims;
 mod stacks;
 
 use std::process::ExitCode;

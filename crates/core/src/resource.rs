@@ -100,6 +100,12 @@ pub trait NodeRef {
     fn address(&self) -> &Address;
 }
 
+impl NodeRef for Address {
+    fn address(&self) -> &Address {
+        self
+    }
+}
+
 /// A typed handle to a resource declared in a stack, returned by `StackBuilder::add`.
 /// Provider crates add typed accessors through an extension trait (the orphan rule forbids
 /// inherent impls on a foreign type), built on [`Handle::attr`]:

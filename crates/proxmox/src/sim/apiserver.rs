@@ -27,6 +27,9 @@ pub struct ApiserverConfig {
     pub boot_delay: Duration,
     /// VMIDs whose apiserver never becomes ready.
     pub never_ready: BTreeSet<u32>,
+    /// Extra subject names on every apiserver certificate, like kubeadm's `certSANs`: the
+    /// VIP and DNS name clients reach the control plane by.
+    pub extra_sans: Vec<String>,
 }
 
 impl Default for ApiserverConfig {
@@ -36,6 +39,7 @@ impl Default for ApiserverConfig {
             port: 6443,
             boot_delay: Duration::from_secs(2),
             never_ready: BTreeSet::new(),
+            extra_sans: Vec::new(),
         }
     }
 }
@@ -159,7 +163,10 @@ fn serve(
     let listener = std::net::TcpListener::bind(SocketAddr::new(ip, cfg.port))?;
     listener.set_nonblocking(true)?;
     let addr = listener.local_addr()?;
-    let cert = ca.issue(&[vm_ip, &ip.to_string()]);
+    let mapped = ip.to_string();
+    let mut names: Vec<&str> = vec![vm_ip, &mapped];
+    names.extend(cfg.extra_sans.iter().map(String::as_str));
+    let cert = ca.issue(&names);
     let started = Instant::now();
     let never = cfg.never_ready.contains(&vmid);
     let delay = cfg.boot_delay;

@@ -1,0 +1,119 @@
+//! The embedded simulators, seeded with the stacks' "before" worlds: what `diff` targets
+//! without credentials, and what `stacks sim` serves until stopped.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use cairn_core::net::{ADDR_MAP_ENV, AddrMap, LOOPBACK_ONLY_ENV};
+
+/// The address map of simulator mode: every 10.x data-plane address lives on 127.x.
+pub const SIM_ADDR_MAP: &str = "10.0.0.0/8=127.0.0.0/8";
+
+/// Environment variable naming the apiserver CA the readiness gates trust.
+pub const K8S_CA_FILE_ENV: &str = "K8S_CA_FILE";
+
+/// Simulator knobs read from the environment (for rehearsals and failure tests).
+#[derive(Debug, Clone)]
+pub struct SimKnobs {
+    /// Time from a master VM's start until its `/readyz` answers 200
+    /// (`CAIRN_SIM_APISERVER_BOOT_MS`, default 3000).
+    pub boot_delay: Duration,
+    /// VMIDs whose apiserver never becomes ready (`CAIRN_SIM_NEVER_READY=206,…`).
+    pub never_ready: Vec<u32>,
+}
+
+impl SimKnobs {
+    /// Reads the knobs.
+    pub fn from_env() -> anyhow::Result<Self> {
+        let boot_ms: u64 = match std::env::var("CAIRN_SIM_APISERVER_BOOT_MS") {
+            Ok(v) => v
+                .parse()
+                .context("CAIRN_SIM_APISERVER_BOOT_MS must be milliseconds")?,
+            Err(_) => 3000,
+        };
+        let never_ready = match std::env::var("CAIRN_SIM_NEVER_READY") {
+            Ok(v) => v
+                .split(',')
+                .filter(|s| !s.trim().is_empty())
+                .map(|s| {
+                    s.trim()
+                        .parse()
+                        .context("CAIRN_SIM_NEVER_READY must list VMIDs")
+                })
+                .collect::<anyhow::Result<_>>()?,
+            Err(_) => Vec::new(),
+        };
+        Ok(SimKnobs {
+            boot_delay: Duration::from_millis(boot_ms),
+            never_ready,
+        })
+    }
+}
+
+/// The homelab simulators: Proxmox (node `pve`, master VM 200, workers, the template; 262 of
+/// 267 GiB committed) and an empty pfSense driving a real HAProxy on loopback.
+pub struct Homelab {
+    /// Proxmox VE.
+    pub proxmox: cairn_proxmox::sim::SimHandle,
+    /// pfSense.
+    pub pfsense: cairn_pfsense::sim::SimHandle,
+    /// Holds the apiserver CA file.
+    dir: tempfile::TempDir,
+}
+
+impl Homelab {
+    /// Starts both, with fake apiservers on running VMs whose certificates carry the VIP.
+    pub async fn start(knobs: &SimKnobs, vip: &str, dns_name: &str) -> anyhow::Result<Homelab> {
+        let addr_map: AddrMap = SIM_ADDR_MAP.parse()?;
+        let proxmox = cairn_proxmox::sim::ProxmoxSim::start(cairn_proxmox::sim::SimConfig {
+            apiserver: Some(cairn_proxmox::sim::ApiserverConfig {
+                addr_map: addr_map.clone(),
+                boot_delay: knobs.boot_delay,
+                never_ready: knobs.never_ready.iter().copied().collect(),
+                extra_sans: vec![vip.to_string(), dns_name.to_string()],
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await
+        .context("starting the Proxmox simulator")?;
+        let pfsense = cairn_pfsense::sim::PfSenseSim::start(cairn_pfsense::sim::SimConfig {
+            addr_map,
+            ..Default::default()
+        })
+        .await
+        .context("starting the pfSense simulator")?;
+        let dir = tempfile::tempdir()?;
+        std::fs::write(
+            dir.path().join("apiserver-ca.pem"),
+            proxmox.apiserver_ca_pem(),
+        )?;
+        Ok(Homelab {
+            proxmox,
+            pfsense,
+            dir,
+        })
+    }
+
+    /// The apiserver CA file the gates trust.
+    pub fn ca_file(&self) -> PathBuf {
+        self.dir.path().join("apiserver-ca.pem")
+    }
+
+    /// Environment that points the normal CLI at these simulators.
+    pub fn env(&self) -> BTreeMap<String, String> {
+        let mut env: BTreeMap<String, String> = self
+            .proxmox
+            .env()
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect();
+        env.extend(self.pfsense.env());
+        env.insert(K8S_CA_FILE_ENV.into(), self.ca_file().display().to_string());
+        env.insert(ADDR_MAP_ENV.into(), SIM_ADDR_MAP.into());
+        env.insert(LOOPBACK_ONLY_ENV.into(), "1".into());
+        env
+    }
+}
