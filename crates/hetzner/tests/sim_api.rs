@@ -296,11 +296,10 @@ async fn control_api_reads_counters_sets_faults_and_dumps_and_loads_state() {
         .await
         .unwrap();
     assert_eq!(state["objects"]["servers"].as_object().unwrap().len(), 1);
-    let other = H::new(SimConfig {
-        fixture: Some(state.clone()),
-        ..SimConfig::default()
-    })
-    .await;
+    let dir = std::env::temp_dir().join(format!("cairn-hz-fixture-{}.json", std::process::id()));
+    std::fs::write(&dir, serde_json::to_vec(&state).unwrap()).unwrap();
+    let other = H::new(SimConfig::default().with_fixture_file(&dir).unwrap()).await;
+    let _ = std::fs::remove_file(&dir);
     let (_, _, v) = other.get("/servers?name=a").await;
     assert_eq!(v["servers"][0]["name"], "a", "fixture seeds the state");
     let r = h

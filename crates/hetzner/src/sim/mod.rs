@@ -33,7 +33,7 @@
 //! | `GET /_sim/state` / `PUT /_sim/state` | dump / load the whole project as JSON (the fixture format, [`World`]) |
 //!
 //! A fixture (the same JSON as `GET /_sim/state`) can seed the state at start
-//! ([`SimConfig::fixture`]).
+//! ([`SimConfig::fixture`], or a file with [`SimConfig::with_fixture_file`]).
 
 mod actions;
 mod catalog;
@@ -90,6 +90,18 @@ impl std::fmt::Debug for SimConfig {
             .field("rate_limit", &self.rate_limit)
             .field("faults", &self.faults)
             .finish_non_exhaustive()
+    }
+}
+
+impl SimConfig {
+    /// Seeds the state from a fixture file (the `GET /_sim/state` JSON format).
+    pub fn with_fixture_file(
+        mut self,
+        path: impl AsRef<std::path::Path>,
+    ) -> Result<Self, SimError> {
+        let text = std::fs::read_to_string(path)?;
+        self.fixture = Some(serde_json::from_str(&text)?);
+        Ok(self)
     }
 }
 
