@@ -1,6 +1,7 @@
 //! cairn provider for pfSense (REST API package v2): virtual IPs, HAProxy frontends and
-//! backend pools with zero-drop server changes, DNS Resolver host overrides. The simulator
-//! (feature `sim`) serves the same API and drives a real HAProxy.
+//! backend pools with zero-drop server changes (inline, or one by one as pool members),
+//! DNS Resolver host overrides. The simulator (feature `sim`) serves the same API and
+//! drives a real HAProxy.
 //!
 //! Map: [`kinds`] (the resource kinds and the ownership marker), [`client`] (REST v2,
 //! apply, runtime API), [`provider`] (the [`cairn_core::Provider`]), [`gate`] (the
@@ -19,6 +20,7 @@ pub use client::{ApiKey, ClientError, PfSenseClient, Subsystem, Timing};
 pub use gate::HaproxyServerUp;
 pub use kinds::{
     BackendServer, DnsHostOverride, FirewallAlias, FrontendAddress, HaproxyBackend,
-    HaproxyBackendRefs, HaproxyFrontend, HaproxyFrontendRefs, VirtualIp, VirtualIpRefs,
+    HaproxyBackendRefs, HaproxyFrontend, HaproxyFrontendRefs, HaproxyPoolMember, VirtualIp,
+    VirtualIpRefs,
 };
 pub use provider::{PfSenseProvider, ProviderOptions};

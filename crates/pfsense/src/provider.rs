@@ -2,6 +2,7 @@
 //! (IDs are array indexes that shift), one apply per subsystem per step, and zero-drop
 //! pool changes: new servers are added disabled and enabled only after their health check
 //! passed; leaving servers are drained until they hold no session before they are deleted.
+//! The same staged add/remove serves a backend's inline servers and pool members.
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
@@ -17,8 +18,8 @@ use serde_json::{Value, json};
 
 use crate::client::{ClientError, PfSenseClient, Subsystem};
 use crate::kinds::{
-    self, DnsHostOverride, FirewallAlias, HaproxyBackend, HaproxyFrontend, VirtualIp, alias,
-    backend, frontend, host_override, vip,
+    self, DnsHostOverride, FirewallAlias, HaproxyBackend, HaproxyFrontend, HaproxyPoolMember,
+    VirtualIp, alias, backend, frontend, host_override, pool_member, vip,
 };
 use crate::runtime::{parse_servers_state, parse_stat};
 
@@ -95,6 +96,14 @@ impl PfSenseProvider {
     }
 
     async fn list_kind(&self, kind: &str) -> Result<Vec<Observed>, ClientError> {
+        if kind == HaproxyPoolMember::KIND {
+            return Ok(self
+                .list_members()
+                .await?
+                .into_iter()
+                .map(|m| m.0)
+                .collect());
+        }
         let (path, conv): (&str, FromApi) = match kind {
             VirtualIp::KIND => (VIPS, vip::from_api),
             HaproxyBackend::KIND => (BACKENDS, backend::from_api),
@@ -147,6 +156,46 @@ impl PfSenseProvider {
             self.overlay_runtime_state(&mut observed).await;
         }
         Ok(observed)
+    }
+
+    /// Every server of every backend as a pool member (one list of backends, plus the
+    /// runtime state read), each with whether its backend's servers are managed as members.
+    /// A member's marker is its backend's marker without a fingerprint.
+    async fn list_members(&self) -> Result<Vec<(Observed, bool)>, ClientError> {
+        let items = self.client.list(BACKENDS, &[]).await?;
+        let mut backends = Vec::new();
+        let mut members_mode = Vec::new();
+        for obj in &items {
+            let (key, value, adv) = backend::from_api(obj);
+            members_mode.push(adv.lines().any(|l| l.trim() == kinds::MEMBERS_COMMENT));
+            backends.push(Observed {
+                key,
+                value,
+                marker: kinds::split_marker_comment(&adv).1,
+                uses: Vec::new(),
+            });
+        }
+        self.overlay_runtime_state(&mut backends).await;
+        let mut out = Vec::new();
+        for (b, mode) in backends.into_iter().zip(members_mode) {
+            let marker = b.marker.map(|m| Marker {
+                stack: m.stack,
+                fingerprint: None,
+            });
+            for server in b.value["servers"].as_array().into_iter().flatten() {
+                let (key, value) = pool_member::from_server(&b.key, server);
+                out.push((
+                    Observed {
+                        key,
+                        value,
+                        marker: marker.clone(),
+                        uses: vec![(HaproxyBackend::KIND.to_string(), b.key.clone())],
+                    },
+                    mode,
+                ));
+            }
+        }
+        Ok(out)
     }
 
     /// A server that is `active` in the configuration but drained or in maintenance in the
@@ -238,7 +287,10 @@ impl PfSenseProvider {
                     .and_then(|p| p["advanced_backend"].as_str())
                     .map(|a| kinds::split_marker_comment(a).0)
                     .unwrap_or_default();
-                let comment = kinds::marker_comment(marker);
+                let mut comment = kinds::marker_comment(marker);
+                if desired["servers"].is_null() {
+                    comment = format!("{comment}\n{}", kinds::MEMBERS_COMMENT);
+                }
                 let adv = if rest.is_empty() {
                     comment
                 } else {
@@ -589,7 +641,8 @@ impl PfSenseProvider {
             .map_err(err)?;
         // The servers as they are now, runtime drain/maint included (not the plan's copy:
         // the world may have moved since).
-        let prior_servers: Vec<Value> = if existing.is_some() {
+        let inline = !desired["servers"].is_null();
+        let prior_servers: Vec<Value> = if existing.is_some() && inline {
             self.list_kind(HaproxyBackend::KIND)
                 .await
                 .map_err(err)?
@@ -612,14 +665,15 @@ impl PfSenseProvider {
                 self.client.apply(Subsystem::Haproxy).await.map_err(err)?;
             }
             Some((id, raw)) => {
-                let current = Self::body(
-                    change.kind,
-                    &backend::from_api(raw).1,
-                    change.marker,
-                    Some(raw),
-                );
-                let (_, _, raw_adv) = backend::from_api(raw);
-                if current != body || !raw_adv.contains(&kinds::marker_comment(change.marker)) {
+                let (_, mut now, raw_adv) = backend::from_api(raw);
+                if !inline {
+                    now["servers"] = Value::Null;
+                }
+                let current = Self::body(change.kind, &now, change.marker, Some(raw));
+                if current != body
+                    || !raw_adv.contains(&kinds::marker_comment(change.marker))
+                    || (!inline && !raw_adv.contains(kinds::MEMBERS_COMMENT))
+                {
                     let mut b = body;
                     b["id"] = json!(id);
                     self.client.patch(BACKEND, &b).await.map_err(err)?;
@@ -627,22 +681,84 @@ impl PfSenseProvider {
                 }
             }
         }
-        let desired_servers = desired["servers"].as_array().cloned().unwrap_or_default();
-        self.sync_servers(
-            change.key,
-            &prior_servers,
-            &desired_servers,
-            HaproxyBackend::has_checks(desired),
-            op,
-        )
-        .await?;
+        if inline {
+            let desired_servers = desired["servers"].as_array().cloned().unwrap_or_default();
+            self.sync_servers(
+                change.key,
+                &prior_servers,
+                &desired_servers,
+                HaproxyBackend::has_checks(desired),
+                op,
+            )
+            .await?;
+        }
         self.observed_value(change.kind, change.key, op).await
+    }
+
+    /// Creates or updates one pool member through the same staged add (and move) as the
+    /// backend's inline servers; only this server is touched.
+    async fn write_member(&self, change: &Change<'_>, op: &str) -> Result<Value, ProviderError> {
+        let desired = change
+            .desired
+            .ok_or_else(|| ProviderError::new(op, "no desired value"))?;
+        let err = |e: ClientError| e.into_provider(op);
+        let pool = desired["pool"].as_str().unwrap_or("");
+        let (_, raw) = self
+            .find(HaproxyBackend::KIND, pool)
+            .await
+            .map_err(err)?
+            .ok_or_else(|| {
+                ProviderError::new(
+                    op,
+                    format!(
+                        "pool {pool} not found: create its {} first (reference it with `pool.name()` so the member waits for it)",
+                        HaproxyBackend::KIND
+                    ),
+                )
+                .with_code("POOL_NOT_FOUND")
+            })?;
+        let checks = HaproxyBackend::has_checks(&backend::from_api(&raw).1);
+        // The server as it is now, runtime drain/maint included.
+        let prior = self.current_member(change.key).await.map_err(err)?;
+        self.sync_servers(pool, &prior, std::slice::from_ref(desired), checks, op)
+            .await?;
+        self.observed_value(change.kind, change.key, op).await
+    }
+
+    /// The member with this key as observed now (empty when absent).
+    async fn current_member(&self, key: &str) -> Result<Vec<Value>, ClientError> {
+        Ok(self
+            .list_members()
+            .await?
+            .into_iter()
+            .filter(|(o, _)| o.key == key)
+            .map(|(o, _)| o.value)
+            .collect())
+    }
+
+    /// Removes one pool member safely: drain, wait for no sessions, delete, apply.
+    async fn delete_member(&self, change: &Change<'_>, op: &str) -> Result<(), ProviderError> {
+        let current = self
+            .current_member(change.key)
+            .await
+            .map_err(|e| e.into_provider(op))?;
+        let Some(pool) = current
+            .first()
+            .and_then(|m| m["pool"].as_str())
+            .map(str::to_string)
+        else {
+            return Ok(()); // already gone
+        };
+        self.sync_servers(&pool, &current, &[], true, op).await
     }
 
     async fn write(&self, change: Change<'_>, verb: &str) -> Result<Value, ProviderError> {
         let op = format!("{verb} {} {}", change.kind, change.key);
         if change.kind == HaproxyBackend::KIND {
             return self.write_backend(&change, &op).await;
+        }
+        if change.kind == HaproxyPoolMember::KIND {
+            return self.write_member(&change, &op).await;
         }
         self.write_simple(&change, &op).await?;
         self.observed_value(change.kind, change.key, &op).await
@@ -654,6 +770,16 @@ impl PfSenseProvider {
             return Vec::new();
         };
         let pool = after["name"].as_str().unwrap_or("");
+        if after["servers"].is_null() {
+            // Servers managed as pool members: their own changes carry the steps.
+            return if before.is_none() {
+                vec![format!(
+                    "create pool {pool} without servers (they are pool members), apply HAProxy"
+                )]
+            } else {
+                Vec::new()
+            };
+        }
         let checks = HaproxyBackend::has_checks(after);
         // name → (status, endpoint)
         let list = |v: Option<&Value>| -> BTreeMap<String, (String, String)> {
@@ -744,6 +870,26 @@ impl PfSenseProvider {
         }
         steps
     }
+
+    /// The staged steps of a pool member change (also used by [`Provider::rollout_steps`]):
+    /// the pool's steps for a pool holding just this server. The gated steps assume the pool
+    /// is health-checked (without checks a new server is added as it is).
+    pub fn member_steps(before: Option<&Value>, after: Option<&Value>) -> Vec<String> {
+        let Some(pool) = after.or(before).and_then(|v| v["pool"].as_str()) else {
+            return Vec::new();
+        };
+        let as_pool = |m: Option<&Value>| {
+            json!({"name": pool, "check_type": "HTTP",
+                   "servers": m.map(|m| vec![m.clone()]).unwrap_or_default()})
+        };
+        let mut steps = Self::pool_steps(Some(&as_pool(before)), Some(&as_pool(after)));
+        if before.is_none()
+            && let Some(first) = steps.first_mut()
+        {
+            *first = format!("{first} to pool {pool} (looked up by name)");
+        }
+        steps
+    }
 }
 
 #[async_trait]
@@ -759,6 +905,7 @@ impl Provider for PfSenseProvider {
             HaproxyFrontend::KIND,
             DnsHostOverride::KIND,
             FirewallAlias::KIND,
+            HaproxyPoolMember::KIND,
         ]
     }
 
@@ -768,6 +915,23 @@ impl Provider for PfSenseProvider {
     }
 
     async fn observe(&self, req: ObserveRequest<'_>) -> Result<Vec<Observed>, ProviderError> {
+        if req.kind == HaproxyPoolMember::KIND {
+            // Declared members, plus every server of a pool owned by this stack whose
+            // servers are managed as members (inline servers belong to their backend).
+            let all = self
+                .list_members()
+                .await
+                .map_err(|e| e.into_provider(format!("observe {}", req.kind)))?;
+            return Ok(all
+                .into_iter()
+                .filter(|(o, members_mode)| {
+                    req.keys.contains(&o.key)
+                        || (*members_mode
+                            && o.marker.as_ref().is_some_and(|m| m.stack == req.stack))
+                })
+                .map(|(o, _)| o)
+                .collect());
+        }
         let all = self
             .list_kind(req.kind)
             .await
@@ -790,6 +954,9 @@ impl Provider for PfSenseProvider {
 
     async fn delete(&self, change: Change<'_>) -> Result<(), ProviderError> {
         let op = format!("delete {} {}", change.kind, change.key);
+        if change.kind == HaproxyPoolMember::KIND {
+            return self.delete_member(&change, &op).await;
+        }
         let err = |e: ClientError| e.into_provider(&op);
         let (single, sub) = match change.kind {
             VirtualIp::KIND => (VIP, Subsystem::VirtualIp),
@@ -825,10 +992,10 @@ impl Provider for PfSenseProvider {
         before: Option<&Observed>,
         after: Option<&Value>,
     ) -> Vec<String> {
-        if kind == HaproxyBackend::KIND {
-            Self::pool_steps(before.map(|o| &o.value), after)
-        } else {
-            Vec::new()
+        match kind {
+            HaproxyBackend::KIND => Self::pool_steps(before.map(|o| &o.value), after),
+            HaproxyPoolMember::KIND => Self::member_steps(before.map(|o| &o.value), after),
+            _ => Vec::new(),
         }
     }
 
@@ -883,8 +1050,66 @@ impl Provider for PfSenseProvider {
                 }
             }
         }
+        out.extend(validate_members(declared));
         out
     }
+}
+
+/// Pool members against the declared backends: a pool's servers are either inline or
+/// members, never both; a referenced pool must be declared under its pool name (the
+/// member's key is derived from the reference's address).
+fn validate_members(declared: &[Declared<'_>]) -> Vec<Diagnostic> {
+    let backends: Vec<&Declared<'_>> = declared
+        .iter()
+        .filter(|d| d.kind == HaproxyBackend::KIND)
+        .collect();
+    let mut out = Vec::new();
+    for m in declared
+        .iter()
+        .filter(|d| d.kind == HaproxyPoolMember::KIND)
+    {
+        let mut problem = |message: String| {
+            out.push(Diagnostic {
+                address: m.address.clone(),
+                error: FieldError::new("pool", message),
+            })
+        };
+        let target = match RawRef::from_marker(&m.spec["pool"]) {
+            Some(r) => {
+                if r.address.kind() != HaproxyBackend::KIND || r.attr != "name" {
+                    problem(format!(
+                        "refers to {r}; a pool member's pool must be a {}'s name (`pool.name()`) or a literal",
+                        HaproxyBackend::KIND
+                    ));
+                    continue;
+                }
+                let found = backends.iter().find(|b| *b.address == r.address);
+                if let Some(b) = found
+                    && b.key != r.address.name()
+                {
+                    problem(format!(
+                        "refers to {} whose pool name is {:?}: declare that backend under its pool name (`add({:?}, …)`), the member's key {:?} is derived from it",
+                        r.address, b.key, b.key, m.key
+                    ));
+                    continue;
+                }
+                found
+            }
+            None => {
+                let name = m.spec["pool"].as_str().unwrap_or("");
+                backends.iter().find(|b| b.key == name)
+            }
+        };
+        if let Some(b) = target
+            && !b.spec["servers"].is_null()
+        {
+            problem(format!(
+                "pool {} ({}) declares inline `servers` and also has pool members ({} among them): a pool's servers are either inline or members; declare the backend with `servers: None` (`servers_managed_as_members()`) or drop the members",
+                b.key, b.address, m.address
+            ));
+        }
+    }
+    out
 }
 
 #[cfg(test)]

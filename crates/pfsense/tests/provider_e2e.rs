@@ -28,7 +28,11 @@ fn vip() -> VirtualIp {
 
 fn pool() -> HaproxyBackend {
     let mut pool = HaproxyBackend::https_checked("apiserver_nodes", "/readyz", 500);
-    pool.servers = vec![BackendServer::new("k8s-master", ip("10.0.20.100"), 6443)];
+    pool.servers = Some(vec![BackendServer::new(
+        "k8s-master",
+        ip("10.0.20.100"),
+        6443,
+    )]);
     pool
 }
 

@@ -36,7 +36,11 @@ async fn rejected_config_is_reported_with_the_reason_and_the_old_config_keeps_se
     .await;
     let mut pool = HaproxyBackend::https_checked("apiserver_nodes", "/readyz", 500);
     let addr: Ipv4Addr = "10.0.20.100".parse().unwrap();
-    pool.servers = vec![BackendServer::new("k8s-master", addr, master.addr.port())];
+    pool.servers = Some(vec![BackendServer::new(
+        "k8s-master",
+        addr,
+        master.addr.port(),
+    )]);
     create(
         &p,
         HaproxyBackend::KIND,

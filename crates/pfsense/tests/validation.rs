@@ -25,10 +25,10 @@ async fn bad_input_fails_at_plan_time_naming_resource_and_field_with_no_request_
     s.add("k8s", VirtualIp::ipalias(ip("10.0.20.99"), 24, "lan", ""));
     let mut pool = HaproxyBackend::https_checked("apiserver_nodes", "/readyz", 1000);
     pool.check_type = "Telepathy".into();
-    pool.servers = vec![
+    pool.servers = Some(vec![
         BackendServer::new("k8s-master", ip("10.0.20.100"), 0),
         BackendServer::new("k8s-master", ip("10.0.20.110"), 6443),
-    ];
+    ]);
     let pool = s.add("apiserver_nodes", pool);
     s.add(
         "apiserver_proxy_6443",

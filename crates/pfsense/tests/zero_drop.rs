@@ -46,11 +46,11 @@ async fn setup_with_interval(octet: u8, interval_ms: u32) -> Setup {
     )
     .await;
     let mut pool = HaproxyBackend::https_checked("apiserver_nodes", "/readyz", interval_ms);
-    pool.servers = vec![BackendServer::new(
+    pool.servers = Some(vec![BackendServer::new(
         "k8s-master",
         "10.0.20.100".parse::<std::net::Ipv4Addr>().unwrap(),
         first.addr.port(),
-    )];
+    )]);
     create(
         &provider,
         HaproxyBackend::KIND,
@@ -130,16 +130,20 @@ async fn safe_add_and_remove_never_drop_a_probe_nor_reach_an_unready_server() {
 
     let probes = ProbeLoop::start(s.target, s.cert.fingerprint.clone());
     let mut pool = s.pool.clone();
-    pool.servers.push(BackendServer::new(
-        "k8s-master-2",
-        "10.0.20.110".parse::<std::net::Ipv4Addr>().unwrap(),
-        ready.addr.port(),
-    ));
-    pool.servers.push(BackendServer::new(
-        "k8s-master-3",
-        "10.0.20.111".parse::<std::net::Ipv4Addr>().unwrap(),
-        slow.addr.port(),
-    ));
+    pool.servers
+        .get_or_insert_default()
+        .push(BackendServer::new(
+            "k8s-master-2",
+            "10.0.20.110".parse::<std::net::Ipv4Addr>().unwrap(),
+            ready.addr.port(),
+        ));
+    pool.servers
+        .get_or_insert_default()
+        .push(BackendServer::new(
+            "k8s-master-3",
+            "10.0.20.111".parse::<std::net::Ipv4Addr>().unwrap(),
+            slow.addr.port(),
+        ));
     let observed = update_pool(&s.provider, &pool).await.expect("safe add");
     assert_eq!(observed["servers"].as_array().unwrap().len(), 3);
     assert!(
@@ -152,7 +156,7 @@ async fn safe_add_and_remove_never_drop_a_probe_nor_reach_an_unready_server() {
 
     // Let traffic reach the new servers, then remove the first master safely.
     tokio::time::sleep(Duration::from_millis(800)).await;
-    pool.servers.remove(0);
+    pool.servers.as_mut().unwrap().remove(0);
     update_pool(&s.provider, &pool).await.expect("safe removal");
     let first_served = s.first.data.load(Ordering::SeqCst);
     tokio::time::sleep(Duration::from_millis(800)).await;
@@ -250,11 +254,13 @@ async fn a_server_that_never_passes_stays_out_of_the_pool_and_the_error_says_so(
     .await;
     let probes = ProbeLoop::start(s.target, s.cert.fingerprint.clone());
     let mut pool = s.pool.clone();
-    pool.servers.push(BackendServer::new(
-        "k8s-master-3",
-        "10.0.20.111".parse::<std::net::Ipv4Addr>().unwrap(),
-        never.addr.port(),
-    ));
+    pool.servers
+        .get_or_insert_default()
+        .push(BackendServer::new(
+            "k8s-master-3",
+            "10.0.20.111".parse::<std::net::Ipv4Addr>().unwrap(),
+            never.addr.port(),
+        ));
     let err = update_pool(&provider, &pool).await.unwrap_err();
     let (_, failures) = probes.finish().await;
     assert!(
@@ -327,12 +333,14 @@ fn cutover_stack(port: u16, servers: &[(&str, &str, u16)]) -> cairn_core::Stack 
         VirtualIp::ipalias("10.0.20.99".parse().unwrap(), 24, "lan", "k8s VIP"),
     );
     let mut pool = HaproxyBackend::https_checked("apiserver_nodes", "/readyz", 300);
-    pool.servers = servers
-        .iter()
-        .map(|(name, ip, port)| {
-            BackendServer::new(name, ip.parse::<std::net::Ipv4Addr>().unwrap(), *port)
-        })
-        .collect();
+    pool.servers = Some(
+        servers
+            .iter()
+            .map(|(name, ip, port)| {
+                BackendServer::new(name, ip.parse::<std::net::Ipv4Addr>().unwrap(), *port)
+            })
+            .collect(),
+    );
     let pool = s.add("apiserver_nodes", pool);
     s.add(
         "apiserver_proxy",
@@ -465,11 +473,11 @@ async fn replacing_the_only_server_in_one_change_is_make_before_break() {
     .await;
     let probes = ProbeLoop::start(s.target, s.cert.fingerprint.clone());
     let mut pool = s.pool.clone();
-    pool.servers = vec![BackendServer::new(
+    pool.servers = Some(vec![BackendServer::new(
         "k8s-master-2",
         "10.0.20.110".parse::<std::net::Ipv4Addr>().unwrap(),
         next.addr.port(),
-    )];
+    )]);
     update_pool(&s.provider, &pool).await.expect("replace");
     let (ok, failures) = probes.finish().await;
     assert!(
@@ -494,6 +502,7 @@ async fn a_server_moved_to_a_new_port_is_gated_again_like_a_new_one() {
     let mut pool = s.pool.clone();
     let ip: std::net::Ipv4Addr = "10.0.20.110".parse().unwrap();
     pool.servers
+        .get_or_insert_default()
         .push(BackendServer::new("k8s-master-2", ip, second.addr.port()));
     update_pool(&s.provider, &pool).await.expect("add second");
     // The second master moves to a new port where it is not ready for its first seconds.
@@ -504,7 +513,7 @@ async fn a_server_moved_to_a_new_port_is_gated_again_like_a_new_one() {
         &s.cert,
     )
     .await;
-    pool.servers[1].port = moved.addr.port();
+    pool.servers.as_mut().unwrap()[1].port = moved.addr.port();
     let prior = s
         .provider
         .observe(cairn_core::ObserveRequest {

@@ -1,5 +1,7 @@
 //! `pfsense_haproxy_backend`: a HAProxy backend pool (`/services/haproxy/backend`) with its
-//! servers diffed as a keyed set (by `name`), keyed by the pool name.
+//! servers diffed as a keyed set (by `name`), keyed by the pool name — or, with
+//! `servers: None`, with its servers managed one by one as
+//! [`super::HaproxyPoolMember`]s.
 
 use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
@@ -24,7 +26,8 @@ pub const CHECK_TYPES: &[&str] = &[
 ];
 const BALANCES: &[&str] = &["", "roundrobin", "static-rr", "leastconn", "source", "uri"];
 const METHODS: &[&str] = &["OPTIONS", "HEAD", "GET", "POST", "PUT", "DELETE", "TRACE"];
-const STATUSES: &[&str] = &["active", "backup", "disabled", "inactive"];
+/// Server statuses the package knows.
+pub(crate) const STATUSES: &[&str] = &["active", "backup", "disabled", "inactive"];
 
 /// A HAProxy backend pool.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -59,9 +62,11 @@ pub struct HaproxyBackend {
     /// check on a TCP passthrough pool.
     #[serde(default)]
     pub advanced: String,
-    /// The servers, diffed by name.
+    /// The servers, diffed by name. `None` means "managed elsewhere" (as
+    /// `pfsense_haproxy_pool_member` resources): the pool's diff then ignores its servers,
+    /// and a new pool is created without any. `Some(vec![])` means "no servers".
     #[serde(default)]
-    pub servers: Vec<BackendServer>,
+    pub servers: Option<Vec<BackendServer>>,
 }
 
 /// One server of a pool.
@@ -135,8 +140,21 @@ impl HaproxyBackend {
             server_timeout: 30000,
             retries: Some(3),
             advanced: "check-ssl verify none".into(),
-            servers: Vec::new(),
+            servers: Some(Vec::new()),
         }
+    }
+
+    /// The same pool with these inline servers.
+    pub fn with_servers(mut self, servers: Vec<BackendServer>) -> Self {
+        self.servers = Some(servers);
+        self
+    }
+
+    /// The same pool with its servers managed as `pfsense_haproxy_pool_member` resources
+    /// (`servers: None`).
+    pub fn servers_managed_as_members(mut self) -> Self {
+        self.servers = None;
+        self
     }
 
     /// Whether servers are health-checked (so additions can be gated on their check).
@@ -205,7 +223,7 @@ impl Resource for HaproxyBackend {
             errs.push(FieldError::new("checkinter", "must be at least 1 ms"));
         }
         let mut seen = BTreeSet::new();
-        for (i, s) in self.servers.iter().enumerate() {
+        for (i, s) in self.servers.iter().flatten().enumerate() {
             if s.name.is_empty() {
                 errs.push(FieldError::new(format!("servers[{i}].name"), "is required"));
             } else if !seen.insert(s.name.as_str()) {
@@ -319,10 +337,10 @@ mod tests {
     fn validation_names_port_zero_duplicates_and_unknown_check_type() {
         let mut b = HaproxyBackend::https_checked("pool", "/readyz", 1000);
         b.check_type = "Telepathy".into();
-        b.servers = vec![
+        b.servers = Some(vec![
             BackendServer::new("a", Ipv4Addr::new(10, 0, 0, 1), 0),
             BackendServer::new("a", Ipv4Addr::new(10, 0, 0, 2), 443),
-        ];
+        ]);
         let fields: Vec<String> = b.validate().into_iter().map(|e| e.field).collect();
         assert_eq!(fields, ["check_type", "servers[0].port", "servers[1].name"]);
     }

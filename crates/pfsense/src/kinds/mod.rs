@@ -5,12 +5,14 @@ pub mod alias;
 pub mod backend;
 pub mod frontend;
 pub mod host_override;
+pub mod pool_member;
 pub mod vip;
 
 pub use alias::FirewallAlias;
 pub use backend::{BackendServer, HaproxyBackend, HaproxyBackendRefs};
 pub use frontend::{FrontendAddress, HaproxyFrontend, HaproxyFrontendRefs};
 pub use host_override::DnsHostOverride;
+pub use pool_member::HaproxyPoolMember;
 pub use vip::{VirtualIp, VirtualIpRefs};
 
 use cairn_core::Marker;
@@ -57,16 +59,25 @@ pub fn split_marker(descr: &str) -> (String, Option<Marker>) {
     )
 }
 
+/// The comment line in `advanced_backend` saying the pool's servers are managed as
+/// `pfsense_haproxy_pool_member` resources (written while the backend's `servers` is
+/// `None`): only such pools report their undeclared servers as owned members.
+pub const MEMBERS_COMMENT: &str = "# cairn: servers are managed as pool members";
+
 /// The marker as a comment line for `advanced_backend`.
 pub fn marker_comment(marker: &Marker) -> String {
     format!("# {}", descr_with_marker("", marker))
 }
 
-/// Reads the marker out of `advanced_backend` and returns the remaining lines.
+/// Reads the marker out of `advanced_backend` and returns the remaining lines (without the
+/// marker and the [`MEMBERS_COMMENT`]).
 pub fn split_marker_comment(advanced: &str) -> (String, Option<Marker>) {
     let mut marker = None;
     let mut rest = Vec::new();
     for line in advanced.lines() {
+        if line.trim() == MEMBERS_COMMENT {
+            continue;
+        }
         match line.trim().strip_prefix("# ").map(split_marker) {
             Some((text, Some(m))) if text.is_empty() => marker = Some(m),
             _ => rest.push(line),
