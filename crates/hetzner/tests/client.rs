@@ -64,15 +64,13 @@ async fn the_token_never_appears_in_errors_or_debug_output() {
 
 #[tokio::test]
 async fn loopback_only_mode_refuses_a_remote_endpoint() {
-    // SAFETY: nextest runs each test in its own process; nothing else reads the environment.
-    unsafe { std::env::set_var("CAIRN_LOOPBACK_ONLY", "1") };
-    let e = Client::new(ClientConfig::new(
-        "https://api.hetzner.cloud/v1",
-        Token::new("x"),
-    ))
-    .unwrap_err();
+    let mut remote = ClientConfig::new("https://api.hetzner.cloud/v1", Token::new("x"));
+    remote.loopback_only = true;
+    let e = Client::new(remote).unwrap_err();
     assert!(e.to_string().contains("not a loopback address"), "{e}");
-    assert!(Client::new(ClientConfig::new("http://127.0.0.1:1/v1", Token::new("x"))).is_ok());
+    let mut local = ClientConfig::new("http://127.0.0.1:1/v1", Token::new("x"));
+    local.loopback_only = true;
+    assert!(Client::new(local).is_ok());
 }
 
 #[tokio::test]

@@ -54,6 +54,8 @@ pub struct ClientConfig {
     pub page_concurrency: usize,
     /// First action poll interval (doubles up to `max_backoff`).
     pub poll_interval: Duration,
+    /// Refuse non-loopback endpoints (from `CAIRN_LOOPBACK_ONLY=1` by default).
+    pub loopback_only: bool,
 }
 
 impl ClientConfig {
@@ -68,6 +70,8 @@ impl ClientConfig {
             timeout: Duration::from_secs(30),
             page_concurrency: 64,
             poll_interval: Duration::from_millis(50),
+            loopback_only: std::env::var(cairn_core::net::LOOPBACK_ONLY_ENV)
+                .is_ok_and(|v| v == "1" || v == "true"),
         }
     }
 
@@ -127,11 +131,10 @@ fn jitter(d: Duration, salt: u64) -> Duration {
 }
 
 impl Client {
-    /// Builds a client. Refuses non-loopback endpoints when `CAIRN_LOOPBACK_ONLY=1`.
+    /// Builds a client. Refuses non-loopback endpoints when `loopback_only` is set (by
+    /// `CAIRN_LOOPBACK_ONLY=1`).
     pub fn new(cfg: ClientConfig) -> Result<Self, ApiError> {
-        let loopback_only = std::env::var(cairn_core::net::LOOPBACK_ONLY_ENV)
-            .is_ok_and(|v| v == "1" || v == "true");
-        if loopback_only && !is_loopback_url(&cfg.endpoint) {
+        if cfg.loopback_only && !is_loopback_url(&cfg.endpoint) {
             return Err(ApiError::Config(format!(
                 "{} is not a loopback address and {}=1",
                 cfg.endpoint,
