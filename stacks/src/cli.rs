@@ -43,6 +43,10 @@ pub enum Command {
     /// Read-only drift check for scheduled CI: same exit codes as diff, Markdown summary to
     /// `$GITHUB_STEP_SUMMARY` when set.
     Drift,
+    /// Serve all simulators on loopback, seeded with the stacks' "before" worlds, until
+    /// stopped. The first stdout line is JSON: endpoints, credentials, TLS fingerprints and
+    /// an `env` map that points the normal CLI at this world.
+    Sim,
     /// Print the dependency graph as Graphviz DOT; `--out DIR` also writes `<stack>.dot` and
     /// `<stack>.svg` (a picture drawn by cairn, no Graphviz needed).
     Graph {

@@ -26,6 +26,9 @@ const CHANGES: u8 = 2;
 /// Runs one command over the selected stacks; returns the aggregated exit code
 /// (any error → 1, else any change → 2, else 0).
 pub async fn run(cli: Cli) -> anyhow::Result<u8> {
+    if matches!(cli.command, Command::Sim) {
+        return crate::sims::serve().await.map(|()| SAME);
+    }
     let defs: Vec<StackDef> = stacks::all()
         .into_iter()
         .filter(|d| cli.stack.as_deref().is_none_or(|s| s == d.name))
@@ -60,6 +63,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
                 parallelism,
             } => apply_cmd(&loaded, plan.as_deref(), *yes, *parallelism).await,
             Command::Graph { out } => graph(&loaded, out.as_deref()),
+            Command::Sim => unreachable!("handled above"),
         };
         let c = result.unwrap_or_else(|e| {
             eprintln!("error in stack {}: {e:#}", def.name);
@@ -126,7 +130,17 @@ fn announce(def: &StackDef, target: Target, json: bool) {
             def.name,
             def.credentials.join(", ")
         )),
-        Target::Real => say(format!("cairn: stack {} targets the real APIs", def.name)),
+        Target::Real if cairn_core::net::Dialer::from_env().is_ok_and(|d| d.loopback_only()) => {
+            say(format!(
+                "cairn: stack {} targets the APIs named in the environment, in loopback-only mode (a `stacks sim` world)",
+                def.name
+            ))
+        }
+        Target::Real => say(format!(
+            "cairn: stack {} targets the live APIs named in the environment ({})",
+            def.name,
+            def.credentials.join(", ")
+        )),
     }
 }
 

@@ -1,13 +1,4 @@
-//! The `stacks` binary: glue between the stacks declared in this crate, their providers,
-//! and the engine. Commands: diff, apply, drift, graph.
-//!
-//! Exit codes (diff, drift, apply): 0 no changes, 2 changes, 1 error.
-
-mod cli;
-mod commands;
-mod progress;
-mod sims;
-mod stacks;
+//! The `stacks` binary: parses the command line and runs it (see the `stacks` library).
 
 use std::process::ExitCode;
 
@@ -20,12 +11,12 @@ fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    let cli = cli::Cli::parse();
+    let cli = stacks::cli::Cli::parse();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .expect("tokio runtime");
-    match rt.block_on(commands::run(cli)) {
+    match rt.block_on(stacks::commands::run(cli)) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
             eprintln!("error: {e:#}");

@@ -117,3 +117,70 @@ impl Homelab {
         env
     }
 }
+
+/// `stacks sim`: serves every simulator, seeded with the stacks' "before" worlds, until
+/// Ctrl-C or SIGTERM. The first stdout line is one JSON object describing them, with an
+/// `env` map that points the normal CLI (and other tools) at this world.
+pub async fn serve() -> anyhow::Result<()> {
+    use crate::stacks::homelab_ha::{DNS_HOST, DOMAIN, VIP};
+    let knobs = SimKnobs::from_env()?;
+    let homelab = Homelab::start(&knobs, &VIP.to_string(), &format!("{DNS_HOST}.{DOMAIN}")).await?;
+    let mut env = homelab.env();
+    let hetzner = Hetzner::start().await?;
+    env.extend(hetzner.env());
+    let info = serde_json::json!({
+        "hetzner": {
+            "endpoint": hetzner.handle.base_url,
+            "token": hetzner.handle.token,
+        },
+        "proxmox": {
+            "endpoint": homelab.proxmox.endpoint,
+            "token": homelab.proxmox.token,
+            "fingerprint": homelab.proxmox.fingerprint,
+            "apiserver_ca_file": homelab.ca_file(),
+        },
+        "pfsense": {
+            "url": homelab.pfsense.base_url,
+            "api_key": homelab.pfsense.api_key,
+            "fingerprint": homelab.pfsense.fingerprint,
+        },
+        "env": env,
+    });
+    println!("{info}");
+    eprintln!(
+        "cairn: simulators serving on loopback until Ctrl-C; the first stdout line holds their endpoints and the environment for `stacks diff`/`apply`/`drift`"
+    );
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        r = tokio::signal::ctrl_c() => r?,
+        _ = term.recv() => {}
+    }
+    Ok(())
+}
+
+/// The Hetzner Cloud simulator, seeded with the hetzner-k3s "before" world: the cluster as
+/// it was made by hand (no labels), without the `staging` record.
+pub struct Hetzner {
+    /// The running simulator.
+    pub handle: cairn_hetzner::sim::SimHandle,
+}
+
+impl Hetzner {
+    /// Starts it.
+    pub async fn start() -> anyhow::Result<Hetzner> {
+        let handle =
+            cairn_hetzner::sim::HetznerSim::start(cairn_hetzner::sim::SimConfig::default())
+                .await
+                .context("starting the Hetzner simulator")?;
+        Ok(Hetzner { handle })
+    }
+
+    /// Environment that points the normal CLI at this simulator.
+    pub fn env(&self) -> BTreeMap<String, String> {
+        [
+            ("HCLOUD_ENDPOINT".to_string(), self.handle.base_url.clone()),
+            ("HCLOUD_TOKEN".to_string(), self.handle.token.clone()),
+        ]
+        .into()
+    }
+}
