@@ -409,3 +409,35 @@ async fn owned_servers_dropped_from_the_stack_are_planned_for_deletion_and_delet
     assert_eq!(names(&st, "servers"), ["k3s-mgr"]);
     assert!(!plan(&stack, &providers).await.unwrap().plan.has_changes());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn checked_in_k3s_before_fixture_is_adopted_with_only_marker_changes() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/k3s-before.json");
+    if std::env::var("CAIRN_REGEN_FIXTURES").is_ok_and(|v| v == "1") {
+        let made = sim().await;
+        apply_all(&k3s_stack("k3s"), &providers(provider(&made))).await;
+        let mut world = made.dump_state();
+        strip_cairn_labels(&mut world);
+        std::fs::write(&path, serde_json::to_string_pretty(&world).unwrap() + "\n").unwrap();
+    }
+    let sim = cairn_hetzner::sim::HetznerSim::start(cairn_hetzner::sim::SimConfig {
+        fixture: Some(cairn_hetzner::sim::fixtures::k3s_before()),
+        action_time: std::time::Duration::from_millis(30),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let providers = providers(provider(&sim));
+    let planned = plan(&k3s_stack("k3s"), &providers).await.expect("plan");
+    assert_eq!(planned.plan.resource_changes.len(), 9);
+    for c in &planned.plan.resource_changes {
+        let paths: Vec<&str> = c.changes.iter().map(|f| f.path.as_str()).collect();
+        assert_eq!(
+            (c.action(), paths),
+            (Action::Update, vec!["(ownership marker)"]),
+            "{}",
+            c.address
+        );
+    }
+    assert_eq!(sim.counters().writes, 0);
+}

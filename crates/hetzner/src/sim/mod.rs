@@ -40,6 +40,7 @@ mod catalog;
 mod control;
 pub mod faults;
 mod firewalls;
+pub mod fixtures;
 pub mod http;
 mod keys;
 pub mod labels;
