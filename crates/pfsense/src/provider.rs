@@ -717,7 +717,25 @@ impl PfSenseProvider {
                 )
                 .with_code("POOL_NOT_FOUND")
             })?;
-        let checks = HaproxyBackend::has_checks(&backend::from_api(&raw).1);
+        let (_, pool_value, adv) = backend::from_api(&raw);
+        let checks = HaproxyBackend::has_checks(&pool_value);
+        // A pool of this stack that still manages its servers inline (a stack moving from
+        // inline servers to members) is switched to members, so servers dropped from the
+        // stack later are found and removed.
+        let owned_here = kinds::split_marker_comment(&adv)
+            .1
+            .is_some_and(|m| m.stack == change.marker.stack);
+        if owned_here && !adv.lines().any(|l| l.trim() == kinds::MEMBERS_COMMENT) {
+            let (id, _) = self
+                .find(HaproxyBackend::KIND, pool)
+                .await
+                .map_err(err)?
+                .ok_or_else(|| ProviderError::new(op, format!("pool {pool} vanished")))?;
+            let body =
+                json!({"id": id, "advanced_backend": format!("{adv}\n{}", kinds::MEMBERS_COMMENT)});
+            self.client.patch(BACKEND, &body).await.map_err(err)?;
+            self.client.apply(Subsystem::Haproxy).await.map_err(err)?;
+        }
         // The server as it is now, runtime drain/maint included.
         let prior = self.current_member(change.key).await.map_err(err)?;
         self.sync_servers(pool, &prior, std::slice::from_ref(desired), checks, op)
@@ -922,14 +940,18 @@ impl Provider for PfSenseProvider {
                 .list_members()
                 .await
                 .map_err(|e| e.into_provider(format!("observe {}", req.kind)))?;
+            let ours = |o: &Observed| o.marker.as_ref().is_some_and(|m| m.stack == req.stack);
             return Ok(all
                 .into_iter()
-                .filter(|(o, members_mode)| {
-                    req.keys.contains(&o.key)
-                        || (*members_mode
-                            && o.marker.as_ref().is_some_and(|m| m.stack == req.stack))
+                .filter(|(o, members_mode)| req.keys.contains(&o.key) || (*members_mode && ours(o)))
+                .map(|(mut o, members_mode)| {
+                    // A declared member of this stack's pool that still manages its servers
+                    // inline is not a member yet: adopting it switches the pool over.
+                    if !members_mode && ours(&o) {
+                        o.marker = None;
+                    }
+                    o
                 })
-                .map(|(o, _)| o)
                 .collect());
         }
         let all = self
@@ -1136,10 +1158,40 @@ mod tests {
                 "apply HAProxy",
             ]
         );
+        let members = json!({"name": "p", "check_type": "HTTP", "servers": null});
+        assert!(PfSenseProvider::pool_steps(Some(&before), Some(&members)).is_empty());
         let unchecked = json!({"name": "p", "check_type": "none", "servers": [{"name": "n", "status": "active"}]});
         assert_eq!(
             PfSenseProvider::pool_steps(None, Some(&unchecked)),
             ["create pool p without servers, apply HAProxy"]
+        );
+    }
+
+    #[test]
+    fn member_steps_show_the_move_and_a_plain_delete_of_a_disabled_member() {
+        let at = |port: u16, status: &str| {
+            json!({"pool": "p", "name": "m", "address": "10.0.0.1", "port": port,
+                   "ssl": false, "weight": 1, "status": status})
+        };
+        assert_eq!(
+            PfSenseProvider::member_steps(Some(&at(1, "active")), Some(&at(2, "active"))),
+            [
+                "move m from 10.0.0.1:1: drain, wait for no sessions, delete, apply HAProxy",
+                "add m at 10.0.0.1:2 disabled",
+                "apply HAProxy",
+                "gate: m health check passes (HAProxy runtime API, show servers state)",
+                "set m active, apply HAProxy, runtime state ready",
+            ]
+        );
+        assert_eq!(
+            PfSenseProvider::member_steps(Some(&at(1, "disabled")), None),
+            ["delete m", "apply HAProxy"]
+        );
+        let mut heavier = at(1, "active");
+        heavier["weight"] = json!(5);
+        assert!(
+            PfSenseProvider::member_steps(Some(&at(1, "active")), Some(&heavier)).is_empty(),
+            "a weight change is one in-place step"
         );
     }
 }

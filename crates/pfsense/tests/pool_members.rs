@@ -2,7 +2,8 @@
 //! through the simulator's HAProxy: servers join a pool one at a time, each behind its own
 //! gate, with the safe add and removal; a member that never gets ready fails naming itself
 //! while the pool keeps serving; hand-made servers are observed as unowned members; a pool
-//! with inline servers and members is refused at plan time.
+//! with inline servers and members is refused at plan time; a pool moving from inline
+//! servers to members hands its servers over untouched.
 
 mod common;
 
@@ -523,4 +524,72 @@ async fn inline_servers_and_members_of_one_pool_are_refused_at_plan_time_naming_
     );
     assert_eq!(sim.counters().writes, 0);
     assert!(sim.counters().requests.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pool_moving_from_inline_servers_to_members_hands_them_over_untouched() {
+    let sim = sim(95).await;
+    let providers = Providers::new().with(Arc::new(provider(&sim, Duration::from_secs(20))));
+    let servers = ["web-1", "web-2"];
+    let addr = |i: usize| ip(&format!("10.0.20.{}", 100 + i));
+    let inline = HaproxyBackend {
+        check_type: "none".into(),
+        ..HaproxyBackend::https_checked(POOL, "/", 1000)
+    }
+    .with_servers(
+        servers
+            .iter()
+            .enumerate()
+            .map(|(i, n)| BackendServer::new(n, addr(i), 8443))
+            .collect(),
+    );
+    let mut s = StackBuilder::new("homelab");
+    s.add(POOL, inline.clone());
+    let before = s.build().unwrap();
+    let planned = cairn_core::plan(&before, &providers).await.unwrap();
+    assert!(run(&before, &providers, &planned).await.success());
+
+    let with_members = |names: &[&str]| {
+        let mut s = StackBuilder::new("homelab");
+        let pool = s.add(POOL, inline.clone().servers_managed_as_members());
+        for (i, n) in names.iter().enumerate() {
+            s.add(
+                &format!("{POOL}/{n}"),
+                HaproxyPoolMember::new(pool.name(), n, addr(i), 8443),
+            );
+        }
+        s.build().unwrap()
+    };
+    let both = with_members(&servers);
+    let planned = cairn_core::plan(&both, &providers).await.unwrap();
+    for c in &planned.plan.resource_changes {
+        let want = if c.kind == HaproxyPoolMember::KIND {
+            Action::Update // adopted: the pool switches to members, servers untouched
+        } else {
+            Action::NoOp
+        };
+        assert_eq!(c.action(), want, "{c:#?}");
+    }
+    let report = run(&both, &providers, &planned).await;
+    assert!(report.success(), "{report:#?}");
+    let cfg = sim.haproxy_config();
+    assert!(
+        cfg.contains("web-1 ") && cfg.contains("web-2 ") && !cfg.contains("disabled"),
+        "{cfg}"
+    );
+    assert_second_plan_empty(&both, &providers).await;
+
+    // Now a member dropped from the stack is found and removed.
+    let one = with_members(&servers[..1]);
+    let planned = cairn_core::plan(&one, &providers).await.unwrap();
+    let dropped = planned
+        .plan
+        .change(&member_address("web-2"))
+        .expect("web-2 planned");
+    assert_eq!(dropped.action(), Action::Delete);
+    let report = run(&one, &providers, &planned).await;
+    assert!(report.success(), "{report:#?}");
+    let cfg = sim.haproxy_config();
+    assert!(cfg.contains("web-1 ") && !cfg.contains("web-2 "), "{cfg}");
+    assert_second_plan_empty(&one, &providers).await;
 }
