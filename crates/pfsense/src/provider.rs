@@ -95,6 +95,11 @@ impl PfSenseProvider {
         crate::gate::HaproxyServerUp::new(self.client.clone(), pool, server)
     }
 
+    /// The [`Self::server_up`] gate for a pool member (its pool name as in its key).
+    pub fn member_up(&self, member: &HaproxyPoolMember) -> crate::gate::HaproxyServerUp {
+        self.server_up(&member.pool_name(), &member.name)
+    }
+
     async fn list_kind(&self, kind: &str) -> Result<Vec<Observed>, ClientError> {
         if kind == HaproxyPoolMember::KIND {
             return Ok(self

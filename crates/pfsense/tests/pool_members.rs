@@ -66,7 +66,7 @@ fn stack(p: &PfSenseProvider, port: u16, members: &[M<'_>]) -> Stack {
         }
         previous_gate = Some(s.gate(
             &format!("{}-up", m.name),
-            p.server_up(POOL, m.name),
+            p.member_up(&HaproxyPoolMember::new(POOL, m.name, ip(m.addr), m.port)),
             GateTiming {
                 interval: Duration::from_millis(200),
                 timeout: Duration::from_secs(30),
@@ -232,7 +232,7 @@ async fn first_stage(
 async fn a_member_that_never_gets_ready_fails_naming_itself_and_the_pool_keeps_serving() {
     let sim = sim(91).await;
     let cert = SelfSigned::generate(&[]);
-    let p = provider(&sim, Duration::from_secs(2));
+    let p = provider(&sim, Duration::from_secs(30));
     let m1 = Backend::start(mapped(&sim, "10.0.20.100"), 0, Duration::ZERO, &cert).await;
     let never = Backend::start(
         mapped(&sim, "10.0.20.111"),
@@ -246,8 +246,11 @@ async fn a_member_that_never_gets_ready_fails_naming_itself_and_the_pool_keeps_s
         addr: "10.0.20.100",
         port: m1.addr.port(),
     };
-    let (providers, target, port) = first_stage(&sim, &p, &cert, &[first]).await;
+    let (_, target, port) = first_stage(&sim, &p, &cert, &[first]).await;
 
+    // From here on a server gets 3 s to pass its check.
+    let p = provider(&sim, Duration::from_secs(3));
+    let providers = Providers::new().with(Arc::new(p.clone()));
     let probes = ProbeLoop::start(target, cert.fingerprint.clone());
     let two = stack(
         &p,
