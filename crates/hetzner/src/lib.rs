@@ -32,8 +32,10 @@
 //!   message.
 //! - **Lists whose identity is a reference** (server `networks`, LB `targets` and
 //!   `private_net`, firewall `apply_to`, rrset `records`) are diffed positionally for now,
-//!   because the engine does not resolve references inside keyed-list keys; LB targets are
-//!   kept in declared order by the provider.
+//!   because the engine does not resolve references inside keyed-list keys. To keep that
+//!   honest the provider presents observed items in the declared order (resolving the
+//!   references to ids it has seen, or with one `name=` lookup), and changes them as sets,
+//!   so a different API order is neither a change nor a disruption.
 //! - Token from `HCLOUD_TOKEN`, endpoint from `HCLOUD_ENDPOINT`; the token is in no output,
 //!   `Debug` or error. With `CAIRN_LOOPBACK_ONLY=1` a non-loopback endpoint is refused.
 

@@ -33,6 +33,10 @@ const RECONVERGE: &[&str] = &[
 pub struct HetznerProvider {
     client: Arc<Client>,
     declared: Mutex<HashMap<(String, String), Value>>,
+    /// Declared address → (kind, key), from `validate`.
+    addresses: Mutex<HashMap<String, (String, String)>>,
+    /// (kind, key) → id, from every observation and change.
+    ids: Mutex<HashMap<(String, String), u64>>,
     concurrency: usize,
 }
 
@@ -72,6 +76,8 @@ impl HetznerProvider {
         Ok(HetznerProvider {
             client: Arc::new(Client::new(cfg)?),
             declared: Mutex::new(HashMap::new()),
+            addresses: Mutex::new(HashMap::new()),
+            ids: Mutex::new(HashMap::new()),
             concurrency: 8,
         })
     }
@@ -143,6 +149,9 @@ impl HetznerProvider {
                 .unwrap_or_else(|p| p.into_inner())
                 .insert((kind.to_string(), key.clone()), d.clone());
         }
+        if let Some(id) = api["id"].as_u64() {
+            lock(&self.ids).insert((kind.to_string(), key.clone()), id);
+        }
         let declared = self.declared_spec(kind, &key);
         let (_, marker, _) = split_labels(&api["labels"]);
         Observed {
@@ -150,6 +159,71 @@ impl HetznerProvider {
             value: (ops.observe)(api, declared.as_ref()),
             marker,
             uses: Vec::new(),
+        }
+    }
+
+    /// The id a declared reference (`{"$ref": …attr "id"}`) or literal id stands for.
+    async fn resolve_id(&self, raw: &RawRef) -> Option<u64> {
+        if raw.attr != "id" {
+            return None;
+        }
+        let (kind, key) = lock(&self.addresses).get(&raw.address.0).cloned()?;
+        if let Some(id) = lock(&self.ids).get(&(kind.clone(), key.clone())) {
+            return Some(*id);
+        }
+        let ops = ops_for(&kind)?;
+        let found = self.find_by_name(ops, &key).await.ok().flatten()?;
+        let id = found["id"].as_u64()?;
+        lock(&self.ids).insert((kind, key), id);
+        Some(id)
+    }
+
+    /// Puts observed list items whose identities are references (LB targets, firewall
+    /// `apply_to`, server networks) in the declared order, so the engine's positional diff
+    /// compares like with like. Items not declared keep their API order at the end.
+    async fn reorder(&self, kind: &str, o: &mut Observed) {
+        let Some(declared) = self.declared_spec(kind, &o.key) else {
+            return;
+        };
+        for (list, key) in crate::kinds::ref_lists(kind) {
+            let (Some(d_items), Some(o_items)) =
+                (declared[*list].as_array(), o.value[*list].as_array())
+            else {
+                continue;
+            };
+            if o_items.len() < 2 {
+                continue;
+            }
+            let mut resolved: HashMap<RawRef, Value> = HashMap::new();
+            for d in d_items {
+                for (_, r) in cairn_core::value::collect_refs(d) {
+                    if let std::collections::hash_map::Entry::Vacant(e) = resolved.entry(r.clone())
+                        && let Some(id) = self.resolve_id(&r).await
+                    {
+                        e.insert(id.into());
+                    }
+                }
+            }
+            let want: Vec<String> = d_items
+                .iter()
+                .map(|d| {
+                    let mut d = d.clone();
+                    cairn_core::value::substitute_refs(&mut d, &|r| resolved.get(r).cloned());
+                    cairn_core::diff::item_key(&d, key)
+                })
+                .collect();
+            let mut rest: Vec<Value> = o_items.clone();
+            let mut ordered = Vec::with_capacity(rest.len());
+            for k in &want {
+                if let Some(pos) = rest
+                    .iter()
+                    .position(|x| cairn_core::diff::item_key(x, key) == *k)
+                {
+                    ordered.push(rest.remove(pos));
+                }
+            }
+            ordered.extend(rest);
+            o.value[*list] = Value::Array(ordered);
         }
     }
 
@@ -300,10 +374,14 @@ impl Provider for HetznerProvider {
                     .filter(|o| o["name"].as_str().is_some_and(|n| wanted.contains(n))),
             );
         }
-        Ok(found
+        let mut out: Vec<Observed> = found
             .iter()
             .map(|api| self.to_observed(req.kind, ops, api, None))
-            .collect())
+            .collect();
+        for o in &mut out {
+            self.reorder(req.kind, o).await;
+        }
+        Ok(out)
     }
 
     async fn create(&self, change: Change<'_>) -> Result<Value, ProviderError> {
@@ -323,9 +401,11 @@ impl Provider for HetznerProvider {
             .create_kind(ops, &change, desired)
             .await
             .map_err(|e| perr(op(), e))?;
-        Ok(self
-            .to_observed(change.kind, ops, &api, Some(desired))
-            .value)
+        {
+            let mut o = self.to_observed(change.kind, ops, &api, Some(desired));
+            self.reorder(change.kind, &mut o).await;
+            Ok(o.value)
+        }
     }
 
     async fn update(&self, change: Change<'_>) -> Result<Value, ProviderError> {
@@ -354,9 +434,11 @@ impl Provider for HetznerProvider {
             .converge(ops, id, desired, &labels)
             .await
             .map_err(|e| perr(op(), e))?;
-        Ok(self
-            .to_observed(change.kind, ops, &api, Some(desired))
-            .value)
+        {
+            let mut o = self.to_observed(change.kind, ops, &api, Some(desired));
+            self.reorder(change.kind, &mut o).await;
+            Ok(o.value)
+        }
     }
 
     async fn delete(&self, change: Change<'_>) -> Result<(), ProviderError> {
@@ -395,12 +477,18 @@ impl Provider for HetznerProvider {
     fn validate(&self, declared: &[Declared<'_>]) -> Vec<Diagnostic> {
         {
             let mut cache = self.declared.lock().unwrap_or_else(|p| p.into_inner());
+            let mut addrs = lock(&self.addresses);
             for d in declared {
                 cache.insert((d.kind.to_string(), d.key.to_string()), d.spec.clone());
+                addrs.insert(d.address.0.clone(), (d.kind.to_string(), d.key.to_string()));
             }
         }
         crate::validate::cross_check(declared)
     }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// Re-exported for the validation module.

@@ -441,3 +441,50 @@ async fn checked_in_k3s_before_fixture_is_adopted_with_only_marker_changes() {
     }
     assert_eq!(sim.counters().writes, 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hand_made_lb_with_targets_in_another_order_is_adopted_without_touching_targets() {
+    let mut world = cairn_hetzner::sim::fixtures::k3s_before();
+    for lb in world["objects"]["load_balancers"]
+        .as_object_mut()
+        .unwrap()
+        .values_mut()
+    {
+        lb["targets"].as_array_mut().unwrap().reverse();
+    }
+    let sim = cairn_hetzner::sim::HetznerSim::start(cairn_hetzner::sim::SimConfig {
+        fixture: Some(world),
+        action_time: std::time::Duration::from_millis(30),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let providers = providers(provider(&sim));
+    let stack = k3s_stack("k3s");
+    let planned = plan(&stack, &providers).await.expect("plan");
+    let lb = planned.plan.change("hetzner_load_balancer.k3s-lb").unwrap();
+    let paths: Vec<&str> = lb.changes.iter().map(|f| f.path.as_str()).collect();
+    assert_eq!(
+        paths,
+        ["(ownership marker)"],
+        "target order is not a change"
+    );
+    let report = apply(
+        &stack,
+        &providers,
+        &planned,
+        ApplyOptions::default(),
+        Arc::new(cairn_core::apply::NoProgress),
+    )
+    .await;
+    assert!(report.success(), "{report:#?}");
+    let c = sim.counters();
+    assert_eq!(
+        c.matching("POST /v1/load_balancers/{id}/actions/remove_target")
+            + c.matching("POST /v1/load_balancers/{id}/actions/add_target"),
+        0,
+        "{:?}",
+        c.by_route
+    );
+    assert!(!plan(&stack, &providers).await.unwrap().plan.has_changes());
+}

@@ -70,7 +70,7 @@ pub struct Firewall {
     pub apply_to: Vec<ApplyTo>,
 }
 
-const APPLY_KEY: &[&str] = &["type", "server.id", "label_selector.selector"];
+pub(crate) const APPLY_KEY: &[&str] = &["type", "server.id", "label_selector.selector"];
 
 fn valid_port(p: &str) -> bool {
     let ok = |s: &str| s.parse::<u32>().is_ok_and(|n| (1..=65535).contains(&n));

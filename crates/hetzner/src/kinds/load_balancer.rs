@@ -187,7 +187,7 @@ pub struct LoadBalancer {
     pub targets: Vec<Target>,
 }
 
-const TARGET_KEY: &[&str] = &["type", "server.id", "label_selector.selector", "ip.ip"];
+pub(crate) const TARGET_KEY: &[&str] = &["type", "server.id", "label_selector.selector", "ip.ip"];
 
 impl Resource for LoadBalancer {
     const KIND: &'static str = "hetzner_load_balancer";
@@ -206,9 +206,9 @@ impl Resource for LoadBalancer {
                     path: "services",
                     key: &["listen_port"],
                 },
-                // `targets` and `private_net` are positional (kept in declared order by
-                // converge): their identities are usually references, which the engine does
-                // not resolve inside keyed list keys yet.
+                // `targets` and `private_net` are positional (the provider observes them in
+                // declared order): their identities are usually references, which the engine
+                // does not resolve inside keyed list keys yet.
             ],
             ..Schema::default()
         }
@@ -443,27 +443,21 @@ async fn converge(ops: &Ops<'_>, cur: &Value, d: &Value, labels: Value) -> Resul
     let have_t: Vec<Value> = arr(&cur["targets"]).iter().map(target_of).collect();
     let want_t = arr(&d["targets"]);
     let pip = |t: &Value| t["use_private_ip"].as_bool().unwrap_or(false);
-    // Targets are diffed positionally (see the schema), so the API's order must end up the
-    // declared order. Targets can only be appended, so the longest prefix already in place is
-    // kept and every wanted target after it is removed and re-added in order.
-    // TODO: once the engine resolves references inside keyed-list keys, make `targets` keyed
-    // again and drop this reordering.
-    let wanted: Vec<String> = want_t.iter().map(target_key).collect();
-    let have_keys: Vec<String> = have_t.iter().map(target_key).collect();
-    let prefix = have_keys
-        .iter()
-        .zip(&wanted)
-        .take_while(|(h, w)| h == w)
-        .count();
-    let mut have_t = have_t;
-    for (i, h) in have_t.clone().iter().enumerate() {
+    // Targets are a set here; the provider presents them in declared order when observing.
+    for h in &have_t {
         let w = want_t.iter().find(|w| target_key(w) == target_key(h));
-        let flip = w.is_some_and(|w| h["type"] != "ip" && pip(w) != pip(h));
-        if w.is_none() || i >= prefix || flip {
+        if w.is_none() || w.is_some_and(|w| h["type"] != "ip" && pip(w) != pip(h)) {
             ops.post(&act("remove_target"), target_body(h)).await?;
-            have_t.retain(|x| target_key(x) != target_key(h));
         }
     }
+    let have_t: Vec<Value> = have_t
+        .into_iter()
+        .filter(|h| {
+            want_t
+                .iter()
+                .any(|w| target_key(w) == target_key(h) && (h["type"] == "ip" || pip(w) == pip(h)))
+        })
+        .collect();
     let have_s = arr(&cur["services"]);
     let want_s = arr(&d["services"]);
     for h in &have_s {

@@ -227,3 +227,17 @@ pub fn typed<T: serde::Serialize + serde::de::DeserializeOwned>(
         .map_err(|e| ApiError::Config(format!("request body does not fit {name}: {e}")))?;
     serde_json::to_value(t).map_err(|e| ApiError::Config(format!("cannot serialise {name}: {e}")))
 }
+
+/// Lists whose item identities are usually references, with their identity fields: the
+/// provider keeps them in declared order when observing.
+pub fn ref_lists(kind: &str) -> &'static [(&'static str, &'static [&'static str])] {
+    match kind {
+        "hetzner_load_balancer" => &[
+            ("targets", load_balancer::TARGET_KEY),
+            ("private_net", &["network"]),
+        ],
+        "hetzner_firewall" => &[("apply_to", firewall::APPLY_KEY)],
+        "hetzner_server" => &[("networks", &["network"])],
+        _ => &[],
+    }
+}

@@ -291,20 +291,19 @@ pub(crate) async fn rrset_update(
             if cur["labels"] != labels {
                 ops.put(&path(d), json!({"labels": labels})).await?;
             }
-            let mut have: Vec<String> = cur["records"]
+            let have: Vec<String> = cur["records"]
                 .as_array()
                 .into_iter()
                 .flatten()
                 .map(|r| format!("{}|{}", r["value"], r["comment"]))
                 .collect();
-            let mut want: Vec<String> = records_body(d)
+            let want: Vec<String> = records_body(d)
                 .as_array()
                 .into_iter()
                 .flatten()
                 .map(|r| format!("{}|{}", r["value"], r["comment"]))
                 .collect();
-            have.sort();
-            want.sort();
+            // Ordered: `records` is diffed positionally, and set_records writes the declared order.
             if have != want {
                 ops.post(
                     &format!("{}/actions/set_records", path(d)),
