@@ -708,7 +708,7 @@ impl PfSenseProvider {
             .ok_or_else(|| ProviderError::new(op, "no desired value"))?;
         let err = |e: ClientError| e.into_provider(op);
         let pool = desired["pool"].as_str().unwrap_or("");
-        let (_, raw) = self
+        let (pool_id, raw) = self
             .find(HaproxyBackend::KIND, pool)
             .await
             .map_err(err)?
@@ -731,13 +731,9 @@ impl PfSenseProvider {
             .1
             .is_some_and(|m| m.stack == change.marker.stack);
         if owned_here && !adv.lines().any(|l| l.trim() == kinds::MEMBERS_COMMENT) {
-            let (id, _) = self
-                .find(HaproxyBackend::KIND, pool)
-                .await
-                .map_err(err)?
-                .ok_or_else(|| ProviderError::new(op, format!("pool {pool} vanished")))?;
-            let body =
-                json!({"id": id, "advanced_backend": format!("{adv}\n{}", kinds::MEMBERS_COMMENT)});
+            // No write since the lookup, so its id still holds.
+            let adv = format!("{adv}\n{}", kinds::MEMBERS_COMMENT);
+            let body = json!({"id": pool_id, "advanced_backend": adv});
             self.client.patch(BACKEND, &body).await.map_err(err)?;
             self.client.apply(Subsystem::Haproxy).await.map_err(err)?;
         }
