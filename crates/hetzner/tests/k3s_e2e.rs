@@ -59,7 +59,16 @@ async fn k3s_world_is_created_from_nothing_and_the_second_plan_is_empty() {
         "{:#?}",
         first.plan.resource_changes
     );
+    sim.reset_counters();
     let again = plan(&stack, &providers).await.expect("second plan");
+    let c = sim.counters();
+    // One labelled list per kind (rrsets: owned zones + that zone's rrsets), nothing per object.
+    assert!(
+        c.total <= 7,
+        "a no-op plan took {} requests: {:?}",
+        c.total,
+        c.by_route
+    );
     assert!(
         !again.plan.has_changes(),
         "second plan not empty: {:#?}",
