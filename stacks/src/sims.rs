@@ -61,12 +61,21 @@ pub struct Homelab {
     pub pfsense: cairn_pfsense::sim::SimHandle,
     /// Holds the apiserver CA file.
     dir: tempfile::TempDir,
+    addr_map: String,
 }
 
 impl Homelab {
     /// Starts both, with fake apiservers on running VMs whose certificates carry the VIP.
-    pub async fn start(knobs: &SimKnobs, vip: &str, dns_name: &str) -> anyhow::Result<Homelab> {
-        let addr_map: AddrMap = SIM_ADDR_MAP.parse()?;
+    /// `addr_map` says where the data plane lives on loopback ([`SIM_ADDR_MAP`] by default;
+    /// worlds that run side by side need disjoint maps).
+    pub async fn start(
+        knobs: &SimKnobs,
+        vip: &str,
+        dns_name: &str,
+        addr_map: &str,
+    ) -> anyhow::Result<Homelab> {
+        let map_text = addr_map.to_string();
+        let addr_map: AddrMap = addr_map.parse()?;
         let proxmox = cairn_proxmox::sim::ProxmoxSim::start(cairn_proxmox::sim::SimConfig {
             apiserver: Some(cairn_proxmox::sim::ApiserverConfig {
                 addr_map: addr_map.clone(),
@@ -94,6 +103,7 @@ impl Homelab {
             proxmox,
             pfsense,
             dir,
+            addr_map: map_text,
         })
     }
 
@@ -112,7 +122,7 @@ impl Homelab {
             .collect();
         env.extend(self.pfsense.env());
         env.insert(K8S_CA_FILE_ENV.into(), self.ca_file().display().to_string());
-        env.insert(ADDR_MAP_ENV.into(), SIM_ADDR_MAP.into());
+        env.insert(ADDR_MAP_ENV.into(), self.addr_map.clone());
         env.insert(LOOPBACK_ONLY_ENV.into(), "1".into());
         env
     }
@@ -124,7 +134,14 @@ impl Homelab {
 pub async fn serve() -> anyhow::Result<()> {
     use crate::stacks::homelab_ha::{DNS_HOST, DOMAIN, VIP};
     let knobs = SimKnobs::from_env()?;
-    let homelab = Homelab::start(&knobs, &VIP.to_string(), &format!("{DNS_HOST}.{DOMAIN}")).await?;
+    let map = std::env::var(ADDR_MAP_ENV).unwrap_or_else(|_| SIM_ADDR_MAP.to_string());
+    let homelab = Homelab::start(
+        &knobs,
+        &VIP.to_string(),
+        &format!("{DNS_HOST}.{DOMAIN}"),
+        &map,
+    )
+    .await?;
     let mut env = homelab.env();
     let hetzner = Hetzner::start().await?;
     env.extend(hetzner.env());

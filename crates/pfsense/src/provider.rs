@@ -573,17 +573,21 @@ impl PfSenseProvider {
             failed = self.wait_checks(pool, &gated).await;
             let passed: Vec<&String> = gated.iter().filter(|n| !failed.contains(n)).collect();
 
-            // 3. Enable the ready ones: config active (the drain state survives the reload
-            //    through the state file), then runtime ready.
+            // 3. Enable the ready ones: runtime ready first, then config active and reload.
+            //    The state file saved before the reload carries "ready" into the new
+            //    process, so old and new processes agree. (Config first, runtime second
+            //    left the still-accepting old process with the server drained for a moment
+            //    after the reload: with no other server in the pool, its connections were
+            //    closed.)
+            for name in &passed {
+                self.runtime_set(pool, name, "ready").await.map_err(err)?;
+            }
             for name in &passed {
                 let st = status(&after[*name]);
                 self.patch_server(pool, &after[*name], &st, op).await?;
             }
             if !passed.is_empty() {
                 self.client.apply(Subsystem::Haproxy).await.map_err(err)?;
-                for name in &passed {
-                    self.runtime_set(pool, name, "ready").await.map_err(err)?;
-                }
             }
         }
         if !failed.is_empty() {

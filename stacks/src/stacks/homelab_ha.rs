@@ -222,6 +222,7 @@ async fn load(target: Target) -> anyhow::Result<Loaded> {
                 &SimKnobs::from_env()?,
                 &VIP.to_string(),
                 &format!("{DNS_HOST}.{DOMAIN}"),
+                crate::sims::SIM_ADDR_MAP,
             )
             .await?;
             let dialer = Dialer::new(crate::sims::SIM_ADDR_MAP.parse()?, true);
