@@ -183,12 +183,21 @@ pub struct Hetzner {
 }
 
 impl Hetzner {
-    /// Starts it.
+    /// Starts it, seeded with the "before" world.
     pub async fn start() -> anyhow::Result<Hetzner> {
-        let handle =
-            cairn_hetzner::sim::HetznerSim::start(cairn_hetzner::sim::SimConfig::default())
-                .await
-                .context("starting the Hetzner simulator")?;
+        let fixture: serde_json::Value =
+            serde_json::from_str(HETZNER_K3S_BEFORE).context("the hetzner-k3s fixture is JSON")?;
+        Self::start_with(Some(fixture)).await
+    }
+
+    /// Starts it with the given state (`None`: an empty project).
+    pub async fn start_with(fixture: Option<serde_json::Value>) -> anyhow::Result<Hetzner> {
+        let handle = cairn_hetzner::sim::HetznerSim::start(cairn_hetzner::sim::SimConfig {
+            fixture,
+            ..Default::default()
+        })
+        .await
+        .context("starting the Hetzner simulator")?;
         Ok(Hetzner { handle })
     }
 
@@ -199,5 +208,51 @@ impl Hetzner {
             ("HCLOUD_TOKEN".to_string(), self.handle.token.clone()),
         ]
         .into()
+    }
+}
+
+/// The hetzner-k3s "before" world (simulator state JSON): the cluster as it was made by hand —
+/// no cairn labels, and no `staging` record. Regenerate with [`make_hetzner_k3s_before`].
+pub const HETZNER_K3S_BEFORE: &str = include_str!("../fixtures/hetzner-k3s-before.json");
+
+/// Builds the "before" world: applies the stack without `staging` to an empty simulator, then
+/// strips every label cairn wrote, as if a person had clicked it together.
+pub async fn make_hetzner_k3s_before() -> anyhow::Result<serde_json::Value> {
+    use std::sync::Arc;
+
+    use crate::stacks::hetzner_k3s;
+    let sim = Hetzner::start_with(None).await?;
+    let provider = hetzner_k3s::provider_for(&sim.handle.base_url, &sim.handle.token)?;
+    let providers = cairn_core::Providers::new().with(Arc::new(provider));
+    let stack = hetzner_k3s::build(false)?;
+    let planned = cairn_core::plan(&stack, &providers).await?;
+    let report = cairn_core::apply(
+        &stack,
+        &providers,
+        &planned,
+        Default::default(),
+        Arc::new(cairn_core::apply::NoProgress),
+    )
+    .await;
+    anyhow::ensure!(
+        report.success(),
+        "building the before world failed: {report:?}"
+    );
+    let mut state = sim.handle.dump_state();
+    strip_cairn_labels(&mut state);
+    Ok(state)
+}
+
+/// Removes every `cairn.dev/…` label anywhere in a JSON document.
+fn strip_cairn_labels(v: &mut serde_json::Value) {
+    match v {
+        serde_json::Value::Object(m) => {
+            if let Some(serde_json::Value::Object(labels)) = m.get_mut("labels") {
+                labels.retain(|k, _| !k.starts_with("cairn.dev/"));
+            }
+            m.values_mut().for_each(strip_cairn_labels);
+        }
+        serde_json::Value::Array(a) => a.iter_mut().for_each(strip_cairn_labels),
+        _ => {}
     }
 }

@@ -1,5 +1,6 @@
 //! The stacks this binary knows, and how each is wired to its providers and targets.
 
+pub mod hetzner_k3s;
 pub mod homelab_ha;
 
 use std::any::Any;
@@ -43,5 +44,5 @@ pub struct StackDef {
 
 /// Every stack, in the order `diff` shows them.
 pub fn all() -> Vec<StackDef> {
-    vec![homelab_ha::DEF]
+    vec![hetzner_k3s::DEF, homelab_ha::DEF]
 }
