@@ -1,0 +1,222 @@
+//! `stacks sim` as a persistent local world: its environment makes the dialer refuse any
+//! non-loopback address, and an apply killed midway converges when run again, with no
+//! duplicate VM, server or pool member.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use cairn_core::gate::{HttpProbe, Probe};
+use cairn_core::net::{ADDR_MAP_ENV, Dialer, LOOPBACK_ONLY_ENV};
+use cairn_core::tls::{TlsTrust, client_config};
+
+/// A running `stacks sim`, killed on drop.
+struct Sim {
+    child: Child,
+    info: serde_json::Value,
+}
+
+impl Drop for Sim {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Sim {
+    /// Starts `stacks sim` on its own loopback range.
+    fn start(map: &str) -> Sim {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_stacks"))
+            .arg("sim")
+            .env(ADDR_MAP_ENV, map)
+            .env("CAIRN_SIM_APISERVER_BOOT_MS", "1500")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let info = serde_json::from_str(&line)
+            .unwrap_or_else(|e| panic!("first line is not JSON ({e}): {line:?}"));
+        Sim { child, info }
+    }
+
+    fn env(&self) -> BTreeMap<String, String> {
+        self.info["env"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_string()))
+            .collect()
+    }
+
+    fn stacks(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_stacks"));
+        cmd.args(args)
+            .envs(self.env())
+            .env("NO_COLOR", "1")
+            .env("CAIRN_GATE_TIMEOUT_SECS", "60")
+            .env_remove("CI");
+        cmd
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sim_environment_makes_the_dialer_refuse_unmapped_addresses_without_sending() {
+    let sim = Sim::start("10.0.0.0/16=127.45.0.0/16");
+    let env = sim.env();
+    assert_eq!(env[LOOPBACK_ONLY_ENV], "1");
+    let dialer = Dialer::new(
+        env[ADDR_MAP_ENV].parse().unwrap(),
+        env[LOOPBACK_ONLY_ENV] == "1",
+    );
+    // Mapped: the VIP is dialled on loopback.
+    assert_eq!(
+        dialer.resolve("10.0.20.99", 6443).unwrap().to_string(),
+        "127.45.20.99:6443"
+    );
+    // Unmapped private and public addresses are refused before any connection attempt.
+    let probe = HttpProbe::get("https://192.168.1.10:6443/readyz", dialer.clone())
+        .trust(TlsTrust::Insecure);
+    let started = Instant::now();
+    let err = probe.check().await.unwrap_err();
+    assert!(err.contains("not a loopback address"), "{err}");
+    assert!(
+        started.elapsed() < Duration::from_millis(100),
+        "refusal must not wait on a network"
+    );
+    assert!(dialer.resolve("203.0.113.9", 443).is_err());
+    assert!(
+        dialer.resolve("10.1.0.1", 443).is_err(),
+        "10.1/16 is outside this world's map"
+    );
+}
+
+/// Lists objects through the simulators' own APIs.
+async fn get(url: &str, auth: (&str, String), fingerprint: Option<&str>) -> serde_json::Value {
+    let mut b = reqwest::Client::builder();
+    if let Some(fp) = fingerprint {
+        b = b.use_preconfigured_tls(client_config(&TlsTrust::Fingerprint(fp.into())).unwrap());
+    }
+    b.build()
+        .unwrap()
+        .get(url)
+        .header(auth.0, auth.1)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn apply_killed_midway_converges_on_the_next_run_without_duplicates() {
+    let sim = Sim::start("10.0.0.0/16=127.46.0.0/16");
+    let mut first = sim
+        .stacks(&["apply", "--yes"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut seen = Vec::new();
+    for line in BufReader::new(first.stderr.take().unwrap()).lines() {
+        let line = line.unwrap();
+        seen.push(line.clone());
+        // Midway: the cutover reached the new masters.
+        if line.contains("create proxmox_vm.k8s-master-2") {
+            break;
+        }
+    }
+    first.kill().unwrap();
+    first.wait().unwrap();
+    assert!(
+        seen.iter()
+            .any(|l| l.contains("create proxmox_vm.k8s-master-2")),
+        "apply never got midway: {seen:#?}"
+    );
+
+    let second = sim.stacks(&["apply", "--yes"]).output().unwrap();
+    assert_eq!(
+        second.status.code(),
+        Some(0),
+        "{}\n{}",
+        String::from_utf8_lossy(&second.stdout),
+        String::from_utf8_lossy(&second.stderr)
+    );
+    let diff = sim.stacks(&["diff"]).output().unwrap();
+    assert_eq!(
+        diff.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&diff.stdout)
+    );
+
+    let px = &sim.info["proxmox"];
+    let vms = get(
+        &format!(
+            "{}/api2/json/cluster/resources?type=vm",
+            px["endpoint"].as_str().unwrap()
+        ),
+        (
+            "Authorization",
+            format!("PVEAPIToken={}", px["token"].as_str().unwrap()),
+        ),
+        px["fingerprint"].as_str(),
+    )
+    .await;
+    for name in ["k8s-master", "k8s-master-2", "k8s-master-3"] {
+        let n = vms["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|v| v["name"] == name)
+            .count();
+        assert_eq!(n, 1, "{n} VMs named {name}");
+    }
+    let pf = &sim.info["pfsense"];
+    let pools = get(
+        &format!(
+            "{}/api/v2/services/haproxy/backends",
+            pf["url"].as_str().unwrap()
+        ),
+        ("X-API-Key", pf["api_key"].as_str().unwrap().to_string()),
+        pf["fingerprint"].as_str(),
+    )
+    .await;
+    let pool = pools["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["name"] == "apiserver_nodes")
+        .expect("pool exists");
+    let mut names: Vec<&str> = pool["servers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["k8s-master", "k8s-master-2", "k8s-master-3"]);
+    let hz = &sim.info["hetzner"];
+    let servers = get(
+        &format!("{}/servers?per_page=50", hz["endpoint"].as_str().unwrap()),
+        (
+            "Authorization",
+            format!("Bearer {}", hz["token"].as_str().unwrap()),
+        ),
+        None,
+    )
+    .await;
+    let mut names: Vec<&str> = servers["servers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["k3s-mgr", "k3s-w1", "k3s-w2"]);
+}
