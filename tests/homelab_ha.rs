@@ -96,8 +96,12 @@ fn vip_probe(w: &World) -> HttpProbe {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cutover_never_drops_a_probe_and_flips_dns_only_after_the_vip_serves() {
     let w = world(41, Vec::new()).await;
-    let stack =
-        homelab_ha::build(&params(2, Duration::from_secs(60)), &w.dialer, &w.trust).unwrap();
+    let stack = homelab_ha::build(
+        &params(2, Duration::from_secs(60)),
+        &w.dialer,
+        Some(&w.trust),
+    )
+    .unwrap();
     let planned = plan(&stack, &w.providers).await.unwrap();
     assert_eq!(
         planned.plan.summary_line(),
@@ -173,7 +177,12 @@ async fn cutover_never_drops_a_probe_and_flips_dns_only_after_the_vip_serves() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_master_that_never_becomes_ready_stops_its_branch_while_the_vip_keeps_serving() {
     let w = world(42, vec![206]).await;
-    let stack = homelab_ha::build(&params(2, Duration::from_secs(4)), &w.dialer, &w.trust).unwrap();
+    let stack = homelab_ha::build(
+        &params(2, Duration::from_secs(4)),
+        &w.dialer,
+        Some(&w.trust),
+    )
+    .unwrap();
     let planned = plan(&stack, &w.providers).await.unwrap();
     let probes = ProbeLoop::start(vip_probe(&w), Duration::from_millis(25));
     let progress = Arc::new(Recorder::default());
@@ -235,8 +244,12 @@ async fn a_master_that_never_becomes_ready_stops_its_branch_while_the_vip_keeps_
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn thirty_two_gib_masters_are_refused_with_the_numbers_and_nothing_is_written() {
     let w = world(43, Vec::new()).await;
-    let stack =
-        homelab_ha::build(&params(32, Duration::from_secs(4)), &w.dialer, &w.trust).unwrap();
+    let stack = homelab_ha::build(
+        &params(32, Duration::from_secs(4)),
+        &w.dialer,
+        Some(&w.trust),
+    )
+    .unwrap();
     let err = plan(&stack, &w.providers)
         .await
         .err()
@@ -251,7 +264,12 @@ async fn thirty_two_gib_masters_are_refused_with_the_numbers_and_nothing_is_writ
     assert_eq!(w.sims.proxmox.writes(), 0, "Proxmox saw a write");
     assert_eq!(w.sims.pfsense.counters().writes, 0, "pfSense saw a write");
     // The right-sized default passes the same check.
-    let ok = homelab_ha::build(&params(2, Duration::from_secs(4)), &w.dialer, &w.trust).unwrap();
+    let ok = homelab_ha::build(
+        &params(2, Duration::from_secs(4)),
+        &w.dialer,
+        Some(&w.trust),
+    )
+    .unwrap();
     let planned = plan(&ok, &w.providers).await.unwrap();
     assert!(planned.plan.checks.iter().all(|c| c.passed));
     assert!(

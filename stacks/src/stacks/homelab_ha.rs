@@ -114,11 +114,17 @@ fn readyz(
     ip: Ipv4Addr,
     p: &Params,
     dialer: &Dialer,
-    trust: &TlsTrust,
+    trust: Option<&TlsTrust>,
 ) -> (String, HttpProbe, GateTiming) {
     (
         name.to_string(),
-        HttpProbe::get(&format!("https://{ip}:{PORT}/readyz"), dialer.clone()).trust(trust.clone()),
+        {
+            let probe = HttpProbe::get(&format!("https://{ip}:{PORT}/readyz"), dialer.clone());
+            match trust {
+                Some(t) => probe.trust(t.clone()),
+                None => probe,
+            }
+        },
         GateTiming {
             interval: p.gate_interval,
             timeout: p.gate_timeout,
@@ -126,8 +132,9 @@ fn readyz(
     )
 }
 
-/// Declares the stack. `trust` is how gates verify the apiservers (the cluster CA).
-pub fn build(p: &Params, dialer: &Dialer, trust: &TlsTrust) -> anyhow::Result<Stack> {
+/// Declares the stack. `trust` is how gates verify the apiservers (the cluster CA); without
+/// it the plan is still made (drift needs no gate), but a gate that runs fails saying so.
+pub fn build(p: &Params, dialer: &Dialer, trust: Option<&TlsTrust>) -> anyhow::Result<Stack> {
     let mut s = StackBuilder::new("homelab-ha");
 
     // pfSense: the VIP, the pool with only the existing master, the frontend.
@@ -244,7 +251,7 @@ async fn load(target: Target) -> anyhow::Result<Loaded> {
                 Default::default(),
             );
             Ok(Loaded {
-                stack: build(&params, &dialer, &trust)?,
+                stack: build(&params, &dialer, Some(&trust))?,
                 providers: Providers::new()
                     .with(Arc::new(proxmox))
                     .with(Arc::new(pfsense)),
@@ -252,15 +259,19 @@ async fn load(target: Target) -> anyhow::Result<Loaded> {
             })
         }
         Target::Real => {
-            let ca = std::env::var_os(K8S_CA_FILE_ENV).with_context(|| {
-                format!("set {K8S_CA_FILE_ENV} to the cluster CA (e.g. /etc/kubernetes/pki/ca.crt) so the readiness gates can verify the apiservers")
-            })?;
+            // Only gates need the cluster CA; a read-only drift check runs without it.
+            let ca = std::env::var_os(K8S_CA_FILE_ENV).map(|p| TlsTrust::CaFile(p.into()));
+            if ca.is_none() {
+                tracing::info!(
+                    "{K8S_CA_FILE_ENV} is not set: readiness gates will fail if an apply needs them"
+                );
+            }
             let dialer = Dialer::from_env()?;
             let proxmox =
                 ProxmoxProvider::new(PveClient::new(cairn_proxmox::ClientConfig::from_env()?)?);
             let pfsense = PfSenseProvider::from_env()?;
             Ok(Loaded {
-                stack: build(&params, &dialer, &TlsTrust::CaFile(ca.into()))?,
+                stack: build(&params, &dialer, ca.as_ref())?,
                 providers: Providers::new()
                     .with(Arc::new(proxmox))
                     .with(Arc::new(pfsense)),

@@ -141,7 +141,7 @@ impl Probe for HttpProbe {
             let trust = self
                 .trust
                 .as_ref()
-                .ok_or_else(|| format!("{}: HTTPS needs a CA file, a pinned fingerprint or an explicit insecure switch", self.url))?;
+                .ok_or_else(|| format!("{}: no way to verify its certificate: give the gate a CA file or a pinned fingerprint", self.url))?;
             let config = client_config(trust).map_err(|e| e.to_string())?;
             let name = ServerName::try_from(t.host.clone()).map_err(|e| e.to_string())?;
             let tls = TlsConnector::from(Arc::new(config))
