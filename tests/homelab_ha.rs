@@ -252,8 +252,7 @@ async fn thirty_two_gib_masters_are_refused_with_the_numbers_and_nothing_is_writ
     .unwrap();
     let err = plan(&stack, &w.providers)
         .await
-        .err()
-        .expect("plan is refused");
+        .expect_err("plan is refused");
     assert!(matches!(err, PlanError::ChecksFailed { .. }));
     assert!(
         err.to_string().contains(
