@@ -90,12 +90,18 @@ fn ipconfig(ip: Ipv4Addr) -> IpConfig {
     }
 }
 
-/// The existing master as it stands: adopted, never replaced.
-fn existing_master() -> Vm {
-    let mut vm = Vm::cloned(200, "k8s-master", "pve", 9000);
-    vm.clone = None;
+/// A control-plane VM as the homelab builds them: 8 cores, a 64 GiB disk, on VLAN 20 of
+/// `vmbr1`, cloud-init user `ubuntu` with a static address.
+fn master_vm(
+    vmid: u32,
+    name: &str,
+    template: impl Into<cairn_core::Field<u32>>,
+    memory_gib: u64,
+    ip: Ipv4Addr,
+) -> Vm {
+    let mut vm = Vm::cloned(vmid, name, "pve", template);
     vm.cores = 8;
-    vm.memory = 32 * 1024;
+    vm.memory = memory_gib * 1024;
     vm.disks.insert("scsi0".into(), "64G".into());
     if let Some(nic) = vm.networks.get_mut("net0") {
         nic.bridge = "vmbr1".into();
@@ -104,7 +110,14 @@ fn existing_master() -> Vm {
     vm.cloud_init.ciuser = Some("ubuntu".into());
     vm.cloud_init
         .ipconfig
-        .insert("ipconfig0".into(), ipconfig(Ipv4Addr::new(10, 0, 20, 100)));
+        .insert("ipconfig0".into(), ipconfig(ip));
+    vm
+}
+
+/// The existing master as it stands (made by hand, 32 GiB): adopted, never replaced.
+fn existing_master() -> Vm {
+    let mut vm = master_vm(200, "k8s-master", 9000, 32, Ipv4Addr::new(10, 0, 20, 100));
+    vm.clone = None;
     vm.tags = vec!["k8s".into()];
     vm
 }
@@ -191,18 +204,13 @@ pub fn build(p: &Params, dialer: &Dialer, trust: Option<&TlsTrust>) -> anyhow::R
     // Each new master: VM → its /readyz → safe add to the pool → the next master.
     let mut previous: cairn_core::Address = cairn_core::NodeRef::address(&dns).clone();
     for (name, vmid, ip) in NEW_MASTERS {
-        let mut vm = Vm::cloned(vmid, name, "pve", template.template_vmid());
-        vm.cores = 8;
-        vm.memory = p.master_memory_gib * 1024;
-        vm.disks.insert("scsi0".into(), "64G".into());
-        if let Some(nic) = vm.networks.get_mut("net0") {
-            nic.bridge = "vmbr1".into();
-            nic.tag = Some(20);
-        }
-        vm.cloud_init.ciuser = Some("ubuntu".into());
-        vm.cloud_init
-            .ipconfig
-            .insert("ipconfig0".into(), ipconfig(ip));
+        let mut vm = master_vm(
+            vmid,
+            name,
+            template.template_vmid(),
+            p.master_memory_gib,
+            ip,
+        );
         vm.cloud_init.nameserver = Some("10.0.20.1".into());
         vm.tags = vec!["k8s".into(), "master".into()];
         vm.description = "Kubernetes control plane".into();
