@@ -1,5 +1,6 @@
-//! The CLI contract: exit codes, the announce line, JSON purity, saved plans, drift
-//! summaries and the graph — driven through the real binary.
+//! The CLI contract through the real binary: exit codes, the simulator announcement on the
+//! first line, JSON purity, saved plans, refusal without confirmation or under CI, and the
+//! graph.
 
 use std::process::{Command, Output};
 
@@ -19,7 +20,7 @@ fn stdout(o: &Output) -> String {
 }
 
 #[test]
-fn diff_announces_the_target_and_exits_2_with_the_summary_last() {
+fn diff_of_all_stacks_announces_simulator_mode_and_exits_2_with_the_summary_last() {
     let state = tempfile::tempdir().unwrap();
     let o = stacks(&["diff"], &state);
     assert_eq!(
@@ -33,40 +34,54 @@ fn diff_announces_the_target_and_exits_2_with_the_summary_last() {
         out.lines()
             .next()
             .unwrap()
-            .starts_with("cairn: stack demo runs on the in-memory demo provider"),
+            .starts_with("cairn: SIMULATOR MODE for stack hetzner-k3s"),
+        "{out}"
+    );
+    assert!(
+        out.contains("cairn: SIMULATOR MODE for stack homelab-ha"),
+        "{out}"
+    );
+    assert!(
+        out.contains("Plan: 1 to add, 9 to change, 0 to destroy."),
         "{out}"
     );
     assert_eq!(
         out.lines().last().unwrap(),
-        "Plan: 1 to add, 2 to change, 1 to destroy."
+        "Plan: 9 to add, 1 to change, 0 to destroy."
     );
 }
 
 #[test]
 fn diff_json_is_pure_versioned_json() {
     let state = tempfile::tempdir().unwrap();
-    let o = stacks(&["diff", "--json"], &state);
+    let o = stacks(&["--stack", "hetzner-k3s", "diff", "--json"], &state);
     assert_eq!(o.status.code(), Some(2));
     let v: serde_json::Value =
         serde_json::from_slice(&o.stdout).expect("stdout is one JSON document");
     assert_eq!(v["format_version"], "1.0");
     assert_eq!(v["errored"], false);
-    let actions: Vec<_> = v["resource_changes"]
+    let staging = v["resource_changes"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|c| c["actions"][0].as_str().unwrap().to_string())
-        .collect();
-    assert_eq!(actions, ["update", "update", "create", "delete"]);
+        .find(|c| c["address"] == "hetzner_rrset.staging-a")
+        .unwrap();
+    assert_eq!(staging["actions"], serde_json::json!(["create"]));
+    assert!(
+        !stdout(&o).contains("SIMULATOR MODE"),
+        "the announcement goes to stderr under --json"
+    );
 }
 
 #[test]
 fn saved_plan_applies_without_prompting() {
     let state = tempfile::tempdir().unwrap();
     let plan = state.path().join("plan.json");
-    let o = stacks(&["diff", "--out", plan.to_str().unwrap()], &state);
+    let path = plan.to_str().unwrap();
+    let o = stacks(&["--stack", "hetzner-k3s", "diff", "--out", path], &state);
     assert_eq!(o.status.code(), Some(2));
-    let o = stacks(&["apply", plan.to_str().unwrap()], &state);
+    // The embedded simulator is seeded identically on every run, so the plan is current.
+    let o = stacks(&["--stack", "hetzner-k3s", "apply", path], &state);
     assert_eq!(
         o.status.code(),
         Some(0),
@@ -74,7 +89,7 @@ fn saved_plan_applies_without_prompting() {
         String::from_utf8_lossy(&o.stderr)
     );
     assert!(
-        stdout(&o).contains("Apply complete: 5 done, 0 failed, 0 skipped."),
+        stdout(&o).contains("Apply complete: 10 done, 0 failed, 0 skipped."),
         "{}",
         stdout(&o)
     );
@@ -83,39 +98,75 @@ fn saved_plan_applies_without_prompting() {
 #[test]
 fn apply_without_yes_and_without_a_terminal_refuses() {
     let state = tempfile::tempdir().unwrap();
-    let o = stacks(&["apply"], &state);
+    let o = stacks(&["--stack", "hetzner-k3s", "apply"], &state);
     assert_eq!(o.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&o.stderr).contains("pass --yes"));
 }
 
 #[test]
-fn drift_writes_a_markdown_summary_with_a_destroy_warning() {
+fn under_ci_without_credentials_it_refuses_to_simulate() {
     let state = tempfile::tempdir().unwrap();
-    let summary = state.path().join("summary.md");
     let o = Command::new(env!("CARGO_BIN_EXE_stacks"))
-        .arg("drift")
-        .env_remove("CI")
-        .env("GITHUB_STEP_SUMMARY", &summary)
+        .arg("diff")
+        .env("CI", "true")
+        .env_remove("CAIRN_SIMULATE")
+        .env_remove("HCLOUD_TOKEN")
+        .env("CAIRN_STATE_DIR", state.path())
         .output()
         .unwrap();
-    assert_eq!(o.status.code(), Some(2));
-    let md = std::fs::read_to_string(&summary).unwrap();
-    assert!(md.contains("## Stack `demo`"), "{md}");
-    assert!(md.contains("destroy 1 object"), "{md}");
-    assert!(md.contains("- **`test_thing.app`** — update"), "{md}");
-    assert!(md.contains("`size`: `1` → `2`"), "{md}");
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains(
+            "CI=true but the credentials for stack hetzner-k3s are not set (HCLOUD_TOKEN)"
+        ),
+        "{err}"
+    );
 }
 
 #[test]
-fn graph_is_dot_with_gates_as_hexagons() {
+fn thirty_two_gib_masters_exit_1_with_the_capacity_numbers() {
     let state = tempfile::tempdir().unwrap();
-    let o = stacks(&["graph"], &state);
+    let o = Command::new(env!("CARGO_BIN_EXE_stacks"))
+        .args(["--stack", "homelab-ha", "diff"])
+        .env_remove("CI")
+        .env("HOMELAB_MASTER_MEMORY_GIB", "32")
+        .env("CAIRN_STATE_DIR", state.path())
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("262 GiB committed + 64 GiB planned = 326 GiB > 267 GiB physical"),
+        "{err}"
+    );
+}
+
+#[test]
+fn graph_is_dot_and_svg_with_gates_as_hexagons() {
+    let state = tempfile::tempdir().unwrap();
+    let o = stacks(
+        &[
+            "--stack",
+            "homelab-ha",
+            "graph",
+            "--out",
+            state.path().to_str().unwrap(),
+        ],
+        &state,
+    );
     assert_eq!(o.status.code(), Some(0));
     let out = stdout(&o);
-    assert!(out.contains("digraph \"demo\""), "{out}");
+    assert!(out.contains("digraph \"homelab-ha\""), "{out}");
     assert!(
-        out.contains("shape=hexagon, label=\"gate app-listening"),
+        out.contains("shape=hexagon, label=\"gate vip-serves"),
         "{out}"
+    );
+    let svg = std::fs::read_to_string(state.path().join("homelab-ha.svg")).unwrap();
+    assert!(
+        svg.starts_with("<svg") && svg.contains("<polygon") && svg.contains(">k8s-master-2<"),
+        "{svg}"
     );
 }
 
@@ -124,5 +175,5 @@ fn unknown_stack_is_an_error_listing_known_ones() {
     let state = tempfile::tempdir().unwrap();
     let o = stacks(&["--stack", "nope", "diff"], &state);
     assert_eq!(o.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&o.stderr).contains("known stacks: demo"));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("known stacks: hetzner-k3s, homelab-ha"));
 }
