@@ -32,7 +32,7 @@ cargo nextest --version >/dev/null 2>&1 || runner=(cargo test)
 echo "==> building tests (network allowed for crates.io)"
 cargo build --workspace --all-features --all-targets --quiet
 if [ "${runner[*]}" = "cargo nextest run" ]; then
-  cargo nextest run --workspace --all-features --no-run --quiet
+  cargo nextest run --workspace --all-features --no-run --cargo-quiet
 fi
 
 echo "==> running tests in a loopback-only network namespace"
