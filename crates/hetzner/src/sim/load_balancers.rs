@@ -478,28 +478,14 @@ fn action(w: &mut World, id: u64, act: &str, b: &Value) -> ApiResult {
             "remove_target"
         }
         "attach_to_network" => {
-            let n = b["network"]
-                .as_u64()
-                .ok_or_else(|| ApiErr::invalid(vec![("network".into(), "is required".into())]))?;
-            w.must("networks", "network", &n.to_string())?;
-            if lb["private_net"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .any(|p| p["network"].as_u64() == Some(n))
-            {
-                return Err(ApiErr::new(
-                    409,
+            let (n, ip) = w.attach_to_network(
+                b,
+                &lb["private_net"],
+                (
                     "load_balancer_already_attached",
                     "already attached to this network",
-                ));
-            }
-            let ip = match b["ip"].as_str() {
-                Some(ip) => w.check_private_ip(n, ip)?,
-                None => w
-                    .alloc_private_ip(n)
-                    .ok_or_else(|| ApiErr::new(412, "ip_not_available", "no free IP in network"))?,
-            };
+                ),
+            )?;
             let mut pn = lb["private_net"].as_array().cloned().unwrap_or_default();
             pn.push(json!({"network": n, "ip": ip.to_string()}));
             set(w, "private_net", json!(pn));

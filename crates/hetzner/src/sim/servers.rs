@@ -327,29 +327,14 @@ fn action(w: &mut World, id: u64, act: &str, b: &Value) -> ApiResult {
             }
         }
         "attach_to_network" => {
-            let n = b["network"]
-                .as_u64()
-                .ok_or_else(|| ApiErr::invalid(vec![("network".into(), "is required".into())]))?;
-            w.must("networks", "network", &n.to_string())?;
-            let srv = &w.coll("servers")[&id];
-            if srv["private_net"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .any(|p| p["network"].as_u64() == Some(n))
-            {
-                return Err(ApiErr::new(
-                    409,
+            let (n, ip) = w.attach_to_network(
+                b,
+                &w.coll("servers")[&id]["private_net"],
+                (
                     "server_already_attached",
                     "server is already attached to this network",
-                ));
-            }
-            let ip = match b["ip"].as_str() {
-                Some(ip) => w.check_private_ip(n, ip)?,
-                None => w
-                    .alloc_private_ip(n)
-                    .ok_or_else(|| ApiErr::new(412, "ip_not_available", "no free IP in network"))?,
-            };
+                ),
+            )?;
             let e = private_entry(id, n, &ip.to_string());
             if let Some(s) = w.coll_mut("servers").get_mut(&id)
                 && let Some(a) = s["private_net"].as_array_mut()

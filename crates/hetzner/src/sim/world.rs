@@ -262,6 +262,36 @@ impl World {
             .collect()
     }
 
+    /// Validates an `attach_to_network` body for an object whose current attachments are
+    /// `private_net`: the network exists, the object is not attached to it yet, and the
+    /// requested IP is valid (or one is allocated). Returns the network id and the IP.
+    pub fn attach_to_network(
+        &self,
+        body: &Value,
+        private_net: &Value,
+        already: (&'static str, &'static str),
+    ) -> Result<(u64, Ipv4Addr), ApiErr> {
+        let n = body["network"]
+            .as_u64()
+            .ok_or_else(|| ApiErr::invalid(vec![("network".into(), "is required".into())]))?;
+        self.must("networks", "network", &n.to_string())?;
+        if private_net
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|p| p["network"].as_u64() == Some(n))
+        {
+            return Err(ApiErr::new(409, already.0, already.1));
+        }
+        let ip = match body["ip"].as_str() {
+            Some(ip) => self.check_private_ip(n, ip)?,
+            None => self
+                .alloc_private_ip(n)
+                .ok_or_else(|| ApiErr::new(412, "ip_not_available", "no free IP in network"))?,
+        };
+        Ok((n, ip))
+    }
+
     /// Checks that `ip` can be used in `network`: inside a subnet, not the gateway, free.
     pub fn check_private_ip(&self, network: u64, ip: &str) -> Result<Ipv4Addr, ApiErr> {
         let bad = |m: &str| ApiErr::invalid(vec![("ip".into(), m.into())]);
