@@ -250,6 +250,7 @@ pub async fn apply(
         global: Semaphore::new(opts.parallelism.max(1)),
         per_provider,
         progress: progress.as_ref(),
+        change_timeout: stack.change_timeout(),
     };
 
     let mut report = ApplyReport::default();
@@ -339,6 +340,8 @@ struct Ctx<'a> {
     global: Semaphore,
     per_provider: HashMap<String, Semaphore>,
     progress: &'a dyn Progress,
+    /// How long one change may take before it fails (and its dependents are skipped).
+    change_timeout: std::time::Duration,
 }
 
 impl Ctx<'_> {
@@ -373,16 +376,21 @@ impl Ctx<'_> {
                 let _g = self.global.acquire().await.expect("semaphore open");
                 let what = describe(&task, &self.planned.plan.resource_changes);
                 self.progress.started(address, &what);
-                match self
-                    .change(provider.as_ref(), ci, matches!(task, Task::DeleteOld(_)))
-                    .await
-                {
-                    Ok(Some(v)) => {
+                // A provider call that never returns (an action stuck in `running`, a hung
+                // connection) must not hold the apply lock forever: past the deadline the
+                // change fails, exactly its dependents are skipped, and apply ends.
+                let call = self.change(provider.as_ref(), ci, matches!(task, Task::DeleteOld(_)));
+                match tokio::time::timeout(self.change_timeout, call).await {
+                    Ok(Ok(Some(v))) => {
                         self.publish(address, v);
                         Outcome::Done
                     }
-                    Ok(None) => Outcome::Done,
-                    Err(e) => Outcome::Failed(e.to_string()),
+                    Ok(Ok(None)) => Outcome::Done,
+                    Ok(Err(e)) => Outcome::Failed(e.to_string()),
+                    Err(_) => Outcome::Failed(format!(
+                        "{what} did not finish within {:?} (the stack's change timeout)",
+                        self.change_timeout
+                    )),
                 }
             }
         }

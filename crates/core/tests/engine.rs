@@ -658,6 +658,38 @@ async fn a_hung_probe_attempt_times_out_alone_and_the_gate_still_passes() {
 }
 
 #[tokio::test]
+async fn a_change_that_never_finishes_fails_at_the_stack_timeout_and_skips_its_dependents() {
+    let m = Arc::new(MemoryProvider::new().with_latency(Duration::from_secs(3600)));
+    let mut b = StackBuilder::new("s");
+    let db = b.add("db", thing("db", 1));
+    let web = b.add("web", thing("web", 1));
+    b.depends_on(&web, &db);
+    b.change_timeout(Duration::from_millis(200));
+    let stack = b.build().unwrap();
+    let started = std::time::Instant::now();
+    let (_, report) = plan_apply(&stack, &providers(&m), 10).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "apply must end"
+    );
+    let outcome = |a: &str| {
+        report
+            .entries
+            .iter()
+            .find(|e| e.address.0 == a)
+            .map(|e| e.outcome.clone())
+    };
+    assert!(
+        matches!(outcome("test_thing.db"), Some(Outcome::Failed(r)) if r.contains("did not finish within 200ms")),
+        "{report:?}"
+    );
+    assert_eq!(
+        outcome("test_thing.web"),
+        Some(Outcome::Skipped("test_thing.db failed".into()))
+    );
+}
+
+#[tokio::test]
 async fn plan_json_carries_the_documented_fields() {
     let m = Arc::new(MemoryProvider::new());
     let mut b = StackBuilder::new("s");
