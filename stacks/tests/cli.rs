@@ -74,6 +74,19 @@ fn diff_json_is_pure_versioned_json() {
 }
 
 #[test]
+fn diff_json_of_several_stacks_is_one_document_per_line() {
+    let state = tempfile::tempdir().unwrap();
+    let o = stacks(&["diff", "--json"], &state);
+    assert_eq!(o.status.code(), Some(2));
+    let docs: Vec<serde_json::Value> = stdout(&o)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("each line is one JSON document"))
+        .collect();
+    let stacks: Vec<&str> = docs.iter().map(|d| d["stack"].as_str().unwrap()).collect();
+    assert_eq!(stacks, ["hetzner-k3s", "homelab-ha"]);
+}
+
+#[test]
 fn saved_plan_applies_without_prompting() {
     let state = tempfile::tempdir().unwrap();
     let plan = state.path().join("plan.json");
