@@ -17,7 +17,7 @@ use tokio::sync::Semaphore;
 
 use crate::plan::{Action, spec_digest};
 use crate::planner::{Planned, Providers};
-use crate::provider::{Change, Marker, Observed, ProviderError};
+use crate::provider::{Change, Marker, Observed, Origin, ProviderError};
 use crate::stack::{GateDef, NodeDef, Stack};
 use crate::value::{Address, RawRef, get_path, substitute_refs};
 
@@ -322,6 +322,7 @@ fn describe(task: &Task, changes: &[crate::plan::ResourceChange]) -> String {
             Action::Create => "create",
             Action::Update => "update",
             Action::Delete => "delete",
+            Action::Release => "release",
             Action::DeleteCreate => "replace (delete, then create)",
             Action::CreateDelete => "replace (create new)",
             Action::NoOp | Action::Read => "none",
@@ -444,9 +445,19 @@ impl Ctx<'_> {
             }
             _ => None,
         };
+        // What cairn makes is marked created; what it takes over keeps (or gets) adopted.
+        let origin = match c.action() {
+            Action::Create | Action::DeleteCreate | Action::CreateDelete => Origin::Created,
+            _ => prior
+                .and_then(|o| o.marker.as_ref())
+                .filter(|m| m.copied_from.is_none())
+                .map_or(Origin::Adopted, |m| m.origin),
+        };
         let marker = Marker {
             stack: self.planned.plan.stack.clone(),
             fingerprint: desired.as_ref().map(|d| spec_digest(d, c.sensitive)),
+            origin,
+            copied_from: None,
         };
         let mk = |desired, prior| Change {
             address: &c.address,
@@ -470,6 +481,7 @@ impl Ctx<'_> {
                 p.create(mk(desired, None)).await.map(Some)
             }
             Action::Delete => p.delete(mk(None, prior)).await.map(|_| None),
+            Action::Release => p.release(mk(None, prior)).await.map(|_| None),
             Action::NoOp | Action::Read => Ok(prior.map(|o| o.value.clone())),
         }
     }

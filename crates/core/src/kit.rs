@@ -187,6 +187,19 @@ pub trait Kind<C: Context>: Send + Sync + 'static {
         op: Op<'_, Self::Step>,
     ) -> Result<(), C::Error>;
 
+    /// Releases the object: removes cairn's marker and changes nothing else. Used for
+    /// adopted objects whose declaration disappeared (a release is not a delete). `None`
+    /// (the default) means the kind cannot release; the registry reports that as an error
+    /// naming the kind, and nothing is touched.
+    async fn release(
+        &self,
+        _ctx: &C,
+        _prior: &Self::Observed,
+        _op: Op<'_, Self::Step>,
+    ) -> Option<Result<(), C::Error>> {
+        None
+    }
+
     /// The object's identity beyond its key (a Hetzner id, a pfSense pool server's place in
     /// its backend), if the API has one. A delete re-reads the object first and deletes only
     /// the object with the planned identity and ownership marker.
@@ -217,6 +230,7 @@ trait ErasedKind<C: Context>: Send + Sync {
     async fn create(&self, ctx: &C, change: &Change<'_>) -> Result<Value, ProviderError>;
     async fn update(&self, ctx: &C, change: &Change<'_>) -> Result<Value, ProviderError>;
     async fn delete(&self, ctx: &C, change: &Change<'_>) -> Result<(), ProviderError>;
+    async fn release(&self, ctx: &C, change: &Change<'_>) -> Result<(), ProviderError>;
 }
 
 struct Erased<K, C>(K, std::marker::PhantomData<fn() -> C>);
@@ -359,7 +373,47 @@ impl<K: Kind<C>, C: Context> ErasedKind<C> for Erased<K, C> {
 
     async fn delete(&self, ctx: &C, change: &Change<'_>) -> Result<(), ProviderError> {
         let op = operation("delete", change);
-        let planned = self.prior(&op, change)?;
+        let Some(current) = self.recheck(ctx, &op, change).await? else {
+            return Ok(());
+        };
+        let o = self.op(ctx, change, Some(&current), None);
+        self.0
+            .delete(ctx, &current, o)
+            .await
+            .map_err(|e| ctx.provider_error(op, e))
+    }
+
+    async fn release(&self, ctx: &C, change: &Change<'_>) -> Result<(), ProviderError> {
+        let op = operation("release", change);
+        let Some(current) = self.recheck(ctx, &op, change).await? else {
+            return Ok(());
+        };
+        let o = self.op(ctx, change, Some(&current), None);
+        match self.0.release(ctx, &current, o).await {
+            Some(r) => r.map_err(|e| ctx.provider_error(op, e)),
+            None => Err(ProviderError::new(
+                op,
+                format!(
+                    "{} objects cannot be released yet; nothing was changed",
+                    K::Spec::KIND
+                ),
+            )
+            .with_code("release_unsupported")),
+        }
+    }
+}
+
+impl<K: Kind<C>, C: Context> Erased<K, C> {
+    /// Re-reads the object right before a delete or release: what is touched must be the
+    /// very object the plan saw (same identity) with the same ownership marker. `None` when
+    /// that object is gone (whatever holds its key now is left alone).
+    async fn recheck(
+        &self,
+        ctx: &C,
+        op: &str,
+        change: &Change<'_>,
+    ) -> Result<Option<K::Observed>, ProviderError> {
+        let planned = self.prior(op, change)?;
         let planned_marker = change.prior.and_then(|p| p.marker.as_ref());
         // Re-read the object right before deleting it: what is deleted must be the very
         // object the plan saw (same identity) with the same ownership marker.
@@ -374,16 +428,16 @@ impl<K: Kind<C>, C: Context> ErasedKind<C> for Erased<K, C> {
                 },
             )
             .await
-            .map_err(|e| ctx.provider_error(op.clone(), e))?;
+            .map_err(|e| ctx.provider_error(op.to_string(), e))?;
         let identity = K::identity(&planned);
         let Some(current) = fresh.into_iter().find(|f| {
             f.key == change.key && (identity.is_none() || K::identity(&f.value) == identity)
         }) else {
             tracing::info!(
                 address = %change.address,
-                "the object planned for deletion is gone already; whatever holds its key now is left alone"
+                "the object planned for {op} is gone already; whatever holds its key now is left alone"
             );
-            return Ok(());
+            return Ok(None);
         };
         let stack_of = |m: Option<&Marker>| m.map(|m| m.stack.clone());
         if stack_of(current.marker.as_ref()) != stack_of(planned_marker) {
@@ -393,18 +447,14 @@ impl<K: Kind<C>, C: Context> ErasedKind<C> for Erased<K, C> {
             return Err(ProviderError::new(
                 op,
                 format!(
-                    "refusing to delete: the object carried {} when planned and carries {} now",
+                    "refusing: the object carried {} when planned and carries {} now",
                     says(stack_of(planned_marker)),
                     says(stack_of(current.marker.as_ref()))
                 ),
             )
             .with_code("ownership_changed"));
         }
-        let o = self.op(ctx, change, Some(&current.value), None);
-        self.0
-            .delete(ctx, &current.value, o)
-            .await
-            .map_err(|e| ctx.provider_error(op, e))
+        Ok(Some(current.value))
     }
 }
 
@@ -562,6 +612,12 @@ impl<C: Context> Provider for KitProvider<C> {
     async fn delete(&self, change: Change<'_>) -> Result<(), ProviderError> {
         self.kind(change.kind, "delete")?
             .delete(&self.ctx, &change)
+            .await
+    }
+
+    async fn release(&self, change: Change<'_>) -> Result<(), ProviderError> {
+        self.kind(change.kind, "release")?
+            .release(&self.ctx, &change)
             .await
     }
 
@@ -913,10 +969,7 @@ mod tests {
         assert_eq!(p.kinds(), &["test_note"]);
         assert!(p.check_schemas().is_empty(), "{:?}", p.check_schemas());
         let addr = Address::new("test_note", "n");
-        let marker = Marker {
-            stack: "s".into(),
-            fingerprint: None,
-        };
+        let marker = Marker::created("s", None);
         let want = json!({"name": "n", "text": "hello"});
         let created = p
             .create(change(&addr, &marker, Some(&want), None))
@@ -954,10 +1007,7 @@ mod tests {
             .kind(Notes)
             .build();
         let addr = Address::new("test_note", "n");
-        let marker = Marker {
-            stack: "s".into(),
-            fingerprint: None,
-        };
+        let marker = Marker::created("s", None);
         let bad = json!({"name": "n", "text": "fail"});
         let e = p
             .create(change(&addr, &marker, Some(&bad), None))
@@ -981,10 +1031,7 @@ mod tests {
 
     async fn created_and_observed(p: &KitProvider<Ctx>) -> Observed {
         let addr = Address::new("test_note", "n");
-        let marker = Marker {
-            stack: "s".into(),
-            fingerprint: None,
-        };
+        let marker = Marker::created("s", None);
         let want = json!({"name": "n", "text": "hello"});
         p.create(change(&addr, &marker, Some(&want), None))
             .await
@@ -1009,10 +1056,7 @@ mod tests {
         // Someone released the object by hand between plan and apply.
         p.ctx().0.lock().unwrap().get_mut("n").unwrap().1 = None;
         let addr = Address::new("test_note", "n");
-        let marker = Marker {
-            stack: "s".into(),
-            fingerprint: None,
-        };
+        let marker = Marker::created("s", None);
         let e = p
             .delete(change(&addr, &marker, None, Some(&planned)))
             .await
@@ -1038,10 +1082,7 @@ mod tests {
         // The planned object went away and another one (id 8) now has its key.
         p.ctx().0.lock().unwrap().get_mut("n").unwrap().0.id = 8;
         let addr = Address::new("test_note", "n");
-        let marker = Marker {
-            stack: "s".into(),
-            fingerprint: None,
-        };
+        let marker = Marker::created("s", None);
         p.delete(change(&addr, &marker, None, Some(&planned)))
             .await
             .unwrap();
@@ -1061,10 +1102,7 @@ mod tests {
     #[test]
     fn op_changed_matches_a_path_and_what_is_below_it() {
         let addr = Address::new("k", "a");
-        let marker = Marker {
-            stack: "s".into(),
-            fingerprint: None,
-        };
+        let marker = Marker::created("s", None);
         let changed = vec!["services[443].port".to_string(), "labels".to_string()];
         let op: Op<'_, NoStep> = Op {
             address: &addr,

@@ -219,6 +219,12 @@ impl StackBuilder {
         self.setting(CHANGE_TIMEOUT_SETTING, timeout.as_millis().to_string())
     }
 
+    /// Deletes adopted objects whose declaration disappears, instead of releasing them (the
+    /// default: remove cairn's marker, leave the object). The plan says which it does.
+    pub fn delete_adopted_when_undeclared(&mut self) -> &mut Self {
+        self.setting(crate::planner::DELETE_ADOPTED_SETTING, "true")
+    }
+
     /// Sets a stack setting that providers' plan checks read (e.g. `proxmox.memory_ratio`).
     pub fn setting(&mut self, key: &str, value: impl Into<String>) -> &mut Self {
         self.settings.insert(key.to_string(), value.into());
