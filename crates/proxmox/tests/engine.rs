@@ -11,7 +11,7 @@ use cairn_core::tls::TlsTrust;
 use cairn_core::{ApplyOptions, PlanError, Providers, StackBuilder, apply, plan};
 use cairn_proxmox::sim::{ProxmoxSim, SimConfig, SimHandle};
 use cairn_proxmox::{
-    Auth, ClientConfig, IpConfig, ProxmoxProvider, PveClient, Template, TemplateRefs, Vm,
+    Auth, ClientConfig, DiskSlot, IpConfig, ProxmoxProvider, PveClient, Template, TemplateRefs, Vm,
 };
 
 async fn sim() -> SimHandle {
@@ -46,7 +46,7 @@ fn stack(memory_gib: u64) -> cairn_core::Stack {
         let mut vm = Vm::cloned(vmid, name, "pve", template.template_vmid());
         vm.cores = 8;
         vm.memory = memory_gib * 1024;
-        vm.disks.insert("scsi0".into(), "64G".into());
+        vm.disks.insert(DiskSlot::scsi(0), "64G".into());
         let nic = vm.networks.get_mut("net0").unwrap();
         nic.bridge = "vmbr1".into();
         nic.tag = Some(20);
@@ -133,7 +133,11 @@ async fn an_apply_killed_after_the_clone_converges_on_the_next_run_without_a_dup
     let trailer = cairn_proxmox::vm::Trailer {
         stack: "homelab-ha".into(),
         fp: None,
-        clone: Some(serde_json::json!({"vmid": 9000, "name": null, "full": false})),
+        clone: Some(cairn_proxmox::CloneFrom {
+            vmid: Some(9000.into()),
+            name: None,
+            mode: cairn_proxmox::CloneMode::Linked,
+        }),
     };
     let client = PveClient::new(sim.client_config()).unwrap();
     let upid = client

@@ -13,7 +13,7 @@ use cairn_core::{
     Address, Change, Marker, ObserveRequest, Observed, PlannedChange, Provider, Resource,
 };
 use cairn_proxmox::sim::{Faults, ProxmoxSim, SimConfig, SimHandle, TaskFault};
-use cairn_proxmox::{Auth, ClientConfig, IpConfig, ProxmoxProvider, PveClient, Vm};
+use cairn_proxmox::{Auth, ClientConfig, DiskSlot, IpConfig, ProxmoxProvider, PveClient, Vm};
 use serde_json::Value;
 
 async fn sim() -> SimHandle {
@@ -42,7 +42,7 @@ fn master(vmid: u32, ip: &str, memory_gib: u64) -> Vm {
     let mut vm = Vm::cloned(vmid, &format!("k8s-master-{vmid}"), "pve", 9000);
     vm.cores = 8;
     vm.memory = memory_gib * 1024;
-    vm.disks.insert("scsi0".into(), "64G".into());
+    vm.disks.insert(DiskSlot::scsi(0), "64G".into());
     let nic = vm.networks.get_mut("net0").unwrap();
     nic.bridge = "vmbr1".into();
     nic.tag = Some(20);
@@ -180,7 +180,7 @@ async fn a_template_given_by_name_is_looked_up_and_cloned() {
     vm.clone = Some(cairn_proxmox::CloneFrom {
         vmid: None,
         name: Some("ubuntu-2404-cloudinit".into()),
-        full: true,
+        mode: cairn_proxmox::CloneMode::Full,
     });
     create(&p, &vm).await.unwrap();
     let seen = observe(&p, &["207"]).await.remove(0);
