@@ -311,6 +311,27 @@ mod tests {
     }
 
     #[test]
+    fn a_vmid_beyond_u32_is_skipped_never_truncated_and_statuses_are_typed() {
+        let data = json!([
+            {"type": "qemu", "vmid": 4_294_967_496u64, "node": "pve", "status": "running"},
+            {"type": "qemu", "vmid": "201", "node": "pve", "status": "paused", "name": 7},
+            {"type": "qemu", "vmid": 202, "node": "pve", "status": "migrating"}
+        ]);
+        let ours = parse_vm_resources(&data);
+        let got: Vec<(u32, VmStatus, Option<String>)> = ours
+            .into_iter()
+            .map(|r| (r.vmid, r.status, r.name))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (201, VmStatus::Paused, None),
+                (202, VmStatus::Unknown, None)
+            ]
+        );
+    }
+
+    #[test]
     fn crate_node_status_requires_memory_available_which_pve8_omits() {
         let pve8 = json!({"memory": {"total": 286_683_250_688u64, "used": 1, "free": 2}});
         let theirs: Result<proxmox_api::nodes::node::status::MemoryGetOutputMemory, _> =

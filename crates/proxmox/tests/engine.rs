@@ -188,3 +188,80 @@ async fn an_apply_killed_after_the_clone_converges_on_the_next_run_without_a_dup
         .count();
     assert_eq!(named, 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn removing_every_vm_from_the_stack_plans_the_owned_vms_for_deletion() {
+    let sim = sim().await;
+    let providers = providers(&sim);
+    let stack = stack(2);
+    let planned = plan(&stack, &providers).await.unwrap();
+    let report = apply(
+        &stack,
+        &providers,
+        &planned,
+        ApplyOptions::default(),
+        Arc::new(NoProgress),
+    )
+    .await;
+    assert!(report.success(), "{report:?}");
+
+    // The same stack, now declaring no proxmox_vm (nor any other Proxmox kind) at all.
+    let empty = StackBuilder::new("homelab-ha").build().unwrap();
+    let planned = plan(&empty, &providers).await.unwrap();
+    for vmid in ["205", "206"] {
+        let c = planned
+            .plan
+            .change(&format!("proxmox_vm.{vmid}"))
+            .unwrap_or_else(|| panic!("VM {vmid} is not in the plan: {:#?}", planned.plan));
+        assert_eq!(c.actions, ["delete"], "{c:#?}");
+        assert_eq!(
+            c.steps,
+            ["stop the VM", "destroy it (purging its disks)"],
+            "{c:#?}"
+        );
+    }
+    // The hand-made master and the template are not ours: they stay out of the plan.
+    assert!(planned.plan.change("proxmox_vm.200").is_none());
+    assert_eq!(
+        planned.plan.summary_line(),
+        "Plan: 0 to add, 0 to change, 2 to destroy."
+    );
+    let report = apply(
+        &empty,
+        &providers,
+        &planned,
+        ApplyOptions::default(),
+        Arc::new(NoProgress),
+    )
+    .await;
+    assert!(report.success(), "{report:?}");
+    let w = sim.world();
+    assert!(!w.vms.contains_key(&205) && !w.vms.contains_key(&206));
+    assert!(w.vms.contains_key(&200) && w.vms.contains_key(&9000));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_template_lookup_is_read_and_never_written() {
+    let sim = sim().await;
+    let providers = providers(&sim);
+    let mut b = StackBuilder::new("homelab-ha");
+    b.add("ubuntu", Template::named("ubuntu-2404-cloudinit"));
+    let stack = b.build().unwrap();
+    let planned = plan(&stack, &providers).await.unwrap();
+    let c = planned
+        .plan
+        .change("proxmox_template.ubuntu")
+        .unwrap_or_else(|| panic!("{:#?}", planned.plan));
+    assert_eq!(c.actions, ["read"]);
+    assert!(!planned.plan.has_changes());
+    let report = apply(
+        &stack,
+        &providers,
+        &planned,
+        ApplyOptions::default(),
+        Arc::new(NoProgress),
+    )
+    .await;
+    assert!(report.success(), "{report:?}");
+    assert_eq!(sim.writes(), 0, "{:?}", sim.counters());
+}

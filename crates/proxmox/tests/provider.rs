@@ -665,3 +665,35 @@ async fn checksum_mismatch_rereads_and_never_overwrites_a_concurrent_change() {
     );
     assert_eq!(sim.world().vms[&205].config["memory"], "4096");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn absurd_memory_on_two_new_vms_is_refused_by_the_capacity_check_not_wrapped() {
+    let sim = sim().await;
+    let p = provider(&sim);
+    let absurd = |vmid: u32| {
+        let mut vm = master(vmid, "10.0.20.110", 1);
+        vm.memory = u64::MAX / 2;
+        serde_json::to_value(vm).unwrap()
+    };
+    let (a, b) = (absurd(205), absurd(206));
+    let (y, z) = (
+        Address::new(Vm::KIND, "k8s-master-2"),
+        Address::new(Vm::KIND, "k8s-master-3"),
+    );
+    let changes = [
+        planned(&y, "205", None, Some(&a)),
+        planned(&z, "206", None, Some(&b)),
+    ];
+    // Even a generous ratio cannot let it through.
+    let settings = BTreeMap::from([("proxmox.memory_ratio".to_string(), "1000".to_string())]);
+    let checks = p.check_plan(&changes, &settings).await.unwrap();
+    assert_eq!(checks.len(), 1, "{checks:?}");
+    assert!(!checks[0].passed, "{}", checks[0].message);
+    assert!(
+        checks[0].message.starts_with("node pve: 262 GiB committed + ")
+            && checks[0].message.contains(" > 267 GiB physical (ratio 1000.00); adding the most: proxmox_vm.k8s-master-2 (VM 205, +"),
+        "{}",
+        checks[0].message
+    );
+    assert_eq!(sim.writes(), 0);
+}
