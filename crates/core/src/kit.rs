@@ -203,6 +203,7 @@ pub trait Kind<C: Context>: Send + Sync + 'static {
 #[async_trait]
 trait ErasedKind<C: Context>: Send + Sync {
     fn name(&self) -> &'static str;
+    fn schema(&self) -> Schema;
     fn check_schema(&self) -> Vec<String>;
     async fn observe(&self, ctx: &C, q: Query<'_>) -> Result<Vec<Observed>, ProviderError>;
     fn steps(&self, ctx: &C, before: Option<&Observed>, after: Option<&Value>) -> Vec<String>;
@@ -263,6 +264,10 @@ impl<K: Kind<C>, C: Context> Erased<K, C> {
 impl<K: Kind<C>, C: Context> ErasedKind<C> for Erased<K, C> {
     fn name(&self) -> &'static str {
         K::Spec::KIND
+    }
+
+    fn schema(&self) -> Schema {
+        K::Spec::schema()
     }
 
     fn check_schema(&self) -> Vec<String> {
@@ -481,6 +486,10 @@ impl<C: Context> Provider for KitProvider<C> {
 
     fn concurrency(&self) -> usize {
         self.ctx.concurrency()
+    }
+
+    fn schema(&self, kind: &str) -> Option<Schema> {
+        self.index.get(kind).map(|&i| self.kinds[i].schema())
     }
 
     async fn observe(&self, req: ObserveRequest<'_>) -> Result<Vec<Observed>, ProviderError> {

@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use cairn_core::kit::{Context, KitProvider, ProviderBuilder};
 use cairn_core::{
     Change, CheckResult, Declared, Diagnostic, ObserveRequest, Observed, PlannedChange, Provider,
-    ProviderError,
+    ProviderError, Schema,
 };
 use serde_json::Value;
 
@@ -115,6 +115,10 @@ impl Provider for ProxmoxProvider {
         self.0.concurrency()
     }
 
+    fn schema(&self, kind: &str) -> Option<Schema> {
+        self.0.schema(kind)
+    }
+
     async fn observe(&self, req: ObserveRequest<'_>) -> Result<Vec<Observed>, ProviderError> {
         self.0.observe(req).await
     }
@@ -172,5 +176,8 @@ mod tests {
         let p = provider();
         assert_eq!(p.check_schemas(), Vec::<String>::new());
         assert_eq!(p.kinds(), ["proxmox_vm", "proxmox_template"]);
+        // The newtype forwards the registry's answers (the engine redacts by this schema).
+        assert!(Provider::schema(&p, "proxmox_template").is_some_and(|s| s.read_only));
+        assert!(Provider::schema(&p, "proxmox_vm").is_some_and(|s| !s.read_only));
     }
 }
