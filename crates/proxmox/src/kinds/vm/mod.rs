@@ -1,12 +1,13 @@
 //! The `proxmox_vm` kind: a QEMU VM, usually cloned from a cloud-init template. The spec
-//! is in [`spec`], reading the world back in [`observe`], the ownership marker in
-//! [`marker`], and the converge sequence in [`converge`]; this file binds them into a
-//! [`Kind`] with its plan steps.
+//! is in [`spec`] (its typed values in [`values`]), reading the world back in [`observe`],
+//! the ownership marker in [`marker`], and the converge sequence in [`converge`]; this file
+//! binds them into a [`Kind`] with its plan steps.
 
 pub mod converge;
 pub mod marker;
 pub mod observe;
 pub mod spec;
+pub mod values;
 
 use std::collections::BTreeMap;
 use std::fmt;
