@@ -371,15 +371,13 @@ async fn set_power(client: &PveClient, spec: &Vm) -> Result<(), PveError> {
     Ok(())
 }
 
-/// Stops the VM if it runs, then destroys it with its disks. A VM that is already gone
+/// Stops the VM if it runs, then destroys it with its disks. `vm` is the VM as read right
+/// before the delete (the kit re-reads it and checks its marker). A VM that is already gone
 /// counts as deleted.
-pub async fn destroy(client: &PveClient, vmid: u32) -> Result<(), PveError> {
-    let Some(found) = observe_one(client, vmid).await? else {
-        return Ok(());
-    };
-    let node = found.value.spec.node;
-    let _permit = client.node_permit(&node).await;
-    if found.value.spec.state == PowerState::Running {
+pub async fn destroy(client: &PveClient, vm: &Vm) -> Result<(), PveError> {
+    let (node, vmid) = (&vm.node, vm.vmid);
+    let _permit = client.node_permit(node).await;
+    if vm.state == PowerState::Running {
         let upid = client
             .request(
                 Method::POST,
@@ -387,7 +385,7 @@ pub async fn destroy(client: &PveClient, vmid: u32) -> Result<(), PveError> {
                 &[],
             )
             .await?;
-        wait(client, &node, &upid).await?;
+        wait(client, node, &upid).await?;
     }
     let res = client
         .request(
@@ -400,7 +398,7 @@ pub async fn destroy(client: &PveClient, vmid: u32) -> Result<(), PveError> {
         )
         .await;
     match res {
-        Ok(upid) => wait(client, &node, &upid).await,
+        Ok(upid) => wait(client, node, &upid).await,
         Err(e) if e.is_missing() => Ok(()),
         Err(e) => Err(e),
     }

@@ -211,7 +211,7 @@ impl Kind<ProxmoxCtx> for Vms {
         prior: &VmObserved,
         _op: Op<'_, VmStep>,
     ) -> Result<(), Error> {
-        Ok(converge::destroy(ctx.client(), prior.spec.vmid).await?)
+        Ok(converge::destroy(ctx.client(), &prior.spec).await?)
     }
 
     fn example() -> Vm {
