@@ -265,3 +265,62 @@ async fn the_template_lookup_is_read_and_never_written() {
     assert!(report.success(), "{report:?}");
     assert_eq!(sim.writes(), 0, "{:?}", sim.counters());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_vm_released_by_hand_after_the_plan_is_not_deleted() {
+    let sim = sim().await;
+    let providers = providers(&sim);
+    let stack = stack(2);
+    let planned = plan(&stack, &providers).await.unwrap();
+    let report = apply(
+        &stack,
+        &providers,
+        &planned,
+        ApplyOptions::default(),
+        Arc::new(NoProgress),
+    )
+    .await;
+    assert!(report.success(), "{report:?}");
+    let empty = StackBuilder::new("homelab-ha").build().unwrap();
+    let planned = plan(&empty, &providers).await.unwrap();
+    assert_eq!(
+        planned.plan.summary_line(),
+        "Plan: 0 to add, 0 to change, 2 to destroy."
+    );
+    // Between plan and apply, someone takes 206 out of cairn's hands: marker tag and
+    // description trailer removed.
+    let client = PveClient::new(sim.client_config()).unwrap();
+    client
+        .request(
+            reqwest::Method::PUT,
+            "/nodes/pve/qemu/206/config",
+            &[
+                ("tags".into(), "k8s;master".into()),
+                ("description".into(), "kept by hand".into()),
+            ],
+        )
+        .await
+        .unwrap();
+    let report = apply(
+        &empty,
+        &providers,
+        &planned,
+        ApplyOptions::default(),
+        Arc::new(NoProgress),
+    )
+    .await;
+    let failed: Vec<String> = report
+        .entries
+        .iter()
+        .filter(|e| !matches!(e.outcome, cairn_core::Outcome::Done))
+        .map(|e| format!("{} {:?}", e.address, e.outcome))
+        .collect();
+    assert_eq!(failed.len(), 1, "{report:?}");
+    assert!(
+        failed[0].starts_with("proxmox_vm.206") && failed[0].contains("ownership_changed"),
+        "{failed:?}"
+    );
+    let w = sim.world();
+    assert!(!w.vms.contains_key(&205), "the owned VM is deleted");
+    assert!(w.vms.contains_key(&206), "the released VM stays");
+}
