@@ -6,28 +6,20 @@
 use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
 
+use async_trait::async_trait;
+use cairn_core::kit::{Found, Kind, Op, Query};
 use cairn_core::resource::KeyedList;
-use cairn_core::{AttrRef, Field, FieldError, Handle, Resource, Schema};
+use cairn_core::{AttrRef, Field, FieldError, Handle, Marker, Resource, Schema};
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
 
-/// Health check types the package knows.
-pub const CHECK_TYPES: &[&str] = &[
-    "none",
-    "Basic",
-    "HTTP",
-    "LDAP",
-    "MySQL",
-    "PostgreSQL",
-    "Redis",
-    "SMTP",
-    "ESMTP",
-    "SSL",
-];
-const BALANCES: &[&str] = &["", "roundrobin", "static-rr", "leastconn", "source", "uri"];
-const METHODS: &[&str] = &["OPTIONS", "HEAD", "GET", "POST", "PUT", "DELETE", "TRACE"];
-/// Server statuses the package knows.
-pub(crate) const STATUSES: &[&str] = &["active", "backup", "disabled", "inactive"];
+use super::values::{Balance, CheckType, HttpMethod, LiveStatus, ServerStatus};
+use super::{MEMBERS_COMMENT, marker_comment, split_marker_comment};
+use crate::client::Subsystem;
+use crate::context::{PfCtx, PfError};
+use crate::rollout::run::Rollout;
+use crate::rollout::runtime::{Runtime, backend_name};
+use crate::rollout::{PoolServer, PoolStep, ServerObserved, server_steps};
+use crate::wire::{self, Indexed, WithId};
 
 /// A HAProxy backend pool.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -36,16 +28,16 @@ pub struct HaproxyBackend {
     pub name: String,
     /// `roundrobin`, `static-rr`, `leastconn`, `source`, `uri` (or empty for HAProxy's default).
     #[serde(default = "roundrobin")]
-    pub balance: String,
+    pub balance: Balance,
     /// Health check: `none`, `Basic` (TCP connect), `HTTP`, `SSL`, …
     #[serde(default = "none")]
-    pub check_type: String,
+    pub check_type: CheckType,
     /// Check interval in milliseconds.
     #[serde(default)]
     pub checkinter: Option<u32>,
     /// HTTP check method (with `check_type: HTTP`).
     #[serde(default = "options")]
-    pub httpcheck_method: String,
+    pub httpcheck_method: HttpMethod,
     /// HTTP check URI, e.g. `/readyz`.
     #[serde(default = "slash")]
     pub monitor_uri: String,
@@ -86,17 +78,17 @@ pub struct BackendServer {
     pub ssl: bool,
     /// `active`, `backup`, `disabled` or `inactive`.
     #[serde(default = "active")]
-    pub status: String,
+    pub status: ServerStatus,
 }
 
-fn roundrobin() -> String {
-    "roundrobin".into()
+fn roundrobin() -> Balance {
+    Balance::RoundRobin
 }
-fn none() -> String {
-    "none".into()
+fn none() -> CheckType {
+    CheckType::None
 }
-fn options() -> String {
-    "OPTIONS".into()
+fn options() -> HttpMethod {
+    HttpMethod::Options
 }
 fn slash() -> String {
     "/".into()
@@ -107,8 +99,8 @@ fn thirty_s() -> u32 {
 fn one() -> u32 {
     1
 }
-fn active() -> String {
-    "active".into()
+fn active() -> ServerStatus {
+    ServerStatus::Active
 }
 
 impl BackendServer {
@@ -120,7 +112,7 @@ impl BackendServer {
             port,
             weight: 1,
             ssl: false,
-            status: "active".into(),
+            status: ServerStatus::Active,
         }
     }
 }
@@ -131,10 +123,10 @@ impl HaproxyBackend {
     pub fn https_checked(name: &str, uri: &str, interval_ms: u32) -> Self {
         HaproxyBackend {
             name: name.into(),
-            balance: "roundrobin".into(),
-            check_type: "HTTP".into(),
+            balance: Balance::RoundRobin,
+            check_type: CheckType::Http,
             checkinter: Some(interval_ms),
-            httpcheck_method: "GET".into(),
+            httpcheck_method: HttpMethod::Get,
             monitor_uri: uri.into(),
             connection_timeout: 30000,
             server_timeout: 30000,
@@ -158,8 +150,8 @@ impl HaproxyBackend {
     }
 
     /// Whether servers are health-checked (so additions can be gated on their check).
-    pub fn has_checks(spec: &Value) -> bool {
-        !matches!(spec["check_type"].as_str(), None | Some("none") | Some(""))
+    pub fn has_checks(&self) -> bool {
+        self.check_type.checks()
     }
 }
 
@@ -190,33 +182,7 @@ impl Resource for HaproxyBackend {
                 "must be a non-empty name without spaces",
             ));
         }
-        if !BALANCES.contains(&self.balance.as_str()) {
-            errs.push(FieldError::new(
-                "balance",
-                format!(
-                    "unknown balance {:?}: expected one of {}",
-                    self.balance,
-                    BALANCES[1..].join(", ")
-                ),
-            ));
-        }
-        if !CHECK_TYPES.contains(&self.check_type.as_str()) {
-            errs.push(FieldError::new(
-                "check_type",
-                format!(
-                    "unknown check type {:?}: expected one of {}",
-                    self.check_type,
-                    CHECK_TYPES.join(", ")
-                ),
-            ));
-        }
-        if !METHODS.contains(&self.httpcheck_method.as_str()) {
-            errs.push(FieldError::new(
-                "httpcheck_method",
-                format!("unknown HTTP method {:?}", self.httpcheck_method),
-            ));
-        }
-        if self.check_type == "HTTP" && !self.monitor_uri.starts_with('/') {
+        if self.check_type == CheckType::Http && !self.monitor_uri.starts_with('/') {
             errs.push(FieldError::new("monitor_uri", "must start with `/`"));
         }
         if self.checkinter == Some(0) {
@@ -238,15 +204,6 @@ impl Resource for HaproxyBackend {
                     format!("server {:?}: port must be between 1 and 65535", s.name),
                 ));
             }
-            if !STATUSES.contains(&s.status.as_str()) {
-                errs.push(FieldError::new(
-                    format!("servers[{i}].status"),
-                    format!(
-                        "unknown status {:?}: expected active, backup, disabled or inactive",
-                        s.status
-                    ),
-                ));
-            }
         }
         errs
     }
@@ -265,68 +222,516 @@ impl HaproxyBackendRefs for Handle<HaproxyBackend> {
     }
 }
 
-/// Spec value → API body of the backend itself (servers are written one by one).
-pub(crate) fn to_api(spec: &Value, advanced_backend: String) -> Value {
-    json!({
-        "name": spec["name"], "balance": spec["balance"], "check_type": spec["check_type"],
-        "checkinter": spec["checkinter"], "httpcheck_method": spec["httpcheck_method"],
-        "monitor_uri": spec["monitor_uri"], "connection_timeout": spec["connection_timeout"],
-        "server_timeout": spec["server_timeout"], "retries": spec["retries"],
-        "advanced": spec["advanced"], "advanced_backend": advanced_backend,
-    })
-}
-
-/// A server spec value → API body.
-pub(crate) fn server_to_api(s: &Value, status: &str) -> Value {
-    json!({
-        "name": s["name"], "address": s["address"], "port": port_string(&s["port"]),
-        "weight": s["weight"], "ssl": s["ssl"], "status": status,
-    })
-}
-
-fn port_string(v: &Value) -> Value {
-    match v {
-        Value::Number(n) => Value::String(n.to_string()),
-        other => other.clone(),
+impl BackendServer {
+    /// The server as a rollout wants it.
+    pub fn to_pool_server(&self) -> PoolServer {
+        PoolServer {
+            name: self.name.clone(),
+            address: self.address.clone(),
+            port: self.port,
+            weight: self.weight,
+            ssl: self.ssl,
+            status: self.status,
+        }
     }
 }
 
-fn num(v: &Value) -> Value {
-    match v {
-        Value::String(s) if s.is_empty() => Value::Null,
-        Value::String(s) => s.parse::<u64>().map_or(Value::Null, |n| json!(n)),
-        other => other.clone(),
+/// A backend as observed: its fields and its servers (with runtime drain/maint shown).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HaproxyBackendObserved {
+    /// Pool name (the key).
+    pub name: String,
+    /// Balance algorithm.
+    pub balance: Balance,
+    /// Health check.
+    pub check_type: CheckType,
+    /// Check interval in milliseconds.
+    pub checkinter: Option<u32>,
+    /// HTTP check method.
+    pub httpcheck_method: HttpMethod,
+    /// HTTP check URI.
+    pub monitor_uri: String,
+    /// Connect timeout in milliseconds.
+    pub connection_timeout: Option<u32>,
+    /// Server timeout in milliseconds.
+    pub server_timeout: Option<u32>,
+    /// Connection retries.
+    pub retries: Option<u32>,
+    /// Appended to every server line.
+    pub advanced: String,
+    /// Every server of the pool (inline or members).
+    pub servers: Vec<ServerObserved>,
+}
+
+const PLURAL: &str = "/services/haproxy/backends";
+const SINGULAR: &str = "/services/haproxy/backend";
+
+/// `/services/haproxy/backend` as the API sends it.
+#[derive(Debug, Deserialize)]
+pub(crate) struct ApiBackend {
+    #[serde(default, deserialize_with = "wire::opt_num")]
+    id: Option<usize>,
+    name: String,
+    #[serde(default = "balance_default")]
+    balance: Balance,
+    #[serde(default = "none")]
+    check_type: CheckType,
+    #[serde(default, deserialize_with = "wire::opt_num")]
+    checkinter: Option<u32>,
+    #[serde(default = "options")]
+    httpcheck_method: HttpMethod,
+    #[serde(default)]
+    monitor_uri: String,
+    #[serde(default, deserialize_with = "wire::opt_num")]
+    connection_timeout: Option<u32>,
+    #[serde(default, deserialize_with = "wire::opt_num")]
+    server_timeout: Option<u32>,
+    #[serde(default, deserialize_with = "wire::opt_num")]
+    retries: Option<u32>,
+    #[serde(default)]
+    advanced: String,
+    #[serde(default)]
+    advanced_backend: String,
+    #[serde(default)]
+    servers: Vec<ApiServer>,
+}
+
+fn balance_default() -> Balance {
+    Balance::Default
+}
+
+/// `/services/haproxy/backend/server` as the API sends it.
+#[derive(Debug, Deserialize)]
+struct ApiServer {
+    name: String,
+    #[serde(default)]
+    address: String,
+    #[serde(default, deserialize_with = "wire::opt_num")]
+    port: Option<u16>,
+    #[serde(default, deserialize_with = "wire::opt_num")]
+    weight: Option<u32>,
+    #[serde(default, deserialize_with = "wire::flag")]
+    ssl: bool,
+    #[serde(default = "active")]
+    status: ServerStatus,
+}
+
+impl Indexed for ApiBackend {
+    fn id(&self) -> Option<usize> {
+        self.id
+    }
+    fn key(&self) -> String {
+        self.name.clone()
     }
 }
 
-/// API object → (key, spec value, advanced_backend text).
-pub(crate) fn from_api(obj: &Value) -> (String, Value, String) {
-    let servers: Vec<Value> = obj["servers"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
-        .iter()
-        .map(|s| {
-            json!({
-                "name": s["name"], "address": s["address"], "port": num(&s["port"]),
-                "weight": num(&s["weight"]), "ssl": s["ssl"].as_bool().unwrap_or(false),
-                "status": s["status"],
-            })
+impl ApiBackend {
+    /// The stored `advanced_backend` (marker and members comments included).
+    pub(crate) fn advanced_backend(&self) -> &str {
+        &self.advanced_backend
+    }
+
+    /// The index of a server by name.
+    pub(crate) fn server_index(&self, server: &str) -> Option<usize> {
+        self.servers.iter().position(|s| s.name == server)
+    }
+
+    /// Whether its servers are managed as pool members.
+    fn members_mode(&self) -> bool {
+        self.advanced_backend
+            .lines()
+            .any(|l| l.trim() == MEMBERS_COMMENT)
+    }
+
+    fn observed(&self) -> HaproxyBackendObserved {
+        HaproxyBackendObserved {
+            name: self.name.clone(),
+            balance: self.balance,
+            check_type: self.check_type,
+            checkinter: self.checkinter,
+            httpcheck_method: self.httpcheck_method,
+            monitor_uri: self.monitor_uri.clone(),
+            connection_timeout: self.connection_timeout,
+            server_timeout: self.server_timeout,
+            retries: self.retries,
+            advanced: self.advanced.clone(),
+            servers: self
+                .servers
+                .iter()
+                .map(|s| ServerObserved {
+                    name: s.name.clone(),
+                    address: s.address.clone(),
+                    port: s.port,
+                    weight: s.weight,
+                    ssl: s.ssl,
+                    status: s.status.into(),
+                })
+                .collect(),
+        }
+    }
+
+    /// The body that would write it as it is, with `advanced_backend` as stored.
+    fn body(&self) -> BackendBody<'_> {
+        BackendBody {
+            name: &self.name,
+            balance: self.balance,
+            check_type: self.check_type,
+            checkinter: self.checkinter,
+            httpcheck_method: self.httpcheck_method,
+            monitor_uri: &self.monitor_uri,
+            connection_timeout: self.connection_timeout,
+            server_timeout: self.server_timeout,
+            retries: self.retries,
+            advanced: &self.advanced,
+            advanced_backend: self.advanced_backend.clone(),
+        }
+    }
+}
+
+/// The body of a backend write (servers are written one by one).
+#[derive(Debug, PartialEq, Serialize)]
+struct BackendBody<'a> {
+    name: &'a str,
+    balance: Balance,
+    check_type: CheckType,
+    checkinter: Option<u32>,
+    httpcheck_method: HttpMethod,
+    monitor_uri: &'a str,
+    connection_timeout: Option<u32>,
+    server_timeout: Option<u32>,
+    retries: Option<u32>,
+    advanced: &'a str,
+    advanced_backend: String,
+}
+
+impl HaproxyBackend {
+    /// The body for this spec: the stored `advanced_backend` lines kept, the marker comment
+    /// (and the members comment with `servers: None`) written.
+    fn body(&self, marker: &Marker, stored: Option<&ApiBackend>) -> BackendBody<'_> {
+        let rest = stored
+            .map(|b| split_marker_comment(&b.advanced_backend).0)
+            .unwrap_or_default();
+        let mut comment = marker_comment(marker);
+        if self.servers.is_none() {
+            comment = format!("{comment}\n{MEMBERS_COMMENT}");
+        }
+        BackendBody {
+            name: &self.name,
+            balance: self.balance,
+            check_type: self.check_type,
+            checkinter: self.checkinter,
+            httpcheck_method: self.httpcheck_method,
+            monitor_uri: &self.monitor_uri,
+            connection_timeout: Some(self.connection_timeout),
+            server_timeout: Some(self.server_timeout),
+            retries: self.retries,
+            advanced: &self.advanced,
+            advanced_backend: if rest.is_empty() {
+                comment
+            } else {
+                format!("{rest}\n{comment}")
+            },
+        }
+    }
+}
+
+/// A server write: the fields, the status to write, and the ids a nested write needs.
+#[derive(Debug, Serialize)]
+pub(crate) struct ServerBody<'a> {
+    name: &'a str,
+    address: Ipv4Addr,
+    port: String,
+    weight: u32,
+    ssl: bool,
+    status: ServerStatus,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    parent_id: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id: Option<usize>,
+}
+
+impl<'a> ServerBody<'a> {
+    /// The body for `server` with `status` (its address must be known by now).
+    pub(crate) fn new(
+        server: &'a PoolServer,
+        status: ServerStatus,
+        parent_id: Option<usize>,
+        id: Option<usize>,
+    ) -> Result<Self, PfError> {
+        let address = *server.address.known().ok_or_else(|| {
+            PfError::failed(format!(
+                "the address of server {} is still unknown",
+                server.name
+            ))
+        })?;
+        Ok(ServerBody {
+            name: &server.name,
+            address,
+            port: server.port.to_string(),
+            weight: server.weight,
+            ssl: server.ssl,
+            status,
+            parent_id,
+            id,
+        })
+    }
+}
+
+/// The error for a pool that is not there.
+pub(crate) fn pool_not_found(pool: &str) -> PfError {
+    PfError::coded(
+        "POOL_NOT_FOUND",
+        format!(
+            "pool {pool} not found: create its {} first (reference it with `pool.name()` so the member waits for it)",
+            HaproxyBackend::KIND
+        ),
+    )
+}
+
+/// The pool named `pool` with its id.
+pub(crate) async fn find_pool(
+    ctx: &PfCtx,
+    pool: &str,
+) -> Result<Option<(usize, ApiBackend)>, PfError> {
+    let filter = [("name", pool.to_string())];
+    Ok(wire::find(&ctx.client, PLURAL, &filter, pool).await?)
+}
+
+/// One observed pool.
+pub(crate) struct Pool {
+    /// The backend, observed.
+    pub found: Found<HaproxyBackendObserved>,
+    /// Whether its servers are managed as pool members.
+    pub members_mode: bool,
+}
+
+/// Every pool (one list call), with the runtime's drain/maint shown on servers that are
+/// active in the config; remembers which pools are health-checked.
+pub(crate) async fn list_pools(ctx: &PfCtx) -> Result<Vec<Pool>, PfError> {
+    let items = ctx.client.list(PLURAL, &[]).await?;
+    let mut pools: Vec<Pool> = wire::decode_all::<ApiBackend>(PLURAL, items)
+        .into_iter()
+        .map(|b| {
+            ctx.learn_observed_pool(&b.name, b.check_type.checks());
+            Pool {
+                members_mode: b.members_mode(),
+                found: Found::new(
+                    b.name.clone(),
+                    b.observed(),
+                    split_marker_comment(&b.advanced_backend).1,
+                ),
+            }
         })
         .collect();
-    let name = obj["name"].as_str().unwrap_or("").to_string();
-    let v = json!({
-        "name": name, "balance": obj["balance"], "check_type": obj["check_type"],
-        "checkinter": num(&obj["checkinter"]), "httpcheck_method": obj["httpcheck_method"],
-        "monitor_uri": obj["monitor_uri"], "connection_timeout": num(&obj["connection_timeout"]),
-        "server_timeout": num(&obj["server_timeout"]), "retries": num(&obj["retries"]),
-        "advanced": obj["advanced"].as_str().unwrap_or(""), "servers": servers,
-    });
-    (
-        name,
-        v,
-        obj["advanced_backend"].as_str().unwrap_or("").to_string(),
-    )
+    overlay_runtime_state(ctx, &mut pools).await;
+    Ok(pools)
+}
+
+/// A server active in the config but drained or in maintenance in the running HAProxy
+/// (e.g. an apply interrupted between its steps) does not take traffic: its status is
+/// reported as `drain`/`maint` so the diff shows it and an update restores it.
+async fn overlay_runtime_state(ctx: &PfCtx, pools: &mut [Pool]) {
+    let serving = |s: &ServerObserved| s.status.serving();
+    if !pools
+        .iter()
+        .any(|p| p.found.value.servers.iter().any(serving))
+    {
+        return;
+    }
+    let states = match Runtime::new(&ctx.client, &ctx.opts).servers_state().await {
+        Ok(states) => states,
+        Err(e) => {
+            tracing::debug!("runtime state not readable, observing configuration only: {e}");
+            return;
+        }
+    };
+    for p in pools.iter_mut() {
+        let be = backend_name(&p.found.key);
+        for server in p.found.value.servers.iter_mut().filter(|s| serving(s)) {
+            if let Some(st) = states
+                .iter()
+                .find(|s| s.backend == be && s.server == server.name)
+            {
+                if st.admin_state & 0x01 != 0 {
+                    server.status = LiveStatus::Maint;
+                } else if st.admin_state & 0x08 != 0 {
+                    server.status = LiveStatus::Drain;
+                }
+            }
+        }
+    }
+}
+
+/// Creates the pool, or patches it when its stored fields (or comments) differ from the
+/// spec's; applies after a write.
+async fn write_pool(ctx: &PfCtx, spec: &HaproxyBackend, marker: &Marker) -> Result<(), PfError> {
+    let stored = find_pool(ctx, &spec.name).await?;
+    match stored {
+        None => {
+            let body = spec.body(marker, None);
+            ctx.client.post(SINGULAR, &wire::body(&body)).await?;
+        }
+        Some((id, ref now)) => {
+            let body = spec.body(marker, Some(now));
+            if body == now.body() {
+                return Ok(());
+            }
+            let b = WithId {
+                id,
+                parent_id: None,
+                body: &body,
+            };
+            ctx.client.patch(SINGULAR, &wire::body(&b)).await?;
+        }
+    }
+    ctx.client.apply(Subsystem::Haproxy).await?;
+    Ok(())
+}
+
+/// Rewrites only the pool's `advanced_backend` (its comments).
+pub(crate) async fn set_advanced_backend(
+    ctx: &PfCtx,
+    id: usize,
+    advanced_backend: String,
+) -> Result<(), PfError> {
+    #[derive(Serialize)]
+    struct Comments {
+        id: usize,
+        advanced_backend: String,
+    }
+    let body = Comments {
+        id,
+        advanced_backend,
+    };
+    ctx.client.patch(SINGULAR, &wire::body(&body)).await?;
+    Ok(())
+}
+
+/// The backend as observed after a write.
+async fn observed_now(ctx: &PfCtx, key: &str) -> Result<HaproxyBackendObserved, PfError> {
+    let found = list_pools(ctx)
+        .await?
+        .into_iter()
+        .map(|p| p.found)
+        .collect();
+    super::written(found, HaproxyBackend::KIND, key)
+}
+
+/// The `pfsense_haproxy_backend` kind: the pool's own fields in one write, its inline
+/// servers through the staged [`PoolStep`]s.
+pub struct HaproxyBackends;
+
+#[async_trait]
+impl Kind<PfCtx> for HaproxyBackends {
+    type Spec = HaproxyBackend;
+    type Observed = HaproxyBackendObserved;
+    type Step = PoolStep;
+
+    async fn observe(
+        &self,
+        ctx: &PfCtx,
+        q: Query<'_>,
+    ) -> Result<Vec<Found<HaproxyBackendObserved>>, PfError> {
+        let found = list_pools(ctx)
+            .await?
+            .into_iter()
+            .map(|p| p.found)
+            .collect();
+        Ok(super::wanted(found, q))
+    }
+
+    fn steps(
+        &self,
+        _ctx: &PfCtx,
+        before: Option<&HaproxyBackendObserved>,
+        after: Option<&HaproxyBackend>,
+    ) -> Vec<PoolStep> {
+        let desired = |a: &HaproxyBackend| -> Option<Vec<PoolServer>> {
+            a.servers
+                .as_ref()
+                .map(|s| s.iter().map(BackendServer::to_pool_server).collect())
+        };
+        match (before, after) {
+            // Deleting the pool: its servers drain and go first.
+            (Some(b), None) => server_steps(&b.servers, &[], true, None),
+            (None, Some(a)) => {
+                let mut steps = vec![PoolStep::CreatePool {
+                    pool: a.name.clone(),
+                    members: a.servers.is_none(),
+                }];
+                if let Some(servers) = desired(a) {
+                    steps.extend(server_steps(&[], &servers, a.has_checks(), None));
+                }
+                steps
+            }
+            // Servers managed as pool members: their own changes carry the steps.
+            (Some(b), Some(a)) => desired(a)
+                .map(|servers| server_steps(&b.servers, &servers, a.has_checks(), None))
+                .unwrap_or_default(),
+            (None, None) => Vec::new(),
+        }
+    }
+
+    async fn create(
+        &self,
+        ctx: &PfCtx,
+        spec: &HaproxyBackend,
+        op: Op<'_, PoolStep>,
+    ) -> Result<HaproxyBackendObserved, PfError> {
+        let address = op.address.to_string();
+        let rollout = Rollout::new(ctx, &spec.name, &address);
+        for (i, step) in op.steps.iter().enumerate() {
+            if let PoolStep::CreatePool { .. } = step {
+                write_pool(ctx, spec, op.marker).await?;
+                ctx.record_step(&address, &step.to_string());
+            } else {
+                rollout.step(step, &op.steps[i + 1..]).await?;
+            }
+        }
+        observed_now(ctx, op.key).await
+    }
+
+    async fn update(
+        &self,
+        ctx: &PfCtx,
+        _prior: &HaproxyBackendObserved,
+        spec: &HaproxyBackend,
+        op: Op<'_, PoolStep>,
+    ) -> Result<HaproxyBackendObserved, PfError> {
+        write_pool(ctx, spec, op.marker).await?;
+        let address = op.address.to_string();
+        Rollout::new(ctx, &spec.name, &address)
+            .run(&op.steps)
+            .await?;
+        observed_now(ctx, op.key).await
+    }
+
+    async fn delete(
+        &self,
+        ctx: &PfCtx,
+        _prior: &HaproxyBackendObserved,
+        op: Op<'_, PoolStep>,
+    ) -> Result<(), PfError> {
+        let address = op.address.to_string();
+        Rollout::new(ctx, op.key, &address).run(&op.steps).await?;
+        if let Some((id, _)) = find_pool(ctx, op.key).await? {
+            ctx.client
+                .delete(SINGULAR, &[("id", id.to_string())])
+                .await?;
+            ctx.client.apply(Subsystem::Haproxy).await?;
+        }
+        Ok(())
+    }
+
+    fn example() -> HaproxyBackend {
+        let mut b = HaproxyBackend::https_checked("apiserver_nodes", "/readyz", 2000);
+        b.servers = Some(vec![BackendServer::new(
+            "k8s-master",
+            Ipv4Addr::new(10, 0, 20, 100),
+            6443,
+        )]);
+        b
+    }
 }
 
 #[cfg(test)]
@@ -334,14 +739,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn validation_names_port_zero_duplicates_and_unknown_check_type() {
+    fn validation_names_port_zero_duplicates_and_a_relative_monitor_uri() {
         let mut b = HaproxyBackend::https_checked("pool", "/readyz", 1000);
-        b.check_type = "Telepathy".into();
+        b.monitor_uri = "readyz".into();
         b.servers = Some(vec![
             BackendServer::new("a", Ipv4Addr::new(10, 0, 0, 1), 0),
             BackendServer::new("a", Ipv4Addr::new(10, 0, 0, 2), 443),
         ]);
         let fields: Vec<String> = b.validate().into_iter().map(|e| e.field).collect();
-        assert_eq!(fields, ["check_type", "servers[0].port", "servers[1].name"]);
+        assert_eq!(
+            fields,
+            ["monitor_uri", "servers[0].port", "servers[1].name"]
+        );
     }
 }
