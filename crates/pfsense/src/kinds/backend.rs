@@ -393,4 +393,22 @@ mod tests {
             ["monitor_uri", "servers[0].port", "servers[1].name"]
         );
     }
+
+    #[test]
+    fn the_spec_serialises_with_the_api_spellings_as_before() {
+        let pool = HaproxyBackend::https_checked("p", "/readyz", 2000).with_servers(vec![
+            BackendServer::new("s", Ipv4Addr::new(10, 0, 0, 1), 443),
+        ]);
+        assert_eq!(
+            serde_json::to_value(&pool).unwrap(),
+            serde_json::json!({
+                "name": "p", "balance": "roundrobin", "check_type": "HTTP", "checkinter": 2000,
+                "httpcheck_method": "GET", "monitor_uri": "/readyz",
+                "connection_timeout": 30000, "server_timeout": 30000, "retries": 3,
+                "advanced": "check-ssl verify none",
+                "servers": [{"name": "s", "address": "10.0.0.1", "port": 443, "weight": 1,
+                             "ssl": false, "status": "active"}],
+            })
+        );
+    }
 }
