@@ -382,6 +382,76 @@ async fn a_member_dropped_from_the_stack_is_drained_and_deleted_without_a_failed
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_added_by_hand_to_an_owned_pool_is_never_touched() {
+    let sim = sim(63).await;
+    let cert = SelfSigned::generate(&[]);
+    let p = provider(&sim, Duration::from_secs(30));
+    let m1 = Backend::start(mapped(&sim, "10.0.20.100"), 0, Duration::ZERO, &cert).await;
+    let m2 = Backend::start(mapped(&sim, "10.0.20.110"), 0, Duration::ZERO, &cert).await;
+    let both = [
+        M {
+            name: "k8s-master",
+            addr: "10.0.20.100",
+            port: m1.addr.port(),
+        },
+        M {
+            name: "k8s-master-2",
+            addr: "10.0.20.110",
+            port: m2.addr.port(),
+        },
+    ];
+    let (providers, _, port) = first_stage(&sim, &p, &cert, &both).await;
+
+    // During an incident, someone adds a server to the pool by hand.
+    let c = p.client();
+    let pid = c
+        .list("/services/haproxy/backends", &[])
+        .await
+        .unwrap()
+        .iter()
+        .find(|b| b["name"] == POOL)
+        .and_then(|b| b["id"].as_u64())
+        .unwrap();
+    c.post(
+        "/services/haproxy/backend/server",
+        &json!({"parent_id": pid, "name": "incident-1", "address": "10.0.20.120",
+                "port": "6443", "status": "active"}),
+    )
+    .await
+    .unwrap();
+    c.apply(Subsystem::Haproxy).await.unwrap();
+
+    // The same stack: nothing to do.
+    let full = stack(&p, port, &both);
+    let planned = cairn_core::plan(&full, &providers).await.expect("plan");
+    assert!(
+        !planned.plan.has_changes(),
+        "{:#?}",
+        planned.plan.resource_changes
+    );
+    // A stack that drops k8s-master removes it, and only it.
+    let smaller = stack(&p, port, &both[1..]);
+    let planned = cairn_core::plan(&smaller, &providers).await.expect("plan");
+    let changing: Vec<&str> = planned
+        .plan
+        .resource_changes
+        .iter()
+        .filter(|c| c.action().is_change())
+        .map(|c| c.address.0.as_str())
+        .collect();
+    assert_eq!(changing, [member_address("k8s-master")]);
+    let report = run(&smaller, &providers, &planned).await;
+    assert!(report.success(), "{report:#?}");
+    let cfg = sim.haproxy_config();
+    assert!(
+        cfg.contains("incident-1 "),
+        "the hand-added server stays: {cfg}"
+    );
+    assert!(!cfg.contains("k8s-master "), "{cfg}");
+    assert_second_plan_empty(&smaller, &providers).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn servers_are_observed_as_members_owned_through_their_backend() {
     let sim = sim(93).await;
     let p = provider(&sim, Duration::from_secs(20));

@@ -135,7 +135,10 @@ async fn created_from_nothing_then_observed_exactly_as_desired_with_the_marker()
     // The marker lives in descr remotely, never in the diffed value.
     let w = sim.world();
     let fe = &w.collections[&cairn_pfsense::sim::model::Collection::Frontends][0];
-    assert_eq!(fe["descr"], "Kubernetes API [cairn stack=homelab fp=f00d]");
+    assert_eq!(
+        fe["descr"],
+        "Kubernetes API [cairn stack=homelab fp=f00d origin=created]"
+    );
     // And the frontend really serves on the mapped VIP.
     wait_serving(
         SocketAddr::new(mapped(&sim, "10.0.20.99"), 6443),

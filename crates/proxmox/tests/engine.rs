@@ -190,6 +190,75 @@ async fn an_apply_killed_after_the_clone_converges_on_the_next_run_without_a_dup
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hand_made_clone_of_an_owned_vm_is_never_touched() {
+    let sim = sim().await;
+    let providers = providers(&sim);
+    let stack = stack(2);
+    let planned = plan(&stack, &providers).await.unwrap();
+    let report = apply(
+        &stack,
+        &providers,
+        &planned,
+        ApplyOptions::default(),
+        Arc::new(NoProgress),
+    )
+    .await;
+    assert!(report.success(), "{report:?}");
+
+    // An operator makes a test clone of the owned master 205: PVE copies its description
+    // and tags, cairn's marker included.
+    let client = PveClient::new(sim.client_config()).unwrap();
+    let upid = client
+        .request(
+            reqwest::Method::POST,
+            "/nodes/pve/qemu/205/clone",
+            &[
+                ("newid".into(), "207".into()),
+                ("name".into(), "test-clone".into()),
+                ("full".into(), "1".into()),
+            ],
+        )
+        .await
+        .unwrap();
+    client
+        .wait_task("pve", upid.as_str().unwrap())
+        .await
+        .unwrap();
+    assert!(
+        sim.world().vms[&207].config["description"].contains("cairn-managed"),
+        "the clone carries the copied marker"
+    );
+
+    let warning = "proxmox_vm.207 carries stack \"homelab-ha\"'s marker copied from VM 205: it is not owned by this stack and is left alone";
+    // The same stack: nothing to do, and the plan says why the clone is left alone.
+    let again = plan(&stack, &providers).await.unwrap();
+    assert!(
+        !again.plan.has_changes(),
+        "{:#?}",
+        again.plan.resource_changes
+    );
+    assert_eq!(again.plan.warnings, [warning]);
+
+    // Even a stack that declares no VM at all deletes only what it created.
+    let empty = StackBuilder::new("homelab-ha").build().unwrap();
+    let planned = plan(&empty, &providers).await.unwrap();
+    assert!(planned.plan.change("proxmox_vm.207").is_none());
+    assert_eq!(planned.plan.warnings, [warning]);
+    let report = apply(
+        &empty,
+        &providers,
+        &planned,
+        ApplyOptions::default(),
+        Arc::new(NoProgress),
+    )
+    .await;
+    assert!(report.success(), "{report:?}");
+    let world = sim.world();
+    assert!(world.vms.contains_key(&207), "the clone survives");
+    assert!(!world.vms.contains_key(&205) && !world.vms.contains_key(&206));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn removing_every_vm_from_the_stack_plans_the_owned_vms_for_deletion() {
     let sim = sim().await;
     let providers = providers(&sim);

@@ -98,18 +98,45 @@ pub fn split_marker(descr: &str) -> (String, Option<Marker>) {
 /// `None`): only such pools report their undeclared servers as owned members.
 pub const MEMBERS_COMMENT: &str = "# cairn: servers are managed as pool members";
 
+/// The comment line in `advanced_backend` naming the servers cairn added or adopted as pool
+/// members. Only those are owned: a server added by hand to a members-mode pool (during an
+/// incident, say) is never drained or deleted by cairn.
+pub const OWNED_MEMBERS_PREFIX: &str = "# cairn: members owned:";
+
+/// The servers of a pool that cairn owns as members, read from `advanced_backend`.
+pub fn owned_members(advanced: &str) -> Vec<String> {
+    advanced
+        .lines()
+        .find_map(|l| l.trim().strip_prefix(OWNED_MEMBERS_PREFIX))
+        .map(|names| names.split_whitespace().map(str::to_string).collect())
+        .unwrap_or_default()
+}
+
+/// `advanced_backend` with the owned-members line set to `names` (removed when empty).
+pub fn with_owned_members(advanced: &str, names: &[String]) -> String {
+    let mut lines: Vec<&str> = advanced
+        .lines()
+        .filter(|l| !l.trim().starts_with(OWNED_MEMBERS_PREFIX))
+        .collect();
+    let line = format!("{OWNED_MEMBERS_PREFIX} {}", names.join(" "));
+    if !names.is_empty() {
+        lines.push(&line);
+    }
+    lines.join("\n")
+}
+
 /// The marker as a comment line for `advanced_backend`.
 pub fn marker_comment(marker: &Marker) -> String {
     format!("# {}", descr_with_marker("", marker))
 }
 
 /// Reads the marker out of `advanced_backend` and returns the remaining lines (without the
-/// marker and the [`MEMBERS_COMMENT`]).
+/// marker, the [`MEMBERS_COMMENT`] and the owned-members line).
 pub fn split_marker_comment(advanced: &str) -> (String, Option<Marker>) {
     let mut marker = None;
     let mut rest = Vec::new();
     for line in advanced.lines() {
-        if line.trim() == MEMBERS_COMMENT {
+        if line.trim() == MEMBERS_COMMENT || line.trim().starts_with(OWNED_MEMBERS_PREFIX) {
             continue;
         }
         match line.trim().strip_prefix("# ").map(split_marker) {
@@ -123,6 +150,15 @@ pub fn split_marker_comment(advanced: &str) -> (String, Option<Marker>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn owned_members_round_trip_and_stay_out_of_the_user_text() {
+        let adv = "option tcplog\n# [cairn stack=s origin=created]";
+        let with = with_owned_members(adv, &["a".into(), "b".into()]);
+        assert_eq!(owned_members(&with), ["a", "b"]);
+        assert_eq!(split_marker_comment(&with).0, "option tcplog");
+        assert_eq!(with_owned_members(&with, &[]), adv);
+    }
 
     #[test]
     fn marker_round_trips_through_descr_and_comment() {

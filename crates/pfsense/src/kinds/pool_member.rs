@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use super::backend::{self, HaproxyBackend, list_pools};
 use super::values::{LiveStatus, ServerStatus};
-use super::{MEMBERS_COMMENT, split_marker_comment};
+use super::{MEMBERS_COMMENT, owned_members, split_marker_comment, with_owned_members};
 use crate::client::Subsystem;
 use crate::context::{PfCtx, PfError};
 use crate::rollout::run::Rollout;
@@ -185,7 +185,8 @@ impl HaproxyPoolMemberObserved {
 
 /// Every server of every pool as a member (one list of backends plus the runtime state),
 /// each with whether its pool's servers are managed as members. A member's marker is its
-/// backend's, without a fingerprint.
+/// backend's, without a fingerprint — in a members-mode pool only for the servers cairn
+/// added or adopted (the pool's owned-members list): a server added by hand owns no marker.
 async fn list_members(
     ctx: &PfCtx,
 ) -> Result<Vec<(Found<HaproxyPoolMemberObserved>, bool)>, PfError> {
@@ -196,7 +197,14 @@ async fn list_members(
             ..m
         });
         let name = pool.found.key;
+        let members_mode = pool.members_mode;
+        let owned = pool.owned_members;
         for s in pool.found.value.servers {
+            let marker = if members_mode && !owned.contains(&s.name) {
+                None
+            } else {
+                marker.clone()
+            };
             let value = HaproxyPoolMemberObserved {
                 pool: name.clone(),
                 name: s.name,
@@ -210,7 +218,7 @@ async fn list_members(
                 uses: vec![(HaproxyBackend::KIND.to_string(), name.clone())],
                 ..Found::new(format!("{name}/{}", value.name), value, marker.clone())
             };
-            out.push((found, pool.members_mode));
+            out.push((found, members_mode));
         }
     }
     Ok(out)
@@ -310,7 +318,19 @@ impl Kind<PfCtx> for HaproxyPoolMembers {
         let address = op.address.to_string();
         Rollout::new(ctx, &prior.pool, &address)
             .run(&op.steps)
-            .await
+            .await?;
+        // The server is gone: drop it from the pool's owned list (ids shift: look up again).
+        if let Some((pool_id, stored)) = backend::find_pool(ctx, &prior.pool).await? {
+            let adv = stored.advanced_backend();
+            let mut owned = owned_members(adv);
+            if owned.contains(&prior.name) {
+                owned.retain(|n| *n != prior.name);
+                backend::set_advanced_backend(ctx, pool_id, with_owned_members(adv, &owned))
+                    .await?;
+                ctx.client.apply(Subsystem::Haproxy).await?;
+            }
+        }
+        Ok(())
     }
 
     fn example() -> HaproxyPoolMember {
@@ -336,12 +356,23 @@ async fn write(
         .await?
         .ok_or_else(|| backend::pool_not_found(&pool))?;
     let adv = stored.advanced_backend();
+    let mut next = adv.to_string();
     let owned_here = split_marker_comment(adv)
         .1
         .is_some_and(|m| m.stack == op.marker.stack);
     if owned_here && !adv.lines().any(|l| l.trim() == MEMBERS_COMMENT) {
+        next = format!("{next}\n{MEMBERS_COMMENT}");
+    }
+    // Record the server as owned before touching it, so an interrupted add is finished
+    // (not orphaned) by the next run.
+    let mut owned = owned_members(adv);
+    if !owned.contains(&spec.name) {
+        owned.push(spec.name.clone());
+        next = with_owned_members(&next, &owned);
+    }
+    if next != adv {
         // No write since the lookup, so its id still holds.
-        backend::set_advanced_backend(ctx, pool_id, format!("{adv}\n{MEMBERS_COMMENT}")).await?;
+        backend::set_advanced_backend(ctx, pool_id, next).await?;
         ctx.client.apply(Subsystem::Haproxy).await?;
     }
     let address = op.address.to_string();

@@ -1078,7 +1078,9 @@ fn clone(
         src.config.get("name").map_or("", String::as_str)
     )];
     for (k, v) in &src.config {
-        if ["template", "lock", "vmgenid", "name", "description"].contains(&k.as_str()) {
+        // Like PVE, a clone copies the description and tags (cairn's marker with them);
+        // only the name and an explicit `description` parameter differ.
+        if ["template", "lock", "vmgenid", "name"].contains(&k.as_str()) {
             continue;
         }
         let nv = if k.starts_with("net") {

@@ -12,7 +12,9 @@ use super::{HaproxyBackend, HaproxyBackendObserved, active, none, options};
 use crate::client::Subsystem;
 use crate::context::{PfCtx, PfError};
 use crate::kinds::values::{Balance, CheckType, HttpMethod, LiveStatus, ServerStatus};
-use crate::kinds::{MEMBERS_COMMENT, marker_comment, split_marker_comment};
+use crate::kinds::{
+    MEMBERS_COMMENT, marker_comment, owned_members, split_marker_comment, with_owned_members,
+};
 use crate::rollout::runtime::{Runtime, backend_name};
 use crate::rollout::{PoolServer, ServerObserved};
 use crate::wire::{self, Indexed, WithId};
@@ -168,6 +170,11 @@ impl HaproxyBackend {
         let mut comment = marker_comment(marker);
         if self.servers.is_none() {
             comment = format!("{comment}\n{MEMBERS_COMMENT}");
+            // The members cairn owns are the members' business: keep their list.
+            let owned = stored
+                .map(|b| owned_members(&b.advanced_backend))
+                .unwrap_or_default();
+            comment = with_owned_members(&comment, &owned);
         }
         BackendBody {
             name: &self.name,
@@ -257,6 +264,8 @@ pub(crate) struct Pool {
     pub found: Found<HaproxyBackendObserved>,
     /// Whether its servers are managed as pool members.
     pub members_mode: bool,
+    /// The servers cairn owns as members (see [`crate::kinds::OWNED_MEMBERS_PREFIX`]).
+    pub owned_members: Vec<String>,
 }
 
 /// Every pool (one list call), with the runtime's drain/maint shown on servers that are
@@ -269,6 +278,7 @@ pub(crate) async fn list_pools(ctx: &PfCtx) -> Result<Vec<Pool>, PfError> {
             ctx.learn_observed_pool(&b.name, b.check_type.checks());
             Pool {
                 members_mode: b.members_mode(),
+                owned_members: owned_members(&b.advanced_backend),
                 found: Found::new(
                     b.name.clone(),
                     b.observed(),
