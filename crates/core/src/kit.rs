@@ -25,7 +25,7 @@ use crate::provider::{
     Change, CheckResult, Declared, Diagnostic, Marker, ObserveRequest, Observed, PlannedChange,
     Provider, ProviderError,
 };
-use crate::resource::{Resource, Schema};
+use crate::resource::{FieldError, Resource, Schema};
 use crate::value::Address;
 
 /// One object found by a kind's observe, in the kind's typed observed form.
@@ -162,6 +162,18 @@ pub trait Kind<C: Context>: Send + Sync + 'static {
         Vec::new()
     }
 
+    /// Plan-time checks of one change against what was observed (e.g. a size that may only
+    /// grow). Each problem names the field; any problem refuses the plan before anything is
+    /// touched.
+    fn check(
+        &self,
+        _ctx: &C,
+        _before: Option<&Self::Observed>,
+        _after: Option<&Self::Spec>,
+    ) -> Vec<FieldError> {
+        Vec::new()
+    }
+
     /// Creates the object and returns what was observed after.
     async fn create(
         &self,
@@ -206,6 +218,7 @@ trait ErasedKind<C: Context>: Send + Sync {
     fn check_schema(&self) -> Vec<String>;
     async fn observe(&self, ctx: &C, q: Query<'_>) -> Result<Vec<Observed>, ProviderError>;
     fn steps(&self, ctx: &C, before: Option<&Observed>, after: Option<&Value>) -> Vec<String>;
+    fn check(&self, ctx: &C, before: Option<&Observed>, after: Option<&Value>) -> Vec<FieldError>;
     async fn create(&self, ctx: &C, change: &Change<'_>) -> Result<Value, ProviderError>;
     async fn update(&self, ctx: &C, change: &Change<'_>) -> Result<Value, ProviderError>;
     async fn delete(&self, ctx: &C, change: &Change<'_>) -> Result<(), ProviderError>;
@@ -318,6 +331,26 @@ impl<K: Kind<C>, C: Context> ErasedKind<C> for Erased<K, C> {
             .iter()
             .map(ToString::to_string)
             .collect()
+    }
+
+    fn check(&self, ctx: &C, before: Option<&Observed>, after: Option<&Value>) -> Vec<FieldError> {
+        let before = match before.map(|o| K::Observed::deserialize_value(&o.value)) {
+            Some(Ok(b)) => Some(b),
+            Some(Err(e)) => {
+                tracing::warn!(kind = K::Spec::KIND, %e, "cannot read the observed object to check the change");
+                return Vec::new();
+            }
+            None => None,
+        };
+        let after = match after.map(K::Spec::deserialize_value) {
+            Some(Ok(a)) => Some(a),
+            Some(Err(e)) => {
+                tracing::warn!(kind = K::Spec::KIND, %e, "cannot read the desired spec to check the change");
+                return Vec::new();
+            }
+            None => None,
+        };
+        self.0.check(ctx, before.as_ref(), after.as_ref())
     }
 
     async fn create(&self, ctx: &C, change: &Change<'_>) -> Result<Value, ProviderError> {
@@ -530,7 +563,21 @@ impl<C: Context> Provider for KitProvider<C> {
         changes: &[PlannedChange<'_>],
         settings: &BTreeMap<String, String>,
     ) -> Result<Vec<CheckResult>, ProviderError> {
-        self.ctx.check_plan(changes, settings).await
+        let mut out: Vec<CheckResult> = Vec::new();
+        for c in changes {
+            let Some(&i) = self.index.get(c.kind) else {
+                continue;
+            };
+            for e in self.kinds[i].check(&self.ctx, c.before, c.after) {
+                out.push(CheckResult {
+                    name: format!("{}.{}", c.address, e.field),
+                    passed: false,
+                    message: format!("{}: {e}", c.address),
+                });
+            }
+        }
+        out.extend(self.ctx.check_plan(changes, settings).await?);
+        Ok(out)
     }
 }
 
