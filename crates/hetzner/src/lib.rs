@@ -5,8 +5,8 @@
 //! # Kinds
 //! `hetzner_ssh_key`, `hetzner_network` (subnets, routes), `hetzner_server`,
 //! `hetzner_primary_ip`, `hetzner_load_balancer` (services, targets, network attachment),
-//! `hetzner_firewall` (rules, apply_to), `hetzner_zone`, `hetzner_rrset`.
-//! Each is a typed kind of the provider kit
+//! `hetzner_firewall` (rules, apply_to), `hetzner_zone`, `hetzner_rrset`, `hetzner_volume`
+//! (size, attachment by reference). Each is a typed kind of the provider kit
 //! (`cairn_core::kit`), registered in [`kinds`]; observed values have
 //! the spec's field names plus computed fields (`id`, `ipv4`, …). Typed references come from
 //! the `*Attrs` traits on handles (`lb.ipv4()`, `net.id()`), since core owns `Handle`.

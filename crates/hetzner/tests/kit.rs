@@ -29,7 +29,8 @@ async fn every_kind_schema_path_exists() {
     let sim = sim().await;
     let p = provider(&sim);
     assert_eq!(p.check_schemas(), Vec::<String>::new());
-    assert_eq!(p.kinds().len(), 8, "{:?}", p.kinds());
+    assert!(p.kinds().contains(&"hetzner_volume"), "{:?}", p.kinds());
+    assert_eq!(p.kinds().len(), 9, "{:?}", p.kinds());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -141,5 +142,5 @@ async fn a_no_op_plan_costs_the_same_requests_on_every_run() {
     // 120 servers, 50 a page: three pages, and no lookup per target.
     assert_eq!(c.matching("GET /v1/servers"), 3, "{:?}", c.by_route);
     // One list for each other kind (rrsets: the owned zones, of which there are none).
-    assert_eq!(c.total, 3 + 7, "{:?}", c.by_route);
+    assert_eq!(c.total, 3 + 8, "{:?}", c.by_route);
 }

@@ -10,6 +10,7 @@ mod primary_ip;
 mod rrset;
 mod server;
 mod ssh_key;
+mod volume;
 mod zone;
 
 pub use firewall::{ApplyTo, ApplyToType, Direction, Firewall, FirewallAttrs, Rule, RuleProtocol};
@@ -23,6 +24,7 @@ pub use primary_ip::{IpType, PrimaryIp, PrimaryIpAttrs, PrimaryIpObserved};
 pub use rrset::{RRSet, RRSetObserved, Record, RecordType};
 pub use server::{Server, ServerAttrs, ServerNetwork, ServerObserved, ServerPublicNet};
 pub use ssh_key::{SshKey, SshKeyAttrs, SshKeyObserved};
+pub use volume::{Volume, VolumeAttrs, VolumeFormat, VolumeObserved};
 pub use zone::{Zone, ZoneAttrs, ZoneMode, ZoneObserved};
 
 use std::collections::BTreeMap;
@@ -47,6 +49,7 @@ pub(crate) fn register(b: ProviderBuilder<Hetzner>) -> ProviderBuilder<Hetzner> 
         .kind(firewall::Firewalls)
         .kind(zone::Zones)
         .kind(rrset::RRSets)
+        .kind(volume::Volumes)
 }
 
 /// Labels: a string map, replaced whole on update.
