@@ -9,7 +9,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use async_trait::async_trait;
 use cairn_core::kit::{Context, KitProvider, ProviderBuilder};
-use cairn_core::value::RawRef;
 use cairn_core::{
     Change, CheckResult, Declared, Diagnostic, FieldError, ObserveRequest, Observed, PlannedChange,
     Provider, ProviderError, Resource,
@@ -193,11 +192,6 @@ impl Provider for HetznerProvider {
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-/// The address a reference marker points at.
-pub(crate) fn ref_address(v: &Value) -> Option<String> {
-    RawRef::from_marker(v).map(|r| r.address.0)
 }
 
 /// A diagnostic for a resource and field.
