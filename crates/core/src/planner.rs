@@ -9,10 +9,10 @@ use futures::future::join_all;
 use serde_json::Value;
 
 use crate::diff::{FieldChange, diff_resolving};
-use crate::plan::{Action, FORMAT_VERSION, GatePlan, Plan, ResourceChange, Summary, digest};
+use crate::plan::{Action, FORMAT_VERSION, GatePlan, Plan, ResourceChange, Summary, spec_digest};
 use crate::provider::{
-    CheckResult, Declared, Diagnostic, ObserveRequest, Observed, PlannedChange, Provider,
-    ProviderError,
+    CheckResult, Declared, Diagnostic, Marker, ObserveRequest, Observed, Origin, PlannedChange,
+    Provider, ProviderError,
 };
 use crate::resource::FieldError;
 use crate::stack::{NodeDef, ResourceDef, Stack};
@@ -63,7 +63,7 @@ pub enum PlanError {
         source: ProviderError,
     },
     /// The plan would destroy protected resources.
-    #[error("plan refused: it would destroy protected {}: {}", if .0.len() == 1 { "resource" } else { "resources" }, .0.iter().map(|(a, why)| format!("{a} ({why})")).collect::<Vec<_>>().join(", "))]
+    #[error("plan refused: it would destroy or restart protected {}: {}", if .0.len() == 1 { "resource" } else { "resources" }, .0.iter().map(|(a, why)| format!("{a} ({why})")).collect::<Vec<_>>().join(", "))]
     Protected(Vec<(Address, String)>),
     /// A plan-time check refused the plan.
     #[error("plan refused by {}:\n  {}", if .failed.len() == 1 { "a check" } else { "checks" }, .failed.iter().map(|c| format!("{}: {}", c.name, c.message)).collect::<Vec<_>>().join("\n  "))]
@@ -242,6 +242,15 @@ async fn build_plan(
             NodeDef::Gate(_) => None,
         })
         .collect();
+    let mut warnings = Vec::new();
+    for (node, obs) in stack.nodes().iter().zip(observed.iter_mut()) {
+        if let (NodeDef::Resource(r), Some(o)) = (node, obs.as_mut())
+            && let Some(m) = o.marker.as_ref().filter(|m| m.copied_from.is_some())
+        {
+            warnings.push(copied_warning(r.kind, &r.key, m));
+            o.marker = None;
+        }
+    }
     let mut after: Vec<Option<Value>> = vec![None; n];
     let mut keeps = vec![false; n];
     let mut entries: Vec<Option<ResourceChange>> = vec![None; n];
@@ -255,7 +264,7 @@ async fn build_plan(
         let obs = observed[i].as_ref();
         let provider = provider_of(providers, r)?;
         let resolve = |raw: &RawRef| lookup(stack, &after, &keeps, &observed, raw);
-        let (action, changes, reason) = decide(stack.name(), r, obs, &resolve, &mut diags);
+        let (action, changes, mut reason) = decide(stack.name(), r, obs, &resolve, &mut diags);
         // Only a changing resource needs its desired value materialised (refs substituted):
         // apply uses it and dependents read it. A no-op's dependents read its observed value.
         let desired = action.is_change().then(|| {
@@ -265,6 +274,26 @@ async fn build_plan(
         });
         if action.is_replace() && r.protect {
             protected.push((r.address.clone(), "forces replacement".to_string()));
+        }
+        let restarts: Vec<&str> = changes
+            .iter()
+            .filter(|c| c.needs_restart)
+            .map(|c| c.path.as_str())
+            .collect();
+        if action == Action::Update && r.protect && !restarts.is_empty() {
+            let paths = restarts.join(", ");
+            if r.restart_acknowledged {
+                let why = format!("{paths} restarts this protected resource (acknowledged)");
+                reason = Some(match reason {
+                    Some(r) => format!("{r}; {why}"),
+                    None => why,
+                });
+            } else {
+                protected.push((
+                    r.address.clone(),
+                    format!("{paths} restarts it; acknowledge_restart to allow"),
+                ));
+            }
         }
         keeps[i] = matches!(action, Action::NoOp | Action::Update | Action::Read);
         let steps = match &desired {
@@ -290,7 +319,7 @@ async fn build_plan(
             changes: changes.into_iter().map(redact_change).collect(),
             steps,
             observed_digest: obs.map_or_else(|| "absent".into(), observed_digest),
-            desired_digest: digest(&r.spec),
+            desired_digest: spec_digest(&r.spec, r.schema.sensitive),
             sensitive: r.schema.sensitive,
         });
         after[i] = desired;
@@ -316,13 +345,42 @@ async fn build_plan(
             });
         }
     }
-    // Owned objects that are no longer declared are deleted.
-    let mut leftovers: Vec<((String, String), Observed)> = by_key
-        .into_iter()
-        .filter(|(_, o)| o.marker.as_ref().is_some_and(|m| m.stack == stack.name()))
-        .collect();
+    // Owned objects that are no longer declared: what cairn created is deleted, what it
+    // adopted is released (marker removed) unless the stack asks for deletion. A marker
+    // copied onto another object (a clone, a restored backup) owns nothing: warn, touch nothing.
+    let mut leftovers: Vec<((String, String), Observed)> = Vec::new();
+    for ((kind, key), o) in by_key {
+        match &o.marker {
+            Some(m) if m.owned_by(stack.name()) => leftovers.push(((kind, key), o)),
+            Some(m) if m.stack == stack.name() => warnings.push(copied_warning(&kind, &key, m)),
+            _ => {}
+        }
+    }
+    warnings.sort();
     leftovers.sort_by(|a, b| a.0.cmp(&b.0));
+    let delete_adopted = stack
+        .settings()
+        .get(DELETE_ADOPTED_SETTING)
+        .is_some_and(|v| v == "true");
     for ((kind, key), o) in leftovers {
+        let adopted = o
+            .marker
+            .as_ref()
+            .is_some_and(|m| m.origin == Origin::Adopted);
+        let (action, reason) = match (adopted, delete_adopted) {
+            (false, _) => (
+                Action::Delete,
+                "created by this stack and no longer declared".to_string(),
+            ),
+            (true, false) => (
+                Action::Release,
+                "adopted by this stack and no longer declared: cairn removes its marker and leaves the object".to_string(),
+            ),
+            (true, true) => (
+                Action::Delete,
+                "adopted by this stack and no longer declared; the stack deletes adopted objects (delete_adopted_when_undeclared)".to_string(),
+            ),
+        };
         let provider = providers
             .0
             .values()
@@ -337,20 +395,36 @@ async fn build_plan(
             address: Address::new(&kind, &key),
             provider: provider.map(|p| p.name().to_string()).unwrap_or_default(),
             key,
-            actions: vec!["delete".into()],
-            action: Some(Action::Delete),
+            actions: action.as_list().into_iter().map(String::from).collect(),
+            action: Some(action),
             before: None,
             after: None,
             after_unknown: Value::Bool(false),
             replace_paths: Vec::new(),
-            action_reason: Some("owned by this stack but no longer declared".into()),
-            changes: Vec::new(),
-            steps: provider
-                .map(|p| p.rollout_steps(&kind, Some(&o), None))
-                .unwrap_or_default(),
+            action_reason: Some(reason),
+            changes: if action == Action::Release {
+                vec![FieldChange {
+                    path: "(ownership marker)".into(),
+                    before: Some(Value::String(format!("stack {}", stack.name()))),
+                    after: None,
+                    unknown: false,
+                    forces_replace: false,
+                    needs_restart: false,
+                    sensitive: false,
+                }]
+            } else {
+                Vec::new()
+            },
+            steps: match (action, provider) {
+                (Action::Delete, Some(p)) => p.rollout_steps(&kind, Some(&o), None),
+                _ => Vec::new(),
+            },
             observed_digest: observed_digest(&o),
             desired_digest: "absent".into(),
-            sensitive: &[],
+            // Redacted by the kind's schema even though nothing declares it any more.
+            sensitive: provider
+                .and_then(|p| p.schema(&kind))
+                .map_or(&[][..], |s| s.sensitive),
             kind,
         });
         work.push(Work {
@@ -369,6 +443,7 @@ async fn build_plan(
         errored: false,
         errors: Vec::new(),
         summary: Summary::default(),
+        warnings,
     };
     plan.summarize();
     plan.checks = run_checks(stack, providers, &plan, &work).await?;
@@ -436,7 +511,7 @@ fn decide(
     let fingerprint = || {
         let mut d = r.spec.clone();
         substitute_refs(&mut d, resolve);
-        digest(&d)
+        spec_digest(&d, r.schema.sensitive)
     };
     let adopting = obs.marker.is_none();
     let replace = changes.iter().any(|c| c.forces_replace);
@@ -493,12 +568,25 @@ fn decide(
     (Action::NoOp, Vec::new(), None)
 }
 
+/// The setting that makes undeclared adopted objects deleted instead of released.
+pub const DELETE_ADOPTED_SETTING: &str = "cairn.delete_adopted";
+
+fn copied_warning(kind: &str, key: &str, m: &Marker) -> String {
+    format!(
+        "{kind}.{key} carries stack {:?}'s marker copied from {}: it is not owned by this stack and is left alone",
+        m.stack,
+        m.copied_from.as_deref().unwrap_or("another object")
+    )
+}
+
 fn observed_digest(o: &Observed) -> String {
     let marker = match &o.marker {
         Some(m) => Value::String(format!(
-            "{}/{}",
+            "{}/{}/{}/{}",
             m.stack,
-            m.fingerprint.as_deref().unwrap_or("")
+            m.fingerprint.as_deref().unwrap_or(""),
+            m.origin.as_str(),
+            m.copied_from.as_deref().unwrap_or("")
         )),
         None => Value::Null,
     };

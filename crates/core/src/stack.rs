@@ -27,8 +27,10 @@ pub struct ResourceDef {
     pub spec: Value,
     /// Schema facts of the kind.
     pub schema: Schema,
-    /// Refuse any plan that would destroy this resource.
+    /// Refuse any plan that would destroy this resource, or restart it unacknowledged.
     pub protect: bool,
+    /// A protected resource may take changes that restart it (`Schema::restart` fields).
+    pub restart_acknowledged: bool,
     /// Field path patterns whose differences are ignored.
     pub ignore_changes: Vec<String>,
     /// Problems the kind's own validation found.
@@ -161,6 +163,7 @@ impl StackBuilder {
             spec: value,
             schema: R::schema(),
             protect: false,
+            restart_acknowledged: false,
             ignore_changes: Vec::new(),
             field_errors: spec.validate(),
         };
@@ -197,10 +200,29 @@ impl StackBuilder {
         self.with_resource(handle.address(), |r| r.protect = true)
     }
 
+    /// Lets a protected resource take changes that restart it (a server type change that
+    /// shuts the server down, a VM memory change that needs a reboot). Without this, such a
+    /// plan is refused like a replace; with it, the plan says the restart was acknowledged.
+    pub fn acknowledge_restart<R>(&mut self, handle: &Handle<R>) -> &mut Self {
+        self.with_resource(handle.address(), |r| r.restart_acknowledged = true)
+    }
+
     /// Ignores differences in the given field paths (e.g. `labels`, `services[*].health_check`).
     pub fn ignore_changes<R>(&mut self, handle: &Handle<R>, paths: &[&str]) -> &mut Self {
         let paths: Vec<String> = paths.iter().map(|p| p.to_string()).collect();
         self.with_resource(handle.address(), |r| r.ignore_changes.extend(paths))
+    }
+
+    /// How long one change (a provider's create, update or delete with its waits) may take
+    /// during apply before it fails and its dependents are skipped. Default: 30 minutes.
+    pub fn change_timeout(&mut self, timeout: std::time::Duration) -> &mut Self {
+        self.setting(CHANGE_TIMEOUT_SETTING, timeout.as_millis().to_string())
+    }
+
+    /// Deletes adopted objects whose declaration disappears, instead of releasing them (the
+    /// default: remove cairn's marker, leave the object). The plan says which it does.
+    pub fn delete_adopted_when_undeclared(&mut self) -> &mut Self {
+        self.setting(crate::planner::DELETE_ADOPTED_SETTING, "true")
     }
 
     /// Sets a stack setting that providers' plan checks read (e.g. `proxmox.memory_ratio`).
@@ -304,6 +326,11 @@ fn find_cycle(deps: &[Vec<usize>]) -> Option<Vec<usize>> {
     }
 }
 
+/// The setting that holds the change timeout, in milliseconds.
+const CHANGE_TIMEOUT_SETTING: &str = "cairn.change_timeout_ms";
+/// The change timeout unless a stack sets one.
+const DEFAULT_CHANGE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30 * 60);
+
 /// A validated stack: nodes, their dependencies, a topological order and settings.
 #[derive(Clone)]
 pub struct Stack {
@@ -361,6 +388,14 @@ impl Stack {
     /// Stack settings for plan checks.
     pub fn settings(&self) -> &BTreeMap<String, String> {
         &self.settings
+    }
+
+    /// How long one change may take during apply ([`StackBuilder::change_timeout`]).
+    pub fn change_timeout(&self) -> std::time::Duration {
+        self.settings
+            .get(CHANGE_TIMEOUT_SETTING)
+            .and_then(|v| v.parse().ok())
+            .map_or(DEFAULT_CHANGE_TIMEOUT, std::time::Duration::from_millis)
     }
 
     /// The declared resources.

@@ -1,21 +1,55 @@
-//! The pfSense resource kinds and the ownership marker kept in `descr` (or, for HAProxy
-//! backends, which have no description, as a comment line in `advanced_backend`).
+//! The pfSense resource kinds, one file each (spec, observed form, API types, and the
+//! [`cairn_core::kit::Kind`] handler), their typed [`values`], and the ownership marker
+//! kept in `descr` (or, for HAProxy backends, which have no description, as a comment line
+//! in `advanced_backend`).
 
 pub mod alias;
 pub mod backend;
 pub mod frontend;
 pub mod host_override;
 pub mod pool_member;
+pub mod values;
 pub mod vip;
 
-pub use alias::FirewallAlias;
-pub use backend::{BackendServer, HaproxyBackend, HaproxyBackendRefs};
-pub use frontend::{FrontendAddress, HaproxyFrontend, HaproxyFrontendRefs};
-pub use host_override::DnsHostOverride;
-pub use pool_member::HaproxyPoolMember;
-pub use vip::{VirtualIp, VirtualIpRefs};
+pub use alias::{FirewallAlias, FirewallAliases};
+pub use backend::{
+    BackendServer, HaproxyBackend, HaproxyBackendObserved, HaproxyBackendRefs, HaproxyBackends,
+};
+pub use frontend::{
+    FrontendAddress, HaproxyFrontend, HaproxyFrontendObserved, HaproxyFrontendRefs,
+    HaproxyFrontends,
+};
+pub use host_override::{DnsHostOverride, DnsHostOverrideObserved, DnsHostOverrides};
+pub use pool_member::{HaproxyPoolMember, HaproxyPoolMemberObserved, HaproxyPoolMembers};
+pub use values::{
+    AliasType, Balance, CheckType, FrontendMode, FrontendStatus, HttpMethod, LiveStatus,
+    ServerStatus, VipMode,
+};
+pub use vip::{VirtualIp, VirtualIpObserved, VirtualIpRefs, VirtualIps};
 
 use cairn_core::Marker;
+use cairn_core::kit::{Found, Query};
+
+use crate::context::PfError;
+
+/// The objects a query asks for: declared keys, and everything carrying the stack's marker.
+pub(crate) fn wanted<O>(found: Vec<Found<O>>, q: Query<'_>) -> Vec<Found<O>> {
+    found
+        .into_iter()
+        .filter(|f| {
+            q.keys.contains(&f.key) || f.marker.as_ref().is_some_and(|m| m.stack == q.stack)
+        })
+        .collect()
+}
+
+/// The object with `key` out of a list made right after writing it.
+pub(crate) fn written<O>(found: Vec<Found<O>>, kind: &str, key: &str) -> Result<O, PfError> {
+    found
+        .into_iter()
+        .find(|f| f.key == key)
+        .map(|f| f.value)
+        .ok_or_else(|| PfError::failed(format!("{kind} {key} not found after the write")))
+}
 
 /// The provider name of every kind here.
 pub const PROVIDER: &str = "pfsense";
