@@ -148,6 +148,10 @@ impl Provider for HetznerProvider {
         self.0.kinds()
     }
 
+    fn schema(&self, kind: &str) -> Option<cairn_core::Schema> {
+        self.0.schema(kind)
+    }
+
     fn concurrency(&self) -> usize {
         self.0.concurrency()
     }
@@ -166,6 +170,10 @@ impl Provider for HetznerProvider {
 
     async fn delete(&self, change: Change<'_>) -> Result<(), ProviderError> {
         self.0.delete(change).await
+    }
+
+    async fn release(&self, change: Change<'_>) -> Result<(), ProviderError> {
+        self.0.release(change).await
     }
 
     fn rollout_steps(

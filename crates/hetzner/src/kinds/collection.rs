@@ -273,6 +273,25 @@ pub(crate) async fn delete<K: Collection>(
     Ok(())
 }
 
+/// Releases the object: removes cairn's labels (marker and digests), keeps the user's, and
+/// changes nothing else.
+pub(crate) async fn release<K: Collection>(
+    ctx: &Hetzner,
+    prior: &K::Observed,
+) -> Result<(), ApiError> {
+    let ops = ctx.ops();
+    let id = K::observed_id(prior);
+    let path = format!("/{}/{id}", K::COLLECTION);
+    let Some(cur) = ops.get::<K::Api>(&path, K::SINGULAR).await? else {
+        return Ok(());
+    };
+    let (user, _, own) = split_labels(K::labels(&cur));
+    if !own.is_empty() {
+        ops.put(&path, &super::LabelsOnly { labels: &user }).await?;
+    }
+    Ok(())
+}
+
 /// Implements the kit's `Kind<Hetzner>` for a [`Collection`] with single-step changes.
 #[macro_export]
 #[doc(hidden)]
@@ -318,6 +337,19 @@ macro_rules! collection_kind {
                 _op: cairn_core::kit::Op<'_, Self::Step>,
             ) -> Result<(), $crate::client::ApiError> {
                 $crate::kinds::collection::delete::<$t>(ctx, prior).await
+            }
+
+            async fn release(
+                &self,
+                ctx: &$crate::provider::Hetzner,
+                prior: &Self::Observed,
+                _op: cairn_core::kit::Op<'_, Self::Step>,
+            ) -> Option<Result<(), $crate::client::ApiError>> {
+                Some($crate::kinds::collection::release::<$t>(ctx, prior).await)
+            }
+
+            fn identity(o: &Self::Observed) -> Option<String> {
+                Some(<$t as $crate::kinds::collection::Collection>::observed_id(o).to_string())
             }
 
             fn check(

@@ -30,7 +30,7 @@ pub use zone::{Zone, ZoneAttrs, ZoneMode, ZoneObserved};
 use std::collections::BTreeMap;
 
 use cairn_core::kit::ProviderBuilder;
-use cairn_core::{FieldError, Marker};
+use cairn_core::{FieldError, Marker, Origin};
 use reqwest::Method;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -59,6 +59,8 @@ pub type Labels = BTreeMap<String, String>;
 pub const STACK_LABEL: &str = "cairn.dev/stack";
 /// Label holding the fingerprint of the last applied spec.
 pub const FINGERPRINT_LABEL: &str = "cairn.dev/fingerprint";
+/// Label saying whether cairn created the object or adopted it (`created` / `adopted`).
+pub const ORIGIN_LABEL: &str = "cairn.dev/origin";
 /// Prefix of every label cairn itself writes (never shown as user labels).
 pub const CAIRN_PREFIX: &str = "cairn.dev/";
 
@@ -71,6 +73,10 @@ pub fn split_labels(all: &Labels) -> (Labels, Option<Marker>, Labels) {
     let marker = own.get(STACK_LABEL).map(|s| Marker {
         stack: s.clone(),
         fingerprint: own.get(FINGERPRINT_LABEL).cloned(),
+        origin: own
+            .get(ORIGIN_LABEL)
+            .map_or(Origin::Adopted, |o| Origin::parse(o)),
+        copied_from: None,
     });
     (user, marker, own)
 }
@@ -86,6 +92,7 @@ pub fn labels_with_marker(desired: &Labels, marker: &Marker, extra: &[(&str, Str
     if let Some(f) = &marker.fingerprint {
         m.insert(FINGERPRINT_LABEL.into(), f.clone());
     }
+    m.insert(ORIGIN_LABEL.into(), marker.origin.as_str().into());
     for (k, v) in extra {
         m.insert((*k).to_string(), v.clone());
     }
@@ -268,6 +275,12 @@ impl Ops<'_> {
             })
             .collect()
     }
+}
+
+/// Body of `PUT` that replaces only the labels.
+#[derive(Debug, Serialize)]
+pub(crate) struct LabelsOnly<'a> {
+    pub labels: &'a Labels,
 }
 
 /// A request body with no fields.

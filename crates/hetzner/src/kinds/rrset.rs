@@ -12,7 +12,9 @@ use cairn_core::{AttrRef, Field, FieldError, Resource, Schema};
 use serde::{Deserialize, Serialize};
 
 use super::collection::reconverge;
-use super::{Labels, Ops, STACK_LABEL, labels_with_marker, split_labels, validate_labels};
+use super::{
+    Labels, LabelsOnly, Ops, STACK_LABEL, labels_with_marker, split_labels, validate_labels,
+};
 use crate::client::ApiError;
 use crate::provider::Hetzner;
 
@@ -273,11 +275,6 @@ struct SetRecords<'a> {
 }
 
 #[derive(Serialize)]
-struct LabelsOnly<'a> {
-    labels: &'a Labels,
-}
-
-#[derive(Serialize)]
 struct Ttl {
     ttl: Option<u32>,
 }
@@ -479,6 +476,31 @@ impl Kind<Hetzner> for RRSets {
         _op: Op<'_, NoStep>,
     ) -> Result<(), ApiError> {
         ctx.ops().delete(&prior.spec.path()).await
+    }
+
+    async fn release(
+        &self,
+        ctx: &Hetzner,
+        prior: &RRSetObserved,
+        _op: Op<'_, NoStep>,
+    ) -> Option<Result<(), ApiError>> {
+        let ops = ctx.ops();
+        let run = async {
+            let Some(cur) = read(&ops, &prior.spec).await? else {
+                return Ok(());
+            };
+            let (user, _, own) = split_labels(&cur.labels);
+            if !own.is_empty() {
+                ops.put(&prior.spec.path(), &LabelsOnly { labels: &user })
+                    .await?;
+            }
+            Ok(())
+        };
+        Some(run.await)
+    }
+
+    fn identity(o: &RRSetObserved) -> Option<String> {
+        Some(o.id.clone())
     }
 
     fn example() -> RRSet {

@@ -6,7 +6,7 @@ use cairn_core::{AttrRef, FieldError, Handle, Resource, Schema};
 use serde::{Deserialize, Serialize};
 
 use super::collection::Collection;
-use super::{Labels, Ops, envelope, split_labels, validate_labels};
+use super::{Labels, LabelsOnly, Ops, envelope, split_labels, validate_labels};
 use crate::client::ApiError;
 
 /// Whether a zone is served from its records here or transferred from a primary elsewhere.
@@ -128,11 +128,6 @@ struct CreateZone<'a> {
     name: &'a str,
     mode: ZoneMode,
     ttl: u32,
-    labels: &'a Labels,
-}
-
-#[derive(Serialize)]
-struct LabelsOnly<'a> {
     labels: &'a Labels,
 }
 
