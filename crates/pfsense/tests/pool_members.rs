@@ -464,10 +464,7 @@ async fn servers_are_observed_as_members_owned_through_their_backend() {
     assert_eq!(owned[0].key, "member_pool/b");
     assert_eq!(
         owned[0].marker,
-        Some(cairn_core::Marker {
-            stack: "homelab".into(),
-            fingerprint: None
-        })
+        Some(cairn_core::Marker::created("homelab", None))
     );
     assert_eq!(
         owned[0].uses,

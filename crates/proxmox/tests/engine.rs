@@ -130,15 +130,15 @@ async fn an_apply_killed_after_the_clone_converges_on_the_next_run_without_a_dup
     let providers = providers(&sim);
     // What a killed apply leaves behind: the clone of 205 finished (it carries the stack in
     // its description, written by the clone call itself) but was never configured.
-    let trailer = cairn_proxmox::vm::Trailer {
-        stack: "homelab-ha".into(),
-        fp: None,
-        clone: Some(cairn_proxmox::CloneFrom {
+    let trailer = cairn_proxmox::vm::Trailer::new(
+        205,
+        &cairn_core::Marker::created("homelab-ha", None),
+        Some(cairn_proxmox::CloneFrom {
             vmid: Some(9000.into()),
             name: None,
             mode: cairn_proxmox::CloneMode::Linked,
         }),
-    };
+    );
     let client = PveClient::new(sim.client_config()).unwrap();
     let upid = client
         .request(

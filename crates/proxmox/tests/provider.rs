@@ -63,10 +63,7 @@ fn master(vmid: u32, ip: &str, memory_gib: u64) -> Vm {
 }
 
 fn marker() -> Marker {
-    Marker {
-        stack: "homelab-ha".into(),
-        fingerprint: Some("f00d".into()),
-    }
+    Marker::created("homelab-ha", Some("f00d".into()))
 }
 
 async fn create(p: &ProxmoxProvider, vm: &Vm) -> Result<Value, cairn_core::ProviderError> {

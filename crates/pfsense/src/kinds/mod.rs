@@ -27,8 +27,8 @@ pub use values::{
 };
 pub use vip::{VirtualIp, VirtualIpObserved, VirtualIpRefs, VirtualIps};
 
-use cairn_core::Marker;
 use cairn_core::kit::{Found, Query};
+use cairn_core::{Marker, Origin};
 
 use crate::context::PfError;
 
@@ -56,16 +56,17 @@ pub const PROVIDER: &str = "pfsense";
 
 const OPEN: &str = "[cairn stack=";
 
-/// Appends the marker to a description: `web VIP [cairn stack=homelab fp=1a2b]`.
+/// Appends the marker to a description: `web VIP [cairn stack=homelab fp=1a2b origin=created]`.
 pub fn descr_with_marker(descr: &str, marker: &Marker) -> String {
     let tag = format!(
-        "{OPEN}{}{}]",
+        "{OPEN}{}{} origin={}]",
         marker.stack,
         marker
             .fingerprint
             .as_deref()
             .map(|f| format!(" fp={f}"))
-            .unwrap_or_default()
+            .unwrap_or_default(),
+        marker.origin.as_str()
     );
     if descr.is_empty() {
         tag
@@ -84,13 +85,12 @@ pub fn split_marker(descr: &str) -> (String, Option<Marker>) {
     };
     let mut parts = inner.split_whitespace();
     let stack = parts.next().unwrap_or("").to_string();
-    let fingerprint = parts
-        .find_map(|p| p.strip_prefix("fp="))
-        .map(str::to_string);
-    (
-        descr[..start].trim_end().to_string(),
-        Some(Marker { stack, fingerprint }),
-    )
+    let rest: Vec<&str> = parts.collect();
+    let field = |name: &str| rest.iter().find_map(|p| p.strip_prefix(name));
+    let mut marker = Marker::adopted(stack, field("fp=").map(str::to_string));
+    // A marker without `origin=` predates it: adopted, so at worst released, never deleted.
+    marker.origin = field("origin=").map_or(Origin::Adopted, Origin::parse);
+    (descr[..start].trim_end().to_string(), Some(marker))
 }
 
 /// The comment line in `advanced_backend` saying the pool's servers are managed as
@@ -126,12 +126,9 @@ mod tests {
 
     #[test]
     fn marker_round_trips_through_descr_and_comment() {
-        let m = Marker {
-            stack: "homelab-ha".into(),
-            fingerprint: Some("ab12".into()),
-        };
+        let m = Marker::created("homelab-ha", Some("ab12".into()));
         let d = descr_with_marker("k8s VIP", &m);
-        assert_eq!(d, "k8s VIP [cairn stack=homelab-ha fp=ab12]");
+        assert_eq!(d, "k8s VIP [cairn stack=homelab-ha fp=ab12 origin=created]");
         assert_eq!(split_marker(&d), ("k8s VIP".to_string(), Some(m.clone())));
         assert_eq!(split_marker("hand made"), ("hand made".to_string(), None));
         let adv = format!("option tcplog\n{}", marker_comment(&m));

@@ -192,8 +192,8 @@ async fn list_members(
     let mut out = Vec::new();
     for pool in list_pools(ctx).await? {
         let marker = pool.found.marker.map(|m| Marker {
-            stack: m.stack,
             fingerprint: None,
+            ..m
         });
         let name = pool.found.key;
         for s in pool.found.value.servers {

@@ -39,11 +39,7 @@ pub fn desired_config(
         "tags".into(),
         Some(propstr::normalize_tags(&tags.join(";"))),
     );
-    let trailer = Trailer {
-        stack: marker.stack.clone(),
-        fp: marker.fingerprint.clone(),
-        clone: vm.clone.clone(),
-    };
+    let trailer = Trailer::new(vm.vmid, marker, vm.clone.clone());
     c.insert(
         "description".into(),
         Some(join_description(&vm.description, &trailer)),
@@ -183,11 +179,7 @@ pub async fn clone_vm(
     marker: &Marker,
 ) -> Result<(), PveError> {
     let source = resolve_template(client, clone).await?;
-    let trailer = Trailer {
-        stack: marker.stack.clone(),
-        fp: marker.fingerprint.clone(),
-        clone: Some(clone.clone()),
-    };
+    let trailer = Trailer::new(spec.vmid, marker, Some(clone.clone()));
     let mut params = api::clone_params(vm_id(spec.vmid)?);
     params.name = Some(spec.name.clone());
     params.full = Some(clone.mode.is_full());

@@ -4,6 +4,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use cairn_core::{Marker, Origin};
+
 use super::spec::CloneFrom;
 
 /// The tag prefix that marks the owning stack (`cairn.<stack>`), visible in `/cluster/resources`.
@@ -38,6 +40,40 @@ pub struct Trailer {
     /// The clone source as declared.
     #[serde(default)]
     pub clone: Option<CloneFrom>,
+    /// Whether cairn created the VM or adopted it (absent on trailers written before this
+    /// was recorded: read as adopted, so such a VM is released, never deleted).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<Origin>,
+    /// The VMID this trailer was written for. A clone or a backup restored to another VMID
+    /// copies the description; a trailer whose VMID is not the VM's own owns nothing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vmid: Option<u32>,
+}
+
+impl Trailer {
+    /// The trailer for `vmid` carrying `marker`, declaring `clone` as its clone source.
+    pub fn new(vmid: u32, marker: &Marker, clone: Option<CloneFrom>) -> Self {
+        Trailer {
+            stack: marker.stack.clone(),
+            fp: marker.fingerprint.clone(),
+            clone,
+            origin: Some(marker.origin),
+            vmid: Some(vmid),
+        }
+    }
+
+    /// The marker this trailer gives VM `vmid`: copied when it was written for another VM.
+    pub fn marker_for(&self, vmid: u32) -> Marker {
+        Marker {
+            stack: self.stack.clone(),
+            fingerprint: self.fp.clone(),
+            origin: self.origin.unwrap_or_default(),
+            copied_from: self
+                .vmid
+                .filter(|&written_for| written_for != vmid)
+                .map(|v| format!("VM {v}")),
+        }
+    }
 }
 
 /// Splits a description into the user's text and cairn's trailer.
@@ -71,14 +107,28 @@ mod tests {
 
     #[test]
     fn description_trailer_round_trips() {
-        let t = Trailer {
-            stack: "s".into(),
-            fp: Some("f".into()),
-            clone: None,
-        };
+        let t = Trailer::new(205, &Marker::created("s", Some("f".into())), None);
         let d = join_description("hello\nworld", &t);
         assert_eq!(split_description(&d), ("hello\nworld".to_string(), Some(t)));
         assert_eq!(split_description("plain").1, None);
+    }
+
+    #[test]
+    fn a_trailer_copied_to_another_vmid_owns_nothing() {
+        let t = Trailer::new(205, &Marker::created("s", None), None);
+        assert_eq!(t.marker_for(205), Marker::created("s", None));
+        let copied = t.marker_for(207);
+        assert_eq!(copied.copied_from.as_deref(), Some("VM 205"));
+        assert!(!copied.owned_by("s"));
+    }
+
+    #[test]
+    fn a_trailer_without_origin_reads_as_adopted() {
+        let d = r#"cairn-managed: {"stack":"s","fp":null}"#;
+        assert_eq!(
+            split_description(d).1.unwrap().marker_for(1).origin,
+            Origin::Adopted
+        );
     }
 
     #[test]

@@ -288,10 +288,7 @@ mod tests {
     #[test]
     fn rendered_config_read_back_equals_the_spec() {
         let vm = master();
-        let marker = Marker {
-            stack: "homelab-ha".into(),
-            fingerprint: Some("abc".into()),
-        };
+        let marker = Marker::created("homelab-ha", Some("abc".into()));
         let cfg = desired_config(&vm, &marker, &VmConfig::default());
         let mut live: Vec<(String, String)> = cfg
             .into_iter()
@@ -319,10 +316,7 @@ mod tests {
     #[test]
     fn an_unpinned_mac_is_kept_and_a_nic_without_one_renders_the_bare_model() {
         let vm = master();
-        let marker = Marker {
-            stack: "s".into(),
-            fingerprint: None,
-        };
+        let marker = Marker::created("s", None);
         let fresh = desired_config(&vm, &marker, &VmConfig::default());
         assert_eq!(fresh["net0"].as_deref(), Some("virtio,bridge=vmbr1,tag=20"));
         let live: VmConfig = [(

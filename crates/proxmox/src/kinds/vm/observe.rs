@@ -221,14 +221,11 @@ pub fn observed_from_config(
         },
     };
     let marker = match trailer {
-        Some(t) => Some(Marker {
-            stack: t.stack,
-            fingerprint: t.fp,
-        }),
-        None => marker_tags.first().map(|t| Marker {
-            stack: t[MARKER_TAG_PREFIX.len()..].to_string(),
-            fingerprint: None,
-        }),
+        Some(t) => Some(t.marker_for(vmid)),
+        // A tag alone records neither origin nor VMID: adopted, so at worst released.
+        None => marker_tags
+            .first()
+            .map(|t| Marker::adopted(&t[MARKER_TAG_PREFIX.len()..], None)),
     };
     (VmObserved { spec, ipv4 }, marker)
 }
