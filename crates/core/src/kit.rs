@@ -919,6 +919,21 @@ mod tests {
             }
         }
 
+        /// A note may not lose its text once written.
+        fn check(
+            &self,
+            _: &Ctx,
+            before: Option<&NoteObserved>,
+            after: Option<&Note>,
+        ) -> Vec<FieldError> {
+            match (before, after) {
+                (Some(b), Some(a)) if !b.text.is_empty() && a.text.is_empty() => {
+                    vec![FieldError::new("text", "may not be emptied")]
+                }
+                _ => Vec::new(),
+            }
+        }
+
         async fn create(
             &self,
             ctx: &Ctx,
@@ -1144,6 +1159,47 @@ mod tests {
             .await
             .unwrap();
         assert!(p.ctx().0.lock().unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_kind_check_refuses_the_change_naming_resource_and_field() {
+        let p = ProviderBuilder::new("test", Ctx::default())
+            .kind(Notes)
+            .build();
+        let addr = Address::new("test_note", "n");
+        let before = Observed {
+            key: "n".into(),
+            value: json!({"name": "n", "text": "hello", "id": 7}),
+            marker: None,
+            uses: Vec::new(),
+        };
+        let emptied = json!({"name": "n", "text": ""});
+        let change = |after| PlannedChange {
+            kind: "test_note",
+            key: "n",
+            address: &addr,
+            before: Some(&before),
+            after,
+        };
+        let refused = p
+            .check_plan(&[change(Some(&emptied))], &BTreeMap::new())
+            .await
+            .unwrap();
+        assert_eq!(refused.len(), 1, "{refused:?}");
+        assert!(!refused[0].passed);
+        assert_eq!(refused[0].name, "test_note.n.text");
+        assert!(
+            refused[0].message.contains("test_note.n") && refused[0].message.contains("text"),
+            "{}",
+            refused[0].message
+        );
+        let fine = json!({"name": "n", "text": "bye"});
+        assert!(
+            p.check_plan(&[change(Some(&fine)), change(None)], &BTreeMap::new())
+                .await
+                .unwrap()
+                .is_empty()
+        );
     }
 
     #[test]

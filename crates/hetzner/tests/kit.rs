@@ -144,3 +144,61 @@ async fn a_no_op_plan_costs_the_same_requests_on_every_run() {
     // One list for each other kind (rrsets: the owned zones, of which there are none).
     assert_eq!(c.total, 3 + 8, "{:?}", c.by_route);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_adopted_firewall_no_longer_declared_is_released_not_deleted() {
+    let sim = sim().await;
+    let p = provider(&sim);
+    // Made by hand, with a user label.
+    p.client()
+        .request(
+            reqwest::Method::POST,
+            "/firewalls",
+            &[],
+            Some(
+                &serde_json::json!({"name": "edge", "labels": {"team": "net"},
+                "rules": [{"direction": "in", "protocol": "tcp", "port": "22",
+                           "source_ips": ["10.0.0.0/8"]}]}),
+            ),
+            false,
+        )
+        .await
+        .unwrap();
+    let providers = providers(p);
+    let mut fw = Firewall {
+        name: "edge".into(),
+        labels: [("team".to_string(), "net".to_string())].into(),
+        rules: vec![Rule::tcp_in("22", &["10.0.0.0/8"])],
+        apply_to: Vec::new(),
+    };
+    fw.rules[0].description = None;
+    let mut s = StackBuilder::new("own");
+    s.add("edge", fw);
+    apply_ok(&s.build().unwrap(), &providers).await;
+    let labels = |sim: &cairn_hetzner::sim::SimHandle| {
+        sim.dump_state()["objects"]["firewalls"]
+            .as_object()
+            .and_then(|m| m.values().next().map(|f| f["labels"].clone()))
+    };
+    assert_eq!(
+        labels(&sim).unwrap()["cairn.dev/origin"],
+        "adopted",
+        "adoption writes the marker"
+    );
+
+    let empty = StackBuilder::new("own").build().unwrap();
+    let planned = plan(&empty, &providers).await.expect("plan");
+    let c = planned
+        .plan
+        .change("hetzner_firewall.edge")
+        .expect("planned");
+    assert_eq!(c.action(), Action::Release, "{c:?}");
+    apply_ok(&empty, &providers).await;
+    let after = labels(&sim).expect("the firewall stays");
+    assert_eq!(
+        after,
+        serde_json::json!({"team": "net"}),
+        "only cairn's labels go"
+    );
+    assert!(!plan(&empty, &providers).await.unwrap().plan.has_changes());
+}
