@@ -25,7 +25,7 @@ use crate::provider::{
     Change, CheckResult, Declared, Diagnostic, Marker, ObserveRequest, Observed, PlannedChange,
     Provider, ProviderError,
 };
-use crate::resource::{Resource, Schema};
+use crate::resource::{FieldError, Resource, Schema};
 use crate::value::Address;
 
 /// One object found by a kind's observe, in the kind's typed observed form.
@@ -162,6 +162,18 @@ pub trait Kind<C: Context>: Send + Sync + 'static {
         Vec::new()
     }
 
+    /// Plan-time checks of one change against what was observed (e.g. a size that may only
+    /// grow). Each problem names the field; any problem refuses the plan before anything is
+    /// touched.
+    fn check(
+        &self,
+        _ctx: &C,
+        _before: Option<&Self::Observed>,
+        _after: Option<&Self::Spec>,
+    ) -> Vec<FieldError> {
+        Vec::new()
+    }
+
     /// Creates the object and returns what was observed after.
     async fn create(
         &self,
@@ -227,6 +239,7 @@ trait ErasedKind<C: Context>: Send + Sync {
     fn check_schema(&self) -> Vec<String>;
     async fn observe(&self, ctx: &C, q: Query<'_>) -> Result<Vec<Observed>, ProviderError>;
     fn steps(&self, ctx: &C, before: Option<&Observed>, after: Option<&Value>) -> Vec<String>;
+    fn check(&self, ctx: &C, before: Option<&Observed>, after: Option<&Value>) -> Vec<FieldError>;
     async fn create(&self, ctx: &C, change: &Change<'_>) -> Result<Value, ProviderError>;
     async fn update(&self, ctx: &C, change: &Change<'_>) -> Result<Value, ProviderError>;
     async fn delete(&self, ctx: &C, change: &Change<'_>) -> Result<(), ProviderError>;
@@ -344,6 +357,26 @@ impl<K: Kind<C>, C: Context> ErasedKind<C> for Erased<K, C> {
             .iter()
             .map(ToString::to_string)
             .collect()
+    }
+
+    fn check(&self, ctx: &C, before: Option<&Observed>, after: Option<&Value>) -> Vec<FieldError> {
+        let before = match before.map(|o| K::Observed::deserialize_value(&o.value)) {
+            Some(Ok(b)) => Some(b),
+            Some(Err(e)) => {
+                tracing::warn!(kind = K::Spec::KIND, %e, "cannot read the observed object to check the change");
+                return Vec::new();
+            }
+            None => None,
+        };
+        let after = match after.map(K::Spec::deserialize_value) {
+            Some(Ok(a)) => Some(a),
+            Some(Err(e)) => {
+                tracing::warn!(kind = K::Spec::KIND, %e, "cannot read the desired spec to check the change");
+                return Vec::new();
+            }
+            None => None,
+        };
+        self.0.check(ctx, before.as_ref(), after.as_ref())
     }
 
     async fn create(&self, ctx: &C, change: &Change<'_>) -> Result<Value, ProviderError> {
@@ -642,7 +675,21 @@ impl<C: Context> Provider for KitProvider<C> {
         changes: &[PlannedChange<'_>],
         settings: &BTreeMap<String, String>,
     ) -> Result<Vec<CheckResult>, ProviderError> {
-        self.ctx.check_plan(changes, settings).await
+        let mut out: Vec<CheckResult> = Vec::new();
+        for c in changes {
+            let Some(&i) = self.index.get(c.kind) else {
+                continue;
+            };
+            for e in self.kinds[i].check(&self.ctx, c.before, c.after) {
+                out.push(CheckResult {
+                    name: format!("{}.{}", c.address, e.field),
+                    passed: false,
+                    message: format!("{}: {e}", c.address),
+                });
+            }
+        }
+        out.extend(self.ctx.check_plan(changes, settings).await?);
+        Ok(out)
     }
 }
 
@@ -867,6 +914,21 @@ mod tests {
             match (before, after) {
                 (Some(b), Some(a)) if b.text != a.text => {
                     vec![NoteStep::Clear, NoteStep::Write(a.text.clone())]
+                }
+                _ => Vec::new(),
+            }
+        }
+
+        /// A note may not lose its text once written.
+        fn check(
+            &self,
+            _: &Ctx,
+            before: Option<&NoteObserved>,
+            after: Option<&Note>,
+        ) -> Vec<FieldError> {
+            match (before, after) {
+                (Some(b), Some(a)) if !b.text.is_empty() && a.text.is_empty() => {
+                    vec![FieldError::new("text", "may not be emptied")]
                 }
                 _ => Vec::new(),
             }
@@ -1097,6 +1159,47 @@ mod tests {
             .await
             .unwrap();
         assert!(p.ctx().0.lock().unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_kind_check_refuses_the_change_naming_resource_and_field() {
+        let p = ProviderBuilder::new("test", Ctx::default())
+            .kind(Notes)
+            .build();
+        let addr = Address::new("test_note", "n");
+        let before = Observed {
+            key: "n".into(),
+            value: json!({"name": "n", "text": "hello", "id": 7}),
+            marker: None,
+            uses: Vec::new(),
+        };
+        let emptied = json!({"name": "n", "text": ""});
+        let change = |after| PlannedChange {
+            kind: "test_note",
+            key: "n",
+            address: &addr,
+            before: Some(&before),
+            after,
+        };
+        let refused = p
+            .check_plan(&[change(Some(&emptied))], &BTreeMap::new())
+            .await
+            .unwrap();
+        assert_eq!(refused.len(), 1, "{refused:?}");
+        assert!(!refused[0].passed);
+        assert_eq!(refused[0].name, "test_note.n.text");
+        assert!(
+            refused[0].message.contains("test_note.n") && refused[0].message.contains("text"),
+            "{}",
+            refused[0].message
+        );
+        let fine = json!({"name": "n", "text": "bye"});
+        assert!(
+            p.check_plan(&[change(Some(&fine)), change(None)], &BTreeMap::new())
+                .await
+                .unwrap()
+                .is_empty()
+        );
     }
 
     #[test]

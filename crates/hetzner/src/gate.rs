@@ -5,9 +5,10 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use cairn_core::gate::Probe;
-use serde_json::Value;
+use serde::Deserialize;
 
 use crate::client::Client;
+use crate::kinds::Ops;
 
 /// Probes a load balancer's target health by name.
 #[derive(Debug, Clone)]
@@ -26,25 +27,58 @@ impl LbTargetsHealthy {
     }
 }
 
-fn unhealthy(t: &Value, out: &mut Vec<String>) {
-    if let Some(subs) = t["targets"].as_array() {
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct Health {
+    listen_port: u16,
+    status: String,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct Id {
+    id: u64,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct Ip {
+    ip: String,
+}
+
+/// A target as the API reports it; label-selector targets list the servers they matched.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct ApiTarget {
+    #[serde(rename = "type")]
+    kind: String,
+    server: Option<Id>,
+    ip: Option<Ip>,
+    health_status: Vec<Health>,
+    targets: Option<Vec<ApiTarget>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct ApiLb {
+    targets: Vec<ApiTarget>,
+}
+
+fn unhealthy(t: &ApiTarget, out: &mut Vec<String>) {
+    if let Some(subs) = &t.targets {
         for s in subs {
             unhealthy(s, out);
         }
         return;
     }
-    let who = match t["type"].as_str() {
-        Some("server") => format!("server {}", t["server"]["id"]),
-        Some("ip") => format!("ip {}", t["ip"]["ip"]),
+    let who = match (t.kind.as_str(), &t.server, &t.ip) {
+        ("server", Some(s), _) => format!("server {}", s.id),
+        ("ip", _, Some(ip)) => format!("ip {:?}", ip.ip),
         _ => "target".to_string(),
     };
-    for h in t["health_status"].as_array().into_iter().flatten() {
-        if h["status"] != "healthy" {
-            out.push(format!(
-                "{who} port {}: {}",
-                h["listen_port"],
-                h["status"].as_str().unwrap_or("?")
-            ));
+    for h in &t.health_status {
+        if h.status != "healthy" {
+            out.push(format!("{who} port {}: {}", h.listen_port, h.status));
         }
     }
 }
@@ -59,20 +93,19 @@ impl Probe for LbTargetsHealthy {
     }
 
     async fn check(&self) -> Result<(), String> {
-        let v = self
-            .client
-            .get("/load_balancers", &[("name".into(), self.name.clone())])
+        let ops = Ops { c: &self.client };
+        let lbs = ops
+            .list::<ApiLb>("load_balancers", &[("name".into(), self.name.clone())])
             .await
             .map_err(|e| e.to_string())?;
-        let lb = v["load_balancers"]
-            .get(0)
+        let lb = lbs
+            .first()
             .ok_or_else(|| format!("load balancer {} not found", self.name))?;
-        let targets = lb["targets"].as_array().cloned().unwrap_or_default();
-        if targets.is_empty() {
+        if lb.targets.is_empty() {
             return Err("no targets".into());
         }
         let mut bad = Vec::new();
-        for t in &targets {
+        for t in &lb.targets {
             unhealthy(t, &mut bad);
         }
         if bad.is_empty() {

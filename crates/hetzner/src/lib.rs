@@ -5,7 +5,9 @@
 //! # Kinds
 //! `hetzner_ssh_key`, `hetzner_network` (subnets, routes), `hetzner_server`,
 //! `hetzner_primary_ip`, `hetzner_load_balancer` (services, targets, network attachment),
-//! `hetzner_firewall` (rules, apply_to), `hetzner_zone`, `hetzner_rrset`. Observed values have
+//! `hetzner_firewall` (rules, apply_to), `hetzner_zone`, `hetzner_rrset`, `hetzner_volume`
+//! (size, attachment by reference). Each is a typed kind of the provider kit
+//! (`cairn_core::kit`), registered in [`kinds`]; observed values have
 //! the spec's field names plus computed fields (`id`, `ipv4`, …). Typed references come from
 //! the `*Attrs` traits on handles (`lb.ipv4()`, `net.id()`), since core owns `Handle`.
 //!
@@ -31,11 +33,10 @@
 //!   request, backoff); an action ending in `error` fails the resource with its code and
 //!   message.
 //! - **Lists whose identity is a reference** (server `networks`, LB `targets` and
-//!   `private_net`, firewall `apply_to`, rrset `records`) are diffed positionally for now,
-//!   because the engine does not resolve references inside keyed-list keys. To keep that
-//!   honest the provider presents observed items in the declared order (resolving the
-//!   references to ids it has seen, or with one `name=` lookup), and changes them as sets,
-//!   so a different API order is neither a change nor a disruption.
+//!   `private_net`, firewall `apply_to`) are keyed lists: the engine resolves references
+//!   before keying, so a different API order is neither a change nor a disruption, and
+//!   observing needs nothing but one list per kind (a no-op plan costs the same requests
+//!   every run). RRset `records` are positional and written in declared order.
 //! - Token from `HCLOUD_TOKEN`, endpoint from `HCLOUD_ENDPOINT`; the token is in no output,
 //!   `Debug` or error. With `CAIRN_LOOPBACK_ONLY=1` a non-loopback endpoint is refused.
 

@@ -4,51 +4,63 @@
 
 use std::net::Ipv4Addr;
 
-use cairn_core::{Declared, Diagnostic};
-use serde_json::Value;
+use cairn_core::{Declared, Diagnostic, Field, Resource};
 
 use crate::cidr::Cidr4;
-use crate::provider::{diag, ref_address};
+use crate::kinds::{LoadBalancer, Network, Server, TargetType};
+use crate::provider::diag;
 
 /// An identity for a network reference: the referenced address, or the literal id.
-fn net_ident(v: &Value) -> Option<String> {
-    ref_address(v).or_else(|| v.as_u64().map(|n| format!("id:{n}")))
+fn net_ident(f: &Field<u64>) -> String {
+    match f {
+        Field::Known(id) => format!("id:{id}"),
+        Field::Ref(r) => r.raw().address.0.clone(),
+    }
+}
+
+/// The address a reference points at.
+fn ref_address(f: &Field<u64>) -> Option<&str> {
+    f.reference().map(|r| r.address.0.as_str())
+}
+
+/// The declared resources of kind `R`, typed (those that do not decode are left to the
+/// kind's own validation).
+fn typed<'a, R: Resource>(declared: &'a [Declared<'a>]) -> Vec<(&'a Declared<'a>, R)> {
+    declared
+        .iter()
+        .filter(|d| d.kind == R::KIND)
+        .filter_map(|d| R::deserialize(d.spec).ok().map(|r| (d, r)))
+        .collect()
 }
 
 /// Runs every cross-resource check.
 pub fn cross_check(declared: &[Declared<'_>]) -> Vec<Diagnostic> {
     let mut out = Vec::new();
-    let by_addr = |a: &str| declared.iter().find(|d| d.address.0 == a);
-    for d in declared
-        .iter()
-        .filter(|d| d.kind == "hetzner_load_balancer")
-    {
-        let lb_nets: Vec<String> = d.spec["private_net"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|n| net_ident(&n["network"]))
+    let servers = typed::<Server>(declared);
+    let networks = typed::<Network>(declared);
+    let lbs = typed::<LoadBalancer>(declared);
+    let server_at = |a: &str| servers.iter().find(|(d, _)| d.address.0 == a);
+    for (d, lb) in &lbs {
+        let lb_nets: Vec<String> = lb
+            .private_net
+            .iter()
+            .map(|n| net_ident(&n.network))
             .collect();
-        for (i, t) in d.spec["targets"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .enumerate()
-        {
-            if t["type"] != "server" || t["use_private_ip"] != true {
+        for (i, t) in lb.targets.iter().enumerate() {
+            if t.kind != TargetType::Server || t.use_private_ip != Some(true) {
                 continue;
             }
-            let Some(srv_addr) = ref_address(&t["server"]["id"]) else {
+            let Some(srv_addr) = t.server.as_ref().and_then(|s| ref_address(&s.id)) else {
                 continue;
             };
-            let Some(srv) = by_addr(&srv_addr) else {
+            let Some((_, srv)) = server_at(srv_addr) else {
                 continue;
             };
-            let srv_nets: Vec<String> = srv.spec["networks"]
-                .as_array()
-                .into_iter()
+            let srv_nets: Vec<String> = srv
+                .networks
+                .iter()
                 .flatten()
-                .filter_map(|n| net_ident(&n["network"]))
+                .map(|n| net_ident(&n.network))
                 .collect();
             if !srv_nets.iter().any(|n| lb_nets.contains(n)) {
                 out.push(diag(d, format!("targets[{i}].server.id"), format!(
@@ -58,64 +70,44 @@ pub fn cross_check(declared: &[Declared<'_>]) -> Vec<Diagnostic> {
             }
         }
     }
-    let check_ip =
-        |d: &Declared<'_>, field: String, net: &Value, ip: &Value, out: &mut Vec<Diagnostic>| {
-            let (Some(addr), Some(ip)) = (ref_address(net), ip.as_str()) else {
-                return;
-            };
-            let Ok(ip) = ip.parse::<Ipv4Addr>() else {
-                return;
-            };
-            let Some(n) = by_addr(&addr) else { return };
-            let subnets: Vec<Cidr4> = n.spec["subnets"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(|s| s["ip_range"].as_str().and_then(|r| Cidr4::parse(r, true)))
-                .collect();
-            if !subnets.iter().any(|s| s.contains(ip) && ip != s.nth(0)) {
-                out.push(diag(
-                    d,
-                    field,
-                    format!("{ip} is not inside a subnet of {addr}"),
-                ));
-            }
+    let check_ip = |d: &Declared<'_>,
+                    field: String,
+                    net: &Field<u64>,
+                    ip: Option<Ipv4Addr>,
+                    out: &mut Vec<Diagnostic>| {
+        let (Some(addr), Some(ip)) = (ref_address(net), ip) else {
+            return;
         };
-    for d in declared {
-        match d.kind {
-            "hetzner_server" => {
-                for (i, n) in d.spec["networks"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .enumerate()
-                {
-                    check_ip(
-                        d,
-                        format!("networks[{i}].ip"),
-                        &n["network"],
-                        &n["ip"],
-                        &mut out,
-                    );
-                }
-            }
-            "hetzner_load_balancer" => {
-                for (i, n) in d.spec["private_net"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .enumerate()
-                {
-                    check_ip(
-                        d,
-                        format!("private_net[{i}].ip"),
-                        &n["network"],
-                        &n["ip"],
-                        &mut out,
-                    );
-                }
-            }
-            _ => {}
+        let Some((_, n)) = networks.iter().find(|(nd, _)| nd.address.0 == addr) else {
+            return;
+        };
+        let subnets: Vec<Cidr4> = n
+            .subnets
+            .iter()
+            .filter_map(|s| Cidr4::parse(&s.ip_range, true))
+            .collect();
+        if !subnets.iter().any(|s| s.contains(ip) && ip != s.nth(0)) {
+            out.push(diag(
+                d,
+                field,
+                format!("{ip} is not inside a subnet of {addr}"),
+            ));
+        }
+    };
+    for (d, s) in &servers {
+        for (i, n) in s.networks.iter().flatten().enumerate() {
+            check_ip(d, format!("networks[{i}].ip"), &n.network, n.ip, &mut out);
+        }
+    }
+    for (d, lb) in &lbs {
+        for (i, n) in lb.private_net.iter().enumerate() {
+            check_ip(
+                d,
+                format!("private_net[{i}].ip"),
+                &n.network,
+                n.ip,
+                &mut out,
+            );
         }
     }
     out

@@ -62,9 +62,10 @@ async fn k3s_world_is_created_from_nothing_and_the_second_plan_is_empty() {
     sim.reset_counters();
     let again = plan(&stack, &providers).await.expect("second plan");
     let c = sim.counters();
-    // One labelled list per kind (rrsets: owned zones + that zone's rrsets), nothing per object.
+    // One labelled list per registered kind (9, including the ones this stack does not
+    // declare, so their owned objects are found) + that zone's rrsets; nothing per object.
     assert!(
-        c.total <= 7,
+        c.total <= 10,
         "a no-op plan took {} requests: {:?}",
         c.total,
         c.by_route
@@ -401,10 +402,20 @@ async fn owned_servers_dropped_from_the_stack_are_planned_for_deletion_and_delet
         .map(|c| c.key.clone())
         .collect();
     deleted.sort();
-    // The engine observes only the kinds a stack declares, so the workers (same kind as the
-    // manager) are found and deleted; kinds the stack no longer uses at all are not looked at
-    // (core change requested: let a provider list its kinds).
-    assert_eq!(deleted, ["k3s-w1", "k3s-w2"]);
+    // The provider lists its kinds, so the owned objects of kinds the stack no longer uses
+    // at all (load balancer, firewall, zone, records) are found and deleted too.
+    assert_eq!(
+        deleted,
+        [
+            "docfast.dev",
+            "docfast.dev/@/A",
+            "docfast.dev/staging/A",
+            "k3s-fw",
+            "k3s-lb",
+            "k3s-w1",
+            "k3s-w2"
+        ]
+    );
     let report = apply(
         &stack,
         &providers,

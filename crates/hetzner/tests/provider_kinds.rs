@@ -53,7 +53,7 @@ async fn ssh_key_network_and_server_are_created_observed_updated_and_deleted() {
     // In place: labels, a new subnet (one action), a second server network IP.
     srv.labels.insert("tier".into(), "web".into());
     net.subnets.push(Subnet {
-        kind: "cloud".into(),
+        kind: SubnetType::Cloud,
         network_zone: "eu-central".into(),
         ip_range: "10.0.2.0/24".into(),
     });
@@ -181,13 +181,7 @@ async fn firewall_zone_and_rrset_round_trip() {
         name: "fw".into(),
         labels: Labels::new(),
         rules: vec![Rule::tcp_in("6443", &["10.0.0.0/16", "203.0.113.7/32"])],
-        apply_to: vec![ApplyTo {
-            kind: "server".into(),
-            server: Some(TargetServer {
-                id: srv["id"].as_u64().unwrap().into(),
-            }),
-            label_selector: None,
-        }],
+        apply_to: vec![ApplyTo::server(srv["id"].as_u64().unwrap())],
     };
     let v = create(&p, &fw).await;
     assert!(diff_of(&fw, &v).is_empty(), "{:?}", diff_of(&fw, &v));
@@ -291,7 +285,7 @@ async fn pinned_primary_ip_is_the_server_address_and_survives_the_server() {
     let p = provider(&sim);
     let mut ip = PrimaryIp {
         name: "api-ip".into(),
-        kind: "ipv4".into(),
+        kind: IpType::Ipv4,
         location: "fsn1".into(),
         auto_delete: false,
         labels: Labels::new(),

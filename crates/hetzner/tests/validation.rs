@@ -15,7 +15,7 @@ async fn bad_input_fails_at_plan_time_naming_resource_and_field_with_no_request_
     let mut s = StackBuilder::new("k3s");
     let mut net = Network::new("k3s-net", "10.0.0.0/16", "10.0.1.0/24");
     net.subnets.push(Subnet {
-        kind: "cloud".into(),
+        kind: SubnetType::Cloud,
         network_zone: "eu-central".into(),
         ip_range: "10.0.1.128/25".into(),
     });

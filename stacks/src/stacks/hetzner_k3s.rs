@@ -13,8 +13,8 @@ use cairn_core::{Providers, Stack, StackBuilder};
 use cairn_hetzner::client::{ClientConfig, Token};
 use cairn_hetzner::{
     Algorithm, ApplyTo, Firewall, HetznerProvider, Labels, LbNetwork, LoadBalancer,
-    LoadBalancerAttrs, Network, NetworkAttrs, RRSet, Record, Rule, Server, ServerAttrs,
-    ServerNetwork, Service, Target, TargetServer, Zone,
+    LoadBalancerAttrs, Network, NetworkAttrs, RRSet, Record, RecordType, Rule, Server, ServerAttrs,
+    ServerNetwork, Service, Target, Zone,
 };
 
 use super::{Loaded, StackDef, Target as Where};
@@ -86,13 +86,7 @@ pub fn build(with_staging: bool) -> anyhow::Result<Stack> {
             name: "coolify-fw".into(),
             labels: Labels::new(),
             rules: vec![from_network, from_ci],
-            apply_to: vec![ApplyTo {
-                kind: "server".into(),
-                server: Some(TargetServer {
-                    id: servers[0].id().into(),
-                }),
-                label_selector: None,
-            }],
+            apply_to: vec![ApplyTo::server(servers[0].id())],
         },
     );
 
@@ -104,7 +98,7 @@ pub fn build(with_staging: bool) -> anyhow::Result<Stack> {
         RRSet {
             zone: ZONE.into(),
             name: "@".into(),
-            kind: "MX".into(),
+            kind: RecordType::MX,
             ttl: None,
             labels: Labels::new(),
             records: vec![Record::text("10 mail.docfast.dev.")],

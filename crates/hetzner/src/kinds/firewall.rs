@@ -1,21 +1,54 @@
 //! `hetzner_firewall`: rules (replaced whole with `set_rules`) and the resources it applies
 //! to (a keyed set changed with `apply_to_resources` / `remove_from_resources`).
 
-use cairn_core::{AttrRef, FieldError, Handle, Resource, Schema};
+use async_trait::async_trait;
+use cairn_core::{AttrRef, FieldError, Handle, KeyedList, Resource, Schema};
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
 
+use super::collection::Collection;
 use super::load_balancer::{TargetSelector, TargetServer};
-use super::{KindOps, Labels, Ops, id_of, split_labels, validate_labels, validate_name};
+use super::{Labels, NameLabels, Ops, envelope, split_labels, validate_labels, validate_name};
 use crate::client::ApiError;
+
+/// The direction of traffic a rule matches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Direction {
+    /// Inbound (matched by `source_ips`).
+    In,
+    /// Outbound (matched by `destination_ips`).
+    Out,
+}
+
+/// The protocol a rule matches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RuleProtocol {
+    /// TCP (with a port).
+    Tcp,
+    /// UDP (with a port).
+    Udp,
+    /// ICMP.
+    Icmp,
+    /// IPsec ESP.
+    Esp,
+    /// GRE.
+    Gre,
+}
+
+impl RuleProtocol {
+    fn has_ports(self) -> bool {
+        matches!(self, RuleProtocol::Tcp | RuleProtocol::Udp)
+    }
+}
 
 /// A firewall rule.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Rule {
-    /// `in` or `out`.
-    pub direction: String,
-    /// `tcp`, `udp`, `icmp`, `esp` or `gre`.
-    pub protocol: String,
+    /// In or out.
+    pub direction: Direction,
+    /// The protocol.
+    pub protocol: RuleProtocol,
     /// `"80"`, `"1024-5000"` or `"any"` (tcp/udp only).
     pub port: Option<String>,
     /// Sources (for `in`), CIDRs.
@@ -32,26 +65,69 @@ impl Rule {
     /// An inbound TCP rule.
     pub fn tcp_in(port: &str, sources: &[&str]) -> Self {
         Rule {
-            direction: "in".into(),
-            protocol: "tcp".into(),
+            direction: Direction::In,
+            protocol: RuleProtocol::Tcp,
             port: Some(port.into()),
             source_ips: sources.iter().map(|s| s.to_string()).collect(),
             destination_ips: Vec::new(),
             description: None,
         }
     }
+
+    /// The rule as compared: IP lists as sets, an empty description as none.
+    fn normalised(&self) -> Rule {
+        let mut r = self.clone();
+        r.source_ips.sort();
+        r.destination_ips.sort();
+        if r.description.as_deref() == Some("") {
+            r.description = None;
+        }
+        r
+    }
+}
+
+/// What kind of resource a firewall applies to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ApplyToType {
+    /// One server.
+    Server,
+    /// Every server matching a label selector.
+    LabelSelector,
 }
 
 /// What a firewall applies to.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ApplyTo {
-    /// `server` or `label_selector`.
+    /// Server or label selector.
     #[serde(rename = "type")]
-    pub kind: String,
+    pub kind: ApplyToType,
     /// For `server`.
+    #[serde(default)]
     pub server: Option<TargetServer>,
     /// For `label_selector`.
+    #[serde(default)]
     pub label_selector: Option<TargetSelector>,
+}
+
+impl ApplyTo {
+    /// Applies to one server (usually a reference to its id).
+    pub fn server(id: impl Into<cairn_core::Field<u64>>) -> Self {
+        ApplyTo {
+            kind: ApplyToType::Server,
+            server: Some(TargetServer { id: id.into() }),
+            label_selector: None,
+        }
+    }
+
+    /// The identity of the item: its type and server id or selector.
+    fn ident(&self) -> (ApplyToType, Option<u64>, Option<&str>) {
+        (
+            self.kind,
+            self.server.as_ref().and_then(|s| s.id.known().copied()),
+            self.label_selector.as_ref().map(|l| l.selector.as_str()),
+        )
+    }
 }
 
 /// A firewall (`/firewalls`).
@@ -65,12 +141,20 @@ pub struct Firewall {
     /// Rules (at most 50).
     #[serde(default)]
     pub rules: Vec<Rule>,
-    /// Resources it applies to.
+    /// Resources it applies to (keyed by identity).
     #[serde(default)]
     pub apply_to: Vec<ApplyTo>,
 }
 
-pub(crate) const APPLY_KEY: &[&str] = &["type", "server.id", "label_selector.selector"];
+/// An observed firewall: the spec plus its id.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FirewallObserved {
+    /// The spec fields as the API reports them.
+    #[serde(flatten)]
+    pub spec: Firewall,
+    /// Its id.
+    pub id: u64,
+}
 
 fn valid_port(p: &str) -> bool {
     let ok = |s: &str| s.parse::<u32>().is_ok_and(|n| (1..=65535).contains(&n));
@@ -103,7 +187,10 @@ impl Resource for Firewall {
     fn schema() -> Schema {
         Schema {
             computed: &["id"],
-            // `apply_to` is positional: its server ids are usually references.
+            keyed: &[KeyedList {
+                path: "apply_to",
+                key: &["type", "server.id", "label_selector.selector"],
+            }],
             unordered: &["rules[*].source_ips", "rules[*].destination_ips"],
             ..Schema::default()
         }
@@ -117,32 +204,22 @@ impl Resource for Firewall {
         }
         for (i, r) in self.rules.iter().enumerate() {
             let f = |x: &str| format!("rules[{i}].{x}");
-            if r.direction != "in" && r.direction != "out" {
-                e.push(FieldError::new(f("direction"), "must be in or out"));
-            }
-            match (r.protocol.as_str(), &r.port) {
-                ("tcp" | "udp", Some(p)) if valid_port(p) => {}
-                ("tcp" | "udp", Some(p)) => e.push(FieldError::new(
+            match (r.protocol.has_ports(), &r.port) {
+                (true, Some(p)) if valid_port(p) => {}
+                (true, Some(p)) => e.push(FieldError::new(
                     f("port"),
                     format!("{p:?} is not a port 1-65535, a range a-b, or any"),
                 )),
-                ("tcp" | "udp", None) => {
-                    e.push(FieldError::new(f("port"), "is required for tcp and udp"))
-                }
-                ("icmp" | "esp" | "gre", None) => {}
-                ("icmp" | "esp" | "gre", Some(_)) => e.push(FieldError::new(
+                (true, None) => e.push(FieldError::new(f("port"), "is required for tcp and udp")),
+                (false, None) => {}
+                (false, Some(_)) => e.push(FieldError::new(
                     f("port"),
                     "only tcp and udp rules have ports",
                 )),
-                (p, _) => e.push(FieldError::new(
-                    f("protocol"),
-                    format!("{p:?} is not tcp, udp, icmp, esp or gre"),
-                )),
             }
-            let (name, ips) = if r.direction == "in" {
-                ("source_ips", &r.source_ips)
-            } else {
-                ("destination_ips", &r.destination_ips)
+            let (name, ips) = match r.direction {
+                Direction::In => ("source_ips", &r.source_ips),
+                Direction::Out => ("destination_ips", &r.destination_ips),
             };
             if ips.is_empty() {
                 e.push(FieldError::new(f(name), "must not be empty"));
@@ -157,15 +234,14 @@ impl Resource for Firewall {
             }
         }
         for (i, a) in self.apply_to.iter().enumerate() {
-            let ok = match a.kind.as_str() {
-                "server" => a.server.is_some(),
-                "label_selector" => a.label_selector.is_some(),
-                _ => false,
+            let ok = match a.kind {
+                ApplyToType::Server => a.server.is_some(),
+                ApplyToType::LabelSelector => a.label_selector.is_some(),
             };
             if !ok {
                 e.push(FieldError::new(
                     format!("apply_to[{i}]"),
-                    "type must be server or label_selector, with the matching field set",
+                    "the field matching the type (server or label_selector) must be set",
                 ));
             }
         }
@@ -185,171 +261,190 @@ impl FirewallAttrs for Handle<Firewall> {
     }
 }
 
-fn apply_of(a: &Value) -> Value {
-    json!({"type": a["type"],
-           "server": if a["server"].is_null() { Value::Null } else { json!({"id": a["server"]["id"]}) },
-           "label_selector": if a["label_selector"].is_null() { Value::Null } else { json!({"selector": a["label_selector"]["selector"]}) }})
+/// A firewall as the API returns it.
+#[derive(Debug, Clone, Deserialize)]
+pub(crate) struct ApiFirewall {
+    id: u64,
+    name: String,
+    #[serde(default)]
+    labels: Labels,
+    #[serde(default)]
+    rules: Vec<Rule>,
+    #[serde(default)]
+    applied_to: Vec<ApplyTo>,
 }
 
-fn rule_of(r: &Value) -> Value {
-    let d = &r["description"];
-    json!({"direction": r["direction"], "protocol": r["protocol"], "port": r["port"],
-           "source_ips": r["source_ips"], "destination_ips": r["destination_ips"],
-           "description": if d.as_str() == Some("") { Value::Null } else { d.clone() }})
+#[derive(Serialize)]
+struct CreateFirewall<'a> {
+    name: &'a str,
+    labels: &'a Labels,
+    rules: &'a [Rule],
+    apply_to: &'a [ApplyTo],
 }
 
-fn observe(api: &Value, _declared: Option<&Value>) -> Value {
-    let (labels, _, _) = split_labels(&api["labels"]);
-    json!({"name": api["name"], "labels": labels,
-           "rules": api["rules"].as_array().into_iter().flatten().map(rule_of).collect::<Vec<_>>(),
-           "apply_to": api["applied_to"].as_array().into_iter().flatten().map(apply_of).collect::<Vec<_>>(),
-           "id": api["id"]})
+#[derive(Serialize)]
+struct SetRules<'a> {
+    rules: &'a [Rule],
 }
 
-fn body_of(a: &Value) -> Value {
-    let mut b = json!({"type": a["type"]});
-    for k in ["server", "label_selector"] {
-        if !a[k].is_null() {
-            b[k] = a[k].clone();
+#[derive(Serialize)]
+struct ApplyToResources<'a> {
+    apply_to: &'a [ApplyTo],
+}
+
+#[derive(Serialize)]
+struct RemoveFromResources<'a> {
+    remove_from: &'a [ApplyTo],
+}
+
+/// The `hetzner_firewall` kind.
+pub(crate) struct Firewalls;
+
+#[async_trait]
+impl Collection for Firewalls {
+    type Spec = Firewall;
+    type Api = ApiFirewall;
+    type Observed = FirewallObserved;
+    const COLLECTION: &'static str = "firewalls";
+    const SINGULAR: &'static str = "firewall";
+
+    fn id(api: &ApiFirewall) -> u64 {
+        api.id
+    }
+    fn name(api: &ApiFirewall) -> &str {
+        &api.name
+    }
+    fn labels(api: &ApiFirewall) -> &Labels {
+        &api.labels
+    }
+    fn observed_id(o: &FirewallObserved) -> u64 {
+        o.id
+    }
+    fn spec_labels(spec: &Firewall) -> &Labels {
+        &spec.labels
+    }
+
+    fn observe(api: &ApiFirewall, _: Option<&Firewall>) -> FirewallObserved {
+        FirewallObserved {
+            spec: Firewall {
+                name: api.name.clone(),
+                labels: split_labels(&api.labels).0,
+                rules: api
+                    .rules
+                    .iter()
+                    .map(|r| {
+                        let mut r = r.clone();
+                        if r.description.as_deref() == Some("") {
+                            r.description = None;
+                        }
+                        r
+                    })
+                    .collect(),
+                apply_to: api.applied_to.clone(),
+            },
+            id: api.id,
         }
     }
-    b
-}
 
-fn rules_body(d: &Value) -> Value {
-    json!(
-        d["rules"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .map(|r| {
-                let mut r = r.clone();
-                if let Some(o) = r.as_object_mut() {
-                    o.retain(|_, v| !v.is_null());
-                }
-                r
-            })
-            .collect::<Vec<_>>()
-    )
-}
-
-fn sorted_rules(v: &Value) -> Vec<Value> {
-    v.as_array()
-        .into_iter()
-        .flatten()
-        .map(|r| {
-            let mut r = rule_of(r);
-            for k in ["source_ips", "destination_ips"] {
-                let mut ips: Vec<String> = r[k]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .filter_map(|x| x.as_str().map(String::from))
-                    .collect();
-                ips.sort();
-                r[k] = json!(ips);
-            }
-            r
-        })
-        .collect()
-}
-
-async fn converge(ops: &Ops<'_>, cur: &Value, d: &Value, labels: Value) -> Result<(), ApiError> {
-    let id = id_of(cur);
-    let act = |a: &str| format!("/firewalls/{id}/actions/{a}");
-    if cur["labels"] != labels || cur["name"] != d["name"] {
-        ops.put(
-            &format!("/firewalls/{id}"),
-            json!({"name": d["name"], "labels": labels}),
-        )
-        .await?;
+    async fn create(ops: &Ops<'_>, d: &Firewall, labels: &Labels) -> Result<u64, ApiError> {
+        let body = CreateFirewall {
+            name: &d.name,
+            labels,
+            rules: &d.rules,
+            apply_to: &d.apply_to,
+        };
+        let v = ops.post("/firewalls", &body).await?;
+        Ok(envelope::<ApiFirewall>(v, "firewall")?.id)
     }
-    let want_rules: Vec<Value> = sorted_rules(&d["rules"]);
-    let have_rules: Vec<Value> = sorted_rules(&cur["rules"]);
-    let norm = |v: Vec<Value>| {
-        v.into_iter()
-            .map(|mut r| {
-                if r["description"].is_null() {
-                    r["description"] = Value::Null;
-                }
-                r
-            })
-            .collect::<Vec<_>>()
-    };
-    if norm(want_rules) != norm(have_rules) {
-        ops.post(
-            &act("set_rules"),
-            super::typed::<hcloud::models::SetRulesRequest>(json!({"rules": rules_body(d)}))?,
-        )
-        .await?;
+
+    async fn converge(
+        ops: &Ops<'_>,
+        cur: &ApiFirewall,
+        d: &Firewall,
+        labels: &Labels,
+    ) -> Result<(), ApiError> {
+        let id = cur.id;
+        let act = |a: &str| format!("/firewalls/{id}/actions/{a}");
+        if cur.labels != *labels || cur.name != d.name {
+            let body = NameLabels {
+                name: &d.name,
+                labels,
+            };
+            ops.put(&format!("/firewalls/{id}"), &body).await?;
+        }
+        let want: Vec<Rule> = d.rules.iter().map(Rule::normalised).collect();
+        let have: Vec<Rule> = cur.rules.iter().map(Rule::normalised).collect();
+        if want != have {
+            let body = SetRules { rules: &d.rules };
+            ops.post(&act("set_rules"), &body).await?;
+        }
+        let gone: Vec<ApplyTo> = cur
+            .applied_to
+            .iter()
+            .filter(|h| !d.apply_to.iter().any(|w| w.ident() == h.ident()))
+            .cloned()
+            .collect();
+        if !gone.is_empty() {
+            let body = RemoveFromResources { remove_from: &gone };
+            ops.post(&act("remove_from_resources"), &body).await?;
+        }
+        let new: Vec<ApplyTo> = d
+            .apply_to
+            .iter()
+            .filter(|w| !cur.applied_to.iter().any(|h| w.ident() == h.ident()))
+            .cloned()
+            .collect();
+        if !new.is_empty() {
+            let body = ApplyToResources { apply_to: &new };
+            ops.post(&act("apply_to_resources"), &body).await?;
+        }
+        Ok(())
     }
-    let key = |a: &Value| cairn_core::diff::item_key(a, APPLY_KEY);
-    let have: Vec<Value> = cur["applied_to"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(apply_of)
-        .collect();
-    let want: Vec<Value> = d["apply_to"].as_array().cloned().unwrap_or_default();
-    let gone: Vec<Value> = have
-        .iter()
-        .filter(|h| !want.iter().any(|w| key(w) == key(h)))
-        .map(body_of)
-        .collect();
-    if !gone.is_empty() {
-        ops.post(&act("remove_from_resources"), json!({"remove_from": gone}))
+
+    async fn delete(ops: &Ops<'_>, cur: &ApiFirewall) -> Result<(), ApiError> {
+        if !cur.applied_to.is_empty() {
+            let body = RemoveFromResources {
+                remove_from: &cur.applied_to,
+            };
+            ops.post(
+                &format!("/firewalls/{}/actions/remove_from_resources", cur.id),
+                &body,
+            )
             .await?;
+        }
+        ops.delete(&format!("/firewalls/{}", cur.id)).await
     }
-    let new: Vec<Value> = want
-        .iter()
-        .filter(|w| !have.iter().any(|h| key(w) == key(h)))
-        .map(body_of)
-        .collect();
-    if !new.is_empty() {
-        ops.post(&act("apply_to_resources"), json!({"apply_to": new}))
-            .await?;
+
+    fn example() -> Firewall {
+        let mut rule = Rule::tcp_in("6443", &["10.0.0.0/16"]);
+        rule.description = Some("k3s API".into());
+        let mut out = Rule::tcp_in("443", &[]);
+        out.direction = Direction::Out;
+        out.destination_ips = vec!["0.0.0.0/0".into()];
+        Firewall {
+            name: "fw".into(),
+            labels: [("env".to_string(), "prod".to_string())].into(),
+            rules: vec![rule, out],
+            // The first item sets every identity field, so the schema check can walk them all.
+            apply_to: vec![
+                ApplyTo {
+                    kind: ApplyToType::LabelSelector,
+                    server: Some(TargetServer { id: 8.into() }),
+                    label_selector: Some(TargetSelector {
+                        selector: "role=web".into(),
+                    }),
+                },
+                ApplyTo::server(7),
+            ],
+        }
     }
-    Ok(())
+
+    fn example_observed() -> FirewallObserved {
+        FirewallObserved {
+            spec: Self::example(),
+            id: 1,
+        }
+    }
 }
 
-/// Operations for `hetzner_firewall`.
-pub const OPS: KindOps = KindOps {
-    collection: "firewalls",
-    singular: "firewall",
-    observe,
-    extra_labels: |_| Vec::new(),
-    create: |ops, d, labels| {
-        Box::pin(async move {
-            let apply: Vec<Value> = d["apply_to"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .map(body_of)
-                .collect();
-            let body = json!({"name": d["name"], "labels": labels, "rules": rules_body(d), "apply_to": apply});
-            let body = super::typed::<hcloud::models::CreateFirewallRequest>(body)?;
-            let v = ops.post("/firewalls", body).await?;
-            Ok(id_of(&v["firewall"]))
-        })
-    },
-    converge: |ops, cur, d, labels| Box::pin(converge(ops, cur, d, labels)),
-    delete: |ops, cur| {
-        Box::pin(async move {
-            let id = id_of(cur);
-            let applied: Vec<Value> = cur["applied_to"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .map(|a| body_of(&apply_of(a)))
-                .collect();
-            if !applied.is_empty() {
-                ops.post(
-                    &format!("/firewalls/{id}/actions/remove_from_resources"),
-                    json!({"remove_from": applied}),
-                )
-                .await?;
-            }
-            ops.delete(&format!("/firewalls/{id}")).await
-        })
-    },
-};
+crate::collection_kind!(Firewalls);

@@ -4,49 +4,72 @@
 
 use std::net::Ipv4Addr;
 
+use async_trait::async_trait;
 use cairn_core::{AttrRef, Field, FieldError, Handle, KeyedList, Resource, Schema};
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
 
-use super::{KindOps, Labels, Ops, id_of, split_labels, validate_labels, validate_name};
+use super::collection::Collection;
+use super::{
+    ApiPrivateNet, Labels, NameLabels, NameRef, NetworkAction, Ops, envelope, split_labels,
+    validate_labels, validate_name,
+};
 use crate::client::ApiError;
 
-/// Balancing algorithm.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Algorithm {
-    /// `round_robin` or `least_connections`.
-    #[serde(rename = "type")]
-    pub kind: String,
+/// How a load balancer spreads connections.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AlgorithmType {
+    /// In turn.
+    #[default]
+    RoundRobin,
+    /// To the target with the fewest open connections.
+    LeastConnections,
 }
 
-impl Default for Algorithm {
-    fn default() -> Self {
-        Algorithm {
-            kind: "round_robin".into(),
-        }
-    }
+/// Balancing algorithm.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Algorithm {
+    /// Round robin or least connections.
+    #[serde(rename = "type")]
+    pub kind: AlgorithmType,
+}
+
+/// The protocol of a service or of a health check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LbProtocol {
+    /// Plain TCP.
+    Tcp,
+    /// HTTP.
+    Http,
+    /// HTTPS.
+    Https,
 }
 
 /// HTTP details of a health check.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct HealthCheckHttp {
     /// Host header.
+    #[serde(default)]
     pub domain: Option<String>,
     /// Request path.
     pub path: String,
     /// Expected body substring.
+    #[serde(default)]
     pub response: Option<String>,
     /// Accepted status codes, e.g. `["2??"]`.
+    #[serde(default)]
     pub status_codes: Option<Vec<String>>,
     /// Use TLS.
+    #[serde(default)]
     pub tls: Option<bool>,
 }
 
 /// A service health check.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct HealthCheck {
-    /// `tcp`, `http` or `https`.
-    pub protocol: String,
+    /// TCP, HTTP or HTTPS.
+    pub protocol: LbProtocol,
     /// Port checked.
     pub port: u16,
     /// Seconds between checks.
@@ -56,6 +79,7 @@ pub struct HealthCheck {
     /// Failed checks before a target is unhealthy.
     pub retries: u32,
     /// HTTP details for http/https checks.
+    #[serde(default)]
     pub http: Option<HealthCheckHttp>,
 }
 
@@ -63,7 +87,7 @@ impl HealthCheck {
     /// A TCP check.
     pub fn tcp(port: u16, interval: u32, timeout: u32, retries: u32) -> Self {
         HealthCheck {
-            protocol: "tcp".into(),
+            protocol: LbProtocol::Tcp,
             port,
             interval,
             timeout,
@@ -76,8 +100,8 @@ impl HealthCheck {
 /// A service (keyed by `listen_port`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Service {
-    /// `tcp`, `http` or `https`.
-    pub protocol: String,
+    /// TCP, HTTP or HTTPS.
+    pub protocol: LbProtocol,
     /// Port the LB listens on.
     pub listen_port: u16,
     /// Port on the targets.
@@ -93,7 +117,7 @@ impl Service {
     /// A TCP service forwarding `port` to `port` with a TCP check.
     pub fn tcp(port: u16, interval: u32, timeout: u32, retries: u32) -> Self {
         Service {
-            protocol: "tcp".into(),
+            protocol: LbProtocol::Tcp,
             listen_port: port,
             destination_port: port,
             proxyprotocol: false,
@@ -123,19 +147,35 @@ pub struct TargetIp {
     pub ip: String,
 }
 
+/// What a target is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TargetType {
+    /// One server.
+    Server,
+    /// Every server matching a label selector.
+    LabelSelector,
+    /// An IP address.
+    Ip,
+}
+
 /// A target (keyed by its identity: type + server / selector / ip).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Target {
-    /// `server`, `label_selector` or `ip`.
+    /// Server, label selector or IP.
     #[serde(rename = "type")]
-    pub kind: String,
+    pub kind: TargetType,
     /// For `server` targets.
+    #[serde(default)]
     pub server: Option<TargetServer>,
     /// For `label_selector` targets.
+    #[serde(default)]
     pub label_selector: Option<TargetSelector>,
     /// For `ip` targets.
+    #[serde(default)]
     pub ip: Option<TargetIp>,
     /// Reach the target over the private network.
+    #[serde(default)]
     pub use_private_ip: Option<bool>,
 }
 
@@ -143,13 +183,68 @@ impl Target {
     /// A server target reached over the private network.
     pub fn private_server(id: impl Into<Field<u64>>) -> Self {
         Target {
-            kind: "server".into(),
+            use_private_ip: Some(true),
+            ..Target::server(id)
+        }
+    }
+
+    /// A server target reached over its public address.
+    pub fn server(id: impl Into<Field<u64>>) -> Self {
+        Target {
+            kind: TargetType::Server,
             server: Some(TargetServer { id: id.into() }),
             label_selector: None,
             ip: None,
-            use_private_ip: Some(true),
+            use_private_ip: None,
         }
     }
+
+    /// The identity of the target: type and server id, selector or address.
+    fn ident(&self) -> (TargetType, Option<u64>, Option<&str>, Option<&str>) {
+        (
+            self.kind,
+            self.server.as_ref().and_then(|s| s.id.known().copied()),
+            self.label_selector.as_ref().map(|l| l.selector.as_str()),
+            self.ip.as_ref().map(|i| i.ip.as_str()),
+        )
+    }
+
+    fn private(&self) -> bool {
+        self.use_private_ip.unwrap_or(false)
+    }
+
+    /// Whether `have` serves as this target (same identity and, but for IPs, same path).
+    fn served_by(&self, have: &Target) -> bool {
+        self.ident() == have.ident()
+            && (self.kind == TargetType::Ip || self.private() == have.private())
+    }
+
+    /// The target as `add_target` / `remove_target` take it.
+    fn body(&self) -> Target {
+        let mut b = self.clone();
+        b.use_private_ip = (self.kind != TargetType::Ip).then_some(self.private());
+        b
+    }
+}
+
+/// A target's health on one service.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HealthStatus {
+    /// The service.
+    pub listen_port: u16,
+    /// `healthy`, `unhealthy` or `unknown`.
+    pub status: String,
+}
+
+/// An observed target: the spec shape plus its health per service.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TargetObserved {
+    /// The target.
+    #[serde(flatten)]
+    pub target: Target,
+    /// Health per service.
+    #[serde(default)]
+    pub health_status: Option<Vec<HealthStatus>>,
 }
 
 /// An attachment to a private network.
@@ -187,7 +282,32 @@ pub struct LoadBalancer {
     pub targets: Vec<Target>,
 }
 
-pub(crate) const TARGET_KEY: &[&str] = &["type", "server.id", "label_selector.selector", "ip.ip"];
+/// An observed load balancer: the spec shape, targets with health, id and addresses.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LoadBalancerObserved {
+    /// Name.
+    pub name: String,
+    /// Type.
+    pub load_balancer_type: String,
+    /// Location.
+    pub location: String,
+    /// Algorithm.
+    pub algorithm: Algorithm,
+    /// User labels.
+    pub labels: Labels,
+    /// Network attachments.
+    pub private_net: Vec<LbNetwork>,
+    /// Services.
+    pub services: Vec<Service>,
+    /// Targets with their health.
+    pub targets: Vec<TargetObserved>,
+    /// Its id.
+    pub id: u64,
+    /// Its public IPv4.
+    pub ipv4: Option<String>,
+    /// Its public IPv6.
+    pub ipv6: Option<String>,
+}
 
 impl Resource for LoadBalancer {
     const KIND: &'static str = "hetzner_load_balancer";
@@ -206,9 +326,14 @@ impl Resource for LoadBalancer {
                     path: "services",
                     key: &["listen_port"],
                 },
-                // `targets` and `private_net` are positional (the provider observes them in
-                // declared order): their identities are usually references, which the engine
-                // does not resolve inside keyed list keys yet.
+                KeyedList {
+                    path: "targets",
+                    key: &["type", "server.id", "label_selector.selector", "ip.ip"],
+                },
+                KeyedList {
+                    path: "private_net",
+                    key: &["network"],
+                },
             ],
             ..Schema::default()
         }
@@ -217,21 +342,9 @@ impl Resource for LoadBalancer {
     fn validate(&self) -> Vec<FieldError> {
         let mut e = validate_name(&self.name);
         e.extend(validate_labels(&self.labels));
-        if !matches!(
-            self.algorithm.kind.as_str(),
-            "round_robin" | "least_connections"
-        ) {
-            e.push(FieldError::new(
-                "algorithm.type",
-                "must be round_robin or least_connections",
-            ));
-        }
         let mut ports = Vec::new();
         for (i, s) in self.services.iter().enumerate() {
             let f = |x: &str| format!("services[{i}].{x}");
-            if !matches!(s.protocol.as_str(), "tcp" | "http" | "https") {
-                e.push(FieldError::new(f("protocol"), "must be tcp, http or https"));
-            }
             for (n, p) in [
                 ("listen_port", s.listen_port),
                 ("destination_port", s.destination_port),
@@ -249,12 +362,6 @@ impl Resource for LoadBalancer {
             }
             ports.push(s.listen_port);
             let h = &s.health_check;
-            if !matches!(h.protocol.as_str(), "tcp" | "http" | "https") {
-                e.push(FieldError::new(
-                    f("health_check.protocol"),
-                    "must be tcp, http or https",
-                ));
-            }
             if !(3..=60).contains(&h.interval) {
                 e.push(FieldError::new(
                     f("health_check.interval"),
@@ -272,19 +379,18 @@ impl Resource for LoadBalancer {
             }
         }
         for (i, t) in self.targets.iter().enumerate() {
-            let ok = match t.kind.as_str() {
-                "server" => t.server.is_some(),
-                "label_selector" => t.label_selector.is_some(),
-                "ip" => {
+            let ok = match t.kind {
+                TargetType::Server => t.server.is_some(),
+                TargetType::LabelSelector => t.label_selector.is_some(),
+                TargetType::Ip => {
                     t.ip.as_ref()
                         .is_some_and(|ip| ip.ip.parse::<std::net::IpAddr>().is_ok())
                 }
-                _ => false,
             };
             if !ok {
                 e.push(FieldError::new(
                     format!("targets[{i}]"),
-                    "type must be server, label_selector or ip, with the matching field set",
+                    "the field matching the type (server, label_selector or ip) must be set",
                 ));
             }
             if t.use_private_ip == Some(true) && self.private_net.is_empty() {
@@ -315,212 +421,296 @@ impl LoadBalancerAttrs for Handle<LoadBalancer> {
     }
 }
 
-fn service_of(s: &Value) -> Value {
-    let h = &s["health_check"];
-    let http = if h["http"].is_null() {
-        Value::Null
-    } else {
-        json!({"domain": h["http"]["domain"], "path": h["http"]["path"], "response": h["http"]["response"],
-               "status_codes": h["http"]["status_codes"], "tls": h["http"]["tls"]})
-    };
-    json!({"protocol": s["protocol"], "listen_port": s["listen_port"], "destination_port": s["destination_port"],
-           "proxyprotocol": s["proxyprotocol"],
-           "health_check": {"protocol": h["protocol"], "port": h["port"], "interval": h["interval"],
-                            "timeout": h["timeout"], "retries": h["retries"], "http": http}})
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+struct ApiAddress {
+    ip: Option<String>,
 }
 
-fn target_of(t: &Value) -> Value {
-    let or_null = |k: &str| t.get(k).cloned().unwrap_or(Value::Null);
-    json!({"type": t["type"], "server": or_null("server").get("id").map(|id| json!({"id": id})).unwrap_or(Value::Null),
-           "label_selector": or_null("label_selector"), "ip": or_null("ip"),
-           "use_private_ip": or_null("use_private_ip"), "health_status": or_null("health_status")})
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+struct ApiLbPublicNet {
+    ipv4: Option<ApiAddress>,
+    ipv6: Option<ApiAddress>,
 }
 
-fn observe(api: &Value, _declared: Option<&Value>) -> Value {
-    let (labels, _, _) = split_labels(&api["labels"]);
-    let arr = |k: &str| api[k].as_array().cloned().unwrap_or_default();
-    json!({
-        "name": api["name"], "load_balancer_type": api["load_balancer_type"]["name"],
-        "location": api["location"]["name"], "algorithm": {"type": api["algorithm"]["type"]},
-        "labels": labels,
-        "private_net": arr("private_net").iter().map(|p| json!({"network": p["network"], "ip": p["ip"]})).collect::<Vec<_>>(),
-        "services": arr("services").iter().map(service_of).collect::<Vec<_>>(),
-        "targets": arr("targets").iter().map(target_of).collect::<Vec<_>>(),
-        "id": api["id"], "ipv4": api["public_net"]["ipv4"]["ip"], "ipv6": api["public_net"]["ipv6"]["ip"],
-    })
+/// A load balancer as the API returns it.
+#[derive(Debug, Clone, Deserialize)]
+pub(crate) struct ApiLoadBalancer {
+    id: u64,
+    name: String,
+    #[serde(default)]
+    labels: Labels,
+    #[serde(default)]
+    load_balancer_type: NameRef,
+    #[serde(default)]
+    location: NameRef,
+    #[serde(default)]
+    algorithm: Algorithm,
+    #[serde(default)]
+    private_net: Vec<ApiPrivateNet>,
+    #[serde(default)]
+    services: Vec<Service>,
+    #[serde(default)]
+    targets: Vec<TargetObserved>,
+    #[serde(default)]
+    public_net: ApiLbPublicNet,
 }
 
-fn target_key(t: &Value) -> String {
-    cairn_core::diff::item_key(t, TARGET_KEY)
+#[derive(Serialize)]
+struct CreateLoadBalancer<'a> {
+    name: &'a str,
+    load_balancer_type: &'a str,
+    location: &'a str,
+    algorithm: &'a Algorithm,
+    labels: &'a Labels,
+    services: &'a [Service],
+    network: Option<u64>,
+    targets: Option<Vec<Target>>,
 }
 
-fn target_body(t: &Value) -> Value {
-    let mut b = json!({"type": t["type"]});
-    for k in ["server", "label_selector", "ip"] {
-        if !t[k].is_null() {
-            b[k] = t[k].clone();
-        }
-    }
-    if t["type"] != "ip" {
-        b["use_private_ip"] = t["use_private_ip"].as_bool().unwrap_or(false).into();
-    }
-    b
+#[derive(Serialize)]
+struct ChangeLbType<'a> {
+    load_balancer_type: &'a str,
 }
 
-async fn create(ops: &Ops<'_>, d: &Value, labels: Value) -> Result<u64, ApiError> {
-    let nets = d["private_net"].as_array().cloned().unwrap_or_default();
-    let mut body = json!({"name": d["name"], "load_balancer_type": d["load_balancer_type"],
-                          "location": d["location"], "algorithm": d["algorithm"], "labels": labels,
-                          "services": d["services"]});
-    let net_in_create = nets.len() == 1 && nets[0]["ip"].is_null();
-    if net_in_create {
-        body["network"] = nets[0]["network"].clone();
-    }
-    if net_in_create || nets.is_empty() {
-        let ts: Vec<Value> = d["targets"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .map(target_body)
-            .collect();
-        body["targets"] = json!(ts);
-    }
-    let body = super::typed::<hcloud::models::CreateLoadBalancerRequest>(body)?;
-    let v = ops.post("/load_balancers", body).await?;
-    Ok(id_of(&v["load_balancer"]))
+#[derive(Serialize)]
+struct ListenPort {
+    listen_port: u16,
 }
 
-async fn converge(ops: &Ops<'_>, cur: &Value, d: &Value, labels: Value) -> Result<(), ApiError> {
-    let id = id_of(cur);
-    let act = |a: &str| format!("/load_balancers/{id}/actions/{a}");
-    if cur["labels"] != labels || cur["name"] != d["name"] {
-        ops.put(
-            &format!("/load_balancers/{id}"),
-            json!({"name": d["name"], "labels": labels}),
-        )
-        .await?;
+fn known(f: &Field<u64>) -> Option<u64> {
+    f.known().copied()
+}
+
+/// The `hetzner_load_balancer` kind.
+pub(crate) struct LoadBalancers;
+
+#[async_trait]
+impl Collection for LoadBalancers {
+    type Spec = LoadBalancer;
+    type Api = ApiLoadBalancer;
+    type Observed = LoadBalancerObserved;
+    const COLLECTION: &'static str = "load_balancers";
+    const SINGULAR: &'static str = "load_balancer";
+
+    fn id(api: &ApiLoadBalancer) -> u64 {
+        api.id
     }
-    if cur["load_balancer_type"]["name"] != d["load_balancer_type"] {
-        ops.post(
-            &act("change_type"),
-            json!({"load_balancer_type": d["load_balancer_type"]}),
-        )
-        .await?;
+    fn name(api: &ApiLoadBalancer) -> &str {
+        &api.name
     }
-    if cur["algorithm"]["type"] != d["algorithm"]["type"] {
-        ops.post(
-            &act("change_algorithm"),
-            json!({"type": d["algorithm"]["type"]}),
-        )
-        .await?;
+    fn labels(api: &ApiLoadBalancer) -> &Labels {
+        &api.labels
     }
-    let arr = |v: &Value| v.as_array().cloned().unwrap_or_default();
-    let have_nets = arr(&cur["private_net"]);
-    let want_nets = arr(&d["private_net"]);
-    let wrong = |h: &Value, w: &Value| {
-        h["network"] == w["network"] && !w["ip"].is_null() && w["ip"] != h["ip"]
-    };
-    for w in &want_nets {
-        let h = have_nets.iter().find(|h| h["network"] == w["network"]);
-        if let Some(h) = h
-            && wrong(h, w)
-        {
-            ops.post(
-                &act("detach_from_network"),
-                json!({"network": h["network"]}),
-            )
-            .await?;
-        }
-        if h.is_none() || h.is_some_and(|h| wrong(h, w)) {
-            let mut b = json!({"network": w["network"]});
-            if !w["ip"].is_null() {
-                b["ip"] = w["ip"].clone();
-            }
-            ops.post(&act("attach_to_network"), b).await?;
-        }
+    fn observed_id(o: &LoadBalancerObserved) -> u64 {
+        o.id
     }
-    // Targets out first, then services, then targets in.
-    let have_t: Vec<Value> = arr(&cur["targets"]).iter().map(target_of).collect();
-    let want_t = arr(&d["targets"]);
-    let pip = |t: &Value| t["use_private_ip"].as_bool().unwrap_or(false);
-    // Targets are a set here; the provider presents them in declared order when observing.
-    for h in &have_t {
-        let w = want_t.iter().find(|w| target_key(w) == target_key(h));
-        if w.is_none() || w.is_some_and(|w| h["type"] != "ip" && pip(w) != pip(h)) {
-            ops.post(&act("remove_target"), target_body(h)).await?;
-        }
+    fn spec_labels(spec: &LoadBalancer) -> &Labels {
+        &spec.labels
     }
-    let have_t: Vec<Value> = have_t
-        .into_iter()
-        .filter(|h| {
-            want_t
+
+    fn observe(api: &ApiLoadBalancer, _: Option<&LoadBalancer>) -> LoadBalancerObserved {
+        let ip = |a: &Option<ApiAddress>| a.as_ref().and_then(|a| a.ip.clone());
+        LoadBalancerObserved {
+            name: api.name.clone(),
+            load_balancer_type: api.load_balancer_type.name.clone(),
+            location: api.location.name.clone(),
+            algorithm: api.algorithm.clone(),
+            labels: split_labels(&api.labels).0,
+            private_net: api
+                .private_net
                 .iter()
-                .any(|w| target_key(w) == target_key(h) && (h["type"] == "ip" || pip(w) == pip(h)))
-        })
-        .collect();
-    let have_s = arr(&cur["services"]);
-    let want_s = arr(&d["services"]);
-    for h in &have_s {
-        let w = want_s.iter().find(|w| w["listen_port"] == h["listen_port"]);
-        if w.is_none() || w.is_some_and(|w| w["protocol"] != h["protocol"]) {
-            ops.post(
-                &act("delete_service"),
-                json!({"listen_port": h["listen_port"]}),
-            )
-            .await?;
+                .map(|p| LbNetwork {
+                    network: p.network.into(),
+                    ip: p.ip,
+                })
+                .collect(),
+            services: api.services.clone(),
+            targets: api.targets.clone(),
+            id: api.id,
+            ipv4: ip(&api.public_net.ipv4),
+            ipv6: ip(&api.public_net.ipv6),
         }
     }
-    for w in &want_s {
-        match have_s.iter().find(|h| h["listen_port"] == w["listen_port"]) {
-            Some(h) if h["protocol"] == w["protocol"] => {
-                if service_of(h) != service_of(w) {
-                    ops.post(
-                        &act("update_service"),
-                        super::typed::<hcloud::models::UpdateLoadBalancerService>(w.clone())?,
-                    )
-                    .await?;
+
+    async fn create(ops: &Ops<'_>, d: &LoadBalancer, labels: &Labels) -> Result<u64, ApiError> {
+        let nets = &d.private_net;
+        let net_in_create = nets.len() == 1 && nets[0].ip.is_none();
+        let body = CreateLoadBalancer {
+            name: &d.name,
+            load_balancer_type: &d.load_balancer_type,
+            location: &d.location,
+            algorithm: &d.algorithm,
+            labels,
+            services: &d.services,
+            network: net_in_create.then(|| known(&nets[0].network)).flatten(),
+            targets: (net_in_create || nets.is_empty())
+                .then(|| d.targets.iter().map(Target::body).collect()),
+        };
+        let v = ops.post("/load_balancers", &body).await?;
+        Ok(envelope::<ApiLoadBalancer>(v, "load_balancer")?.id)
+    }
+
+    async fn converge(
+        ops: &Ops<'_>,
+        cur: &ApiLoadBalancer,
+        d: &LoadBalancer,
+        labels: &Labels,
+    ) -> Result<(), ApiError> {
+        let id = cur.id;
+        let act = |a: &str| format!("/load_balancers/{id}/actions/{a}");
+        if cur.labels != *labels || cur.name != d.name {
+            let body = NameLabels {
+                name: &d.name,
+                labels,
+            };
+            ops.put(&format!("/load_balancers/{id}"), &body).await?;
+        }
+        if cur.load_balancer_type.name != d.load_balancer_type {
+            let body = ChangeLbType {
+                load_balancer_type: &d.load_balancer_type,
+            };
+            ops.post(&act("change_type"), &body).await?;
+        }
+        if cur.algorithm != d.algorithm {
+            ops.post(&act("change_algorithm"), &d.algorithm).await?;
+        }
+        let have_nets = &cur.private_net;
+        for w in &d.private_net {
+            let Some(n) = known(&w.network) else { continue };
+            let h = have_nets.iter().find(|h| h.network == n);
+            let wrong = h.is_some_and(|h| w.ip.is_some() && w.ip != h.ip);
+            if wrong {
+                let body = NetworkAction {
+                    network: n,
+                    ip: None,
+                };
+                ops.post(&act("detach_from_network"), &body).await?;
+            }
+            if h.is_none() || wrong {
+                let body = NetworkAction {
+                    network: n,
+                    ip: w.ip,
+                };
+                ops.post(&act("attach_to_network"), &body).await?;
+            }
+        }
+        // Targets out first, then services, then targets in. Targets are a set.
+        let have_t: Vec<&Target> = cur.targets.iter().map(|t| &t.target).collect();
+        for h in &have_t {
+            if !d.targets.iter().any(|w| w.served_by(h)) {
+                ops.post(&act("remove_target"), &h.body()).await?;
+            }
+        }
+        for h in &cur.services {
+            let w = d.services.iter().find(|w| w.listen_port == h.listen_port);
+            if w.is_none_or(|w| w.protocol != h.protocol) {
+                let body = ListenPort {
+                    listen_port: h.listen_port,
+                };
+                ops.post(&act("delete_service"), &body).await?;
+            }
+        }
+        for w in &d.services {
+            match cur.services.iter().find(|h| h.listen_port == w.listen_port) {
+                Some(h) if h.protocol == w.protocol => {
+                    if h != w {
+                        ops.post(&act("update_service"), w).await?;
+                    }
+                }
+                _ => {
+                    ops.post(&act("add_service"), w).await?;
                 }
             }
-            _ => {
-                ops.post(
-                    &act("add_service"),
-                    super::typed::<hcloud::models::LoadBalancerService>(w.clone())?,
-                )
-                .await?;
+        }
+        for w in &d.targets {
+            if !have_t.iter().any(|h| w.served_by(h)) {
+                ops.post(&act("add_target"), &w.body()).await?;
             }
         }
+        for h in have_nets {
+            if !d
+                .private_net
+                .iter()
+                .any(|w| known(&w.network) == Some(h.network))
+            {
+                let body = NetworkAction {
+                    network: h.network,
+                    ip: None,
+                };
+                ops.post(&act("detach_from_network"), &body).await?;
+            }
+        }
+        Ok(())
     }
-    for w in &want_t {
-        let h = have_t.iter().find(|h| target_key(w) == target_key(h));
-        if h.is_none() || h.is_some_and(|h| h["type"] != "ip" && pip(w) != pip(h)) {
-            ops.post(
-                &act("add_target"),
-                super::typed::<hcloud::models::LoadBalancerAddTarget>(target_body(w))?,
-            )
-            .await?;
+
+    fn example() -> LoadBalancer {
+        let mut http = Service::tcp(443, 15, 10, 3);
+        http.protocol = LbProtocol::Https;
+        http.health_check.protocol = LbProtocol::Http;
+        http.health_check.http = Some(HealthCheckHttp {
+            domain: Some("example.com".into()),
+            path: "/healthz".into(),
+            response: Some("ok".into()),
+            status_codes: Some(vec!["2??".into()]),
+            tls: Some(false),
+        });
+        LoadBalancer {
+            name: "lb".into(),
+            load_balancer_type: "lb11".into(),
+            location: "fsn1".into(),
+            algorithm: Algorithm::default(),
+            labels: [("env".to_string(), "prod".to_string())].into(),
+            private_net: vec![LbNetwork {
+                network: 1.into(),
+                ip: Some(Ipv4Addr::new(10, 0, 1, 5)),
+            }],
+            services: vec![Service::tcp(80, 15, 10, 3), http],
+            // The first item sets every identity field, so the schema check can walk them all.
+            targets: vec![
+                Target {
+                    kind: TargetType::LabelSelector,
+                    server: Some(TargetServer { id: 4.into() }),
+                    label_selector: Some(TargetSelector {
+                        selector: "role=web".into(),
+                    }),
+                    ip: Some(TargetIp {
+                        ip: "203.0.113.9".into(),
+                    }),
+                    use_private_ip: Some(false),
+                },
+                Target::private_server(2),
+            ],
         }
     }
-    for h in &have_nets {
-        if !want_nets.iter().any(|w| w["network"] == h["network"]) {
-            ops.post(
-                &act("detach_from_network"),
-                json!({"network": h["network"]}),
-            )
-            .await?;
+
+    fn example_observed() -> LoadBalancerObserved {
+        let spec = Self::example();
+        LoadBalancerObserved {
+            name: spec.name,
+            load_balancer_type: spec.load_balancer_type,
+            location: spec.location,
+            algorithm: spec.algorithm,
+            labels: spec.labels,
+            private_net: spec.private_net,
+            services: spec.services,
+            targets: spec
+                .targets
+                .into_iter()
+                .map(|target| TargetObserved {
+                    target,
+                    health_status: Some(vec![HealthStatus {
+                        listen_port: 80,
+                        status: "healthy".into(),
+                    }]),
+                })
+                .collect(),
+            id: 3,
+            ipv4: Some("203.0.113.3".into()),
+            ipv6: Some("2001:db8::/64".into()),
         }
     }
-    Ok(())
 }
 
-/// Operations for `hetzner_load_balancer`.
-pub const OPS: KindOps = KindOps {
-    collection: "load_balancers",
-    singular: "load_balancer",
-    observe,
-    extra_labels: |_| Vec::new(),
-    create: |ops, d, labels| Box::pin(create(ops, d, labels)),
-    converge: |ops, cur, d, labels| Box::pin(converge(ops, cur, d, labels)),
-    delete: |ops, cur| {
-        Box::pin(async move { ops.delete(&format!("/load_balancers/{}", id_of(cur))).await })
-    },
-};
+crate::collection_kind!(LoadBalancers);

@@ -1,6 +1,8 @@
 //! The Hetzner resource kinds, one file each, and what they share: labels and the
-//! ownership marker, the write-only field tracking, and the operation helpers.
+//! ownership marker, small wire types, and the request helpers ([`Ops`]). Collection-backed
+//! kinds implement [`collection::Collection`]; the kit's `Kind` comes from that.
 
+pub(crate) mod collection;
 mod firewall;
 mod load_balancer;
 mod network;
@@ -8,38 +10,47 @@ mod primary_ip;
 mod rrset;
 mod server;
 mod ssh_key;
+mod volume;
 mod zone;
 
-pub use firewall::{ApplyTo, Firewall, FirewallAttrs, Rule};
+pub use firewall::{ApplyTo, ApplyToType, Direction, Firewall, FirewallAttrs, Rule, RuleProtocol};
 pub use load_balancer::{
-    Algorithm, HealthCheck, HealthCheckHttp, LbNetwork, LoadBalancer, LoadBalancerAttrs, Service,
-    Target, TargetIp, TargetSelector, TargetServer,
+    Algorithm, AlgorithmType, HealthCheck, HealthCheckHttp, HealthStatus, LbNetwork, LbProtocol,
+    LoadBalancer, LoadBalancerAttrs, LoadBalancerObserved, Service, Target, TargetIp,
+    TargetObserved, TargetSelector, TargetServer, TargetType,
 };
-pub use network::{Network, NetworkAttrs, Route, Subnet};
-pub use primary_ip::{PrimaryIp, PrimaryIpAttrs};
-pub use rrset::{RRSet, Record};
-pub use server::{Server, ServerAttrs, ServerNetwork, ServerPublicNet};
-pub use ssh_key::{SshKey, SshKeyAttrs};
-pub use zone::{Zone, ZoneAttrs};
-
-pub(crate) use firewall::OPS as FIREWALL_OPS;
-pub(crate) use load_balancer::OPS as LOAD_BALANCER_OPS;
-pub(crate) use network::OPS as NETWORK_OPS;
-pub(crate) use primary_ip::OPS as PRIMARY_IP_OPS;
-pub(crate) use rrset::{observe_rrsets, rrset_create, rrset_delete, rrset_update};
-pub(crate) use server::OPS as SERVER_OPS;
-pub(crate) use ssh_key::OPS as SSH_KEY_OPS;
-pub(crate) use zone::OPS as ZONE_OPS;
+pub use network::{Network, NetworkAttrs, NetworkObserved, Route, Subnet, SubnetType};
+pub use primary_ip::{IpType, PrimaryIp, PrimaryIpAttrs, PrimaryIpObserved};
+pub use rrset::{RRSet, RRSetObserved, Record, RecordType};
+pub use server::{Server, ServerAttrs, ServerNetwork, ServerObserved, ServerPublicNet};
+pub use ssh_key::{SshKey, SshKeyAttrs, SshKeyObserved};
+pub use volume::{Volume, VolumeAttrs, VolumeFormat, VolumeObserved};
+pub use zone::{Zone, ZoneAttrs, ZoneMode, ZoneObserved};
 
 use std::collections::BTreeMap;
-use std::future::Future;
-use std::pin::Pin;
 
+use cairn_core::kit::ProviderBuilder;
 use cairn_core::{FieldError, Marker, Origin};
 use reqwest::Method;
-use serde_json::{Map, Value, json};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 use crate::client::{ApiError, Client, action_ids};
+use crate::provider::Hetzner;
+
+/// Registers every Hetzner kind: the one place a new kind is added.
+pub(crate) fn register(b: ProviderBuilder<Hetzner>) -> ProviderBuilder<Hetzner> {
+    b.kind(ssh_key::SshKeys)
+        .kind(network::Networks)
+        .kind(server::Servers)
+        .kind(primary_ip::PrimaryIps)
+        .kind(load_balancer::LoadBalancers)
+        .kind(firewall::Firewalls)
+        .kind(zone::Zones)
+        .kind(rrset::RRSets)
+        .kind(volume::Volumes)
+}
 
 /// Labels: a string map, replaced whole on update.
 pub type Labels = BTreeMap<String, String>;
@@ -48,52 +59,44 @@ pub type Labels = BTreeMap<String, String>;
 pub const STACK_LABEL: &str = "cairn.dev/stack";
 /// Label holding the fingerprint of the last applied spec.
 pub const FINGERPRINT_LABEL: &str = "cairn.dev/fingerprint";
-/// Label saying whether cairn created the object or adopted it.
+/// Label saying whether cairn created the object or adopted it (`created` / `adopted`).
 pub const ORIGIN_LABEL: &str = "cairn.dev/origin";
 /// Prefix of every label cairn itself writes (never shown as user labels).
 pub const CAIRN_PREFIX: &str = "cairn.dev/";
 
-/// Splits API labels into user labels and the marker (cairn's own labels removed).
-pub fn split_labels(v: &Value) -> (Value, Option<Marker>, Map<String, Value>) {
-    let mut user = Map::new();
-    let mut own = Map::new();
-    for (k, val) in v.as_object().into_iter().flatten() {
-        if k.starts_with(CAIRN_PREFIX) {
-            own.insert(k.clone(), val.clone());
-        } else {
-            user.insert(k.clone(), val.clone());
-        }
-    }
-    let marker = own.get(STACK_LABEL).and_then(Value::as_str).map(|s| {
-        let mut m = Marker::adopted(
-            s,
-            own.get(FINGERPRINT_LABEL)
-                .and_then(Value::as_str)
-                .map(String::from),
-        );
-        // Without an origin label the marker predates it: adopted (released, not deleted).
-        m.origin = own
+/// Splits API labels into user labels, the marker, and cairn's own labels.
+pub fn split_labels(all: &Labels) -> (Labels, Option<Marker>, Labels) {
+    let (own, user): (Labels, Labels) = all
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .partition(|(k, _)| k.starts_with(CAIRN_PREFIX));
+    let marker = own.get(STACK_LABEL).map(|s| Marker {
+        stack: s.clone(),
+        fingerprint: own.get(FINGERPRINT_LABEL).cloned(),
+        origin: own
             .get(ORIGIN_LABEL)
-            .and_then(Value::as_str)
-            .map_or(Origin::Adopted, Origin::parse);
-        m
+            .map_or(Origin::Adopted, |o| Origin::parse(o)),
+        copied_from: None,
     });
-    (Value::Object(user), marker, own)
+    (user, marker, own)
 }
 
 /// The full label set to write: desired user labels, the marker, and extra cairn labels.
-pub fn labels_with_marker(desired: &Value, marker: &Marker, extra: &[(&str, String)]) -> Value {
-    let mut m = desired.as_object().cloned().unwrap_or_default();
-    m.retain(|k, _| !k.starts_with(CAIRN_PREFIX));
-    m.insert(STACK_LABEL.into(), marker.stack.clone().into());
+pub fn labels_with_marker(desired: &Labels, marker: &Marker, extra: &[(&str, String)]) -> Labels {
+    let mut m: Labels = desired
+        .iter()
+        .filter(|(k, _)| !k.starts_with(CAIRN_PREFIX))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    m.insert(STACK_LABEL.into(), marker.stack.clone());
     if let Some(f) = &marker.fingerprint {
-        m.insert(FINGERPRINT_LABEL.into(), f.clone().into());
+        m.insert(FINGERPRINT_LABEL.into(), f.clone());
     }
     m.insert(ORIGIN_LABEL.into(), marker.origin.as_str().into());
     for (k, v) in extra {
-        m.insert((*k).to_string(), v.clone().into());
+        m.insert((*k).to_string(), v.clone());
     }
-    Value::Object(m)
+    m
 }
 
 fn label_part_ok(s: &str) -> bool {
@@ -145,28 +148,91 @@ pub fn short_digest(v: &Value) -> String {
     cairn_core::plan::digest(v)
 }
 
-/// Operation helpers over the client.
+/// `{"name": …}` as the API nests locations, types and images.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(default)]
+pub(crate) struct NameRef {
+    pub name: String,
+}
+
+/// `{"id": …}` as the API nests references to other objects.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Deserialize, Serialize)]
+pub(crate) struct IdRef {
+    pub id: u64,
+}
+
+/// A private network attachment as the API reports it (servers and load balancers).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(default)]
+pub(crate) struct ApiPrivateNet {
+    pub network: u64,
+    pub ip: Option<std::net::Ipv4Addr>,
+}
+
+/// Body of the `attach_to_network` / `detach_from_network` actions.
+#[derive(Debug, Serialize)]
+pub(crate) struct NetworkAction {
+    pub network: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ip: Option<std::net::Ipv4Addr>,
+}
+
+/// Body of `PUT /{collection}/{id}` for kinds whose name and labels change in place.
+#[derive(Debug, Serialize)]
+pub(crate) struct NameLabels<'a> {
+    pub name: &'a str,
+    pub labels: &'a Labels,
+}
+
+/// Request helpers over the client: typed bodies in, JSON envelopes out, actions awaited.
 pub struct Ops<'a> {
     /// The client.
     pub c: &'a Client,
 }
 
+/// A request body: the typed value serialised, with unset (null) fields left out, as the
+/// API expects optional fields to be absent rather than null.
+fn body_of<B: Serialize>(b: &B) -> Result<Value, ApiError> {
+    let mut v =
+        serde_json::to_value(b).map_err(|e| ApiError::Config(format!("request body: {e}")))?;
+    strip_nulls(&mut v);
+    Ok(v)
+}
+
+fn strip_nulls(v: &mut Value) {
+    match v {
+        Value::Object(m) => {
+            m.retain(|_, x| !x.is_null());
+            m.values_mut().for_each(strip_nulls);
+        }
+        Value::Array(a) => a.iter_mut().for_each(strip_nulls),
+        _ => {}
+    }
+}
+
+/// Reads the object under `key` of a response envelope.
+pub(crate) fn envelope<T: DeserializeOwned>(mut v: Value, key: &str) -> Result<T, ApiError> {
+    let inner = v.get_mut(key).map(Value::take).unwrap_or(Value::Null);
+    serde_json::from_value(inner)
+        .map_err(|e| ApiError::Transport(format!("unexpected {key} in the response: {e}")))
+}
+
 impl Ops<'_> {
     /// `POST` that changes something; waits for the actions it starts. Retried only when
     /// the API certainly did not apply it.
-    pub async fn post(&self, path: &str, body: Value) -> Result<Value, ApiError> {
+    pub async fn post<B: Serialize>(&self, path: &str, body: &B) -> Result<Value, ApiError> {
         let v = self
             .c
-            .request(Method::POST, path, &[], Some(&body), false)
+            .request(Method::POST, path, &[], Some(&body_of(body)?), false)
             .await?;
         self.c.wait_actions(&action_ids(&v)).await?;
         Ok(v)
     }
 
     /// `PUT` (idempotent, retried).
-    pub async fn put(&self, path: &str, body: Value) -> Result<Value, ApiError> {
+    pub async fn put<B: Serialize>(&self, path: &str, body: &B) -> Result<Value, ApiError> {
         self.c
-            .request(Method::PUT, path, &[], Some(&body), true)
+            .request(Method::PUT, path, &[], Some(&body_of(body)?), true)
             .await
     }
 
@@ -179,72 +245,44 @@ impl Ops<'_> {
         }
     }
 
-    /// `GET` one object (`key` is the envelope key).
-    pub async fn get(&self, path: &str, key: &str) -> Result<Value, ApiError> {
-        let mut v = self.c.get(path, &[]).await?;
-        Ok(v[key].take())
+    /// `GET` one object (`key` is the envelope key); `None` on 404.
+    pub async fn get<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        key: &str,
+    ) -> Result<Option<T>, ApiError> {
+        match self.c.get(path, &[]).await {
+            Ok(v) => envelope(v, key).map(Some),
+            Err(e) if e.not_found() => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Every object of a collection matching `query` (all pages), typed.
+    pub async fn list<T: DeserializeOwned>(
+        &self,
+        collection: &str,
+        query: &[(String, String)],
+    ) -> Result<Vec<T>, ApiError> {
+        self.c
+            .list_all(&format!("/{collection}"), collection, query)
+            .await?
+            .into_iter()
+            .map(|v| {
+                serde_json::from_value(v).map_err(|e| {
+                    ApiError::Transport(format!("unexpected object in /{collection}: {e}"))
+                })
+            })
+            .collect()
     }
 }
 
-/// A boxed future, for the per-kind operation tables.
-pub type BoxFut<'a, T> = Pin<Box<dyn Future<Output = Result<T, ApiError>> + Send + 'a>>;
-
-/// What the provider needs to know to run one collection-backed kind.
-pub struct KindOps {
-    /// API collection, e.g. `servers`.
-    pub collection: &'static str,
-    /// Envelope key of one object, e.g. `server`.
-    pub singular: &'static str,
-    /// API object → spec-shaped observed value (plus computed fields). The second argument
-    /// is the declared spec of the same key, if any (for write-only fields).
-    pub observe: fn(&Value, Option<&Value>) -> Value,
-    /// Extra cairn labels to write for a desired spec (write-only field digests).
-    pub extra_labels: fn(&Value) -> Vec<(&'static str, String)>,
-    /// Creates the object from the desired spec and labels; returns its id.
-    pub create: for<'a> fn(&'a Ops<'a>, &'a Value, Value) -> BoxFut<'a, u64>,
-    /// Brings an existing object (current API value) to the desired spec and labels.
-    pub converge: for<'a> fn(&'a Ops<'a>, &'a Value, &'a Value, Value) -> BoxFut<'a, ()>,
-    /// Deletes the object (current API value).
-    pub delete: for<'a> fn(&'a Ops<'a>, &'a Value) -> BoxFut<'a, ()>,
+/// Body of `PUT` that replaces only the labels.
+#[derive(Debug, Serialize)]
+pub(crate) struct LabelsOnly<'a> {
+    pub labels: &'a Labels,
 }
 
-/// Reads a desired optional field: `None` when null (unmanaged).
-pub fn managed(v: &Value) -> Option<&Value> {
-    (!v.is_null()).then_some(v)
-}
-
-/// An empty JSON object.
-pub fn empty() -> Value {
-    json!({})
-}
-
-/// The id of an API object.
-pub fn id_of(v: &Value) -> u64 {
-    v["id"].as_u64().unwrap_or(0)
-}
-
-/// Checks a request body against the `hcloud` crate's model `T` and normalises it through a
-/// round trip, so every body cairn sends has the spec's shape. A body that does not fit is a
-/// bug in cairn and is reported before anything is sent.
-pub fn typed<T: serde::Serialize + serde::de::DeserializeOwned>(
-    body: Value,
-) -> Result<Value, ApiError> {
-    let name = std::any::type_name::<T>();
-    let t: T = serde_json::from_value(body)
-        .map_err(|e| ApiError::Config(format!("request body does not fit {name}: {e}")))?;
-    serde_json::to_value(t).map_err(|e| ApiError::Config(format!("cannot serialise {name}: {e}")))
-}
-
-/// Lists whose item identities are usually references, with their identity fields: the
-/// provider keeps them in declared order when observing.
-pub fn ref_lists(kind: &str) -> &'static [(&'static str, &'static [&'static str])] {
-    match kind {
-        "hetzner_load_balancer" => &[
-            ("targets", load_balancer::TARGET_KEY),
-            ("private_net", &["network"]),
-        ],
-        "hetzner_firewall" => &[("apply_to", firewall::APPLY_KEY)],
-        "hetzner_server" => &[("networks", &["network"])],
-        _ => &[],
-    }
-}
+/// A request body with no fields.
+#[derive(Debug, Serialize)]
+pub(crate) struct Empty {}

@@ -2,19 +2,34 @@
 //! keyed sets changed by actions; the network's `ip_range` and a subnet's type or zone force
 //! a replace.
 
+use async_trait::async_trait;
 use cairn_core::{AttrRef, FieldError, Handle, KeyedList, Resource, Schema};
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
 
-use super::{KindOps, Labels, Ops, id_of, split_labels, validate_labels, validate_name};
+use super::collection::Collection;
+use super::{Labels, NameLabels, Ops, envelope, split_labels, validate_labels, validate_name};
 use crate::cidr::Cidr4;
+use crate::client::ApiError;
+
+/// What a subnet connects.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SubnetType {
+    /// Cloud servers and load balancers.
+    #[default]
+    Cloud,
+    /// Legacy name of `cloud`.
+    Server,
+    /// A Robot vSwitch.
+    Vswitch,
+}
 
 /// A subnet of a network.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Subnet {
-    /// `cloud`, `server` or `vswitch`.
+    /// Cloud, server or vSwitch.
     #[serde(rename = "type")]
-    pub kind: String,
+    pub kind: SubnetType,
     /// e.g. `eu-central`.
     pub network_zone: String,
     /// The subnet range, inside the network's range.
@@ -28,6 +43,16 @@ pub struct Route {
     pub destination: String,
     /// Gateway inside the network.
     pub gateway: String,
+}
+
+/// An observed network: the spec plus its id.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NetworkObserved {
+    /// The spec fields as the API reports them.
+    #[serde(flatten)]
+    pub spec: Network,
+    /// Its id.
+    pub id: u64,
 }
 
 /// A private network (`/networks`).
@@ -55,7 +80,7 @@ impl Network {
             name: name.into(),
             ip_range: ip_range.into(),
             subnets: vec![Subnet {
-                kind: "cloud".into(),
+                kind: SubnetType::Cloud,
                 network_zone: "eu-central".into(),
                 ip_range: subnet.into(),
             }],
@@ -116,12 +141,6 @@ impl Resource for Network {
         let mut seen: Vec<(usize, Cidr4)> = Vec::new();
         for (i, s) in self.subnets.iter().enumerate() {
             let f = |x: &str| format!("subnets[{i}].{x}");
-            if !matches!(s.kind.as_str(), "cloud" | "server" | "vswitch") {
-                e.push(FieldError::new(
-                    f("type"),
-                    "must be cloud, server or vswitch",
-                ));
-            }
             if !matches!(
                 s.network_zone.as_str(),
                 "eu-central" | "us-east" | "us-west" | "ap-southeast"
@@ -185,91 +204,143 @@ impl NetworkAttrs for Handle<Network> {
     }
 }
 
-fn observe(api: &Value, _declared: Option<&Value>) -> Value {
-    let (labels, _, _) = split_labels(&api["labels"]);
-    let subnets: Vec<Value> = api["subnets"].as_array().into_iter().flatten()
-        .map(|s| json!({"type": s["type"], "network_zone": s["network_zone"], "ip_range": s["ip_range"]}))
-        .collect();
-    let routes: Vec<Value> = api["routes"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|r| json!({"destination": r["destination"], "gateway": r["gateway"]}))
-        .collect();
-    json!({"name": api["name"], "ip_range": api["ip_range"], "subnets": subnets, "routes": routes,
-           "labels": labels, "id": api["id"]})
+/// A network as the API returns it.
+#[derive(Debug, Clone, Deserialize)]
+pub(crate) struct ApiNetwork {
+    id: u64,
+    name: String,
+    ip_range: String,
+    #[serde(default)]
+    subnets: Vec<Subnet>,
+    #[serde(default)]
+    routes: Vec<Route>,
+    #[serde(default)]
+    labels: Labels,
 }
 
-fn list(v: &Value) -> Vec<Value> {
-    v.as_array().cloned().unwrap_or_default()
+#[derive(Serialize)]
+struct CreateNetwork<'a> {
+    name: &'a str,
+    ip_range: &'a str,
+    subnets: &'a [Subnet],
+    routes: &'a [Route],
+    labels: &'a Labels,
 }
 
-async fn converge(
-    ops: &Ops<'_>,
-    cur: &Value,
-    d: &Value,
-    labels: Value,
-) -> Result<(), crate::client::ApiError> {
-    let id = id_of(cur);
-    if cur["labels"] != labels || cur["name"] != d["name"] {
-        ops.put(
-            &format!("/networks/{id}"),
-            json!({"name": d["name"], "labels": labels}),
-        )
-        .await?;
-    }
-    let path = |a: &str| format!("/networks/{id}/actions/{a}");
-    let have = list(&cur["subnets"]);
-    let want = list(&d["subnets"]);
-    for s in &have {
-        if !want.iter().any(|w| w["ip_range"] == s["ip_range"]) {
-            ops.post(&path("delete_subnet"), json!({"ip_range": s["ip_range"]}))
-                .await?;
-        }
-    }
-    for w in &want {
-        if !have.iter().any(|s| s["ip_range"] == w["ip_range"]) {
-            ops.post(&path("add_subnet"), w.clone()).await?;
-        }
-    }
-    let have = list(&cur["routes"]);
-    let want = list(&d["routes"]);
-    let same =
-        |a: &Value, b: &Value| a["destination"] == b["destination"] && a["gateway"] == b["gateway"];
-    for r in &have {
-        if !want.iter().any(|w| same(w, r)) {
-            ops.post(
-                &path("delete_route"),
-                json!({"destination": r["destination"], "gateway": r["gateway"]}),
-            )
-            .await?;
-        }
-    }
-    for w in &want {
-        if !have.iter().any(|r| same(w, r)) {
-            ops.post(&path("add_route"), w.clone()).await?;
-        }
-    }
-    Ok(())
+#[derive(Serialize)]
+struct SubnetRange<'a> {
+    ip_range: &'a str,
 }
 
-/// Operations for `hetzner_network`.
-pub const OPS: KindOps = KindOps {
-    collection: "networks",
-    singular: "network",
-    observe,
-    extra_labels: |_| Vec::new(),
-    create: |ops, d, labels| {
-        Box::pin(async move {
-            let body = json!({"name": d["name"], "ip_range": d["ip_range"], "subnets": d["subnets"],
-                              "routes": d["routes"], "labels": labels});
-            let body = super::typed::<hcloud::models::CreateNetworkRequest>(body)?;
-            let v = ops.post("/networks", body).await?;
-            Ok(id_of(&v["network"]))
-        })
-    },
-    converge: |ops, cur, d, labels| Box::pin(converge(ops, cur, d, labels)),
-    delete: |ops, cur| {
-        Box::pin(async move { ops.delete(&format!("/networks/{}", id_of(cur))).await })
-    },
-};
+/// The `hetzner_network` kind.
+pub(crate) struct Networks;
+
+#[async_trait]
+impl Collection for Networks {
+    type Spec = Network;
+    type Api = ApiNetwork;
+    type Observed = NetworkObserved;
+    const COLLECTION: &'static str = "networks";
+    const SINGULAR: &'static str = "network";
+
+    fn id(api: &ApiNetwork) -> u64 {
+        api.id
+    }
+    fn name(api: &ApiNetwork) -> &str {
+        &api.name
+    }
+    fn labels(api: &ApiNetwork) -> &Labels {
+        &api.labels
+    }
+    fn observed_id(o: &NetworkObserved) -> u64 {
+        o.id
+    }
+    fn spec_labels(spec: &Network) -> &Labels {
+        &spec.labels
+    }
+
+    fn observe(api: &ApiNetwork, _: Option<&Network>) -> NetworkObserved {
+        NetworkObserved {
+            spec: Network {
+                name: api.name.clone(),
+                ip_range: api.ip_range.clone(),
+                subnets: api.subnets.clone(),
+                routes: api.routes.clone(),
+                labels: split_labels(&api.labels).0,
+            },
+            id: api.id,
+        }
+    }
+
+    async fn create(ops: &Ops<'_>, d: &Network, labels: &Labels) -> Result<u64, ApiError> {
+        let body = CreateNetwork {
+            name: &d.name,
+            ip_range: &d.ip_range,
+            subnets: &d.subnets,
+            routes: &d.routes,
+            labels,
+        };
+        let v = ops.post("/networks", &body).await?;
+        Ok(envelope::<ApiNetwork>(v, "network")?.id)
+    }
+
+    async fn converge(
+        ops: &Ops<'_>,
+        cur: &ApiNetwork,
+        d: &Network,
+        labels: &Labels,
+    ) -> Result<(), ApiError> {
+        let id = cur.id;
+        if cur.labels != *labels || cur.name != d.name {
+            let body = NameLabels {
+                name: &d.name,
+                labels,
+            };
+            ops.put(&format!("/networks/{id}"), &body).await?;
+        }
+        let path = |a: &str| format!("/networks/{id}/actions/{a}");
+        for s in &cur.subnets {
+            if !d.subnets.iter().any(|w| w.ip_range == s.ip_range) {
+                let body = SubnetRange {
+                    ip_range: &s.ip_range,
+                };
+                ops.post(&path("delete_subnet"), &body).await?;
+            }
+        }
+        for w in &d.subnets {
+            if !cur.subnets.iter().any(|s| s.ip_range == w.ip_range) {
+                ops.post(&path("add_subnet"), w).await?;
+            }
+        }
+        for r in &cur.routes {
+            if !d.routes.contains(r) {
+                ops.post(&path("delete_route"), r).await?;
+            }
+        }
+        for w in &d.routes {
+            if !cur.routes.contains(w) {
+                ops.post(&path("add_route"), w).await?;
+            }
+        }
+        Ok(())
+    }
+
+    fn example() -> Network {
+        let mut n = Network::new("net", "10.0.0.0/16", "10.0.1.0/24");
+        n.routes.push(Route {
+            destination: "10.100.1.0/24".into(),
+            gateway: "10.0.1.1".into(),
+        });
+        n.labels.insert("env".into(), "prod".into());
+        n
+    }
+
+    fn example_observed() -> NetworkObserved {
+        NetworkObserved {
+            spec: Self::example(),
+            id: 1,
+        }
+    }
+}
+
+crate::collection_kind!(Networks);

@@ -1,16 +1,91 @@
-//! `hetzner_rrset`: the records of one name and type in a zone. Records are a keyed set
-//! (by value) written with `set_records`; TTL via `change_ttl`; zone, name and type force a
-//! replace. A record value may reference another resource's address (an A record = the
-//! load balancer's IPv4), unknown until that resource exists.
+//! `hetzner_rrset`: the records of one name and type in a zone. Records are written whole
+//! with `set_records` in declared order (they are compared positionally); TTL via
+//! `change_ttl`; zone, name and type force a replace. A record value may reference another
+//! resource's address (an A record = the load balancer's IPv4), unknown until that resource
+//! exists. RRsets are listed per zone, not by label.
 
 use std::net::Ipv4Addr;
 
-use cairn_core::{AttrRef, Field, FieldError, Marker, Observed, Resource, Schema};
+use async_trait::async_trait;
+use cairn_core::kit::{Found, Kind, NoStep, Op, Query};
+use cairn_core::{AttrRef, Field, FieldError, Resource, Schema};
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
 
-use super::{Labels, Ops, split_labels, validate_labels};
-use crate::client::{ApiError, Client};
+use super::collection::reconverge;
+use super::{
+    Labels, LabelsOnly, Ops, STACK_LABEL, labels_with_marker, split_labels, validate_labels,
+};
+use crate::client::ApiError;
+use crate::provider::Hetzner;
+
+/// A DNS record type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[allow(clippy::upper_case_acronyms)]
+pub enum RecordType {
+    /// IPv4 address.
+    A,
+    /// IPv6 address.
+    AAAA,
+    /// Certification authority authorisation.
+    CAA,
+    /// Canonical name.
+    CNAME,
+    /// Delegation signer.
+    DS,
+    /// Host information.
+    HINFO,
+    /// HTTPS service binding.
+    HTTPS,
+    /// Mail exchanger.
+    MX,
+    /// Name server.
+    NS,
+    /// Pointer.
+    PTR,
+    /// Responsible person.
+    RP,
+    /// Start of authority.
+    SOA,
+    /// Service locator.
+    SRV,
+    /// Service binding.
+    SVCB,
+    /// TLS authentication.
+    TLSA,
+    /// Text.
+    TXT,
+}
+
+impl RecordType {
+    /// The type as the API spells it.
+    pub fn as_str(self) -> &'static str {
+        use RecordType::*;
+        match self {
+            A => "A",
+            AAAA => "AAAA",
+            CAA => "CAA",
+            CNAME => "CNAME",
+            DS => "DS",
+            HINFO => "HINFO",
+            HTTPS => "HTTPS",
+            MX => "MX",
+            NS => "NS",
+            PTR => "PTR",
+            RP => "RP",
+            SOA => "SOA",
+            SRV => "SRV",
+            SVCB => "SVCB",
+            TLSA => "TLSA",
+            TXT => "TXT",
+        }
+    }
+}
+
+impl std::fmt::Display for RecordType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 /// One record.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -18,6 +93,7 @@ pub struct Record {
     /// The value (for A records an IPv4, possibly a reference).
     pub value: Field<String>,
     /// Free text.
+    #[serde(default)]
     pub comment: Option<String>,
 }
 
@@ -52,15 +128,15 @@ pub struct RRSet {
     pub zone: String,
     /// Relative name, lowercase; `@` is the apex.
     pub name: String,
-    /// Record type, e.g. `A`.
+    /// Record type.
     #[serde(rename = "type")]
-    pub kind: String,
+    pub kind: RecordType,
     /// TTL (`None`: the zone's default).
     pub ttl: Option<u32>,
     /// User labels.
     #[serde(default)]
     pub labels: Labels,
-    /// Records (keyed by value).
+    /// Records (in declared order).
     pub records: Vec<Record>,
 }
 
@@ -70,18 +146,27 @@ impl RRSet {
         RRSet {
             zone: zone.into(),
             name: name.into(),
-            kind: "A".into(),
+            kind: RecordType::A,
             ttl: None,
             labels: Labels::new(),
             records: vec![Record::a(ip)],
         }
     }
+
+    fn path(&self) -> String {
+        format!("/zones/{}/rrsets/{}/{}", self.zone, self.name, self.kind)
+    }
 }
 
-const TYPES: &[&str] = &[
-    "A", "AAAA", "CAA", "CNAME", "DS", "HINFO", "HTTPS", "MX", "NS", "PTR", "RP", "SOA", "SRV",
-    "SVCB", "TLSA", "TXT",
-];
+/// An observed rrset: the spec plus its id (`name/TYPE`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RRSetObserved {
+    /// The spec fields as the API reports them.
+    #[serde(flatten)]
+    pub spec: RRSet,
+    /// Its id, `name/TYPE`.
+    pub id: String,
+}
 
 impl Resource for RRSet {
     const KIND: &'static str = "hetzner_rrset";
@@ -95,8 +180,7 @@ impl Resource for RRSet {
         Schema {
             replace: &["zone", "name", "type"],
             computed: &["id"],
-            // `records` is positional (written whole by `set_records`): values are often
-            // references.
+            // `records` is positional (written whole by `set_records`).
             ..Schema::default()
         }
     }
@@ -116,12 +200,6 @@ impl Resource for RRSet {
                 "must be a relative lowercase name (`@` for the apex)",
             ));
         }
-        if !TYPES.contains(&self.kind.as_str()) {
-            e.push(FieldError::new(
-                "type",
-                format!("{:?} is not a supported record type", self.kind),
-            ));
-        }
         if self.records.is_empty() {
             e.push(FieldError::new("records", "must not be empty"));
         }
@@ -130,10 +208,10 @@ impl Resource for RRSet {
         }
         for (i, r) in self.records.iter().enumerate() {
             let Some(v) = r.value.known() else { continue };
-            let ok = match self.kind.as_str() {
-                "A" => v.parse::<Ipv4Addr>().is_ok(),
-                "AAAA" => v.parse::<std::net::Ipv6Addr>().is_ok(),
-                "CNAME" | "NS" | "PTR" => v.ends_with('.'),
+            let ok = match self.kind {
+                RecordType::A => v.parse::<Ipv4Addr>().is_ok(),
+                RecordType::AAAA => v.parse::<std::net::Ipv6Addr>().is_ok(),
+                RecordType::CNAME | RecordType::NS | RecordType::PTR => v.ends_with('.'),
                 _ => !v.is_empty(),
             };
             if !ok {
@@ -148,173 +226,128 @@ impl Resource for RRSet {
     }
 }
 
-fn observe_one(zone_name: &str, r: &Value) -> Observed {
-    let (labels, marker, _) = split_labels(&r["labels"]);
-    let records: Vec<Value> = r["records"].as_array().into_iter().flatten()
-        .map(|x| json!({"value": x["value"], "comment": if x["comment"].as_str().unwrap_or("").is_empty() { Value::Null } else { x["comment"].clone() }}))
-        .collect();
-    let name = r["name"].as_str().unwrap_or_default();
-    let typ = r["type"].as_str().unwrap_or_default();
-    Observed {
-        key: format!("{zone_name}/{name}/{typ}"),
-        value: json!({"zone": zone_name, "name": name, "type": typ, "ttl": r["ttl"], "labels": labels,
-                      "records": records, "id": r["id"]}),
-        marker,
-        uses: vec![("hetzner_zone".into(), zone_name.into())],
+#[derive(Debug, Clone, Deserialize)]
+struct ApiRecord {
+    value: String,
+    #[serde(default)]
+    comment: Option<String>,
+}
+
+/// An rrset as the API returns it.
+#[derive(Debug, Clone, Deserialize)]
+struct ApiRRSet {
+    id: String,
+    name: String,
+    #[serde(rename = "type")]
+    kind: RecordType,
+    #[serde(default)]
+    ttl: Option<u32>,
+    #[serde(default)]
+    labels: Labels,
+    #[serde(default)]
+    records: Vec<ApiRecord>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+struct ApiZoneName {
+    name: String,
+}
+
+#[derive(Serialize, PartialEq)]
+struct RecordBody<'a> {
+    value: &'a str,
+    comment: &'a str,
+}
+
+#[derive(Serialize)]
+struct CreateRRSet<'a> {
+    name: &'a str,
+    #[serde(rename = "type")]
+    kind: RecordType,
+    ttl: Option<u32>,
+    labels: &'a Labels,
+    records: Vec<RecordBody<'a>>,
+}
+
+#[derive(Serialize)]
+struct SetRecords<'a> {
+    records: Vec<RecordBody<'a>>,
+}
+
+#[derive(Serialize)]
+struct Ttl {
+    ttl: Option<u32>,
+}
+
+fn observed(zone: &str, r: &ApiRRSet) -> RRSetObserved {
+    RRSetObserved {
+        spec: RRSet {
+            zone: zone.to_string(),
+            name: r.name.clone(),
+            kind: r.kind,
+            ttl: r.ttl,
+            labels: split_labels(&r.labels).0,
+            records: r
+                .records
+                .iter()
+                .map(|x| Record {
+                    value: Field::Known(x.value.clone()),
+                    comment: x.comment.clone().filter(|c| !c.is_empty()),
+                })
+                .collect(),
+        },
+        id: r.id.clone(),
     }
 }
 
-/// Observes rrsets: the zones named in `keys` plus the zones owned by `stack`, each listed
-/// in full (rrsets per zone are few), filtered to declared keys and owned rrsets.
-pub(crate) async fn observe_rrsets(
-    c: &Client,
-    keys: &[String],
-    stack: &str,
-) -> Result<Vec<Observed>, ApiError> {
-    let mut zones: Vec<String> = keys
+fn records_body(d: &RRSet) -> Vec<RecordBody<'_>> {
+    d.records
         .iter()
-        .filter_map(|k| k.split('/').next().map(String::from))
-        .collect();
-    let owned = c
-        .list_all(
-            "/zones",
-            "zones",
-            &[(
-                "label_selector".into(),
-                format!("{}={stack}", super::STACK_LABEL),
-            )],
-        )
-        .await?;
-    zones.extend(
-        owned
-            .iter()
-            .filter_map(|z| z["name"].as_str().map(String::from)),
-    );
-    zones.sort();
-    zones.dedup();
-    let lists = futures::future::join_all(zones.iter().map(|z| async move {
-        match c
-            .list_all(&format!("/zones/{z}/rrsets"), "rrsets", &[])
-            .await
-        {
-            Ok(v) => Ok((z.clone(), v)),
-            Err(e) if e.not_found() => Ok((z.clone(), Vec::new())),
-            Err(e) => Err(e),
-        }
-    }))
-    .await;
-    let mut out = Vec::new();
-    for l in lists {
-        let (z, rrs) = l?;
-        for r in rrs {
-            let o = observe_one(&z, &r);
-            let owned = o.marker.as_ref().is_some_and(|m: &Marker| m.stack == stack);
-            if owned || keys.contains(&o.key) {
-                out.push(o);
-            }
-        }
-    }
-    Ok(out)
+        .map(|r| RecordBody {
+            value: r.value.known().map(String::as_str).unwrap_or_default(),
+            comment: r.comment.as_deref().unwrap_or(""),
+        })
+        .collect()
 }
 
-fn path(d: &Value) -> String {
-    format!(
-        "/zones/{}/rrsets/{}/{}",
-        d["zone"].as_str().unwrap_or(""),
-        d["name"].as_str().unwrap_or(""),
-        d["type"].as_str().unwrap_or("")
-    )
+async fn read(ops: &Ops<'_>, d: &RRSet) -> Result<Option<ApiRRSet>, ApiError> {
+    ops.get::<ApiRRSet>(&d.path(), "rrset").await
 }
 
-fn records_body(d: &Value) -> Value {
-    json!(
-        d["records"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .map(|r| json!({"value": r["value"], "comment": r["comment"].as_str().unwrap_or("")}))
-            .collect::<Vec<_>>()
-    )
-}
-
-/// Reads one rrset (`None` when absent).
-pub(crate) async fn rrset_get(c: &Client, d: &Value) -> Result<Option<Value>, ApiError> {
-    match c.get(&path(d), &[]).await {
-        Ok(mut v) => Ok(Some(v["rrset"].take())),
-        Err(e) if e.not_found() => Ok(None),
-        Err(e) => Err(e),
-    }
-}
-
-/// Creates an rrset (adopting one that appeared meanwhile) and converges it.
-pub(crate) async fn rrset_create(
-    c: &Client,
-    d: &Value,
-    labels: Value,
-) -> Result<Observed, ApiError> {
-    let ops = Ops { c };
-    let zone = d["zone"].as_str().unwrap_or_default();
-    let body = json!({"name": d["name"], "type": d["type"], "ttl": d["ttl"], "labels": labels, "records": records_body(d)});
-    for attempt in 0..6 {
-        if attempt > 0 && rrset_get(c, d).await?.is_some() {
-            break;
-        }
-        match ops
-            .post(&format!("/zones/{zone}/rrsets"), body.clone())
-            .await
-        {
-            Ok(_) => break,
-            Err(e) if e.code() == Some("uniqueness_error") => break,
-            Err(e) if e.ambiguous() && attempt < 5 => continue,
-            Err(e) => return Err(e),
-        }
-    }
-    rrset_update(c, d, labels).await
-}
-
-/// Converges an existing rrset to the desired spec.
-pub(crate) async fn rrset_update(
-    c: &Client,
-    d: &Value,
-    labels: Value,
-) -> Result<Observed, ApiError> {
-    let ops = Ops { c };
-    let zone = d["zone"].as_str().unwrap_or_default();
+/// Converges an existing rrset to the desired spec from fresh reads.
+async fn converge(ops: &Ops<'_>, d: &RRSet, labels: &Labels) -> Result<RRSetObserved, ApiError> {
+    let not_found = || ApiError::Api {
+        status: 404,
+        code: "not_found".into(),
+        message: format!("rrset {} not found", d.path()),
+        details: serde_json::Value::Null,
+    };
     for round in 0..6 {
-        let cur = rrset_get(c, d).await?.ok_or_else(|| ApiError::Api {
-            status: 404,
-            code: "not_found".into(),
-            message: format!("rrset {} not found", path(d)),
-            details: Value::Null,
-        })?;
+        let cur = read(ops, d).await?.ok_or_else(not_found)?;
         let step = async {
-            if cur["labels"] != labels {
-                ops.put(&path(d), json!({"labels": labels})).await?;
+            if cur.labels != *labels {
+                ops.put(&d.path(), &LabelsOnly { labels }).await?;
             }
-            let have: Vec<String> = cur["records"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .map(|r| format!("{}|{}", r["value"], r["comment"]))
-                .collect();
-            let want: Vec<String> = records_body(d)
-                .as_array()
-                .into_iter()
-                .flatten()
-                .map(|r| format!("{}|{}", r["value"], r["comment"]))
+            let have: Vec<RecordBody<'_>> = cur
+                .records
+                .iter()
+                .map(|r| RecordBody {
+                    value: &r.value,
+                    comment: r.comment.as_deref().unwrap_or(""),
+                })
                 .collect();
             // Ordered: `records` is diffed positionally, and set_records writes the declared order.
-            if have != want {
-                ops.post(
-                    &format!("{}/actions/set_records", path(d)),
-                    json!({"records": records_body(d)}),
-                )
-                .await?;
+            if have != records_body(d) {
+                let body = SetRecords {
+                    records: records_body(d),
+                };
+                ops.post(&format!("{}/actions/set_records", d.path()), &body)
+                    .await?;
             }
-            if cur["ttl"] != d["ttl"] {
+            if cur.ttl != d.ttl {
                 ops.post(
-                    &format!("{}/actions/change_ttl", path(d)),
-                    json!({"ttl": d["ttl"]}),
+                    &format!("{}/actions/change_ttl", d.path()),
+                    &Ttl { ttl: d.ttl },
                 )
                 .await?;
             }
@@ -322,15 +355,166 @@ pub(crate) async fn rrset_update(
         };
         match step.await {
             Ok(()) => break,
-            Err(e) if e.ambiguous() && round < 5 => continue,
+            Err(e) if reconverge(&e) && round < 5 => continue,
             Err(e) => return Err(e),
         }
     }
-    let cur = rrset_get(c, d).await?.unwrap_or(Value::Null);
-    Ok(observe_one(zone, &cur))
+    let cur = read(ops, d).await?.ok_or_else(not_found)?;
+    Ok(observed(&d.zone, &cur))
 }
 
-/// Deletes an rrset (absent counts as done).
-pub(crate) async fn rrset_delete(c: &Client, d: &Value) -> Result<(), ApiError> {
-    Ops { c }.delete(&path(d)).await
+/// The `hetzner_rrset` kind.
+pub(crate) struct RRSets;
+
+#[async_trait]
+impl Kind<Hetzner> for RRSets {
+    type Spec = RRSet;
+    type Observed = RRSetObserved;
+    type Step = NoStep;
+
+    /// The zones named in the keys plus the zones owned by the stack, each listed in full
+    /// (rrsets per zone are few), filtered to declared keys and owned rrsets.
+    async fn observe(
+        &self,
+        ctx: &Hetzner,
+        q: Query<'_>,
+    ) -> Result<Vec<Found<RRSetObserved>>, ApiError> {
+        let ops = ctx.ops();
+        let mut zones: Vec<String> = q
+            .keys
+            .iter()
+            .filter_map(|k| k.split('/').next().map(String::from))
+            .collect();
+        let sel = [(
+            "label_selector".into(),
+            format!("{STACK_LABEL}={}", q.stack),
+        )];
+        zones.extend(
+            ops.list::<ApiZoneName>("zones", &sel)
+                .await?
+                .into_iter()
+                .map(|z| z.name),
+        );
+        zones.sort();
+        zones.dedup();
+        let lists = futures::future::join_all(zones.iter().map(|z| {
+            let ops = &ops;
+            async move {
+                let path = format!("/zones/{z}/rrsets");
+                match ops.c.list_all(&path, "rrsets", &[]).await {
+                    Ok(v) => Ok((z, v)),
+                    Err(e) if e.not_found() => Ok((z, Vec::new())),
+                    Err(e) => Err(e),
+                }
+            }
+        }))
+        .await;
+        let mut out = Vec::new();
+        for l in lists {
+            let (z, rrs) = l?;
+            for r in rrs {
+                let r: ApiRRSet = serde_json::from_value(r)
+                    .map_err(|e| ApiError::Transport(format!("unexpected rrset: {e}")))?;
+                let o = observed(z, &r);
+                let key = o.spec.key();
+                let (_, marker, _) = split_labels(&r.labels);
+                let owned = marker.as_ref().is_some_and(|m| m.stack == q.stack);
+                if owned || q.keys.contains(&key) {
+                    let mut f = Found::new(key, o, marker);
+                    f.uses = vec![(super::Zone::KIND.into(), z.clone())];
+                    out.push(f);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    async fn create(
+        &self,
+        ctx: &Hetzner,
+        d: &RRSet,
+        op: Op<'_, NoStep>,
+    ) -> Result<RRSetObserved, ApiError> {
+        let ops = ctx.ops();
+        let labels = labels_with_marker(&d.labels, op.marker, &[]);
+        let body = CreateRRSet {
+            name: &d.name,
+            kind: d.kind,
+            ttl: d.ttl,
+            labels: &labels,
+            records: records_body(d),
+        };
+        for attempt in 0..6 {
+            if attempt > 0 && read(&ops, d).await?.is_some() {
+                break;
+            }
+            match ops.post(&format!("/zones/{}/rrsets", d.zone), &body).await {
+                Ok(_) => break,
+                Err(e) if e.code() == Some("uniqueness_error") => break,
+                Err(e) if e.ambiguous() && attempt < 5 => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        converge(&ops, d, &labels).await
+    }
+
+    async fn update(
+        &self,
+        ctx: &Hetzner,
+        _prior: &RRSetObserved,
+        d: &RRSet,
+        op: Op<'_, NoStep>,
+    ) -> Result<RRSetObserved, ApiError> {
+        let labels = labels_with_marker(&d.labels, op.marker, &[]);
+        converge(&ctx.ops(), d, &labels).await
+    }
+
+    async fn delete(
+        &self,
+        ctx: &Hetzner,
+        prior: &RRSetObserved,
+        _op: Op<'_, NoStep>,
+    ) -> Result<(), ApiError> {
+        ctx.ops().delete(&prior.spec.path()).await
+    }
+
+    async fn release(
+        &self,
+        ctx: &Hetzner,
+        prior: &RRSetObserved,
+        _op: Op<'_, NoStep>,
+    ) -> Option<Result<(), ApiError>> {
+        let ops = ctx.ops();
+        let run = async {
+            let Some(cur) = read(&ops, &prior.spec).await? else {
+                return Ok(());
+            };
+            let (user, _, own) = split_labels(&cur.labels);
+            if !own.is_empty() {
+                ops.put(&prior.spec.path(), &LabelsOnly { labels: &user })
+                    .await?;
+            }
+            Ok(())
+        };
+        Some(run.await)
+    }
+
+    fn identity(o: &RRSetObserved) -> Option<String> {
+        Some(o.id.clone())
+    }
+
+    fn example() -> RRSet {
+        let mut r = RRSet::a("docfast.dev", "@", Ipv4Addr::new(203, 0, 113, 9));
+        r.ttl = Some(300);
+        r.labels.insert("env".into(), "prod".into());
+        r.records[0].comment = Some("the load balancer".into());
+        r
+    }
+
+    fn example_observed() -> Option<RRSetObserved> {
+        Some(RRSetObserved {
+            spec: Self::example(),
+            id: "@/A".into(),
+        })
+    }
 }

@@ -6,12 +6,15 @@
 //! labels `cairn.dev/user-data` and `cairn.dev/ssh-keys` and compares those. An object that
 //! carries no digest (made by hand, being adopted) is trusted to match.
 
-use cairn_core::{AttrRef, Field, FieldError, Handle, Resource, Schema};
+use async_trait::async_trait;
+use cairn_core::{AttrRef, Field, FieldError, Handle, KeyedList, Resource, Schema};
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::json;
 
+use super::collection::Collection;
 use super::{
-    KindOps, Labels, Ops, id_of, short_digest, split_labels, validate_labels, validate_name,
+    ApiPrivateNet, Empty, IdRef, Labels, NameLabels, NameRef, NetworkAction, Ops, envelope,
+    short_digest, split_labels, validate_labels, validate_name,
 };
 use crate::client::ApiError;
 
@@ -35,6 +38,23 @@ pub struct ServerNetwork {
 pub struct ServerPublicNet {
     /// A pinned primary IPv4 (id of a `PrimaryIp`).
     pub ipv4: Option<Field<u64>>,
+}
+
+/// An observed server: the spec plus its id, addresses and status.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ServerObserved {
+    /// The spec fields as the API reports them (write-only fields as compared with the
+    /// declared values).
+    #[serde(flatten)]
+    pub spec: Server,
+    /// Its id.
+    pub id: u64,
+    /// Its public IPv4 address.
+    pub ipv4: Option<String>,
+    /// Its public IPv6 network.
+    pub ipv6: Option<String>,
+    /// `running`, `off`, …
+    pub status: String,
 }
 
 /// A server (`/servers`).
@@ -110,8 +130,10 @@ impl Resource for Server {
             ],
             computed: &["id", "ipv4", "ipv6", "status"],
             sensitive: &["user_data"],
-            // `networks` is positional, not keyed: the engine does not resolve references
-            // inside keyed list keys yet, and `network` is usually a reference.
+            keyed: &[KeyedList {
+                path: "networks",
+                key: &["network"],
+            }],
             unordered: &["ssh_keys", "firewalls"],
             restart: &["server_type"],
             ..Schema::default()
@@ -161,199 +183,340 @@ impl ServerAttrs for Handle<Server> {
     }
 }
 
-fn write_only(d: &Value) -> Vec<(&'static str, String)> {
+/// The write-only fields' digests, as labels.
+fn write_only(d: &Server) -> Vec<(&'static str, String)> {
     let mut out = Vec::new();
-    if !d["user_data"].is_null() {
-        out.push((USER_DATA_LABEL, short_digest(&d["user_data"])));
+    if let Some(u) = &d.user_data {
+        out.push((USER_DATA_LABEL, short_digest(&json!(u))));
     }
-    if !d["ssh_keys"].is_null() {
-        let mut k: Vec<String> = d["ssh_keys"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|x| x.as_str().map(String::from))
-            .collect();
+    if let Some(keys) = &d.ssh_keys {
+        let mut k = keys.clone();
         k.sort();
         out.push((SSH_KEYS_LABEL, short_digest(&json!(k))));
     }
     out
 }
 
-fn observe(api: &Value, declared: Option<&Value>) -> Value {
-    let (labels, _, own) = split_labels(&api["labels"]);
-    let wo = |field: &str, label: &str| -> Value {
-        let Some(d) = declared else {
-            return Value::Null;
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+struct ApiAddress {
+    id: Option<u64>,
+    ip: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+struct ApiServerPublicNet {
+    ipv4: Option<ApiAddress>,
+    ipv6: Option<ApiAddress>,
+    firewalls: Vec<IdRef>,
+}
+
+/// A server as the API returns it.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub(crate) struct ApiServer {
+    id: u64,
+    name: String,
+    status: String,
+    labels: Labels,
+    server_type: NameRef,
+    image: Option<NameRef>,
+    location: NameRef,
+    private_net: Vec<ApiPrivateNet>,
+    public_net: ApiServerPublicNet,
+    placement_group: Option<IdRef>,
+}
+
+#[derive(Serialize)]
+struct CreatePublicNet {
+    enable_ipv4: bool,
+    enable_ipv6: bool,
+    ipv4: u64,
+}
+
+#[derive(Serialize)]
+struct CreateServer<'a> {
+    name: &'a str,
+    server_type: &'a str,
+    image: &'a str,
+    location: &'a str,
+    labels: &'a Labels,
+    user_data: Option<&'a str>,
+    ssh_keys: Option<&'a [String]>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    networks: Vec<u64>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    firewalls: Vec<IdRef>,
+    placement_group: Option<u64>,
+    public_net: Option<CreatePublicNet>,
+}
+
+#[derive(Serialize)]
+struct ChangeType<'a> {
+    server_type: &'a str,
+    upgrade_disk: bool,
+}
+
+#[derive(Serialize)]
+struct FirewallResource {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    server: IdRef,
+}
+
+#[derive(Serialize)]
+struct ApplyFirewall<'a> {
+    apply_to: &'a [FirewallResource],
+}
+
+#[derive(Serialize)]
+struct RemoveFirewall<'a> {
+    remove_from: &'a [FirewallResource],
+}
+
+fn known(f: &Field<u64>) -> Option<u64> {
+    f.known().copied()
+}
+
+/// The `hetzner_server` kind.
+pub(crate) struct Servers;
+
+#[async_trait]
+impl Collection for Servers {
+    type Spec = Server;
+    type Api = ApiServer;
+    type Observed = ServerObserved;
+    const COLLECTION: &'static str = "servers";
+    const SINGULAR: &'static str = "server";
+
+    fn id(api: &ApiServer) -> u64 {
+        api.id
+    }
+    fn name(api: &ApiServer) -> &str {
+        &api.name
+    }
+    fn labels(api: &ApiServer) -> &Labels {
+        &api.labels
+    }
+    fn observed_id(o: &ServerObserved) -> u64 {
+        o.id
+    }
+    fn spec_labels(spec: &Server) -> &Labels {
+        &spec.labels
+    }
+    fn extra_labels(spec: &Server) -> Vec<(&'static str, String)> {
+        write_only(spec)
+    }
+
+    fn observe(api: &ApiServer, declared: Option<&Server>) -> ServerObserved {
+        let (labels, _, own) = split_labels(&api.labels);
+        let want = declared.map(write_only).unwrap_or_default();
+        let want = |label: &str| want.iter().find(|(l, _)| *l == label).map(|(_, v)| v);
+        // A digest on record that differs from the declared value's shows as a change; no
+        // digest (adopted or made by hand) is trusted to match.
+        let differs = |label: &str| match own.get(label) {
+            None => None,
+            Some(have) if Some(have) == want(label) => None,
+            Some(have) => Some(have.clone()),
         };
-        let want = write_only(d)
-            .into_iter()
-            .find(|(l, _)| *l == label)
-            .map(|(_, v)| v);
-        match (own.get(label).and_then(Value::as_str), want) {
-            // No digest on record (adopted or made by hand): trusted to match.
-            (None, _) => d[field].clone(),
-            (Some(have), Some(want)) if have == want => d[field].clone(),
-            (Some(have), _) => {
-                if field == "ssh_keys" {
-                    json!([format!("(written keys, digest {have})")])
-                } else {
-                    format!("(written value, digest {have})").into()
-                }
-            }
+        let user_data = declared.and_then(|d| match differs(USER_DATA_LABEL) {
+            None => d.user_data.clone(),
+            Some(have) => Some(format!("(written value, digest {have})")),
+        });
+        let ssh_keys = declared.and_then(|d| match differs(SSH_KEYS_LABEL) {
+            None => d.ssh_keys.clone(),
+            Some(have) => Some(vec![format!("(written keys, digest {have})")]),
+        });
+        let pn = &api.public_net;
+        ServerObserved {
+            spec: Server {
+                name: api.name.clone(),
+                server_type: api.server_type.name.clone(),
+                image: api
+                    .image
+                    .as_ref()
+                    .map(|i| i.name.clone())
+                    .unwrap_or_default(),
+                location: api.location.name.clone(),
+                labels,
+                user_data,
+                ssh_keys,
+                networks: Some(
+                    api.private_net
+                        .iter()
+                        .map(|p| ServerNetwork {
+                            network: p.network.into(),
+                            ip: p.ip,
+                        })
+                        .collect(),
+                ),
+                firewalls: Some(pn.firewalls.iter().map(|f| f.id.into()).collect()),
+                placement_group: api.placement_group.map(|p| p.id.into()),
+                public_net: Some(ServerPublicNet {
+                    ipv4: pn.ipv4.as_ref().and_then(|a| a.id).map(Field::from),
+                }),
+            },
+            id: api.id,
+            ipv4: pn.ipv4.as_ref().and_then(|a| a.ip.clone()),
+            ipv6: pn.ipv6.as_ref().and_then(|a| a.ip.clone()),
+            status: api.status.clone(),
         }
-    };
-    let networks: Vec<Value> = api["private_net"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|p| json!({"network": p["network"], "ip": p["ip"]}))
-        .collect();
-    let fws: Vec<Value> = api["public_net"]["firewalls"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|f| f["id"].clone())
-        .collect();
-    json!({
-        "name": api["name"],
-        "server_type": api["server_type"]["name"],
-        "image": api["image"]["name"],
-        "location": api["location"]["name"],
-        "labels": labels,
-        "user_data": wo("user_data", USER_DATA_LABEL),
-        "ssh_keys": wo("ssh_keys", SSH_KEYS_LABEL),
-        "networks": networks,
-        "firewalls": fws,
-        "placement_group": api["placement_group"]["id"],
-        "public_net": {"ipv4": api["public_net"]["ipv4"]["id"]},
-        "id": api["id"],
-        "ipv4": api["public_net"]["ipv4"]["ip"],
-        "ipv6": api["public_net"]["ipv6"]["ip"],
-        "status": api["status"],
-    })
-}
+    }
 
-async fn create(ops: &Ops<'_>, d: &Value, labels: Value) -> Result<u64, ApiError> {
-    let s = |k: &str| d[k].as_str().unwrap_or_default().to_string();
-    let mut req = hcloud::models::CreateServerRequest::new(s("image"), s("name"), s("server_type"));
-    req.location = Some(s("location"));
-    req.labels = serde_json::from_value(labels).ok();
-    req.user_data = d["user_data"].as_str().map(String::from);
-    req.ssh_keys = serde_json::from_value(d["ssh_keys"].clone()).ok();
-    // Networks without a fixed IP go in the create call; fixed IPs are attached afterwards.
-    let nets: Vec<i64> = d["networks"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|n| n["ip"].is_null())
-        .filter_map(|n| n["network"].as_i64())
-        .collect();
-    req.networks = (!nets.is_empty()).then_some(nets);
-    let fws: Vec<hcloud::models::CreateServerRequestFirewalls> = d["firewalls"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(Value::as_i64)
-        .map(hcloud::models::CreateServerRequestFirewalls::new)
-        .collect();
-    req.firewalls = (!fws.is_empty()).then_some(fws);
-    req.placement_group = d["placement_group"].as_i64();
-    let mut body = serde_json::to_value(req).map_err(|e| ApiError::Config(e.to_string()))?;
-    if let Some(ip) = d["public_net"]["ipv4"].as_u64() {
-        body["public_net"] = json!({"enable_ipv4": true, "enable_ipv6": true, "ipv4": ip});
-    }
-    let v = ops.post("/servers", body).await?;
-    Ok(id_of(&v["server"]))
-}
-
-async fn converge(ops: &Ops<'_>, cur: &Value, d: &Value, labels: Value) -> Result<(), ApiError> {
-    let id = id_of(cur);
-    let act = |a: &str| format!("/servers/{id}/actions/{a}");
-    if cur["labels"] != labels || cur["name"] != d["name"] {
-        ops.put(
-            &format!("/servers/{id}"),
-            json!({"name": d["name"], "labels": labels}),
-        )
-        .await?;
-    }
-    if cur["server_type"]["name"] != d["server_type"] {
-        let was_running = cur["status"] != "off";
-        if was_running {
-            ops.post(&act("shutdown"), json!({})).await?;
-        }
-        ops.post(
-            &act("change_type"),
-            json!({"server_type": d["server_type"], "upgrade_disk": false}),
-        )
-        .await?;
-        if was_running {
-            ops.post(&act("poweron"), json!({})).await?;
-        }
-    }
-    if let Some(want) = d["networks"].as_array() {
-        let have: Vec<Value> = cur["private_net"].as_array().cloned().unwrap_or_default();
-        for h in &have {
-            let w = want.iter().find(|w| w["network"] == h["network"]);
-            let wrong_ip = w.is_some_and(|w| !w["ip"].is_null() && w["ip"] != h["ip"]);
-            if w.is_none() || wrong_ip {
-                ops.post(
-                    &act("detach_from_network"),
-                    json!({"network": h["network"]}),
-                )
-                .await?;
-            }
-        }
-        for w in want {
-            let h = have.iter().find(|h| h["network"] == w["network"]);
-            let wrong_ip = h.is_some_and(|h| !w["ip"].is_null() && w["ip"] != h["ip"]);
-            if h.is_none() || wrong_ip {
-                let mut body = json!({"network": w["network"]});
-                if !w["ip"].is_null() {
-                    body["ip"] = w["ip"].clone();
-                }
-                ops.post(&act("attach_to_network"), body).await?;
-            }
-        }
-    }
-    if let Some(want) = d["firewalls"].as_array() {
-        let have: Vec<Value> = cur["public_net"]["firewalls"]
-            .as_array()
-            .into_iter()
+    async fn create(ops: &Ops<'_>, d: &Server, labels: &Labels) -> Result<u64, ApiError> {
+        // Networks without a fixed IP go in the create call; fixed IPs are attached afterwards.
+        let networks = d
+            .networks
+            .iter()
             .flatten()
-            .map(|f| f["id"].clone())
+            .filter(|n| n.ip.is_none())
+            .filter_map(|n| known(&n.network))
             .collect();
-        let res = json!([{"type": "server", "server": {"id": id}}]);
-        for h in &have {
-            if !want.contains(h) {
-                ops.post(
-                    &format!("/firewalls/{h}/actions/remove_from_resources"),
-                    json!({"remove_from": res}),
-                )
-                .await?;
+        let firewalls = d
+            .firewalls
+            .iter()
+            .flatten()
+            .filter_map(known)
+            .map(|id| IdRef { id })
+            .collect();
+        let body = CreateServer {
+            name: &d.name,
+            server_type: &d.server_type,
+            image: &d.image,
+            location: &d.location,
+            labels,
+            user_data: d.user_data.as_deref(),
+            ssh_keys: d.ssh_keys.as_deref(),
+            networks,
+            firewalls,
+            placement_group: d.placement_group.as_ref().and_then(known),
+            public_net: d
+                .public_net
+                .as_ref()
+                .and_then(|p| p.ipv4.as_ref())
+                .and_then(known)
+                .map(|ipv4| CreatePublicNet {
+                    enable_ipv4: true,
+                    enable_ipv6: true,
+                    ipv4,
+                }),
+        };
+        let v = ops.post("/servers", &body).await?;
+        Ok(envelope::<ApiServer>(v, "server")?.id)
+    }
+
+    async fn converge(
+        ops: &Ops<'_>,
+        cur: &ApiServer,
+        d: &Server,
+        labels: &Labels,
+    ) -> Result<(), ApiError> {
+        let id = cur.id;
+        let act = |a: &str| format!("/servers/{id}/actions/{a}");
+        if cur.labels != *labels || cur.name != d.name {
+            let body = NameLabels {
+                name: &d.name,
+                labels,
+            };
+            ops.put(&format!("/servers/{id}"), &body).await?;
+        }
+        if cur.server_type.name != d.server_type {
+            let was_running = cur.status != "off";
+            if was_running {
+                ops.post(&act("shutdown"), &Empty {}).await?;
+            }
+            let body = ChangeType {
+                server_type: &d.server_type,
+                upgrade_disk: false,
+            };
+            ops.post(&act("change_type"), &body).await?;
+            if was_running {
+                ops.post(&act("poweron"), &Empty {}).await?;
             }
         }
-        for w in want {
-            if !have.contains(w) {
-                ops.post(
-                    &format!("/firewalls/{w}/actions/apply_to_resources"),
-                    json!({"apply_to": res}),
-                )
-                .await?;
+        if let Some(want) = &d.networks {
+            let have = &cur.private_net;
+            let find = |n: u64| want.iter().find(|w| known(&w.network) == Some(n));
+            for h in have {
+                let w = find(h.network);
+                let wrong_ip = w.is_some_and(|w| w.ip.is_some() && w.ip != h.ip);
+                if w.is_none() || wrong_ip {
+                    let body = NetworkAction {
+                        network: h.network,
+                        ip: None,
+                    };
+                    ops.post(&act("detach_from_network"), &body).await?;
+                }
             }
+            for w in want {
+                let Some(n) = known(&w.network) else { continue };
+                let h = have.iter().find(|h| h.network == n);
+                let wrong_ip = h.is_some_and(|h| w.ip.is_some() && w.ip != h.ip);
+                if h.is_none() || wrong_ip {
+                    let body = NetworkAction {
+                        network: n,
+                        ip: w.ip,
+                    };
+                    ops.post(&act("attach_to_network"), &body).await?;
+                }
+            }
+        }
+        if let Some(want) = &d.firewalls {
+            let want: Vec<u64> = want.iter().filter_map(known).collect();
+            let have: Vec<u64> = cur.public_net.firewalls.iter().map(|f| f.id).collect();
+            let res = [FirewallResource {
+                kind: "server",
+                server: IdRef { id },
+            }];
+            for h in &have {
+                if !want.contains(h) {
+                    ops.post(
+                        &format!("/firewalls/{h}/actions/remove_from_resources"),
+                        &RemoveFirewall { remove_from: &res },
+                    )
+                    .await?;
+                }
+            }
+            for w in &want {
+                if !have.contains(w) {
+                    ops.post(
+                        &format!("/firewalls/{w}/actions/apply_to_resources"),
+                        &ApplyFirewall { apply_to: &res },
+                    )
+                    .await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn example() -> Server {
+        let mut s = Server::new("web-1", "cax11", "ubuntu-24.04", "fsn1");
+        s.labels.insert("tier".into(), "web".into());
+        s.user_data = Some("#cloud-config\n".into());
+        s.ssh_keys = Some(vec!["ops".into()]);
+        s.networks = Some(vec![ServerNetwork {
+            network: 1.into(),
+            ip: Some(std::net::Ipv4Addr::new(10, 0, 1, 20)),
+        }]);
+        s.firewalls = Some(vec![2.into()]);
+        s.placement_group = Some(3.into());
+        s.public_net = Some(ServerPublicNet {
+            ipv4: Some(4.into()),
+        });
+        s
+    }
+
+    fn example_observed() -> ServerObserved {
+        ServerObserved {
+            spec: Self::example(),
+            id: 5,
+            ipv4: Some("203.0.113.5".into()),
+            ipv6: Some("2001:db8::/64".into()),
+            status: "running".into(),
         }
     }
-    Ok(())
 }
 
-/// Operations for `hetzner_server`.
-pub const OPS: KindOps = KindOps {
-    collection: "servers",
-    singular: "server",
-    observe,
-    extra_labels: write_only,
-    create: |ops, d, labels| Box::pin(create(ops, d, labels)),
-    converge: |ops, cur, d, labels| Box::pin(converge(ops, cur, d, labels)),
-    delete: |ops, cur| {
-        Box::pin(async move { ops.delete(&format!("/servers/{}", id_of(cur))).await })
-    },
-};
+crate::collection_kind!(Servers);

@@ -1,11 +1,13 @@
 //! `hetzner_ssh_key`: an SSH public key. Changing the key replaces it; name and labels
 //! update in place.
 
+use async_trait::async_trait;
 use cairn_core::{AttrRef, FieldError, Handle, Resource, Schema};
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
 
-use super::{KindOps, Labels, Ops, empty, id_of, split_labels, validate_labels, validate_name};
+use super::collection::Collection;
+use super::{Labels, NameLabels, Ops, envelope, split_labels, validate_labels, validate_name};
+use crate::client::ApiError;
 
 /// An SSH key (`/ssh_keys`).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -17,6 +19,18 @@ pub struct SshKey {
     /// User labels.
     #[serde(default)]
     pub labels: Labels,
+}
+
+/// An observed SSH key: the spec plus its id and fingerprint.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SshKeyObserved {
+    /// The spec fields as the API reports them.
+    #[serde(flatten)]
+    pub spec: SshKey,
+    /// Its id.
+    pub id: u64,
+    /// Its fingerprint.
+    pub fingerprint: String,
 }
 
 impl Resource for SshKey {
@@ -61,43 +75,104 @@ impl SshKeyAttrs for Handle<SshKey> {
     }
 }
 
-fn observe(api: &Value, _declared: Option<&Value>) -> Value {
-    let (labels, _, _) = split_labels(&api["labels"]);
-    json!({"name": api["name"], "public_key": api["public_key"], "labels": labels,
-           "id": api["id"], "fingerprint": api["fingerprint"]})
+/// An SSH key as the API returns it.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub(crate) struct ApiSshKey {
+    id: u64,
+    name: String,
+    public_key: String,
+    fingerprint: String,
+    labels: Labels,
 }
 
-/// Operations for `hetzner_ssh_key`.
-pub const OPS: KindOps = KindOps {
-    collection: "ssh_keys",
-    singular: "ssh_key",
-    observe,
-    extra_labels: |_| Vec::new(),
-    create: |ops: &Ops<'_>, d, labels| {
-        Box::pin(async move {
-            let mut req = hcloud::models::CreateSshKeyRequest::new(
-                d["name"].as_str().unwrap_or_default().to_string(),
-                d["public_key"].as_str().unwrap_or_default().to_string(),
-            );
-            req.labels = serde_json::from_value(labels).ok();
-            let body = serde_json::to_value(req).unwrap_or_else(|_| empty());
-            let v = ops.post("/ssh_keys", body).await?;
-            Ok(id_of(&v["ssh_key"]))
-        })
-    },
-    converge: |ops, cur, d, labels| {
-        Box::pin(async move {
-            if cur["labels"] != labels || cur["name"] != d["name"] {
-                ops.put(
-                    &format!("/ssh_keys/{}", id_of(cur)),
-                    json!({"name": d["name"], "labels": labels}),
-                )
-                .await?;
-            }
-            Ok(())
-        })
-    },
-    delete: |ops, cur| {
-        Box::pin(async move { ops.delete(&format!("/ssh_keys/{}", id_of(cur))).await })
-    },
-};
+#[derive(Serialize)]
+struct CreateSshKey<'a> {
+    name: &'a str,
+    public_key: &'a str,
+    labels: &'a Labels,
+}
+
+/// The `hetzner_ssh_key` kind.
+pub(crate) struct SshKeys;
+
+#[async_trait]
+impl Collection for SshKeys {
+    type Spec = SshKey;
+    type Api = ApiSshKey;
+    type Observed = SshKeyObserved;
+    const COLLECTION: &'static str = "ssh_keys";
+    const SINGULAR: &'static str = "ssh_key";
+
+    fn id(api: &ApiSshKey) -> u64 {
+        api.id
+    }
+    fn name(api: &ApiSshKey) -> &str {
+        &api.name
+    }
+    fn labels(api: &ApiSshKey) -> &Labels {
+        &api.labels
+    }
+    fn observed_id(o: &SshKeyObserved) -> u64 {
+        o.id
+    }
+    fn spec_labels(spec: &SshKey) -> &Labels {
+        &spec.labels
+    }
+
+    fn observe(api: &ApiSshKey, _: Option<&SshKey>) -> SshKeyObserved {
+        SshKeyObserved {
+            spec: SshKey {
+                name: api.name.clone(),
+                public_key: api.public_key.clone(),
+                labels: split_labels(&api.labels).0,
+            },
+            id: api.id,
+            fingerprint: api.fingerprint.clone(),
+        }
+    }
+
+    async fn create(ops: &Ops<'_>, d: &SshKey, labels: &Labels) -> Result<u64, ApiError> {
+        let body = CreateSshKey {
+            name: &d.name,
+            public_key: &d.public_key,
+            labels,
+        };
+        let v = ops.post("/ssh_keys", &body).await?;
+        Ok(envelope::<ApiSshKey>(v, "ssh_key")?.id)
+    }
+
+    async fn converge(
+        ops: &Ops<'_>,
+        cur: &ApiSshKey,
+        d: &SshKey,
+        labels: &Labels,
+    ) -> Result<(), ApiError> {
+        if cur.labels != *labels || cur.name != d.name {
+            let body = NameLabels {
+                name: &d.name,
+                labels,
+            };
+            ops.put(&format!("/ssh_keys/{}", cur.id), &body).await?;
+        }
+        Ok(())
+    }
+
+    fn example() -> SshKey {
+        SshKey {
+            name: "ops".into(),
+            public_key: "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIExample ops@host".into(),
+            labels: [("team".to_string(), "infra".to_string())].into(),
+        }
+    }
+
+    fn example_observed() -> SshKeyObserved {
+        SshKeyObserved {
+            spec: Self::example(),
+            id: 1,
+            fingerprint: "b7:2f:30:a0:2f:6c:58:6c:21:04:58:61:ba:06:3b:2c".into(),
+        }
+    }
+}
+
+crate::collection_kind!(SshKeys);

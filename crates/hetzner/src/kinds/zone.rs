@@ -1,19 +1,32 @@
 //! `hetzner_zone`: a DNS zone in the Cloud API. Name and mode force a replace; TTL changes
 //! via `change_ttl`; labels in place.
 
+use async_trait::async_trait;
 use cairn_core::{AttrRef, FieldError, Handle, Resource, Schema};
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
 
-use super::{KindOps, Labels, Ops, id_of, split_labels, validate_labels};
+use super::collection::Collection;
+use super::{Labels, LabelsOnly, Ops, envelope, split_labels, validate_labels};
+use crate::client::ApiError;
+
+/// Whether a zone is served from its records here or transferred from a primary elsewhere.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ZoneMode {
+    /// Records are managed here.
+    #[default]
+    Primary,
+    /// Records are transferred from primary servers.
+    Secondary,
+}
 
 /// A DNS zone (`/zones`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Zone {
     /// The domain (the key), e.g. `docfast.dev`.
     pub name: String,
-    /// `primary` or `secondary`.
-    pub mode: String,
+    /// Primary or secondary.
+    pub mode: ZoneMode,
     /// Default TTL.
     pub ttl: u32,
     /// User labels.
@@ -26,11 +39,21 @@ impl Zone {
     pub fn primary(name: &str) -> Self {
         Zone {
             name: name.into(),
-            mode: "primary".into(),
+            mode: ZoneMode::Primary,
             ttl: 3600,
             labels: Labels::new(),
         }
     }
+}
+
+/// An observed zone: the spec plus its id.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ZoneObserved {
+    /// The spec fields as the API reports them.
+    #[serde(flatten)]
+    pub spec: Zone,
+    /// Its id.
+    pub id: u64,
 }
 
 /// Whether `n` is a lowercase domain name.
@@ -69,9 +92,6 @@ impl Resource for Zone {
                 format!("{:?} is not a lowercase domain name", self.name),
             ));
         }
-        if self.mode != "primary" && self.mode != "secondary" {
-            e.push(FieldError::new("mode", "must be primary or secondary"));
-        }
         if self.ttl < 60 {
             e.push(FieldError::new("ttl", "must be at least 60"));
         }
@@ -92,42 +112,112 @@ impl ZoneAttrs for Handle<Zone> {
     }
 }
 
-fn observe(api: &Value, _declared: Option<&Value>) -> Value {
-    let (labels, _, _) = split_labels(&api["labels"]);
-    json!({"name": api["name"], "mode": api["mode"], "ttl": api["ttl"], "labels": labels, "id": api["id"]})
+/// A zone as the API returns it.
+#[derive(Debug, Clone, Deserialize)]
+pub(crate) struct ApiZone {
+    id: u64,
+    name: String,
+    mode: ZoneMode,
+    ttl: u32,
+    #[serde(default)]
+    labels: Labels,
 }
 
-/// Operations for `hetzner_zone`.
-pub const OPS: KindOps = KindOps {
-    collection: "zones",
-    singular: "zone",
-    observe,
-    extra_labels: |_| Vec::new(),
-    create: |ops: &Ops<'_>, d, labels| {
-        Box::pin(async move {
-            let body =
-                json!({"name": d["name"], "mode": d["mode"], "ttl": d["ttl"], "labels": labels});
-            let body = super::typed::<hcloud::models::CreateZoneRequest>(body)?;
-            let v = ops.post("/zones", body).await?;
-            Ok(id_of(&v["zone"]))
-        })
-    },
-    converge: |ops, cur, d, labels| {
-        Box::pin(async move {
-            let id = id_of(cur);
-            if cur["labels"] != labels {
-                ops.put(&format!("/zones/{id}"), json!({"labels": labels}))
-                    .await?;
-            }
-            if cur["ttl"] != d["ttl"] {
-                ops.post(
-                    &format!("/zones/{id}/actions/change_ttl"),
-                    json!({"ttl": d["ttl"]}),
-                )
+#[derive(Serialize)]
+struct CreateZone<'a> {
+    name: &'a str,
+    mode: ZoneMode,
+    ttl: u32,
+    labels: &'a Labels,
+}
+
+#[derive(Serialize)]
+struct Ttl {
+    ttl: u32,
+}
+
+/// The `hetzner_zone` kind.
+pub(crate) struct Zones;
+
+#[async_trait]
+impl Collection for Zones {
+    type Spec = Zone;
+    type Api = ApiZone;
+    type Observed = ZoneObserved;
+    const COLLECTION: &'static str = "zones";
+    const SINGULAR: &'static str = "zone";
+
+    fn id(api: &ApiZone) -> u64 {
+        api.id
+    }
+    fn name(api: &ApiZone) -> &str {
+        &api.name
+    }
+    fn labels(api: &ApiZone) -> &Labels {
+        &api.labels
+    }
+    fn observed_id(o: &ZoneObserved) -> u64 {
+        o.id
+    }
+    fn spec_labels(spec: &Zone) -> &Labels {
+        &spec.labels
+    }
+
+    fn observe(api: &ApiZone, _: Option<&Zone>) -> ZoneObserved {
+        ZoneObserved {
+            spec: Zone {
+                name: api.name.clone(),
+                mode: api.mode,
+                ttl: api.ttl,
+                labels: split_labels(&api.labels).0,
+            },
+            id: api.id,
+        }
+    }
+
+    async fn create(ops: &Ops<'_>, d: &Zone, labels: &Labels) -> Result<u64, ApiError> {
+        let body = CreateZone {
+            name: &d.name,
+            mode: d.mode,
+            ttl: d.ttl,
+            labels,
+        };
+        let v = ops.post("/zones", &body).await?;
+        Ok(envelope::<ApiZone>(v, "zone")?.id)
+    }
+
+    async fn converge(
+        ops: &Ops<'_>,
+        cur: &ApiZone,
+        d: &Zone,
+        labels: &Labels,
+    ) -> Result<(), ApiError> {
+        if cur.labels != *labels {
+            ops.put(&format!("/zones/{}", cur.id), &LabelsOnly { labels })
                 .await?;
-            }
-            Ok(())
-        })
-    },
-    delete: |ops, cur| Box::pin(async move { ops.delete(&format!("/zones/{}", id_of(cur))).await }),
-};
+        }
+        if cur.ttl != d.ttl {
+            ops.post(
+                &format!("/zones/{}/actions/change_ttl", cur.id),
+                &Ttl { ttl: d.ttl },
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    fn example() -> Zone {
+        let mut z = Zone::primary("docfast.dev");
+        z.labels.insert("env".into(), "prod".into());
+        z
+    }
+
+    fn example_observed() -> ZoneObserved {
+        ZoneObserved {
+            spec: Self::example(),
+            id: 1,
+        }
+    }
+}
+
+crate::collection_kind!(Zones);

@@ -47,6 +47,7 @@ pub mod labels;
 mod load_balancers;
 mod networks;
 mod servers;
+mod volumes;
 pub mod world;
 mod zones;
 
@@ -448,6 +449,7 @@ fn dispatch(w: &mut World, r: &Req) -> http::ApiResult {
         Some("primary_ips") => keys::primary_ips(w, r),
         Some("placement_groups") => keys::placement_groups(w, r),
         Some("zones") => zones::handle(w, r),
+        Some("volumes") => volumes::handle(w, r),
         Some("actions") => actions::handle(w, r),
         Some(
             c @ ("locations" | "datacenters" | "server_types" | "images" | "load_balancer_types"),

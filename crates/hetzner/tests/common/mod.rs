@@ -167,13 +167,7 @@ pub fn k3s_stack_with(name: &str, w1_image: &str) -> Stack {
             name: "k3s-fw".into(),
             labels: Labels::new(),
             rules: vec![Rule::tcp_in("6443", &["10.0.0.0/16", "203.0.113.7/32"])],
-            apply_to: vec![ApplyTo {
-                kind: "server".into(),
-                server: Some(TargetServer {
-                    id: handles[0].id().into(),
-                }),
-                label_selector: None,
-            }],
+            apply_to: vec![ApplyTo::server(handles[0].id())],
         },
     );
     let zone = s.add("docfast", Zone::primary("docfast.dev"));
