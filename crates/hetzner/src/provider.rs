@@ -62,12 +62,7 @@ fn ops_for(kind: &str) -> Option<&'static KindOps> {
 }
 
 fn perr(op: String, e: ApiError) -> ProviderError {
-    let retryable = e.retry_safe() || e.ambiguous();
-    let code = e.code().map(String::from);
-    let mut p = ProviderError::new(op, e.message_without_code());
-    p.code = code;
-    p.retryable = retryable;
-    p
+    e.into_provider(op)
 }
 
 impl HetznerProvider {
