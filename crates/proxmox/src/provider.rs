@@ -260,15 +260,7 @@ impl ProxmoxProvider {
 }
 
 fn perr(op: String, e: PveError) -> ProviderError {
-    let code = match &e {
-        PveError::Api { status, .. } => Some(status.to_string()),
-        PveError::Task { exitstatus, .. } => Some(format!("task: {exitstatus}")),
-        _ => None,
-    };
-    let mut err = ProviderError::new(op, e.to_string());
-    err.code = code;
-    err.retryable = e.is_transient() || e.is_checksum_mismatch();
-    err
+    e.into_provider(op)
 }
 
 fn spec_of<R: Resource>(change: &Change<'_>) -> Result<R, ProviderError> {
