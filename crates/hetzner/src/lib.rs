@@ -26,7 +26,8 @@
 //!   happened is re-observed by name first; `uniqueness_error` after a lost response means
 //!   adopt.
 //! - **Limits**: `RateLimit-*` headers pace requests before the budget is gone; a 429 holds
-//!   every request until the reset; `locked`/`conflict`/503 are retried with capped backoff.
+//!   every request until the reset; `locked`/`conflict`/429/503 are retried under the shared
+//!   `cairn-http` retry policy (capped jittered backoff, `RateLimit-Reset`, a deadline).
 //!   Actions are awaited by one shared poller per client (`GET /actions?id=…&id=…`, 50 ids a
 //!   request, backoff); an action ending in `error` fails the resource with its code and
 //!   message.
@@ -37,7 +38,8 @@
 //!   references to ids it has seen, or with one `name=` lookup), and changes them as sets,
 //!   so a different API order is neither a change nor a disruption.
 //! - Token from `HCLOUD_TOKEN`, endpoint from `HCLOUD_ENDPOINT`; the token is in no output,
-//!   `Debug` or error. With `CAIRN_LOOPBACK_ONLY=1` a non-loopback endpoint is refused.
+//!   `Debug` or error. The endpoint goes through the `cairn-http` kit: with
+//!   `CAIRN_LOOPBACK_ONLY=1` a non-loopback endpoint is refused; redirects are not followed.
 
 #![warn(missing_docs)]
 
