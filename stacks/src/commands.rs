@@ -301,7 +301,10 @@ async fn apply_cmd(
         &loaded.stack,
         &loaded.providers,
         &planned,
-        ApplyOptions { parallelism },
+        ApplyOptions {
+            parallelism,
+            ..ApplyOptions::default()
+        },
         progress,
     )
     .await;

@@ -135,7 +135,10 @@ async fn bench_apply(n: usize, depth: usize, latency: Duration) {
         &stack,
         &providers,
         &planned,
-        ApplyOptions { parallelism: n },
+        ApplyOptions {
+            parallelism: n,
+            ..ApplyOptions::default()
+        },
         Arc::new(NoProgress),
     )
     .await;

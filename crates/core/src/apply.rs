@@ -26,11 +26,20 @@ use crate::value::{Address, RawRef, get_path, substitute_refs};
 pub struct ApplyOptions {
     /// How many changes run at once across all providers (default 10).
     pub parallelism: usize,
+    /// How often a provider call whose error is `retryable` is tried again before the
+    /// change counts as failed (default 2).
+    pub retries: u32,
+    /// The wait before the first such retry; it doubles for each further one (default 1 s).
+    pub retry_backoff: Duration,
 }
 
 impl Default for ApplyOptions {
     fn default() -> Self {
-        ApplyOptions { parallelism: 10 }
+        ApplyOptions {
+            parallelism: 10,
+            retries: 2,
+            retry_backoff: Duration::from_secs(1),
+        }
     }
 }
 
@@ -251,6 +260,7 @@ pub async fn apply(
         per_provider,
         progress: progress.as_ref(),
         change_timeout: stack.change_timeout(),
+        opts,
     };
 
     let mut report = ApplyReport::default();
@@ -343,6 +353,7 @@ struct Ctx<'a> {
     progress: &'a dyn Progress,
     /// How long one change may take before it fails (and its dependents are skipped).
     change_timeout: std::time::Duration,
+    opts: ApplyOptions,
 }
 
 impl Ctx<'_> {
@@ -470,19 +481,57 @@ impl Ctx<'_> {
         };
         let desired = desired.as_ref();
         if delete_old {
-            p.delete(mk(None, prior)).await?;
+            self.retrying(&c.address, || p.delete(mk(None, prior)))
+                .await?;
             return Ok(None);
         }
         match c.action() {
-            Action::Create | Action::CreateDelete => p.create(mk(desired, None)).await.map(Some),
-            Action::Update => p.update(mk(desired, prior)).await.map(Some),
+            Action::Create | Action::CreateDelete => self
+                .retrying(&c.address, || p.create(mk(desired, None)))
+                .await
+                .map(Some),
+            Action::Update => self
+                .retrying(&c.address, || p.update(mk(desired, prior)))
+                .await
+                .map(Some),
             Action::DeleteCreate => {
-                p.delete(mk(None, prior)).await?;
-                p.create(mk(desired, None)).await.map(Some)
+                self.retrying(&c.address, || p.delete(mk(None, prior)))
+                    .await?;
+                self.retrying(&c.address, || p.create(mk(desired, None)))
+                    .await
+                    .map(Some)
             }
-            Action::Delete => p.delete(mk(None, prior)).await.map(|_| None),
-            Action::Release => p.release(mk(None, prior)).await.map(|_| None),
+            Action::Delete => self
+                .retrying(&c.address, || p.delete(mk(None, prior)))
+                .await
+                .map(|_| None),
+            Action::Release => self
+                .retrying(&c.address, || p.release(mk(None, prior)))
+                .await
+                .map(|_| None),
             Action::NoOp | Action::Read => Ok(prior.map(|o| o.value.clone())),
+        }
+    }
+
+    /// Runs one provider call; while it fails with a `retryable` error, tries again up to
+    /// `retries` times with doubling waits. Other errors end it at once.
+    async fn retrying<T, F, Fut>(&self, address: &Address, mut call: F) -> Result<T, ProviderError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, ProviderError>>,
+    {
+        let mut wait = self.opts.retry_backoff;
+        let mut retry = 0u32;
+        loop {
+            match call().await {
+                Err(e) if e.retryable && retry < self.opts.retries => {
+                    retry += 1;
+                    tracing::warn!(%address, error = %e, retry, ?wait, "retrying the change");
+                    tokio::time::sleep(wait).await;
+                    wait = wait.saturating_mul(2);
+                }
+                other => return other,
+            }
         }
     }
 }

@@ -188,17 +188,29 @@ pub struct PlannedChange<'a> {
     pub after: Option<&'a Value>,
 }
 
-/// An error from a provider, carrying the API's own code and message.
+/// An error from a provider. Each field means one thing for every provider:
+/// - `operation`: what cairn was doing, in its own words (`create server k3s-mgr`).
+/// - `code`: the API's own error code string, exactly as the API sent it
+///   (`uniqueness_error`, `MODEL_OBJECT_NOT_FOUND`, …); `None` when the API has no codes
+///   or sent none. Never an HTTP status and never a word cairn made up.
+/// - `status`: the HTTP status of the API's answer, if there was one.
+/// - `message`: the API's message, or a description of the transport failure.
+/// - `retryable`: the engine may retry the whole change — nothing was applied by the
+///   failed request and the condition is transient (rate limit, busy, unavailable,
+///   connection never made). The provider already retried single requests itself.
 #[derive(Debug, Clone, thiserror::Error, Serialize, Deserialize, PartialEq)]
 #[error("{operation} failed: {message}{}", code.as_ref().map(|c| format!(" ({c})")).unwrap_or_default())]
 pub struct ProviderError {
     /// What was being done, e.g. `create server k3s-mgr`.
     pub operation: String,
-    /// The API's error code, if any (`uniqueness_error`, `MODEL_OBJECT_NOT_FOUND`, …).
+    /// The API's own error code, if it sent one (never an HTTP status or a cairn word).
     pub code: Option<String>,
+    /// The HTTP status of the API's answer, if there was one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<u16>,
     /// The API's message, or a description of the transport failure.
     pub message: String,
-    /// Whether the engine may retry (the provider already retried what it could).
+    /// Whether the engine may retry the whole change (see the type's documentation).
     #[serde(default)]
     pub retryable: bool,
 }
@@ -209,6 +221,7 @@ impl ProviderError {
         ProviderError {
             operation: operation.into(),
             code: None,
+            status: None,
             message: message.into(),
             retryable: false,
         }
@@ -217,6 +230,12 @@ impl ProviderError {
     /// Adds the API's error code.
     pub fn with_code(mut self, code: impl Into<String>) -> Self {
         self.code = Some(code.into());
+        self
+    }
+
+    /// Marks the error as one after which the engine may retry the whole change.
+    pub fn with_retryable(mut self, retryable: bool) -> Self {
+        self.retryable = retryable;
         self
     }
 }

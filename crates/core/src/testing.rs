@@ -136,6 +136,7 @@ pub struct MemoryProvider {
     name: String,
     latency: Duration,
     fail: Mutex<HashSet<String>>,
+    flaky: Mutex<HashMap<String, usize>>,
     objects: Mutex<HashMap<String, Vec<Obj>>>,
     next_id: AtomicU64,
     calls: Mutex<Vec<Call>>,
@@ -152,6 +153,7 @@ impl MemoryProvider {
             name: "memory".into(),
             latency: Duration::ZERO,
             fail: Mutex::default(),
+            flaky: Mutex::default(),
             objects: Mutex::default(),
             next_id: AtomicU64::new(1),
             calls: Mutex::default(),
@@ -177,6 +179,15 @@ impl MemoryProvider {
     /// Writes to objects with this key fail.
     pub fn fail_on(&self, key: &str) {
         self.fail.lock().expect("lock").insert(key.to_string());
+    }
+
+    /// The next `times` writes to objects with this key fail with a `retryable` error
+    /// (code `busy`), as an API does while it is busy; later writes succeed.
+    pub fn fail_retryable(&self, key: &str, times: usize) {
+        self.flaky
+            .lock()
+            .expect("lock")
+            .insert(key.to_string(), times);
     }
 
     /// Stores an object as if made outside cairn (`marker: None`) or by a stack.
@@ -258,7 +269,23 @@ impl MemoryProvider {
             tokio::time::sleep(self.latency).await;
         }
         let failing = self.fail.lock().expect("lock").contains(change.key);
-        let result = if failing {
+        let busy = self
+            .flaky
+            .lock()
+            .expect("lock")
+            .get_mut(change.key)
+            .is_some_and(|left| {
+                let hit = *left > 0;
+                *left = left.saturating_sub(1);
+                hit
+            });
+        let result = if busy {
+            Err(
+                ProviderError::new(format!("{op} {}", change.address), "busy, try again")
+                    .with_code("busy")
+                    .with_retryable(true),
+            )
+        } else if failing {
             Err(
                 ProviderError::new(format!("{op} {}", change.address), "injected failure")
                     .with_code("injected"),

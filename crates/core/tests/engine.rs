@@ -43,7 +43,10 @@ async fn plan_apply(
         stack,
         p,
         &planned,
-        ApplyOptions { parallelism },
+        ApplyOptions {
+            parallelism,
+            ..ApplyOptions::default()
+        },
         Arc::new(NoProgress),
     )
     .await;
@@ -179,6 +182,66 @@ async fn second_plan_after_apply_is_empty_and_references_resolve() {
         again.plan.summary_line(),
         "Plan: 0 to add, 0 to change, 0 to destroy."
     );
+}
+
+/// A stack of `db` and `web`, where `web` uses `db`'s id; applied with default options.
+async fn apply_db_web(m: &Arc<MemoryProvider>) -> cairn_core::ApplyReport {
+    let mut b = StackBuilder::new("s");
+    let db = b.add("db", thing("db", 1));
+    let mut web = thing("web", 1);
+    web.inputs = vec![db.id().into()];
+    b.add("web", web);
+    let stack = b.build().unwrap();
+    plan_apply(&stack, &providers(m), 10).await.1
+}
+
+fn outcome_of<'a>(report: &'a cairn_core::ApplyReport, address: &str) -> &'a Outcome {
+    &report
+        .entries
+        .iter()
+        .find(|e| e.address.to_string() == address)
+        .unwrap_or_else(|| panic!("{address} in {report:?}"))
+        .outcome
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_retryable_failure_is_retried_with_backoff_and_the_change_succeeds() {
+    let m = Arc::new(MemoryProvider::new());
+    m.fail_retryable("web", 2);
+    let start = tokio::time::Instant::now();
+    let report = apply_db_web(&m).await;
+    assert!(report.success(), "{report:?}");
+    assert_eq!(m.count("test_thing", "web"), 1);
+    assert_eq!(m.writes(), 4, "db once, web twice busy and once for real");
+    let waited = start.elapsed();
+    assert!(
+        waited >= Duration::from_secs(3),
+        "backed off 1 s, then 2 s: {waited:?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_change_that_stays_retryable_fails_after_the_bounded_retries() {
+    let m = Arc::new(MemoryProvider::new());
+    m.fail_retryable("web", 100);
+    let report = apply_db_web(&m).await;
+    assert!(
+        matches!(outcome_of(&report, "test_thing.web"), Outcome::Failed(e) if e.contains("busy")),
+        "{report:?}"
+    );
+    assert_eq!(m.writes(), 1 + 3, "db once, web once plus two retries");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failure_that_is_not_retryable_is_not_retried() {
+    let m = Arc::new(MemoryProvider::new());
+    m.fail_on("web");
+    let report = apply_db_web(&m).await;
+    assert!(
+        matches!(outcome_of(&report, "test_thing.web"), Outcome::Failed(_)),
+        "{report:?}"
+    );
+    assert_eq!(m.writes(), 2, "db once, web once");
 }
 
 fn assert_untouched(m: &MemoryProvider) {

@@ -28,7 +28,8 @@
 //!   happened is re-observed by name first; `uniqueness_error` after a lost response means
 //!   adopt.
 //! - **Limits**: `RateLimit-*` headers pace requests before the budget is gone; a 429 holds
-//!   every request until the reset; `locked`/`conflict`/503 are retried with capped backoff.
+//!   every request until the reset; `locked`/`conflict`/429/503 are retried under the shared
+//!   `cairn-http` retry policy (capped jittered backoff, `RateLimit-Reset`, a deadline).
 //!   Actions are awaited by one shared poller per client (`GET /actions?id=…&id=…`, 50 ids a
 //!   request, backoff); an action ending in `error` fails the resource with its code and
 //!   message.
@@ -38,7 +39,8 @@
 //!   observing needs nothing but one list per kind (a no-op plan costs the same requests
 //!   every run). RRset `records` are positional and written in declared order.
 //! - Token from `HCLOUD_TOKEN`, endpoint from `HCLOUD_ENDPOINT`; the token is in no output,
-//!   `Debug` or error. With `CAIRN_LOOPBACK_ONLY=1` a non-loopback endpoint is refused.
+//!   `Debug` or error. The endpoint goes through the `cairn-http` kit: with
+//!   `CAIRN_LOOPBACK_ONLY=1` a non-loopback endpoint is refused; redirects are not followed.
 
 #![warn(missing_docs)]
 

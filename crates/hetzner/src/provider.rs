@@ -55,12 +55,7 @@ impl Hetzner {
 }
 
 fn perr(op: String, e: ApiError) -> ProviderError {
-    let retryable = e.retry_safe() || e.ambiguous();
-    let code = e.code().map(String::from);
-    let mut p = ProviderError::new(op, e.message_without_code());
-    p.code = code;
-    p.retryable = retryable;
-    p
+    e.into_provider(op)
 }
 
 #[async_trait]

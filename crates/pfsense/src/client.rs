@@ -1,11 +1,16 @@
-//! A small client for the pfSense REST API package v2: `X-API-Key` auth, the response
-//! envelope, TLS trust through [`cairn_core::tls`], retries of what is safe to retry, the
-//! two-phase apply with polling, and the HAProxy runtime API through `command_prompt`.
+//! A small client for the pfSense REST API package v2, built on the `cairn-http` kit
+//! (checked endpoint, no proxies or redirects, TLS trust from the shared environment
+//! rules, the shared retry policy). pfSense's own parts: `X-API-Key` auth (a sensitive
+//! header), the response envelope, the two-phase apply with polling, and the HAProxy
+//! runtime API through `command_prompt`.
 
 use std::fmt;
 use std::time::{Duration, Instant};
 
-use cairn_core::tls::{TlsTrust, client_config};
+use cairn_core::tls::TlsTrust;
+use cairn_http::{
+    ApiClient, Class, Classify, Failure, GaveUp, HttpError, RetryPolicy, TransportKind, TrustVars,
+};
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -19,6 +24,13 @@ pub const CA_FILE_ENV: &str = "PFSENSE_CA_FILE";
 pub const FINGERPRINT_ENV: &str = "PFSENSE_TLS_FINGERPRINT";
 /// `PFSENSE_TLS_INSECURE=1`: trust any certificate (warns loudly).
 pub const INSECURE_ENV: &str = "PFSENSE_TLS_INSECURE";
+
+/// The trust variables; exactly one may be set (the same rule as every provider).
+pub const TRUST_VARS: TrustVars = TrustVars {
+    ca_file: CA_FILE_ENV,
+    fingerprint: FINGERPRINT_ENV,
+    insecure: INSECURE_ENV,
+};
 
 /// The pfSense stats socket path the runtime commands are piped to.
 pub const HAPROXY_SOCKET: &str = "/tmp/haproxy.socket";
@@ -96,7 +108,7 @@ pub enum ClientError {
         /// The package's message.
         message: String,
     },
-    /// The request did not get an answer.
+    /// The request did not get an answer (or the runtime command it carried failed).
     #[error("{method} {path}: {message}")]
     Transport {
         /// HTTP method.
@@ -105,6 +117,8 @@ pub enum ClientError {
         path: String,
         /// What happened.
         message: String,
+        /// What the failure says about the request (for the retry policy).
+        kind: TransportKind,
     },
     /// The apply did not finish: pfSense rejected the configuration.
     #[error(
@@ -121,34 +135,83 @@ pub enum ClientError {
     /// Missing or invalid configuration (environment, TLS).
     #[error("pfSense client configuration: {0}")]
     Config(String),
+    /// The TLS trust variables are missing or contradict each other.
+    #[error("pfSense client configuration: {0}")]
+    Trust(#[from] cairn_http::TrustError),
+    /// The retry policy stopped retrying a retryable failure (attempts or deadline).
+    #[error("{why}; last error: {last}")]
+    GaveUp {
+        /// When and why it stopped.
+        why: GaveUp,
+        /// The last failure.
+        last: Box<ClientError>,
+    },
+}
+
+impl Classify for ClientError {
+    fn class(&self) -> Class {
+        match self {
+            ClientError::Api { code, .. } => Class::Answer {
+                status: *code,
+                busy: false,
+            },
+            ClientError::Transport { kind, .. } => Class::Transport(*kind),
+            ClientError::Rejected { .. }
+            | ClientError::Config(_)
+            | ClientError::Trust(_)
+            | ClientError::GaveUp { .. } => Class::Final,
+        }
+    }
+
+    fn gave_up(self, why: GaveUp) -> Self {
+        ClientError::GaveUp {
+            why,
+            last: Box::new(self),
+        }
+    }
 }
 
 impl ClientError {
-    /// The package's `response_id`, if the API answered.
-    pub fn response_id(&self) -> Option<&str> {
+    /// The error the retry policy gave up on, or this one.
+    fn last(&self) -> &ClientError {
         match self {
-            ClientError::Api { response_id, .. } => Some(response_id),
-            ClientError::Rejected { .. } => Some("APPLY_REJECTED"),
+            ClientError::GaveUp { last, .. } => last.last(),
+            other => other,
+        }
+    }
+
+    /// The package's `response_id`, if the API answered with one.
+    pub fn response_id(&self) -> Option<&str> {
+        match self.last() {
+            ClientError::Api { response_id, .. } if !response_id.is_empty() => Some(response_id),
+            _ => None,
+        }
+    }
+
+    /// The HTTP status of the API's answer, if there was one.
+    pub fn status(&self) -> Option<u16> {
+        match self.last() {
+            ClientError::Api { code, .. } => Some(*code),
             _ => None,
         }
     }
 
     /// Whether this is a 404.
     pub fn is_not_found(&self) -> bool {
-        matches!(self, ClientError::Api { code: 404, .. })
+        matches!(self.last(), ClientError::Api { code: 404, .. })
     }
 
-    /// Converts into the engine's error for `operation`.
+    /// Converts into the engine's error for `operation`: `code` is the package's
+    /// `response_id`, `status` the HTTP status, `retryable` when the failure is safe to
+    /// repeat (see `cairn_http::provider_error`).
     pub fn into_provider(self, operation: impl Into<String>) -> cairn_core::ProviderError {
-        let retryable = matches!(
-            &self,
-            ClientError::Transport { .. } | ClientError::Api { code: 503, .. }
-        );
-        let code = self.response_id().map(str::to_string);
-        let mut e = cairn_core::ProviderError::new(operation, self.to_string());
-        e.code = code;
-        e.retryable = retryable;
-        e
+        cairn_http::provider_error(
+            operation,
+            self.to_string(),
+            self.response_id(),
+            self.status(),
+            self.last().class(),
+        )
     }
 }
 
@@ -173,8 +236,8 @@ impl Default for Timing {
 /// The REST client.
 #[derive(Clone)]
 pub struct PfSenseClient {
-    http: reqwest::Client,
-    base: String,
+    http: ApiClient,
+    policy: RetryPolicy,
     key: ApiKey,
     timing: Timing,
     pipe: String,
@@ -183,52 +246,54 @@ pub struct PfSenseClient {
 impl fmt::Debug for PfSenseClient {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PfSenseClient")
-            .field("base", &self.base)
+            .field("base", &self.http.base().as_str())
             .field("key", &self.key)
             .finish()
     }
 }
 
 impl PfSenseClient {
-    /// A client for `base_url` (e.g. `https://10.0.20.1`) with this key and TLS trust.
+    /// A client for `base_url` (e.g. `https://10.0.20.1`) with this key and TLS trust,
+    /// built through the kit: the endpoint passes the address map and the loopback-only
+    /// switch, `http://` only to loopback. Nothing is sent.
     pub fn new(base_url: &str, api_key: ApiKey, trust: &TlsTrust) -> Result<Self, ClientError> {
-        let tls = client_config(trust).map_err(|e| ClientError::Config(e.to_string()))?;
-        let http = reqwest::Client::builder()
-            .use_preconfigured_tls(tls)
-            .timeout(Duration::from_secs(30))
-            .build()
-            .map_err(|e| ClientError::Config(e.to_string()))?;
         let base = base_url.trim_end_matches('/').trim_end_matches("/api/v2");
+        let http = ApiClient::builder(format!("{base}/api/v2"))
+            .trust(trust.clone())
+            .auth_header("x-api-key", &api_key.0)
+            .and_then(|b| b.header("accept", "application/json").build())
+            .map_err(|e| ClientError::Config(e.to_string()))?;
         Ok(PfSenseClient {
             http,
-            base: format!("{base}/api/v2"),
+            policy: RetryPolicy {
+                max_attempts: 5,
+                first_backoff: Duration::from_millis(200),
+                max_backoff: Duration::from_millis(1600),
+                deadline: Duration::from_secs(30),
+            },
             key: api_key,
             timing: Timing::default(),
             pipe: format!("socat stdio {HAPROXY_SOCKET}"),
         })
     }
 
-    /// A client from `PFSENSE_URL`, `PFSENSE_API_KEY` and one of `PFSENSE_CA_FILE`,
-    /// `PFSENSE_TLS_FINGERPRINT` or `PFSENSE_TLS_INSECURE=1`.
+    /// A client from `PFSENSE_URL`, `PFSENSE_API_KEY` and exactly one of
+    /// `PFSENSE_CA_FILE`, `PFSENSE_TLS_FINGERPRINT` or `PFSENSE_TLS_INSECURE=1` (two set is
+    /// an error, the same rule as every provider).
     pub fn from_env() -> Result<Self, ClientError> {
-        let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+        Self::from_vars(|k| std::env::var(k).ok())
+    }
+
+    /// [`from_env`](Self::from_env) reading variables through `var`.
+    pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> Result<Self, ClientError> {
+        let get = |k: &str| var(k).filter(|v| !v.is_empty());
         let url =
-            var(URL_ENV).ok_or_else(|| ClientError::Config(format!("{URL_ENV} is not set")))?;
-        let key = var(API_KEY_ENV)
+            get(URL_ENV).ok_or_else(|| ClientError::Config(format!("{URL_ENV} is not set")))?;
+        let key = get(API_KEY_ENV)
             .ok_or_else(|| ClientError::Config(format!("{API_KEY_ENV} is not set")))?;
-        let trust = if let Some(f) = var(CA_FILE_ENV) {
-            TlsTrust::CaFile(f.into())
-        } else if let Some(fp) = var(FINGERPRINT_ENV) {
-            TlsTrust::Fingerprint(fp)
-        } else if var(INSECURE_ENV).as_deref() == Some("1") {
-            TlsTrust::Insecure
-        } else {
-            return Err(ClientError::Config(format!(
-                "set {CA_FILE_ENV} or {FINGERPRINT_ENV} to trust pfSense's certificate ({INSECURE_ENV}=1 turns checks off)"
-            )));
-        };
+        let trust = TRUST_VARS.read(&var)?;
         let client = PfSenseClient::new(&url, ApiKey::new(key), &trust)?;
-        Ok(match var(RUNTIME_PIPE_ENV) {
+        Ok(match get(RUNTIME_PIPE_ENV) {
             Some(pipe) => client.with_runtime_pipe(&pipe),
             None => client,
         })
@@ -251,8 +316,15 @@ impl PfSenseClient {
         self.timing
     }
 
-    /// One call; returns the envelope's `data`. GETs are retried on transport errors and
-    /// 5xx; writes only on 503 (the request was not queued, so it did not happen).
+    /// Changes the retry policy (rules shared by every provider; the numbers are ours).
+    pub fn with_retry_policy(mut self, policy: RetryPolicy) -> Self {
+        self.policy = policy;
+        self
+    }
+
+    /// One call; returns the envelope's `data`. Under the shared retry policy: GETs are
+    /// retried on transport errors and 5xx; writes on 429, 503 and connections never made
+    /// (the request did not happen). An untrusted certificate is never retried.
     pub async fn call(
         &self,
         method: Method,
@@ -260,29 +332,11 @@ impl PfSenseClient {
         query: &[(&str, String)],
         body: Option<&Value>,
     ) -> Result<Value, ClientError> {
-        let mut attempt = 0u32;
-        loop {
-            let result = self.call_once(method.clone(), path, query, body).await;
-            let retry = match &result {
-                // A certificate that is not trusted will not become trusted by retrying.
-                Err(ClientError::Transport { message, .. }) => {
-                    method == Method::GET
-                        && !message.contains("certificate")
-                        && !message.contains("fingerprint")
-                }
-                Err(ClientError::Api { code, .. }) => {
-                    *code == 503 || (method == Method::GET && *code >= 500)
-                }
-                _ => false,
-            };
-            if !retry || attempt >= 4 {
-                return result;
-            }
-            attempt += 1;
-            let wait = Duration::from_millis(100 << attempt);
-            tracing::debug!(?wait, path, "retrying pfSense call");
-            tokio::time::sleep(wait).await;
-        }
+        self.policy
+            .run(method == Method::GET, || {
+                self.call_once(method.clone(), path, query, body)
+            })
+            .await
     }
 
     async fn call_once(
@@ -291,37 +345,48 @@ impl PfSenseClient {
         path: &str,
         query: &[(&str, String)],
         body: Option<&Value>,
-    ) -> Result<Value, ClientError> {
-        let transport = |message: String| ClientError::Transport {
+    ) -> Result<Value, Failure<ClientError>> {
+        let transport = |kind: TransportKind, message: String| ClientError::Transport {
             method: method.to_string(),
             path: path.to_string(),
             message,
+            kind,
         };
-        let mut req = self
-            .http
-            .request(method.clone(), format!("{}{path}", self.base))
-            .header("X-API-Key", &self.key.0)
-            .header("Accept", "application/json");
+        let mut req = self.http.request(method.clone(), path);
         if !query.is_empty() {
             req = req.query(query);
         }
         if let Some(b) = body {
             req = req.json(b);
         }
-        let resp = req.send().await.map_err(|e| transport(without_url(&e)))?;
+        let resp = self.http.send(req).await.map_err(|e| match e {
+            HttpError::Transport { kind, message } => transport(kind, message),
+            HttpError::Config(m) => ClientError::Config(m),
+        })?;
         let code = resp.status().as_u16();
-        let text = resp.text().await.map_err(|e| transport(without_url(&e)))?;
-        let env: Value = serde_json::from_str(&text)
-            .map_err(|_| transport(format!("HTTP {code}, not a JSON envelope: {:.200}", text)))?;
+        let wait = cairn_http::server_wait(code, resp.headers());
+        let text = resp
+            .text()
+            .await
+            .map_err(|e| transport(TransportKind::Unknown, e.without_url().to_string()))?;
+        let env: Value = serde_json::from_str(&text).map_err(|_| {
+            transport(
+                TransportKind::Unknown,
+                format!("HTTP {code}, not a JSON envelope: {:.200}", text),
+            )
+        })?;
         if (200..300).contains(&code) {
             Ok(env.get("data").cloned().unwrap_or(Value::Null))
         } else {
-            Err(ClientError::Api {
-                method: method.to_string(),
-                path: path.to_string(),
-                code,
-                response_id: env["response_id"].as_str().unwrap_or("").to_string(),
-                message: env["message"].as_str().unwrap_or("").to_string(),
+            Err(Failure {
+                error: ClientError::Api {
+                    method: method.to_string(),
+                    path: path.to_string(),
+                    code,
+                    response_id: env["response_id"].as_str().unwrap_or("").to_string(),
+                    message: env["message"].as_str().unwrap_or("").to_string(),
+                },
+                wait,
             })
         }
     }
@@ -415,25 +480,11 @@ impl PfSenseClient {
                 method: "POST".into(),
                 path: "/diagnostics/command_prompt".into(),
                 message: format!("HAProxy runtime command {cmd:?} failed: {}", out.trim()),
+                kind: TransportKind::Permanent,
             });
         }
         Ok(out)
     }
-}
-
-/// reqwest errors include the URL; keep only the reason.
-fn without_url(e: &reqwest::Error) -> String {
-    let mut msg = e.to_string();
-    if let Some(url) = e.url() {
-        msg = msg.replace(url.as_str(), "<url>");
-    }
-    let mut src = std::error::Error::source(e);
-    while let Some(s) = src {
-        msg.push_str(": ");
-        msg.push_str(&s.to_string());
-        src = s.source();
-    }
-    msg
 }
 
 #[cfg(test)]

@@ -1,6 +1,8 @@
-//! The Proxmox VE HTTP client: token or ticket auth, TLS via [`TlsTrust`], the `{"data"}`
-//! envelope (including `null`), errors from the reason phrase, retries of "can't lock file
-//! … got timeout" with capped backoff, UPID task polling, waiting for config locks, and
+//! The Proxmox VE HTTP client, built on the `cairn-http` kit (checked endpoint, no proxies
+//! or redirects, TLS trust from the shared environment rules, credentials as sensitive
+//! headers, the shared retry policy). Proxmox's own parts: token or ticket auth, the
+//! `{"data"}` envelope (including `null`), errors from the reason phrase, "can't lock file
+//! … got timeout" as "busy, try again", UPID task polling, waiting for config locks, and
 //! per-node write serialisation. It implements `proxmox_api::client::Client`, so the
 //! generated typed endpoints of the `proxmox-api` crate run over it where their types are
 //! right (see `api.rs` for the parts replaced).
@@ -10,7 +12,10 @@ use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use cairn_core::tls::{self, TlsTrust};
+use cairn_core::tls::TlsTrust;
+use cairn_http::{
+    ApiClient, Class, Classify, Failure, GaveUp, HttpError, RetryPolicy, TransportKind, TrustVars,
+};
 use reqwest::Method;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -31,6 +36,13 @@ pub const CA_FILE_ENV: &str = "PROXMOX_VE_CA_FILE";
 pub const FINGERPRINT_ENV: &str = "PROXMOX_VE_FINGERPRINT";
 /// `1` turns certificate checks off (warns).
 pub const INSECURE_ENV: &str = "PROXMOX_VE_INSECURE";
+
+/// The trust variables; exactly one may be set (the same rule as every provider).
+pub const TRUST_VARS: TrustVars = TrustVars {
+    ca_file: CA_FILE_ENV,
+    fingerprint: FINGERPRINT_ENV,
+    insecure: INSECURE_ENV,
+};
 
 /// How to authenticate. Secrets never appear in `Debug` output.
 #[derive(Clone)]
@@ -79,6 +91,8 @@ pub struct ClientConfig {
     pub retries: u32,
     /// First backoff delay (doubles, capped at 2 s).
     pub backoff: Duration,
+    /// No retry of a request starts later than this after its first attempt.
+    pub retry_deadline: Duration,
 }
 
 /// Why a configuration could not be built from the environment.
@@ -90,6 +104,9 @@ pub enum ConfigError {
     /// The token has the wrong shape.
     #[error("{TOKEN_ENV} must look like user@realm!tokenid=secret")]
     BadToken,
+    /// The TLS trust variables are missing or contradict each other.
+    #[error(transparent)]
+    Trust(#[from] cairn_http::TrustError),
 }
 
 impl ClientConfig {
@@ -105,37 +122,43 @@ impl ClientConfig {
             task_timeout: Duration::from_secs(600),
             retries: 6,
             backoff: Duration::from_millis(200),
+            retry_deadline: Duration::from_secs(60),
+        }
+    }
+
+    /// The retry policy these settings describe.
+    pub fn retry_policy(&self) -> RetryPolicy {
+        RetryPolicy {
+            max_attempts: self.retries.max(1),
+            first_backoff: self.backoff,
+            max_backoff: Duration::from_secs(2),
+            deadline: self.retry_deadline,
         }
     }
 
     /// Reads `PROXMOX_VE_ENDPOINT`, `PROXMOX_VE_API_TOKEN` (or `PROXMOX_VE_USERNAME` +
-    /// `PROXMOX_VE_PASSWORD`) and the trust (`PROXMOX_VE_CA_FILE`, `PROXMOX_VE_FINGERPRINT`,
-    /// or `PROXMOX_VE_INSECURE=1`; default: the CA file must be given).
+    /// `PROXMOX_VE_PASSWORD`) and the trust: exactly one of `PROXMOX_VE_CA_FILE`,
+    /// `PROXMOX_VE_FINGERPRINT` or `PROXMOX_VE_INSECURE=1` (two set is an error).
     pub fn from_env() -> Result<Self, ConfigError> {
-        let endpoint =
-            std::env::var(ENDPOINT_ENV).map_err(|_| ConfigError::Missing(ENDPOINT_ENV))?;
-        let auth = match std::env::var(TOKEN_ENV) {
-            Ok(t) => {
+        Self::from_vars(|k| std::env::var(k).ok())
+    }
+
+    /// [`from_env`](Self::from_env) reading variables through `var`.
+    pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let endpoint = var(ENDPOINT_ENV).ok_or(ConfigError::Missing(ENDPOINT_ENV))?;
+        let auth = match var(TOKEN_ENV) {
+            Some(t) => {
                 if !t.contains('!') || !t.contains('=') || !t.contains('@') {
                     return Err(ConfigError::BadToken);
                 }
                 Auth::Token(t)
             }
-            Err(_) => Auth::Ticket {
-                user: std::env::var(USERNAME_ENV).map_err(|_| ConfigError::Missing(TOKEN_ENV))?,
-                password: std::env::var(PASSWORD_ENV)
-                    .map_err(|_| ConfigError::Missing(PASSWORD_ENV))?,
+            None => Auth::Ticket {
+                user: var(USERNAME_ENV).ok_or(ConfigError::Missing(TOKEN_ENV))?,
+                password: var(PASSWORD_ENV).ok_or(ConfigError::Missing(PASSWORD_ENV))?,
             },
         };
-        let trust = if let Ok(f) = std::env::var(FINGERPRINT_ENV) {
-            TlsTrust::Fingerprint(f)
-        } else if let Ok(p) = std::env::var(CA_FILE_ENV) {
-            TlsTrust::CaFile(p.into())
-        } else if std::env::var(INSECURE_ENV).is_ok_and(|v| v == "1") {
-            TlsTrust::Insecure
-        } else {
-            return Err(ConfigError::Missing(FINGERPRINT_ENV));
-        };
+        let trust = TRUST_VARS.read(&var)?;
         Ok(ClientConfig::new(endpoint, auth, trust))
     }
 }
@@ -166,6 +189,17 @@ pub enum PveError {
     /// Connection or protocol failure.
     #[error("transport: {0}")]
     Transport(String),
+    /// No answer, classified by the client kit (never sent, unknown, or hopeless).
+    #[error("{0}")]
+    Http(HttpError),
+    /// The retry policy stopped retrying a retryable failure (attempts or deadline).
+    #[error("{why}; last error: {last}")]
+    GaveUp {
+        /// When and why it stopped.
+        why: GaveUp,
+        /// The last failure.
+        last: Box<PveError>,
+    },
     /// Waited too long.
     #[error("timed out: {0}")]
     Timeout(String),
@@ -175,40 +209,96 @@ pub enum PveError {
 }
 
 impl PveError {
+    /// The error the retry policy gave up on, or this one.
+    fn last(&self) -> &PveError {
+        match self {
+            PveError::GaveUp { last, .. } => last.last(),
+            other => other,
+        }
+    }
+
     /// Whether this is lock contention ("can't lock file … got timeout").
     pub fn is_lock_timeout(&self) -> bool {
-        matches!(self, PveError::Api { message, .. } if message.contains("can't lock file") && message.contains("got timeout"))
+        matches!(self.last(), PveError::Api { message, .. } if message.contains("can't lock file") && message.contains("got timeout"))
     }
 
     /// Whether the config changed since its digest was read.
     pub fn is_checksum_mismatch(&self) -> bool {
-        matches!(self, PveError::Api { message, .. } if message.contains("checksum mismatch") || message.contains("detected modified configuration"))
+        matches!(self.last(), PveError::Api { message, .. } if message.contains("checksum mismatch") || message.contains("detected modified configuration"))
     }
 
     /// Whether the VM does not exist (Proxmox says 500 "… does not exist").
     pub fn is_missing(&self) -> bool {
-        matches!(self, PveError::Api { message, .. } if message.contains("does not exist"))
+        matches!(self.last(), PveError::Api { message, .. } if message.contains("does not exist"))
     }
 
     /// Whether a retry might help (5xx other than a definite answer, transport).
     pub fn is_transient(&self) -> bool {
+        match self.last().class() {
+            Class::Transport(k) => k != TransportKind::Permanent,
+            Class::Answer { status, busy } => busy || status >= 500,
+            Class::Final => false,
+        }
+    }
+
+    /// The HTTP status of the API's answer, if there was one.
+    pub fn status(&self) -> Option<u16> {
+        match self.last() {
+            PveError::Api { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+
+    /// The engine's error for `operation`. Proxmox has no error codes, so `code` stays
+    /// empty; the status goes in `status`; `retryable` when the failure is safe to repeat.
+    pub fn into_provider(self, operation: impl Into<String>) -> cairn_core::ProviderError {
+        cairn_http::provider_error(
+            operation,
+            self.to_string(),
+            None,
+            self.status(),
+            self.last().class(),
+        )
+    }
+}
+
+impl Classify for PveError {
+    fn class(&self) -> Class {
         match self {
-            PveError::Api {
-                status, message, ..
-            } => {
-                *status >= 500
-                    && !message.contains("does not exist")
-                    && !self.is_checksum_mismatch()
+            // Proxmox answers definite errors with 500 too; those are final.
+            PveError::Api { .. } if self.is_missing() || self.is_checksum_mismatch() => {
+                Class::Final
             }
-            PveError::Transport(_) => true,
-            _ => false,
+            PveError::Api { status, .. } => Class::Answer {
+                status: *status,
+                busy: self.is_lock_timeout(),
+            },
+            PveError::Transport(_) => Class::Transport(TransportKind::Unknown),
+            PveError::Http(e) => e.class(),
+            PveError::Task { .. }
+            | PveError::Timeout(_)
+            | PveError::Decode(_)
+            | PveError::GaveUp { .. } => Class::Final,
+        }
+    }
+
+    fn gave_up(self, why: GaveUp) -> Self {
+        PveError::GaveUp {
+            why,
+            last: Box::new(self),
         }
     }
 }
 
+impl From<HttpError> for PveError {
+    fn from(e: HttpError) -> Self {
+        PveError::Http(e)
+    }
+}
+
 struct Inner {
-    http: reqwest::Client,
-    base: String,
+    http: ApiClient,
+    policy: RetryPolicy,
     cfg: ClientConfig,
     ticket: tokio::sync::Mutex<Option<(String, String)>>,
     nodes: Mutex<HashMap<String, Arc<Semaphore>>>,
@@ -224,32 +314,33 @@ pub struct PveClient {
 impl fmt::Debug for PveClient {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PveClient")
-            .field("base", &self.inner.base)
+            .field("base", &self.inner.http.base().as_str())
             .field("auth", &self.inner.cfg.auth)
             .finish_non_exhaustive()
     }
 }
 
 impl PveClient {
-    /// Builds a client.
+    /// Builds a client through the kit: the endpoint passes the address map and the
+    /// loopback-only switch, `http://` only to loopback, the certificate checked by
+    /// `cfg.trust`, a token as a sensitive header. Nothing is sent.
     pub fn new(cfg: ClientConfig) -> Result<Self, PveError> {
-        let tls = tls::client_config(&cfg.trust).map_err(|e| PveError::Transport(e.to_string()))?;
-        let http = reqwest::Client::builder()
-            .use_preconfigured_tls(tls)
-            .no_proxy()
-            .timeout(Duration::from_secs(60))
-            .build()
-            .map_err(|e| PveError::Transport(e.to_string()))?;
         let ep = cfg.endpoint.trim_end_matches('/');
         let base = if ep.ends_with("/api2/json") {
             ep.to_string()
         } else {
             format!("{ep}/api2/json")
         };
+        let mut b = ApiClient::builder(base)
+            .trust(cfg.trust.clone())
+            .timeout(Duration::from_secs(60));
+        if let Auth::Token(t) = &cfg.auth {
+            b = b.auth_header("authorization", &format!("PVEAPIToken={t}"))?;
+        }
         Ok(PveClient {
             inner: Arc::new(Inner {
-                http,
-                base,
+                http: b.build()?,
+                policy: cfg.retry_policy(),
                 cfg,
                 ticket: tokio::sync::Mutex::new(None),
                 nodes: Mutex::new(HashMap::new()),
@@ -291,14 +382,13 @@ impl PveClient {
         };
         let mut guard = self.inner.ticket.lock().await;
         if guard.is_none() {
-            let resp = self
-                .inner
-                .http
-                .post(format!("{}/access/ticket", self.inner.base))
-                .form(&[("username", user.as_str()), ("password", password.as_str())])
-                .send()
-                .await
-                .map_err(|e| PveError::Transport(e.without_url().to_string()))?;
+            let http = &self.inner.http;
+            let resp = http
+                .send(
+                    http.request(Method::POST, "/access/ticket")
+                        .form(&[("username", user.as_str()), ("password", password.as_str())]),
+                )
+                .await?;
             let data = decode(resp).await?;
             let t = data["ticket"].as_str().unwrap_or_default().to_string();
             let c = data["CSRFPreventionToken"]
@@ -318,65 +408,69 @@ impl PveClient {
         path: &str,
         params: &[(String, String)],
     ) -> Result<Value, PveError> {
+        self.attempt(method, path, params)
+            .await
+            .map_err(|f| f.error)
+    }
+
+    /// One attempt; a failed answer carries the server's wait for the retry policy.
+    async fn attempt(
+        &self,
+        method: Method,
+        path: &str,
+        params: &[(String, String)],
+    ) -> Result<Value, Failure<PveError>> {
         self.inner
             .requests
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let url = format!("{}{}", self.inner.base, path);
-        let mut req = self.inner.http.request(method.clone(), &url);
+        let mut req = self.inner.http.request(method.clone(), path);
         req = if method == Method::GET || method == Method::DELETE {
             req.query(params)
         } else {
             req.form(params)
         };
-        match &self.inner.cfg.auth {
-            Auth::Token(t) => req = req.header("Authorization", format!("PVEAPIToken={t}")),
-            Auth::Ticket { .. } => {
-                if let Some((ticket, csrf)) = self.ticket().await? {
-                    let cookie: String =
-                        form_urlencoded::byte_serialize(ticket.as_bytes()).collect();
-                    req = req.header("Cookie", format!("PVEAuthCookie={cookie}"));
-                    if method != Method::GET {
-                        req = req.header("CSRFPreventionToken", csrf);
-                    }
-                }
+        if let Some((ticket, csrf)) = self.ticket().await? {
+            let cookie: String = form_urlencoded::byte_serialize(ticket.as_bytes()).collect();
+            req = req.header(
+                "Cookie",
+                cairn_http::sensitive(&format!("PVEAuthCookie={cookie}"))
+                    .map_err(PveError::from)?,
+            );
+            if method != Method::GET {
+                req = req.header(
+                    "CSRFPreventionToken",
+                    cairn_http::sensitive(&csrf).map_err(PveError::from)?,
+                );
             }
         }
-        let resp = req
-            .send()
-            .await
-            .map_err(|e| PveError::Transport(e.without_url().to_string()))?;
-        decode(resp).await
+        let resp = self.inner.http.send(req).await.map_err(PveError::from)?;
+        let wait = cairn_http::server_wait(resp.status().as_u16(), resp.headers());
+        decode(resp).await.map_err(|error| Failure { error, wait })
     }
 
-    /// A request with retries: lock contention always (it never took effect), other
-    /// transient failures only for GET (a write may have happened).
+    /// A request under the shared retry policy: lock contention, 429, 503 and connections
+    /// never made always (they never took effect); other transient failures only for GET
+    /// (a write may have happened). An expired ticket is renewed once.
     pub async fn request(
         &self,
         method: Method,
         path: &str,
         params: &[(String, String)],
     ) -> Result<Value, PveError> {
-        let mut delay = self.inner.cfg.backoff;
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            match self.request_once(method.clone(), path, params).await {
-                // Tickets expire after 2 h: log in again once.
-                Err(PveError::Api { status: 401, .. })
-                    if attempt == 1 && matches!(self.inner.cfg.auth, Auth::Ticket { .. }) =>
-                {
-                    *self.inner.ticket.lock().await = None;
-                }
-                Err(e)
-                    if attempt < self.inner.cfg.retries
-                        && (e.is_lock_timeout() || (method == Method::GET && e.is_transient())) =>
-                {
-                    tracing::warn!(%method, path, attempt, error = %e, "retrying Proxmox request");
-                    tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(Duration::from_secs(2));
-                }
-                other => return other,
+        let once = || {
+            self.inner.policy.run(method == Method::GET, || {
+                self.attempt(method.clone(), path, params)
+            })
+        };
+        match once().await {
+            // Tickets expire after 2 h: log in again once.
+            Err(PveError::Api { status: 401, .. })
+                if matches!(self.inner.cfg.auth, Auth::Ticket { .. }) =>
+            {
+                *self.inner.ticket.lock().await = None;
+                once().await
             }
+            other => other,
         }
     }
 

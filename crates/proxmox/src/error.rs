@@ -26,26 +26,3 @@ pub enum Error {
     #[error("{0} is a read-only lookup")]
     ReadOnly(&'static str),
 }
-
-impl Error {
-    /// The code reported as `ProviderError.code`: the HTTP status or task exit status of
-    /// an API error, or a name for the provider's own refusals.
-    pub fn code(&self) -> Option<String> {
-        match self {
-            Error::Client(PveError::Api { status, .. }) => Some(status.to_string()),
-            Error::Client(PveError::Task { exitstatus, .. }) => Some(format!("task: {exitstatus}")),
-            Error::Client(_) => None,
-            Error::VmidTaken { .. } => Some("vmid_taken".into()),
-            Error::Vanished(_) => None,
-            Error::ReadOnly(_) => Some("read_only".into()),
-        }
-    }
-
-    /// Whether the engine may retry.
-    pub fn retryable(&self) -> bool {
-        match self {
-            Error::Client(e) => e.is_transient() || e.is_checksum_mismatch(),
-            _ => false,
-        }
-    }
-}

@@ -37,10 +37,11 @@ impl Context for ProxmoxCtx {
     type Error = Error;
 
     fn provider_error(&self, operation: String, error: Error) -> ProviderError {
-        let mut err = ProviderError::new(operation, error.to_string());
-        err.code = error.code();
-        err.retryable = error.retryable();
-        err
+        match error {
+            Error::Client(e) => e.into_provider(operation),
+            // cairn's own refusals carry no code: `code` is only ever the API's.
+            other => ProviderError::new(operation, other.to_string()),
+        }
     }
 
     async fn check_plan(
@@ -78,12 +79,7 @@ impl ProxmoxProvider {
     pub fn from_env() -> Result<Self, ProviderError> {
         let cfg = ClientConfig::from_env()
             .map_err(|e| ProviderError::new("configure proxmox", e.to_string()))?;
-        let client = PveClient::new(cfg).map_err(|e| {
-            let e = Error::from(e);
-            let mut err = ProviderError::new("configure proxmox", e.to_string());
-            err.code = e.code();
-            err
-        })?;
+        let client = PveClient::new(cfg).map_err(|e| e.into_provider("configure proxmox"))?;
         Ok(ProxmoxProvider::new(client))
     }
 

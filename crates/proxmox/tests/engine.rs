@@ -386,7 +386,8 @@ async fn a_vm_released_by_hand_after_the_plan_is_not_deleted() {
         .collect();
     assert_eq!(failed.len(), 1, "{report:?}");
     assert!(
-        failed[0].starts_with("proxmox_vm.206") && failed[0].contains("ownership_changed"),
+        failed[0].starts_with("proxmox_vm.206")
+            && failed[0].contains("refusing: the object carried stack"),
         "{failed:?}"
     );
     let w = sim.world();

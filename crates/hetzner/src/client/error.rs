@@ -1,6 +1,10 @@
 //! Client errors: the API's own code and message, or a transport failure. Never the token.
 
+use cairn_http::{Class, Classify, GaveUp, HttpError, TransportKind};
 use serde_json::Value;
+
+/// Hetzner's codes for "busy, nothing was done, try again".
+const BUSY_CODES: &[&str] = &["locked", "conflict"];
 
 /// An error from the Hetzner API or the transport to it.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -10,7 +14,7 @@ pub enum ApiError {
     Api {
         /// HTTP status.
         status: u16,
-        /// The API's error code, e.g. `uniqueness_error`.
+        /// The API's error code, e.g. `uniqueness_error` (empty if it sent none).
         code: String,
         /// The API's message.
         message: String,
@@ -21,12 +25,15 @@ pub enum ApiError {
     /// body): the outcome of a write is unknown.
     #[error("transport: {0}")]
     Transport(String),
+    /// No answer, classified by the client kit (never sent, unknown, or hopeless).
+    #[error("{0}")]
+    Http(HttpError),
     /// An action finished with status `error`.
-    #[error("action {command} failed: {message} ({code})")]
+    #[error("action {command} failed: {message}{}", if code.is_empty() { String::new() } else { format!(" ({code})") })]
     Action {
         /// The action's command.
         command: String,
-        /// Its error code.
+        /// Its error code (empty if the API sent none).
         code: String,
         /// Its error message.
         message: String,
@@ -34,9 +41,55 @@ pub enum ApiError {
     /// Configuration problem (bad endpoint, missing token, refused address).
     #[error("configuration: {0}")]
     Config(String),
+    /// The retry policy stopped retrying a retryable failure (attempts or deadline).
+    #[error("{why}; last error: {last}")]
+    GaveUp {
+        /// When and why it stopped.
+        why: GaveUp,
+        /// The last failure.
+        last: Box<ApiError>,
+    },
+}
+
+impl From<HttpError> for ApiError {
+    fn from(e: HttpError) -> Self {
+        match e {
+            HttpError::Config(m) => ApiError::Config(m),
+            other => ApiError::Http(other),
+        }
+    }
+}
+
+impl Classify for ApiError {
+    fn class(&self) -> Class {
+        match self {
+            ApiError::Api { status, code, .. } => Class::Answer {
+                status: *status,
+                busy: *status == 423 || BUSY_CODES.contains(&code.as_str()),
+            },
+            ApiError::Transport(_) => Class::Transport(TransportKind::Unknown),
+            ApiError::Http(e) => e.class(),
+            ApiError::Action { .. } | ApiError::Config(_) | ApiError::GaveUp { .. } => Class::Final,
+        }
+    }
+
+    fn gave_up(self, why: GaveUp) -> Self {
+        ApiError::GaveUp {
+            why,
+            last: Box::new(self),
+        }
+    }
 }
 
 impl ApiError {
+    /// The error the retry policy gave up on, or this one.
+    fn last(&self) -> &ApiError {
+        match self {
+            ApiError::GaveUp { last, .. } => last.last(),
+            other => other,
+        }
+    }
+
     /// The description without the error code (for errors that carry the code apart).
     pub fn message_without_code(&self) -> String {
         match self {
@@ -46,36 +99,61 @@ impl ApiError {
             ApiError::Action {
                 command, message, ..
             } => format!("action {command} failed: {message}"),
+            ApiError::GaveUp { why, last } => {
+                format!("{why}; last error: {}", last.message_without_code())
+            }
             other => other.to_string(),
         }
     }
 
-    /// The API error code, if any.
+    /// The API's own error code, if it sent one.
     pub fn code(&self) -> Option<&str> {
-        match self {
-            ApiError::Api { code, .. } | ApiError::Action { code, .. } => Some(code),
+        match self.last() {
+            ApiError::Api { code, .. } | ApiError::Action { code, .. } if !code.is_empty() => {
+                Some(code)
+            }
+            _ => None,
+        }
+    }
+
+    /// The HTTP status of the API's answer, if there was one.
+    pub fn status(&self) -> Option<u16> {
+        match self.last() {
+            ApiError::Api { status, .. } => Some(*status),
             _ => None,
         }
     }
 
     /// Whether the request certainly was not applied and may be repeated as is
-    /// (`rate_limit_exceeded`, `locked`, `conflict`, `unavailable`).
+    /// (`rate_limit_exceeded`, `locked`, `conflict`, `unavailable`, never connected).
     pub fn retry_safe(&self) -> bool {
-        matches!(self, ApiError::Api { status, code, .. }
-            if *status == 429 || *status == 423 || code == "conflict" || code == "locked" || *status == 503)
+        self.last().class().safe_to_repeat()
     }
 
-    /// Whether the outcome of the request is unknown (5xx other than 503, transport).
+    /// Whether the outcome of the request is unknown (5xx other than 503, a transport
+    /// failure after the request may have been sent).
     pub fn ambiguous(&self) -> bool {
-        match self {
-            ApiError::Transport(_) => true,
-            ApiError::Api { status, .. } => *status >= 500 && *status != 503,
-            _ => false,
+        match self.last().class() {
+            Class::Transport(k) => k == TransportKind::Unknown,
+            Class::Answer { status, busy } => !busy && status >= 500 && status != 503,
+            Class::Final => false,
         }
     }
 
     /// Whether this is HTTP 404.
     pub fn not_found(&self) -> bool {
-        matches!(self, ApiError::Api { status: 404, .. })
+        matches!(self.last(), ApiError::Api { status: 404, .. })
+    }
+
+    /// The engine's error for `operation`: the API's code, the HTTP status, and
+    /// `retryable` when the failure is safe to repeat (see `cairn_http::provider_error`).
+    pub fn into_provider(self, operation: impl Into<String>) -> cairn_core::ProviderError {
+        cairn_http::provider_error(
+            operation,
+            self.message_without_code(),
+            self.code(),
+            self.status(),
+            self.last().class(),
+        )
     }
 }

@@ -1,6 +1,9 @@
-//! A thin HTTP layer over the Hetzner Cloud API: bearer auth, rate-limit pacing, retries
-//! with capped backoff, concurrent paging and batched action polling. Bodies use the
-//! `hcloud` crate's models where they fit and JSON values elsewhere.
+//! A thin HTTP layer over the Hetzner Cloud API, built on the `cairn-http` kit (checked
+//! endpoint, no proxies or redirects, the token as a sensitive header, the shared retry
+//! policy) plus what is Hetzner's own: rate-limit pacing from the `RateLimit-*` headers,
+//! `locked`/`conflict` as "busy, try again", concurrent paging and batched action
+//! polling. Bodies use the `hcloud` crate's models where they fit and JSON values
+//! elsewhere.
 
 mod error;
 mod rate;
@@ -8,10 +11,12 @@ mod rate;
 use std::sync::Mutex;
 use std::time::Duration;
 
+use cairn_http::{ApiClient, Failure, RetryPolicy};
 use futures::StreamExt;
 use reqwest::Method;
 use serde_json::Value;
 
+pub use cairn_http::is_loopback_url;
 pub use error::ApiError;
 pub use rate::RateState;
 
@@ -48,13 +53,16 @@ pub struct ClientConfig {
     pub backoff: Duration,
     /// Backoff cap.
     pub max_backoff: Duration,
+    /// No retry of a request starts later than this after its first attempt.
+    pub retry_deadline: Duration,
     /// Per-request timeout.
     pub timeout: Duration,
     /// Concurrent page fetches after the first page.
     pub page_concurrency: usize,
     /// First action poll interval (doubles up to `max_backoff`).
     pub poll_interval: Duration,
-    /// Refuse non-loopback endpoints (from `CAIRN_LOOPBACK_ONLY=1` by default).
+    /// Refuse non-loopback endpoints. Defaults to `CAIRN_LOOPBACK_ONLY=1`; the
+    /// environment's switch applies even when this is `false`.
     pub loopback_only: bool,
 }
 
@@ -67,6 +75,7 @@ impl ClientConfig {
             max_attempts: 12,
             backoff: Duration::from_millis(100),
             max_backoff: Duration::from_secs(3),
+            retry_deadline: Duration::from_secs(120),
             timeout: Duration::from_secs(30),
             page_concurrency: 64,
             poll_interval: Duration::from_millis(50),
@@ -84,18 +93,15 @@ impl ClientConfig {
             std::env::var("HCLOUD_ENDPOINT").unwrap_or_else(|_| DEFAULT_ENDPOINT.to_string());
         Ok(Self::new(endpoint, Token::new(token)))
     }
-}
 
-/// Whether a URL's host is a loopback address.
-pub fn is_loopback_url(url: &str) -> bool {
-    let Ok(u) = reqwest::Url::parse(url) else {
-        return false;
-    };
-    match u.host() {
-        Some(url::Host::Ipv4(a)) => a.is_loopback(),
-        Some(url::Host::Ipv6(a)) => a.is_loopback(),
-        Some(url::Host::Domain(d)) => d == "localhost",
-        None => false,
+    /// The retry policy these settings describe.
+    pub fn retry_policy(&self) -> RetryPolicy {
+        RetryPolicy {
+            max_attempts: self.max_attempts.max(1),
+            first_backoff: self.backoff,
+            max_backoff: self.max_backoff,
+            deadline: self.retry_deadline,
+        }
     }
 }
 
@@ -114,42 +120,25 @@ struct Poller {
 #[derive(Debug)]
 pub struct Client {
     cfg: ClientConfig,
-    http: reqwest::Client,
+    http: ApiClient,
+    policy: RetryPolicy,
     rate: Mutex<RateState>,
     poller: Poller,
 }
 
-fn jitter(d: Duration, salt: u64) -> Duration {
-    // Deterministic-enough jitter without a RNG dependency: 75%..125%.
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default()
-        .subsec_nanos() as u64
-        ^ salt.wrapping_mul(0x9E37_79B9);
-    let pct = 75 + nanos % 51;
-    d * pct as u32 / 100
-}
-
 impl Client {
-    /// Builds a client. Refuses non-loopback endpoints when `loopback_only` is set (by
-    /// `CAIRN_LOOPBACK_ONLY=1`).
+    /// Builds a client through the kit: the endpoint passes the address map and the
+    /// loopback-only switch (`loopback_only` or `CAIRN_LOOPBACK_ONLY=1`), `http://` only
+    /// to loopback. Nothing is sent.
     pub fn new(cfg: ClientConfig) -> Result<Self, ApiError> {
-        if cfg.loopback_only && !is_loopback_url(&cfg.endpoint) {
-            return Err(ApiError::Config(format!(
-                "{} is not a loopback address and {}=1",
-                cfg.endpoint,
-                cairn_core::net::LOOPBACK_ONLY_ENV
-            )));
-        }
-        if reqwest::Url::parse(&cfg.endpoint).is_err() {
-            return Err(ApiError::Config(format!("bad endpoint {:?}", cfg.endpoint)));
-        }
-        let http = reqwest::Client::builder()
+        let http = ApiClient::builder(&cfg.endpoint)
+            .loopback_only(cfg.loopback_only)
+            .auth_header("authorization", &format!("Bearer {}", cfg.token.0))?
             .timeout(cfg.timeout)
             .pool_max_idle_per_host(64)
-            .build()
-            .map_err(|e| ApiError::Config(format!("HTTP client: {e}")))?;
+            .build()?;
         Ok(Client {
+            policy: cfg.retry_policy(),
             cfg,
             http,
             rate: Mutex::new(RateState::default()),
@@ -174,26 +163,33 @@ impl Client {
         query: &[(String, String)],
         body: Option<&Value>,
     ) -> Result<Value, ApiError> {
+        self.attempt(method, path, query, body)
+            .await
+            .map_err(|f| f.error)
+    }
+
+    /// One attempt: waits out the rate-limit pacing, sends, records the budget headers;
+    /// a failed answer carries the server's wait for the retry policy.
+    async fn attempt(
+        &self,
+        method: Method,
+        path: &str,
+        query: &[(String, String)],
+        body: Option<&Value>,
+    ) -> Result<Value, Failure<ApiError>> {
         let delay = self.rate().delay();
         if !delay.is_zero() {
             tracing::debug!(?delay, "pacing for the rate limit");
             tokio::time::sleep(delay).await;
         }
-        let url = format!("{}{}", self.cfg.endpoint, path);
-        let mut rb = self
-            .http
-            .request(method.clone(), &url)
-            .bearer_auth(&self.cfg.token.0)
-            .query(query);
+        let mut rb = self.http.request(method.clone(), path).query(query);
         if let Some(b) = body {
             rb = rb.json(b);
         }
-        let resp = rb
-            .send()
-            .await
-            .map_err(|e| ApiError::Transport(format!("{method} {path}: {}", e.without_url())))?;
+        let resp = self.http.send(rb).await.map_err(ApiError::Http)?;
         let status = resp.status().as_u16();
         self.rate().observe(resp.headers(), status);
+        let wait = cairn_http::server_wait(status, resp.headers());
         let bytes = resp.bytes().await.map_err(|e| {
             ApiError::Transport(format!(
                 "{method} {path}: reading body: {}",
@@ -210,16 +206,20 @@ impl Client {
             return Ok(v);
         }
         let e = &v["error"];
-        Err(ApiError::Api {
-            status,
-            code: e["code"].as_str().unwrap_or("unknown").to_string(),
-            message: e["message"].as_str().unwrap_or("no message").to_string(),
-            details: e["details"].clone(),
+        Err(Failure {
+            error: ApiError::Api {
+                status,
+                code: e["code"].as_str().unwrap_or_default().to_string(),
+                message: e["message"].as_str().unwrap_or("no message").to_string(),
+                details: e["details"].clone(),
+            },
+            wait,
         })
     }
 
-    /// A request with retries: retry-safe failures always; ambiguous ones only when
-    /// `idempotent` (GET, PUT, DELETE).
+    /// A request under the shared retry policy: retry-safe failures always (429, 503,
+    /// `locked`, `conflict`, connection never made); unknown outcomes and other 5xx only
+    /// when `idempotent` (GET, PUT, DELETE).
     pub async fn request(
         &self,
         method: Method,
@@ -228,23 +228,11 @@ impl Client {
         body: Option<&Value>,
         idempotent: bool,
     ) -> Result<Value, ApiError> {
-        let mut backoff = self.cfg.backoff;
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            match self.send_once(method.clone(), path, query, body).await {
-                Ok(v) => return Ok(v),
-                Err(e)
-                    if attempt < self.cfg.max_attempts
-                        && (e.retry_safe() || (idempotent && e.ambiguous())) =>
-                {
-                    tracing::debug!(%e, attempt, "retrying {method} {path}");
-                    tokio::time::sleep(jitter(backoff, attempt as u64)).await;
-                    backoff = (backoff * 2).min(self.cfg.max_backoff);
-                }
-                Err(e) => return Err(e),
-            }
-        }
+        self.policy
+            .run(idempotent, || {
+                self.attempt(method.clone(), path, query, body)
+            })
+            .await
     }
 
     /// `GET` with retries.
@@ -390,7 +378,7 @@ impl Client {
                         hcloud::models::action::Status::Success => Some(Ok(())),
                         hcloud::models::action::Status::Error => {
                             let (code, message) = a.error.as_ref().map_or_else(
-                                || ("action_failed".to_string(), "no message".to_string()),
+                                || (String::new(), "no error details".to_string()),
                                 |e| (e.code.clone(), e.message.clone()),
                             );
                             Some(Err(ApiError::Action {
@@ -444,15 +432,5 @@ mod tests {
         let dbg = format!("{c:?}");
         assert!(!dbg.contains("s3cr3t"), "{dbg}");
         assert!(dbg.contains("redacted"));
-    }
-
-    #[test]
-    fn loopback_detection() {
-        assert!(is_loopback_url("http://127.0.0.1:8080/v1"));
-        assert!(is_loopback_url("http://127.5.0.1/v1"));
-        assert!(is_loopback_url("http://localhost:1/v1"));
-        assert!(is_loopback_url("http://[::1]:1/v1"));
-        assert!(!is_loopback_url("https://api.hetzner.cloud/v1"));
-        assert!(!is_loopback_url("http://10.0.0.1/v1"));
     }
 }

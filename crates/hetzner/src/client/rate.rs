@@ -36,10 +36,11 @@ impl RateState {
         self.remaining = num("ratelimit-remaining").or(self.remaining);
         self.reset = num("ratelimit-reset").or(self.reset);
         if status == 429 {
-            let reset_ms = self.reset.map_or(0, |r| r * 1000);
+            let reset_ms = self.reset.map_or(0, |r| r.saturating_mul(1000));
             // Wait until the reset, at least one refill interval, at most a minute.
             let now = now_ms();
-            self.hold_until_ms = reset_ms.clamp(now + 1000, now + 60_000);
+            self.hold_until_ms =
+                reset_ms.clamp(now.saturating_add(1000), now.saturating_add(60_000));
         }
     }
 
@@ -52,8 +53,8 @@ impl RateState {
         match (self.limit, self.remaining, self.reset) {
             (Some(limit), Some(rem), Some(reset)) if rem < (limit / 20).max(2) => {
                 // Spread what is left over the time until the reset.
-                let left_ms = (reset * 1000).saturating_sub(now);
-                Duration::from_millis((left_ms / (rem + 1)).min(5_000))
+                let left_ms = reset.saturating_mul(1000).saturating_sub(now);
+                Duration::from_millis((left_ms / rem.saturating_add(1)).min(5_000))
             }
             _ => Duration::ZERO,
         }
@@ -83,5 +84,14 @@ mod tests {
         assert!(s.delay() > Duration::ZERO);
         s.observe(&headers(3600, 0, now + 3), 429);
         assert!(s.delay() >= Duration::from_millis(1500), "{:?}", s.delay());
+    }
+
+    #[test]
+    fn absurd_headers_neither_overflow_nor_wait_over_a_minute() {
+        let mut s = RateState::default();
+        s.observe(&headers(u64::MAX, u64::MAX - 1, u64::MAX), 200);
+        assert!(s.delay() <= Duration::from_secs(5));
+        s.observe(&headers(u64::MAX, 0, u64::MAX), 429);
+        assert!(s.delay() <= Duration::from_secs(60), "{:?}", s.delay());
     }
 }
