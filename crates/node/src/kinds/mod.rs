@@ -1,0 +1,83 @@
+//! The node provider's kinds, one file each, written as typed functions over the transport
+//! (observe, the staged steps of a change, update) so the provider only dispatches.
+
+pub mod apiserver_cert;
+pub mod kubeconfig_server;
+
+use std::collections::BTreeMap;
+
+use cairn_core::Marker;
+
+/// One object found on a host, in the kind's typed observed form.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Found<O> {
+    /// The natural key (`host:path`).
+    pub key: String,
+    /// The observed value.
+    pub value: O,
+    /// The ownership marker found beside it, if any.
+    pub marker: Option<Marker>,
+}
+
+/// Splits a `host:path` key.
+pub(crate) fn split_key(key: &str) -> Option<(&str, &str)> {
+    key.split_once(':').filter(|(h, p)| !h.is_empty() && p.starts_with('/'))
+}
+
+/// Groups `host:path` keys by host, keeping each host's paths in order.
+pub(crate) fn by_host(keys: &[String]) -> BTreeMap<&str, Vec<&str>> {
+    let mut m: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for (h, p) in keys.iter().filter_map(|k| split_key(k)) {
+        m.entry(h).or_default().push(p);
+    }
+    m
+}
+
+/// The one-line ownership marker written beside a managed file.
+pub(crate) fn marker_line(m: &Marker) -> String {
+    format!(
+        "stack={} fingerprint={}",
+        m.stack,
+        m.fingerprint.as_deref().unwrap_or("-")
+    )
+}
+
+/// Reads a marker line written by [`marker_line`].
+pub(crate) fn parse_marker(text: &str) -> Option<Marker> {
+    let mut stack = None;
+    let mut fingerprint = None;
+    for part in text.split_whitespace() {
+        match part.split_once('=') {
+            Some(("stack", s)) => stack = Some(s.to_string()),
+            Some(("fingerprint", f)) if f != "-" => fingerprint = Some(f.to_string()),
+            _ => {}
+        }
+    }
+    Some(Marker {
+        stack: stack?,
+        fingerprint,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn markers_round_trip() {
+        let m = Marker {
+            stack: "homelab-ha".into(),
+            fingerprint: Some("ab12".into()),
+        };
+        assert_eq!(parse_marker(&marker_line(&m)), Some(m));
+        assert_eq!(parse_marker("garbage"), None);
+    }
+
+    #[test]
+    fn keys_are_host_and_absolute_path() {
+        assert_eq!(split_key("w1:/etc/k.conf"), Some(("w1", "/etc/k.conf")));
+        assert_eq!(split_key("w1:etc"), None);
+        let keys = vec!["b:/x".to_string(), "a:/y".into(), "b:/z".into()];
+        assert_eq!(by_host(&keys)["b"], vec!["/x", "/z"]);
+    }
+}
