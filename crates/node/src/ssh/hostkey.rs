@@ -111,11 +111,10 @@ mod tests {
 
     #[test]
     fn fingerprints_match_openssh() {
-        // `ssh-keygen -lf` of this key prints SHA256:ZvTYyoOzbzuDa4d3Zq3S9yVHvNpHAVvC/Eqq/8tKuGk.
+        // `ssh-keygen -lf` of this key prints SHA256:G13h7TPnVl6GNbtnpSFJWjvAt0egipDpQ0jth0tLdJc.
         let blob = "AAAAC3NzaC1lZDI1NTE5AAAAIDTXXmjJtMzdwD3fI6Ljjwqi8pCM5dk2BjUPYLm0n7yF";
         let fp = fingerprint(blob).unwrap();
-        assert!(fp.starts_with("SHA256:") && !fp.ends_with('='), "{fp}");
-        assert_eq!(fp.len(), "SHA256:".len() + 43);
+        assert_eq!(fp, "SHA256:G13h7TPnVl6GNbtnpSFJWjvAt0egipDpQ0jth0tLdJc");
         assert_eq!(normalise(&format!("{}=", &fp[7..])), fp);
     }
 
