@@ -1,7 +1,8 @@
 //! The node simulator: each simulated host is a real OpenSSH `sshd` (Debian's) listening on
 //! the host's mapped loopback address, in its own mount namespace (`unshare -m`) where
-//! `/etc/kubernetes` is a private per-host directory and `/usr/local/sbin` holds the
-//! simulated `systemctl`, `kubeadm`, `kubectl` and `sudo`. Keys are generated per run: one
+//! `/etc/kubernetes` is a private per-host directory, `/usr/local/sbin` holds the
+//! simulated `systemctl`, `kubeadm`, `kubectl` and `sudo`, and root's home is a fresh empty
+//! directory (a new host's, so no shell start-up files of the machine running the tests). Keys are generated per run: one
 //! host key per host, one client key accepted by all. Everything lives in one temporary
 //! directory; dropping the simulator stops every sshd. Needs root (mount namespaces).
 //!
@@ -29,6 +30,7 @@ if [ ! -d /etc/kubernetes ]; then
 fi
 mount --bind "$d/kubernetes" /etc/kubernetes
 mount --bind "$d/bin" /usr/local/sbin
+mount --bind "$d/home" "$(getent passwd root | cut -d: -f6)"
 mount -t tmpfs cairn-sim /run
 mkdir -m 0755 /run/sshd
 exec /usr/sbin/sshd -D -e -f "$d/sshd_config""#;
@@ -103,7 +105,7 @@ impl NodeSim {
             )));
         }
         let dir = self.root.path().join(format!("h{}", self.hosts.len()));
-        for sub in ["kubernetes", "bin", "state/units", "ovl"] {
+        for sub in ["kubernetes", "bin", "home", "state/units", "ovl"] {
             std::fs::create_dir_all(dir.join(sub))?;
         }
         std::fs::write(dir.join("state/units/kubelet"), "active\n")?;
