@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs the whole test suite. First installs what the tests need if it is missing (Debian's
 # haproxy, iproute2, util-linux, openssh-client and openssh-server; a Python venv with the
-# official API clients), builds everything, then runs the tests inside a fresh network namespace that has only loopback,
-# so a mapping bug fails a test instead of sending a packet anywhere.
+# official API clients), builds everything, then runs the tests inside a fresh network
+# namespace that has only loopback, so a mapping bug fails a test instead of sending a packet
+# anywhere.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
