@@ -5,7 +5,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::{Context, bail};
-use cairn_core::lock::{ApplyLock, LocalLock};
+use cairn_core::lock::{ApplyLock, LocalLock, state_dir};
 use cairn_core::planner::stale_entries;
 use cairn_core::render::{
     drift_summary, graph_dot, graph_svg, render_plan, render_report, use_color,
@@ -29,16 +29,26 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
     if matches!(cli.command, Command::Sim) {
         return crate::sims::serve().await.map(|()| SAME);
     }
+    let selected = selected_stack(&cli)?;
     let defs: Vec<StackDef> = stacks::all()
         .into_iter()
-        .filter(|d| cli.stack.as_deref().is_none_or(|s| s == d.name))
+        .filter(|d| selected.as_deref().is_none_or(|s| s == d.name))
         .collect();
     if defs.is_empty() {
         let names: Vec<_> = stacks::all().iter().map(|d| d.name).collect();
         bail!(
             "unknown stack {:?}; known stacks: {}",
-            cli.stack.unwrap_or_default(),
+            selected.unwrap_or_default(),
             names.join(", ")
+        );
+    }
+    if let Command::Diff { out: Some(out) } = &cli.command
+        && defs.len() > 1
+    {
+        bail!(
+            "diff --out {} saves one stack's plan: pass --stack (one of {})",
+            out.display(),
+            defs.iter().map(|d| d.name).collect::<Vec<_>>().join(", ")
         );
     }
     let mut code = SAME;
@@ -82,6 +92,44 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
         f.write_all(drift_summary(&plans).as_bytes())?;
     }
     Ok(code)
+}
+
+/// The stack to run: `--stack`, or for `apply FILE` the stack the saved plan was made for.
+/// A saved plan for another stack than `--stack` names is refused, never skipped.
+fn selected_stack(cli: &Cli) -> anyhow::Result<Option<String>> {
+    let Command::Apply {
+        plan: Some(path), ..
+    } = &cli.command
+    else {
+        return Ok(cli.stack.clone());
+    };
+    let saved = read_saved_plan(path)?;
+    match &cli.stack {
+        Some(s) if *s != saved.stack => bail!(
+            "{} is a plan for stack {:?}, not {s:?}",
+            path.display(),
+            saved.stack
+        ),
+        _ => Ok(Some(saved.stack)),
+    }
+}
+
+fn read_saved_plan(path: &Path) -> anyhow::Result<Plan> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading saved plan {}", path.display()))?;
+    serde_json::from_str(&text).with_context(|| format!("{} is not a cairn plan", path.display()))
+}
+
+/// Writes a plan file readable by its owner only: plans hold observed values.
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let mut o = std::fs::OpenOptions::new();
+    o.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o600);
+    let mut f = o.open(path)?;
+    #[cfg(unix)]
+    f.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
+    f.write_all(bytes)
 }
 
 fn aggregate(a: u8, b: u8) -> u8 {
@@ -186,7 +234,7 @@ async fn diff(
         print!("{}", render_plan(&planned.plan, color()));
     }
     if let Some(out) = out {
-        std::fs::write(out, serde_json::to_vec_pretty(&planned.to_json())?)
+        write_private(out, &serde_json::to_vec_pretty(&planned.to_json())?)
             .with_context(|| format!("writing {}", out.display()))?;
         eprintln!(
             "Saved the plan to {}; apply it with: stacks apply {}",
@@ -209,20 +257,20 @@ async fn apply_cmd(
     yes: bool,
     parallelism: usize,
 ) -> anyhow::Result<u8> {
-    let lock_dir = std::env::var_os("CAIRN_STATE_DIR")
-        .map_or_else(|| ".cairn".into(), std::path::PathBuf::from);
-    let _lock = LocalLock::new(lock_dir).acquire(loaded.stack.name())?;
+    let _lock = LocalLock::new(state_dir()?).acquire(loaded.stack.name())?;
     let planned = match make_plan(loaded).await {
         Ok(p) => p,
         Err(e) => return Ok(report_plan_error(&e, false)),
     };
     if let Some(path) = saved {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("reading saved plan {}", path.display()))?;
-        let saved: Plan = serde_json::from_str(&text)
-            .with_context(|| format!("{} is not a cairn plan", path.display()))?;
+        let saved = read_saved_plan(path)?;
         if saved.stack != loaded.stack.name() {
-            return Ok(SAME);
+            bail!(
+                "{} is a plan for stack {:?}, not {:?}",
+                path.display(),
+                saved.stack,
+                loaded.stack.name()
+            );
         }
         let stale = stale_entries(&saved, &planned.plan);
         if !stale.is_empty() {

@@ -96,6 +96,97 @@ fn saved_plan_applies_without_prompting() {
 }
 
 #[test]
+fn saved_plan_file_is_private_and_selects_its_own_stack() {
+    let state = tempfile::tempdir().unwrap();
+    let plan = state.path().join("plan.json");
+    let path = plan.to_str().unwrap();
+    let o = stacks(&["--stack", "hetzner-k3s", "diff", "--out", path], &state);
+    assert_eq!(o.status.code(), Some(2));
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&plan).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "plan files hold observed values: owner only");
+    }
+    // Without --stack, `apply FILE` applies the stack the plan was made for, and only it.
+    let o = stacks(&["apply", path], &state);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let out = stdout(&o);
+    assert!(
+        out.contains("SIMULATOR MODE for stack hetzner-k3s"),
+        "{out}"
+    );
+    assert!(!out.contains("homelab-ha"), "{out}");
+}
+
+#[test]
+fn a_saved_plan_for_another_stack_is_refused_not_skipped() {
+    let state = tempfile::tempdir().unwrap();
+    let plan = state.path().join("plan.json");
+    let path = plan.to_str().unwrap();
+    let o = stacks(&["--stack", "hetzner-k3s", "diff", "--out", path], &state);
+    assert_eq!(o.status.code(), Some(2));
+    let o = stacks(&["--stack", "homelab-ha", "apply", path], &state);
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("is a plan for stack \"hetzner-k3s\", not \"homelab-ha\""),
+        "{err}"
+    );
+}
+
+#[test]
+fn diff_out_with_several_stacks_is_refused_instead_of_overwriting() {
+    let state = tempfile::tempdir().unwrap();
+    let plan = state.path().join("plan.json");
+    let o = stacks(&["diff", "--out", plan.to_str().unwrap()], &state);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("saves one stack's plan: pass --stack"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(!plan.exists());
+}
+
+#[test]
+fn apply_locks_live_in_the_per_user_state_dir_not_the_working_directory() {
+    let home = tempfile::tempdir().unwrap();
+    let cwd = tempfile::tempdir().unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_stacks"))
+        .args(["--stack", "hetzner-k3s", "apply", "--yes"])
+        .current_dir(cwd.path())
+        .env_remove("CI")
+        .env_remove("CAIRN_STATE_DIR")
+        .env_remove("XDG_STATE_HOME")
+        .env("HOME", home.path())
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(
+        home.path()
+            .join(".local/state/cairn/hetzner-k3s.lock")
+            .exists()
+    );
+    assert_eq!(
+        std::fs::read_dir(cwd.path()).unwrap().count(),
+        0,
+        "nothing in the working directory"
+    );
+}
+
+#[test]
 fn apply_without_yes_and_without_a_terminal_refuses() {
     let state = tempfile::tempdir().unwrap();
     let o = stacks(&["--stack", "hetzner-k3s", "apply"], &state);
@@ -139,6 +230,25 @@ fn thirty_two_gib_masters_exit_1_with_the_capacity_numbers() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(
         err.contains("262 GiB committed + 64 GiB planned = 326 GiB > 267 GiB physical"),
+        "{err}"
+    );
+}
+
+#[test]
+fn an_absurd_master_memory_is_refused_naming_the_variable_not_wrapped() {
+    let state = tempfile::tempdir().unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_stacks"))
+        .args(["--stack", "homelab-ha", "diff"])
+        .env_remove("CI")
+        .env("HOMELAB_MASTER_MEMORY_GIB", u64::MAX.to_string())
+        .env("CAIRN_STATE_DIR", state.path())
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("HOMELAB_MASTER_MEMORY_GIB must be between 1 and 4096 GiB"),
         "{err}"
     );
 }

@@ -15,6 +15,8 @@ use cairn_core::tls::{TlsTrust, client_config};
 struct Sim {
     child: Child,
     info: serde_json::Value,
+    /// Apply locks of this world's runs (never the source tree).
+    state: tempfile::TempDir,
 }
 
 impl Drop for Sim {
@@ -41,7 +43,11 @@ impl Sim {
             .unwrap();
         let info = serde_json::from_str(&line)
             .unwrap_or_else(|e| panic!("first line is not JSON ({e}): {line:?}"));
-        Sim { child, info }
+        Sim {
+            child,
+            info,
+            state: tempfile::tempdir().unwrap(),
+        }
     }
 
     fn env(&self) -> BTreeMap<String, String> {
@@ -59,6 +65,7 @@ impl Sim {
             .envs(self.env())
             .env("NO_COLOR", "1")
             .env("CAIRN_GATE_TIMEOUT_SECS", "60")
+            .env("CAIRN_STATE_DIR", self.state.path())
             .env_remove("CI");
         cmd
     }

@@ -15,7 +15,7 @@ use serde::Serialize;
 use serde_json::Value;
 use tokio::sync::Semaphore;
 
-use crate::plan::{Action, digest};
+use crate::plan::{Action, spec_digest};
 use crate::planner::{Planned, Providers};
 use crate::provider::{Change, Marker, Observed, ProviderError};
 use crate::stack::{GateDef, NodeDef, Stack};
@@ -438,7 +438,7 @@ impl Ctx<'_> {
         };
         let marker = Marker {
             stack: self.planned.plan.stack.clone(),
-            fingerprint: desired.as_ref().map(digest),
+            fingerprint: desired.as_ref().map(|d| spec_digest(d, c.sensitive)),
         };
         let mk = |desired, prior| Change {
             address: &c.address,
@@ -479,10 +479,11 @@ async fn run_gate(g: &GateDef) -> Outcome {
                 g.probe.describe()
             ));
         }
-        match tokio::time::timeout(left, g.probe.check()).await {
+        let attempt = g.timing.attempt_timeout().min(left);
+        match tokio::time::timeout(attempt, g.probe.check()).await {
             Ok(Ok(())) => return Outcome::Done,
             Ok(Err(reason)) => last = reason,
-            Err(_) => last = "probe did not answer in time".into(),
+            Err(_) => last = format!("probe did not answer within {attempt:.0?}"),
         }
         let left = g.timing.timeout.saturating_sub(start.elapsed());
         tokio::time::sleep(g.timing.interval.min(left)).await;

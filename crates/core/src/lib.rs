@@ -10,6 +10,7 @@
 pub mod apply;
 pub mod diff;
 pub mod gate;
+pub mod kit;
 pub mod lock;
 pub mod net;
 pub mod plan;

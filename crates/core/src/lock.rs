@@ -18,6 +18,9 @@ pub enum LockError {
         /// The lock file.
         path: String,
     },
+    /// No state directory is configured and none can be derived.
+    #[error("no state directory: set CAIRN_STATE_DIR (or HOME / XDG_STATE_HOME)")]
+    NoStateDir,
     /// The lock file could not be created.
     #[error("cannot create lock file {path}: {source}")]
     Io {
@@ -26,6 +29,36 @@ pub enum LockError {
         /// The OS error.
         source: std::io::Error,
     },
+}
+
+/// The environment variable naming cairn's state directory (apply locks, local history).
+pub const STATE_DIR_ENV: &str = "CAIRN_STATE_DIR";
+
+/// cairn's state directory: `$CAIRN_STATE_DIR`, else `$XDG_STATE_HOME/cairn`, else
+/// `$HOME/.local/state/cairn`. Never relative to the working directory, so two applies of
+/// one stack from different directories share one lock, and nothing lands in a source tree.
+pub fn state_dir() -> Result<PathBuf, LockError> {
+    state_dir_from(|k| std::env::var_os(k))
+}
+
+/// [`state_dir`] over a given environment (tests pass a map instead of mutating the process).
+pub fn state_dir_from(
+    env: impl Fn(&str) -> Option<std::ffi::OsString>,
+) -> Result<PathBuf, LockError> {
+    let absolute = |v: std::ffi::OsString| {
+        let p = PathBuf::from(v);
+        p.is_absolute().then_some(p)
+    };
+    if let Some(dir) = env(STATE_DIR_ENV).filter(|v| !v.is_empty()) {
+        return Ok(PathBuf::from(dir));
+    }
+    if let Some(xdg) = env("XDG_STATE_HOME").and_then(absolute) {
+        return Ok(xdg.join("cairn"));
+    }
+    if let Some(home) = env("HOME").and_then(absolute) {
+        return Ok(home.join(".local/state/cairn"));
+    }
+    Err(LockError::NoStateDir)
 }
 
 /// A held lock; released on drop.
@@ -37,7 +70,7 @@ pub trait ApplyLock: Send + Sync {
     fn acquire(&self, stack: &str) -> Result<Box<dyn LockGuard>, LockError>;
 }
 
-/// Lock files under a directory (default `.cairn/`), held with an OS file lock so a killed
+/// Lock files under a directory (by default [`state_dir`]), held with an OS file lock so a killed
 /// process never leaves a stale lock behind.
 pub struct LocalLock {
     dir: PathBuf,
@@ -91,6 +124,31 @@ impl ApplyLock for LocalLock {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn env<'a>(
+        pairs: &'a [(&'a str, &'a str)],
+    ) -> impl Fn(&str) -> Option<std::ffi::OsString> + 'a {
+        move |k| pairs.iter().find(|(n, _)| *n == k).map(|(_, v)| v.into())
+    }
+
+    #[test]
+    fn state_dir_is_per_user_never_the_working_directory() {
+        assert_eq!(
+            state_dir_from(env(&[("HOME", "/home/ann")])).unwrap(),
+            PathBuf::from("/home/ann/.local/state/cairn")
+        );
+        assert_eq!(
+            state_dir_from(env(&[("HOME", "/home/ann"), ("XDG_STATE_HOME", "/st")])).unwrap(),
+            PathBuf::from("/st/cairn")
+        );
+        assert_eq!(
+            state_dir_from(env(&[("HOME", "/home/ann"), ("CAIRN_STATE_DIR", "/x")])).unwrap(),
+            PathBuf::from("/x")
+        );
+        // A relative HOME would put state under whatever directory cairn runs in.
+        assert!(state_dir_from(env(&[("HOME", "rel")])).is_err());
+        assert!(state_dir_from(env(&[])).is_err());
+    }
 
     #[test]
     fn second_apply_of_a_stack_is_refused_until_the_first_ends() {

@@ -315,6 +315,17 @@ pub fn digest(v: &Value) -> String {
     hex::encode(&h.finalize()[..8])
 }
 
+/// The digest of a spec with its sensitive paths left out, for the ownership marker's
+/// fingerprint and the plan's `desired_digest`. Both are readable by anyone who can read the
+/// object or the plan file; a digest over a secret would let them test guesses offline.
+pub fn spec_digest(v: &Value, sensitive: &[&str]) -> String {
+    if sensitive.is_empty() {
+        digest(v)
+    } else {
+        digest(&redact(v, sensitive))
+    }
+}
+
 /// Digest of several values taken together.
 pub fn digest_all(vs: &[&Value]) -> String {
     let mut h = Sha256::new();

@@ -9,7 +9,7 @@ use futures::future::join_all;
 use serde_json::Value;
 
 use crate::diff::{FieldChange, diff_resolving};
-use crate::plan::{Action, FORMAT_VERSION, GatePlan, Plan, ResourceChange, Summary, digest};
+use crate::plan::{Action, FORMAT_VERSION, GatePlan, Plan, ResourceChange, Summary, spec_digest};
 use crate::provider::{
     CheckResult, Declared, Diagnostic, ObserveRequest, Observed, PlannedChange, Provider,
     ProviderError,
@@ -63,7 +63,7 @@ pub enum PlanError {
         source: ProviderError,
     },
     /// The plan would destroy protected resources.
-    #[error("plan refused: it would destroy protected {}: {}", if .0.len() == 1 { "resource" } else { "resources" }, .0.iter().map(|(a, why)| format!("{a} ({why})")).collect::<Vec<_>>().join(", "))]
+    #[error("plan refused: it would destroy or restart protected {}: {}", if .0.len() == 1 { "resource" } else { "resources" }, .0.iter().map(|(a, why)| format!("{a} ({why})")).collect::<Vec<_>>().join(", "))]
     Protected(Vec<(Address, String)>),
     /// A plan-time check refused the plan.
     #[error("plan refused by {}:\n  {}", if .failed.len() == 1 { "a check" } else { "checks" }, .failed.iter().map(|c| format!("{}: {}", c.name, c.message)).collect::<Vec<_>>().join("\n  "))]
@@ -255,7 +255,7 @@ async fn build_plan(
         let obs = observed[i].as_ref();
         let provider = provider_of(providers, r)?;
         let resolve = |raw: &RawRef| lookup(stack, &after, &keeps, &observed, raw);
-        let (action, changes, reason) = decide(stack.name(), r, obs, &resolve, &mut diags);
+        let (action, changes, mut reason) = decide(stack.name(), r, obs, &resolve, &mut diags);
         // Only a changing resource needs its desired value materialised (refs substituted):
         // apply uses it and dependents read it. A no-op's dependents read its observed value.
         let desired = action.is_change().then(|| {
@@ -265,6 +265,26 @@ async fn build_plan(
         });
         if action.is_replace() && r.protect {
             protected.push((r.address.clone(), "forces replacement".to_string()));
+        }
+        let restarts: Vec<&str> = changes
+            .iter()
+            .filter(|c| c.needs_restart)
+            .map(|c| c.path.as_str())
+            .collect();
+        if action == Action::Update && r.protect && !restarts.is_empty() {
+            let paths = restarts.join(", ");
+            if r.restart_acknowledged {
+                let why = format!("{paths} restarts this protected resource (acknowledged)");
+                reason = Some(match reason {
+                    Some(r) => format!("{r}; {why}"),
+                    None => why,
+                });
+            } else {
+                protected.push((
+                    r.address.clone(),
+                    format!("{paths} restarts it; acknowledge_restart to allow"),
+                ));
+            }
         }
         keeps[i] = matches!(action, Action::NoOp | Action::Update | Action::Read);
         let steps = match &desired {
@@ -290,7 +310,7 @@ async fn build_plan(
             changes: changes.into_iter().map(redact_change).collect(),
             steps,
             observed_digest: obs.map_or_else(|| "absent".into(), observed_digest),
-            desired_digest: digest(&r.spec),
+            desired_digest: spec_digest(&r.spec, r.schema.sensitive),
             sensitive: r.schema.sensitive,
         });
         after[i] = desired;
@@ -350,7 +370,10 @@ async fn build_plan(
                 .unwrap_or_default(),
             observed_digest: observed_digest(&o),
             desired_digest: "absent".into(),
-            sensitive: &[],
+            // Redacted by the kind's schema even though nothing declares it any more.
+            sensitive: provider
+                .and_then(|p| p.schema(&kind))
+                .map_or(&[][..], |s| s.sensitive),
             kind,
         });
         work.push(Work {
@@ -436,7 +459,7 @@ fn decide(
     let fingerprint = || {
         let mut d = r.spec.clone();
         substitute_refs(&mut d, resolve);
-        digest(&d)
+        spec_digest(&d, r.schema.sensitive)
     };
     let adopting = obs.marker.is_none();
     let replace = changes.iter().any(|c| c.forces_replace);

@@ -167,6 +167,13 @@ pub trait Provider: Send + Sync {
         &[]
     }
 
+    /// The schema of one of this provider's kinds. The engine redacts objects of kinds a
+    /// stack no longer declares (planned deletes) by it, so a secret never reaches a plan
+    /// because its declaration was removed.
+    fn schema(&self, _kind: &str) -> Option<crate::resource::Schema> {
+        None
+    }
+
     /// How many changes this provider runs at once (the engine also has a global limit).
     fn concurrency(&self) -> usize {
         8

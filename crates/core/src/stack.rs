@@ -27,8 +27,10 @@ pub struct ResourceDef {
     pub spec: Value,
     /// Schema facts of the kind.
     pub schema: Schema,
-    /// Refuse any plan that would destroy this resource.
+    /// Refuse any plan that would destroy this resource, or restart it unacknowledged.
     pub protect: bool,
+    /// A protected resource may take changes that restart it (`Schema::restart` fields).
+    pub restart_acknowledged: bool,
     /// Field path patterns whose differences are ignored.
     pub ignore_changes: Vec<String>,
     /// Problems the kind's own validation found.
@@ -161,6 +163,7 @@ impl StackBuilder {
             spec: value,
             schema: R::schema(),
             protect: false,
+            restart_acknowledged: false,
             ignore_changes: Vec::new(),
             field_errors: spec.validate(),
         };
@@ -195,6 +198,13 @@ impl StackBuilder {
     /// Refuses any plan that would destroy this resource (replace or delete).
     pub fn protect<R>(&mut self, handle: &Handle<R>) -> &mut Self {
         self.with_resource(handle.address(), |r| r.protect = true)
+    }
+
+    /// Lets a protected resource take changes that restart it (a server type change that
+    /// shuts the server down, a VM memory change that needs a reboot). Without this, such a
+    /// plan is refused like a replace; with it, the plan says the restart was acknowledged.
+    pub fn acknowledge_restart<R>(&mut self, handle: &Handle<R>) -> &mut Self {
+        self.with_resource(handle.address(), |r| r.restart_acknowledged = true)
     }
 
     /// Ignores differences in the given field paths (e.g. `labels`, `services[*].health_check`).

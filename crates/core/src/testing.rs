@@ -304,6 +304,14 @@ impl Provider for MemoryProvider {
         &self.name
     }
 
+    fn schema(&self, kind: &str) -> Option<Schema> {
+        match kind {
+            Thing::KIND => Some(Thing::schema()),
+            CbdThing::KIND => Some(CbdThing::schema()),
+            _ => None,
+        }
+    }
+
     fn kinds(&self) -> &[&'static str] {
         &[Thing::KIND, CbdThing::KIND]
     }

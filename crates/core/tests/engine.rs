@@ -271,6 +271,59 @@ async fn replacing_a_protected_resource_is_refused_before_anything_runs() {
     assert_untouched(&m);
 }
 
+/// A [`Thing`] whose `size` only takes effect on a restart (like a server type or VM memory).
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(transparent)]
+struct RestartThing(Thing);
+
+impl cairn_core::Resource for RestartThing {
+    const KIND: &'static str = "test_restart_thing";
+    const PROVIDER: &'static str = "memory";
+    fn key(&self) -> String {
+        self.0.name.clone()
+    }
+    fn schema() -> cairn_core::Schema {
+        cairn_core::Schema {
+            restart: &["size"],
+            ..<Thing as cairn_core::Resource>::schema()
+        }
+    }
+}
+
+#[tokio::test]
+async fn restarting_a_protected_resource_needs_an_acknowledgement() {
+    let m = Arc::new(MemoryProvider::new());
+    m.seed(&RestartThing(thing("master", 1)), owned("s"));
+    let stack = |ack: bool| {
+        let mut b = StackBuilder::new("s");
+        let h = b.add("master", RestartThing(thing("master", 2)));
+        b.protect(&h);
+        if ack {
+            b.acknowledge_restart(&h);
+        }
+        b.build().unwrap()
+    };
+    let err = plan(&stack(false), &providers(&m)).await.err().unwrap();
+    assert!(matches!(err, PlanError::Protected(_)));
+    assert!(
+        err.to_string()
+            .contains("test_restart_thing.master (size restarts it; acknowledge_restart to allow)"),
+        "{err}"
+    );
+    assert_untouched(&m);
+
+    let planned = plan(&stack(true), &providers(&m)).await.unwrap();
+    let c = planned.plan.change("test_restart_thing.master").unwrap();
+    assert_eq!(c.actions, ["update"]);
+    assert!(
+        c.action_reason
+            .as_deref()
+            .is_some_and(|r| r.contains("size restarts this protected resource (acknowledged)")),
+        "{:?}",
+        c.action_reason
+    );
+}
+
 #[tokio::test]
 async fn stale_saved_plan_is_refused_naming_what_changed() {
     let m = Arc::new(MemoryProvider::new());
@@ -370,6 +423,55 @@ async fn ignore_changes_and_sensitive_fields_are_honoured() {
         text.contains("secret: \"(sensitive)\" → \"(sensitive)\""),
         "{text}"
     );
+}
+
+#[tokio::test]
+async fn an_undeclared_owned_object_is_redacted_by_its_kind() {
+    let m = Arc::new(MemoryProvider::new());
+    let mut seeded = thing("vip", 1);
+    seeded.secret = Some("carp-pass-1".into());
+    m.seed(&seeded, owned("s"));
+    // The stack no longer declares any thing: the owned one is planned for deletion.
+    let planned = plan(&StackBuilder::new("s").build().unwrap(), &providers(&m))
+        .await
+        .unwrap();
+    let c = planned.plan.change("test_thing.vip").unwrap();
+    assert_eq!(c.actions, ["delete"]);
+    let json = planned.to_json().to_string();
+    let text = render_plan(&planned.plan, false);
+    assert!(json.contains("(sensitive)"), "{json}");
+    for out in [&json, &text] {
+        assert!(!out.contains("carp-pass-1"), "secret leaked: {out}");
+    }
+}
+
+#[tokio::test]
+async fn no_digest_depends_on_a_secret() {
+    let m = Arc::new(MemoryProvider::new());
+    let digests = |secret: &'static str| {
+        let m = m.clone();
+        async move {
+            let mut b = StackBuilder::new("s");
+            let mut t = thing("db", 1);
+            t.secret = Some(secret.into());
+            b.add("db", t);
+            let stack = b.build().unwrap();
+            let (planned, report) = plan_apply(&stack, &providers(&m), 4).await;
+            assert!(report.success());
+            let fingerprint = plan(&stack, &providers(&m))
+                .await
+                .unwrap()
+                .work
+                .iter()
+                .find_map(|w| w.observed.as_ref()?.marker.clone()?.fingerprint)
+                .expect("a fingerprint on the applied object");
+            let c = planned.plan.change("test_thing.db").unwrap().clone();
+            (c.desired_digest, fingerprint)
+        }
+    };
+    let a = digests("hunter2").await;
+    let b = digests("correct-horse").await;
+    assert_eq!(a, b, "digests must not change with (or reveal) the secret");
 }
 
 #[tokio::test]
@@ -510,6 +612,49 @@ async fn failed_gate_skips_its_dependents_only() {
     );
     assert_eq!(outcome("test_thing.independent"), Some(Outcome::Done));
     assert_eq!(m.count("test_thing", "dns"), 0);
+}
+
+/// The first attempt hangs forever (a peer that accepts and never answers); later ones pass.
+struct HangsOnce(Arc<std::sync::atomic::AtomicUsize>);
+
+#[async_trait]
+impl Probe for HangsOnce {
+    fn describe(&self) -> String {
+        "service behind a half-open connection".into()
+    }
+    async fn check(&self) -> Result<(), String> {
+        if self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0 {
+            std::future::pending::<()>().await;
+        }
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn a_hung_probe_attempt_times_out_alone_and_the_gate_still_passes() {
+    let m = Arc::new(MemoryProvider::new());
+    let tries = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut b = StackBuilder::new("s");
+    let vip = b.add("vip", thing("vip", 1));
+    let gate = b.gate(
+        "vip-ready",
+        HangsOnce(tries.clone()),
+        GateTiming {
+            interval: Duration::from_millis(10),
+            timeout: Duration::from_secs(20),
+        },
+    );
+    b.depends_on(&gate, &vip);
+    let dns = b.add("dns", thing("dns", 1));
+    b.depends_on(&dns, &gate);
+    let started = std::time::Instant::now();
+    let (_, report) = plan_apply(&b.build().unwrap(), &providers(&m), 10).await;
+    assert!(report.success(), "{report:?}");
+    assert_eq!(tries.load(std::sync::atomic::Ordering::SeqCst), 2);
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "the hung attempt must not use up the gate's whole timeout"
+    );
 }
 
 #[tokio::test]

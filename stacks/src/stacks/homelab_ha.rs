@@ -69,13 +69,24 @@ impl Params {
                 Err(_) => Ok(default),
             }
         };
+        let master_memory_gib = num("HOMELAB_MASTER_MEMORY_GIB", 2)?;
+        // Proxmox VE accepts at most 4 TiB per VM; anything larger is a typo, and a value
+        // near u64::MAX would wrap when turned into MiB.
+        if !(1..=MAX_VM_MEMORY_GIB).contains(&master_memory_gib) {
+            anyhow::bail!(
+                "HOMELAB_MASTER_MEMORY_GIB must be between 1 and {MAX_VM_MEMORY_GIB} GiB, got {master_memory_gib}"
+            );
+        }
         Ok(Params {
-            master_memory_gib: num("HOMELAB_MASTER_MEMORY_GIB", 2)?,
+            master_memory_gib,
             gate_timeout: Duration::from_secs(num("CAIRN_GATE_TIMEOUT_SECS", 600)?),
             gate_interval: Duration::from_millis(500),
         })
     }
 }
+
+/// The most memory Proxmox VE gives one VM, GiB.
+pub const MAX_VM_MEMORY_GIB: u64 = 4096;
 
 /// The new masters: (stack name, VMID, address).
 pub const NEW_MASTERS: [(&str, u32, Ipv4Addr); 2] = [
@@ -101,7 +112,7 @@ fn master_vm(
 ) -> Vm {
     let mut vm = Vm::cloned(vmid, name, "pve", template);
     vm.cores = 8;
-    vm.memory = memory_gib * 1024;
+    vm.memory = memory_gib.saturating_mul(1024);
     vm.disks.insert("scsi0".into(), "64G".into());
     if let Some(nic) = vm.networks.get_mut("net0") {
         nic.bridge = "vmbr1".into();

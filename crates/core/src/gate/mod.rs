@@ -31,6 +31,17 @@ pub struct GateTiming {
     pub timeout: Duration,
 }
 
+impl GateTiming {
+    /// How long one attempt may take before it counts as failed and the next one starts:
+    /// five intervals, at least 1 s and at most 30 s. A probe that hangs (a peer that
+    /// accepts and never answers) costs one attempt, never the whole gate timeout.
+    pub fn attempt_timeout(&self) -> Duration {
+        self.interval
+            .saturating_mul(5)
+            .clamp(Duration::from_secs(1), Duration::from_secs(30))
+    }
+}
+
 impl Default for GateTiming {
     fn default() -> Self {
         GateTiming {
