@@ -64,7 +64,7 @@ fn main() {
             })
             .collect();
         let ssh = Ssh::new(SshOptions::new(sim.client_key()), dialer, hosts).unwrap();
-        let p = Arc::new(NodeProvider::new(ssh));
+        let p = Arc::new(node_provider(ssh));
         let mut s = StackBuilder::new("bench");
         for h in sim.hosts() {
             s.add(
@@ -79,12 +79,12 @@ fn main() {
         let stack = s.build().unwrap();
         let providers = Providers::new().with(p.clone());
         for label in ["cold", "warm"] {
-            let before = p.ssh().stats();
+            let before = p.ctx().ssh().stats();
             let t = Instant::now();
             let planned = rt.block_on(plan(&stack, &providers)).expect("plan");
             let wall = t.elapsed();
             assert_eq!(planned.plan.resource_changes.len(), 2 * n);
-            let after = p.ssh().stats();
+            let after = p.ctx().ssh().stats();
             let (conns, cmds) = (
                 after.connections - before.connections,
                 after.commands - before.commands,
@@ -95,6 +95,6 @@ fn main() {
                 wall.as_secs_f64() * 1000.0
             );
         }
-        rt.block_on(p.ssh().close());
+        rt.block_on(p.ctx().ssh().close());
     }
 }

@@ -132,7 +132,8 @@ pub fn find_server(text: &str) -> Result<ServerField, String> {
         None => return Err("several clusters and no current context".into()),
     };
     let name = cluster.get("name").and_then(Node::str).unwrap_or_default();
-    let Some(Node::Scalar(server, style, start)) = cluster.get("cluster").and_then(|c| c.get("server"))
+    let Some(Node::Scalar(server, style, start)) =
+        cluster.get("cluster").and_then(|c| c.get("server"))
     else {
         return Err(format!("cluster {name:?} has no server"));
     };
@@ -283,7 +284,10 @@ users:
     fn quoted_servers_keep_their_quotes_and_comments_survive() {
         let text = "# managed by hand\nclusters:\n- name: a # the only one\n  cluster: {server: \"https://old:6443\", x: 1}\n";
         let out = set_server(text, "https://new:6443").unwrap();
-        assert_eq!(out, text.replace("\"https://old:6443\"", "\"https://new:6443\""));
+        assert_eq!(
+            out,
+            text.replace("\"https://old:6443\"", "\"https://new:6443\"")
+        );
         let single = "clusters:\n- name: a\n  cluster:\n    server: 'https://old:6443'\n";
         assert_eq!(
             set_server(single, "https://it's:1").unwrap(),
@@ -300,12 +304,17 @@ users:
 
     #[test]
     fn ambiguous_or_broken_kubeconfigs_are_explained() {
-        let two = "clusters:\n- name: a\n  cluster: {server: x}\n- name: b\n  cluster: {server: y}\n";
+        let two =
+            "clusters:\n- name: a\n  cluster: {server: x}\n- name: b\n  cluster: {server: y}\n";
         assert_eq!(
             find_server(two).unwrap_err(),
             "several clusters and no current context"
         );
-        assert!(find_server("clusters: [").unwrap_err().starts_with("not valid YAML"));
+        assert!(
+            find_server("clusters: [")
+                .unwrap_err()
+                .starts_with("not valid YAML")
+        );
         assert_eq!(
             find_server("kind: Config\n").unwrap_err(),
             "no clusters in the kubeconfig"

@@ -8,7 +8,7 @@
 //! - [`kinds`]: `node_kubeconfig_server` (a kubeconfig's `server`, edited as one YAML field
 //!   with a backup, then kubelet restarted) and `node_apiserver_certificate` (the
 //!   apiserver certificate's SANs, read-only).
-//! - [`NodeProvider`]: the kinds as a cairn provider named `node`.
+//! - [`node_provider`]: the kinds registered with core's provider kit as the provider `node`.
 //! - `sim` (feature `sim`): simulated hosts, each a real OpenSSH `sshd` on its mapped loopback
 //!   address with its own `/etc/kubernetes` and simulated `systemctl`, `kubeadm`, `kubectl`.
 
@@ -22,7 +22,11 @@ pub mod sim;
 pub mod ssh;
 
 pub use error::NodeError;
-pub use kinds::apiserver_cert::{ApiserverCertificate, ApiserverCertificateObserved};
-pub use kinds::kubeconfig_server::{KubeconfigServer, KubeconfigServerObserved, KubeconfigStep};
-pub use provider::NodeProvider;
+pub use kinds::apiserver_cert::{
+    ApiserverCertificate, ApiserverCertificateObserved, ApiserverCertificates,
+};
+pub use kinds::kubeconfig_server::{
+    KubeconfigServer, KubeconfigServerObserved, KubeconfigServers, KubeconfigStep,
+};
+pub use provider::{NodeContext, NodeProvider, node_provider};
 pub use ssh::{Cmd, Host, HostKeyTrust, Ssh, SshOptions, SshStats};

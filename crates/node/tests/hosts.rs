@@ -68,7 +68,7 @@ fn declared(sim: &NodeSim, h: &SimHost) -> Host {
 
 fn provider(sim: &NodeSim, hosts: Vec<Host>) -> Arc<NodeProvider> {
     let ssh = Ssh::new(SshOptions::new(sim.client_key()), dialer(), hosts).unwrap();
-    Arc::new(NodeProvider::new(ssh))
+    Arc::new(node_provider(ssh))
 }
 
 fn all_hosts(sim: &NodeSim) -> Arc<NodeProvider> {
@@ -112,7 +112,7 @@ async fn observing_a_workers_kubelet_conf_takes_one_connection_and_one_command()
     assert_eq!(seen[0].value["cluster"], "default-cluster");
     assert_eq!(seen[0].marker, None, "never managed yet");
     assert_eq!(
-        p.ssh().stats(),
+        p.ctx().ssh().stats(),
         SshStats {
             connections: 1,
             commands: 1
@@ -141,7 +141,9 @@ async fn moving_a_worker_to_the_vip_edits_only_server_keeps_a_backup_restarts_ku
     assert_eq!(
         c.steps,
         vec![
-            format!("set server in /etc/kubernetes/kubelet.conf on k8s-worker-1: {OLD} -> {VIP} (atomic, with backup)"),
+            format!(
+                "set server in /etc/kubernetes/kubelet.conf on k8s-worker-1: {OLD} -> {VIP} (atomic, with backup)"
+            ),
             "systemctl restart kubelet on k8s-worker-1".to_string(),
         ]
     );
@@ -179,7 +181,11 @@ async fn moving_a_worker_to_the_vip_edits_only_server_keeps_a_backup_restarts_ku
 
     // A second plan is empty.
     let again = plan_of(&s, &p).await;
-    assert!(!again.plan.has_changes(), "{:?}", again.plan.resource_changes);
+    assert!(
+        !again.plan.has_changes(),
+        "{:?}",
+        again.plan.resource_changes
+    );
 
     // Edited back by hand: reported as drift, changed outside cairn.
     h.write_etc_kubernetes("kubelet.conf", KUBELET_CONF.as_bytes())
@@ -235,15 +241,12 @@ async fn a_host_whose_key_does_not_match_is_refused_before_any_command_runs() {
             .to_string();
         assert!(e.contains("host k8s-worker-1"), "{e}");
         assert!(e.contains("host key verification failed"), "{e}");
-        assert!(
-            e.contains(&format!("expected {}", w2.fingerprint())),
-            "{e}"
-        );
+        assert!(e.contains(&format!("expected {}", w2.fingerprint())), "{e}");
         assert!(
             e.contains(&format!("presented {}", w1.fingerprint())),
             "{e}"
         );
-        assert_eq!(p.ssh().stats().commands, 0);
+        assert_eq!(p.ctx().ssh().stats().commands, 0);
     }
     assert_eq!(w1.logins(), 0, "no session was ever opened on the host");
     assert_eq!(read(w1, "kubelet.conf"), KUBELET_CONF);
@@ -282,12 +285,9 @@ async fn a_resource_on_an_undeclared_host_is_refused_at_plan_time() {
         .await
         .unwrap_err()
         .to_string();
-    assert!(
-        e.contains("host \"k8s-worker-9\" is not declared"),
-        "{e}"
-    );
+    assert!(e.contains("host \"k8s-worker-9\" is not declared"), "{e}");
     assert!(e.contains("w9"), "{e}");
-    assert_eq!(p.ssh().stats().connections, 0);
+    assert_eq!(p.ctx().ssh().stats().connections, 0);
 }
 
 #[tokio::test]
@@ -298,8 +298,12 @@ async fn sudo_never_waits_for_a_password() {
     host.sudo = true;
     let p = provider(&sim, vec![host]);
     let ok = p
+        .ctx()
         .ssh()
-        .run("k8s-worker-1", &Cmd::root("systemctl").args(["is-active", "kubelet"]))
+        .run(
+            "k8s-worker-1",
+            &Cmd::root("systemctl").args(["is-active", "kubelet"]),
+        )
         .await
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&ok.stdout).trim(), "active");
@@ -307,8 +311,12 @@ async fn sudo_never_waits_for_a_password() {
     h.require_sudo_password(true).unwrap();
     let t = std::time::Instant::now();
     let e = p
+        .ctx()
         .ssh()
-        .run("k8s-worker-1", &Cmd::root("systemctl").args(["restart", "kubelet"]))
+        .run(
+            "k8s-worker-1",
+            &Cmd::root("systemctl").args(["restart", "kubelet"]),
+        )
         .await
         .unwrap_err()
         .to_string();
@@ -324,8 +332,12 @@ async fn arguments_reach_the_host_as_arguments_not_shell_text() {
     let p = all_hosts(&sim);
     let evil = "kubelet; touch /etc/kubernetes/pwned $(touch /etc/kubernetes/pwned2)";
     let e = p
+        .ctx()
         .ssh()
-        .run("k8s-worker-1", &Cmd::root("systemctl").args(["restart", evil]))
+        .run(
+            "k8s-worker-1",
+            &Cmd::root("systemctl").args(["restart", evil]),
+        )
         .await
         .unwrap_err()
         .to_string();
@@ -333,8 +345,12 @@ async fn arguments_reach_the_host_as_arguments_not_shell_text() {
     assert!(!h.etc_kubernetes().join("pwned").exists());
     assert!(!h.etc_kubernetes().join("pwned2").exists());
     let out = p
+        .ctx()
         .ssh()
-        .run("k8s-worker-1", &Cmd::new("printf").args(["%s|", "a b", "'c'", "$HOME"]))
+        .run(
+            "k8s-worker-1",
+            &Cmd::new("printf").args(["%s|", "a b", "'c'", "$HOME"]),
+        )
         .await
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&out.stdout), "a b|'c'|$HOME|");
@@ -345,6 +361,7 @@ async fn simulated_hosts_fail_like_real_ones_on_what_they_do_not_model() {
     let sim = sim(&[("k8s-worker-1", [10, 0, 20, 110])]);
     let p = all_hosts(&sim);
     let e = p
+        .ctx()
         .ssh()
         .run("k8s-worker-1", &Cmd::root("kubeadm").args(["reset", "-f"]))
         .await
@@ -352,8 +369,12 @@ async fn simulated_hosts_fail_like_real_ones_on_what_they_do_not_model() {
         .to_string();
     assert!(e.contains("unknown command \"reset\""), "{e}");
     let e = p
+        .ctx()
         .ssh()
-        .run("k8s-worker-1", &Cmd::root("systemctl").args(["restart", "nginx"]))
+        .run(
+            "k8s-worker-1",
+            &Cmd::root("systemctl").args(["restart", "nginx"]),
+        )
         .await
         .unwrap_err()
         .to_string();
@@ -365,7 +386,12 @@ async fn the_apiserver_certificate_sans_are_read_over_ssh() {
     let sim = sim(&[("k8s-master", [10, 0, 20, 100])]);
     let h = sim.host("k8s-master").unwrap();
     let ca = cairn_core::tls::SelfSignedCa::generate("kubernetes");
-    let cert = ca.issue(&["k8s-master", "kubernetes.default", "10.96.0.1", "10.0.20.100"]);
+    let cert = ca.issue(&[
+        "k8s-master",
+        "kubernetes.default",
+        "10.96.0.1",
+        "10.0.20.100",
+    ]);
     h.write_etc_kubernetes("pki/apiserver.crt", cert.cert_pem.as_bytes())
         .unwrap();
     let p = all_hosts(&sim);
@@ -377,6 +403,12 @@ async fn the_apiserver_certificate_sans_are_read_over_ssh() {
     assert_eq!(c.action(), Action::Read);
     let seen = planned.work[0].observed.as_ref().unwrap();
     let got: ApiserverCertificateObserved = serde_json::from_value(seen.value.clone()).unwrap();
-    assert!(got.covers("10.0.20.100") && got.covers("kubernetes.default"), "{got:?}");
-    assert!(!got.covers("10.0.20.99"), "the VIP is not in it before phase 0");
+    assert!(
+        got.covers("10.0.20.100") && got.covers("kubernetes.default"),
+        "{got:?}"
+    );
+    assert!(
+        !got.covers("10.0.20.99"),
+        "the VIP is not in it before phase 0"
+    );
 }

@@ -3,11 +3,14 @@
 //! a plan can see which SANs it carries. A read-only lookup in this version: re-issuing it
 //! is kubeadm's job (`kubeadm init phase certs apiserver`).
 
+use async_trait::async_trait;
+use cairn_core::kit::{Found, Kind, NoStep, Op, Query};
 use cairn_core::{FieldError, Resource, Schema};
 use serde::{Deserialize, Serialize};
 use x509_parser::extensions::GeneralName;
 
-use super::{Found, by_host};
+use super::by_host;
+use crate::NodeContext;
 use crate::error::NodeError;
 use crate::files::{self, RemoteFile};
 use crate::ssh::Ssh;
@@ -117,11 +120,7 @@ pub async fn observe(
                 resource: resource(&key),
                 message: format!("{path} on host {host}: {m}"),
             })?;
-            found.push(Found {
-                key,
-                value,
-                marker: None,
-            });
+            found.push(Found::new(key, value, None));
         }
         Ok::<_, NodeError>(found)
     });
@@ -134,8 +133,8 @@ pub async fn observe(
 
 /// Parses a PEM certificate into its observed form.
 pub fn parse(host: &str, path: &str, pem: &[u8]) -> Result<ApiserverCertificateObserved, String> {
-    let (_, pem) = x509_parser::pem::parse_x509_pem(pem)
-        .map_err(|e| format!("not a PEM certificate: {e}"))?;
+    let (_, pem) =
+        x509_parser::pem::parse_x509_pem(pem).map_err(|e| format!("not a PEM certificate: {e}"))?;
     let cert = pem
         .parse_x509()
         .map_err(|e| format!("not an X.509 certificate: {e}"))?;
@@ -168,5 +167,76 @@ fn ip(b: &[u8]) -> Option<String> {
         4 => Some(std::net::Ipv4Addr::from(<[u8; 4]>::try_from(b).ok()?).to_string()),
         16 => Some(std::net::Ipv6Addr::from(<[u8; 16]>::try_from(b).ok()?).to_string()),
         _ => None,
+    }
+}
+
+/// The kind as registered with the provider kit: observed only (a read-only lookup, so the
+/// engine never asks to create, update or delete it).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ApiserverCertificates;
+
+impl ApiserverCertificates {
+    fn read_only(key: &str) -> NodeError {
+        NodeError::Resource {
+            resource: resource(key),
+            message: "the apiserver certificate is read-only here; kubeadm issues it".into(),
+        }
+    }
+}
+
+#[async_trait]
+impl Kind<NodeContext> for ApiserverCertificates {
+    type Spec = ApiserverCertificate;
+    type Observed = ApiserverCertificateObserved;
+    type Step = NoStep;
+
+    async fn observe(
+        &self,
+        ctx: &NodeContext,
+        q: Query<'_>,
+    ) -> Result<Vec<Found<ApiserverCertificateObserved>>, NodeError> {
+        observe(ctx.ssh(), q.keys).await
+    }
+
+    async fn create(
+        &self,
+        _: &NodeContext,
+        spec: &ApiserverCertificate,
+        _: Op<'_, NoStep>,
+    ) -> Result<ApiserverCertificateObserved, NodeError> {
+        Err(Self::read_only(&spec.key()))
+    }
+
+    async fn update(
+        &self,
+        _: &NodeContext,
+        _: &ApiserverCertificateObserved,
+        spec: &ApiserverCertificate,
+        _: Op<'_, NoStep>,
+    ) -> Result<ApiserverCertificateObserved, NodeError> {
+        Err(Self::read_only(&spec.key()))
+    }
+
+    async fn delete(
+        &self,
+        _: &NodeContext,
+        _: &ApiserverCertificateObserved,
+        op: Op<'_, NoStep>,
+    ) -> Result<(), NodeError> {
+        Err(Self::read_only(op.key))
+    }
+
+    fn example() -> ApiserverCertificate {
+        ApiserverCertificate::on("k8s-master")
+    }
+
+    fn example_observed() -> Option<ApiserverCertificateObserved> {
+        Some(ApiserverCertificateObserved {
+            host: "k8s-master".into(),
+            path: APISERVER_CRT.into(),
+            subject: "CN=kube-apiserver".into(),
+            sans: vec!["10.0.20.100".into(), "kubernetes.default".into()],
+            not_after: "Nov 30 00:00:00 2027 +00:00".into(),
+        })
     }
 }

@@ -4,10 +4,13 @@
 
 use std::fmt;
 
+use async_trait::async_trait;
+use cairn_core::kit::{Found, Kind, Op, Query};
 use cairn_core::{FieldError, Marker, Resource, Schema};
 use serde::{Deserialize, Serialize};
 
-use super::{Found, by_host, marker_line, parse_marker};
+use super::{by_host, marker_line, parse_marker};
+use crate::NodeContext;
 use crate::error::NodeError;
 use crate::files::{self, RemoteFile, Replace};
 use crate::kubeconfig;
@@ -166,16 +169,13 @@ pub async fn observe(
                 RemoteFile::File(b) => parse_marker(&String::from_utf8_lossy(b)),
                 _ => None,
             };
-            found.push(Found {
-                value: KubeconfigServerObserved {
-                    host: host.to_string(),
-                    path: path.to_string(),
-                    server: field.server,
-                    cluster: field.cluster,
-                },
-                key,
-                marker,
-            });
+            let value = KubeconfigServerObserved {
+                host: host.to_string(),
+                path: path.to_string(),
+                server: field.server,
+                cluster: field.cluster,
+            };
+            found.push(Found::new(key, value, marker));
         }
         Ok::<_, NodeError>(found)
     });
@@ -219,7 +219,10 @@ pub async fn update(
     let key = spec.key();
     let (host, path) = (spec.host.as_str(), spec.path.as_str());
     let mpath = marker_path(path);
-    let text = match files::read_files(ssh, host, &[path.to_string()]).await?.remove(0) {
+    let text = match files::read_files(ssh, host, &[path.to_string()])
+        .await?
+        .remove(0)
+    {
         RemoteFile::File(b) => b,
         RemoteFile::NotAFile(what) => {
             return Err(NodeError::NotAFile {
@@ -280,13 +283,86 @@ pub async fn update(
     })
 }
 
-/// A kubeconfig cannot be made from nothing: kubeadm writes it when the node joins.
-pub fn create_refused(spec: &KubeconfigServer) -> NodeError {
-    NodeError::Resource {
-        resource: resource(&spec.key()),
-        message: format!(
-            "{} does not exist on host {}; kubeadm writes it when the node joins",
-            spec.path, spec.host
-        ),
+/// The kind as registered with the provider kit.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct KubeconfigServers;
+
+#[async_trait]
+impl Kind<NodeContext> for KubeconfigServers {
+    type Spec = KubeconfigServer;
+    type Observed = KubeconfigServerObserved;
+    type Step = KubeconfigStep;
+
+    async fn observe(
+        &self,
+        ctx: &NodeContext,
+        q: Query<'_>,
+    ) -> Result<Vec<Found<KubeconfigServerObserved>>, NodeError> {
+        observe(ctx.ssh(), q.keys).await
+    }
+
+    fn steps(
+        &self,
+        _: &NodeContext,
+        before: Option<&KubeconfigServerObserved>,
+        after: Option<&KubeconfigServer>,
+    ) -> Vec<KubeconfigStep> {
+        steps(before, after)
+    }
+
+    /// A kubeconfig cannot be made from nothing: kubeadm writes it when the node joins.
+    async fn create(
+        &self,
+        _: &NodeContext,
+        spec: &KubeconfigServer,
+        _: Op<'_, KubeconfigStep>,
+    ) -> Result<KubeconfigServerObserved, NodeError> {
+        Err(NodeError::Resource {
+            resource: resource(&spec.key()),
+            message: format!(
+                "{} does not exist on host {}; kubeadm writes it when the node joins",
+                spec.path, spec.host
+            ),
+        })
+    }
+
+    async fn update(
+        &self,
+        ctx: &NodeContext,
+        _: &KubeconfigServerObserved,
+        spec: &KubeconfigServer,
+        op: Op<'_, KubeconfigStep>,
+    ) -> Result<KubeconfigServerObserved, NodeError> {
+        update(ctx.ssh(), spec, op.marker, &op.steps).await
+    }
+
+    /// Files on hosts are never deleted: only declared keys are observed, so the engine
+    /// never finds an undeclared one to delete.
+    async fn delete(
+        &self,
+        _: &NodeContext,
+        prior: &KubeconfigServerObserved,
+        op: Op<'_, KubeconfigStep>,
+    ) -> Result<(), NodeError> {
+        Err(NodeError::Resource {
+            resource: resource(op.key),
+            message: format!(
+                "{} on host {} is never deleted by cairn",
+                prior.path, prior.host
+            ),
+        })
+    }
+
+    fn example() -> KubeconfigServer {
+        KubeconfigServer::kubelet("k8s-worker-1", "https://10.0.20.99:6443")
+    }
+
+    fn example_observed() -> Option<KubeconfigServerObserved> {
+        Some(KubeconfigServerObserved {
+            host: "k8s-worker-1".into(),
+            path: KUBELET_CONF.into(),
+            server: "https://10.0.20.100:6443".into(),
+            cluster: "default-cluster".into(),
+        })
     }
 }

@@ -1,5 +1,5 @@
-//! The node provider's kinds, one file each, written as typed functions over the transport
-//! (observe, the staged steps of a change, update) so the provider only dispatches.
+//! The node provider's kinds, one file each, each a typed [`cairn_core::kit::Kind`] over the
+//! provider's [`crate::NodeContext`], plus the helpers they share (keys, markers).
 
 pub mod apiserver_cert;
 pub mod kubeconfig_server;
@@ -8,20 +8,10 @@ use std::collections::BTreeMap;
 
 use cairn_core::Marker;
 
-/// One object found on a host, in the kind's typed observed form.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Found<O> {
-    /// The natural key (`host:path`).
-    pub key: String,
-    /// The observed value.
-    pub value: O,
-    /// The ownership marker found beside it, if any.
-    pub marker: Option<Marker>,
-}
-
 /// Splits a `host:path` key.
 pub(crate) fn split_key(key: &str) -> Option<(&str, &str)> {
-    key.split_once(':').filter(|(h, p)| !h.is_empty() && p.starts_with('/'))
+    key.split_once(':')
+        .filter(|(h, p)| !h.is_empty() && p.starts_with('/'))
 }
 
 /// Groups `host:path` keys by host, keeping each host's paths in order.

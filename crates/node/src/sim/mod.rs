@@ -58,7 +58,9 @@ impl NodeSim {
     /// A simulator whose hosts listen on the addresses `map` gives their declared ones.
     /// Generates the client key.
     pub fn new(map: AddrMap) -> io::Result<Self> {
-        let root = tempfile::Builder::new().prefix("cairn-nodesim-").tempdir()?;
+        let root = tempfile::Builder::new()
+            .prefix("cairn-nodesim-")
+            .tempdir()?;
         keygen(&root.path().join("client_key"))?;
         std::fs::copy(
             root.path().join("client_key.pub"),
@@ -248,7 +250,16 @@ impl SimHost {
             .append(true)
             .open(self.dir.join("sshd.log"))?;
         let child = Command::new("unshare")
-            .args(["-m", "--propagation", "private", "--", "sh", "-c", NAMESPACE, "sh"])
+            .args([
+                "-m",
+                "--propagation",
+                "private",
+                "--",
+                "sh",
+                "-c",
+                NAMESPACE,
+                "sh",
+            ])
             .arg(&self.dir)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -337,7 +348,16 @@ LogLevel INFO
 
 fn keygen(path: &Path) -> io::Result<()> {
     let st = Command::new("ssh-keygen")
-        .args(["-q", "-t", "ed25519", "-N", "", "-C", "cairn-node-sim", "-f"])
+        .args([
+            "-q",
+            "-t",
+            "ed25519",
+            "-N",
+            "",
+            "-C",
+            "cairn-node-sim",
+            "-f",
+        ])
         .arg(path)
         .stdin(Stdio::null())
         .status()?;

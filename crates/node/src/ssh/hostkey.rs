@@ -26,7 +26,10 @@ pub fn fingerprint(blob_b64: &str) -> Option<String> {
 /// Normalises a declared fingerprint: accepts `SHA256:xxx` or bare `xxx`, trailing `=`.
 pub fn normalise(fp: &str) -> String {
     let fp = fp.trim();
-    let bare = fp.strip_prefix("SHA256:").unwrap_or(fp).trim_end_matches('=');
+    let bare = fp
+        .strip_prefix("SHA256:")
+        .unwrap_or(fp)
+        .trim_end_matches('=');
     format!("SHA256:{bare}")
 }
 

@@ -396,7 +396,10 @@ impl Ssh {
                 source,
             })?;
         let alias = hostkey::known_hosts_name(&h.address, h.port);
-        let files = self.dir.path().join(format!("h{}", self.hosts_index(&h.name)));
+        let files = self
+            .dir
+            .path()
+            .join(format!("h{}", self.hosts_index(&h.name)));
         std::fs::create_dir_all(&files)
             .map_err(|e| NodeError::local(format!("create {}", files.display()), e))?;
         let (known_hosts, check) = match &h.trust {
