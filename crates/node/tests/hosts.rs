@@ -412,3 +412,96 @@ async fn the_apiserver_certificate_sans_are_read_over_ssh() {
         "the VIP is not in it before phase 0"
     );
 }
+
+fn provider_with(sim: &NodeSim, f: impl FnOnce(&mut SshOptions)) -> Arc<NodeProvider> {
+    let mut opts = SshOptions::new(sim.client_key());
+    f(&mut opts);
+    let hosts = sim.hosts().iter().map(|h| declared(sim, h)).collect();
+    Arc::new(node_provider(Ssh::new(opts, dialer(), hosts).unwrap()))
+}
+
+#[tokio::test]
+async fn more_commands_than_sshd_allows_sessions_wait_their_turn_on_one_connection() {
+    let sim = sim(&[("k8s-worker-1", [10, 0, 20, 110])]);
+    let p = provider_with(&sim, |o| o.max_sessions = 10);
+    let ssh = p.ctx().ssh();
+    let t = std::time::Instant::now();
+    let sleep = Cmd::new("sleep").arg("0.3");
+    let runs = (0..25).map(|_| ssh.run("k8s-worker-1", &sleep));
+    for r in futures::future::join_all(runs).await {
+        r.expect("every command gets a session");
+    }
+    assert!(
+        t.elapsed() >= std::time::Duration::from_millis(900),
+        "25 commands at most 10 at a time take three rounds: {:?}",
+        t.elapsed()
+    );
+    assert_eq!(
+        ssh.stats(),
+        SshStats {
+            connections: 1,
+            commands: 25
+        }
+    );
+}
+
+#[tokio::test]
+async fn a_command_that_hangs_is_cut_off_by_the_command_timeout() {
+    let sim = sim(&[("k8s-worker-1", [10, 0, 20, 110])]);
+    let p = provider_with(&sim, |o| {
+        o.command_timeout = std::time::Duration::from_secs(1)
+    });
+    let t = std::time::Instant::now();
+    let e = p
+        .ctx()
+        .ssh()
+        .run("k8s-worker-1", &Cmd::new("sleep").arg("30"))
+        .await
+        .unwrap_err();
+    assert!(matches!(e, NodeError::Timeout { .. }), "{e}");
+    assert!(t.elapsed() < std::time::Duration::from_secs(5));
+}
+
+#[tokio::test]
+async fn a_host_that_goes_away_is_a_connection_failure_and_is_redialled() {
+    let mut sim = sim(&[("k8s-worker-1", [10, 0, 20, 110])]);
+    let p = all_hosts(&sim);
+    let ssh = p.ctx().ssh();
+    ssh.run("k8s-worker-1", &Cmd::new("true")).await.unwrap();
+    sim.stop_host("k8s-worker-1");
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let e = ssh
+        .run("k8s-worker-1", &Cmd::new("true"))
+        .await
+        .unwrap_err();
+    assert!(e.is_connection(), "{e}");
+    // The broken master is forgotten: the next command dials again (and is refused).
+    let e = ssh
+        .run("k8s-worker-1", &Cmd::new("true"))
+        .await
+        .unwrap_err();
+    assert!(matches!(e, NodeError::Connect { .. }), "{e}");
+    assert!(e.to_string().contains("k8s-worker-1"), "{e}");
+    assert_eq!(ssh.stats().connections, 1);
+}
+
+#[tokio::test]
+async fn accept_new_records_an_unknown_key_and_still_connects() {
+    let sim = sim(&[("k8s-worker-1", [10, 0, 20, 110])]);
+    let h = sim.host("k8s-worker-1").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("known_hosts");
+    let mut host = declared(&sim, h);
+    host.trust = HostKeyTrust::AcceptNew(file.clone());
+    let p = provider(&sim, vec![host]);
+    p.ctx()
+        .ssh()
+        .run("k8s-worker-1", &Cmd::new("true"))
+        .await
+        .unwrap();
+    let recorded = std::fs::read_to_string(&file).unwrap();
+    assert!(
+        recorded.starts_with(&format!("[10.0.20.110]:{} ssh-ed25519 ", h.port())),
+        "recorded under the declared address: {recorded}"
+    );
+}

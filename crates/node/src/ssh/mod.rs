@@ -303,23 +303,38 @@ impl Ssh {
             program: cmd.program.clone(),
             detail,
         };
-        let mut c = if cmd.root && h.sudo {
-            let mut c = conn.session.command("sudo");
-            c.arg("-n").arg("--").arg(&cmd.program);
-            c
-        } else {
-            conn.session.command(&cmd.program)
-        };
-        c.args(&cmd.args)
-            .stdin(if cmd.stdin.is_some() {
-                openssh::Stdio::piped()
+        let command = || {
+            let mut c = if cmd.root && h.sudo {
+                let mut c = conn.session.command("sudo");
+                c.arg("-n").arg("--").arg(&cmd.program);
+                c
             } else {
-                openssh::Stdio::null()
-            })
-            .stdout(openssh::Stdio::piped())
-            .stderr(openssh::Stdio::piped());
+                conn.session.command(&cmd.program)
+            };
+            c.args(&cmd.args)
+                .stdin(if cmd.stdin.is_some() {
+                    openssh::Stdio::piped()
+                } else {
+                    openssh::Stdio::null()
+                })
+                .stdout(openssh::Stdio::piped())
+                .stderr(openssh::Stdio::piped());
+            c
+        };
         let fut = async {
-            let mut child = c.spawn().await.map_err(|e| lost(chain(&e)))?;
+            // sshd frees a finished session a moment after its command exits, so a new
+            // session may be refused briefly even within the bound: nothing ran, retry.
+            let mut attempt = 0;
+            let mut child = loop {
+                match command().spawn().await {
+                    Ok(child) => break child,
+                    Err(e) if attempt < 5 && chain(&e).contains("Session open refused") => {
+                        attempt += 1;
+                        tokio::time::sleep(Duration::from_millis(20 * attempt)).await;
+                    }
+                    Err(e) => return Err(lost(chain(&e))),
+                }
+            };
             if let Some(data) = &cmd.stdin {
                 let mut w = child.stdin().take().expect("stdin is piped");
                 w.write_all(data)
@@ -333,7 +348,11 @@ impl Ssh {
         let out = match tokio::time::timeout(self.opts.command_timeout, fut).await {
             Ok(Ok(out)) => out,
             Ok(Err(e)) => {
-                self.forget(host).await;
+                // A refused session (e.g. sshd's MaxSessions) leaves the master usable; only
+                // a master that is gone is forgotten, so the next command dials again.
+                if conn.session.check().await.is_err() {
+                    self.forget(host).await;
+                }
                 return Err(e);
             }
             Err(_) => {
