@@ -505,3 +505,24 @@ async fn accept_new_records_an_unknown_key_and_still_connects() {
         "recorded under the declared address: {recorded}"
     );
 }
+
+#[tokio::test]
+async fn a_host_pinned_by_its_declared_fingerprint_is_reached_at_its_mapped_address() {
+    let sim = sim(&[("k8s-worker-1", [10, 0, 20, 110])]);
+    let h = sim.host("k8s-worker-1").unwrap();
+    assert_eq!(h.listen().ip().to_string(), "127.0.20.110");
+    let mut host = declared(&sim, h);
+    host.trust = HostKeyTrust::Fingerprint(h.fingerprint().to_string());
+    let p = provider(&sim, vec![host]);
+    let out = p
+        .ctx()
+        .ssh()
+        .run(
+            "k8s-worker-1",
+            &Cmd::root("systemctl").args(["is-active", "kubelet"]),
+        )
+        .await
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "active");
+    assert_eq!(h.logins(), 1);
+}
