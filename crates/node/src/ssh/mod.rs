@@ -445,6 +445,18 @@ impl Ssh {
                 (p, KnownHosts::Strict)
             }
         };
+        let unsafe_text = |v: &str| v.contains(['"', '\n', '\r']) || v.is_empty();
+        if unsafe_text(&h.user)
+            || unsafe_text(&h.address)
+            || known_hosts.to_str().is_none_or(unsafe_text)
+            || self.opts.identity.to_str().is_none_or(unsafe_text)
+        {
+            return Err(NodeError::Connect {
+                host: h.name.clone(),
+                target: target.to_string(),
+                detail: "the user, address, key or known-hosts path is empty or holds a quote or line break".into(),
+            });
+        }
         let config = files.join("config");
         std::fs::write(&config, self.config_text(h, target, &alias, &known_hosts))
             .map_err(|e| NodeError::local(format!("write {}", config.display()), e))?;
