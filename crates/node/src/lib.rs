@@ -12,6 +12,8 @@
 //! - `sim` (feature `sim`): simulated hosts, each a real OpenSSH `sshd` on its mapped loopback
 //!   address with its own `/etc/kubernetes` and simulated `systemctl`, `kubeadm`, `kubectl`.
 
+#![warn(missing_docs)]
+
 pub mod error;
 pub mod files;
 pub mod kinds;
