@@ -204,7 +204,7 @@ async fn make_plan(loaded: &Loaded) -> Result<Planned, PlanError> {
 fn report_plan_error(e: &PlanError, json: bool) -> u8 {
     if let PlanError::ChecksFailed { plan, .. } = e {
         if json {
-            println!("{}", serde_json::to_string_pretty(plan).unwrap_or_default());
+            println!("{}", serde_json::to_string(plan).unwrap_or_default());
         } else {
             print!("{}", render_plan(plan, color()));
         }
@@ -229,7 +229,8 @@ async fn diff(
         Err(e) => return Ok(report_plan_error(&e, cli.json)),
     };
     if cli.json {
-        println!("{}", serde_json::to_string_pretty(&planned.to_json())?);
+        // JSON Lines: one compact document per stack, so several stacks stay machine-readable.
+        println!("{}", serde_json::to_string(&planned.to_json())?);
     } else {
         print!("{}", render_plan(&planned.plan, color()));
     }

@@ -58,7 +58,7 @@ fn diff_json_is_pure_versioned_json() {
     assert_eq!(o.status.code(), Some(2));
     let v: serde_json::Value =
         serde_json::from_slice(&o.stdout).expect("stdout is one JSON document");
-    assert_eq!(v["format_version"], "1.0");
+    assert_eq!(v["format_version"], "1.1");
     assert_eq!(v["errored"], false);
     let staging = v["resource_changes"]
         .as_array()
@@ -71,6 +71,19 @@ fn diff_json_is_pure_versioned_json() {
         !stdout(&o).contains("SIMULATOR MODE"),
         "the announcement goes to stderr under --json"
     );
+}
+
+#[test]
+fn diff_json_of_several_stacks_is_one_document_per_line() {
+    let state = tempfile::tempdir().unwrap();
+    let o = stacks(&["diff", "--json"], &state);
+    assert_eq!(o.status.code(), Some(2));
+    let docs: Vec<serde_json::Value> = stdout(&o)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("each line is one JSON document"))
+        .collect();
+    let stacks: Vec<&str> = docs.iter().map(|d| d["stack"].as_str().unwrap()).collect();
+    assert_eq!(stacks, ["hetzner-k3s", "homelab-ha"]);
 }
 
 #[test]

@@ -54,13 +54,7 @@ async fn bench_plan(n: usize) {
         if i % 100 == 0 {
             t.size += 1;
         }
-        let id = m.seed(
-            &t,
-            Some(Marker {
-                stack: "bench".into(),
-                fingerprint: None,
-            }),
-        );
+        let id = m.seed(&t, Some(Marker::created("bench", None)));
         ids.push(cairn_core::Field::Known(id));
     }
     let world_mb = rss_mb() - base_mb;

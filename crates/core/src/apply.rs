@@ -17,7 +17,7 @@ use tokio::sync::Semaphore;
 
 use crate::plan::{Action, spec_digest};
 use crate::planner::{Planned, Providers};
-use crate::provider::{Change, Marker, Observed, ProviderError};
+use crate::provider::{Change, Marker, Observed, Origin, ProviderError};
 use crate::stack::{GateDef, NodeDef, Stack};
 use crate::value::{Address, RawRef, get_path, substitute_refs};
 
@@ -250,6 +250,7 @@ pub async fn apply(
         global: Semaphore::new(opts.parallelism.max(1)),
         per_provider,
         progress: progress.as_ref(),
+        change_timeout: stack.change_timeout(),
     };
 
     let mut report = ApplyReport::default();
@@ -321,6 +322,7 @@ fn describe(task: &Task, changes: &[crate::plan::ResourceChange]) -> String {
             Action::Create => "create",
             Action::Update => "update",
             Action::Delete => "delete",
+            Action::Release => "release",
             Action::DeleteCreate => "replace (delete, then create)",
             Action::CreateDelete => "replace (create new)",
             Action::NoOp | Action::Read => "none",
@@ -339,6 +341,8 @@ struct Ctx<'a> {
     global: Semaphore,
     per_provider: HashMap<String, Semaphore>,
     progress: &'a dyn Progress,
+    /// How long one change may take before it fails (and its dependents are skipped).
+    change_timeout: std::time::Duration,
 }
 
 impl Ctx<'_> {
@@ -373,16 +377,21 @@ impl Ctx<'_> {
                 let _g = self.global.acquire().await.expect("semaphore open");
                 let what = describe(&task, &self.planned.plan.resource_changes);
                 self.progress.started(address, &what);
-                match self
-                    .change(provider.as_ref(), ci, matches!(task, Task::DeleteOld(_)))
-                    .await
-                {
-                    Ok(Some(v)) => {
+                // A provider call that never returns (an action stuck in `running`, a hung
+                // connection) must not hold the apply lock forever: past the deadline the
+                // change fails, exactly its dependents are skipped, and apply ends.
+                let call = self.change(provider.as_ref(), ci, matches!(task, Task::DeleteOld(_)));
+                match tokio::time::timeout(self.change_timeout, call).await {
+                    Ok(Ok(Some(v))) => {
                         self.publish(address, v);
                         Outcome::Done
                     }
-                    Ok(None) => Outcome::Done,
-                    Err(e) => Outcome::Failed(e.to_string()),
+                    Ok(Ok(None)) => Outcome::Done,
+                    Ok(Err(e)) => Outcome::Failed(e.to_string()),
+                    Err(_) => Outcome::Failed(format!(
+                        "{what} did not finish within {:?} (the stack's change timeout)",
+                        self.change_timeout
+                    )),
                 }
             }
         }
@@ -436,9 +445,19 @@ impl Ctx<'_> {
             }
             _ => None,
         };
+        // What cairn makes is marked created; what it takes over keeps (or gets) adopted.
+        let origin = match c.action() {
+            Action::Create | Action::DeleteCreate | Action::CreateDelete => Origin::Created,
+            _ => prior
+                .and_then(|o| o.marker.as_ref())
+                .filter(|m| m.copied_from.is_none())
+                .map_or(Origin::Adopted, |m| m.origin),
+        };
         let marker = Marker {
             stack: self.planned.plan.stack.clone(),
             fingerprint: desired.as_ref().map(|d| spec_digest(d, c.sensitive)),
+            origin,
+            copied_from: None,
         };
         let mk = |desired, prior| Change {
             address: &c.address,
@@ -462,6 +481,7 @@ impl Ctx<'_> {
                 p.create(mk(desired, None)).await.map(Some)
             }
             Action::Delete => p.delete(mk(None, prior)).await.map(|_| None),
+            Action::Release => p.release(mk(None, prior)).await.map(|_| None),
             Action::NoOp | Action::Read => Ok(prior.map(|o| o.value.clone())),
         }
     }

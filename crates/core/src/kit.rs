@@ -187,6 +187,26 @@ pub trait Kind<C: Context>: Send + Sync + 'static {
         op: Op<'_, Self::Step>,
     ) -> Result<(), C::Error>;
 
+    /// Releases the object: removes cairn's marker and changes nothing else. Used for
+    /// adopted objects whose declaration disappeared (a release is not a delete). `None`
+    /// (the default) means the kind cannot release; the registry reports that as an error
+    /// naming the kind, and nothing is touched.
+    async fn release(
+        &self,
+        _ctx: &C,
+        _prior: &Self::Observed,
+        _op: Op<'_, Self::Step>,
+    ) -> Option<Result<(), C::Error>> {
+        None
+    }
+
+    /// The object's identity beyond its key (a Hetzner id, a pfSense pool server's place in
+    /// its backend), if the API has one. A delete re-reads the object first and deletes only
+    /// the object with the planned identity and ownership marker.
+    fn identity(_observed: &Self::Observed) -> Option<String> {
+        None
+    }
+
     /// A fully populated spec: every optional field set, every list with at least one item.
     /// The schema check ([`check_schema`]) walks the kind's schema paths through it, so a
     /// typo in a path fails a test instead of silently doing nothing.
@@ -210,6 +230,7 @@ trait ErasedKind<C: Context>: Send + Sync {
     async fn create(&self, ctx: &C, change: &Change<'_>) -> Result<Value, ProviderError>;
     async fn update(&self, ctx: &C, change: &Change<'_>) -> Result<Value, ProviderError>;
     async fn delete(&self, ctx: &C, change: &Change<'_>) -> Result<(), ProviderError>;
+    async fn release(&self, ctx: &C, change: &Change<'_>) -> Result<(), ProviderError>;
 }
 
 struct Erased<K, C>(K, std::marker::PhantomData<fn() -> C>);
@@ -352,12 +373,88 @@ impl<K: Kind<C>, C: Context> ErasedKind<C> for Erased<K, C> {
 
     async fn delete(&self, ctx: &C, change: &Change<'_>) -> Result<(), ProviderError> {
         let op = operation("delete", change);
-        let prior = self.prior(&op, change)?;
-        let o = self.op(ctx, change, Some(&prior), None);
+        let Some(current) = self.recheck(ctx, &op, change).await? else {
+            return Ok(());
+        };
+        let o = self.op(ctx, change, Some(&current), None);
         self.0
-            .delete(ctx, &prior, o)
+            .delete(ctx, &current, o)
             .await
             .map_err(|e| ctx.provider_error(op, e))
+    }
+
+    async fn release(&self, ctx: &C, change: &Change<'_>) -> Result<(), ProviderError> {
+        let op = operation("release", change);
+        let Some(current) = self.recheck(ctx, &op, change).await? else {
+            return Ok(());
+        };
+        let o = self.op(ctx, change, Some(&current), None);
+        match self.0.release(ctx, &current, o).await {
+            Some(r) => r.map_err(|e| ctx.provider_error(op, e)),
+            None => Err(ProviderError::new(
+                op,
+                format!(
+                    "{} objects cannot be released yet; nothing was changed",
+                    K::Spec::KIND
+                ),
+            )
+            .with_code("release_unsupported")),
+        }
+    }
+}
+
+impl<K: Kind<C>, C: Context> Erased<K, C> {
+    /// Re-reads the object right before a delete or release: what is touched must be the
+    /// very object the plan saw (same identity) with the same ownership marker. `None` when
+    /// that object is gone (whatever holds its key now is left alone).
+    async fn recheck(
+        &self,
+        ctx: &C,
+        op: &str,
+        change: &Change<'_>,
+    ) -> Result<Option<K::Observed>, ProviderError> {
+        let planned = self.prior(op, change)?;
+        let planned_marker = change.prior.and_then(|p| p.marker.as_ref());
+        // Re-read the object right before deleting it: what is deleted must be the very
+        // object the plan saw (same identity) with the same ownership marker.
+        let keys = [change.key.to_string()];
+        let fresh = self
+            .0
+            .observe(
+                ctx,
+                Query {
+                    keys: &keys,
+                    stack: &change.marker.stack,
+                },
+            )
+            .await
+            .map_err(|e| ctx.provider_error(op.to_string(), e))?;
+        let identity = K::identity(&planned);
+        let Some(current) = fresh.into_iter().find(|f| {
+            f.key == change.key && (identity.is_none() || K::identity(&f.value) == identity)
+        }) else {
+            tracing::info!(
+                address = %change.address,
+                "the object planned for {op} is gone already; whatever holds its key now is left alone"
+            );
+            return Ok(None);
+        };
+        let stack_of = |m: Option<&Marker>| m.map(|m| m.stack.clone());
+        if stack_of(current.marker.as_ref()) != stack_of(planned_marker) {
+            let says = |m: Option<String>| {
+                m.map_or("no marker".to_string(), |s| format!("stack {s:?}'s marker"))
+            };
+            return Err(ProviderError::new(
+                op,
+                format!(
+                    "refusing: the object carried {} when planned and carries {} now",
+                    says(stack_of(planned_marker)),
+                    says(stack_of(current.marker.as_ref()))
+                ),
+            )
+            .with_code("ownership_changed"));
+        }
+        Ok(Some(current.value))
     }
 }
 
@@ -515,6 +612,12 @@ impl<C: Context> Provider for KitProvider<C> {
     async fn delete(&self, change: Change<'_>) -> Result<(), ProviderError> {
         self.kind(change.kind, "delete")?
             .delete(&self.ctx, &change)
+            .await
+    }
+
+    async fn release(&self, change: Change<'_>) -> Result<(), ProviderError> {
+        self.kind(change.kind, "release")?
+            .release(&self.ctx, &change)
             .await
     }
 
@@ -706,7 +809,7 @@ mod tests {
     }
 
     #[derive(Default)]
-    struct Ctx(std::sync::Mutex<BTreeMap<String, NoteObserved>>);
+    struct Ctx(std::sync::Mutex<BTreeMap<String, (NoteObserved, Option<Marker>)>>);
 
     #[derive(Debug)]
     struct Boom(String);
@@ -751,7 +854,7 @@ mod tests {
             Ok(q.keys
                 .iter()
                 .filter_map(|k| m.get(k))
-                .map(|o| Found::new(&o.name, o.clone(), None))
+                .map(|(o, marker)| Found::new(&o.name, o.clone(), marker.clone()))
                 .collect())
         }
 
@@ -773,7 +876,7 @@ mod tests {
             &self,
             ctx: &Ctx,
             spec: &Note,
-            _: Op<'_, NoteStep>,
+            op: Op<'_, NoteStep>,
         ) -> Result<NoteObserved, Boom> {
             if spec.text == "fail" {
                 return Err(Boom("refused".into()));
@@ -783,7 +886,10 @@ mod tests {
                 text: spec.text.clone(),
                 id: 7,
             };
-            ctx.0.lock().unwrap().insert(spec.name.clone(), o.clone());
+            ctx.0
+                .lock()
+                .unwrap()
+                .insert(spec.name.clone(), (o.clone(), Some(op.marker.clone())));
             Ok(o)
         }
 
@@ -801,7 +907,10 @@ mod tests {
                     NoteStep::Write(t) => o.text = t,
                 }
             }
-            ctx.0.lock().unwrap().insert(o.name.clone(), o.clone());
+            ctx.0
+                .lock()
+                .unwrap()
+                .insert(o.name.clone(), (o.clone(), Some(op.marker.clone())));
             Ok(o)
         }
 
@@ -813,6 +922,10 @@ mod tests {
         ) -> Result<(), Boom> {
             ctx.0.lock().unwrap().remove(&prior.name);
             Ok(())
+        }
+
+        fn identity(o: &NoteObserved) -> Option<String> {
+            Some(o.id.to_string())
         }
 
         fn example() -> Note {
@@ -856,10 +969,7 @@ mod tests {
         assert_eq!(p.kinds(), &["test_note"]);
         assert!(p.check_schemas().is_empty(), "{:?}", p.check_schemas());
         let addr = Address::new("test_note", "n");
-        let marker = Marker {
-            stack: "s".into(),
-            fingerprint: None,
-        };
+        let marker = Marker::created("s", None);
         let want = json!({"name": "n", "text": "hello"});
         let created = p
             .create(change(&addr, &marker, Some(&want), None))
@@ -897,10 +1007,7 @@ mod tests {
             .kind(Notes)
             .build();
         let addr = Address::new("test_note", "n");
-        let marker = Marker {
-            stack: "s".into(),
-            fingerprint: None,
-        };
+        let marker = Marker::created("s", None);
         let bad = json!({"name": "n", "text": "fail"});
         let e = p
             .create(change(&addr, &marker, Some(&bad), None))
@@ -922,13 +1029,80 @@ mod tests {
         assert!(e.message.contains("has no kind test_other"), "{e}");
     }
 
+    async fn created_and_observed(p: &KitProvider<Ctx>) -> Observed {
+        let addr = Address::new("test_note", "n");
+        let marker = Marker::created("s", None);
+        let want = json!({"name": "n", "text": "hello"});
+        p.create(change(&addr, &marker, Some(&want), None))
+            .await
+            .unwrap();
+        let keys = vec!["n".to_string()];
+        p.observe(ObserveRequest {
+            kind: "test_note",
+            keys: &keys,
+            stack: "s",
+        })
+        .await
+        .unwrap()
+        .remove(0)
+    }
+
+    #[tokio::test]
+    async fn a_delete_refuses_when_the_marker_changed_since_the_plan() {
+        let p = ProviderBuilder::new("test", Ctx::default())
+            .kind(Notes)
+            .build();
+        let planned = created_and_observed(&p).await;
+        // Someone released the object by hand between plan and apply.
+        p.ctx().0.lock().unwrap().get_mut("n").unwrap().1 = None;
+        let addr = Address::new("test_note", "n");
+        let marker = Marker::created("s", None);
+        let e = p
+            .delete(change(&addr, &marker, None, Some(&planned)))
+            .await
+            .unwrap_err();
+        assert_eq!(e.code.as_deref(), Some("ownership_changed"), "{e}");
+        assert!(
+            e.message
+                .contains("carried stack \"s\"'s marker when planned and carries no marker now"),
+            "{e}"
+        );
+        assert!(
+            p.ctx().0.lock().unwrap().contains_key("n"),
+            "nothing was deleted"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_delete_leaves_alone_another_object_that_took_the_key() {
+        let p = ProviderBuilder::new("test", Ctx::default())
+            .kind(Notes)
+            .build();
+        let planned = created_and_observed(&p).await;
+        // The planned object went away and another one (id 8) now has its key.
+        p.ctx().0.lock().unwrap().get_mut("n").unwrap().0.id = 8;
+        let addr = Address::new("test_note", "n");
+        let marker = Marker::created("s", None);
+        p.delete(change(&addr, &marker, None, Some(&planned)))
+            .await
+            .unwrap();
+        assert_eq!(
+            p.ctx().0.lock().unwrap()["n"].0.id,
+            8,
+            "the other object is untouched"
+        );
+        // The planned object itself is deleted when it is still there.
+        p.ctx().0.lock().unwrap().get_mut("n").unwrap().0.id = 7;
+        p.delete(change(&addr, &marker, None, Some(&planned)))
+            .await
+            .unwrap();
+        assert!(p.ctx().0.lock().unwrap().is_empty());
+    }
+
     #[test]
     fn op_changed_matches_a_path_and_what_is_below_it() {
         let addr = Address::new("k", "a");
-        let marker = Marker {
-            stack: "s".into(),
-            fingerprint: None,
-        };
+        let marker = Marker::created("s", None);
         let changed = vec!["services[443].port".to_string(), "labels".to_string()];
         let op: Op<'_, NoStep> = Op {
             address: &addr,

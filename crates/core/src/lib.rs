@@ -28,8 +28,8 @@ pub use apply::{ApplyOptions, ApplyReport, Outcome, Progress, apply};
 pub use plan::{Action, Plan, ResourceChange};
 pub use planner::{PlanError, Planned, Providers, plan};
 pub use provider::{
-    Change, CheckResult, Declared, Diagnostic, Marker, ObserveRequest, Observed, PlannedChange,
-    Provider, ProviderError,
+    Change, CheckResult, Declared, Diagnostic, Marker, ObserveRequest, Observed, Origin,
+    PlannedChange, Provider, ProviderError,
 };
 pub use resource::{FieldError, Handle, KeyedList, NodeRef, Resource, Schema};
 pub use stack::{BuildError, GateHandle, Stack, StackBuilder};

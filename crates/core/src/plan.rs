@@ -10,7 +10,7 @@ use crate::provider::CheckResult;
 use crate::value::Address;
 
 /// The version of the plan JSON format. Additive changes bump the minor number.
-pub const FORMAT_VERSION: &str = "1.0";
+pub const FORMAT_VERSION: &str = "1.1";
 
 /// What happens to one resource.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -30,6 +30,9 @@ pub enum Action {
     CreateDelete,
     /// Destroyed.
     Delete,
+    /// Released: cairn's marker removed, the object left as it is (an adopted object that
+    /// is no longer declared).
+    Release,
 }
 
 impl Action {
@@ -43,6 +46,7 @@ impl Action {
             Action::DeleteCreate => vec!["delete", "create"],
             Action::CreateDelete => vec!["create", "delete"],
             Action::Delete => vec!["delete"],
+            Action::Release => vec!["release"],
         }
     }
 
@@ -212,6 +216,7 @@ fn action_from_list(list: &[String]) -> Action {
         ["delete", "create"] => Action::DeleteCreate,
         ["create", "delete"] => Action::CreateDelete,
         ["delete"] => Action::Delete,
+        ["release"] => Action::Release,
         ["read"] => Action::Read,
         _ => Action::NoOp,
     }
@@ -243,6 +248,9 @@ pub struct Summary {
     pub change: usize,
     /// Deletes plus replaces.
     pub destroy: usize,
+    /// Releases (marker removed, object kept).
+    #[serde(default)]
+    pub release: usize,
 }
 
 /// A whole plan.
@@ -258,6 +266,10 @@ pub struct Plan {
     pub gates: Vec<GatePlan>,
     /// Plan-time checks that ran.
     pub checks: Vec<CheckResult>,
+    /// Things a reader must know that change nothing, e.g. an object carrying a marker
+    /// copied from another object (not owned, left alone).
+    #[serde(default)]
+    pub warnings: Vec<String>,
     /// Whether planning failed (then `errors` says why and nothing may be applied).
     pub errored: bool,
     /// Errors that made the plan fail.
@@ -281,6 +293,7 @@ impl Plan {
                 Action::Create => s.add += 1,
                 Action::Update => s.change += 1,
                 Action::Delete => s.destroy += 1,
+                Action::Release => s.release += 1,
                 Action::DeleteCreate | Action::CreateDelete => {
                     s.add += 1;
                     s.destroy += 1;
@@ -293,8 +306,12 @@ impl Plan {
 
     /// The stable summary line.
     pub fn summary_line(&self) -> String {
+        let release = match self.summary.release {
+            0 => String::new(),
+            n => format!(", {n} to release"),
+        };
         format!(
-            "Plan: {} to add, {} to change, {} to destroy.",
+            "Plan: {} to add, {} to change, {} to destroy{release}.",
             self.summary.add, self.summary.change, self.summary.destroy
         )
     }

@@ -11,8 +11,8 @@ use serde_json::Value;
 use crate::diff::{FieldChange, diff_resolving};
 use crate::plan::{Action, FORMAT_VERSION, GatePlan, Plan, ResourceChange, Summary, spec_digest};
 use crate::provider::{
-    CheckResult, Declared, Diagnostic, ObserveRequest, Observed, PlannedChange, Provider,
-    ProviderError,
+    CheckResult, Declared, Diagnostic, Marker, ObserveRequest, Observed, Origin, PlannedChange,
+    Provider, ProviderError,
 };
 use crate::resource::FieldError;
 use crate::stack::{NodeDef, ResourceDef, Stack};
@@ -242,6 +242,15 @@ async fn build_plan(
             NodeDef::Gate(_) => None,
         })
         .collect();
+    let mut warnings = Vec::new();
+    for (node, obs) in stack.nodes().iter().zip(observed.iter_mut()) {
+        if let (NodeDef::Resource(r), Some(o)) = (node, obs.as_mut())
+            && let Some(m) = o.marker.as_ref().filter(|m| m.copied_from.is_some())
+        {
+            warnings.push(copied_warning(r.kind, &r.key, m));
+            o.marker = None;
+        }
+    }
     let mut after: Vec<Option<Value>> = vec![None; n];
     let mut keeps = vec![false; n];
     let mut entries: Vec<Option<ResourceChange>> = vec![None; n];
@@ -336,13 +345,42 @@ async fn build_plan(
             });
         }
     }
-    // Owned objects that are no longer declared are deleted.
-    let mut leftovers: Vec<((String, String), Observed)> = by_key
-        .into_iter()
-        .filter(|(_, o)| o.marker.as_ref().is_some_and(|m| m.stack == stack.name()))
-        .collect();
+    // Owned objects that are no longer declared: what cairn created is deleted, what it
+    // adopted is released (marker removed) unless the stack asks for deletion. A marker
+    // copied onto another object (a clone, a restored backup) owns nothing: warn, touch nothing.
+    let mut leftovers: Vec<((String, String), Observed)> = Vec::new();
+    for ((kind, key), o) in by_key {
+        match &o.marker {
+            Some(m) if m.owned_by(stack.name()) => leftovers.push(((kind, key), o)),
+            Some(m) if m.stack == stack.name() => warnings.push(copied_warning(&kind, &key, m)),
+            _ => {}
+        }
+    }
+    warnings.sort();
     leftovers.sort_by(|a, b| a.0.cmp(&b.0));
+    let delete_adopted = stack
+        .settings()
+        .get(DELETE_ADOPTED_SETTING)
+        .is_some_and(|v| v == "true");
     for ((kind, key), o) in leftovers {
+        let adopted = o
+            .marker
+            .as_ref()
+            .is_some_and(|m| m.origin == Origin::Adopted);
+        let (action, reason) = match (adopted, delete_adopted) {
+            (false, _) => (
+                Action::Delete,
+                "created by this stack and no longer declared".to_string(),
+            ),
+            (true, false) => (
+                Action::Release,
+                "adopted by this stack and no longer declared: cairn removes its marker and leaves the object".to_string(),
+            ),
+            (true, true) => (
+                Action::Delete,
+                "adopted by this stack and no longer declared; the stack deletes adopted objects (delete_adopted_when_undeclared)".to_string(),
+            ),
+        };
         let provider = providers
             .0
             .values()
@@ -357,17 +395,30 @@ async fn build_plan(
             address: Address::new(&kind, &key),
             provider: provider.map(|p| p.name().to_string()).unwrap_or_default(),
             key,
-            actions: vec!["delete".into()],
-            action: Some(Action::Delete),
+            actions: action.as_list().into_iter().map(String::from).collect(),
+            action: Some(action),
             before: None,
             after: None,
             after_unknown: Value::Bool(false),
             replace_paths: Vec::new(),
-            action_reason: Some("owned by this stack but no longer declared".into()),
-            changes: Vec::new(),
-            steps: provider
-                .map(|p| p.rollout_steps(&kind, Some(&o), None))
-                .unwrap_or_default(),
+            action_reason: Some(reason),
+            changes: if action == Action::Release {
+                vec![FieldChange {
+                    path: "(ownership marker)".into(),
+                    before: Some(Value::String(format!("stack {}", stack.name()))),
+                    after: None,
+                    unknown: false,
+                    forces_replace: false,
+                    needs_restart: false,
+                    sensitive: false,
+                }]
+            } else {
+                Vec::new()
+            },
+            steps: match (action, provider) {
+                (Action::Delete, Some(p)) => p.rollout_steps(&kind, Some(&o), None),
+                _ => Vec::new(),
+            },
             observed_digest: observed_digest(&o),
             desired_digest: "absent".into(),
             // Redacted by the kind's schema even though nothing declares it any more.
@@ -392,6 +443,7 @@ async fn build_plan(
         errored: false,
         errors: Vec::new(),
         summary: Summary::default(),
+        warnings,
     };
     plan.summarize();
     plan.checks = run_checks(stack, providers, &plan, &work).await?;
@@ -516,12 +568,25 @@ fn decide(
     (Action::NoOp, Vec::new(), None)
 }
 
+/// The setting that makes undeclared adopted objects deleted instead of released.
+pub const DELETE_ADOPTED_SETTING: &str = "cairn.delete_adopted";
+
+fn copied_warning(kind: &str, key: &str, m: &Marker) -> String {
+    format!(
+        "{kind}.{key} carries stack {:?}'s marker copied from {}: it is not owned by this stack and is left alone",
+        m.stack,
+        m.copied_from.as_deref().unwrap_or("another object")
+    )
+}
+
 fn observed_digest(o: &Observed) -> String {
     let marker = match &o.marker {
         Some(m) => Value::String(format!(
-            "{}/{}",
+            "{}/{}/{}/{}",
             m.stack,
-            m.fingerprint.as_deref().unwrap_or("")
+            m.fingerprint.as_deref().unwrap_or(""),
+            m.origin.as_str(),
+            m.copied_from.as_deref().unwrap_or("")
         )),
         None => Value::Null,
     };

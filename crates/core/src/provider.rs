@@ -13,13 +13,81 @@ use crate::resource::FieldError;
 use crate::value::Address;
 
 /// The ownership marker cairn writes on objects it manages (Hetzner labels, Proxmox tags,
-/// pfSense `descr`): the stack's name and a fingerprint of the spec last applied.
+/// pfSense `descr`): the stack's name, a fingerprint of the spec last applied, and whether
+/// cairn created the object or adopted one that existed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Marker {
     /// The stack that owns the object.
     pub stack: String,
     /// Fingerprint of the desired spec at the last apply (hex, short), if the API can hold it.
     pub fingerprint: Option<String>,
+    /// Created by cairn, or adopted (existed before and was brought under management). An
+    /// adopted object whose declaration disappears is released, not deleted.
+    #[serde(default)]
+    pub origin: Origin,
+    /// Set by the provider when the marker sits on another object than the one it was
+    /// written for (a clone or restored backup of an owned VM copies its description): such
+    /// an object is **not** owned, is never deleted, and the plan warns about it. Says which
+    /// object the marker belongs to, e.g. `VM 205`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub copied_from: Option<String>,
+}
+
+impl Marker {
+    /// A marker of `stack` for an object cairn created.
+    pub fn created(stack: impl Into<String>, fingerprint: Option<String>) -> Self {
+        Marker {
+            stack: stack.into(),
+            fingerprint,
+            origin: Origin::Created,
+            copied_from: None,
+        }
+    }
+
+    /// A marker of `stack` for an object cairn adopted.
+    pub fn adopted(stack: impl Into<String>, fingerprint: Option<String>) -> Self {
+        Marker {
+            origin: Origin::Adopted,
+            ..Marker::created(stack, fingerprint)
+        }
+    }
+
+    /// Whether this marker makes the object owned by `stack` (a copied marker never does).
+    pub fn owned_by(&self, stack: &str) -> bool {
+        self.stack == stack && self.copied_from.is_none()
+    }
+}
+
+/// How an object came under cairn's management.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Origin {
+    /// cairn created it; when its declaration disappears, cairn deletes it.
+    Created,
+    /// It existed and cairn adopted it; when its declaration disappears, cairn releases it
+    /// (removes its marker) unless the stack asks for adopted objects to be deleted. A
+    /// marker that does not say is read as adopted: a release is never a loss.
+    #[default]
+    Adopted,
+}
+
+impl Origin {
+    /// The spelling stored on objects: `created` or `adopted`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Origin::Created => "created",
+            Origin::Adopted => "adopted",
+        }
+    }
+
+    /// Reads the stored spelling; anything else is [`Origin::Adopted`].
+    pub fn parse(s: &str) -> Origin {
+        if s == "created" {
+            Origin::Created
+        } else {
+            Origin::Adopted
+        }
+    }
 }
 
 /// One object as it exists remotely.
@@ -191,6 +259,19 @@ pub trait Provider: Send + Sync {
 
     /// Deletes the object.
     async fn delete(&self, change: Change<'_>) -> Result<(), ProviderError>;
+
+    /// Releases the object: removes cairn's marker and leaves the object itself alone. The
+    /// plan uses it for adopted objects that are no longer declared.
+    async fn release(&self, change: Change<'_>) -> Result<(), ProviderError> {
+        Err(ProviderError::new(
+            format!("release {}", change.address),
+            format!(
+                "provider {} cannot release {} objects yet",
+                self.name(),
+                change.kind
+            ),
+        ))
+    }
 
     /// The staged steps (and the gates between them) a change will go through, shown under
     /// the resource in `diff`, e.g. for a new pool server: `add web-2 disabled`, `gate: web-2

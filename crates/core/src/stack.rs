@@ -213,6 +213,18 @@ impl StackBuilder {
         self.with_resource(handle.address(), |r| r.ignore_changes.extend(paths))
     }
 
+    /// How long one change (a provider's create, update or delete with its waits) may take
+    /// during apply before it fails and its dependents are skipped. Default: 30 minutes.
+    pub fn change_timeout(&mut self, timeout: std::time::Duration) -> &mut Self {
+        self.setting(CHANGE_TIMEOUT_SETTING, timeout.as_millis().to_string())
+    }
+
+    /// Deletes adopted objects whose declaration disappears, instead of releasing them (the
+    /// default: remove cairn's marker, leave the object). The plan says which it does.
+    pub fn delete_adopted_when_undeclared(&mut self) -> &mut Self {
+        self.setting(crate::planner::DELETE_ADOPTED_SETTING, "true")
+    }
+
     /// Sets a stack setting that providers' plan checks read (e.g. `proxmox.memory_ratio`).
     pub fn setting(&mut self, key: &str, value: impl Into<String>) -> &mut Self {
         self.settings.insert(key.to_string(), value.into());
@@ -314,6 +326,11 @@ fn find_cycle(deps: &[Vec<usize>]) -> Option<Vec<usize>> {
     }
 }
 
+/// The setting that holds the change timeout, in milliseconds.
+const CHANGE_TIMEOUT_SETTING: &str = "cairn.change_timeout_ms";
+/// The change timeout unless a stack sets one.
+const DEFAULT_CHANGE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30 * 60);
+
 /// A validated stack: nodes, their dependencies, a topological order and settings.
 #[derive(Clone)]
 pub struct Stack {
@@ -371,6 +388,14 @@ impl Stack {
     /// Stack settings for plan checks.
     pub fn settings(&self) -> &BTreeMap<String, String> {
         &self.settings
+    }
+
+    /// How long one change may take during apply ([`StackBuilder::change_timeout`]).
+    pub fn change_timeout(&self) -> std::time::Duration {
+        self.settings
+            .get(CHANGE_TIMEOUT_SETTING)
+            .and_then(|v| v.parse().ok())
+            .map_or(DEFAULT_CHANGE_TIMEOUT, std::time::Duration::from_millis)
     }
 
     /// The declared resources.

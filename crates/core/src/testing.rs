@@ -277,6 +277,18 @@ impl MemoryProvider {
         result
     }
 
+    /// The marker stored on an object, if any.
+    pub fn marker(&self, kind: &str, key: &str) -> Option<Marker> {
+        self.objects
+            .lock()
+            .expect("lock")
+            .get(kind)?
+            .iter()
+            .find(|o| o.key == key)?
+            .marker
+            .clone()
+    }
+
     /// The objects a value's `inputs` point at, by id.
     fn uses(by_id: &HashMap<&str, (&str, &str)>, value: &Value) -> Vec<(String, String)> {
         value["inputs"]
@@ -406,6 +418,28 @@ impl Provider for MemoryProvider {
                 )
                 .with_code("not_found"));
             }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn release(&self, change: Change<'_>) -> Result<(), ProviderError> {
+        let prior_id = change
+            .prior
+            .and_then(|p| p.value["id"].as_str())
+            .unwrap_or_default()
+            .to_string();
+        self.write("release", &change, |objs| {
+            let obj = objs
+                .entry(change.kind.to_string())
+                .or_default()
+                .iter_mut()
+                .find(|o| o.id == prior_id)
+                .ok_or_else(|| {
+                    ProviderError::new(format!("release {}", change.address), "object not found")
+                        .with_code("not_found")
+                })?;
+            obj.marker = None;
             Ok(())
         })
         .await

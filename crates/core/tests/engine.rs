@@ -30,10 +30,7 @@ fn providers(m: &Arc<MemoryProvider>) -> Providers {
 }
 
 fn owned(stack: &str) -> Option<Marker> {
-    Some(Marker {
-        stack: stack.into(),
-        fingerprint: None,
-    })
+    Some(Marker::created(stack, None))
 }
 
 async fn plan_apply(
@@ -475,6 +472,100 @@ async fn no_digest_depends_on_a_secret() {
 }
 
 #[tokio::test]
+async fn an_adopted_object_whose_declaration_disappears_is_released_not_deleted() {
+    let m = Arc::new(MemoryProvider::new());
+    m.seed(&thing("zone", 1), Some(Marker::adopted("s", None)));
+    let empty = StackBuilder::new("s").build().unwrap();
+    let (planned, report) = plan_apply(&empty, &providers(&m), 4).await;
+    let c = planned.plan.change("test_thing.zone").unwrap();
+    assert_eq!(c.actions, ["release"]);
+    assert!(
+        c.action_reason
+            .as_deref()
+            .is_some_and(|r| r.starts_with("adopted by this stack and no longer declared")),
+        "{:?}",
+        c.action_reason
+    );
+    let text = render_plan(&planned.plan, false);
+    assert!(
+        text.contains("release: marker removed, object kept"),
+        "{text}"
+    );
+    assert!(
+        text.ends_with("Plan: 0 to add, 0 to change, 0 to destroy, 1 to release.\n"),
+        "{text}"
+    );
+    assert!(report.success(), "{report:?}");
+    assert_eq!(m.count("test_thing", "zone"), 1, "the object is kept");
+    assert_eq!(
+        m.marker("test_thing", "zone"),
+        None,
+        "only the marker is gone"
+    );
+    let again = plan(&empty, &providers(&m)).await.unwrap();
+    assert!(
+        !again.plan.has_changes(),
+        "a released object is not ours any more"
+    );
+}
+
+#[tokio::test]
+async fn a_stack_may_ask_for_adopted_objects_to_be_deleted() {
+    let m = Arc::new(MemoryProvider::new());
+    m.seed(&thing("zone", 1), Some(Marker::adopted("s", None)));
+    let mut b = StackBuilder::new("s");
+    b.delete_adopted_when_undeclared();
+    let (planned, report) = plan_apply(&b.build().unwrap(), &providers(&m), 4).await;
+    let c = planned.plan.change("test_thing.zone").unwrap();
+    assert_eq!(c.actions, ["delete"]);
+    assert!(
+        c.action_reason
+            .as_deref()
+            .unwrap()
+            .contains("delete_adopted_when_undeclared")
+    );
+    assert!(report.success());
+    assert_eq!(m.count("test_thing", "zone"), 0);
+}
+
+#[tokio::test]
+async fn objects_created_by_cairn_are_marked_created_and_adoptions_adopted() {
+    let m = Arc::new(MemoryProvider::new());
+    m.seed(&thing("old", 1), None);
+    let mut b = StackBuilder::new("s");
+    b.add("old", thing("old", 1));
+    b.add("new", thing("new", 1));
+    let (_, report) = plan_apply(&b.build().unwrap(), &providers(&m), 4).await;
+    assert!(report.success());
+    let origin = |k: &str| m.marker("test_thing", k).map(|m| m.origin);
+    assert_eq!(origin("old"), Some(cairn_core::Origin::Adopted));
+    assert_eq!(origin("new"), Some(cairn_core::Origin::Created));
+}
+
+#[tokio::test]
+async fn a_copied_marker_owns_nothing_and_the_plan_warns() {
+    let m = Arc::new(MemoryProvider::new());
+    let mut copied = Marker::created("s", None);
+    copied.copied_from = Some("test_thing.vm (id 1)".into());
+    m.seed(&thing("vm-clone", 1), Some(copied));
+    let (planned, report) =
+        plan_apply(&StackBuilder::new("s").build().unwrap(), &providers(&m), 4).await;
+    assert!(
+        !planned.plan.has_changes(),
+        "a clone of an owned object is never deleted"
+    );
+    assert_eq!(
+        planned.plan.warnings,
+        [
+            "test_thing.vm-clone carries stack \"s\"'s marker copied from test_thing.vm (id 1): it is not owned by this stack and is left alone"
+        ]
+    );
+    assert!(render_plan(&planned.plan, false).contains("Warnings:"));
+    assert!(report.success());
+    assert_eq!(m.writes(), 0);
+}
+
+#[tokio::test]
 async fn multi_line_strings_are_diffed_line_by_line() {
     let m = Arc::new(MemoryProvider::new());
     let mut seeded = thing("vm", 1);
@@ -658,6 +749,38 @@ async fn a_hung_probe_attempt_times_out_alone_and_the_gate_still_passes() {
 }
 
 #[tokio::test]
+async fn a_change_that_never_finishes_fails_at_the_stack_timeout_and_skips_its_dependents() {
+    let m = Arc::new(MemoryProvider::new().with_latency(Duration::from_secs(3600)));
+    let mut b = StackBuilder::new("s");
+    let db = b.add("db", thing("db", 1));
+    let web = b.add("web", thing("web", 1));
+    b.depends_on(&web, &db);
+    b.change_timeout(Duration::from_millis(200));
+    let stack = b.build().unwrap();
+    let started = std::time::Instant::now();
+    let (_, report) = plan_apply(&stack, &providers(&m), 10).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "apply must end"
+    );
+    let outcome = |a: &str| {
+        report
+            .entries
+            .iter()
+            .find(|e| e.address.0 == a)
+            .map(|e| e.outcome.clone())
+    };
+    assert!(
+        matches!(outcome("test_thing.db"), Some(Outcome::Failed(r)) if r.contains("did not finish within 200ms")),
+        "{report:?}"
+    );
+    assert_eq!(
+        outcome("test_thing.web"),
+        Some(Outcome::Skipped("test_thing.db failed".into()))
+    );
+}
+
+#[tokio::test]
 async fn plan_json_carries_the_documented_fields() {
     let m = Arc::new(MemoryProvider::new());
     let mut b = StackBuilder::new("s");
@@ -667,7 +790,7 @@ async fn plan_json_carries_the_documented_fields() {
     b.add("web", web);
     let planned = plan(&b.build().unwrap(), &providers(&m)).await.unwrap();
     let v = planned.to_json();
-    assert_eq!(v["format_version"], "1.0");
+    assert_eq!(v["format_version"], "1.1");
     let web = &v["resource_changes"][1];
     for field in [
         "address",

@@ -3,24 +3,35 @@
 //! DNS Resolver host overrides. The simulator (feature `sim`) serves the same API and
 //! drives a real HAProxy.
 //!
-//! Map: [`kinds`] (the resource kinds and the ownership marker), [`client`] (REST v2,
-//! apply, runtime API), [`provider`] (the [`cairn_core::Provider`]), [`gate`] (the
-//! "HAProxy backend server UP" probe), [`runtime`] (runtime API parsing), `sim`.
+//! Map: [`kinds`] (one file per resource kind: spec, observed form, API types, handler;
+//! their typed [`kinds::values`]; the ownership marker), [`provider`] (the registry that
+//! assembles them into a [`cairn_core::Provider`]), [`context`] (what the kinds share),
+//! [`rollout`] (staged pool server changes as typed steps, their executor and the HAProxy
+//! runtime commands), [`validate`] (checks across kinds), [`wire`] (API (de)serialisation
+//! helpers), [`client`] (REST v2, apply, runtime API), [`gate`] (the "HAProxy backend
+//! server UP" probe), [`runtime`] (runtime API parsing), `sim`.
 //! The provider never imports the simulator.
 
 pub mod client;
+pub mod context;
 pub mod gate;
 pub mod kinds;
 pub mod provider;
+pub mod rollout;
 pub mod runtime;
 #[cfg(feature = "sim")]
 pub mod sim;
+pub mod validate;
+pub(crate) mod wire;
 
 pub use client::{ApiKey, ClientError, PfSenseClient, Subsystem, Timing};
+pub use context::{PfCtx, PfError};
 pub use gate::HaproxyServerUp;
 pub use kinds::{
-    BackendServer, DnsHostOverride, FirewallAlias, FrontendAddress, HaproxyBackend,
-    HaproxyBackendRefs, HaproxyFrontend, HaproxyFrontendRefs, HaproxyPoolMember, VirtualIp,
-    VirtualIpRefs,
+    AliasType, BackendServer, Balance, CheckType, DnsHostOverride, FirewallAlias, FrontendAddress,
+    FrontendMode, FrontendStatus, HaproxyBackend, HaproxyBackendRefs, HaproxyFrontend,
+    HaproxyFrontendRefs, HaproxyPoolMember, HttpMethod, LiveStatus, ServerStatus, VipMode,
+    VirtualIp, VirtualIpRefs,
 };
 pub use provider::{PfSenseProvider, ProviderOptions};
+pub use rollout::PoolStep;

@@ -421,7 +421,7 @@ async fn servers_are_observed_as_members_owned_through_their_backend() {
     // An owned pool with inline servers: its servers belong to the backend, not reported
     // as owned members (they would be deleted as undeclared).
     let inline = HaproxyBackend {
-        check_type: "none".into(),
+        check_type: cairn_pfsense::CheckType::None,
         ..HaproxyBackend::https_checked("inline_pool", "/", 1000)
     }
     .with_servers(vec![BackendServer::new("a", ip("10.0.20.101"), 8443)]);
@@ -438,7 +438,7 @@ async fn servers_are_observed_as_members_owned_through_their_backend() {
     // An owned pool whose servers are members: every server is reported, with the
     // backend's marker and no fingerprint.
     let members = HaproxyBackend {
-        check_type: "none".into(),
+        check_type: cairn_pfsense::CheckType::None,
         ..HaproxyBackend::https_checked("member_pool", "/", 1000)
     }
     .servers_managed_as_members();
@@ -464,10 +464,7 @@ async fn servers_are_observed_as_members_owned_through_their_backend() {
     assert_eq!(owned[0].key, "member_pool/b");
     assert_eq!(
         owned[0].marker,
-        Some(cairn_core::Marker {
-            stack: "homelab".into(),
-            fingerprint: None
-        })
+        Some(cairn_core::Marker::created("homelab", None))
     );
     assert_eq!(
         owned[0].uses,
@@ -536,7 +533,7 @@ async fn a_pool_moving_from_inline_servers_to_members_hands_them_over_untouched(
     let servers = ["web-1", "web-2"];
     let addr = |i: usize| ip(&format!("10.0.20.{}", 100 + i));
     let inline = HaproxyBackend {
-        check_type: "none".into(),
+        check_type: cairn_pfsense::CheckType::None,
         ..HaproxyBackend::https_checked(POOL, "/", 1000)
     }
     .with_servers(

@@ -59,7 +59,7 @@ fn host_override() -> DnsHostOverride {
 fn alias() -> FirewallAlias {
     FirewallAlias {
         name: "k8s_masters".into(),
-        kind: "host".into(),
+        kind: cairn_pfsense::AliasType::Host,
         address: vec![
             "10.0.20.100".into(),
             "10.0.20.110".into(),

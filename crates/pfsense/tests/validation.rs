@@ -24,7 +24,7 @@ async fn bad_input_fails_at_plan_time_naming_resource_and_field_with_no_request_
     let mut s = StackBuilder::new("homelab");
     s.add("k8s", VirtualIp::ipalias(ip("10.0.20.99"), 24, "lan", ""));
     let mut pool = HaproxyBackend::https_checked("apiserver_nodes", "/readyz", 1000);
-    pool.check_type = "Telepathy".into();
+    pool.monitor_uri = "readyz".into();
     pool.servers = Some(vec![
         BackendServer::new("k8s-master", ip("10.0.20.100"), 0),
         BackendServer::new("k8s-master", ip("10.0.20.110"), 6443),
@@ -45,7 +45,7 @@ async fn bad_input_fails_at_plan_time_naming_resource_and_field_with_no_request_
         .map(|d| (d.address.to_string(), d.error.field.clone()))
         .collect();
     for (address, field) in [
-        ("pfsense_haproxy_backend.apiserver_nodes", "check_type"),
+        ("pfsense_haproxy_backend.apiserver_nodes", "monitor_uri"),
         ("pfsense_haproxy_backend.apiserver_nodes", "servers[0].port"),
         ("pfsense_haproxy_backend.apiserver_nodes", "servers[1].name"),
         (

@@ -4,16 +4,18 @@
 use std::collections::BTreeMap;
 
 use cairn_core::{CheckResult, PlannedChange, Resource};
+use serde::Deserialize;
 use serde_json::Value;
 
 use crate::api;
 use crate::client::{PveClient, PveError};
-use crate::vm::Vm;
+use crate::kinds::vm::Vm;
+use crate::propstr;
 
 /// The stack setting holding the allowed memory over-commit ratio.
 pub const RATIO_SETTING: &str = "proxmox.memory_ratio";
 
-const MIB: u64 = 1 << 20;
+const MIB: i128 = 1 << 20;
 
 /// Formats bytes as GiB: whole numbers without decimals, else one decimal.
 pub fn gib(bytes: i128) -> String {
@@ -25,9 +27,36 @@ pub fn gib(bytes: i128) -> String {
     }
 }
 
-fn mem_of(v: Option<&Value>) -> Option<(String, u64)> {
-    let v = v?;
-    Some((v["node"].as_str()?.to_string(), v["memory"].as_u64()? * MIB))
+/// The part of a VM (desired or observed) the checks read.
+#[derive(Deserialize)]
+struct Footprint {
+    node: String,
+    /// MiB.
+    memory: u64,
+}
+
+/// The disks of a VM (desired or observed), by slot.
+#[derive(Deserialize)]
+struct Disks {
+    #[serde(default)]
+    disks: BTreeMap<String, String>,
+}
+
+impl Disks {
+    fn of(v: &Value) -> Option<Disks> {
+        Disks::deserialize(v).ok()
+    }
+}
+
+impl Footprint {
+    fn of(v: &Value) -> Option<Footprint> {
+        Footprint::deserialize(v).ok()
+    }
+
+    /// Bytes, widened so that no `memory` (up to `u64::MAX` MiB) can wrap.
+    fn bytes(&self) -> i128 {
+        i128::from(self.memory) * MIB
+    }
 }
 
 /// One VM's contribution to a node's planned change.
@@ -45,11 +74,11 @@ pub struct Contribution {
 pub fn planned_by_node(changes: &[PlannedChange<'_>]) -> BTreeMap<String, Vec<Contribution>> {
     let mut out: BTreeMap<String, Vec<Contribution>> = BTreeMap::new();
     for c in changes.iter().filter(|c| c.kind == Vm::KIND) {
-        let before = mem_of(c.before.map(|b| &b.value));
-        let after = mem_of(c.after);
-        let mut push = |node: String, delta: i128| {
+        let before = c.before.and_then(|b| Footprint::of(&b.value));
+        let after = c.after.and_then(Footprint::of);
+        let mut push = |node: &str, delta: i128| {
             if delta != 0 {
-                out.entry(node).or_default().push(Contribution {
+                out.entry(node.to_string()).or_default().push(Contribution {
                     address: c.address.to_string(),
                     vmid: c.key.to_string(),
                     delta,
@@ -57,13 +86,13 @@ pub fn planned_by_node(changes: &[PlannedChange<'_>]) -> BTreeMap<String, Vec<Co
             }
         };
         match (before, after) {
-            (Some((bn, bm)), Some((an, am))) if bn == an => push(an, am as i128 - bm as i128),
+            (Some(b), Some(a)) if b.node == a.node => push(&a.node, a.bytes() - b.bytes()),
             (b, a) => {
-                if let Some((n, m)) = b {
-                    push(n, -(m as i128));
+                if let Some(b) = b {
+                    push(&b.node, -b.bytes());
                 }
-                if let Some((n, m)) = a {
-                    push(n, m as i128);
+                if let Some(a) = a {
+                    push(&a.node, a.bytes());
                 }
             }
         }
@@ -71,7 +100,8 @@ pub fn planned_by_node(changes: &[PlannedChange<'_>]) -> BTreeMap<String, Vec<Co
     out
 }
 
-/// The check for one node, given committed and physical memory.
+/// The check for one node, given committed and physical memory (bytes). Sums saturate
+/// instead of wrapping, so absurd sizes are refused, never waved through.
 pub fn judge(
     node: &str,
     committed: u64,
@@ -79,18 +109,20 @@ pub fn judge(
     ratio: f64,
     contributions: &[Contribution],
 ) -> CheckResult {
-    let planned: i128 = contributions.iter().map(|c| c.delta).sum();
-    let total = committed as i128 + planned;
+    let planned: i128 = contributions
+        .iter()
+        .fold(0i128, |sum, c| sum.saturating_add(c.delta));
+    let total = i128::from(committed).saturating_add(planned);
     let limit = physical as f64 * ratio;
     let passed = (total as f64) <= limit;
     let sign = if planned < 0 { "-" } else { "+" };
     let mut message = format!(
         "node {node}: {} committed {sign} {} planned = {} {} {} physical (ratio {ratio:.2})",
-        gib(committed as i128),
-        gib(planned.abs()),
+        gib(i128::from(committed)),
+        gib(planned.saturating_abs()),
         gib(total),
         if passed { "<=" } else { ">" },
-        gib(physical as i128),
+        gib(i128::from(physical)),
     );
     if !passed {
         let mut top: Vec<&Contribution> = contributions.iter().filter(|c| c.delta > 0).collect();
@@ -111,6 +143,20 @@ pub fn judge(
     }
 }
 
+/// The over-commit ratio from the stack settings (default 1.0): a finite positive number.
+fn ratio(settings: &BTreeMap<String, String>) -> Result<f64, PveError> {
+    match settings.get(RATIO_SETTING) {
+        Some(r) => r
+            .parse::<f64>()
+            .ok()
+            .filter(|r| r.is_finite() && *r > 0.0)
+            .ok_or_else(|| {
+                PveError::Decode(format!("{RATIO_SETTING} = {r:?} is not a positive number"))
+            }),
+        None => Ok(1.0),
+    }
+}
+
 /// Runs the capacity check: one `/cluster/resources` call plus `/nodes/{node}/status` per
 /// node the plan changes. Read-only.
 pub async fn check(
@@ -122,20 +168,14 @@ pub async fn check(
     if by_node.is_empty() {
         return Ok(Vec::new());
     }
-    let ratio = match settings.get(RATIO_SETTING) {
-        Some(r) => r.parse::<f64>().ok().filter(|r| *r > 0.0).ok_or_else(|| {
-            PveError::Decode(format!("{RATIO_SETTING} = {r:?} is not a positive number"))
-        })?,
-        None => 1.0,
-    };
+    let ratio = ratio(settings)?;
     let res = api::vm_resources(client).await?;
     let mut out = Vec::new();
     for (node, contributions) in &by_node {
         let committed: u64 = res
             .iter()
             .filter(|r| r.node == *node && !r.template)
-            .map(|r| r.maxmem)
-            .sum();
+            .fold(0u64, |sum, r| sum.saturating_add(r.maxmem));
         let physical = api::node_memory(client, node).await?.total;
         out.push(judge(node, committed, physical, ratio, contributions));
     }
@@ -146,17 +186,15 @@ pub async fn check(
 pub fn disk_shrinks(changes: &[PlannedChange<'_>]) -> Vec<CheckResult> {
     let mut out = Vec::new();
     for c in changes.iter().filter(|c| c.kind == Vm::KIND) {
-        let (Some(before), Some(after)) = (c.before, c.after) else {
+        let (Some(before), Some(after)) = (
+            c.before.and_then(|b| Disks::of(&b.value)),
+            c.after.and_then(Disks::of),
+        ) else {
             continue;
         };
-        let Some(disks) = after["disks"].as_object() else {
-            continue;
-        };
-        for (slot, size) in disks {
-            let want = size.as_str().and_then(crate::propstr::parse_size);
-            let have = before.value["disks"][slot]
-                .as_str()
-                .and_then(crate::propstr::parse_size);
+        for (slot, size) in &after.disks {
+            let want = propstr::parse_size(size);
+            let have = before.disks.get(slot).and_then(|s| propstr::parse_size(s));
             if let (Some(w), Some(h)) = (want, have)
                 && w < h
             {
@@ -164,11 +202,10 @@ pub fn disk_shrinks(changes: &[PlannedChange<'_>]) -> Vec<CheckResult> {
                     name: format!("proxmox.disk_shrink[{}]", c.address),
                     passed: false,
                     message: format!(
-                        "{}: disks.{slot}: cannot shrink disk {slot} of VM {} from {} to {} (Proxmox disks only grow)",
+                        "{}: disks.{slot}: cannot shrink disk {slot} of VM {} from {} to {size} (Proxmox disks only grow)",
                         c.address,
                         c.key,
-                        crate::propstr::format_size(h),
-                        size.as_str().unwrap_or("?")
+                        propstr::format_size(h),
                     ),
                 });
             }
@@ -208,6 +245,63 @@ mod tests {
         assert!(r.message.contains("proxmox_vm.master-2 (VM 205, +32 GiB)"));
         let ok = judge("pve", 262 * g, 267 * g, 1.5, &[c("a", "205")]);
         assert!(ok.passed, "{}", ok.message);
+    }
+
+    fn vm_change<'a>(
+        address: &'a cairn_core::Address,
+        key: &'a str,
+        after: &'a Value,
+    ) -> PlannedChange<'a> {
+        PlannedChange {
+            kind: Vm::KIND,
+            key,
+            address,
+            before: None,
+            after: Some(after),
+        }
+    }
+
+    fn absurd(vmid: u32, memory: u64) -> Value {
+        let mut vm = Vm::cloned(vmid, "absurd", "pve", 9000);
+        vm.memory = memory;
+        serde_json::to_value(vm).unwrap()
+    }
+
+    #[test]
+    fn absurd_memory_on_two_vms_is_refused_not_wrapped() {
+        let g = 1u64 << 30;
+        let (a, b) = (
+            cairn_core::Address::new(Vm::KIND, "a"),
+            cairn_core::Address::new(Vm::KIND, "b"),
+        );
+        let (va, vb) = (absurd(205, u64::MAX / 2), absurd(206, u64::MAX / 2));
+        let by_node = planned_by_node(&[vm_change(&a, "205", &va), vm_change(&b, "206", &vb)]);
+        let r = judge("pve", 262 * g, 267 * g, 1.0, &by_node["pve"]);
+        assert!(!r.passed, "{}", r.message);
+        assert!(r.message.contains(" > 267 GiB physical"), "{}", r.message);
+        assert!(
+            r.message
+                .contains("adding the most: proxmox_vm.a (VM 205, +"),
+            "{}",
+            r.message
+        );
+        // 2^44 MiB is exactly 2^64 bytes: a u64 product wraps to 0 and would have passed.
+        let wraps = absurd(207, 1 << 44);
+        let by_node = planned_by_node(&[vm_change(&a, "207", &wraps)]);
+        assert_eq!(by_node["pve"][0].delta, 1i128 << 64);
+        assert!(!judge("pve", 0, 267 * g, 1.0, &by_node["pve"]).passed);
+        // A committed sum that would wrap saturates and is refused too.
+        assert!(!judge("pve", u64::MAX, u64::MAX / 2, 1.0, &by_node["pve"]).passed);
+    }
+
+    #[test]
+    fn a_ratio_that_is_not_finite_is_refused() {
+        for r in ["inf", "NaN", "0", "-1", "x"] {
+            let s = BTreeMap::from([(RATIO_SETTING.to_string(), r.to_string())]);
+            assert!(ratio(&s).is_err(), "{r}");
+        }
+        let s = BTreeMap::from([(RATIO_SETTING.to_string(), "1.25".to_string())]);
+        assert_eq!(ratio(&s).unwrap(), 1.25);
     }
 
     #[test]

@@ -3,19 +3,27 @@
 //! simulator of the Proxmox VE API behind the `sim` feature.
 //!
 //! Map: [`client`] (HTTP, auth, TLS, retries, tasks, locks), [`api`] (typed endpoints and
-//! the replaced parts of `proxmox-api`), [`vm`] (the kinds and the spec ⇄ config mapping),
-//! [`provider`] (the `cairn_core::Provider`), [`capacity`] (plan-time checks), [`propstr`]
-//! (Proxmox encodings), `sim` (the simulator; the client never imports it).
+//! the replaced parts of `proxmox-api`), [`kinds`] (one module per kind: [`vm`] with its
+//! spec, observation, marker and converge sequence; the `proxmox_template` lookup),
+//! [`provider`] (the kinds registered on the provider kit, with the context's hooks),
+//! [`capacity`] (plan-time checks), [`error`], [`propstr`] (Proxmox encodings), `sim` (the
+//! simulator; the client never imports it).
 
 pub mod api;
 pub mod capacity;
 pub mod client;
+pub mod error;
+pub mod kinds;
 pub mod propstr;
 pub mod provider;
 #[cfg(feature = "sim")]
 pub mod sim;
-pub mod vm;
 
 pub use client::{Auth, ClientConfig, PveClient, PveError};
-pub use provider::ProxmoxProvider;
-pub use vm::{CloneFrom, CloudInit, IpConfig, Nic, PowerState, Template, TemplateRefs, Vm, VmRefs};
+pub use kinds::template::{Template, TemplateRefs, Templates};
+pub use kinds::vm;
+pub use provider::{ProxmoxCtx, ProxmoxProvider};
+pub use vm::{
+    CloneFrom, CloneMode, CloudInit, DiskBus, DiskSlot, IpConfig, Nic, NicModel, PowerState, Vm,
+    VmRefs, Vms,
+};

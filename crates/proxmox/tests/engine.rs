@@ -11,7 +11,7 @@ use cairn_core::tls::TlsTrust;
 use cairn_core::{ApplyOptions, PlanError, Providers, StackBuilder, apply, plan};
 use cairn_proxmox::sim::{ProxmoxSim, SimConfig, SimHandle};
 use cairn_proxmox::{
-    Auth, ClientConfig, IpConfig, ProxmoxProvider, PveClient, Template, TemplateRefs, Vm,
+    Auth, ClientConfig, DiskSlot, IpConfig, ProxmoxProvider, PveClient, Template, TemplateRefs, Vm,
 };
 
 async fn sim() -> SimHandle {
@@ -46,7 +46,7 @@ fn stack(memory_gib: u64) -> cairn_core::Stack {
         let mut vm = Vm::cloned(vmid, name, "pve", template.template_vmid());
         vm.cores = 8;
         vm.memory = memory_gib * 1024;
-        vm.disks.insert("scsi0".into(), "64G".into());
+        vm.disks.insert(DiskSlot::scsi(0), "64G".into());
         let nic = vm.networks.get_mut("net0").unwrap();
         nic.bridge = "vmbr1".into();
         nic.tag = Some(20);
@@ -130,11 +130,15 @@ async fn an_apply_killed_after_the_clone_converges_on_the_next_run_without_a_dup
     let providers = providers(&sim);
     // What a killed apply leaves behind: the clone of 205 finished (it carries the stack in
     // its description, written by the clone call itself) but was never configured.
-    let trailer = cairn_proxmox::vm::Trailer {
-        stack: "homelab-ha".into(),
-        fp: None,
-        clone: Some(serde_json::json!({"vmid": 9000, "name": null, "full": false})),
-    };
+    let trailer = cairn_proxmox::vm::Trailer::new(
+        205,
+        &cairn_core::Marker::created("homelab-ha", None),
+        Some(cairn_proxmox::CloneFrom {
+            vmid: Some(9000.into()),
+            name: None,
+            mode: cairn_proxmox::CloneMode::Linked,
+        }),
+    );
     let client = PveClient::new(sim.client_config()).unwrap();
     let upid = client
         .request(
@@ -183,4 +187,140 @@ async fn an_apply_killed_after_the_clone_converges_on_the_next_run_without_a_dup
         .filter(|v| v.config["name"].starts_with("k8s-master-"))
         .count();
     assert_eq!(named, 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn removing_every_vm_from_the_stack_plans_the_owned_vms_for_deletion() {
+    let sim = sim().await;
+    let providers = providers(&sim);
+    let stack = stack(2);
+    let planned = plan(&stack, &providers).await.unwrap();
+    let report = apply(
+        &stack,
+        &providers,
+        &planned,
+        ApplyOptions::default(),
+        Arc::new(NoProgress),
+    )
+    .await;
+    assert!(report.success(), "{report:?}");
+
+    // The same stack, now declaring no proxmox_vm (nor any other Proxmox kind) at all.
+    let empty = StackBuilder::new("homelab-ha").build().unwrap();
+    let planned = plan(&empty, &providers).await.unwrap();
+    for vmid in ["205", "206"] {
+        let c = planned
+            .plan
+            .change(&format!("proxmox_vm.{vmid}"))
+            .unwrap_or_else(|| panic!("VM {vmid} is not in the plan: {:#?}", planned.plan));
+        assert_eq!(c.actions, ["delete"], "{c:#?}");
+        assert_eq!(
+            c.steps,
+            ["stop the VM", "destroy it (purging its disks)"],
+            "{c:#?}"
+        );
+    }
+    // The hand-made master and the template are not ours: they stay out of the plan.
+    assert!(planned.plan.change("proxmox_vm.200").is_none());
+    assert_eq!(
+        planned.plan.summary_line(),
+        "Plan: 0 to add, 0 to change, 2 to destroy."
+    );
+    let report = apply(
+        &empty,
+        &providers,
+        &planned,
+        ApplyOptions::default(),
+        Arc::new(NoProgress),
+    )
+    .await;
+    assert!(report.success(), "{report:?}");
+    let w = sim.world();
+    assert!(!w.vms.contains_key(&205) && !w.vms.contains_key(&206));
+    assert!(w.vms.contains_key(&200) && w.vms.contains_key(&9000));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_template_lookup_is_read_and_never_written() {
+    let sim = sim().await;
+    let providers = providers(&sim);
+    let mut b = StackBuilder::new("homelab-ha");
+    b.add("ubuntu", Template::named("ubuntu-2404-cloudinit"));
+    let stack = b.build().unwrap();
+    let planned = plan(&stack, &providers).await.unwrap();
+    let c = planned
+        .plan
+        .change("proxmox_template.ubuntu")
+        .unwrap_or_else(|| panic!("{:#?}", planned.plan));
+    assert_eq!(c.actions, ["read"]);
+    assert!(!planned.plan.has_changes());
+    let report = apply(
+        &stack,
+        &providers,
+        &planned,
+        ApplyOptions::default(),
+        Arc::new(NoProgress),
+    )
+    .await;
+    assert!(report.success(), "{report:?}");
+    assert_eq!(sim.writes(), 0, "{:?}", sim.counters());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_vm_released_by_hand_after_the_plan_is_not_deleted() {
+    let sim = sim().await;
+    let providers = providers(&sim);
+    let stack = stack(2);
+    let planned = plan(&stack, &providers).await.unwrap();
+    let report = apply(
+        &stack,
+        &providers,
+        &planned,
+        ApplyOptions::default(),
+        Arc::new(NoProgress),
+    )
+    .await;
+    assert!(report.success(), "{report:?}");
+    let empty = StackBuilder::new("homelab-ha").build().unwrap();
+    let planned = plan(&empty, &providers).await.unwrap();
+    assert_eq!(
+        planned.plan.summary_line(),
+        "Plan: 0 to add, 0 to change, 2 to destroy."
+    );
+    // Between plan and apply, someone takes 206 out of cairn's hands: marker tag and
+    // description trailer removed.
+    let client = PveClient::new(sim.client_config()).unwrap();
+    client
+        .request(
+            reqwest::Method::PUT,
+            "/nodes/pve/qemu/206/config",
+            &[
+                ("tags".into(), "k8s;master".into()),
+                ("description".into(), "kept by hand".into()),
+            ],
+        )
+        .await
+        .unwrap();
+    let report = apply(
+        &empty,
+        &providers,
+        &planned,
+        ApplyOptions::default(),
+        Arc::new(NoProgress),
+    )
+    .await;
+    let failed: Vec<String> = report
+        .entries
+        .iter()
+        .filter(|e| !matches!(e.outcome, cairn_core::Outcome::Done))
+        .map(|e| format!("{} {:?}", e.address, e.outcome))
+        .collect();
+    assert_eq!(failed.len(), 1, "{report:?}");
+    assert!(
+        failed[0].starts_with("proxmox_vm.206") && failed[0].contains("ownership_changed"),
+        "{failed:?}"
+    );
+    let w = sim.world();
+    assert!(!w.vms.contains_key(&205), "the owned VM is deleted");
+    assert!(w.vms.contains_key(&206), "the released VM stays");
 }

@@ -13,7 +13,7 @@ use cairn_core::{
     Address, Change, Marker, ObserveRequest, Observed, PlannedChange, Provider, Resource,
 };
 use cairn_proxmox::sim::{Faults, ProxmoxSim, SimConfig, SimHandle, TaskFault};
-use cairn_proxmox::{Auth, ClientConfig, IpConfig, ProxmoxProvider, PveClient, Vm};
+use cairn_proxmox::{Auth, ClientConfig, DiskSlot, IpConfig, ProxmoxProvider, PveClient, Vm};
 use serde_json::Value;
 
 async fn sim() -> SimHandle {
@@ -42,7 +42,7 @@ fn master(vmid: u32, ip: &str, memory_gib: u64) -> Vm {
     let mut vm = Vm::cloned(vmid, &format!("k8s-master-{vmid}"), "pve", 9000);
     vm.cores = 8;
     vm.memory = memory_gib * 1024;
-    vm.disks.insert("scsi0".into(), "64G".into());
+    vm.disks.insert(DiskSlot::scsi(0), "64G".into());
     let nic = vm.networks.get_mut("net0").unwrap();
     nic.bridge = "vmbr1".into();
     nic.tag = Some(20);
@@ -63,10 +63,7 @@ fn master(vmid: u32, ip: &str, memory_gib: u64) -> Vm {
 }
 
 fn marker() -> Marker {
-    Marker {
-        stack: "homelab-ha".into(),
-        fingerprint: Some("f00d".into()),
-    }
+    Marker::created("homelab-ha", Some("f00d".into()))
 }
 
 async fn create(p: &ProxmoxProvider, vm: &Vm) -> Result<Value, cairn_core::ProviderError> {
@@ -180,7 +177,7 @@ async fn a_template_given_by_name_is_looked_up_and_cloned() {
     vm.clone = Some(cairn_proxmox::CloneFrom {
         vmid: None,
         name: Some("ubuntu-2404-cloudinit".into()),
-        full: true,
+        mode: cairn_proxmox::CloneMode::Full,
     });
     create(&p, &vm).await.unwrap();
     let seen = observe(&p, &["207"]).await.remove(0);
@@ -664,4 +661,36 @@ async fn checksum_mismatch_rereads_and_never_overwrites_a_concurrent_change() {
         "{err}"
     );
     assert_eq!(sim.world().vms[&205].config["memory"], "4096");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn absurd_memory_on_two_new_vms_is_refused_by_the_capacity_check_not_wrapped() {
+    let sim = sim().await;
+    let p = provider(&sim);
+    let absurd = |vmid: u32| {
+        let mut vm = master(vmid, "10.0.20.110", 1);
+        vm.memory = u64::MAX / 2;
+        serde_json::to_value(vm).unwrap()
+    };
+    let (a, b) = (absurd(205), absurd(206));
+    let (y, z) = (
+        Address::new(Vm::KIND, "k8s-master-2"),
+        Address::new(Vm::KIND, "k8s-master-3"),
+    );
+    let changes = [
+        planned(&y, "205", None, Some(&a)),
+        planned(&z, "206", None, Some(&b)),
+    ];
+    // Even a generous ratio cannot let it through.
+    let settings = BTreeMap::from([("proxmox.memory_ratio".to_string(), "1000".to_string())]);
+    let checks = p.check_plan(&changes, &settings).await.unwrap();
+    assert_eq!(checks.len(), 1, "{checks:?}");
+    assert!(!checks[0].passed, "{}", checks[0].message);
+    assert!(
+        checks[0].message.starts_with("node pve: 262 GiB committed + ")
+            && checks[0].message.contains(" > 267 GiB physical (ratio 1000.00); adding the most: proxmox_vm.k8s-master-2 (VM 205, +"),
+        "{}",
+        checks[0].message
+    );
+    assert_eq!(sim.writes(), 0);
 }

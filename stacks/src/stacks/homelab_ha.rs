@@ -20,7 +20,9 @@ use cairn_pfsense::{
     DnsHostOverride, HaproxyBackend, HaproxyBackendRefs, HaproxyFrontend, HaproxyPoolMember,
     PfSenseProvider, VirtualIp, VirtualIpRefs,
 };
-use cairn_proxmox::{IpConfig, ProxmoxProvider, PveClient, Template, TemplateRefs, Vm, VmRefs};
+use cairn_proxmox::{
+    DiskSlot, IpConfig, ProxmoxProvider, PveClient, Template, TemplateRefs, Vm, VmRefs,
+};
 
 use super::{Loaded, StackDef, Target};
 use crate::sims::{Homelab, K8S_CA_FILE_ENV, SimKnobs};
@@ -113,7 +115,7 @@ fn master_vm(
     let mut vm = Vm::cloned(vmid, name, "pve", template);
     vm.cores = 8;
     vm.memory = memory_gib.saturating_mul(1024);
-    vm.disks.insert("scsi0".into(), "64G".into());
+    vm.disks.insert(DiskSlot::scsi(0), "64G".into());
     if let Some(nic) = vm.networks.get_mut("net0") {
         nic.bridge = "vmbr1".into();
         nic.tag = Some(20);

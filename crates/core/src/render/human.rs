@@ -53,6 +53,7 @@ pub fn render_plan(plan: &Plan, color: bool) -> String {
             Action::DeleteCreate => ("-/+", "35", "replace (destroy, then create)"),
             Action::CreateDelete => ("+/-", "35", "replace (create new, then destroy old)"),
             Action::Delete => ("-", "31", "destroy"),
+            Action::Release => ("~", "36", "release: marker removed, object kept"),
             Action::NoOp | Action::Read => continue,
         };
         let reason = c
@@ -74,7 +75,7 @@ pub fn render_plan(plan: &Plan, color: bool) -> String {
                     }
                 }
             }
-            Action::Delete => {}
+            Action::Delete | Action::Release => {}
             _ => {
                 for f in &c.changes {
                     let mut notes = Vec::new();
@@ -168,6 +169,12 @@ pub fn render_plan(plan: &Plan, color: bool) -> String {
                 p.c("31", "✗")
             };
             let _ = writeln!(out, "  {mark} {}: {}", c.name, c.message);
+        }
+    }
+    if !plan.warnings.is_empty() {
+        let _ = writeln!(out, "\nWarnings:");
+        for w in &plan.warnings {
+            let _ = writeln!(out, "  {} {w}", p.c("33", "!"));
         }
     }
     let _ = writeln!(out, "\n{}", plan.summary_line());

@@ -12,6 +12,9 @@ pub fn drift_summary(plans: &[Plan]) -> String {
     for plan in plans {
         let s = plan.summary;
         let _ = writeln!(out, "## Stack `{}`\n", plan.stack);
+        for w in &plan.warnings {
+            let _ = writeln!(out, "> [!NOTE]\n> {w}\n");
+        }
         if !plan.has_changes() {
             let _ = writeln!(out, "No drift: the live world matches the code.\n");
             continue;
@@ -37,6 +40,7 @@ pub fn drift_summary(plans: &[Plan]) -> String {
                 Action::Create => "create",
                 Action::Update => "update",
                 Action::Delete => "destroy",
+                Action::Release => "release",
                 _ => "replace",
             };
             let reason = c.action_reason.as_deref().unwrap_or("");

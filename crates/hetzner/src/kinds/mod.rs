@@ -35,7 +35,7 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
 
-use cairn_core::{FieldError, Marker};
+use cairn_core::{FieldError, Marker, Origin};
 use reqwest::Method;
 use serde_json::{Map, Value, json};
 
@@ -48,6 +48,8 @@ pub type Labels = BTreeMap<String, String>;
 pub const STACK_LABEL: &str = "cairn.dev/stack";
 /// Label holding the fingerprint of the last applied spec.
 pub const FINGERPRINT_LABEL: &str = "cairn.dev/fingerprint";
+/// Label saying whether cairn created the object or adopted it.
+pub const ORIGIN_LABEL: &str = "cairn.dev/origin";
 /// Prefix of every label cairn itself writes (never shown as user labels).
 pub const CAIRN_PREFIX: &str = "cairn.dev/";
 
@@ -62,16 +64,20 @@ pub fn split_labels(v: &Value) -> (Value, Option<Marker>, Map<String, Value>) {
             user.insert(k.clone(), val.clone());
         }
     }
-    let marker = own
-        .get(STACK_LABEL)
-        .and_then(Value::as_str)
-        .map(|s| Marker {
-            stack: s.to_string(),
-            fingerprint: own
-                .get(FINGERPRINT_LABEL)
+    let marker = own.get(STACK_LABEL).and_then(Value::as_str).map(|s| {
+        let mut m = Marker::adopted(
+            s,
+            own.get(FINGERPRINT_LABEL)
                 .and_then(Value::as_str)
                 .map(String::from),
-        });
+        );
+        // Without an origin label the marker predates it: adopted (released, not deleted).
+        m.origin = own
+            .get(ORIGIN_LABEL)
+            .and_then(Value::as_str)
+            .map_or(Origin::Adopted, Origin::parse);
+        m
+    });
     (Value::Object(user), marker, own)
 }
 
@@ -83,6 +89,7 @@ pub fn labels_with_marker(desired: &Value, marker: &Marker, extra: &[(&str, Stri
     if let Some(f) = &marker.fingerprint {
         m.insert(FINGERPRINT_LABEL.into(), f.clone().into());
     }
+    m.insert(ORIGIN_LABEL.into(), marker.origin.as_str().into());
     for (k, v) in extra {
         m.insert((*k).to_string(), v.clone().into());
     }

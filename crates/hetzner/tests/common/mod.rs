@@ -41,10 +41,7 @@ pub fn providers(p: HetznerProvider) -> Providers {
 
 /// The marker tests write.
 pub fn marker(stack: &str) -> Marker {
-    Marker {
-        stack: stack.into(),
-        fingerprint: Some("0123456789abcdef".into()),
-    }
+    Marker::created(stack, Some("0123456789abcdef".into()))
 }
 
 /// Creates `spec` through the provider (no engine), returning the observed value.

@@ -1,9 +1,16 @@
 //! `pfsense_firewall_alias`: a firewall alias of hosts, networks or ports
 //! (`/firewall/alias`, applied with `/firewall/apply`), keyed by its name.
 
+use async_trait::async_trait;
+use cairn_core::kit::{Found, Kind, NoStep, Op, Query};
 use cairn_core::{FieldError, Resource, Schema};
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+
+use super::values::AliasType;
+use super::{descr_with_marker, split_marker};
+use crate::client::Subsystem;
+use crate::context::{PfCtx, PfError};
+use crate::wire::{self, Indexed, WithId};
 
 /// A firewall alias.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -12,7 +19,7 @@ pub struct FirewallAlias {
     pub name: String,
     /// `host`, `network` or `port`.
     #[serde(rename = "type")]
-    pub kind: String,
+    pub kind: AliasType,
     /// The entries: IPs/FQDNs, CIDRs or ports.
     pub address: Vec<String>,
     /// Description (the ownership marker is appended remotely).
@@ -49,22 +56,13 @@ impl Resource for FirewallAlias {
                 "must be letters, digits and `_` only",
             ));
         }
-        if !["host", "network", "port"].contains(&self.kind.as_str()) {
-            errs.push(FieldError::new(
-                "type",
-                format!(
-                    "unknown alias type {:?}: expected host, network or port",
-                    self.kind
-                ),
-            ));
-        }
         for (i, a) in self.address.iter().enumerate() {
-            let ok = match self.kind.as_str() {
-                "network" => a.split_once('/').is_some_and(|(ip, len)| {
+            let ok = match self.kind {
+                AliasType::Network => a.split_once('/').is_some_and(|(ip, len)| {
                     ip.parse::<std::net::IpAddr>().is_ok()
                         && len.parse::<u8>().is_ok_and(|l| l <= 128)
                 }),
-                "port" => a.split(':').all(|p| p.parse::<u16>().is_ok_and(|p| p > 0)),
+                AliasType::Port => a.split(':').all(|p| p.parse::<u16>().is_ok_and(|p| p > 0)),
                 _ => !a.is_empty(),
             };
             if !ok {
@@ -78,24 +76,153 @@ impl Resource for FirewallAlias {
     }
 }
 
-/// Spec value → API body.
-pub(crate) fn to_api(spec: &Value, descr: String) -> Value {
-    json!({"name": spec["name"], "type": spec["type"], "address": spec["address"], "descr": descr})
+const PLURAL: &str = "/firewall/aliases";
+const SINGULAR: &str = "/firewall/alias";
+
+/// `/firewall/alias` as the API sends it.
+#[derive(Debug, Deserialize)]
+struct ApiAlias {
+    #[serde(default, deserialize_with = "wire::opt_num")]
+    id: Option<usize>,
+    name: String,
+    #[serde(rename = "type")]
+    kind: AliasType,
+    #[serde(default, deserialize_with = "wire::words")]
+    address: Vec<String>,
+    #[serde(default)]
+    descr: String,
 }
 
-/// API object → (key, spec value, descr with marker).
-pub(crate) fn from_api(obj: &Value) -> (String, Value, String) {
-    let name = obj["name"].as_str().unwrap_or("").to_string();
-    let address = match &obj["address"] {
-        Value::Array(a) => Value::Array(a.clone()),
-        Value::String(s) => json!(s.split_whitespace().collect::<Vec<_>>()),
-        _ => json!([]),
+impl Indexed for ApiAlias {
+    fn id(&self) -> Option<usize> {
+        self.id
+    }
+    fn key(&self) -> String {
+        self.name.clone()
+    }
+}
+
+impl ApiAlias {
+    fn observed(self) -> Found<FirewallAlias> {
+        let (descr, marker) = split_marker(&self.descr);
+        let value = FirewallAlias {
+            name: self.name,
+            kind: self.kind,
+            address: self.address,
+            descr,
+        };
+        Found::new(value.name.clone(), value, marker)
+    }
+}
+
+/// The body of a write.
+#[derive(Debug, Serialize)]
+struct AliasBody<'a> {
+    name: &'a str,
+    #[serde(rename = "type")]
+    kind: AliasType,
+    address: &'a [String],
+    descr: String,
+}
+
+async fn list(ctx: &PfCtx) -> Result<Vec<Found<FirewallAlias>>, PfError> {
+    let items = ctx.client.list(PLURAL, &[]).await?;
+    Ok(wire::decode_all::<ApiAlias>(PLURAL, items)
+        .into_iter()
+        .map(ApiAlias::observed)
+        .collect())
+}
+
+/// The `pfsense_firewall_alias` kind.
+pub struct FirewallAliases;
+
+#[async_trait]
+impl Kind<PfCtx> for FirewallAliases {
+    type Spec = FirewallAlias;
+    type Observed = FirewallAlias;
+    type Step = NoStep;
+
+    async fn observe(
+        &self,
+        ctx: &PfCtx,
+        q: Query<'_>,
+    ) -> Result<Vec<Found<FirewallAlias>>, PfError> {
+        Ok(super::wanted(list(ctx).await?, q))
+    }
+
+    async fn create(
+        &self,
+        ctx: &PfCtx,
+        spec: &FirewallAlias,
+        op: Op<'_, NoStep>,
+    ) -> Result<FirewallAlias, PfError> {
+        write(ctx, spec, &op).await
+    }
+
+    async fn update(
+        &self,
+        ctx: &PfCtx,
+        _prior: &FirewallAlias,
+        spec: &FirewallAlias,
+        op: Op<'_, NoStep>,
+    ) -> Result<FirewallAlias, PfError> {
+        write(ctx, spec, &op).await
+    }
+
+    async fn delete(
+        &self,
+        ctx: &PfCtx,
+        _prior: &FirewallAlias,
+        op: Op<'_, NoStep>,
+    ) -> Result<(), PfError> {
+        let filter = [("name", op.key.to_string())];
+        if let Some((id, _)) = wire::find::<ApiAlias>(&ctx.client, PLURAL, &filter, op.key).await? {
+            ctx.client
+                .delete(SINGULAR, &[("id", id.to_string())])
+                .await?;
+            ctx.client.apply(Subsystem::Firewall).await?;
+        }
+        Ok(())
+    }
+
+    fn example() -> FirewallAlias {
+        FirewallAlias {
+            name: "k8s_masters".into(),
+            kind: AliasType::Host,
+            address: vec!["10.0.20.100".into()],
+            descr: "control plane".into(),
+        }
+    }
+}
+
+/// Creates or patches the alias (looked up by name first), applies, observes it.
+async fn write(
+    ctx: &PfCtx,
+    spec: &FirewallAlias,
+    op: &Op<'_, NoStep>,
+) -> Result<FirewallAlias, PfError> {
+    let filter = [("name", op.key.to_string())];
+    let body = AliasBody {
+        name: &spec.name,
+        kind: spec.kind,
+        address: &spec.address,
+        descr: descr_with_marker(&spec.descr, op.marker),
     };
-    (
-        name.clone(),
-        json!({"name": name, "type": obj["type"], "address": address}),
-        obj["descr"].as_str().unwrap_or("").to_string(),
-    )
+    match wire::find::<ApiAlias>(&ctx.client, PLURAL, &filter, op.key).await? {
+        Some((id, _)) => {
+            let b = WithId {
+                id,
+                parent_id: None,
+                body: &body,
+            };
+            ctx.client.patch(SINGULAR, &wire::body(&b)).await?;
+        }
+        None => {
+            ctx.client.post(SINGULAR, &wire::body(&body)).await?;
+        }
+    }
+    ctx.client.apply(Subsystem::Firewall).await?;
+    super::written(list(ctx).await?, FirewallAlias::KIND, op.key)
 }
 
 #[cfg(test)]
@@ -106,7 +233,7 @@ mod tests {
     fn alias_entries_are_checked_against_the_type() {
         let a = FirewallAlias {
             name: "k8s nodes".into(),
-            kind: "network".into(),
+            kind: AliasType::Network,
             address: vec!["10.0.20.0/24".into(), "10.0.20.1".into()],
             descr: String::new(),
         };

@@ -6,28 +6,21 @@
 use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
 
+use async_trait::async_trait;
+use cairn_core::kit::{Found, Kind, Op, Query};
 use cairn_core::resource::KeyedList;
 use cairn_core::{AttrRef, Field, FieldError, Handle, Resource, Schema};
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
 
-/// Health check types the package knows.
-pub const CHECK_TYPES: &[&str] = &[
-    "none",
-    "Basic",
-    "HTTP",
-    "LDAP",
-    "MySQL",
-    "PostgreSQL",
-    "Redis",
-    "SMTP",
-    "ESMTP",
-    "SSL",
-];
-const BALANCES: &[&str] = &["", "roundrobin", "static-rr", "leastconn", "source", "uri"];
-const METHODS: &[&str] = &["OPTIONS", "HEAD", "GET", "POST", "PUT", "DELETE", "TRACE"];
-/// Server statuses the package knows.
-pub(crate) const STATUSES: &[&str] = &["active", "backup", "disabled", "inactive"];
+use super::values::{Balance, CheckType, HttpMethod, ServerStatus};
+use crate::context::{PfCtx, PfError};
+use crate::rollout::run::Rollout;
+use crate::rollout::{PoolServer, PoolStep, ServerObserved, server_steps};
+
+mod api;
+
+pub(crate) use api::{ServerBody, find_pool, list_pools, pool_not_found, set_advanced_backend};
+use api::{delete_pool, observed_now, write_pool};
 
 /// A HAProxy backend pool.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -36,16 +29,16 @@ pub struct HaproxyBackend {
     pub name: String,
     /// `roundrobin`, `static-rr`, `leastconn`, `source`, `uri` (or empty for HAProxy's default).
     #[serde(default = "roundrobin")]
-    pub balance: String,
+    pub balance: Balance,
     /// Health check: `none`, `Basic` (TCP connect), `HTTP`, `SSL`, …
     #[serde(default = "none")]
-    pub check_type: String,
+    pub check_type: CheckType,
     /// Check interval in milliseconds.
     #[serde(default)]
     pub checkinter: Option<u32>,
     /// HTTP check method (with `check_type: HTTP`).
     #[serde(default = "options")]
-    pub httpcheck_method: String,
+    pub httpcheck_method: HttpMethod,
     /// HTTP check URI, e.g. `/readyz`.
     #[serde(default = "slash")]
     pub monitor_uri: String,
@@ -86,17 +79,17 @@ pub struct BackendServer {
     pub ssl: bool,
     /// `active`, `backup`, `disabled` or `inactive`.
     #[serde(default = "active")]
-    pub status: String,
+    pub status: ServerStatus,
 }
 
-fn roundrobin() -> String {
-    "roundrobin".into()
+fn roundrobin() -> Balance {
+    Balance::RoundRobin
 }
-fn none() -> String {
-    "none".into()
+fn none() -> CheckType {
+    CheckType::None
 }
-fn options() -> String {
-    "OPTIONS".into()
+fn options() -> HttpMethod {
+    HttpMethod::Options
 }
 fn slash() -> String {
     "/".into()
@@ -107,8 +100,8 @@ fn thirty_s() -> u32 {
 fn one() -> u32 {
     1
 }
-fn active() -> String {
-    "active".into()
+fn active() -> ServerStatus {
+    ServerStatus::Active
 }
 
 impl BackendServer {
@@ -120,7 +113,7 @@ impl BackendServer {
             port,
             weight: 1,
             ssl: false,
-            status: "active".into(),
+            status: ServerStatus::Active,
         }
     }
 }
@@ -131,10 +124,10 @@ impl HaproxyBackend {
     pub fn https_checked(name: &str, uri: &str, interval_ms: u32) -> Self {
         HaproxyBackend {
             name: name.into(),
-            balance: "roundrobin".into(),
-            check_type: "HTTP".into(),
+            balance: Balance::RoundRobin,
+            check_type: CheckType::Http,
             checkinter: Some(interval_ms),
-            httpcheck_method: "GET".into(),
+            httpcheck_method: HttpMethod::Get,
             monitor_uri: uri.into(),
             connection_timeout: 30000,
             server_timeout: 30000,
@@ -158,8 +151,8 @@ impl HaproxyBackend {
     }
 
     /// Whether servers are health-checked (so additions can be gated on their check).
-    pub fn has_checks(spec: &Value) -> bool {
-        !matches!(spec["check_type"].as_str(), None | Some("none") | Some(""))
+    pub fn has_checks(&self) -> bool {
+        self.check_type.checks()
     }
 }
 
@@ -190,33 +183,7 @@ impl Resource for HaproxyBackend {
                 "must be a non-empty name without spaces",
             ));
         }
-        if !BALANCES.contains(&self.balance.as_str()) {
-            errs.push(FieldError::new(
-                "balance",
-                format!(
-                    "unknown balance {:?}: expected one of {}",
-                    self.balance,
-                    BALANCES[1..].join(", ")
-                ),
-            ));
-        }
-        if !CHECK_TYPES.contains(&self.check_type.as_str()) {
-            errs.push(FieldError::new(
-                "check_type",
-                format!(
-                    "unknown check type {:?}: expected one of {}",
-                    self.check_type,
-                    CHECK_TYPES.join(", ")
-                ),
-            ));
-        }
-        if !METHODS.contains(&self.httpcheck_method.as_str()) {
-            errs.push(FieldError::new(
-                "httpcheck_method",
-                format!("unknown HTTP method {:?}", self.httpcheck_method),
-            ));
-        }
-        if self.check_type == "HTTP" && !self.monitor_uri.starts_with('/') {
+        if self.check_type == CheckType::Http && !self.monitor_uri.starts_with('/') {
             errs.push(FieldError::new("monitor_uri", "must start with `/`"));
         }
         if self.checkinter == Some(0) {
@@ -238,15 +205,6 @@ impl Resource for HaproxyBackend {
                     format!("server {:?}: port must be between 1 and 65535", s.name),
                 ));
             }
-            if !STATUSES.contains(&s.status.as_str()) {
-                errs.push(FieldError::new(
-                    format!("servers[{i}].status"),
-                    format!(
-                        "unknown status {:?}: expected active, backup, disabled or inactive",
-                        s.status
-                    ),
-                ));
-            }
         }
         errs
     }
@@ -265,68 +223,156 @@ impl HaproxyBackendRefs for Handle<HaproxyBackend> {
     }
 }
 
-/// Spec value → API body of the backend itself (servers are written one by one).
-pub(crate) fn to_api(spec: &Value, advanced_backend: String) -> Value {
-    json!({
-        "name": spec["name"], "balance": spec["balance"], "check_type": spec["check_type"],
-        "checkinter": spec["checkinter"], "httpcheck_method": spec["httpcheck_method"],
-        "monitor_uri": spec["monitor_uri"], "connection_timeout": spec["connection_timeout"],
-        "server_timeout": spec["server_timeout"], "retries": spec["retries"],
-        "advanced": spec["advanced"], "advanced_backend": advanced_backend,
-    })
-}
-
-/// A server spec value → API body.
-pub(crate) fn server_to_api(s: &Value, status: &str) -> Value {
-    json!({
-        "name": s["name"], "address": s["address"], "port": port_string(&s["port"]),
-        "weight": s["weight"], "ssl": s["ssl"], "status": status,
-    })
-}
-
-fn port_string(v: &Value) -> Value {
-    match v {
-        Value::Number(n) => Value::String(n.to_string()),
-        other => other.clone(),
+impl BackendServer {
+    /// The server as a rollout wants it.
+    pub fn to_pool_server(&self) -> PoolServer {
+        PoolServer {
+            name: self.name.clone(),
+            address: self.address.clone(),
+            port: self.port,
+            weight: self.weight,
+            ssl: self.ssl,
+            status: self.status,
+        }
     }
 }
 
-fn num(v: &Value) -> Value {
-    match v {
-        Value::String(s) if s.is_empty() => Value::Null,
-        Value::String(s) => s.parse::<u64>().map_or(Value::Null, |n| json!(n)),
-        other => other.clone(),
-    }
+/// A backend as observed: its fields and its servers (with runtime drain/maint shown).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HaproxyBackendObserved {
+    /// Pool name (the key).
+    pub name: String,
+    /// Balance algorithm.
+    pub balance: Balance,
+    /// Health check.
+    pub check_type: CheckType,
+    /// Check interval in milliseconds.
+    pub checkinter: Option<u32>,
+    /// HTTP check method.
+    pub httpcheck_method: HttpMethod,
+    /// HTTP check URI.
+    pub monitor_uri: String,
+    /// Connect timeout in milliseconds.
+    pub connection_timeout: Option<u32>,
+    /// Server timeout in milliseconds.
+    pub server_timeout: Option<u32>,
+    /// Connection retries.
+    pub retries: Option<u32>,
+    /// Appended to every server line.
+    pub advanced: String,
+    /// Every server of the pool (inline or members).
+    pub servers: Vec<ServerObserved>,
 }
 
-/// API object → (key, spec value, advanced_backend text).
-pub(crate) fn from_api(obj: &Value) -> (String, Value, String) {
-    let servers: Vec<Value> = obj["servers"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
-        .iter()
-        .map(|s| {
-            json!({
-                "name": s["name"], "address": s["address"], "port": num(&s["port"]),
-                "weight": num(&s["weight"]), "ssl": s["ssl"].as_bool().unwrap_or(false),
-                "status": s["status"],
-            })
-        })
-        .collect();
-    let name = obj["name"].as_str().unwrap_or("").to_string();
-    let v = json!({
-        "name": name, "balance": obj["balance"], "check_type": obj["check_type"],
-        "checkinter": num(&obj["checkinter"]), "httpcheck_method": obj["httpcheck_method"],
-        "monitor_uri": obj["monitor_uri"], "connection_timeout": num(&obj["connection_timeout"]),
-        "server_timeout": num(&obj["server_timeout"]), "retries": num(&obj["retries"]),
-        "advanced": obj["advanced"].as_str().unwrap_or(""), "servers": servers,
-    });
-    (
-        name,
-        v,
-        obj["advanced_backend"].as_str().unwrap_or("").to_string(),
-    )
+/// The `pfsense_haproxy_backend` kind: the pool's own fields in one write, its inline
+/// servers through the staged [`PoolStep`]s.
+pub struct HaproxyBackends;
+
+#[async_trait]
+impl Kind<PfCtx> for HaproxyBackends {
+    type Spec = HaproxyBackend;
+    type Observed = HaproxyBackendObserved;
+    type Step = PoolStep;
+
+    async fn observe(
+        &self,
+        ctx: &PfCtx,
+        q: Query<'_>,
+    ) -> Result<Vec<Found<HaproxyBackendObserved>>, PfError> {
+        let found = list_pools(ctx)
+            .await?
+            .into_iter()
+            .map(|p| p.found)
+            .collect();
+        Ok(super::wanted(found, q))
+    }
+
+    fn steps(
+        &self,
+        _ctx: &PfCtx,
+        before: Option<&HaproxyBackendObserved>,
+        after: Option<&HaproxyBackend>,
+    ) -> Vec<PoolStep> {
+        let desired = |a: &HaproxyBackend| -> Option<Vec<PoolServer>> {
+            a.servers
+                .as_ref()
+                .map(|s| s.iter().map(BackendServer::to_pool_server).collect())
+        };
+        match (before, after) {
+            // Deleting the pool: its servers drain and go first.
+            (Some(b), None) => server_steps(&b.servers, &[], true, None),
+            (None, Some(a)) => {
+                let mut steps = vec![PoolStep::CreatePool {
+                    pool: a.name.clone(),
+                    members: a.servers.is_none(),
+                }];
+                if let Some(servers) = desired(a) {
+                    steps.extend(server_steps(&[], &servers, a.has_checks(), None));
+                }
+                steps
+            }
+            // Servers managed as pool members: their own changes carry the steps.
+            (Some(b), Some(a)) => desired(a)
+                .map(|servers| server_steps(&b.servers, &servers, a.has_checks(), None))
+                .unwrap_or_default(),
+            (None, None) => Vec::new(),
+        }
+    }
+
+    async fn create(
+        &self,
+        ctx: &PfCtx,
+        spec: &HaproxyBackend,
+        op: Op<'_, PoolStep>,
+    ) -> Result<HaproxyBackendObserved, PfError> {
+        let address = op.address.to_string();
+        let rollout = Rollout::new(ctx, &spec.name, &address);
+        for (i, step) in op.steps.iter().enumerate() {
+            if let PoolStep::CreatePool { .. } = step {
+                write_pool(ctx, spec, op.marker).await?;
+                ctx.record_step(&address, &step.to_string());
+            } else {
+                rollout.step(step, &op.steps[i + 1..]).await?;
+            }
+        }
+        observed_now(ctx, op.key).await
+    }
+
+    async fn update(
+        &self,
+        ctx: &PfCtx,
+        _prior: &HaproxyBackendObserved,
+        spec: &HaproxyBackend,
+        op: Op<'_, PoolStep>,
+    ) -> Result<HaproxyBackendObserved, PfError> {
+        write_pool(ctx, spec, op.marker).await?;
+        let address = op.address.to_string();
+        Rollout::new(ctx, &spec.name, &address)
+            .run(&op.steps)
+            .await?;
+        observed_now(ctx, op.key).await
+    }
+
+    async fn delete(
+        &self,
+        ctx: &PfCtx,
+        _prior: &HaproxyBackendObserved,
+        op: Op<'_, PoolStep>,
+    ) -> Result<(), PfError> {
+        let address = op.address.to_string();
+        Rollout::new(ctx, op.key, &address).run(&op.steps).await?;
+        delete_pool(ctx, op.key).await
+    }
+
+    fn example() -> HaproxyBackend {
+        let mut b = HaproxyBackend::https_checked("apiserver_nodes", "/readyz", 2000);
+        b.servers = Some(vec![BackendServer::new(
+            "k8s-master",
+            Ipv4Addr::new(10, 0, 20, 100),
+            6443,
+        )]);
+        b
+    }
 }
 
 #[cfg(test)]
@@ -334,14 +380,35 @@ mod tests {
     use super::*;
 
     #[test]
-    fn validation_names_port_zero_duplicates_and_unknown_check_type() {
+    fn validation_names_port_zero_duplicates_and_a_relative_monitor_uri() {
         let mut b = HaproxyBackend::https_checked("pool", "/readyz", 1000);
-        b.check_type = "Telepathy".into();
+        b.monitor_uri = "readyz".into();
         b.servers = Some(vec![
             BackendServer::new("a", Ipv4Addr::new(10, 0, 0, 1), 0),
             BackendServer::new("a", Ipv4Addr::new(10, 0, 0, 2), 443),
         ]);
         let fields: Vec<String> = b.validate().into_iter().map(|e| e.field).collect();
-        assert_eq!(fields, ["check_type", "servers[0].port", "servers[1].name"]);
+        assert_eq!(
+            fields,
+            ["monitor_uri", "servers[0].port", "servers[1].name"]
+        );
+    }
+
+    #[test]
+    fn the_spec_serialises_with_the_api_spellings_as_before() {
+        let pool = HaproxyBackend::https_checked("p", "/readyz", 2000).with_servers(vec![
+            BackendServer::new("s", Ipv4Addr::new(10, 0, 0, 1), 443),
+        ]);
+        assert_eq!(
+            serde_json::to_value(&pool).unwrap(),
+            serde_json::json!({
+                "name": "p", "balance": "roundrobin", "check_type": "HTTP", "checkinter": 2000,
+                "httpcheck_method": "GET", "monitor_uri": "/readyz",
+                "connection_timeout": 30000, "server_timeout": 30000, "retries": 3,
+                "advanced": "check-ssl verify none",
+                "servers": [{"name": "s", "address": "10.0.0.1", "port": 443, "weight": 1,
+                             "ssl": false, "status": "active"}],
+            })
+        );
     }
 }

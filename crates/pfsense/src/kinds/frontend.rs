@@ -3,9 +3,16 @@
 
 use std::net::Ipv4Addr;
 
+use async_trait::async_trait;
+use cairn_core::kit::{Found, Kind, NoStep, Op, Query};
 use cairn_core::{AttrRef, Field, FieldError, Handle, Resource, Schema};
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+
+use super::values::{FrontendMode, FrontendStatus};
+use super::{descr_with_marker, split_marker};
+use crate::client::Subsystem;
+use crate::context::{PfCtx, PfError};
+use crate::wire::{self, Indexed, WithId};
 
 /// A HAProxy frontend.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -17,10 +24,10 @@ pub struct HaproxyFrontend {
     pub descr: String,
     /// `active` or `disabled`.
     #[serde(default = "active")]
-    pub status: String,
+    pub status: FrontendStatus,
     /// `tcp`, `http` or `https` (SSL offloading).
     #[serde(rename = "type", default = "tcp")]
-    pub kind: String,
+    pub kind: FrontendMode,
     /// Where it listens: usually a VIP's address (a reference) and a port.
     pub addresses: Vec<FrontendAddress>,
     /// The default backend pool (usually a reference to a backend's name).
@@ -42,11 +49,11 @@ pub struct FrontendAddress {
     pub ssl: bool,
 }
 
-fn active() -> String {
-    "active".into()
+fn active() -> FrontendStatus {
+    FrontendStatus::Active
 }
-fn tcp() -> String {
-    "tcp".into()
+fn tcp() -> FrontendMode {
+    FrontendMode::Tcp
 }
 fn thirty_s() -> u32 {
     30000
@@ -63,8 +70,8 @@ impl HaproxyFrontend {
         HaproxyFrontend {
             name: name.into(),
             descr: String::new(),
-            status: "active".into(),
-            kind: "tcp".into(),
+            status: FrontendStatus::Active,
+            kind: FrontendMode::Tcp,
             addresses: vec![FrontendAddress {
                 address: address.into(),
                 port,
@@ -98,15 +105,6 @@ impl Resource for HaproxyFrontend {
                 "name",
                 "must be a non-empty name without spaces",
             ));
-        }
-        if !["tcp", "http", "https"].contains(&self.kind.as_str()) {
-            errs.push(FieldError::new(
-                "type",
-                format!("unknown type {:?}: expected tcp, http or https", self.kind),
-            ));
-        }
-        if !["active", "disabled"].contains(&self.status.as_str()) {
-            errs.push(FieldError::new("status", "must be `active` or `disabled`"));
         }
         if self.addresses.is_empty() {
             errs.push(FieldError::new(
@@ -142,55 +140,267 @@ impl HaproxyFrontendRefs for Handle<HaproxyFrontend> {
     }
 }
 
-/// Spec value → API body (nested `a_extaddr` included).
-pub(crate) fn to_api(spec: &Value, descr: String) -> Value {
-    let addrs: Vec<Value> = spec["addresses"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
-        .iter()
-        .map(|a| {
-            json!({"extaddr": "custom", "extaddr_custom": a["address"],
-                   "extaddr_port": a["port"].to_string(), "extaddr_ssl": a["ssl"]})
-        })
-        .collect();
-    json!({
-        "name": spec["name"], "descr": descr, "status": spec["status"], "type": spec["type"],
-        "a_extaddr": addrs, "backend_serverpool": spec["default_backend"],
-        "client_timeout": spec["client_timeout"],
-    })
+/// A frontend as observed: bind addresses and the default backend as the API reports them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HaproxyFrontendObserved {
+    /// Name (the key).
+    pub name: String,
+    /// Description without the marker.
+    pub descr: String,
+    /// Status.
+    pub status: FrontendStatus,
+    /// Mode.
+    #[serde(rename = "type")]
+    pub kind: FrontendMode,
+    /// Bind addresses.
+    pub addresses: Vec<FrontendAddressObserved>,
+    /// The default backend's name.
+    pub default_backend: String,
+    /// Client timeout in milliseconds.
+    pub client_timeout: Option<u32>,
 }
 
-/// API object → (key, spec value, descr with marker).
-pub(crate) fn from_api(obj: &Value) -> (String, Value, String) {
-    let addrs: Vec<Value> = obj["a_extaddr"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
-        .iter()
-        .map(|a| {
-            let address = match a["extaddr"].as_str() {
-                Some("custom") => a["extaddr_custom"].clone(),
-                Some("localhost_ipv4") => json!("127.0.0.1"),
-                Some("any_ipv4") => json!("0.0.0.0"),
-                other => json!(other),
+/// One observed bind address.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FrontendAddressObserved {
+    /// The address (`0.0.0.0` for any IPv4, `127.0.0.1` for localhost).
+    pub address: String,
+    /// The port.
+    pub port: Option<u16>,
+    /// TLS offloading.
+    pub ssl: bool,
+}
+
+const PLURAL: &str = "/services/haproxy/frontends";
+const SINGULAR: &str = "/services/haproxy/frontend";
+
+/// `/services/haproxy/frontend` as the API sends it.
+#[derive(Debug, Deserialize)]
+struct ApiFrontend {
+    #[serde(default, deserialize_with = "wire::opt_num")]
+    id: Option<usize>,
+    name: String,
+    #[serde(default)]
+    descr: String,
+    #[serde(default = "active")]
+    status: FrontendStatus,
+    #[serde(rename = "type")]
+    kind: FrontendMode,
+    #[serde(default)]
+    a_extaddr: Vec<ApiAddress>,
+    #[serde(default)]
+    backend_serverpool: String,
+    #[serde(default, deserialize_with = "wire::opt_num")]
+    client_timeout: Option<u32>,
+}
+
+/// One `a_extaddr` item, as sent and as written.
+#[derive(Debug, Serialize, Deserialize)]
+struct ApiAddress {
+    #[serde(default)]
+    extaddr: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    extaddr_custom: Option<String>,
+    #[serde(default, deserialize_with = "wire::opt_num")]
+    extaddr_port: Option<u16>,
+    #[serde(default, deserialize_with = "wire::flag")]
+    extaddr_ssl: bool,
+}
+
+impl Indexed for ApiFrontend {
+    fn id(&self) -> Option<usize> {
+        self.id
+    }
+    fn key(&self) -> String {
+        self.name.clone()
+    }
+}
+
+impl ApiFrontend {
+    fn observed(self) -> Found<HaproxyFrontendObserved> {
+        let (descr, marker) = split_marker(&self.descr);
+        let addresses: Vec<FrontendAddressObserved> = self
+            .a_extaddr
+            .into_iter()
+            .map(|a| FrontendAddressObserved {
+                address: match a.extaddr.as_str() {
+                    "custom" => a.extaddr_custom.unwrap_or_default(),
+                    "localhost_ipv4" => "127.0.0.1".into(),
+                    "any_ipv4" => "0.0.0.0".into(),
+                    other => other.to_string(),
+                },
+                port: a.extaddr_port,
+                ssl: a.extaddr_ssl,
+            })
+            .collect();
+        // Deleted after it: its default backend and the VIPs it binds.
+        let mut uses = Vec::new();
+        if !self.backend_serverpool.is_empty() {
+            uses.push((
+                super::HaproxyBackend::KIND.to_string(),
+                self.backend_serverpool.clone(),
+            ));
+        }
+        for a in &addresses {
+            uses.push((super::VirtualIp::KIND.to_string(), a.address.clone()));
+        }
+        let value = HaproxyFrontendObserved {
+            name: self.name,
+            descr,
+            status: self.status,
+            kind: self.kind,
+            addresses,
+            default_backend: self.backend_serverpool,
+            client_timeout: self.client_timeout,
+        };
+        Found {
+            uses,
+            ..Found::new(value.name.clone(), value, marker)
+        }
+    }
+}
+
+/// The body of a write (nested `a_extaddr` included).
+#[derive(Debug, Serialize)]
+struct FrontendBody<'a> {
+    name: &'a str,
+    descr: String,
+    status: FrontendStatus,
+    #[serde(rename = "type")]
+    kind: FrontendMode,
+    a_extaddr: Vec<AddressBody>,
+    backend_serverpool: &'a Field<String>,
+    client_timeout: u32,
+}
+
+/// One bind address as written (the port as a string, as the package stores it).
+#[derive(Debug, Serialize)]
+struct AddressBody {
+    extaddr: &'static str,
+    extaddr_custom: Field<Ipv4Addr>,
+    extaddr_port: String,
+    extaddr_ssl: bool,
+}
+
+impl HaproxyFrontend {
+    fn body(&self, marker: &cairn_core::Marker) -> FrontendBody<'_> {
+        FrontendBody {
+            name: &self.name,
+            descr: descr_with_marker(&self.descr, marker),
+            status: self.status,
+            kind: self.kind,
+            a_extaddr: self
+                .addresses
+                .iter()
+                .map(|a| AddressBody {
+                    extaddr: "custom",
+                    extaddr_custom: a.address.clone(),
+                    extaddr_port: a.port.to_string(),
+                    extaddr_ssl: a.ssl,
+                })
+                .collect(),
+            backend_serverpool: &self.default_backend,
+            client_timeout: self.client_timeout,
+        }
+    }
+}
+
+async fn list(ctx: &PfCtx) -> Result<Vec<Found<HaproxyFrontendObserved>>, PfError> {
+    let items = ctx.client.list(PLURAL, &[]).await?;
+    Ok(wire::decode_all::<ApiFrontend>(PLURAL, items)
+        .into_iter()
+        .map(ApiFrontend::observed)
+        .collect())
+}
+
+/// The `pfsense_haproxy_frontend` kind.
+pub struct HaproxyFrontends;
+
+#[async_trait]
+impl Kind<PfCtx> for HaproxyFrontends {
+    type Spec = HaproxyFrontend;
+    type Observed = HaproxyFrontendObserved;
+    type Step = NoStep;
+
+    async fn observe(
+        &self,
+        ctx: &PfCtx,
+        q: Query<'_>,
+    ) -> Result<Vec<Found<HaproxyFrontendObserved>>, PfError> {
+        Ok(super::wanted(list(ctx).await?, q))
+    }
+
+    async fn create(
+        &self,
+        ctx: &PfCtx,
+        spec: &HaproxyFrontend,
+        op: Op<'_, NoStep>,
+    ) -> Result<HaproxyFrontendObserved, PfError> {
+        write(ctx, spec, &op).await
+    }
+
+    async fn update(
+        &self,
+        ctx: &PfCtx,
+        _prior: &HaproxyFrontendObserved,
+        spec: &HaproxyFrontend,
+        op: Op<'_, NoStep>,
+    ) -> Result<HaproxyFrontendObserved, PfError> {
+        write(ctx, spec, &op).await
+    }
+
+    async fn delete(
+        &self,
+        ctx: &PfCtx,
+        _prior: &HaproxyFrontendObserved,
+        op: Op<'_, NoStep>,
+    ) -> Result<(), PfError> {
+        let filter = [("name", op.key.to_string())];
+        if let Some((id, _)) =
+            wire::find::<ApiFrontend>(&ctx.client, PLURAL, &filter, op.key).await?
+        {
+            ctx.client
+                .delete(SINGULAR, &[("id", id.to_string())])
+                .await?;
+            ctx.client.apply(Subsystem::Haproxy).await?;
+        }
+        Ok(())
+    }
+
+    fn example() -> HaproxyFrontend {
+        HaproxyFrontend {
+            descr: "Kubernetes API".into(),
+            ..HaproxyFrontend::tcp(
+                "apiserver_proxy",
+                Ipv4Addr::new(10, 0, 20, 99),
+                6443,
+                "apiserver_nodes",
+            )
+        }
+    }
+}
+
+/// Creates or patches the frontend (looked up by name first), applies, observes it.
+async fn write(
+    ctx: &PfCtx,
+    spec: &HaproxyFrontend,
+    op: &Op<'_, NoStep>,
+) -> Result<HaproxyFrontendObserved, PfError> {
+    let filter = [("name", op.key.to_string())];
+    let body = spec.body(op.marker);
+    match wire::find::<ApiFrontend>(&ctx.client, PLURAL, &filter, op.key).await? {
+        Some((id, _)) => {
+            let b = WithId {
+                id,
+                parent_id: None,
+                body: &body,
             };
-            let port = match &a["extaddr_port"] {
-                Value::String(s) => s.parse::<u64>().map_or(Value::Null, |p| json!(p)),
-                other => other.clone(),
-            };
-            json!({"address": address, "port": port,
-                   "ssl": a["extaddr_ssl"].as_bool().unwrap_or(false)})
-        })
-        .collect();
-    let name = obj["name"].as_str().unwrap_or("").to_string();
-    let timeout = match &obj["client_timeout"] {
-        Value::String(s) => s.parse::<u64>().map_or(Value::Null, |p| json!(p)),
-        other => other.clone(),
-    };
-    let v = json!({
-        "name": name, "status": obj["status"], "type": obj["type"], "addresses": addrs,
-        "default_backend": obj["backend_serverpool"], "client_timeout": timeout,
-    });
-    (name, v, obj["descr"].as_str().unwrap_or("").to_string())
+            ctx.client.patch(SINGULAR, &wire::body(&b)).await?;
+        }
+        None => {
+            ctx.client.post(SINGULAR, &wire::body(&body)).await?;
+        }
+    }
+    ctx.client.apply(Subsystem::Haproxy).await?;
+    super::written(list(ctx).await?, HaproxyFrontend::KIND, op.key)
 }

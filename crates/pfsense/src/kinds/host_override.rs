@@ -3,9 +3,15 @@
 
 use std::net::Ipv4Addr;
 
+use async_trait::async_trait;
+use cairn_core::kit::{Found, Kind, NoStep, Op, Query};
 use cairn_core::{Field, FieldError, Resource, Schema};
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+
+use super::{descr_with_marker, split_marker};
+use crate::client::Subsystem;
+use crate::context::{PfCtx, PfError};
+use crate::wire::{self, Indexed, WithId};
 
 /// A DNS Resolver host override: `host.domain` resolves to `ip`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -68,24 +74,174 @@ impl Resource for DnsHostOverride {
     }
 }
 
-/// Spec value → API body.
-pub(crate) fn to_api(spec: &Value, descr: String) -> Value {
-    json!({"host": spec["host"], "domain": spec["domain"], "ip": spec["ip"], "descr": descr,
-           "aliases": []})
+/// A host override as observed: the addresses as the API reports them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DnsHostOverrideObserved {
+    /// The host part.
+    pub host: String,
+    /// The domain.
+    pub domain: String,
+    /// The addresses it resolves to.
+    pub ip: Vec<String>,
+    /// Description without the marker.
+    pub descr: String,
 }
 
-/// API object → (key, spec value, descr with marker).
-pub(crate) fn from_api(obj: &Value) -> (String, Value, String) {
-    let host = obj["host"].as_str().unwrap_or("");
-    let domain = obj["domain"].as_str().unwrap_or("");
-    let ip = match &obj["ip"] {
-        Value::Array(a) => Value::Array(a.clone()),
-        Value::String(s) => json!(s.split(',').map(str::trim).collect::<Vec<_>>()),
-        _ => json!([]),
+const PLURAL: &str = "/services/dns_resolver/host_overrides";
+const SINGULAR: &str = "/services/dns_resolver/host_override";
+
+/// `/services/dns_resolver/host_override` as the API sends it.
+#[derive(Debug, Deserialize)]
+struct ApiOverride {
+    #[serde(default, deserialize_with = "wire::opt_num")]
+    id: Option<usize>,
+    #[serde(default)]
+    host: String,
+    #[serde(default)]
+    domain: String,
+    #[serde(default, deserialize_with = "wire::commas")]
+    ip: Vec<String>,
+    #[serde(default)]
+    descr: String,
+}
+
+impl Indexed for ApiOverride {
+    fn id(&self) -> Option<usize> {
+        self.id
+    }
+    fn key(&self) -> String {
+        format!("{}.{}", self.host, self.domain)
+    }
+}
+
+impl ApiOverride {
+    fn observed(self) -> Found<DnsHostOverrideObserved> {
+        let (descr, marker) = split_marker(&self.descr);
+        let key = self.key();
+        // The VIPs it points at are deleted after it.
+        let uses = self
+            .ip
+            .iter()
+            .map(|ip| (super::VirtualIp::KIND.to_string(), ip.clone()))
+            .collect();
+        let value = DnsHostOverrideObserved {
+            host: self.host,
+            domain: self.domain,
+            ip: self.ip,
+            descr,
+        };
+        Found {
+            uses,
+            ..Found::new(key, value, marker)
+        }
+    }
+}
+
+/// The body of a write.
+#[derive(Debug, Serialize)]
+struct OverrideBody<'a> {
+    host: &'a str,
+    domain: &'a str,
+    ip: &'a [Field<Ipv4Addr>],
+    descr: String,
+    aliases: Vec<String>,
+}
+
+async fn list(ctx: &PfCtx) -> Result<Vec<Found<DnsHostOverrideObserved>>, PfError> {
+    let items = ctx.client.list(PLURAL, &[]).await?;
+    Ok(wire::decode_all::<ApiOverride>(PLURAL, items)
+        .into_iter()
+        .map(ApiOverride::observed)
+        .collect())
+}
+
+/// The `pfsense_dns_host_override` kind.
+pub struct DnsHostOverrides;
+
+#[async_trait]
+impl Kind<PfCtx> for DnsHostOverrides {
+    type Spec = DnsHostOverride;
+    type Observed = DnsHostOverrideObserved;
+    type Step = NoStep;
+
+    async fn observe(
+        &self,
+        ctx: &PfCtx,
+        q: Query<'_>,
+    ) -> Result<Vec<Found<DnsHostOverrideObserved>>, PfError> {
+        Ok(super::wanted(list(ctx).await?, q))
+    }
+
+    async fn create(
+        &self,
+        ctx: &PfCtx,
+        spec: &DnsHostOverride,
+        op: Op<'_, NoStep>,
+    ) -> Result<DnsHostOverrideObserved, PfError> {
+        write(ctx, spec, &op).await
+    }
+
+    async fn update(
+        &self,
+        ctx: &PfCtx,
+        _prior: &DnsHostOverrideObserved,
+        spec: &DnsHostOverride,
+        op: Op<'_, NoStep>,
+    ) -> Result<DnsHostOverrideObserved, PfError> {
+        write(ctx, spec, &op).await
+    }
+
+    async fn delete(
+        &self,
+        ctx: &PfCtx,
+        _prior: &DnsHostOverrideObserved,
+        op: Op<'_, NoStep>,
+    ) -> Result<(), PfError> {
+        if let Some((id, _)) = wire::find::<ApiOverride>(&ctx.client, PLURAL, &[], op.key).await? {
+            ctx.client
+                .delete(SINGULAR, &[("id", id.to_string())])
+                .await?;
+            ctx.client.apply(Subsystem::DnsResolver).await?;
+        }
+        Ok(())
+    }
+
+    fn example() -> DnsHostOverride {
+        DnsHostOverride {
+            host: "k8s-apiserver".into(),
+            domain: "home.arpa".into(),
+            ip: vec![Ipv4Addr::new(10, 0, 20, 99).into()],
+            descr: "Kubernetes API".into(),
+        }
+    }
+}
+
+/// Creates or patches the override (looked up by `host.domain` first), applies, observes it.
+async fn write(
+    ctx: &PfCtx,
+    spec: &DnsHostOverride,
+    op: &Op<'_, NoStep>,
+) -> Result<DnsHostOverrideObserved, PfError> {
+    let body = OverrideBody {
+        host: &spec.host,
+        domain: &spec.domain,
+        ip: &spec.ip,
+        descr: descr_with_marker(&spec.descr, op.marker),
+        aliases: Vec::new(),
     };
-    (
-        format!("{host}.{domain}"),
-        json!({"host": host, "domain": domain, "ip": ip}),
-        obj["descr"].as_str().unwrap_or("").to_string(),
-    )
+    match wire::find::<ApiOverride>(&ctx.client, PLURAL, &[], op.key).await? {
+        Some((id, _)) => {
+            let b = WithId {
+                id,
+                parent_id: None,
+                body: &body,
+            };
+            ctx.client.patch(SINGULAR, &wire::body(&b)).await?;
+        }
+        None => {
+            ctx.client.post(SINGULAR, &wire::body(&body)).await?;
+        }
+    }
+    ctx.client.apply(Subsystem::DnsResolver).await?;
+    super::written(list(ctx).await?, DnsHostOverride::KIND, op.key)
 }

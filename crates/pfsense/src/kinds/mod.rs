@@ -1,37 +1,72 @@
-//! The pfSense resource kinds and the ownership marker kept in `descr` (or, for HAProxy
-//! backends, which have no description, as a comment line in `advanced_backend`).
+//! The pfSense resource kinds, one file each (spec, observed form, API types, and the
+//! [`cairn_core::kit::Kind`] handler), their typed [`values`], and the ownership marker
+//! kept in `descr` (or, for HAProxy backends, which have no description, as a comment line
+//! in `advanced_backend`).
 
 pub mod alias;
 pub mod backend;
 pub mod frontend;
 pub mod host_override;
 pub mod pool_member;
+pub mod values;
 pub mod vip;
 
-pub use alias::FirewallAlias;
-pub use backend::{BackendServer, HaproxyBackend, HaproxyBackendRefs};
-pub use frontend::{FrontendAddress, HaproxyFrontend, HaproxyFrontendRefs};
-pub use host_override::DnsHostOverride;
-pub use pool_member::HaproxyPoolMember;
-pub use vip::{VirtualIp, VirtualIpRefs};
+pub use alias::{FirewallAlias, FirewallAliases};
+pub use backend::{
+    BackendServer, HaproxyBackend, HaproxyBackendObserved, HaproxyBackendRefs, HaproxyBackends,
+};
+pub use frontend::{
+    FrontendAddress, HaproxyFrontend, HaproxyFrontendObserved, HaproxyFrontendRefs,
+    HaproxyFrontends,
+};
+pub use host_override::{DnsHostOverride, DnsHostOverrideObserved, DnsHostOverrides};
+pub use pool_member::{HaproxyPoolMember, HaproxyPoolMemberObserved, HaproxyPoolMembers};
+pub use values::{
+    AliasType, Balance, CheckType, FrontendMode, FrontendStatus, HttpMethod, LiveStatus,
+    ServerStatus, VipMode,
+};
+pub use vip::{VirtualIp, VirtualIpObserved, VirtualIpRefs, VirtualIps};
 
-use cairn_core::Marker;
+use cairn_core::kit::{Found, Query};
+use cairn_core::{Marker, Origin};
+
+use crate::context::PfError;
+
+/// The objects a query asks for: declared keys, and everything carrying the stack's marker.
+pub(crate) fn wanted<O>(found: Vec<Found<O>>, q: Query<'_>) -> Vec<Found<O>> {
+    found
+        .into_iter()
+        .filter(|f| {
+            q.keys.contains(&f.key) || f.marker.as_ref().is_some_and(|m| m.stack == q.stack)
+        })
+        .collect()
+}
+
+/// The object with `key` out of a list made right after writing it.
+pub(crate) fn written<O>(found: Vec<Found<O>>, kind: &str, key: &str) -> Result<O, PfError> {
+    found
+        .into_iter()
+        .find(|f| f.key == key)
+        .map(|f| f.value)
+        .ok_or_else(|| PfError::failed(format!("{kind} {key} not found after the write")))
+}
 
 /// The provider name of every kind here.
 pub const PROVIDER: &str = "pfsense";
 
 const OPEN: &str = "[cairn stack=";
 
-/// Appends the marker to a description: `web VIP [cairn stack=homelab fp=1a2b]`.
+/// Appends the marker to a description: `web VIP [cairn stack=homelab fp=1a2b origin=created]`.
 pub fn descr_with_marker(descr: &str, marker: &Marker) -> String {
     let tag = format!(
-        "{OPEN}{}{}]",
+        "{OPEN}{}{} origin={}]",
         marker.stack,
         marker
             .fingerprint
             .as_deref()
             .map(|f| format!(" fp={f}"))
-            .unwrap_or_default()
+            .unwrap_or_default(),
+        marker.origin.as_str()
     );
     if descr.is_empty() {
         tag
@@ -50,13 +85,12 @@ pub fn split_marker(descr: &str) -> (String, Option<Marker>) {
     };
     let mut parts = inner.split_whitespace();
     let stack = parts.next().unwrap_or("").to_string();
-    let fingerprint = parts
-        .find_map(|p| p.strip_prefix("fp="))
-        .map(str::to_string);
-    (
-        descr[..start].trim_end().to_string(),
-        Some(Marker { stack, fingerprint }),
-    )
+    let rest: Vec<&str> = parts.collect();
+    let field = |name: &str| rest.iter().find_map(|p| p.strip_prefix(name));
+    let mut marker = Marker::adopted(stack, field("fp=").map(str::to_string));
+    // A marker without `origin=` predates it: adopted, so at worst released, never deleted.
+    marker.origin = field("origin=").map_or(Origin::Adopted, Origin::parse);
+    (descr[..start].trim_end().to_string(), Some(marker))
 }
 
 /// The comment line in `advanced_backend` saying the pool's servers are managed as
@@ -92,12 +126,9 @@ mod tests {
 
     #[test]
     fn marker_round_trips_through_descr_and_comment() {
-        let m = Marker {
-            stack: "homelab-ha".into(),
-            fingerprint: Some("ab12".into()),
-        };
+        let m = Marker::created("homelab-ha", Some("ab12".into()));
         let d = descr_with_marker("k8s VIP", &m);
-        assert_eq!(d, "k8s VIP [cairn stack=homelab-ha fp=ab12]");
+        assert_eq!(d, "k8s VIP [cairn stack=homelab-ha fp=ab12 origin=created]");
         assert_eq!(split_marker(&d), ("k8s VIP".to_string(), Some(m.clone())));
         assert_eq!(split_marker("hand made"), ("hand made".to_string(), None));
         let adv = format!("option tcplog\n{}", marker_comment(&m));

@@ -5,11 +5,18 @@
 
 use std::net::Ipv4Addr;
 
-use cairn_core::{Field, FieldError, Resource, Schema};
+use async_trait::async_trait;
+use cairn_core::kit::{Found, Kind, Op, Query};
+use cairn_core::{Field, FieldError, Marker, Resource, Schema};
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
 
-use super::backend::STATUSES;
+use super::backend::{self, HaproxyBackend, list_pools};
+use super::values::{LiveStatus, ServerStatus};
+use super::{MEMBERS_COMMENT, split_marker_comment};
+use crate::client::Subsystem;
+use crate::context::{PfCtx, PfError};
+use crate::rollout::run::Rollout;
+use crate::rollout::{PoolServer, PoolStep, ServerObserved, server_steps};
 
 /// The highest server weight HAProxy accepts.
 const MAX_WEIGHT: u32 = 256;
@@ -43,14 +50,14 @@ pub struct HaproxyPoolMember {
     /// `active` (default) or `backup`; `disabled`/`inactive` take it out of rotation.
     /// Changed in place.
     #[serde(default = "active")]
-    pub status: String,
+    pub status: ServerStatus,
 }
 
 fn one() -> u32 {
     1
 }
-fn active() -> String {
-    "active".into()
+fn active() -> ServerStatus {
+    ServerStatus::Active
 }
 
 impl HaproxyPoolMember {
@@ -68,7 +75,7 @@ impl HaproxyPoolMember {
             port,
             weight: 1,
             ssl: false,
-            status: "active".into(),
+            status: ServerStatus::Active,
         }
     }
 
@@ -126,29 +133,226 @@ impl Resource for HaproxyPoolMember {
                 format!("must be between 0 and {MAX_WEIGHT}"),
             ));
         }
-        if !STATUSES.contains(&self.status.as_str()) {
-            errs.push(FieldError::new(
-                "status",
-                format!(
-                    "unknown status {:?}: expected active, backup, disabled or inactive",
-                    self.status
-                ),
-            ));
-        }
         errs
     }
 }
 
-/// One observed server (spec shape of the backend's `servers` items) → member value.
-pub(crate) fn from_server(pool: &str, server: &Value) -> (String, Value) {
-    let name = server["name"].as_str().unwrap_or("");
-    (
-        format!("{pool}/{name}"),
-        json!({
-            "pool": pool, "name": name, "address": server["address"], "port": server["port"],
-            "weight": server["weight"], "ssl": server["ssl"], "status": server["status"],
-        }),
-    )
+impl HaproxyPoolMember {
+    /// The server as a rollout wants it.
+    fn to_pool_server(&self) -> PoolServer {
+        PoolServer {
+            name: self.name.clone(),
+            address: self.address.clone(),
+            port: self.port,
+            weight: self.weight,
+            ssl: self.ssl,
+            status: self.status,
+        }
+    }
+}
+
+/// A pool member as observed: one server of a backend, with its pool.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HaproxyPoolMemberObserved {
+    /// The pool's name.
+    pub pool: String,
+    /// The server's name.
+    pub name: String,
+    /// Its address as the API reports it.
+    pub address: String,
+    /// Its port.
+    pub port: Option<u16>,
+    /// Load-balancing weight.
+    pub weight: Option<u32>,
+    /// TLS towards the server.
+    pub ssl: bool,
+    /// Its status (`drain`/`maint` when taken out of traffic at runtime).
+    pub status: LiveStatus,
+}
+
+impl HaproxyPoolMemberObserved {
+    fn server(&self) -> ServerObserved {
+        ServerObserved {
+            name: self.name.clone(),
+            address: self.address.clone(),
+            port: self.port,
+            weight: self.weight,
+            ssl: self.ssl,
+            status: self.status,
+        }
+    }
+}
+
+/// Every server of every pool as a member (one list of backends plus the runtime state),
+/// each with whether its pool's servers are managed as members. A member's marker is its
+/// backend's, without a fingerprint.
+async fn list_members(
+    ctx: &PfCtx,
+) -> Result<Vec<(Found<HaproxyPoolMemberObserved>, bool)>, PfError> {
+    let mut out = Vec::new();
+    for pool in list_pools(ctx).await? {
+        let marker = pool.found.marker.map(|m| Marker {
+            fingerprint: None,
+            ..m
+        });
+        let name = pool.found.key;
+        for s in pool.found.value.servers {
+            let value = HaproxyPoolMemberObserved {
+                pool: name.clone(),
+                name: s.name,
+                address: s.address,
+                port: s.port,
+                weight: s.weight,
+                ssl: s.ssl,
+                status: s.status,
+            };
+            let found = Found {
+                uses: vec![(HaproxyBackend::KIND.to_string(), name.clone())],
+                ..Found::new(format!("{name}/{}", value.name), value, marker.clone())
+            };
+            out.push((found, pool.members_mode));
+        }
+    }
+    Ok(out)
+}
+
+/// The member with this key as observed now.
+async fn current(ctx: &PfCtx, key: &str) -> Result<Option<HaproxyPoolMemberObserved>, PfError> {
+    Ok(list_members(ctx)
+        .await?
+        .into_iter()
+        .find(|(f, _)| f.key == key)
+        .map(|(f, _)| f.value))
+}
+
+/// The `pfsense_haproxy_pool_member` kind: one server of a pool, changed through the same
+/// staged [`PoolStep`]s as a backend's inline servers (only this server is touched).
+pub struct HaproxyPoolMembers;
+
+#[async_trait]
+impl Kind<PfCtx> for HaproxyPoolMembers {
+    type Spec = HaproxyPoolMember;
+    type Observed = HaproxyPoolMemberObserved;
+    type Step = PoolStep;
+
+    /// Declared members, plus every server of a pool owned by this stack whose servers are
+    /// managed as members (inline servers belong to their backend).
+    async fn observe(
+        &self,
+        ctx: &PfCtx,
+        q: Query<'_>,
+    ) -> Result<Vec<Found<HaproxyPoolMemberObserved>>, PfError> {
+        let ours = |f: &Found<_>| {
+            f.marker
+                .as_ref()
+                .is_some_and(|m: &Marker| m.stack == q.stack)
+        };
+        Ok(list_members(ctx)
+            .await?
+            .into_iter()
+            .filter(|(f, members_mode)| q.keys.contains(&f.key) || (*members_mode && ours(f)))
+            .map(|(mut f, members_mode)| {
+                // A declared member of this stack's pool that still manages its servers
+                // inline is not a member yet: adopting it switches the pool over.
+                if !members_mode && ours(&f) {
+                    f.marker = None;
+                }
+                f
+            })
+            .collect())
+    }
+
+    /// The pool's steps for a pool holding just this server, gated when the pool is
+    /// health-checked (as declared, or as observed).
+    fn steps(
+        &self,
+        ctx: &PfCtx,
+        before: Option<&HaproxyPoolMemberObserved>,
+        after: Option<&HaproxyPoolMember>,
+    ) -> Vec<PoolStep> {
+        let pool = match (after, before) {
+            (Some(a), _) => a.pool_name(),
+            (None, Some(b)) => b.pool.clone(),
+            (None, None) => return Vec::new(),
+        };
+        let before: Vec<ServerObserved> = before.map(|b| b.server()).into_iter().collect();
+        let after: Vec<PoolServer> = after.map(|a| a.to_pool_server()).into_iter().collect();
+        let to_pool = before.is_empty().then_some(pool.as_str());
+        server_steps(&before, &after, ctx.pool_checked(&pool), to_pool)
+    }
+
+    async fn create(
+        &self,
+        ctx: &PfCtx,
+        spec: &HaproxyPoolMember,
+        op: Op<'_, PoolStep>,
+    ) -> Result<HaproxyPoolMemberObserved, PfError> {
+        write(ctx, spec, op).await
+    }
+
+    async fn update(
+        &self,
+        ctx: &PfCtx,
+        _prior: &HaproxyPoolMemberObserved,
+        spec: &HaproxyPoolMember,
+        op: Op<'_, PoolStep>,
+    ) -> Result<HaproxyPoolMemberObserved, PfError> {
+        write(ctx, spec, op).await
+    }
+
+    /// Drains and deletes the server (its pool looked up by name).
+    async fn delete(
+        &self,
+        ctx: &PfCtx,
+        prior: &HaproxyPoolMemberObserved,
+        op: Op<'_, PoolStep>,
+    ) -> Result<(), PfError> {
+        let address = op.address.to_string();
+        Rollout::new(ctx, &prior.pool, &address)
+            .run(&op.steps)
+            .await
+    }
+
+    fn example() -> HaproxyPoolMember {
+        HaproxyPoolMember::new(
+            "apiserver_nodes",
+            "k8s-master-2",
+            Ipv4Addr::new(10, 0, 20, 110),
+            6443,
+        )
+    }
+}
+
+/// Creates or updates the member through its steps. A pool of this stack that still
+/// manages its servers inline (a stack moving from inline servers to members) is switched
+/// to members first, so servers dropped from the stack later are found and removed.
+async fn write(
+    ctx: &PfCtx,
+    spec: &HaproxyPoolMember,
+    op: Op<'_, PoolStep>,
+) -> Result<HaproxyPoolMemberObserved, PfError> {
+    let pool = spec.pool_name();
+    let (pool_id, stored) = backend::find_pool(ctx, &pool)
+        .await?
+        .ok_or_else(|| backend::pool_not_found(&pool))?;
+    let adv = stored.advanced_backend();
+    let owned_here = split_marker_comment(adv)
+        .1
+        .is_some_and(|m| m.stack == op.marker.stack);
+    if owned_here && !adv.lines().any(|l| l.trim() == MEMBERS_COMMENT) {
+        // No write since the lookup, so its id still holds.
+        backend::set_advanced_backend(ctx, pool_id, format!("{adv}\n{MEMBERS_COMMENT}")).await?;
+        ctx.client.apply(Subsystem::Haproxy).await?;
+    }
+    let address = op.address.to_string();
+    Rollout::new(ctx, &pool, &address).run(&op.steps).await?;
+    current(ctx, op.key).await?.ok_or_else(|| {
+        PfError::failed(format!(
+            "{} {} not found after the write",
+            HaproxyPoolMember::KIND,
+            op.key
+        ))
+    })
 }
 
 #[cfg(test)]
@@ -164,8 +368,8 @@ mod tests {
             AttrRef::new(Address::new("pfsense_haproxy_backend", "pool"), "name");
         let mut bad = HaproxyPoolMember::new(r, "", Ipv4Addr::LOCALHOST, 0);
         assert_eq!(bad.key(), "pool/");
-        bad.status = "sideways".into();
+        bad.weight = 300;
         let fields: Vec<String> = bad.validate().into_iter().map(|e| e.field).collect();
-        assert_eq!(fields, ["name", "port", "status"]);
+        assert_eq!(fields, ["name", "port", "weight"]);
     }
 }

@@ -76,10 +76,7 @@ pub fn free_port(ip: IpAddr) -> u16 {
 
 /// The marker a test stack writes.
 pub fn marker(stack: &str) -> Marker {
-    Marker {
-        stack: stack.into(),
-        fingerprint: Some("f00d".into()),
-    }
+    Marker::created(stack, Some("f00d".into()))
 }
 
 /// Creates one object through the Provider trait.
