@@ -6,7 +6,7 @@ pub mod kubeconfig_server;
 
 use std::collections::BTreeMap;
 
-use cairn_core::Marker;
+use cairn_core::{Marker, Origin};
 
 /// Splits a `host:path` key.
 pub(crate) fn split_key(key: &str) -> Option<(&str, &str)> {
@@ -23,12 +23,14 @@ pub(crate) fn by_host(keys: &[String]) -> BTreeMap<&str, Vec<&str>> {
     m
 }
 
-/// The one-line ownership marker written beside a managed file.
+/// The one-line ownership marker written beside a managed file (a file's marker is never
+/// copied with it by cairn, so `copied_from` is not recorded).
 pub(crate) fn marker_line(m: &Marker) -> String {
     format!(
-        "stack={} fingerprint={}",
+        "stack={} fingerprint={} origin={}",
         m.stack,
-        m.fingerprint.as_deref().unwrap_or("-")
+        m.fingerprint.as_deref().unwrap_or("-"),
+        m.origin.as_str()
     )
 }
 
@@ -36,17 +38,18 @@ pub(crate) fn marker_line(m: &Marker) -> String {
 pub(crate) fn parse_marker(text: &str) -> Option<Marker> {
     let mut stack = None;
     let mut fingerprint = None;
+    let mut origin = Origin::Adopted;
     for part in text.split_whitespace() {
         match part.split_once('=') {
             Some(("stack", s)) => stack = Some(s.to_string()),
             Some(("fingerprint", f)) if f != "-" => fingerprint = Some(f.to_string()),
+            Some(("origin", o)) => origin = Origin::parse(o),
             _ => {}
         }
     }
-    Some(Marker {
-        stack: stack?,
-        fingerprint,
-    })
+    let mut m = Marker::adopted(stack?, fingerprint);
+    m.origin = origin;
+    Some(m)
 }
 
 #[cfg(test)]
@@ -55,11 +58,10 @@ mod tests {
 
     #[test]
     fn markers_round_trip() {
-        let m = Marker {
-            stack: "homelab-ha".into(),
-            fingerprint: Some("ab12".into()),
-        };
+        let m = Marker::adopted("homelab-ha", Some("ab12".into()));
         assert_eq!(parse_marker(&marker_line(&m)), Some(m));
+        let c = Marker::created("homelab-ha", None);
+        assert_eq!(parse_marker(&marker_line(&c)), Some(c));
         assert_eq!(parse_marker("garbage"), None);
     }
 
