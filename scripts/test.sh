@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs the whole test suite. First installs what the tests need if it is missing (Debian's
-# haproxy, iproute2 and util-linux; a Python venv with the official API clients), builds
-# everything, then runs the tests inside a fresh network namespace that has only loopback,
-# so a mapping bug fails a test instead of sending a packet anywhere.
+# haproxy, iproute2, util-linux, openssh-client and openssh-server; a Python venv with the
+# official API clients), builds everything, then runs the tests inside a fresh network
+# namespace that has only loopback, so a mapping bug fails a test instead of sending a packet
+# anywhere.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,6 +14,8 @@ command -v haproxy >/dev/null 2>&1 || missing+=(haproxy)
 command -v ip >/dev/null 2>&1 || missing+=(iproute2)
 command -v unshare >/dev/null 2>&1 || missing+=(util-linux)
 command -v python3 >/dev/null 2>&1 || missing+=(python3 python3-venv)
+command -v ssh >/dev/null 2>&1 || missing+=(openssh-client)
+[ -x /usr/sbin/sshd ] || missing+=(openssh-server)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "==> installing ${missing[*]}"
   sudo_ apt-get update -qq

@@ -1,0 +1,368 @@
+//! `node_kubeconfig_server`: the `server` URL of the cluster a kubeconfig on a host uses,
+//! e.g. a worker's `/etc/kubernetes/kubelet.conf`. Observed over SSH; converged by editing
+//! that one YAML field atomically with a backup, then restarting kubelet as its own step.
+
+use std::fmt;
+
+use async_trait::async_trait;
+use cairn_core::kit::{Found, Kind, Op, Query};
+use cairn_core::{FieldError, Marker, Resource, Schema};
+use serde::{Deserialize, Serialize};
+
+use super::{by_host, marker_line, parse_marker};
+use crate::NodeContext;
+use crate::error::NodeError;
+use crate::files::{self, RemoteFile, Replace};
+use crate::kubeconfig;
+use crate::ssh::{Cmd, Ssh};
+
+/// The kubeconfig kubelet reads on a kubeadm node.
+pub const KUBELET_CONF: &str = "/etc/kubernetes/kubelet.conf";
+
+/// A kubeconfig's server on a host: the cluster of its current context (or its only
+/// cluster) must point at `server`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KubeconfigServer {
+    /// The host's declared name.
+    pub host: String,
+    /// The kubeconfig's absolute path.
+    pub path: String,
+    /// The server URL, e.g. `https://10.0.20.99:6443`.
+    pub server: String,
+}
+
+impl KubeconfigServer {
+    /// The server of `/etc/kubernetes/kubelet.conf` on `host`.
+    pub fn kubelet(host: impl Into<String>, server: impl Into<String>) -> Self {
+        KubeconfigServer {
+            host: host.into(),
+            path: KUBELET_CONF.into(),
+            server: server.into(),
+        }
+    }
+}
+
+impl Resource for KubeconfigServer {
+    const KIND: &'static str = "node_kubeconfig_server";
+    const PROVIDER: &'static str = "node";
+
+    fn key(&self) -> String {
+        format!("{}:{}", self.host, self.path)
+    }
+
+    fn schema() -> Schema {
+        Schema {
+            replace: &["host", "path"],
+            computed: &["cluster"],
+            ..Schema::default()
+        }
+    }
+
+    fn validate(&self) -> Vec<FieldError> {
+        let mut e = Vec::new();
+        if self.host.is_empty() || self.host.contains(':') {
+            e.push(FieldError::new("host", "a declared host name, without ':'"));
+        }
+        if !self.path.starts_with('/') {
+            e.push(FieldError::new("path", "must be an absolute path"));
+        }
+        if !self.server.starts_with("https://") {
+            e.push(FieldError::new("server", "must be an https:// URL"));
+        }
+        e
+    }
+}
+
+/// What is found on the host: the spec's fields plus the cluster whose server it is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KubeconfigServerObserved {
+    /// The host's declared name.
+    pub host: String,
+    /// The kubeconfig's path.
+    pub path: String,
+    /// The server URL found.
+    pub server: String,
+    /// The cluster entry it belongs to.
+    pub cluster: String,
+}
+
+/// The staged steps of a change, shown in the plan and executed in this order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KubeconfigStep {
+    /// Edit the server field (atomically, with a backup).
+    SetServer {
+        /// The host.
+        host: String,
+        /// The file.
+        path: String,
+        /// The server now.
+        from: String,
+        /// The server after.
+        to: String,
+    },
+    /// Restart kubelet so it reconnects to the new server.
+    RestartKubelet {
+        /// The host.
+        host: String,
+    },
+}
+
+impl fmt::Display for KubeconfigStep {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            KubeconfigStep::SetServer {
+                host,
+                path,
+                from,
+                to,
+            } => write!(
+                f,
+                "set server in {path} on {host}: {from} -> {to} (atomic, with backup)"
+            ),
+            KubeconfigStep::RestartKubelet { host } => {
+                write!(f, "systemctl restart kubelet on {host}")
+            }
+        }
+    }
+}
+
+fn resource(key: &str) -> String {
+    format!("{}[{key}]", KubeconfigServer::KIND)
+}
+
+fn marker_path(path: &str) -> String {
+    format!("{path}.cairn-owner")
+}
+
+/// Observes the kubeconfigs of `keys` (`host:path`): one command per host, hosts at once.
+pub async fn observe(
+    ssh: &Ssh,
+    keys: &[String],
+) -> Result<Vec<Found<KubeconfigServerObserved>>, NodeError> {
+    let hosts = by_host(keys);
+    let per_host = hosts.iter().map(|(host, paths)| async move {
+        let wanted: Vec<String> = paths
+            .iter()
+            .flat_map(|p| [p.to_string(), marker_path(p)])
+            .collect();
+        let files = files::read_files(ssh, host, &wanted).await?;
+        let mut found = Vec::new();
+        for (path, pair) in paths.iter().zip(files.chunks(2)) {
+            let key = format!("{host}:{path}");
+            let text = match &pair[0] {
+                RemoteFile::Missing => continue,
+                RemoteFile::NotAFile(what) => {
+                    return Err(NodeError::NotAFile {
+                        resource: resource(&key),
+                        host: host.to_string(),
+                        path: path.to_string(),
+                        what: what.clone(),
+                    });
+                }
+                RemoteFile::File(b) => String::from_utf8_lossy(b).into_owned(),
+            };
+            let field = kubeconfig::find_server(&text).map_err(|m| NodeError::Resource {
+                resource: resource(&key),
+                message: format!("{path} on host {host}: {m}"),
+            })?;
+            let marker = match &pair[1] {
+                RemoteFile::File(b) => parse_marker(&String::from_utf8_lossy(b)),
+                _ => None,
+            };
+            let value = KubeconfigServerObserved {
+                host: host.to_string(),
+                path: path.to_string(),
+                server: field.server,
+                cluster: field.cluster,
+            };
+            found.push(Found::new(key, value, marker));
+        }
+        Ok::<_, NodeError>(found)
+    });
+    let results = futures::future::join_all(per_host).await;
+    let mut out = Vec::new();
+    for r in results {
+        out.extend(r?);
+    }
+    Ok(out)
+}
+
+/// The steps from `before` to `after`: the edit and the restart when the server moves,
+/// none when only the ownership marker is written.
+pub fn steps(
+    before: Option<&KubeconfigServerObserved>,
+    after: Option<&KubeconfigServer>,
+) -> Vec<KubeconfigStep> {
+    match (before, after) {
+        (Some(b), Some(a)) if b.server != a.server => vec![
+            KubeconfigStep::SetServer {
+                host: a.host.clone(),
+                path: a.path.clone(),
+                from: b.server.clone(),
+                to: a.server.clone(),
+            },
+            KubeconfigStep::RestartKubelet {
+                host: a.host.clone(),
+            },
+        ],
+        _ => Vec::new(),
+    }
+}
+
+/// Executes `steps` to bring the kubeconfig to `spec`, writing `marker` beside it.
+pub async fn update(
+    ssh: &Ssh,
+    spec: &KubeconfigServer,
+    marker: &Marker,
+    steps: &[KubeconfigStep],
+) -> Result<KubeconfigServerObserved, NodeError> {
+    let key = spec.key();
+    let (host, path) = (spec.host.as_str(), spec.path.as_str());
+    let mpath = marker_path(path);
+    let text = match files::read_files(ssh, host, &[path.to_string()])
+        .await?
+        .remove(0)
+    {
+        RemoteFile::File(b) => b,
+        RemoteFile::NotAFile(what) => {
+            return Err(NodeError::NotAFile {
+                resource: resource(&key),
+                host: host.into(),
+                path: path.into(),
+                what,
+            });
+        }
+        RemoteFile::Missing => {
+            return Err(NodeError::Resource {
+                resource: resource(&key),
+                message: format!(
+                    "{path} does not exist on host {host}; kubeadm writes it when the node joins"
+                ),
+            });
+        }
+    };
+    let utf8 = String::from_utf8_lossy(&text).into_owned();
+    let bad = |m: String| NodeError::Resource {
+        resource: resource(&key),
+        message: format!("{path} on host {host}: {m}"),
+    };
+    let field = kubeconfig::find_server(&utf8).map_err(bad)?;
+    let edited = if field.server == spec.server {
+        None
+    } else {
+        Some(kubeconfig::set_server(&utf8, &spec.server).map_err(bad)?)
+    };
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let backup = format!("{path}.cairn-backup-{stamp}");
+    let line = marker_line(marker);
+    files::replace(
+        ssh,
+        host,
+        Replace {
+            path,
+            before: &text,
+            after: edited.as_deref().map(str::as_bytes),
+            backup: &backup,
+            marker: (&mpath, &line),
+        },
+    )
+    .await?;
+    for step in steps {
+        if let KubeconfigStep::RestartKubelet { host } = step {
+            ssh.run(host, &Cmd::root("systemctl").args(["restart", "kubelet"]))
+                .await?;
+        }
+    }
+    Ok(KubeconfigServerObserved {
+        host: host.into(),
+        path: path.into(),
+        server: spec.server.clone(),
+        cluster: field.cluster,
+    })
+}
+
+/// The kind as registered with the provider kit.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct KubeconfigServers;
+
+#[async_trait]
+impl Kind<NodeContext> for KubeconfigServers {
+    type Spec = KubeconfigServer;
+    type Observed = KubeconfigServerObserved;
+    type Step = KubeconfigStep;
+
+    async fn observe(
+        &self,
+        ctx: &NodeContext,
+        q: Query<'_>,
+    ) -> Result<Vec<Found<KubeconfigServerObserved>>, NodeError> {
+        observe(ctx.ssh(), q.keys).await
+    }
+
+    fn steps(
+        &self,
+        _: &NodeContext,
+        before: Option<&KubeconfigServerObserved>,
+        after: Option<&KubeconfigServer>,
+    ) -> Vec<KubeconfigStep> {
+        steps(before, after)
+    }
+
+    /// A kubeconfig cannot be made from nothing: kubeadm writes it when the node joins.
+    async fn create(
+        &self,
+        _: &NodeContext,
+        spec: &KubeconfigServer,
+        _: Op<'_, KubeconfigStep>,
+    ) -> Result<KubeconfigServerObserved, NodeError> {
+        Err(NodeError::Resource {
+            resource: resource(&spec.key()),
+            message: format!(
+                "{} does not exist on host {}; kubeadm writes it when the node joins",
+                spec.path, spec.host
+            ),
+        })
+    }
+
+    async fn update(
+        &self,
+        ctx: &NodeContext,
+        _: &KubeconfigServerObserved,
+        spec: &KubeconfigServer,
+        op: Op<'_, KubeconfigStep>,
+    ) -> Result<KubeconfigServerObserved, NodeError> {
+        update(ctx.ssh(), spec, op.marker, &op.steps).await
+    }
+
+    /// Files on hosts are never deleted: only declared keys are observed, so the engine
+    /// never finds an undeclared one to delete.
+    async fn delete(
+        &self,
+        _: &NodeContext,
+        prior: &KubeconfigServerObserved,
+        op: Op<'_, KubeconfigStep>,
+    ) -> Result<(), NodeError> {
+        Err(NodeError::Resource {
+            resource: resource(op.key),
+            message: format!(
+                "{} on host {} is never deleted by cairn",
+                prior.path, prior.host
+            ),
+        })
+    }
+
+    fn example() -> KubeconfigServer {
+        KubeconfigServer::kubelet("k8s-worker-1", "https://10.0.20.99:6443")
+    }
+
+    fn example_observed() -> Option<KubeconfigServerObserved> {
+        Some(KubeconfigServerObserved {
+            host: "k8s-worker-1".into(),
+            path: KUBELET_CONF.into(),
+            server: "https://10.0.20.100:6443".into(),
+            cluster: "default-cluster".into(),
+        })
+    }
+}

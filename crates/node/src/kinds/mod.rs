@@ -1,0 +1,75 @@
+//! The node provider's kinds, one file each, each a typed [`cairn_core::kit::Kind`] over the
+//! provider's [`crate::NodeContext`], plus the helpers they share (keys, markers).
+
+pub mod apiserver_cert;
+pub mod kubeconfig_server;
+
+use std::collections::BTreeMap;
+
+use cairn_core::{Marker, Origin};
+
+/// Splits a `host:path` key.
+pub(crate) fn split_key(key: &str) -> Option<(&str, &str)> {
+    key.split_once(':')
+        .filter(|(h, p)| !h.is_empty() && p.starts_with('/'))
+}
+
+/// Groups `host:path` keys by host, keeping each host's paths in order.
+pub(crate) fn by_host(keys: &[String]) -> BTreeMap<&str, Vec<&str>> {
+    let mut m: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for (h, p) in keys.iter().filter_map(|k| split_key(k)) {
+        m.entry(h).or_default().push(p);
+    }
+    m
+}
+
+/// The one-line ownership marker written beside a managed file (a file's marker is never
+/// copied with it by cairn, so `copied_from` is not recorded).
+pub(crate) fn marker_line(m: &Marker) -> String {
+    format!(
+        "stack={} fingerprint={} origin={}",
+        m.stack,
+        m.fingerprint.as_deref().unwrap_or("-"),
+        m.origin.as_str()
+    )
+}
+
+/// Reads a marker line written by [`marker_line`].
+pub(crate) fn parse_marker(text: &str) -> Option<Marker> {
+    let mut stack = None;
+    let mut fingerprint = None;
+    let mut origin = Origin::Adopted;
+    for part in text.split_whitespace() {
+        match part.split_once('=') {
+            Some(("stack", s)) => stack = Some(s.to_string()),
+            Some(("fingerprint", f)) if f != "-" => fingerprint = Some(f.to_string()),
+            Some(("origin", o)) => origin = Origin::parse(o),
+            _ => {}
+        }
+    }
+    let mut m = Marker::adopted(stack?, fingerprint);
+    m.origin = origin;
+    Some(m)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn markers_round_trip() {
+        let m = Marker::adopted("homelab-ha", Some("ab12".into()));
+        assert_eq!(parse_marker(&marker_line(&m)), Some(m));
+        let c = Marker::created("homelab-ha", None);
+        assert_eq!(parse_marker(&marker_line(&c)), Some(c));
+        assert_eq!(parse_marker("garbage"), None);
+    }
+
+    #[test]
+    fn keys_are_host_and_absolute_path() {
+        assert_eq!(split_key("w1:/etc/k.conf"), Some(("w1", "/etc/k.conf")));
+        assert_eq!(split_key("w1:etc"), None);
+        let keys = vec!["b:/x".to_string(), "a:/y".into(), "b:/z".into()];
+        assert_eq!(by_host(&keys)["b"], vec!["/x", "/z"]);
+    }
+}
