@@ -289,6 +289,9 @@ impl Backend for LocalBackend {
     }
 
     async fn holder(&self, stack: &str) -> Result<Option<LockInfo>, BackendError> {
+        if !self.dir.join(format!("{stack}.lock")).exists() {
+            return Ok(None);
+        }
         let (mut f, path) = self.open_lock(stack)?;
         match f.try_lock() {
             Ok(()) => Ok(None),
