@@ -31,7 +31,7 @@ pub const DEFAULT_LEASE: Duration = Duration::from_secs(30);
 /// The PostgreSQL backend.
 pub struct PgBackend {
     settings: Arc<Settings>,
-    conn: Conn,
+    conn: Arc<Conn>,
     checked: AtomicBool,
     lease: Duration,
 }
@@ -42,7 +42,7 @@ impl PgBackend {
     pub fn new(url: &str) -> Result<PgBackend, BackendError> {
         let settings = Arc::new(Settings::parse(url)?);
         Ok(PgBackend {
-            conn: Conn::new(settings.clone()),
+            conn: Arc::new(Conn::new(settings.clone())),
             settings,
             checked: AtomicBool::new(false),
             lease: DEFAULT_LEASE,

@@ -183,7 +183,7 @@ fn new_token(h: &Holder) -> String {
 
 /// Takes `stack`'s lock, waiting up to `wait` for a live holder.
 pub(crate) async fn acquire(
-    conn: &Conn,
+    conn: &Arc<Conn>,
     settings: &Arc<Settings>,
     stack: &str,
     holder: &Holder,
@@ -206,6 +206,7 @@ pub(crate) async fn acquire(
                     tracing::warn!("took over the expired lock of stack {stack}: {prev}");
                 }
                 return Ok(Box::new(PgLease::start(
+                    conn.clone(),
                     settings.clone(),
                     stack,
                     token,
@@ -235,7 +236,8 @@ pub(crate) async fn acquire(
     }
 }
 
-/// A held lock and its heartbeat.
+/// A held lock and its heartbeat. Release and the plan digest go over the backend's own
+/// connection; the heartbeat has one of its own so a slow history write never delays it.
 struct PgLease {
     conn: Arc<Conn>,
     stack: String,
@@ -247,7 +249,9 @@ struct PgLease {
 }
 
 impl PgLease {
+    #[allow(clippy::too_many_arguments)]
     fn start(
+        conn: Arc<Conn>,
         settings: Arc<Settings>,
         stack: &str,
         token: String,
@@ -256,10 +260,9 @@ impl PgLease {
         lease: Duration,
         sent: Instant,
     ) -> PgLease {
-        let conn = Arc::new(Conn::new(settings));
         let (tx, lost) = watch::channel(None);
         let heartbeat = tokio::spawn(heartbeat(
-            conn.clone(),
+            Arc::new(Conn::new(settings)),
             stack.to_string(),
             token.clone(),
             lease,
