@@ -377,7 +377,7 @@ impl Backend for LocalBackend {
         for s in stacks {
             all.extend(self.load(&s)?.into_iter().map(|(r, _)| r));
         }
-        all.sort_by(|a, b| b.holder.started_at_ms.cmp(&a.holder.started_at_ms));
+        all.sort_by_key(|r| std::cmp::Reverse(r.holder.started_at_ms));
         all.truncate(limit);
         Ok(all)
     }
