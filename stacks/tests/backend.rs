@@ -244,3 +244,84 @@ fn a_secret_in_a_provider_error_never_reaches_the_database() {
     }
     assert!(seen > 0 && tables.contains("cairn_changes"), "{tables}");
 }
+
+/// Starts `stacks --stack homelab-ha apply --yes` on the backend with a short lease, reading
+/// its stderr; returns the child and its stderr lines.
+fn spawn_apply(
+    url: &str,
+    state: &tempfile::TempDir,
+) -> (
+    std::process::Child,
+    std::io::Lines<std::io::BufReader<std::process::ChildStderr>>,
+) {
+    use std::io::BufRead;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_stacks"))
+        .args([
+            "--stack",
+            "homelab-ha",
+            "apply",
+            "--yes",
+            "--lock-wait",
+            "30",
+        ])
+        .env_remove("CI")
+        .env("CAIRN_STATE_DIR", state.path())
+        .env("CAIRN_BACKEND", url)
+        .env("CAIRN_LOCK_LEASE_SECS", "1.5")
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    (child, lines)
+}
+
+#[test]
+fn a_sigkilled_apply_is_taken_over_by_the_next_which_closes_its_run_as_interrupted() {
+    let c = Cluster::start();
+    let state = tempfile::tempdir().unwrap();
+    let (mut first, mut lines) = spawn_apply(&c.url(), &state);
+    let first_pid = first.id();
+    let mut done = 0;
+    for line in lines.by_ref() {
+        if line.unwrap().contains("] done ") {
+            done += 1;
+            if done == 2 {
+                break;
+            }
+        }
+    }
+    assert_eq!(done, 2, "the first apply got midway");
+    std::thread::sleep(Duration::from_millis(500)); // its history writer stores what it did
+    first.kill().unwrap(); // SIGKILL
+    first.wait().unwrap();
+
+    let (mut second, lines) = spawn_apply(&c.url(), &state);
+    let mut said = String::new();
+    for line in lines {
+        let line = line.unwrap();
+        if line.contains("took over the lock of stack homelab-ha") {
+            said = line;
+            break;
+        }
+    }
+    second.kill().unwrap();
+    second.wait().unwrap();
+    assert!(said.contains(&format!("pid {first_pid}")), "{said:?}");
+
+    let b = PgBackend::new(&c.url()).unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let runs = rt.block_on(b.runs(Some("homelab-ha"), 10)).unwrap();
+    let killed = runs
+        .iter()
+        .find(|r| r.holder.pid == first_pid)
+        .expect("killed run kept");
+    assert_eq!(killed.status, status::INTERRUPTED);
+    let (_, changes) = rt.block_on(b.run(&killed.id)).unwrap();
+    assert!(
+        changes.len() >= 2 && changes.iter().all(|c| c.outcome == "done"),
+        "{changes:?}"
+    );
+}

@@ -9,7 +9,7 @@ use crate::planner::Planned;
 /// Who runs an operation: shown by `stacks lock`, stored on each run.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Holder {
-    /// The OS user (`$USER`, else `$LOGNAME`, else the uid).
+    /// The OS user (`$USER`, else `$LOGNAME`, else `uid N`).
     pub user: String,
     /// The host name.
     pub host: String,
@@ -55,7 +55,7 @@ impl Holder {
         Holder {
             user: env("USER")
                 .or_else(|| env("LOGNAME"))
-                .unwrap_or_else(|| "unknown-user".into()),
+                .unwrap_or_else(uid_name),
             host,
             pid: std::process::id(),
             ci_job_url,
@@ -64,6 +64,15 @@ impl Holder {
             started_at_ms: now_ms(),
         }
     }
+}
+
+/// `uid N` when the environment names no user (containers, some CI runners).
+fn uid_name() -> String {
+    #[cfg(unix)]
+    if let Ok(m) = std::fs::metadata("/proc/self") {
+        return format!("uid {}", std::os::unix::fs::MetadataExt::uid(&m));
+    }
+    "unknown-user".into()
 }
 
 impl std::fmt::Display for Holder {
