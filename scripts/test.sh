@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Runs the whole test suite. First installs what the tests need if it is missing (Debian's
-# haproxy, iproute2, util-linux, openssh-client and openssh-server; a Python venv with the
-# official API clients), builds everything, then runs the tests inside a fresh network
-# namespace that has only loopback, so a mapping bug fails a test instead of sending a packet
-# anywhere.
+# haproxy, iproute2, util-linux, openssh-client, openssh-server, postgresql and pgbouncer;
+# a Python venv with the official API clients), builds everything, then runs the tests
+# inside a fresh network namespace that has only loopback, so a mapping bug fails a test
+# instead of sending a packet anywhere.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -16,6 +16,10 @@ command -v unshare >/dev/null 2>&1 || missing+=(util-linux)
 command -v python3 >/dev/null 2>&1 || missing+=(python3 python3-venv)
 command -v ssh >/dev/null 2>&1 || missing+=(openssh-client)
 [ -x /usr/sbin/sshd ] || missing+=(openssh-server)
+# The team-backend tests start their own throwaway cluster (initdb into a temp dir, as an
+# unprivileged user, on a loopback port) and PgBouncer in front of it: no system service.
+compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || missing+=(postgresql)
+command -v pgbouncer >/dev/null 2>&1 || [ -x /usr/sbin/pgbouncer ] || missing+=(pgbouncer)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "==> installing ${missing[*]}"
   sudo_ apt-get update -qq

@@ -15,6 +15,10 @@ pub struct Cli {
     /// Machine-readable output (plan JSON, `docs/plan-format.md`).
     #[arg(long, global = true)]
     pub json: bool,
+    /// Where locks and run history live: a `postgres://…` URL for a team backend; unset: the
+    /// local state directory. The URL may hold a password, so it is never printed.
+    #[arg(long, global = true, env = "CAIRN_BACKEND", hide_env_values = true)]
+    pub backend: Option<String>,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
@@ -39,10 +43,34 @@ pub enum Command {
         /// How many changes run at once.
         #[arg(long, default_value_t = 10)]
         parallelism: usize,
+        /// How long to wait for another apply of the stack to finish before giving up.
+        #[arg(long, default_value_t = 60, value_name = "SECS")]
+        lock_wait: u64,
     },
     /// Read-only drift check for scheduled CI: same exit codes as diff, Markdown summary to
     /// `$GITHUB_STEP_SUMMARY` when set.
     Drift,
+    /// Show who holds each selected stack's apply lock.
+    Lock,
+    /// Release a stack's apply lock whoever holds it (their run is closed as interrupted and
+    /// the release is recorded). Asks for confirmation; `--yes` when stdin is not a terminal.
+    Unlock {
+        /// Required: releasing someone else's lock is never the default.
+        #[arg(long)]
+        force: bool,
+        /// Do not ask for confirmation.
+        #[arg(long)]
+        yes: bool,
+    },
+    /// List recent runs (applies and drift checks), newest first; with RUN, that run's
+    /// resource changes.
+    History {
+        /// A run id from the list.
+        run: Option<String>,
+        /// How many runs to list.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+    },
     /// Serve all simulators on loopback, seeded with the stacks' "before" worlds, until
     /// stopped. The first stdout line is JSON: endpoints, credentials, TLS fingerprints and
     /// an `env` map that points the normal CLI at this world.

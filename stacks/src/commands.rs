@@ -3,9 +3,10 @@
 use std::io::{IsTerminal, Write};
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{Context, bail};
-use cairn_core::lock::{ApplyLock, LocalLock, state_dir};
+use cairn_core::backend::{Backend, ChangeRecord, Holder, plan_digest, status};
 use cairn_core::planner::stale_entries;
 use cairn_core::render::{
     drift_summary, graph_dot, graph_svg, render_plan, render_report, use_color,
@@ -14,6 +15,7 @@ use cairn_core::{ApplyOptions, Plan, PlanError, Planned, apply, plan};
 
 use crate::cli::{Cli, Command};
 use crate::progress::Lines;
+use crate::record::Recorder;
 use crate::stacks::{self, Loaded, StackDef, Target};
 
 /// Exit code: no changes.
@@ -51,6 +53,37 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
             defs.iter().map(|d| d.name).collect::<Vec<_>>().join(", ")
         );
     }
+    let names: Vec<&str> = defs.iter().map(|d| d.name).collect();
+    let backend = match &cli.command {
+        Command::Apply { .. }
+        | Command::Drift
+        | Command::Lock
+        | Command::Unlock { .. }
+        | Command::History { .. } => {
+            let b = crate::team::select(cli.backend.as_deref())?;
+            // Before any provider call: a bad backend fails first.
+            b.check().await?;
+            Some(b)
+        }
+        _ => None,
+    };
+    match (&cli.command, &backend) {
+        (Command::Lock, Some(b)) => return crate::team::lock(b.as_ref(), &names, cli.json).await,
+        (Command::Unlock { force, yes }, Some(b)) => {
+            return crate::team::unlock(b.as_ref(), cli.stack.as_deref(), *force, *yes).await;
+        }
+        (Command::History { run, limit }, Some(b)) => {
+            return crate::team::history(
+                b.as_ref(),
+                cli.stack.as_deref(),
+                run.as_deref(),
+                *limit,
+                cli.json,
+            )
+            .await;
+        }
+        _ => {}
+    }
     let mut code = SAME;
     let mut plans = Vec::new();
     for def in &defs {
@@ -66,14 +99,29 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
         };
         let result = match &cli.command {
             Command::Diff { out } => diff(&cli, &loaded, out.as_deref(), &mut plans).await,
-            Command::Drift => diff(&cli, &loaded, None, &mut plans).await,
+            Command::Drift => {
+                let b = backend.clone().expect("drift has a backend");
+                drift(&cli, &loaded, b.as_ref(), &mut plans).await
+            }
             Command::Apply {
                 plan,
                 yes,
                 parallelism,
-            } => apply_cmd(&loaded, plan.as_deref(), *yes, *parallelism).await,
+                lock_wait,
+            } => {
+                let b = backend.clone().expect("apply has a backend");
+                let opts = ApplyArgs {
+                    saved: plan.as_deref(),
+                    yes: *yes,
+                    parallelism: *parallelism,
+                    lock_wait: Duration::from_secs(*lock_wait),
+                };
+                apply_cmd(&loaded, b, opts).await
+            }
             Command::Graph { out } => graph(&loaded, out.as_deref()),
-            Command::Sim => unreachable!("handled above"),
+            Command::Sim | Command::Lock | Command::Unlock { .. } | Command::History { .. } => {
+                unreachable!("handled above")
+            }
         };
         let c = result.unwrap_or_else(|e| {
             eprintln!("error in stack {}: {e:#}", def.name);
@@ -252,17 +300,120 @@ async fn diff(
     Ok(code)
 }
 
-async fn apply_cmd(
+/// `drift`: the diff, plus its result in the backend's history (in sync, or the drifted
+/// objects with the action a plan would take).
+async fn drift(
+    cli: &Cli,
     loaded: &Loaded,
-    saved: Option<&Path>,
+    backend: &dyn Backend,
+    plans: &mut Vec<Plan>,
+) -> anyhow::Result<u8> {
+    let name = loaded.stack.name();
+    let run = backend.start_run(name, &Holder::current("drift")).await?;
+    let before = plans.len();
+    let code = match diff(cli, loaded, None, plans).await {
+        Ok(c) => c,
+        Err(e) => {
+            backend
+                .finish_run(&run, status::FAILED, "drift check failed")
+                .await?;
+            return Err(e);
+        }
+    };
+    let Some(plan) = plans.get(before) else {
+        backend
+            .finish_run(&run, status::FAILED, "plan refused")
+            .await?;
+        return Ok(code);
+    };
+    let drifted: Vec<ChangeRecord> = plan
+        .resource_changes
+        .iter()
+        .filter(|c| c.action().is_change())
+        .map(|c| ChangeRecord {
+            address: c.address.0.clone(),
+            action: c.actions.join("+"),
+            outcome: "drifted".into(),
+            duration_ms: 0,
+            error: c.action_reason.clone(),
+        })
+        .collect();
+    backend.record_changes(&run, &drifted).await?;
+    if drifted.is_empty() {
+        backend
+            .finish_run(&run, status::IN_SYNC, "no drift")
+            .await?;
+    } else {
+        let summary = format!("{} object(s) drifted", drifted.len());
+        backend.finish_run(&run, status::DRIFTED, &summary).await?;
+    }
+    Ok(code)
+}
+
+/// What `apply` was asked to do.
+struct ApplyArgs<'a> {
+    saved: Option<&'a Path>,
     yes: bool,
     parallelism: usize,
+    lock_wait: Duration,
+}
+
+/// Takes the stack's lock (its run is opened with it), applies, closes the run with its
+/// outcome and releases the lock — also when the apply fails midway.
+async fn apply_cmd(
+    loaded: &Loaded,
+    backend: Arc<dyn Backend>,
+    args: ApplyArgs<'_>,
 ) -> anyhow::Result<u8> {
-    let _lock = LocalLock::new(state_dir()?).acquire(loaded.stack.name())?;
+    let name = loaded.stack.name();
+    let lease = backend
+        .acquire(name, &Holder::current("apply"), args.lock_wait)
+        .await?;
+    if let Some(prev) = lease.took_over() {
+        eprintln!(
+            "cairn: took over the lock of stack {name} from {prev}: its lease expired; its run is closed as interrupted"
+        );
+    }
+    let run = lease.run_id().to_string();
+    let result = tokio::select! {
+        r = apply_locked(loaded, &backend, lease.as_ref(), &run, &args) => r,
+        reason = lease.lost() => Err(anyhow::anyhow!("lost the lock of stack {name}: {reason}; stopped the apply")),
+    };
+    let (st, summary) = match &result {
+        Ok((_, st, summary)) => (*st, summary.clone()),
+        Err(e) => (status::FAILED, format!("{e:#}")),
+    };
+    if let Err(e) = backend.finish_run(&run, st, &summary).await {
+        eprintln!(
+            "warning: could not close run {run} in {}: {e}",
+            backend.describe()
+        );
+    }
+    if let Err(e) = lease.release().await {
+        eprintln!(
+            "warning: could not release the lock of stack {name}: {e}; it expires with its lease"
+        );
+    }
+    result.map(|(code, _, _)| code)
+}
+
+/// The apply under the lock: its exit code, the run's status and summary.
+async fn apply_locked(
+    loaded: &Loaded,
+    backend: &Arc<dyn Backend>,
+    lease: &dyn cairn_core::backend::Lease,
+    run: &str,
+    args: &ApplyArgs<'_>,
+) -> anyhow::Result<(u8, &'static str, String)> {
+    let (saved, yes, parallelism) = (args.saved, args.yes, args.parallelism);
     let planned = match make_plan(loaded).await {
         Ok(p) => p,
-        Err(e) => return Ok(report_plan_error(&e, false)),
+        Err(e) => {
+            let code = report_plan_error(&e, false);
+            return Ok((code, status::FAILED, format!("plan refused: {e}")));
+        }
     };
+    lease.set_plan_digest(&plan_digest(&planned)).await?;
     if let Some(path) = saved {
         let saved = read_saved_plan(path)?;
         if saved.stack != loaded.stack.name() {
@@ -280,7 +431,7 @@ async fn apply_cmd(
     }
     print!("{}", render_plan(&planned.plan, color()));
     if !planned.plan.has_changes() {
-        return Ok(SAME);
+        return Ok((SAME, status::SUCCEEDED, "no changes".into()));
     }
     if !yes && saved.is_none() {
         if !std::io::stdin().is_terminal() {
@@ -296,7 +447,8 @@ async fn apply_cmd(
             bail!("apply cancelled");
         }
     }
-    let progress = Arc::new(Lines::new(use_color(std::io::stderr().is_terminal())));
+    let lines = Arc::new(Lines::new(use_color(std::io::stderr().is_terminal())));
+    let (recorder, writer) = Recorder::start(backend.clone(), run.to_string(), &planned, lines);
     let report = apply(
         &loaded.stack,
         &loaded.providers,
@@ -305,11 +457,21 @@ async fn apply_cmd(
             parallelism,
             ..ApplyOptions::default()
         },
-        progress,
+        recorder.clone(),
     )
     .await;
+    recorder.close();
     print!("{}", render_report(&report, color()));
-    Ok(if report.success() { SAME } else { ERROR })
+    if let Err(e) = writer.finish().await {
+        eprintln!("warning: history incomplete: {e}");
+    }
+    let (done, failed, skipped) = report.counts();
+    let summary = format!("{done} done, {failed} failed, {skipped} skipped");
+    Ok(if report.success() {
+        (SAME, status::SUCCEEDED, summary)
+    } else {
+        (ERROR, status::FAILED, summary)
+    })
 }
 
 /// Prints the graph as DOT; with `--out DIR` also writes `DIR/<stack>.dot` and `DIR/<stack>.svg`.

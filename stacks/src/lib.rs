@@ -6,5 +6,7 @@
 pub mod cli;
 pub mod commands;
 pub mod progress;
+pub mod record;
 pub mod sims;
 pub mod stacks;
+pub mod team;

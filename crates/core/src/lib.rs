@@ -8,6 +8,7 @@
 //! [`planner::Planned`] (shown with [`render`], saved as JSON) → [`apply::apply`].
 
 pub mod apply;
+pub mod backend;
 pub mod diff;
 pub mod gate;
 pub mod kit;
