@@ -107,13 +107,39 @@ impl Handle<CbdThing> {
     }
 }
 
-/// One stored object.
+/// One stored object. Its value is kept as compact JSON text and read into a [`Value`] only
+/// when observed, so a world of 100,000 objects stays small.
 #[derive(Debug, Clone)]
 struct Obj {
     id: String,
     key: String,
-    value: Value,
+    json: Box<str>,
     marker: Option<Marker>,
+}
+
+impl Obj {
+    fn value(&self) -> Value {
+        compact(serde_json::from_str(&self.json).expect("stored values are valid JSON"))
+    }
+}
+
+fn to_json(v: &Value) -> Box<str> {
+    serde_json::to_string(v)
+        .expect("values serialise")
+        .into_boxed_str()
+}
+
+/// A copy of `v` whose objects and lists hold no spare capacity.
+fn compact(v: Value) -> Value {
+    match v {
+        Value::Object(m) => Value::Object(m.into_iter().map(|(k, c)| (k, compact(c))).collect()),
+        Value::Array(a) => {
+            let mut a: Vec<Value> = a.into_iter().map(compact).collect();
+            a.shrink_to_fit();
+            Value::Array(a)
+        }
+        other => other,
+    }
 }
 
 /// One provider call, for ordering assertions.
@@ -192,7 +218,7 @@ impl MemoryProvider {
             .push(Obj {
                 id: id.clone(),
                 key: spec.key(),
-                value,
+                json: to_json(&value),
                 marker,
             });
         id
@@ -205,7 +231,9 @@ impl MemoryProvider {
             .get_mut(kind)
             .and_then(|l| l.iter_mut().find(|o| o.key == key))
         {
-            o.value[field] = v;
+            let mut value = o.value();
+            value[field] = v;
+            o.json = to_json(&value);
         }
     }
 
@@ -226,7 +254,7 @@ impl MemoryProvider {
             .get(kind)?
             .iter()
             .find(|o| o.key == key)
-            .map(|o| o.value.clone())
+            .map(Obj::value)
     }
 
     /// Every call so far.
@@ -312,6 +340,10 @@ impl Provider for MemoryProvider {
         self.concurrency
     }
 
+    fn validates(&self) -> bool {
+        false
+    }
+
     async fn observe(&self, req: ObserveRequest<'_>) -> Result<Vec<Observed>, ProviderError> {
         let objs = self.objects.lock().expect("lock");
         let keys: HashSet<&str> = req.keys.iter().map(String::as_str).collect();
@@ -330,11 +362,14 @@ impl Provider for MemoryProvider {
                         keys.contains(o.key.as_str())
                             || o.marker.as_ref().is_some_and(|m| m.stack == req.stack)
                     })
-                    .map(|o| Observed {
-                        key: o.key.clone(),
-                        value: o.value.clone(),
-                        marker: o.marker.clone(),
-                        uses: Self::uses(&by_id, &o.value),
+                    .map(|o| {
+                        let value = o.value();
+                        Observed {
+                            key: o.key.clone(),
+                            uses: Self::uses(&by_id, &value),
+                            value,
+                            marker: o.marker.clone(),
+                        }
                     })
                     .collect()
             })
@@ -345,12 +380,12 @@ impl Provider for MemoryProvider {
         let id = format!("id-{}", self.next_id.fetch_add(1, Ordering::SeqCst));
         let mut value = change.desired.cloned().unwrap_or(Value::Null);
         value["id"] = Value::String(id.clone());
-        let stored = value.clone();
+        let json = to_json(&value);
         self.write("create", &change, |objs| {
             objs.entry(change.kind.to_string()).or_default().push(Obj {
                 id,
                 key: change.key.to_string(),
-                value: stored,
+                json,
                 marker: Some(change.marker.clone()),
             });
             Ok(value)
@@ -374,7 +409,7 @@ impl Provider for MemoryProvider {
                 })?;
             let mut value = change.desired.cloned().unwrap_or(Value::Null);
             value["id"] = Value::String(obj.id.clone());
-            obj.value = value.clone();
+            obj.json = to_json(&value);
             obj.marker = Some(change.marker.clone());
             Ok(value)
         })
