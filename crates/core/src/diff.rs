@@ -163,6 +163,7 @@ pub fn diff_json(
         path: &mut path,
         observed: Some(observed),
         out: &mut out,
+        in_list: false,
     }
     .deserialize(&mut de)
     .expect("serialised specs are valid JSON");
@@ -176,9 +177,21 @@ struct DiffSeed<'a, 'b> {
     path: &'a mut String,
     observed: Option<&'a Value>,
     out: &'a mut Vec<FieldChange>,
+    /// Inside a list item: the value walk resolves references in list items before it
+    /// compares them, so what this step materialises gets its references resolved too.
+    in_list: bool,
 }
 
 impl DiffSeed<'_, '_> {
+    /// Hands a materialised part of the spec to the value walk.
+    fn walk(self, mut d: Value) {
+        if self.in_list {
+            crate::value::substitute_refs(&mut d, self.ctx.resolve);
+        }
+        self.ctx
+            .walk(self.path.clone(), &d, self.observed, self.out);
+    }
+
     /// A scalar: equal values cost nothing; anything else takes the value walk.
     fn scalar(self, d: Value) {
         if self.observed.is_some_and(|o| scalar_eq(&d, o)) {
@@ -278,6 +291,7 @@ impl<'de> Visitor<'de> for DiffSeed<'_, '_> {
                         path: self.path,
                         observed: Some(ov),
                         out: self.out,
+                        in_list: true,
                     }
                     .deserialize(&mut de)
                     .map_err(de::Error::custom)?;
@@ -290,8 +304,7 @@ impl<'de> Visitor<'de> for DiffSeed<'_, '_> {
                     .map(|raw| serde_json::from_str(raw.get()))
                     .collect::<Result<Vec<Value>, _>>()
                     .map_err(de::Error::custom)?;
-                self.ctx
-                    .walk(self.path.clone(), &Value::Array(d), self.observed, self.out);
+                self.walk(Value::Array(d));
             }
         }
         Ok(())
@@ -299,20 +312,15 @@ impl<'de> Visitor<'de> for DiffSeed<'_, '_> {
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
         let Some(first) = map.next_key::<Key<'de>>()? else {
-            self.ctx.walk(
-                self.path.clone(),
-                &Value::Object(Map::new()),
-                self.observed,
-                self.out,
-            );
+            self.walk(Value::Object(Map::new()));
             return Ok(());
         };
         if first.0 == REF_KEY {
             // A reference marker (or, rarely, an object that merely starts with `$ref`).
             let inner: &'de RawValue = map.next_value()?;
-            let mut rest = Map::new();
-            while let Some((k, v)) = map.next_entry::<String, Value>()? {
-                rest.insert(k, v);
+            let mut rest = Vec::new();
+            while let Some(entry) = map.next_entry::<String, Value>()? {
+                rest.push(entry);
             }
             let parse = |raw: &RawValue| serde_json::from_str::<Value>(raw.get());
             if rest.is_empty()
@@ -346,12 +354,7 @@ impl<'de> Visitor<'de> for DiffSeed<'_, '_> {
                 parse(inner).map_err(de::Error::custom)?,
             );
             all.extend(rest);
-            self.ctx.walk(
-                self.path.clone(),
-                &Value::Object(all),
-                self.observed,
-                self.out,
-            );
+            self.walk(Value::Object(all));
             return Ok(());
         }
         if self.ctx.skip(self.path) {
@@ -369,12 +372,7 @@ impl<'de> Visitor<'de> for DiffSeed<'_, '_> {
             while let Some((k, v)) = map.next_entry::<String, Value>()? {
                 all.insert(k, v);
             }
-            self.ctx.walk(
-                self.path.clone(),
-                &Value::Object(all),
-                self.observed,
-                self.out,
-            );
+            self.walk(Value::Object(all));
             return Ok(());
         };
         // Observed keys usually come in the order the spec declares them: look each one
@@ -415,6 +413,7 @@ impl<'de> Visitor<'de> for DiffSeed<'_, '_> {
                 path: self.path,
                 observed: ov,
                 out: self.out,
+                in_list: self.in_list,
             })?;
             self.path.truncate(len);
             if !small {
@@ -431,10 +430,16 @@ impl<'de> Visitor<'de> for DiffSeed<'_, '_> {
             if kept || ov.is_null() {
                 continue;
             }
-            let p = join(self.path, k);
-            if !self.ctx.skip(&p) {
-                self.out.push(self.ctx.change(p, Some(ov), None));
+            let len = self.path.len();
+            if !self.path.is_empty() {
+                self.path.push('.');
             }
+            self.path.push_str(k);
+            if !self.ctx.skip(self.path) {
+                let c = self.ctx.change(self.path.clone(), Some(ov), None);
+                self.out.push(c);
+            }
+            self.path.truncate(len);
         }
         Ok(())
     }

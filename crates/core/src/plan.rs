@@ -324,6 +324,24 @@ pub fn digest_all(vs: &[&Value]) -> String {
     hex::encode(&h.finalize()[..8])
 }
 
+/// Digest of an observed object and its marker (`stack/fingerprint`), the same as
+/// [`digest_all`] of the value and the marker as a string (or null without one).
+pub fn digest_observed(v: &Value, marker: Option<(&str, &str)>) -> String {
+    let mut h = Sha256::new();
+    feed(&mut h, v);
+    match marker {
+        Some((stack, fingerprint)) => {
+            h.put(b"s");
+            h.put(&((stack.len() + 1 + fingerprint.len()) as u64).to_le_bytes());
+            h.put(stack.as_bytes());
+            h.put(b"/");
+            h.put(fingerprint.as_bytes());
+        }
+        None => h.put(b"n"),
+    }
+    hex::encode(&h.finalize()[..8])
+}
+
 /// Appends the byte stream that [`digest`] hashes for `v` (so a digest can also be built
 /// from a stream, see [`crate::spec::Spec`]).
 pub(crate) fn feed_bytes(out: &mut Vec<u8>, v: &Value) {
@@ -415,4 +433,22 @@ fn itoa(mut n: u128, negative: bool, buf: &mut [u8; 40]) -> &[u8] {
         buf[i] = b'-';
     }
     &buf[i..]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn observed_digest_streams_what_digest_all_hashes() {
+        let v = json!({"b": [1, -2, 2.5, null], "a": {"z": true, "y": "s"}, "id": 18446744073709551615u64});
+        let with = Value::String("stack/fp".into());
+        assert_eq!(
+            digest_observed(&v, Some(("stack", "fp"))),
+            digest_all(&[&v, &with])
+        );
+        assert_eq!(digest_observed(&v, None), digest_all(&[&v, &Value::Null]));
+        assert_ne!(digest(&json!({"a": 1})), digest(&json!({"a": "1"})));
+    }
 }

@@ -531,15 +531,13 @@ fn decide(
 }
 
 fn observed_digest(o: &Observed) -> String {
-    let marker = match &o.marker {
-        Some(m) => Value::String(format!(
-            "{}/{}",
-            m.stack,
-            m.fingerprint.as_deref().unwrap_or("")
-        )),
-        None => Value::Null,
-    };
-    crate::plan::digest_all(&[&o.value, &marker])
+    let marker = o.marker.as_ref().map(|m| {
+        (
+            m.stack.as_str(),
+            m.fingerprint.as_deref().unwrap_or_default(),
+        )
+    });
+    crate::plan::digest_observed(&o.value, marker)
 }
 
 /// Gates run when anything after them changes.
