@@ -129,18 +129,20 @@ fn to_json(v: &Value) -> Box<str> {
         .into_boxed_str()
 }
 
-/// Waits `d`, neither less nor noticeably more: the timer wheel (millisecond ticks, deadlines
-/// rounded up) alone would overshoot each action by up to 1–2 ms, which a bench comparing
-/// apply time with the critical path would wrongly charge to the engine. The timer covers all
-/// but the last 2 ms; the rest is waited out by yielding.
-async fn sleep_exactly(d: Duration) {
-    let deadline = Instant::now() + d;
-    let coarse = d.saturating_sub(Duration::from_millis(2));
-    if !coarse.is_zero() {
-        tokio::time::sleep(coarse).await;
+/// Waits until `deadline`, neither less nor noticeably more: the timer wheel (millisecond
+/// ticks, deadlines rounded up) alone would overshoot each write by up to 1–2 ms, which a
+/// bench comparing apply time with the critical path would wrongly charge to the engine. The
+/// timer covers all but the last 2 ms; a blocking-pool thread sleeps the rest precisely.
+async fn sleep_until(deadline: Instant) {
+    let coarse = deadline - Duration::from_millis(2);
+    if Instant::now() < coarse {
+        tokio::time::sleep_until(coarse.into()).await;
     }
-    while Instant::now() < deadline {
-        tokio::task::yield_now().await;
+    let rest = deadline.saturating_duration_since(Instant::now());
+    if !rest.is_zero() {
+        tokio::task::spawn_blocking(move || std::thread::sleep(rest))
+            .await
+            .expect("sleeping thread");
     }
 }
 
@@ -287,18 +289,20 @@ impl MemoryProvider {
         self.max_in_flight.load(Ordering::SeqCst)
     }
 
+    /// Carries out a write that began at `start` (its own work counts toward its latency):
+    /// waits until `start + latency`, then applies `f`.
     async fn write<T>(
         &self,
         op: &'static str,
+        start: Instant,
         change: &Change<'_>,
         f: impl FnOnce(&mut HashMap<String, Vec<Obj>>) -> Result<T, ProviderError>,
     ) -> Result<T, ProviderError> {
         self.writes.fetch_add(1, Ordering::SeqCst);
         let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
         self.max_in_flight.fetch_max(now, Ordering::SeqCst);
-        let start = Instant::now();
         if !self.latency.is_zero() {
-            sleep_exactly(self.latency).await;
+            sleep_until(start + self.latency).await;
         }
         let failing = self.fail.lock().expect("lock").contains(change.key);
         let result = if failing {
@@ -392,11 +396,12 @@ impl Provider for MemoryProvider {
     }
 
     async fn create(&self, change: Change<'_>) -> Result<Value, ProviderError> {
+        let start = Instant::now();
         let id = format!("id-{}", self.next_id.fetch_add(1, Ordering::SeqCst));
         let mut value = change.desired.cloned().unwrap_or(Value::Null);
         value["id"] = Value::String(id.clone());
         let json = to_json(&value);
-        self.write("create", &change, |objs| {
+        self.write("create", start, &change, |objs| {
             objs.entry(change.kind.to_string()).or_default().push(Obj {
                 id,
                 key: change.key.to_string(),
@@ -409,12 +414,13 @@ impl Provider for MemoryProvider {
     }
 
     async fn update(&self, change: Change<'_>) -> Result<Value, ProviderError> {
+        let start = Instant::now();
         let prior_id = change
             .prior
             .and_then(|p| p.value["id"].as_str())
             .unwrap_or_default()
             .to_string();
-        self.write("update", &change, |objs| {
+        self.write("update", start, &change, |objs| {
             let obj = objs
                 .get_mut(change.kind)
                 .and_then(|l| l.iter_mut().find(|o| o.id == prior_id))
@@ -432,12 +438,13 @@ impl Provider for MemoryProvider {
     }
 
     async fn delete(&self, change: Change<'_>) -> Result<(), ProviderError> {
+        let start = Instant::now();
         let prior_id = change
             .prior
             .and_then(|p| p.value["id"].as_str())
             .unwrap_or_default()
             .to_string();
-        self.write("delete", &change, |objs| {
+        self.write("delete", start, &change, |objs| {
             let list = objs.entry(change.kind.to_string()).or_default();
             let before = list.len();
             list.retain(|o| o.id != prior_id);

@@ -59,7 +59,7 @@ impl RawRef {
         if obj.len() != 1 {
             return None;
         }
-        serde_json::from_value(obj.get(REF_KEY)?.clone()).ok()
+        RawRef::deserialize(obj.get(REF_KEY)?).ok()
     }
 
     /// The JSON marker that stands for this reference inside a serialised spec.
