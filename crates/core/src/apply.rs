@@ -4,6 +4,7 @@
 //! create-before-destroy replace deletes the old object after the new one's dependents ran;
 //! references are resolved from real results just before a node runs.
 
+use std::borrow::Cow;
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
@@ -19,7 +20,7 @@ use crate::plan::{Action, spec_digest};
 use crate::planner::{Planned, Providers};
 use crate::provider::{Change, Marker, Observed, Origin, ProviderError};
 use crate::stack::{GateDef, NodeDef, Stack};
-use crate::value::{Address, RawRef, get_path, substitute_refs};
+use crate::value::{Address, RawRef, get_path};
 
 /// Apply settings.
 #[derive(Debug, Clone, Copy)]
@@ -255,7 +256,7 @@ pub async fn apply(
         stack,
         providers,
         planned,
-        outputs: Mutex::default(),
+        outputs: Mutex::new(vec![None; stack.nodes().len()]),
         global: Semaphore::new(opts.parallelism.max(1)),
         per_provider,
         progress: progress.as_ref(),
@@ -286,7 +287,7 @@ pub async fn apply(
             progress.finished(&nodes[i].address, &outcome, elapsed);
             report.entries.push(ReportEntry {
                 address: nodes[i].address.clone(),
-                what,
+                what: what.to_string(),
                 outcome: outcome.clone(),
                 elapsed_secs: elapsed.as_secs_f64(),
             });
@@ -304,7 +305,7 @@ pub async fn apply(
                         progress.finished(&nodes[j].address, &outcome, Duration::ZERO);
                         report.entries.push(ReportEntry {
                             address: nodes[j].address.clone(),
-                            what,
+                            what: what.to_string(),
                             outcome,
                             elapsed_secs: 0.0,
                         });
@@ -325,9 +326,9 @@ pub async fn apply(
     report
 }
 
-fn describe(task: &Task, changes: &[crate::plan::ResourceChange]) -> String {
+fn describe(task: &Task, changes: &[crate::plan::ResourceChange]) -> &'static str {
     match task {
-        Task::Pass(_) | Task::SkipGate => "none".into(),
+        Task::Pass(_) | Task::SkipGate => "none",
         Task::Change(ci) => match changes[*ci].action() {
             Action::Create => "create",
             Action::Update => "update",
@@ -336,10 +337,9 @@ fn describe(task: &Task, changes: &[crate::plan::ResourceChange]) -> String {
             Action::DeleteCreate => "replace (delete, then create)",
             Action::CreateDelete => "replace (create new)",
             Action::NoOp | Action::Read => "none",
-        }
-        .into(),
-        Task::DeleteOld(_) => "replace (delete old)".into(),
-        Task::Gate(_) => "gate".into(),
+        },
+        Task::DeleteOld(_) => "replace (delete old)",
+        Task::Gate(_) => "gate",
     }
 }
 
@@ -347,7 +347,9 @@ struct Ctx<'a> {
     stack: &'a Stack,
     providers: &'a Providers,
     planned: &'a Planned,
-    outputs: Mutex<HashMap<Address, Value>>,
+    /// Values published for references, by stack node: observed ones borrowed from the
+    /// plan, results of changes owned.
+    outputs: Mutex<Vec<Option<Cow<'a, Value>>>>,
     global: Semaphore,
     per_provider: HashMap<String, Semaphore>,
     progress: &'a dyn Progress,
@@ -356,13 +358,14 @@ struct Ctx<'a> {
     opts: ApplyOptions,
 }
 
-impl Ctx<'_> {
+impl<'a> Ctx<'a> {
     async fn run(&self, address: &Address, task: Task) -> Outcome {
         match task {
             Task::SkipGate => Outcome::Unchanged,
             Task::Pass(ci) => {
-                if let Some(o) = ci.and_then(|ci| self.planned.work[ci].observed.as_ref()) {
-                    self.publish(address, o.value.clone());
+                let planned: &'a Planned = self.planned;
+                if let Some(o) = ci.and_then(|ci| planned.work[ci].observed.as_ref()) {
+                    self.publish(address, Cow::Borrowed(&o.value));
                 }
                 Outcome::Unchanged
             }
@@ -387,14 +390,14 @@ impl Ctx<'_> {
                 };
                 let _g = self.global.acquire().await.expect("semaphore open");
                 let what = describe(&task, &self.planned.plan.resource_changes);
-                self.progress.started(address, &what);
+                self.progress.started(address, what);
                 // A provider call that never returns (an action stuck in `running`, a hung
                 // connection) must not hold the apply lock forever: past the deadline the
                 // change fails, exactly its dependents are skipped, and apply ends.
                 let call = self.change(provider.as_ref(), ci, matches!(task, Task::DeleteOld(_)));
                 match tokio::time::timeout(self.change_timeout, call).await {
                     Ok(Ok(Some(v))) => {
-                        self.publish(address, v);
+                        self.publish(address, Cow::Owned(v));
                         Outcome::Done
                     }
                     Ok(Ok(None)) => Outcome::Done,
@@ -408,25 +411,36 @@ impl Ctx<'_> {
         }
     }
 
-    fn publish(&self, address: &Address, v: Value) {
-        self.outputs
-            .lock()
-            .expect("outputs lock")
-            .insert(address.clone(), v);
+    fn publish(&self, address: &Address, v: Cow<'a, Value>) {
+        if let Some(i) = self.stack.index_of(address) {
+            self.outputs.lock().expect("outputs lock")[i] = Some(v);
+        }
     }
 
-    fn resolve(&self, address: &Address, desired: &Value) -> Result<Value, ProviderError> {
-        let mut v = desired.clone();
+    /// The desired value with every reference replaced by its real value: borrowed from the
+    /// plan when it has none, else copied once with the values put in.
+    fn resolve<'v>(
+        &self,
+        address: &Address,
+        desired: &'v Value,
+        has_refs: bool,
+    ) -> Result<Cow<'v, Value>, ProviderError> {
+        if !has_refs {
+            return Ok(Cow::Borrowed(desired));
+        }
         let outputs = self.outputs.lock().expect("outputs lock");
         let mut missing: Vec<RawRef> = Vec::new();
         let lookup = |raw: &RawRef| {
-            outputs
-                .get(&raw.address)
+            self.stack
+                .index_of(&raw.address)
+                .and_then(|i| outputs[i].as_deref())
                 .and_then(|o| get_path(o, &raw.attr))
                 .filter(|v| !v.is_null())
                 .cloned()
         };
-        if substitute_refs(&mut v, &lookup) {
+        let mut left = false;
+        let v = substituted(desired, &lookup, &mut left);
+        if left {
             missing.extend(crate::value::collect_refs(&v).into_iter().map(|(_, r)| r));
             let list: Vec<String> = missing.iter().map(|r| r.to_string()).collect();
             return Err(ProviderError::new(
@@ -437,7 +451,7 @@ impl Ctx<'_> {
                 ),
             ));
         }
-        Ok(v)
+        Ok(Cow::Owned(v))
     }
 
     async fn change(
@@ -452,7 +466,7 @@ impl Ctx<'_> {
         let changed: Vec<String> = c.changes.iter().map(|f| f.path.clone()).collect();
         let desired = match &c.after {
             Some(d) if !delete_old && c.action() != Action::Delete => {
-                Some(self.resolve(&c.address, d)?)
+                Some(self.resolve(&c.address, d, c.after_unknown != Value::Bool(false))?)
             }
             _ => None,
         };
@@ -466,7 +480,7 @@ impl Ctx<'_> {
         };
         let marker = Marker {
             stack: self.planned.plan.stack.clone(),
-            fingerprint: desired.as_ref().map(|d| spec_digest(d, c.sensitive)),
+            fingerprint: desired.as_deref().map(|d| spec_digest(d, c.sensitive)),
             origin,
             copied_from: None,
         };
@@ -479,7 +493,7 @@ impl Ctx<'_> {
             marker: &marker,
             changed: &changed,
         };
-        let desired = desired.as_ref();
+        let desired = desired.as_deref();
         if delete_old {
             self.retrying(&c.address, || p.delete(mk(None, prior)))
                 .await?;
@@ -533,6 +547,26 @@ impl Ctx<'_> {
                 other => return other,
             }
         }
+    }
+}
+
+/// A copy of `v` with each reference `lookup` knows replaced by its value, made in one
+/// pass; `left` is set when a reference stays unresolved.
+fn substituted(v: &Value, lookup: &dyn Fn(&RawRef) -> Option<Value>, left: &mut bool) -> Value {
+    if let Some(r) = RawRef::from_marker(v) {
+        return lookup(&r).unwrap_or_else(|| {
+            *left = true;
+            v.clone()
+        });
+    }
+    match v {
+        Value::Object(m) => Value::Object(
+            m.iter()
+                .map(|(k, c)| (k.clone(), substituted(c, lookup, left)))
+                .collect(),
+        ),
+        Value::Array(a) => Value::Array(a.iter().map(|c| substituted(c, lookup, left)).collect()),
+        other => other.clone(),
     }
 }
 

@@ -6,11 +6,14 @@
 //! Semantics: a desired `null` means "not managed" (no diff). Object keys the observed
 //! value has but the desired spec lacks are removals, unless the schema marks them computed.
 
+use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde_json::value::RawValue;
+use serde_json::{Map, Value};
 
 use crate::resource::Schema;
-use crate::value::RawRef;
+use crate::spec::Key;
+use crate::value::{REF_KEY, RawRef};
 
 /// One changed field.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -135,6 +138,311 @@ pub fn diff_resolving(
     };
     ctx.walk(String::new(), desired, Some(observed), &mut out);
     out
+}
+
+/// Like [`diff_resolving`], reading the desired spec from its JSON text in one streaming
+/// pass: equal fields cost no copy, and only changed parts are materialised as values.
+/// Gives exactly what [`diff_resolving`] gives on the parsed text.
+pub fn diff_json(
+    desired: &str,
+    observed: &Value,
+    schema: &Schema,
+    ignore: &[String],
+    resolve: &dyn Fn(&RawRef) -> Option<Value>,
+) -> Vec<FieldChange> {
+    let mut out = Vec::new();
+    let ctx = Ctx {
+        schema,
+        ignore,
+        resolve,
+    };
+    let mut path = String::new();
+    let mut de = serde_json::Deserializer::from_str(desired);
+    DiffSeed {
+        ctx: &ctx,
+        path: &mut path,
+        observed: Some(observed),
+        out: &mut out,
+        in_list: false,
+    }
+    .deserialize(&mut de)
+    .expect("serialised specs are valid JSON");
+    out
+}
+
+/// One step of the streaming diff: the desired value at `path` arrives from the parser and
+/// is compared with `observed`.
+struct DiffSeed<'a, 'b> {
+    ctx: &'a Ctx<'b>,
+    path: &'a mut String,
+    observed: Option<&'a Value>,
+    out: &'a mut Vec<FieldChange>,
+    /// Inside a list item: the value walk resolves references in list items before it
+    /// compares them, so what this step materialises gets its references resolved too.
+    in_list: bool,
+}
+
+impl DiffSeed<'_, '_> {
+    /// Hands a materialised part of the spec to the value walk.
+    fn walk(self, mut d: Value) {
+        if self.in_list {
+            crate::value::substitute_refs(&mut d, self.ctx.resolve);
+        }
+        self.ctx
+            .walk(self.path.clone(), &d, self.observed, self.out);
+    }
+
+    /// A scalar: equal values cost nothing; anything else takes the value walk.
+    fn scalar(self, d: Value) {
+        if self.observed.is_some_and(|o| scalar_eq(&d, o)) {
+            return;
+        }
+        self.ctx
+            .walk(self.path.clone(), &d, self.observed, self.out);
+    }
+
+    /// Whether a list at this path is compared item by item (neither keyed nor a set).
+    fn positional(&self) -> bool {
+        if any_match(self.path, self.ctx.schema.unordered) {
+            return false;
+        }
+        if self.ctx.schema.keyed.is_empty() {
+            return true;
+        }
+        let pat = pattern_of(self.path);
+        !self
+            .ctx
+            .schema
+            .keyed
+            .iter()
+            .any(|k| pattern_of(k.path) == pat)
+    }
+}
+
+impl<'de> DeserializeSeed<'de> for DiffSeed<'_, '_> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for DiffSeed<'_, '_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
+        // A desired null means "not managed".
+        Ok(())
+    }
+
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<(), E> {
+        self.scalar(Value::Bool(v));
+        Ok(())
+    }
+
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<(), E> {
+        self.scalar(Value::from(v));
+        Ok(())
+    }
+
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<(), E> {
+        self.scalar(Value::from(v));
+        Ok(())
+    }
+
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<(), E> {
+        self.scalar(Value::from(v));
+        Ok(())
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<(), E> {
+        if let Some(Value::String(o)) = self.observed
+            && o == v
+        {
+            return Ok(());
+        }
+        self.scalar(Value::String(v.to_string()));
+        Ok(())
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        if self.ctx.skip(self.path) {
+            while seq.next_element::<de::IgnoredAny>()?.is_some() {}
+            return Ok(());
+        }
+        let mut items: Vec<&'de RawValue> = Vec::new();
+        while let Some(raw) = seq.next_element::<&'de RawValue>()? {
+            items.push(raw);
+        }
+        match self.observed {
+            Some(Value::Array(o)) if o.len() == items.len() && self.positional() => {
+                for (i, (raw, ov)) in items.iter().zip(o).enumerate() {
+                    let len = self.path.len();
+                    {
+                        use std::fmt::Write;
+                        let _ = write!(self.path, "[{i}]");
+                    }
+                    let mut de = serde_json::Deserializer::from_str(raw.get());
+                    DiffSeed {
+                        ctx: self.ctx,
+                        path: self.path,
+                        observed: Some(ov),
+                        out: self.out,
+                        in_list: true,
+                    }
+                    .deserialize(&mut de)
+                    .map_err(de::Error::custom)?;
+                    self.path.truncate(len);
+                }
+            }
+            _ => {
+                let d = items
+                    .iter()
+                    .map(|raw| serde_json::from_str(raw.get()))
+                    .collect::<Result<Vec<Value>, _>>()
+                    .map_err(de::Error::custom)?;
+                self.walk(Value::Array(d));
+            }
+        }
+        Ok(())
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let Some(first) = map.next_key::<Key<'de>>()? else {
+            self.walk(Value::Object(Map::new()));
+            return Ok(());
+        };
+        if first.0 == REF_KEY {
+            // A reference marker (or, rarely, an object that merely starts with `$ref`).
+            let inner: &'de RawValue = map.next_value()?;
+            let mut rest = Vec::new();
+            while let Some(entry) = map.next_entry::<String, Value>()? {
+                rest.push(entry);
+            }
+            let parse = |raw: &RawValue| serde_json::from_str::<Value>(raw.get());
+            if rest.is_empty()
+                && let Ok(r) = serde_json::from_str::<RawRef>(inner.get())
+            {
+                if self.ctx.skip(self.path) {
+                    return Ok(());
+                }
+                match (self.ctx.resolve)(&r) {
+                    Some(v) => self
+                        .ctx
+                        .walk(self.path.clone(), &v, self.observed, self.out),
+                    None => {
+                        let mut m = Map::with_capacity(1);
+                        m.insert(
+                            REF_KEY.to_string(),
+                            parse(inner).map_err(de::Error::custom)?,
+                        );
+                        let marker = Value::Object(m);
+                        let c = self
+                            .ctx
+                            .change(self.path.clone(), self.observed, Some(&marker));
+                        self.out.push(c);
+                    }
+                }
+                return Ok(());
+            }
+            let mut all = Map::new();
+            all.insert(
+                REF_KEY.to_string(),
+                parse(inner).map_err(de::Error::custom)?,
+            );
+            all.extend(rest);
+            self.walk(Value::Object(all));
+            return Ok(());
+        }
+        if self.ctx.skip(self.path) {
+            map.next_value::<de::IgnoredAny>()?;
+            while map
+                .next_entry::<de::IgnoredAny, de::IgnoredAny>()?
+                .is_some()
+            {}
+            return Ok(());
+        }
+        let Some(Value::Object(o)) = self.observed else {
+            let mut all = Map::new();
+            let v: Value = map.next_value()?;
+            all.insert(first.0.into_owned(), v);
+            while let Some((k, v)) = map.next_entry::<String, Value>()? {
+                all.insert(k, v);
+            }
+            self.walk(Value::Object(all));
+            return Ok(());
+        };
+        // Observed keys usually come in the order the spec declares them: look each one
+        // up from where the last was found (small objects), and remember which matched.
+        const SMALL: usize = 64;
+        let small = o.len() <= SMALL;
+        let mut entries: Vec<(&String, &Value)> = Vec::new();
+        if small {
+            entries.reserve_exact(o.len());
+            entries.extend(o.iter());
+        }
+        let mut matched: u64 = 0;
+        let mut next = 0usize;
+        let mut seen: Vec<Key<'de>> = Vec::new();
+        let mut key = Some(first);
+        while let Some(k) = key {
+            let ov = if small {
+                let n = entries.len();
+                let start = next;
+                let hit = (0..n)
+                    .map(|j| (start + j) % n)
+                    .find(|&idx| entries[idx].0.as_str() == k.0);
+                hit.map(|idx| {
+                    matched |= 1 << idx;
+                    next = idx + 1;
+                    entries[idx].1
+                })
+            } else {
+                o.get(k.0.as_ref())
+            };
+            let len = self.path.len();
+            if !self.path.is_empty() {
+                self.path.push('.');
+            }
+            self.path.push_str(&k.0);
+            map.next_value_seed(DiffSeed {
+                ctx: self.ctx,
+                path: self.path,
+                observed: ov,
+                out: self.out,
+                in_list: self.in_list,
+            })?;
+            self.path.truncate(len);
+            if !small {
+                seen.push(k);
+            }
+            key = map.next_key::<Key<'de>>()?;
+        }
+        for (idx, (k, ov)) in o.iter().enumerate() {
+            let kept = if small {
+                matched & (1 << idx) != 0
+            } else {
+                seen.iter().any(|s| s.0 == k.as_str())
+            };
+            if kept || ov.is_null() {
+                continue;
+            }
+            let len = self.path.len();
+            if !self.path.is_empty() {
+                self.path.push('.');
+            }
+            self.path.push_str(k);
+            if !self.ctx.skip(self.path) {
+                let c = self.ctx.change(self.path.clone(), Some(ov), None);
+                self.out.push(c);
+            }
+            self.path.truncate(len);
+        }
+        Ok(())
+    }
 }
 
 struct Ctx<'a> {
@@ -310,6 +618,7 @@ fn scalar_eq(a: &Value, b: &Value) -> bool {
 mod tests {
     use super::*;
     use crate::resource::KeyedList;
+    use proptest::prelude::*;
     use serde_json::json;
 
     const LB: Schema = Schema {
@@ -379,6 +688,75 @@ mod tests {
                 .any(|c| c.path == "services[?]" && c.unknown),
             "{unresolved:?}"
         );
+    }
+
+    fn json() -> impl Strategy<Value = Value> {
+        let marker = |i: u8| {
+            RawRef {
+                address: crate::value::Address::new("k", &format!("n{i}")),
+                attr: "ip".into(),
+            }
+            .to_marker()
+        };
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            (-2i64..3).prop_map(Value::from),
+            Just(json!(1.5)),
+            proptest::sample::select(vec!["a", "b", "1.2.3.4", "x\"y"]).prop_map(Value::from),
+            (0u8..3).prop_map(marker),
+        ];
+        leaf.prop_recursive(3, 32, 4, |inner| {
+            let keys = vec![
+                "a",
+                "b",
+                "c",
+                "id",
+                "services",
+                "source_ips",
+                "listen_port",
+                "$ref",
+            ];
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+                proptest::collection::vec((proptest::sample::select(keys), inner), 0..5).prop_map(
+                    |kv| {
+                        Value::Object(kv.into_iter().map(|(k, v)| (k.to_string(), v)).collect())
+                    }
+                ),
+            ]
+        })
+    }
+
+    /// `observed` with some of `other`'s fields laid over it, so the two share structure.
+    fn overlay(observed: &Value, other: &Value) -> Value {
+        match (observed, other) {
+            (Value::Object(a), Value::Object(b)) => {
+                let mut m = a.clone();
+                for (k, v) in b.iter().take(2) {
+                    let merged = m.get(k).map_or_else(|| v.clone(), |old| overlay(old, v));
+                    m.insert(k.clone(), merged);
+                }
+                Value::Object(m)
+            }
+            _ => other.clone(),
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn streaming_diff_gives_what_the_value_diff_gives(d in json(), o in json(), mix in 0u8..3) {
+            let o = match mix {
+                0 => o,
+                1 => d.clone(),
+                _ => overlay(&d, &o),
+            };
+            let resolve = |r: &RawRef| (r.address.name() != "n0").then(|| Value::from("1.2.3.4"));
+            let ignore = vec!["c".to_string()];
+            let by_value = diff_resolving(&d, &o, &LB, &ignore, &resolve);
+            let streamed = diff_json(&d.to_string(), &o, &LB, &ignore, &resolve);
+            proptest::prop_assert_eq!(by_value, streamed);
+        }
     }
 
     #[test]

@@ -19,6 +19,7 @@ pub mod planner;
 pub mod provider;
 pub mod render;
 pub mod resource;
+pub mod spec;
 pub mod stack;
 #[cfg(feature = "testing")]
 pub mod testing;

@@ -352,35 +352,131 @@ pub fn digest_all(vs: &[&Value]) -> String {
     hex::encode(&h.finalize()[..8])
 }
 
-fn feed(h: &mut Sha256, v: &Value) {
+/// Digest of an observed object and its marker (`stack/fingerprint`), the same as
+/// [`digest_all`] of the value and the marker as a string (or null without one).
+pub fn digest_observed(v: &Value, marker: Option<(&str, &str)>) -> String {
+    let mut h = Sha256::new();
+    feed(&mut h, v);
+    match marker {
+        Some((stack, fingerprint)) => {
+            h.put(b"s");
+            h.put(&((stack.len() + 1 + fingerprint.len()) as u64).to_le_bytes());
+            h.put(stack.as_bytes());
+            h.put(b"/");
+            h.put(fingerprint.as_bytes());
+        }
+        None => h.put(b"n"),
+    }
+    hex::encode(&h.finalize()[..8])
+}
+
+/// Appends the byte stream that [`digest`] hashes for `v` (so a digest can also be built
+/// from a stream, see [`crate::spec::Spec`]).
+pub(crate) fn feed_bytes(out: &mut Vec<u8>, v: &Value) {
+    feed(out, v);
+}
+
+/// Where the digest stream goes: the hasher, or a buffer.
+trait Sink {
+    fn put(&mut self, b: &[u8]);
+}
+
+impl Sink for Sha256 {
+    fn put(&mut self, b: &[u8]) {
+        self.update(b);
+    }
+}
+
+impl Sink for Vec<u8> {
+    fn put(&mut self, b: &[u8]) {
+        self.extend_from_slice(b);
+    }
+}
+
+fn feed(h: &mut impl Sink, v: &Value) {
     match v {
-        Value::Null => h.update(b"n"),
-        Value::Bool(b) => h.update(if *b { b"t" } else { b"f" }),
+        Value::Null => h.put(b"n"),
+        Value::Bool(b) => h.put(if *b { b"t" } else { b"f" }),
         Value::Number(n) => {
-            h.update(b"#");
-            h.update(n.to_string().as_bytes());
-            h.update(b";");
+            h.put(b"#");
+            match (n.as_u64(), n.as_i64()) {
+                (Some(u), _) => h.put(itoa(u as u128, false, &mut [0; 40])),
+                (None, Some(i)) => h.put(itoa(i.unsigned_abs() as u128, i < 0, &mut [0; 40])),
+                _ => h.put(n.to_string().as_bytes()),
+            }
+            h.put(b";");
         }
         Value::String(s) => {
-            h.update(b"s");
-            h.update((s.len() as u64).to_le_bytes());
-            h.update(s.as_bytes());
+            h.put(b"s");
+            h.put(&(s.len() as u64).to_le_bytes());
+            h.put(s.as_bytes());
         }
         Value::Array(a) => {
-            h.update(b"[");
+            h.put(b"[");
             a.iter().for_each(|c| feed(h, c));
-            h.update(b"]");
+            h.put(b"]");
         }
         Value::Object(m) => {
-            let mut keys: Vec<&String> = m.keys().collect();
-            keys.sort_unstable();
-            h.update(b"{");
-            for k in keys {
-                h.update((k.len() as u64).to_le_bytes());
-                h.update(k.as_bytes());
-                feed(h, &m[k]);
+            h.put(b"{");
+            // Keys in sorted order; small objects sort on the stack.
+            let mut small: [Option<(&String, &Value)>; 16] = [None; 16];
+            if m.len() <= small.len() {
+                for (slot, kv) in small.iter_mut().zip(m.iter()) {
+                    *slot = Some(kv);
+                }
+                let entries = &mut small[..m.len()];
+                entries.sort_unstable_by(|a, b| a.map(|a| a.0).cmp(&b.map(|b| b.0)));
+                for (k, c) in entries.iter().flatten() {
+                    h.put(&(k.len() as u64).to_le_bytes());
+                    h.put(k.as_bytes());
+                    feed(h, c);
+                }
+            } else {
+                let mut keys: Vec<&String> = m.keys().collect();
+                keys.sort_unstable();
+                for k in keys {
+                    h.put(&(k.len() as u64).to_le_bytes());
+                    h.put(k.as_bytes());
+                    feed(h, &m[k]);
+                }
             }
-            h.update(b"}");
+            h.put(b"}");
         }
+    }
+}
+
+/// Decimal digits of an integer, without allocating.
+fn itoa(mut n: u128, negative: bool, buf: &mut [u8; 40]) -> &[u8] {
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    if negative {
+        i -= 1;
+        buf[i] = b'-';
+    }
+    &buf[i..]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn observed_digest_streams_what_digest_all_hashes() {
+        let v = json!({"b": [1, -2, 2.5, null], "a": {"z": true, "y": "s"}, "id": 18446744073709551615u64});
+        let with = Value::String("stack/fp".into());
+        assert_eq!(
+            digest_observed(&v, Some(("stack", "fp"))),
+            digest_all(&[&v, &with])
+        );
+        assert_eq!(digest_observed(&v, None), digest_all(&[&v, &Value::Null]));
+        assert_ne!(digest(&json!({"a": 1})), digest(&json!({"a": "1"})));
     }
 }

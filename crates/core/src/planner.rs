@@ -8,7 +8,7 @@ use std::sync::Arc;
 use futures::future::join_all;
 use serde_json::Value;
 
-use crate::diff::{FieldChange, diff_resolving};
+use crate::diff::{FieldChange, diff_json};
 use crate::plan::{Action, FORMAT_VERSION, GatePlan, Plan, ResourceChange, Summary, spec_digest};
 use crate::provider::{
     CheckResult, Declared, Diagnostic, Marker, ObserveRequest, Observed, Origin, PlannedChange,
@@ -133,23 +133,31 @@ fn provider_of<'a>(
 
 fn validate(stack: &Stack, providers: &Providers) -> Result<(), PlanError> {
     let mut diags: Vec<Diagnostic> = Vec::new();
-    let mut by_provider: BTreeMap<&str, Vec<Declared<'_>>> = BTreeMap::new();
+    let mut by_provider: BTreeMap<&str, Vec<&ResourceDef>> = BTreeMap::new();
     for r in stack.resources() {
         provider_of(providers, r)?;
         diags.extend(r.field_errors.iter().map(|e| Diagnostic {
             address: r.address.clone(),
             error: e.clone(),
         }));
-        by_provider.entry(r.provider).or_default().push(Declared {
-            address: &r.address,
-            kind: r.kind,
-            key: &r.key,
-            spec: &r.spec,
-        });
+        by_provider.entry(r.provider).or_default().push(r);
     }
-    for (name, declared) in &by_provider {
-        if let Some(p) = providers.get(name) {
-            diags.extend(p.validate(declared));
+    for (name, defs) in &by_provider {
+        if let Some(p) = providers.get(name).filter(|p| p.validates()) {
+            // Cross-resource validation reads the specs as values: materialised for this
+            // provider only, and dropped right after.
+            let specs: Vec<Value> = defs.iter().map(|r| r.spec.to_value()).collect();
+            let declared: Vec<Declared<'_>> = defs
+                .iter()
+                .zip(&specs)
+                .map(|(r, spec)| Declared {
+                    address: &r.address,
+                    kind: r.kind,
+                    key: &r.key,
+                    spec,
+                })
+                .collect();
+            diags.extend(p.validate(&declared));
         }
     }
     if diags.is_empty() {
@@ -160,7 +168,26 @@ fn validate(stack: &Stack, providers: &Providers) -> Result<(), PlanError> {
 }
 
 type ObservedByKind = HashMap<String, Vec<Observed>>;
-type ObservedByKey = HashMap<(String, String), Observed>;
+
+/// Puts plan entries made in dependency order into declaration order, moving each entry
+/// once (no second copy of the plan).
+fn sort_by_node(changes: &mut [ResourceChange], work: &mut [Work]) {
+    let mut src: Vec<usize> = (0..work.len()).collect();
+    src.sort_unstable_by_key(|&k| work[k].node);
+    // Position t takes the entry now at src[t]; walk each cycle of the permutation.
+    for start in 0..src.len() {
+        let mut t = start;
+        while src[t] != usize::MAX {
+            let s = std::mem::replace(&mut src[t], usize::MAX);
+            if s == start || src[s] == usize::MAX {
+                break;
+            }
+            changes.swap(t, s);
+            work.swap(t, s);
+            t = s;
+        }
+    }
+}
 
 async fn observe_all(stack: &Stack, providers: &Providers) -> Result<ObservedByKind, PlanError> {
     let mut keys: BTreeMap<(&str, String), Vec<String>> = BTreeMap::new();
@@ -226,22 +253,27 @@ async fn build_plan(
     by_kind: ObservedByKind,
 ) -> Result<Planned, PlanError> {
     let n = stack.nodes().len();
-    let mut by_key: ObservedByKey = HashMap::new();
-    for (kind, list) in by_kind {
-        for o in list {
-            by_key.insert((kind.clone(), o.key.clone()), o);
+    // Each declared resource takes its observed object; what is left over are undeclared
+    // objects (by kind and key: a later duplicate replaces an earlier one).
+    let mut slot: HashMap<(&str, &str), usize> = HashMap::with_capacity(n);
+    for (i, node) in stack.nodes().iter().enumerate() {
+        if let NodeDef::Resource(r) = node {
+            slot.insert((r.kind, r.key.as_str()), i);
         }
     }
-    // Each declared resource takes its observed object out of the map; what is left over
-    // are undeclared objects.
-    let mut observed: Vec<Option<Observed>> = stack
-        .nodes()
-        .iter()
-        .map(|node| match node {
-            NodeDef::Resource(r) => by_key.remove(&(r.kind.to_string(), r.key.clone())),
-            NodeDef::Gate(_) => None,
-        })
-        .collect();
+    let mut observed: Vec<Option<Observed>> = std::iter::repeat_with(|| None).take(n).collect();
+    let mut undeclared: BTreeMap<(String, String), Observed> = BTreeMap::new();
+    for (kind, list) in by_kind {
+        for o in list {
+            match slot.get(&(kind.as_str(), o.key.as_str())) {
+                Some(&i) => observed[i] = Some(o),
+                None => {
+                    undeclared.insert((kind.clone(), o.key.clone()), o);
+                }
+            }
+        }
+    }
+    drop(slot);
     let mut warnings = Vec::new();
     for (node, obs) in stack.nodes().iter().zip(observed.iter_mut()) {
         if let (NodeDef::Resource(r), Some(o)) = (node, obs.as_mut())
@@ -253,7 +285,9 @@ async fn build_plan(
     }
     let mut after: Vec<Option<Value>> = vec![None; n];
     let mut keeps = vec![false; n];
-    let mut entries: Vec<Option<ResourceChange>> = vec![None; n];
+    let declared = stack.resources().count();
+    let mut changes: Vec<ResourceChange> = Vec::with_capacity(declared + undeclared.len());
+    let mut work: Vec<Work> = Vec::with_capacity(declared + undeclared.len());
     let mut diags = Vec::new();
     let mut protected = Vec::new();
 
@@ -264,18 +298,19 @@ async fn build_plan(
         let obs = observed[i].as_ref();
         let provider = provider_of(providers, r)?;
         let resolve = |raw: &RawRef| lookup(stack, &after, &keeps, &observed, raw);
-        let (action, changes, mut reason) = decide(stack.name(), r, obs, &resolve, &mut diags);
+        let (action, field_changes, mut reason) =
+            decide(stack.name(), r, obs, &resolve, &mut diags);
         // Only a changing resource needs its desired value materialised (refs substituted):
         // apply uses it and dependents read it. A no-op's dependents read its observed value.
         let desired = action.is_change().then(|| {
-            let mut d = r.spec.clone();
+            let mut d = r.spec.to_value();
             substitute_refs(&mut d, &resolve);
             d
         });
         if action.is_replace() && r.protect {
             protected.push((r.address.clone(), "forces replacement".to_string()));
         }
-        let restarts: Vec<&str> = changes
+        let restarts: Vec<&str> = field_changes
             .iter()
             .filter(|c| c.needs_restart)
             .map(|c| c.path.as_str())
@@ -300,7 +335,7 @@ async fn build_plan(
             Some(d) => provider.rollout_steps(r.kind, obs, Some(d)),
             None => Vec::new(),
         };
-        entries[i] = Some(ResourceChange {
+        changes.push(ResourceChange {
             address: r.address.clone(),
             kind: r.kind.to_string(),
             provider: r.provider.to_string(),
@@ -310,17 +345,25 @@ async fn build_plan(
             before: None,
             after: None,
             after_unknown: desired.as_ref().map_or(Value::Bool(false), unknown_mirror),
-            replace_paths: changes
+            replace_paths: field_changes
                 .iter()
                 .filter(|c| c.forces_replace)
                 .map(|c| c.path.clone())
                 .collect(),
             action_reason: reason,
-            changes: changes.into_iter().map(redact_change).collect(),
+            changes: field_changes.into_iter().map(redact_change).collect(),
             steps,
             observed_digest: obs.map_or_else(|| "absent".into(), observed_digest),
-            desired_digest: spec_digest(&r.spec, r.schema.sensitive),
+            desired_digest: if r.schema.sensitive.is_empty() {
+                r.spec.digest()
+            } else {
+                spec_digest(&r.spec.to_value(), r.schema.sensitive)
+            },
             sensitive: r.schema.sensitive,
+        });
+        work.push(Work {
+            node: Some(i),
+            observed: None,
         });
         after[i] = desired;
     }
@@ -330,26 +373,21 @@ async fn build_plan(
     if !protected.is_empty() {
         return Err(PlanError::Protected(protected));
     }
-
-    let mut changes = Vec::new();
-    let mut work = Vec::new();
-    for i in 0..n {
-        if let Some(mut c) = entries[i].take() {
-            // A no-op's desired value equals what was observed on every managed field; the
-            // JSON shows `after` = `before` for it, so no second copy is kept in memory.
-            c.after = after[i].take();
-            changes.push(c);
-            work.push(Work {
-                node: Some(i),
-                observed: observed[i].take(),
-            });
-        }
+    // Entries were made in dependency order; the plan lists them in declaration order.
+    sort_by_node(&mut changes, &mut work);
+    for (c, w) in changes.iter_mut().zip(work.iter_mut()) {
+        let i = w.node.expect("declared");
+        // A no-op's desired value equals what was observed on every managed field; the
+        // JSON shows `after` = `before` for it, so no second copy is kept in memory.
+        c.after = after[i].take();
+        w.observed = observed[i].take();
     }
+    drop((after, observed));
     // Owned objects that are no longer declared: what cairn created is deleted, what it
     // adopted is released (marker removed) unless the stack asks for deletion. A marker
     // copied onto another object (a clone, a restored backup) owns nothing: warn, touch nothing.
     let mut leftovers: Vec<((String, String), Observed)> = Vec::new();
-    for ((kind, key), o) in by_key {
+    for ((kind, key), o) in undeclared {
         match &o.marker {
             Some(m) if m.owned_by(stack.name()) => leftovers.push(((kind, key), o)),
             Some(m) if m.stack == stack.name() => warnings.push(copied_warning(&kind, &key, m)),
@@ -357,7 +395,6 @@ async fn build_plan(
         }
     }
     warnings.sort();
-    leftovers.sort_by(|a, b| a.0.cmp(&b.0));
     let delete_adopted = stack
         .settings()
         .get(DELETE_ADOPTED_SETTING)
@@ -507,9 +544,15 @@ fn decide(
             ),
         });
     }
-    let changes = diff_resolving(&r.spec, &obs.value, &r.schema, &r.ignore_changes, resolve);
+    let changes = diff_json(
+        r.spec.json(),
+        &obs.value,
+        &r.schema,
+        &r.ignore_changes,
+        resolve,
+    );
     let fingerprint = || {
-        let mut d = r.spec.clone();
+        let mut d = r.spec.to_value();
         substitute_refs(&mut d, resolve);
         spec_digest(&d, r.schema.sensitive)
     };
@@ -580,17 +623,20 @@ fn copied_warning(kind: &str, key: &str, m: &Marker) -> String {
 }
 
 fn observed_digest(o: &Observed) -> String {
-    let marker = match &o.marker {
-        Some(m) => Value::String(format!(
-            "{}/{}/{}/{}",
-            m.stack,
-            m.fingerprint.as_deref().unwrap_or(""),
+    let fingerprint = o.marker.as_ref().map(|m| {
+        format!(
+            "{}/{}/{}",
+            m.fingerprint.as_deref().unwrap_or_default(),
             m.origin.as_str(),
-            m.copied_from.as_deref().unwrap_or("")
-        )),
-        None => Value::Null,
-    };
-    crate::plan::digest_all(&[&o.value, &marker])
+            m.copied_from.as_deref().unwrap_or_default()
+        )
+    });
+    let marker = o
+        .marker
+        .as_ref()
+        .zip(fingerprint.as_deref())
+        .map(|(m, f)| (m.stack.as_str(), f));
+    crate::plan::digest_observed(&o.value, marker)
 }
 
 /// Gates run when anything after them changes.

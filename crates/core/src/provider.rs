@@ -311,6 +311,14 @@ pub trait Provider: Send + Sync {
         Vec::new()
     }
 
+    /// Whether [`Provider::validate`] reads the declared resources. The engine builds every
+    /// declared spec of this provider as a JSON value only to call `validate` (costly in
+    /// large stacks), so a provider without cross-resource validation returns `false` and
+    /// is spared it. A provider that overrides `validate` must leave this `true`.
+    fn validates(&self) -> bool {
+        true
+    }
+
     /// Plan-time checks over the proposed changes of this provider's kinds, e.g. host
     /// capacity. A failed check refuses the whole plan before anything is touched.
     async fn check_plan(

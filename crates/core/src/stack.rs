@@ -1,16 +1,16 @@
 //! The stack builder: declare resources and gates, get typed handles back, add explicit
 //! dependencies, protection and ignored fields; `build` validates the graph.
 
-use std::collections::{BTreeMap, HashMap};
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap, HashMap};
 use std::sync::Arc;
-
-use petgraph::algo::tarjan_scc;
-use petgraph::graph::DiGraph;
-use serde_json::Value;
 
 use crate::gate::{GateTiming, Probe};
 use crate::resource::{FieldError, Handle, NodeRef, Resource, Schema};
-use crate::value::{Address, collect_refs};
+use crate::spec::Spec;
+use crate::value::Address;
+use petgraph::algo::tarjan_scc;
+use petgraph::graph::DiGraph;
 
 /// A declared resource, type-erased.
 #[derive(Clone)]
@@ -23,8 +23,8 @@ pub struct ResourceDef {
     pub provider: &'static str,
     /// The natural key.
     pub key: String,
-    /// The serialised spec (references as `$ref` markers).
-    pub spec: Value,
+    /// The serialised spec (references as `$ref` markers), held once as compact JSON.
+    pub spec: Spec,
     /// Schema facts of the kind.
     pub schema: Schema,
     /// Refuse any plan that would destroy this resource, or restart it unacknowledged.
@@ -120,6 +120,8 @@ pub struct StackBuilder {
     name: String,
     nodes: Vec<NodeDef>,
     deps: Vec<Vec<(Address, String)>>,
+    /// References found in each resource's spec, as `(address, field path)`.
+    refs: Vec<Vec<(Address, String)>>,
     index: HashMap<Address, usize>,
     errors: Vec<BuildError>,
     settings: BTreeMap<String, String>,
@@ -132,6 +134,7 @@ impl StackBuilder {
             name: name.into(),
             nodes: Vec::new(),
             deps: Vec::new(),
+            refs: Vec::new(),
             index: HashMap::new(),
             errors: Vec::new(),
             settings: BTreeMap::new(),
@@ -148,13 +151,14 @@ impl StackBuilder {
         self.index.insert(address.clone(), self.nodes.len());
         self.nodes.push(node);
         self.deps.push(Vec::new());
+        self.refs.push(Vec::new());
         address
     }
 
     /// Declares a resource named `name` (unique per kind) and returns its typed handle.
     pub fn add<R: Resource>(&mut self, name: &str, spec: R) -> Handle<R> {
         let address = Address::new(R::KIND, name);
-        let value = serde_json::to_value(&spec).expect("resource specs serialise to JSON");
+        let (value, refs) = Spec::new(&spec);
         let def = ResourceDef {
             address: address.clone(),
             kind: R::KIND,
@@ -167,7 +171,14 @@ impl StackBuilder {
             ignore_changes: Vec::new(),
             field_errors: spec.validate(),
         };
+        let before = self.nodes.len();
         self.push(NodeDef::Resource(Box::new(def)));
+        if self.nodes.len() > before {
+            self.refs[before] = refs
+                .into_iter()
+                .map(|(path, raw)| (raw.address, path))
+                .collect();
+        }
         Handle::new(address)
     }
 
@@ -259,15 +270,8 @@ impl StackBuilder {
         }
         let mut deps: Vec<Vec<usize>> = vec![Vec::new(); self.nodes.len()];
         for (i, node) in self.nodes.iter().enumerate() {
-            let mut wanted = self.deps[i].clone();
-            if let NodeDef::Resource(r) = node {
-                wanted.extend(
-                    collect_refs(&r.spec)
-                        .into_iter()
-                        .map(|(path, raw)| (raw.address, path)),
-                );
-            }
-            for (to, via) in wanted {
+            let refs = std::mem::take(&mut self.refs[i]);
+            for (to, via) in std::mem::take(&mut self.deps[i]).into_iter().chain(refs) {
                 match self.index.get(&to) {
                     Some(&j) if !deps[i].contains(&j) => deps[i].push(j),
                     Some(_) => {}
@@ -279,7 +283,11 @@ impl StackBuilder {
                 }
             }
         }
+        // A graph is acyclic exactly when the topological walk reaches every node; only a
+        // cyclic one pays for finding the cycle.
+        let order = topo_order(&deps);
         if errors.is_empty()
+            && order.len() < deps.len()
             && let Some(cycle) = find_cycle(&deps)
         {
             errors.push(BuildError::Cycle(
@@ -290,7 +298,14 @@ impl StackBuilder {
             ));
         }
         match errors.len() {
-            0 => Ok(Stack::new(self.name, self.nodes, deps, self.settings)),
+            0 => Ok(Stack {
+                name: self.name,
+                nodes: self.nodes,
+                deps,
+                order,
+                settings: self.settings,
+                index: self.index,
+            }),
             1 => Err(errors.remove(0)),
             _ => Err(BuildError::Many(errors)),
         }
@@ -343,28 +358,6 @@ pub struct Stack {
 }
 
 impl Stack {
-    fn new(
-        name: String,
-        nodes: Vec<NodeDef>,
-        deps: Vec<Vec<usize>>,
-        settings: BTreeMap<String, String>,
-    ) -> Self {
-        let order = topo_order(&deps);
-        let index = nodes
-            .iter()
-            .enumerate()
-            .map(|(i, n)| (n.address().clone(), i))
-            .collect();
-        Stack {
-            index,
-            name,
-            nodes,
-            deps,
-            order,
-            settings,
-        }
-    }
-
     /// The stack's name.
     pub fn name(&self) -> &str {
         &self.name
@@ -416,21 +409,32 @@ impl Stack {
 fn topo_order(deps: &[Vec<usize>]) -> Vec<usize> {
     let n = deps.len();
     let mut indegree: Vec<usize> = deps.iter().map(Vec::len).collect();
-    let mut dependents = vec![Vec::new(); n];
+    // Dependents as one flat list: node d's are `flat[start[d]..start[d + 1]]`.
+    let mut start = vec![0usize; n + 1];
+    for &d in deps.iter().flatten() {
+        start[d + 1] += 1;
+    }
+    for i in 0..n {
+        start[i + 1] += start[i];
+    }
+    let mut fill = start.clone();
+    let mut flat = vec![0usize; start[n]];
     for (i, ds) in deps.iter().enumerate() {
         for &d in ds {
-            dependents[d].push(i);
+            flat[fill[d]] = i;
+            fill[d] += 1;
         }
     }
-    let mut ready: std::collections::BTreeSet<usize> =
-        (0..n).filter(|&i| indegree[i] == 0).collect();
+    let dependents = |d: usize| &flat[start[d]..start[d + 1]];
+    let mut ready: BinaryHeap<Reverse<usize>> =
+        (0..n).filter(|&i| indegree[i] == 0).map(Reverse).collect();
     let mut order = Vec::with_capacity(n);
-    while let Some(i) = ready.pop_first() {
+    while let Some(Reverse(i)) = ready.pop() {
         order.push(i);
-        for &d in &dependents[i] {
+        for &d in dependents(i) {
             indegree[d] -= 1;
             if indegree[d] == 0 {
-                ready.insert(d);
+                ready.push(Reverse(d));
             }
         }
     }

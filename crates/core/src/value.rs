@@ -59,7 +59,7 @@ impl RawRef {
         if obj.len() != 1 {
             return None;
         }
-        serde_json::from_value(obj.get(REF_KEY)?.clone()).ok()
+        RawRef::deserialize(obj.get(REF_KEY)?).ok()
     }
 
     /// The JSON marker that stands for this reference inside a serialised spec.
@@ -182,8 +182,20 @@ impl<T: Serialize> Serialize for Field<T> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         match self {
             Field::Known(v) => v.serialize(s),
-            Field::Ref(r) => r.raw.to_marker().serialize(s),
+            Field::Ref(r) => Marker(&r.raw).serialize(s),
         }
+    }
+}
+
+/// Serialises a reference as its `$ref` marker without building a JSON value first.
+struct Marker<'a>(&'a RawRef);
+
+impl Serialize for Marker<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut m = s.serialize_map(Some(1))?;
+        m.serialize_entry(REF_KEY, self.0)?;
+        m.end()
     }
 }
 
