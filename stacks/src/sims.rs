@@ -56,9 +56,9 @@ impl SimKnobs {
 /// 267 GiB committed) and an empty pfSense driving a real HAProxy on loopback.
 pub struct Homelab {
     /// Proxmox VE.
-    pub proxmox: cairn_proxmox::sim::SimHandle,
+    pub proxmox: cairn_proxmox_sim::SimHandle,
     /// pfSense.
-    pub pfsense: cairn_pfsense::sim::SimHandle,
+    pub pfsense: cairn_pfsense_sim::SimHandle,
     /// Holds the apiserver CA file.
     dir: tempfile::TempDir,
     addr_map: String,
@@ -76,8 +76,8 @@ impl Homelab {
     ) -> anyhow::Result<Homelab> {
         let map_text = addr_map.to_string();
         let addr_map: AddrMap = addr_map.parse()?;
-        let proxmox = cairn_proxmox::sim::ProxmoxSim::start(cairn_proxmox::sim::SimConfig {
-            apiserver: Some(cairn_proxmox::sim::ApiserverConfig {
+        let proxmox = cairn_proxmox_sim::ProxmoxSim::start(cairn_proxmox_sim::SimConfig {
+            apiserver: Some(cairn_proxmox_sim::ApiserverConfig {
                 addr_map: addr_map.clone(),
                 boot_delay: knobs.boot_delay,
                 never_ready: knobs.never_ready.iter().copied().collect(),
@@ -88,7 +88,7 @@ impl Homelab {
         })
         .await
         .context("starting the Proxmox simulator")?;
-        let pfsense = cairn_pfsense::sim::PfSenseSim::start(cairn_pfsense::sim::SimConfig {
+        let pfsense = cairn_pfsense_sim::PfSenseSim::start(cairn_pfsense_sim::SimConfig {
             addr_map,
             ..Default::default()
         })
@@ -179,7 +179,7 @@ pub async fn serve() -> anyhow::Result<()> {
 /// it was made by hand (no labels), without the `staging` record.
 pub struct Hetzner {
     /// The running simulator.
-    pub handle: cairn_hetzner::sim::SimHandle,
+    pub handle: cairn_hetzner_sim::SimHandle,
 }
 
 impl Hetzner {
@@ -192,7 +192,7 @@ impl Hetzner {
 
     /// Starts it with the given state (`None`: an empty project).
     pub async fn start_with(fixture: Option<serde_json::Value>) -> anyhow::Result<Hetzner> {
-        let handle = cairn_hetzner::sim::HetznerSim::start(cairn_hetzner::sim::SimConfig {
+        let handle = cairn_hetzner_sim::HetznerSim::start(cairn_hetzner_sim::SimConfig {
             fixture,
             ..Default::default()
         })

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use cairn_core::{ObserveRequest, Provider};
 use cairn_hetzner::HetznerProvider;
 use cairn_hetzner::client::{ClientConfig, Token};
-use cairn_hetzner::sim::{FaultConfig, HetznerSim, SimConfig};
+use cairn_hetzner_sim::{FaultConfig, HetznerSim, SimConfig};
 use serde_json::{Value, json};
 
 fn world(n: usize, owned: bool) -> Value {

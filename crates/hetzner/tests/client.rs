@@ -1,15 +1,14 @@
 //! The client against the simulator: it waits out 429s, never leaks the token, refuses
 //! non-loopback endpoints in loopback-only mode, and a create whose response is lost is
 //! adopted rather than duplicated.
-#![cfg(feature = "sim")]
 
 mod common;
 
 use std::time::{Duration, Instant};
 
 use cairn_hetzner::client::{Client, ClientConfig, Token};
-use cairn_hetzner::sim::{Fault, FaultConfig, HetznerSim, SimConfig};
 use cairn_hetzner::*;
+use cairn_hetzner_sim::{Fault, FaultConfig, HetznerSim, SimConfig};
 use common::*;
 
 #[tokio::test]

@@ -2,7 +2,6 @@
 //! and a second plan is empty; the same world made by hand (no labels) is adopted with only
 //! marker changes and no replace; and the apply converges under 20% injected faults without
 //! duplicates.
-#![cfg(feature = "sim")]
 
 mod common;
 
@@ -10,7 +9,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use cairn_core::{Action, ApplyOptions, apply, plan};
-use cairn_hetzner::sim::{Fault, FaultConfig};
+use cairn_hetzner_sim::{Fault, FaultConfig};
 use common::*;
 use serde_json::Value;
 
@@ -421,7 +420,8 @@ async fn owned_servers_dropped_from_the_stack_are_planned_for_deletion_and_delet
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn checked_in_k3s_before_fixture_is_adopted_with_only_marker_changes() {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/k3s-before.json");
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../hetzner-sim/fixtures/k3s-before.json");
     if std::env::var("CAIRN_REGEN_FIXTURES").is_ok_and(|v| v == "1") {
         let made = sim().await;
         apply_all(&k3s_stack("k3s"), &providers(provider(&made))).await;
@@ -429,8 +429,8 @@ async fn checked_in_k3s_before_fixture_is_adopted_with_only_marker_changes() {
         strip_cairn_labels(&mut world);
         std::fs::write(&path, serde_json::to_string_pretty(&world).unwrap() + "\n").unwrap();
     }
-    let sim = cairn_hetzner::sim::HetznerSim::start(cairn_hetzner::sim::SimConfig {
-        fixture: Some(cairn_hetzner::sim::fixtures::k3s_before()),
+    let sim = cairn_hetzner_sim::HetznerSim::start(cairn_hetzner_sim::SimConfig {
+        fixture: Some(cairn_hetzner_sim::fixtures::k3s_before()),
         action_time: std::time::Duration::from_millis(30),
         ..Default::default()
     })
@@ -453,7 +453,7 @@ async fn checked_in_k3s_before_fixture_is_adopted_with_only_marker_changes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hand_made_lb_with_targets_in_another_order_is_adopted_without_touching_targets() {
-    let mut world = cairn_hetzner::sim::fixtures::k3s_before();
+    let mut world = cairn_hetzner_sim::fixtures::k3s_before();
     for lb in world["objects"]["load_balancers"]
         .as_object_mut()
         .unwrap()
@@ -461,7 +461,7 @@ async fn hand_made_lb_with_targets_in_another_order_is_adopted_without_touching_
     {
         lb["targets"].as_array_mut().unwrap().reverse();
     }
-    let sim = cairn_hetzner::sim::HetznerSim::start(cairn_hetzner::sim::SimConfig {
+    let sim = cairn_hetzner_sim::HetznerSim::start(cairn_hetzner_sim::SimConfig {
         fixture: Some(world),
         action_time: std::time::Duration::from_millis(30),
         ..Default::default()

@@ -1,11 +1,10 @@
 //! Runs the official Python `hcloud` library (unmodified, only `api_endpoint` changed)
 //! against the simulator: servers, networks, load balancers, firewalls, zones and rrsets.
-#![cfg(feature = "sim")]
 
 use std::path::PathBuf;
 use std::time::Duration;
 
-use cairn_hetzner::sim::{HetznerSim, SimConfig};
+use cairn_hetzner_sim::{HetznerSim, SimConfig};
 
 fn python() -> PathBuf {
     if let Ok(p) = std::env::var("CAIRN_TEST_PYTHON") {

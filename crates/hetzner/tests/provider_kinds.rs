@@ -1,7 +1,6 @@
 //! Every kind through the `Provider` trait against the simulator: create, observe (with the
 //! marker split from the labels), update in place, delete, and adoption of hand-made
 //! objects.
-#![cfg(feature = "sim")]
 
 mod common;
 

@@ -1,15 +1,14 @@
 //! The simulator's own contract, over plain HTTP: auth, envelopes, pagination with `Link`,
 //! label selectors and sort, validation errors, locks, the rate-limit budget, seeded
 //! fault injection, and the `/_sim/` control API (counters, faults, state).
-#![cfg(feature = "sim")]
 
 use std::time::Duration;
 
-use cairn_hetzner::sim::{HetznerSim, SimConfig};
+use cairn_hetzner_sim::{HetznerSim, SimConfig};
 use serde_json::{Value, json};
 
 struct H {
-    sim: cairn_hetzner::sim::SimHandle,
+    sim: cairn_hetzner_sim::SimHandle,
     http: reqwest::Client,
 }
 

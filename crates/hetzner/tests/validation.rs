@@ -1,6 +1,5 @@
 //! Bad input fails at plan time, naming the resource and the field, before a single request
 //! reaches the API (the simulator's counters stay at zero).
-#![cfg(feature = "sim")]
 
 mod common;
 

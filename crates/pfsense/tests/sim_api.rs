@@ -7,8 +7,8 @@ mod common;
 use std::time::Duration;
 
 use cairn_core::tls::{TlsTrust, client_config};
-use cairn_pfsense::sim::{PfSenseSim, SimConfig, SimHandle};
 use cairn_pfsense::{ClientError, Subsystem};
+use cairn_pfsense_sim::{PfSenseSim, SimConfig, SimHandle};
 use common::*;
 use serde_json::{Value, json};
 
@@ -348,7 +348,7 @@ async fn a_missing_haproxy_makes_apply_fail_with_a_clear_message() {
 #[tokio::test]
 async fn a_503_on_apply_is_retried_and_the_apply_still_completes() {
     let sim = sim(85).await;
-    sim.set_faults(vec![cairn_pfsense::sim::Fault {
+    sim.set_faults(vec![cairn_pfsense_sim::Fault {
         method: Some("POST".into()),
         path_prefix: "/api/v2/firewall/virtual_ip/apply".into(),
         status: 503,

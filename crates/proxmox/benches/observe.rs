@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 
 use cairn_core::tls::TlsTrust;
 use cairn_core::{ObserveRequest, Provider};
-use cairn_proxmox::sim::{Faults, ProxmoxSim, SimConfig, World};
 use cairn_proxmox::{Auth, ClientConfig, ProxmoxProvider, PveClient};
+use cairn_proxmox_sim::{Faults, ProxmoxSim, SimConfig, World};
 
 fn main() {
     let rt = tokio::runtime::Builder::new_multi_thread()

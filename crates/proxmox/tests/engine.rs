@@ -1,7 +1,6 @@
 //! End to end through the engine (`cairn_core::plan` / `apply`) against the simulator: the
 //! homelab masters cloned from a template found by name, an empty second plan, and the
 //! over-committed plan refused before anything is written.
-#![cfg(feature = "sim")]
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,10 +8,10 @@ use std::time::Duration;
 use cairn_core::apply::NoProgress;
 use cairn_core::tls::TlsTrust;
 use cairn_core::{ApplyOptions, PlanError, Providers, StackBuilder, apply, plan};
-use cairn_proxmox::sim::{ProxmoxSim, SimConfig, SimHandle};
 use cairn_proxmox::{
     Auth, ClientConfig, IpConfig, ProxmoxProvider, PveClient, Template, TemplateRefs, Vm,
 };
+use cairn_proxmox_sim::{ProxmoxSim, SimConfig, SimHandle};
 
 async fn sim() -> SimHandle {
     ProxmoxSim::start(SimConfig {
@@ -24,7 +23,7 @@ async fn sim() -> SimHandle {
     .unwrap()
 }
 
-fn providers(sim: &SimHandle) -> Providers {
+fn client_config(sim: &SimHandle) -> ClientConfig {
     let mut cfg = ClientConfig::new(
         sim.endpoint.clone(),
         Auth::Token(sim.token.clone()),
@@ -32,7 +31,13 @@ fn providers(sim: &SimHandle) -> Providers {
     );
     cfg.poll_interval = Duration::from_millis(20);
     cfg.backoff = Duration::from_millis(20);
-    Providers::new().with(Arc::new(ProxmoxProvider::new(PveClient::new(cfg).unwrap())))
+    cfg
+}
+
+fn providers(sim: &SimHandle) -> Providers {
+    Providers::new().with(Arc::new(ProxmoxProvider::new(
+        PveClient::new(client_config(sim)).unwrap(),
+    )))
 }
 
 /// The homelab-ha masters: 200 adopted as is, 205/206 cloned from the template by reference.
@@ -135,7 +140,7 @@ async fn an_apply_killed_after_the_clone_converges_on_the_next_run_without_a_dup
         fp: None,
         clone: Some(serde_json::json!({"vmid": 9000, "name": null, "full": false})),
     };
-    let client = PveClient::new(sim.client_config()).unwrap();
+    let client = PveClient::new(client_config(&sim)).unwrap();
     let upid = client
         .request(
             reqwest::Method::POST,

@@ -1,7 +1,6 @@
 //! The provider through the `cairn_core::Provider` trait (and the engine's plan/apply)
 //! against the simulator seeded with the homelab: clones, no perpetual diff, in-place and
 //! replace changes, plan-time refusals, and convergence under injected faults.
-#![cfg(feature = "sim")]
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -12,8 +11,8 @@ use cairn_core::tls::TlsTrust;
 use cairn_core::{
     Address, Change, Marker, ObserveRequest, Observed, PlannedChange, Provider, Resource,
 };
-use cairn_proxmox::sim::{Faults, ProxmoxSim, SimConfig, SimHandle, TaskFault};
 use cairn_proxmox::{Auth, ClientConfig, IpConfig, ProxmoxProvider, PveClient, Vm};
+use cairn_proxmox_sim::{Faults, ProxmoxSim, SimConfig, SimHandle, TaskFault};
 use serde_json::Value;
 
 async fn sim() -> SimHandle {
@@ -27,7 +26,11 @@ async fn sim() -> SimHandle {
 }
 
 fn client_config(sim: &SimHandle) -> ClientConfig {
-    let mut cfg = sim.client_config();
+    let mut cfg = ClientConfig::new(
+        sim.endpoint.clone(),
+        Auth::Token(sim.token.clone()),
+        TlsTrust::Fingerprint(sim.fingerprint.clone()),
+    );
     cfg.poll_interval = Duration::from_millis(20);
     cfg.backoff = Duration::from_millis(20);
     cfg.task_timeout = Duration::from_secs(20);
@@ -552,7 +555,7 @@ async fn running_master_serves_readyz_on_its_mapped_address_after_boot_delay() {
     let sim = ProxmoxSim::start(SimConfig {
         task_duration: Duration::from_millis(30),
         clone_duration: Duration::from_millis(150),
-        apiserver: Some(cairn_proxmox::sim::ApiserverConfig {
+        apiserver: Some(cairn_proxmox_sim::ApiserverConfig {
             port: 0,
             boot_delay: Duration::from_millis(400),
             never_ready: [206].into(),
@@ -641,7 +644,7 @@ async fn checksum_mismatch_rereads_and_never_overwrites_a_concurrent_change() {
     vm.state = cairn_proxmox::PowerState::Stopped;
     create(&p, &vm).await.unwrap();
     let tamper = |key: &str, value: &str| Faults {
-        tamper: vec![cairn_proxmox::sim::Tamper {
+        tamper: vec![cairn_proxmox_sim::Tamper {
             vmid: 205,
             key: key.into(),
             value: value.into(),

@@ -1,13 +1,12 @@
 //! The official Python client `proxmoxer`, unmodified, against the simulator: token auth
 //! with TLS verification off and on (the simulator's certificate as CA bundle), clone,
 //! cloud-init config, resize, start, its task helper, and cluster resources.
-#![cfg(feature = "sim")]
 
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
-use cairn_proxmox::sim::{ProxmoxSim, SimConfig};
+use cairn_proxmox_sim::{ProxmoxSim, SimConfig};
 
 /// The interpreter with proxmoxer: `CAIRN_TEST_PYTHON`, else `<workspace>/.venv/bin/python`.
 fn python() -> PathBuf {

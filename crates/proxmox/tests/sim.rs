@@ -1,10 +1,9 @@
 //! The simulator's HTTP behaviour as pveproxy shows it, and its control API under `/_sim/`.
-#![cfg(feature = "sim")]
 
 use std::time::Duration;
 
 use cairn_core::tls::{TlsTrust, client_config};
-use cairn_proxmox::sim::{ProxmoxSim, SimConfig, SimHandle};
+use cairn_proxmox_sim::{ProxmoxSim, SimConfig, SimHandle};
 use serde_json::{Value, json};
 
 async fn start() -> (SimHandle, reqwest::Client) {

@@ -10,8 +10,8 @@ use cairn_core::{
     StackBuilder,
 };
 use cairn_hetzner::client::{ClientConfig, Token};
-use cairn_hetzner::sim::{HetznerSim, SimConfig, SimHandle};
 use cairn_hetzner::*;
+use cairn_hetzner_sim::{HetznerSim, SimConfig, SimHandle};
 use serde_json::Value;
 
 /// A simulator with short actions.

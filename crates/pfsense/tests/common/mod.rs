@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use cairn_core::tls::{SelfSigned, TlsTrust, client_config};
 use cairn_core::{Address, Change, Marker, Provider};
-use cairn_pfsense::sim::{PfSenseSim, SimConfig, SimHandle};
 use cairn_pfsense::{ApiKey, PfSenseClient, PfSenseProvider, ProviderOptions, Timing};
+use cairn_pfsense_sim::{PfSenseSim, SimConfig, SimHandle};
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -19,7 +19,7 @@ use tokio_rustls::{TlsAcceptor, TlsConnector};
 
 /// Fails the test with a clear message when Debian's haproxy is not installed.
 pub fn require_haproxy() {
-    if let Err(e) = cairn_pfsense::sim::dataplane::find_haproxy() {
+    if let Err(e) = cairn_pfsense_sim::dataplane::find_haproxy() {
         panic!("this test drives a real HAProxy and cannot run: {e}");
     }
 }

@@ -1,5 +1,6 @@
-//! A faithful simulator of the Hetzner Cloud API (feature `sim`), good enough that the
-//! official `hcloud` Python library cannot tell it from the real thing.
+//! A faithful simulator of the Hetzner Cloud API, good enough that the official `hcloud`
+//! Python library cannot tell it from the real thing. It imports nothing from the provider
+//! crate `cairn-hetzner`: it is the independent oracle that provider is tested against.
 //!
 //! Start it with [`HetznerSim::start`]; it listens on `127.0.0.1:<random port>` and stops when
 //! the returned [`SimHandle`] is dropped. `base_url` ends in `/v1`, ready for
@@ -37,6 +38,7 @@
 
 mod actions;
 mod catalog;
+mod cidr;
 mod control;
 pub mod faults;
 mod firewalls;

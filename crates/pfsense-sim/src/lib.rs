@@ -1,10 +1,10 @@
-//! A pfSense REST API v2 simulator (feature `sim`) with a real data plane: an axum server
+//! A pfSense REST API v2 simulator with a real data plane: an axum server
 //! over HTTPS on 127.0.0.1 serving the paths the provider uses (and their plural forms),
 //! and a Debian `haproxy` it renders, checks and reloads seamlessly on every HAProxy apply.
 //!
 //! ```no_run
 //! # async fn demo() {
-//! use cairn_pfsense::sim::{PfSenseSim, SimConfig};
+//! use cairn_pfsense_sim::{PfSenseSim, SimConfig};
 //! let sim = PfSenseSim::start(SimConfig::default()).await.unwrap();
 //! println!("{} key={} fp={}", sim.base_url, sim.api_key, sim.fingerprint);
 //! # }

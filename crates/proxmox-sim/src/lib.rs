@@ -1,4 +1,4 @@
-//! A faithful Proxmox VE API simulator (feature `sim`): HTTPS on 127.0.0.1 with a
+//! A faithful Proxmox VE API simulator: HTTPS on 127.0.0.1 with a
 //! certificate generated at start, serving `/api2/json` as pveproxy does.
 //!
 //! # Real API (under `/api2/json`)
@@ -41,6 +41,7 @@ mod api;
 mod apiserver;
 mod control;
 mod http;
+mod propstr;
 pub mod world;
 
 use std::collections::BTreeMap;
@@ -235,26 +236,13 @@ impl std::fmt::Debug for SimHandle {
 }
 
 impl SimHandle {
-    /// A client configuration for this simulator: token auth, the certificate pinned by
-    /// fingerprint, quick polling.
-    pub fn client_config(&self) -> crate::client::ClientConfig {
-        let mut cfg = crate::client::ClientConfig::new(
-            self.endpoint.clone(),
-            crate::client::Auth::Token(self.token.clone()),
-            cairn_core::tls::TlsTrust::Fingerprint(self.fingerprint.clone()),
-        );
-        cfg.poll_interval = Duration::from_millis(50);
-        cfg.backoff = Duration::from_millis(50);
-        cfg
-    }
-
     /// The environment that points the provider's `from_env` at this simulator
     /// (`PROXMOX_VE_ENDPOINT`, `PROXMOX_VE_API_TOKEN`, `PROXMOX_VE_FINGERPRINT`).
     pub fn env(&self) -> Vec<(&'static str, String)> {
         vec![
-            (crate::client::ENDPOINT_ENV, self.endpoint.clone()),
-            (crate::client::TOKEN_ENV, self.token.clone()),
-            (crate::client::FINGERPRINT_ENV, self.fingerprint.clone()),
+            ("PROXMOX_VE_ENDPOINT", self.endpoint.clone()),
+            ("PROXMOX_VE_API_TOKEN", self.token.clone()),
+            ("PROXMOX_VE_FINGERPRINT", self.fingerprint.clone()),
         ]
     }
 
