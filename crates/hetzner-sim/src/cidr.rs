@@ -1,65 +1,74 @@
-//! IPv4 CIDR arithmetic of the simulator (a copy of the provider's for now).
+//! IPv4 ranges as the simulator checks them: its own code, written apart from the provider's
+//! validation so a parsing bug on one side shows up as a disagreement in tests.
+//!
+//! A range is kept as its first address and its length and reasoned about as an interval
+//! `[first, last]`, not with netmasks.
 
 use std::net::Ipv4Addr;
 
-/// An IPv4 network `addr/prefix` with the host bits cleared.
+/// An IPv4 range `a.b.c.d/len` whose first address is aligned to its size.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Cidr4 {
-    /// The network address as a number.
+    /// The first address, as a number.
     pub base: u32,
-    /// Prefix length, 0..=32.
+    /// The prefix length, 0..=32.
     pub prefix: u8,
 }
 
 impl Cidr4 {
-    /// Parses `10.0.0.0/16`; a bare address is a /32. Host bits must be zero when `strict`.
-    pub fn parse(s: &str, strict: bool) -> Option<Cidr4> {
-        let (a, p) = match s.split_once('/') {
-            Some((a, p)) => (a, p.parse::<u8>().ok()?),
-            None => (s, 32),
+    /// Reads `10.0.0.0/16` (a bare address is a /32). With `strict`, the address must be the
+    /// first of its range (`10.0.0.1/16` is refused); otherwise it is rounded down.
+    pub fn parse(text: &str, strict: bool) -> Option<Cidr4> {
+        let (addr, len) = match text.split_once('/') {
+            None => (text, 32u8),
+            Some((a, l)) => {
+                if l.is_empty() || l.len() > 2 || !l.bytes().all(|b| b.is_ascii_digit()) {
+                    return None;
+                }
+                (a, l.parse().ok()?)
+            }
         };
-        if p > 32 {
+        if len > 32 {
             return None;
         }
-        let ip: Ipv4Addr = a.parse().ok()?;
-        let n = u32::from(ip);
-        let base = n & Self::mask_of(p);
-        if strict && base != n {
+        let ip = u32::from(addr.parse::<Ipv4Addr>().ok()?);
+        let size = 1u64 << (32 - u32::from(len));
+        let first = (u64::from(ip) / size * size) as u32;
+        if strict && first != ip {
             return None;
         }
-        Some(Cidr4 { base, prefix: p })
+        Some(Cidr4 {
+            base: first,
+            prefix: len,
+        })
     }
 
-    fn mask_of(p: u8) -> u32 {
-        if p == 0 { 0 } else { u32::MAX << (32 - p) }
-    }
-
-    /// The netmask.
-    pub fn mask(&self) -> u32 {
-        Self::mask_of(self.prefix)
-    }
-
-    /// Number of addresses.
+    /// How many addresses the range holds.
     pub fn size(&self) -> u64 {
-        1u64 << (32 - self.prefix as u32)
+        1u64 << (32 - u32::from(self.prefix))
     }
 
-    /// Whether `ip` lies inside.
+    /// The last address, as a number.
+    fn last(&self) -> u32 {
+        (u64::from(self.base) + self.size() - 1) as u32
+    }
+
+    /// Whether `ip` is in the range.
     pub fn contains(&self, ip: Ipv4Addr) -> bool {
-        u32::from(ip) & self.mask() == self.base
+        (self.base..=self.last()).contains(&u32::from(ip))
     }
 
-    /// Whether `other` lies entirely inside.
+    /// Whether all of `other` is in the range.
     pub fn covers(&self, other: &Cidr4) -> bool {
-        other.prefix >= self.prefix && other.base & self.mask() == self.base
+        self.base <= other.base && other.last() <= self.last()
     }
 
-    /// Whether the two ranges share any address.
+    /// Whether the two ranges have an address in common.
     pub fn overlaps(&self, other: &Cidr4) -> bool {
-        self.covers(other) || other.covers(self)
+        self.base <= other.last() && other.base <= self.last()
     }
 
-    /// The `i`-th address of the range.
+    /// The address `i` places after the first.
     pub fn nth(&self, i: u32) -> Ipv4Addr {
         Ipv4Addr::from(self.base.wrapping_add(i))
     }
@@ -75,16 +84,34 @@ impl std::fmt::Display for Cidr4 {
 mod tests {
     use super::*;
 
+    fn c(s: &str) -> Cidr4 {
+        Cidr4::parse(s, true).unwrap()
+    }
+
     #[test]
-    fn overlap_and_containment() {
-        let a = Cidr4::parse("10.0.0.0/16", true).unwrap();
-        let b = Cidr4::parse("10.0.1.0/24", true).unwrap();
-        let c = Cidr4::parse("10.1.0.0/24", true).unwrap();
-        assert!(a.overlaps(&b) && b.overlaps(&a));
-        assert!(!a.overlaps(&c));
-        assert!(a.contains("10.0.255.7".parse().unwrap()));
+    fn ranges_parse_strictly_or_round_down() {
+        assert_eq!(c("10.0.0.0/16").to_string(), "10.0.0.0/16");
+        assert_eq!(c("10.0.0.7").size(), 1);
+        assert_eq!(c("0.0.0.0/0").size(), 1 << 32);
         assert!(Cidr4::parse("10.0.0.1/16", true).is_none());
-        assert!(Cidr4::parse("10.0.0.0/33", false).is_none());
+        assert_eq!(
+            Cidr4::parse("10.0.0.1/16", false).unwrap().to_string(),
+            "10.0.0.0/16"
+        );
+        for bad in ["10.0.0.0/33", "10.0.0.0/", "10.0.0.0/+8", "10.0.0/8", "x/8"] {
+            assert!(Cidr4::parse(bad, false).is_none(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn containment_and_overlap_are_interval_checks() {
+        let (a, b, d) = (c("10.0.0.0/16"), c("10.0.1.0/24"), c("10.1.0.0/24"));
+        assert!(a.covers(&b) && !b.covers(&a));
+        assert!(a.overlaps(&b) && b.overlaps(&a));
+        assert!(!a.overlaps(&d) && !d.overlaps(&a));
+        assert!(a.contains("10.0.255.255".parse().unwrap()));
+        assert!(!a.contains("10.1.0.0".parse().unwrap()));
+        assert!(c("255.255.255.0/24").contains("255.255.255.255".parse().unwrap()));
         assert_eq!(b.nth(2).to_string(), "10.0.1.2");
     }
 }

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use cairn_core::{Action, ApplyOptions, apply, plan};
-use cairn_hetzner_sim::{Fault, FaultConfig};
+use cairn_hetzner_sim::{Fault, FaultConfig, HetznerFault};
 use common::*;
 use serde_json::Value;
 
@@ -66,7 +66,7 @@ async fn k3s_world_is_created_from_nothing_and_the_second_plan_is_empty() {
         c.total <= 7,
         "a no-op plan took {} requests: {:?}",
         c.total,
-        c.by_route
+        c.requests
     );
     assert!(
         !again.plan.has_changes(),
@@ -181,9 +181,9 @@ async fn hand_made_k3s_world_is_adopted_with_only_marker_changes_and_no_replace(
         c.matching("POST /v1/servers "),
         0,
         "nothing recreated: {:?}",
-        c.by_route
+        c.requests
     );
-    assert_eq!(c.matching("DELETE"), 0, "nothing deleted: {:?}", c.by_route);
+    assert_eq!(c.matching("DELETE"), 0, "nothing deleted: {:?}", c.requests);
     let again = plan(&stack, &providers).await.expect("second plan");
     assert!(
         !again.plan.has_changes(),
@@ -199,12 +199,13 @@ async fn apply_converges_under_twenty_percent_injected_faults_without_duplicates
         seed: 7,
         rate: 0.2,
         kinds: vec![
-            Fault::RateLimit,
-            Fault::Unavailable,
-            Fault::Locked,
+            HetznerFault::RateLimit.into(),
+            HetznerFault::Unavailable.into(),
+            HetznerFault::Locked.into(),
             Fault::Drop,
         ],
         latency_ms: 0,
+        ..FaultConfig::default()
     });
     let providers = providers(provider(&sim));
     let stack = k3s_stack("k3s");
@@ -227,7 +228,7 @@ async fn apply_converges_under_twenty_percent_injected_faults_without_duplicates
     );
     assert!(
         faults.contains_key("drop")
-            && faults.contains_key("ratelimit")
+            && faults.contains_key("rate_limit")
             && faults.contains_key("locked"),
         "{faults:?}"
     );
@@ -493,7 +494,7 @@ async fn hand_made_lb_with_targets_in_another_order_is_adopted_without_touching_
             + c.matching("POST /v1/load_balancers/{id}/actions/add_target"),
         0,
         "{:?}",
-        c.by_route
+        c.requests
     );
     assert!(!plan(&stack, &providers).await.unwrap().plan.has_changes());
 }

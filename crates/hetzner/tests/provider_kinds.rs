@@ -65,7 +65,7 @@ async fn ssh_key_network_and_server_are_created_observed_updated_and_deleted() {
         c.matching("POST /v1/networks/{id}/actions/add_subnet"),
         1,
         "{:?}",
-        c.by_route
+        c.requests
     );
     assert_eq!(c.matching("POST /v1/networks "), 0);
     let sv = update(&p, &srv, &obs).await;
@@ -153,7 +153,7 @@ async fn load_balancer_targets_and_services_change_one_action_each() {
         c.matching("POST /v1/load_balancers/{id}/actions/add_target"),
         1,
         "{:?}",
-        c.by_route
+        c.requests
     );
     assert_eq!(
         c.matching("POST /v1/load_balancers/{id}/actions/add_service"),
@@ -363,6 +363,6 @@ async fn server_type_changes_in_place_by_stopping_changing_and_starting() {
         order,
         ["shutdown", "change_type", "poweron"],
         "{:?}",
-        c.by_route
+        c.requests
     );
 }

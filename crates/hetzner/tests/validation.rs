@@ -106,7 +106,7 @@ async fn bad_input_fails_at_plan_time_naming_resource_and_field_with_no_request_
         (c.total, c.writes),
         (0, 0),
         "no request reached the API: {:?}",
-        c.by_route
+        c.requests
     );
 }
 

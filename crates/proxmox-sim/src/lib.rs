@@ -21,11 +21,9 @@
 //! a restart go to the pending config (returned by `GET config` unless `current=1`).
 //!
 //! # Control API (under `/_sim/`, no auth, never counted)
-//! - `GET /_sim/counters` → `{"requests": {"GET /cluster/resources": 1, …}, "total": n, "writes": n,
-//!   "injected": {"lock": n, "error": n, "task": n}}`;
-//!   `DELETE /_sim/counters` resets them.
-//! - `GET /_sim/faults`, `PUT /_sim/faults` with a [`Faults`] JSON object.
-//! - `GET /_sim/state` dumps the [`World`] as JSON; `PUT /_sim/state` loads one.
+//! The kit's `/_sim/` API (`cairn_sim_kit`): counters by route without the `/api2/json`
+//! prefix (`"GET /cluster/resources"`), faults (this simulator's own, [`SimFaults`], under
+//! `sim`; [`Faults`] builds a whole setting), state (the [`World`] as JSON), reset.
 //!
 //! # Data plane
 //! With [`SimConfig::apiserver`] set, every running VM with an `ipconfig0` address serves a
@@ -34,18 +32,20 @@
 //! or never, for VMs listed in `never_ready`.
 //!
 //! # Rust API
-//! [`ProxmoxSim::start`] takes a [`SimConfig`] and returns a [`SimHandle`] with the base URL,
-//! the API token, the certificate (PEM and SHA-256 fingerprint); dropping it stops the server.
+//! [`ProxmoxSim::start`] takes a [`SimConfig`] and returns a [`SimHandle`] (the kit's handle
+//! over [`ProxmoxState`]) with the endpoint, the API token, `root@pam`'s password as
+//! `basic_auth`, the certificate (PEM and SHA-256 fingerprint) and `env()`
+//! (`PROXMOX_VE_ENDPOINT`, `PROXMOX_VE_API_TOKEN`, `PROXMOX_VE_FINGERPRINT`; with fake
+//! apiservers also `K8S_CA_FILE`, the address map and the loopback-only switch); dropping it
+//! stops the server and the apiservers.
 
 mod api;
 mod apiserver;
-mod control;
 mod http;
 mod propstr;
 pub mod world;
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -54,16 +54,27 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, Method, Uri};
 use axum::response::Response;
+use cairn_sim_kit::{Fault, FaultConfig, FaultRule, Injected, Kit, Route, Simulator, Spec};
 use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
 
 pub use apiserver::ApiserverConfig;
+pub use cairn_sim_kit::{Counters, SimError};
 pub use world::World;
 
-/// Faults to inject, deterministic for a given seed.
+/// A running Proxmox simulator.
+pub type SimHandle = cairn_sim_kit::SimHandle<ProxmoxState>;
+
+/// Environment variable naming the CA file that fake apiservers' certificates chain to.
+pub const K8S_CA_FILE_ENV: &str = "K8S_CA_FILE";
+
+/// Faults in the shape tests think in; converts into the kit's [`FaultConfig`]: the rates
+/// become rules (a 500 `injected fault`, and `lock` on writes under `/nodes/`), the task
+/// failures and tampering go to the simulator's own part ([`SimFaults`]).
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(default)]
 pub struct Faults {
-    /// Seed of the fault RNG (reseeded whenever faults are set).
+    /// Seed of the fault generator.
     pub seed: u64,
     /// Added latency per API request, milliseconds.
     pub latency_ms: u64,
@@ -75,6 +86,60 @@ pub struct Faults {
     pub fail_tasks: Vec<TaskFault>,
     /// Out-of-band edits applied just before the next config write to their VM (each once),
     /// to provoke a checksum mismatch deterministically.
+    pub tamper: Vec<Tamper>,
+}
+
+/// The fault a 500 `injected fault` is: pveproxy's envelope and reason phrase.
+pub fn injected_error() -> Fault {
+    let message = "injected fault: internal server error";
+    Fault::Error {
+        status: 500,
+        body: json!({"data": null, "message": format!("{message}\n")}),
+        reason: Some(message.into()),
+    }
+}
+
+impl From<Faults> for FaultConfig {
+    fn from(f: Faults) -> FaultConfig {
+        let mut rules = Vec::new();
+        if f.error_rate > 0.0 {
+            rules.push(FaultRule {
+                rate: f.error_rate,
+                fault: Some(injected_error()),
+                ..FaultRule::default()
+            });
+        }
+        if f.lock_contention_rate > 0.0 {
+            rules.push(FaultRule {
+                methods: vec!["POST".into(), "PUT".into(), "DELETE".into()],
+                path_prefix: "/api2/json/nodes/".into(),
+                rate: f.lock_contention_rate,
+                fault: Some(Fault::sim("lock")),
+                ..FaultRule::default()
+            });
+        }
+        FaultConfig {
+            seed: f.seed,
+            latency_ms: f.latency_ms,
+            rules,
+            sim: serde_json::to_value(SimFaults {
+                fail_tasks: f.fail_tasks,
+                tamper: f.tamper,
+            })
+            .unwrap_or_default(),
+            ..FaultConfig::default()
+        }
+    }
+}
+
+/// This simulator's own faults (the `sim` member of `/_sim/faults`). The kit's fault
+/// `"lock"` (a `Fault::Sim`) makes a write on a VM fail with `can't lock file … got timeout`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct SimFaults {
+    /// The next tasks of these kinds fail with the given exit status.
+    pub fail_tasks: Vec<TaskFault>,
+    /// Out-of-band edits applied just before the next config write to their VM (each once).
     pub tamper: Vec<Tamper>,
 }
 
@@ -136,171 +201,127 @@ impl Default for SimConfig {
     }
 }
 
-/// State shared by all requests.
-pub(crate) struct Shared {
-    pub world: Mutex<World>,
-    pub faults: Mutex<(Faults, u64)>,
-    pub counters: Mutex<BTreeMap<String, u64>>,
-    pub injected: Mutex<BTreeMap<String, u64>>,
-    pub apiservers: apiserver::Apiservers,
-    pub tickets: Mutex<BTreeMap<String, String>>,
-    pub token: String,
-    pub password: String,
-    pub task_duration: Duration,
-    pub clone_duration: Duration,
-    pub lock_timeout: Duration,
+/// The simulator's state behind the kit: the world, tasks, tickets, apiservers.
+pub struct ProxmoxState {
+    pub(crate) world: Mutex<World>,
+    pub(crate) sim_faults: Mutex<SimFaults>,
+    pub(crate) kit: Kit,
+    pub(crate) apiservers: apiserver::Apiservers,
+    pub(crate) tickets: Mutex<BTreeMap<String, String>>,
+    pub(crate) token: String,
+    pub(crate) password: String,
+    pub(crate) task_duration: Duration,
+    pub(crate) clone_duration: Duration,
+    pub(crate) lock_timeout: Duration,
+    initial: World,
+    ca_dir: Option<tempfile::TempDir>,
 }
 
-impl Shared {
-    /// A deterministic random number in [0, 1) from the fault RNG (xorshift64*).
-    pub fn roll(&self) -> f64 {
-        let mut g = self.faults.lock().expect("faults lock");
-        let mut x = g.1.max(1);
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        g.1 = x;
-        (x.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 11) as f64 / (1u64 << 53) as f64
-    }
+pub(crate) type Shared = ProxmoxState;
 
-    pub fn faults(&self) -> Faults {
-        self.faults.lock().expect("faults lock").0.clone()
+impl std::fmt::Debug for ProxmoxState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProxmoxState").finish_non_exhaustive()
     }
+}
 
-    pub fn set_faults(&self, f: Faults) {
-        let seed = f.seed ^ 0x5DEE_CE66_D1CE_4E5B;
-        *self.faults.lock().expect("faults lock") = (f, seed);
-    }
-
-    /// Counts one injected fault of a kind (`latency`, `error`, `lock`, `task`).
-    pub fn injected(&self, kind: &str) {
-        *self
-            .injected
-            .lock()
-            .expect("injected")
-            .entry(kind.to_string())
-            .or_default() += 1;
+impl ProxmoxState {
+    /// Counts one fault the simulator applied itself (`task`, `tamper`, `lock`).
+    pub(crate) fn injected(&self, kind: &str) {
+        self.kit.count_fault(kind);
     }
 
     /// Takes the out-of-band edits queued for `vmid`.
-    pub fn take_tamper(&self, vmid: u32) -> Vec<Tamper> {
-        let mut g = self.faults.lock().expect("faults lock");
+    pub(crate) fn take_tamper(&self, vmid: u32) -> Vec<Tamper> {
+        let mut g = self.sim_faults.lock().expect("faults lock");
         let (mine, rest): (Vec<Tamper>, Vec<Tamper>) =
-            g.0.tamper.drain(..).partition(|t| t.vmid == vmid);
-        g.0.tamper = rest;
+            g.tamper.drain(..).partition(|t| t.vmid == vmid);
+        g.tamper = rest;
         mine
     }
 
     /// Takes one failure for a task of `kind`, if one is configured.
-    pub fn take_task_fault(&self, kind: &str) -> Option<String> {
-        let mut g = self.faults.lock().expect("faults lock");
-        let tf =
-            g.0.fail_tasks
-                .iter_mut()
-                .find(|t| t.kind == kind && t.count > 0)?;
+    pub(crate) fn take_task_fault(&self, kind: &str) -> Option<String> {
+        let mut g = self.sim_faults.lock().expect("faults lock");
+        let tf = g
+            .fail_tasks
+            .iter_mut()
+            .find(|t| t.kind == kind && t.count > 0)?;
         tf.count -= 1;
         let msg = tf.message.clone();
         drop(g);
         self.injected("task");
         Some(msg)
     }
-}
-
-/// A running simulator. Dropping it stops the server.
-pub struct SimHandle {
-    /// `https://127.0.0.1:PORT/api2/json`.
-    pub base_url: String,
-    /// `https://127.0.0.1:PORT` (what `PROXMOX_VE_ENDPOINT` holds).
-    pub endpoint: String,
-    /// The socket address.
-    pub addr: SocketAddr,
-    /// The API token `user@realm!tokenid=secret`.
-    pub token: String,
-    /// `root@pam` password for ticket auth.
-    pub password: String,
-    /// SHA-256 fingerprint of the server certificate (`AA:BB:…`).
-    pub fingerprint: String,
-    /// The server certificate, PEM (usable as a CA bundle).
-    pub cert_pem: String,
-    shared: Arc<Shared>,
-    server: axum_server::Handle<SocketAddr>,
-}
-
-impl std::fmt::Debug for SimHandle {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SimHandle")
-            .field("base_url", &self.base_url)
-            .field("fingerprint", &self.fingerprint)
-            .finish_non_exhaustive()
-    }
-}
-
-impl SimHandle {
-    /// The environment that points the provider's `from_env` at this simulator
-    /// (`PROXMOX_VE_ENDPOINT`, `PROXMOX_VE_API_TOKEN`, `PROXMOX_VE_FINGERPRINT`).
-    pub fn env(&self) -> Vec<(&'static str, String)> {
-        vec![
-            ("PROXMOX_VE_ENDPOINT", self.endpoint.clone()),
-            ("PROXMOX_VE_API_TOKEN", self.token.clone()),
-            ("PROXMOX_VE_FINGERPRINT", self.fingerprint.clone()),
-        ]
-    }
 
     /// The CA (PEM) that signs every fake apiserver certificate: gates trust it as a CA file.
     pub fn apiserver_ca_pem(&self) -> String {
-        self.shared.apiservers.ca_pem().to_string()
+        self.apiservers.ca_pem().to_string()
     }
 
-    /// Request counters by `METHOD /route`.
-    pub fn counters(&self) -> BTreeMap<String, u64> {
-        self.shared.counters.lock().expect("counters").clone()
-    }
-
-    /// Number of non-GET requests to the real API so far.
-    pub fn writes(&self) -> u64 {
-        self.counters()
-            .iter()
-            .filter(|(k, _)| !k.starts_with("GET "))
-            .map(|(_, n)| n)
-            .sum()
-    }
-
-    /// Faults injected so far by kind (`error`, `lock`, `task`).
-    pub fn injected(&self) -> BTreeMap<String, u64> {
-        self.shared.injected.lock().expect("injected").clone()
+    /// The file holding [`Self::apiserver_ca_pem`] (with fake apiservers only).
+    pub fn apiserver_ca_file(&self) -> Option<std::path::PathBuf> {
+        self.ca_dir
+            .as_ref()
+            .map(|d| d.path().join("apiserver-ca.pem"))
     }
 
     /// Where the fake apiserver of VM `vmid` listens, once the VM runs (needs
     /// [`SimConfig::apiserver`]).
-    pub fn apiserver_addr(&self, vmid: u32) -> Option<SocketAddr> {
-        self.shared.apiservers.addr(vmid)
-    }
-
-    /// Resets the request counters.
-    pub fn reset_counters(&self) {
-        self.shared.counters.lock().expect("counters").clear();
-    }
-
-    /// Replaces the fault configuration.
-    pub fn set_faults(&self, faults: Faults) {
-        self.shared.set_faults(faults);
+    pub fn apiserver_addr(&self, vmid: u32) -> Option<std::net::SocketAddr> {
+        self.apiservers.addr(vmid)
     }
 
     /// A copy of the current world.
     pub fn world(&self) -> World {
-        self.shared.world.lock().expect("world").clone()
+        self.world.lock().expect("world").clone()
     }
 
     /// Mutates the world directly (out-of-band changes in tests).
     pub fn with_world<T>(&self, f: impl FnOnce(&mut World) -> T) -> T {
-        f(&mut self.shared.world.lock().expect("world"))
+        f(&mut self.world.lock().expect("world"))
     }
 }
 
-impl Drop for SimHandle {
-    fn drop(&mut self) {
-        self.server.shutdown();
-        self.shared.apiservers.stop_all();
+impl Simulator for ProxmoxState {
+    fn route(&self, method: &Method, path: &str) -> Option<Route> {
+        let segs = api::segments(path)?;
+        let segs: Vec<&str> = segs.iter().map(String::as_str).collect();
+        api::route_of(method, &segs).map(|r| Route::new(method, r))
+    }
+
+    fn dump_state(&self) -> Value {
+        json!(*self.world.lock().expect("world"))
+    }
+
+    fn load_state(&self, state: Value) -> Result<(), String> {
+        let w: World = serde_json::from_value(state).map_err(|e| e.to_string())?;
+        *self.world.lock().expect("world") = w;
+        Ok(())
+    }
+
+    fn reset(&self) {
+        *self.world.lock().expect("world") = self.initial.clone();
+        *self.sim_faults.lock().expect("faults lock") = SimFaults::default();
+        self.tickets.lock().expect("tickets").clear();
+    }
+
+    fn sim_faults(&self) -> Value {
+        json!(*self.sim_faults.lock().expect("faults lock"))
+    }
+
+    fn set_sim_faults(&self, faults: Value) -> Result<(), String> {
+        let f: SimFaults = if faults.is_null() {
+            SimFaults::default()
+        } else {
+            serde_json::from_value(faults).map_err(|e| e.to_string())?
+        };
+        *self.sim_faults.lock().expect("faults lock") = f;
+        Ok(())
+    }
+
+    fn shutdown(&self) {
+        self.apiservers.stop_all();
     }
 }
 
@@ -309,51 +330,72 @@ pub struct ProxmoxSim;
 
 impl ProxmoxSim {
     /// Starts the simulator on `127.0.0.1:0` with a fresh self-signed certificate.
-    pub async fn start(config: SimConfig) -> std::io::Result<SimHandle> {
+    pub async fn start(config: SimConfig) -> Result<SimHandle, SimError> {
         let cert = cairn_core::tls::SelfSigned::generate(&[]);
-        let shared = Arc::new(Shared {
+        let kit = Kit::default();
+        let apiservers = apiserver::Apiservers::default();
+        let ca_dir = match &config.apiserver {
+            Some(_) => {
+                let dir = tempfile::Builder::new()
+                    .prefix("cairn-proxmox-sim")
+                    .tempdir()?;
+                std::fs::write(dir.path().join("apiserver-ca.pem"), apiservers.ca_pem())?;
+                Some(dir)
+            }
+            None => None,
+        };
+        let state = Arc::new(ProxmoxState {
+            initial: config.world.clone(),
             world: Mutex::new(config.world),
-            faults: Mutex::new((Faults::default(), 1)),
-            counters: Mutex::new(BTreeMap::new()),
-            injected: Mutex::new(BTreeMap::new()),
-            apiservers: Default::default(),
+            sim_faults: Mutex::default(),
+            kit: kit.clone(),
+            apiservers,
             tickets: Mutex::new(BTreeMap::new()),
             token: config.token.clone(),
             password: config.password.clone(),
             task_duration: config.task_duration,
             clone_duration: config.clone_duration,
             lock_timeout: config.lock_timeout,
+            ca_dir,
         });
-        shared.set_faults(config.faults);
+        let faults: FaultConfig = config.faults.into();
+        state
+            .set_sim_faults(faults.sim.clone())
+            .map_err(SimError::State)?;
+        kit.set_faults(faults);
+        let data_plane = config.apiserver.as_ref().map(|a| a.addr_map.to_string());
         if let Some(api) = config.apiserver {
-            apiserver::spawn_reconciler(Arc::downgrade(&shared), api);
+            apiserver::spawn_reconciler(Arc::downgrade(&state), api);
         }
-        let app = Router::new().fallback(handle).with_state(shared.clone());
-        let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
-        listener.set_nonblocking(true)?;
-        let addr = listener.local_addr()?;
-        let tls =
-            axum_server::tls_rustls::RustlsConfig::from_config(Arc::new(cert.server_config()));
-        let server = axum_server::Handle::new();
-        let srv = axum_server::from_tcp_rustls(listener, tls)?.handle(server.clone());
-        tokio::spawn(async move {
-            if let Err(e) = srv.serve(app.into_make_service()).await {
-                tracing::error!(error = %e, "proxmox simulator stopped");
-            }
-        });
-        tracing::info!(%addr, fingerprint = %cert.fingerprint, "proxmox simulator listening");
-        let endpoint = format!("https://{addr}");
-        Ok(SimHandle {
-            base_url: format!("{endpoint}/api2/json"),
-            endpoint,
-            addr,
-            token: config.token,
-            password: config.password,
-            fingerprint: cert.fingerprint,
-            cert_pem: cert.cert_pem,
-            shared,
-            server,
-        })
+        let api = Router::new().fallback(handle).with_state(state.clone());
+        let handle = cairn_sim_kit::start(
+            kit,
+            state,
+            Spec {
+                name: "proxmox",
+                tls: Some(cert),
+                base_path: "",
+                token: config.token,
+                basic_auth: Some(("root@pam".into(), config.password)),
+                api,
+                control: Router::new(),
+            },
+        )
+        .await?;
+        let mut env = vec![
+            ("PROXMOX_VE_ENDPOINT".to_string(), handle.endpoint.clone()),
+            ("PROXMOX_VE_API_TOKEN".to_string(), handle.token.clone()),
+            (
+                "PROXMOX_VE_FINGERPRINT".to_string(),
+                handle.fingerprint.clone().unwrap_or_default(),
+            ),
+        ];
+        if let (Some(map), Some(ca)) = (data_plane, handle.apiserver_ca_file()) {
+            env.push((K8S_CA_FILE_ENV.into(), ca.display().to_string()));
+            env.push((cairn_core::net::ADDR_MAP_ENV.into(), map));
+            env.push((cairn_core::net::LOOPBACK_ONLY_ENV.into(), "1".into()));
+        }
+        Ok(handle.with_env(env))
     }
 }
 
@@ -362,11 +404,19 @@ async fn handle(
     method: Method,
     uri: Uri,
     headers: HeaderMap,
+    extensions: axum::http::Extensions,
     body: Bytes,
 ) -> Response {
     let path = uri.path().to_string();
-    if let Some(rest) = path.strip_prefix("/_sim/") {
-        return control::handle(&shared, &method, rest, &body);
-    }
-    api::handle(&shared, method, &path, uri.query(), &headers, &body).await
+    let injected = extensions.get::<Injected>().map(|Injected(n)| n.clone());
+    api::handle(
+        &shared,
+        method,
+        &path,
+        uri.query(),
+        &headers,
+        &body,
+        injected.as_deref(),
+    )
+    .await
 }

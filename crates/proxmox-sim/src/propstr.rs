@@ -1,143 +1,164 @@
-//! Proxmox encodings as the simulator reads them (a copy of the provider's for now): property strings
-//! (`virtio=BC:24:11:…,bridge=vmbr1,tag=20`), tag lists, `sshkeys` percent-encoding and
-//! disk sizes (`32G`, `3584M`, `+10G`).
+//! Proxmox encodings as the simulator reads and writes them: property strings
+//! (`virtio=BC:24:11:…,bridge=vmbr1,tag=20`), tag lists, `sshkeys` percent-encoding and disk
+//! sizes (`32G`, `3584M`, `+10G`). Written apart from the provider's own parsing, so a bug on
+//! one side shows up as a disagreement in tests instead of agreeing with itself.
 
-/// Parses a property string into ordered `(key, value)` pairs. A part without `=` is
-/// assigned to `default_key` (e.g. `32768` for `memory`, `current`).
+use std::collections::BTreeSet;
+
+/// Reads a property string into ordered `(key, value)` pairs, keys and values trimmed. A part
+/// without `=` belongs to `default_key` (`32768` for `memory` is `current=32768`); with no
+/// default key it is a key with an empty value.
 pub fn parse(s: &str, default_key: Option<&str>) -> Vec<(String, String)> {
-    s.split(',')
-        .map(str::trim)
-        .filter(|p| !p.is_empty())
-        .map(|part| match part.split_once('=') {
-            Some((k, v)) => (k.trim().to_string(), v.trim().to_string()),
-            None => (
-                default_key.unwrap_or(part).to_string(),
-                if default_key.is_some() {
-                    part.to_string()
-                } else {
-                    String::new()
-                },
-            ),
+    let mut out = Vec::new();
+    for part in s.split(',') {
+        let part = part.trim();
+        if part.is_empty() {
+            continue;
+        }
+        let pair = match (part.find('='), default_key) {
+            (Some(eq), _) => (part[..eq].trim(), part[eq + 1..].trim()),
+            (None, Some(key)) => (key, part),
+            (None, None) => (part, ""),
+        };
+        out.push((pair.0.to_owned(), pair.1.to_owned()));
+    }
+    out
+}
+
+/// The value of the first `key` in parsed pairs.
+pub fn get<'a>(pairs: &'a [(String, String)], key: &str) -> Option<&'a str> {
+    pairs
+        .iter()
+        .find_map(|(k, v)| (k == key).then_some(v.as_str()))
+}
+
+/// Writes pairs as a property string.
+pub fn format(pairs: &[(String, String)]) -> String {
+    let mut out = String::new();
+    for (i, (k, v)) in pairs.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(k);
+        out.push('=');
+        out.push_str(v);
+    }
+    out
+}
+
+/// Whether `t` is a valid `pve-tag`: first a letter, digit or `_`, then also `-`, `+`, `.`.
+pub fn valid_tag(t: &str) -> bool {
+    let word = |b: u8| b.is_ascii_alphanumeric() || b == b'_';
+    match t.as_bytes() {
+        [] => false,
+        [first, rest @ ..] => {
+            word(*first)
+                && rest
+                    .iter()
+                    .all(|&b| word(b) || matches!(b, b'-' | b'+' | b'.'))
+        }
+    }
+}
+
+/// A tag list as Proxmox stores it: lowercased, deduplicated, sorted, joined by `;`.
+pub fn normalize_tags(s: &str) -> String {
+    split_tags(s)
+        .into_iter()
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect::<Vec<_>>()
+        .join(";")
+}
+
+/// The tags of a list separated by `;`, `,` or spaces, lowercased, in their order.
+pub fn split_tags(s: &str) -> Vec<String> {
+    s.split([';', ',', ' '])
+        .filter_map(|t| {
+            let t = t.trim();
+            (!t.is_empty()).then(|| t.to_lowercase())
         })
         .collect()
 }
 
-/// Looks a key up in parsed pairs.
-pub fn get<'a>(pairs: &'a [(String, String)], key: &str) -> Option<&'a str> {
-    pairs
-        .iter()
-        .find(|(k, _)| k == key)
-        .map(|(_, v)| v.as_str())
-}
-
-/// Joins pairs back into a property string.
-pub fn format(pairs: &[(String, String)]) -> String {
-    pairs
-        .iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect::<Vec<_>>()
-        .join(",")
-}
-
-/// Whether a tag is valid for Proxmox (`pve-tag`): `[a-z0-9_][a-z0-9_\-+.]*`, case-insensitive.
-pub fn valid_tag(t: &str) -> bool {
-    let mut chars = t.chars();
-    match chars.next() {
-        Some(c) if c.is_ascii_alphanumeric() || c == '_' => {}
-        _ => return false,
+fn hex_value(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
     }
-    chars.all(|c| c.is_ascii_alphanumeric() || "_-+.".contains(c))
 }
 
-/// Normalises a tag list the way Proxmox stores it: split on `;`, `,` or spaces,
-/// lowercased, deduplicated, sorted, joined by `;`.
-pub fn normalize_tags(s: &str) -> String {
-    let mut tags: Vec<String> = split_tags(s);
-    tags.sort();
-    tags.dedup();
-    tags.join(";")
-}
-
-/// Splits a tag list into lowercased tags (no sorting).
-pub fn split_tags(s: &str) -> Vec<String> {
-    s.split([';', ',', ' '])
-        .map(str::trim)
-        .filter(|t| !t.is_empty())
-        .map(str::to_ascii_lowercase)
-        .collect()
-}
-
-/// Decodes a percent-encoded `sshkeys` value; `None` if it is not valid percent-encoding.
+/// Decodes a percent-encoded value (`sshkeys`); `None` for a broken escape or non-UTF-8.
 pub fn decode_sshkeys(s: &str) -> Option<String> {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = s.get(i + 1..i + 3)?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
+    let mut out = Vec::with_capacity(s.len());
+    let mut bytes = s.bytes();
+    while let Some(b) = bytes.next() {
+        if b == b'%' {
+            let hi = hex_value(bytes.next()?)?;
+            let lo = hex_value(bytes.next()?)?;
+            out.push(hi << 4 | lo);
         } else {
-            out.push(bytes[i]);
-            i += 1;
+            out.push(b);
         }
     }
     String::from_utf8(out).ok()
 }
 
-/// Whether a string is acceptable as Proxmox's `urlencoded` format (no raw spaces, `+` or newlines).
+/// Whether `s` fits Proxmox's `urlencoded` format: only unreserved characters and valid
+/// `%XX` escapes (a raw space, `+`, `/`, `=` or newline is refused).
 pub fn is_urlencoded(s: &str) -> bool {
-    s.bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b"-_.!~*'()%".contains(&b))
-        && decode_sshkeys(s).is_some()
+    let allowed = |b: u8| b.is_ascii_alphanumeric() || b"-_.!~*'()%".contains(&b);
+    s.bytes().all(allowed) && decode_sshkeys(s).is_some()
 }
 
-/// Parses a disk size (`32G`, `3584M`, `1T`, `512K`, plain bytes) into bytes.
+/// Reads a disk size (`32G`, `3584M`, `1T`, `512K`, `1.5G`, plain bytes) as bytes.
 pub fn parse_size(s: &str) -> Option<u64> {
     let s = s.trim();
-    let (num, mult) = match s.chars().last()? {
-        'K' | 'k' => (&s[..s.len() - 1], 1u64 << 10),
-        'M' | 'm' => (&s[..s.len() - 1], 1 << 20),
-        'G' | 'g' => (&s[..s.len() - 1], 1 << 30),
-        'T' | 't' => (&s[..s.len() - 1], 1 << 40),
-        _ => (s, 1),
+    let shift = match s.bytes().last()?.to_ascii_uppercase() {
+        b'K' => 10,
+        b'M' => 20,
+        b'G' => 30,
+        b'T' => 40,
+        _ => 0,
     };
-    if let Ok(n) = num.parse::<u64>() {
-        return n.checked_mul(mult);
+    let num = if shift == 0 { s } else { &s[..s.len() - 1] };
+    if !num.is_empty() && num.bytes().all(|b| b.is_ascii_digit()) {
+        return num.parse::<u64>().ok()?.checked_mul(1u64 << shift);
     }
     let f: f64 = num.parse().ok()?;
-    (f >= 0.0).then_some((f * mult as f64) as u64)
+    (f >= 0.0).then(|| (f * (1u64 << shift) as f64) as u64)
 }
 
-/// Formats bytes the way Proxmox writes disk sizes: the largest unit that divides evenly.
+/// Writes a size the way Proxmox does: in the largest of T, G, M, K that divides it.
 pub fn format_size(bytes: u64) -> String {
-    for (unit, mult) in [
-        ('T', 1u64 << 40),
-        ('G', 1 << 30),
-        ('M', 1 << 20),
-        ('K', 1 << 10),
-    ] {
-        if bytes >= mult && bytes.is_multiple_of(mult) {
-            return format!("{}{unit}", bytes / mult);
-        }
+    let unit = [(40, 'T'), (30, 'G'), (20, 'M'), (10, 'K')]
+        .into_iter()
+        .find(|(shift, _)| bytes != 0 && bytes.is_multiple_of(1u64 << shift));
+    match unit {
+        Some((shift, u)) => format!("{}{u}", bytes >> shift),
+        None => bytes.to_string(),
     }
-    bytes.to_string()
 }
 
-/// Whether a config key names a disk slot (`scsi0`, `virtio1`, `sata0`, `ide2`, `efidisk0`, `tpmstate0`).
+/// Whether a config key is a disk slot: `scsi`, `virtio`, `sata`, `ide`, `efidisk` or
+/// `tpmstate` followed by a number.
 pub fn is_disk_key(k: &str) -> bool {
-    ["scsi", "virtio", "sata", "ide", "efidisk", "tpmstate"]
-        .iter()
-        .any(|p| k.strip_prefix(p).is_some_and(|n| n.parse::<u32>().is_ok()))
+    let digits = k.bytes().rev().take_while(u8::is_ascii_digit).count();
+    let (bus, n) = k.split_at(k.len() - digits);
+    !n.is_empty()
+        && matches!(
+            bus,
+            "scsi" | "virtio" | "sata" | "ide" | "efidisk" | "tpmstate"
+        )
 }
 
-/// Memory in MiB from the `memory` property (`[current=]<int>`, number or string), default 512.
+/// Memory in MiB from the `memory` property (`[current=]<int>`), 512 when absent or unreadable.
 pub fn memory_mib(v: Option<&str>) -> u64 {
-    v.and_then(|s| {
-        let p = parse(s, Some("current"));
-        get(&p, "current").and_then(|m| m.parse().ok())
-    })
-    .unwrap_or(512)
+    let Some(v) = v else { return 512 };
+    get(&parse(v, Some("current")), "current")
+        .and_then(|m| m.parse().ok())
+        .unwrap_or(512)
 }
 
 #[cfg(test)]
@@ -184,5 +205,20 @@ mod tests {
         assert_eq!(parse_size("3584M"), Some(3584 << 20));
         assert_eq!(format_size(3584 << 20), "3584M");
         assert_eq!(format_size(64 << 30), "64G");
+    }
+
+    #[test]
+    fn disk_slots_and_memory_read_like_proxmox() {
+        for k in ["scsi0", "virtio15", "efidisk0", "tpmstate0", "ide2"] {
+            assert!(is_disk_key(k), "{k}");
+        }
+        for k in ["scsi", "net0", "scsihw", "sata+1"] {
+            assert!(!is_disk_key(k), "{k}");
+        }
+        assert_eq!(memory_mib(Some("current=4096")), 4096);
+        assert_eq!(memory_mib(Some("8192")), 8192);
+        assert_eq!(memory_mib(None), 512);
+        assert_eq!(parse_size("1.5G"), Some(3 << 29));
+        assert_eq!(parse_size("G"), None);
     }
 }

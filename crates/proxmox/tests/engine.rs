@@ -27,7 +27,7 @@ fn client_config(sim: &SimHandle) -> ClientConfig {
     let mut cfg = ClientConfig::new(
         sim.endpoint.clone(),
         Auth::Token(sim.token.clone()),
-        TlsTrust::Fingerprint(sim.fingerprint.clone()),
+        TlsTrust::Fingerprint(sim.fingerprint.clone().unwrap()),
     );
     cfg.poll_interval = Duration::from_millis(20);
     cfg.backoff = Duration::from_millis(20);
@@ -126,7 +126,7 @@ async fn engine_refuses_three_32_gib_masters_before_any_write() {
         "{}",
         failed[0].message
     );
-    assert_eq!(sim.writes(), 0, "{:?}", sim.counters());
+    assert_eq!(sim.counters().writes, 0, "{:?}", sim.counters());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

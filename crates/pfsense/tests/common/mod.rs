@@ -40,12 +40,16 @@ pub async fn sim(second_octet: u8) -> SimHandle {
 
 /// A client for the simulator with short test timings.
 pub fn client(sim: &SimHandle, apply_timeout: Duration) -> PfSenseClient {
-    PfSenseClient::new(&sim.base_url, ApiKey::new(&sim.api_key), &sim.trust())
-        .unwrap()
-        .with_timing(Timing {
-            apply_timeout,
-            poll: Duration::from_millis(100),
-        })
+    PfSenseClient::new(
+        &sim.endpoint,
+        ApiKey::new(&sim.token),
+        &sim.trust().unwrap(),
+    )
+    .unwrap()
+    .with_timing(Timing {
+        apply_timeout,
+        poll: Duration::from_millis(100),
+    })
 }
 
 /// A provider for the simulator.
@@ -62,7 +66,7 @@ pub fn provider(sim: &SimHandle, check_timeout: Duration) -> PfSenseProvider {
 
 /// The loopback address a simulated 10.0.x.y maps to.
 pub fn mapped(sim: &SimHandle, ip: &str) -> IpAddr {
-    sim.addr_map.map(ip.parse().unwrap())
+    sim.addr_map().map(ip.parse().unwrap())
 }
 
 /// A free port on a loopback address.
