@@ -1,16 +1,32 @@
 //! cairn: infrastructure as Rust code. This facade re-exports the engine ([`core`], and its
 //! items at the top level) and, behind features, the providers: [`hetzner`], [`proxmox`],
-//! [`pfsense`] (feature `sim` adds their simulators).
+//! [`pfsense`] (feature `sim` adds their simulators as `hetzner::sim`, `proxmox::sim` and
+//! `pfsense::sim`, from the crates `cairn-*-sim`).
 
 pub use cairn_core as core;
 pub use cairn_core::*;
 
 /// Hetzner Cloud: servers, networks, load balancers, firewalls, DNS zones and records.
 #[cfg(feature = "hetzner")]
-pub use cairn_hetzner as hetzner;
+pub mod hetzner {
+    pub use cairn_hetzner::*;
+    /// The Hetzner Cloud API simulator (`cairn-hetzner-sim`).
+    #[cfg(feature = "sim")]
+    pub use cairn_hetzner_sim as sim;
+}
 /// pfSense (REST API v2): virtual IPs, HAProxy pools and frontends, DNS host overrides.
 #[cfg(feature = "pfsense")]
-pub use cairn_pfsense as pfsense;
+pub mod pfsense {
+    pub use cairn_pfsense::*;
+    /// The pfSense REST API v2 simulator driving a real HAProxy (`cairn-pfsense-sim`).
+    #[cfg(feature = "sim")]
+    pub use cairn_pfsense_sim as sim;
+}
 /// Proxmox VE: VMs cloned from cloud-init templates, host-capacity checks.
 #[cfg(feature = "proxmox")]
-pub use cairn_proxmox as proxmox;
+pub mod proxmox {
+    pub use cairn_proxmox::*;
+    /// The Proxmox VE API simulator with fake apiservers (`cairn-proxmox-sim`).
+    #[cfg(feature = "sim")]
+    pub use cairn_proxmox_sim as sim;
+}

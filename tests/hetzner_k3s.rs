@@ -10,7 +10,7 @@ use stacks::stacks::hetzner_k3s;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn adopting_the_hand_made_cluster_replaces_nothing_and_then_converges() {
     let sim = Hetzner::start().await.unwrap();
-    let provider = hetzner_k3s::provider_for(&sim.handle.base_url, &sim.handle.token).unwrap();
+    let provider = hetzner_k3s::provider_for(&sim.handle.endpoint, &sim.handle.token).unwrap();
     let providers = Providers::new().with(Arc::new(provider));
     let stack = hetzner_k3s::build(true).unwrap();
 

@@ -44,15 +44,15 @@ async fn world(net: u8, never_ready: Vec<u32>) -> World {
     let mut cfg = ClientConfig::new(
         sims.proxmox.endpoint.clone(),
         Auth::Token(sims.proxmox.token.clone()),
-        TlsTrust::Fingerprint(sims.proxmox.fingerprint.clone()),
+        TlsTrust::Fingerprint(sims.proxmox.fingerprint.clone().unwrap()),
     );
     cfg.poll_interval = Duration::from_millis(50);
     let proxmox = ProxmoxProvider::new(PveClient::new(cfg).unwrap());
     let pfsense = PfSenseProvider::new(
         PfSenseClient::new(
-            &sims.pfsense.base_url,
-            ApiKey::new(sims.pfsense.api_key.clone()),
-            &TlsTrust::Fingerprint(sims.pfsense.fingerprint.clone()),
+            &sims.pfsense.endpoint,
+            ApiKey::new(sims.pfsense.token.clone()),
+            &TlsTrust::Fingerprint(sims.pfsense.fingerprint.clone().unwrap()),
         )
         .unwrap(),
         Default::default(),
@@ -260,7 +260,7 @@ async fn thirty_two_gib_masters_are_refused_with_the_numbers_and_nothing_is_writ
         ),
         "{err}"
     );
-    assert_eq!(w.sims.proxmox.writes(), 0, "Proxmox saw a write");
+    assert_eq!(w.sims.proxmox.counters().writes, 0, "Proxmox saw a write");
     assert_eq!(w.sims.pfsense.counters().writes, 0, "pfSense saw a write");
     // The right-sized default passes the same check.
     let ok = homelab_ha::build(

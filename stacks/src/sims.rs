@@ -6,13 +6,14 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
-use cairn_core::net::{ADDR_MAP_ENV, AddrMap, LOOPBACK_ONLY_ENV};
+use cairn_core::net::{ADDR_MAP_ENV, AddrMap};
 
 /// The address map of simulator mode: every 10.x data-plane address lives on 127.x.
 pub const SIM_ADDR_MAP: &str = "10.0.0.0/8=127.0.0.0/8";
 
-/// Environment variable naming the apiserver CA the readiness gates trust.
-pub const K8S_CA_FILE_ENV: &str = "K8S_CA_FILE";
+/// Environment variable naming the apiserver CA the readiness gates trust (the Proxmox
+/// simulator's `env()` sets it).
+pub const K8S_CA_FILE_ENV: &str = cairn_proxmox_sim::K8S_CA_FILE_ENV;
 
 /// Simulator knobs read from the environment (for rehearsals and failure tests).
 #[derive(Debug, Clone)]
@@ -53,15 +54,13 @@ impl SimKnobs {
 }
 
 /// The homelab simulators: Proxmox (node `pve`, master VM 200, workers, the template; 262 of
-/// 267 GiB committed) and an empty pfSense driving a real HAProxy on loopback.
+/// 267 GiB committed, fake apiservers whose certificates carry the VIP) and an empty pfSense
+/// driving a real HAProxy on loopback.
 pub struct Homelab {
     /// Proxmox VE.
-    pub proxmox: cairn_proxmox::sim::SimHandle,
+    pub proxmox: cairn_proxmox_sim::SimHandle,
     /// pfSense.
-    pub pfsense: cairn_pfsense::sim::SimHandle,
-    /// Holds the apiserver CA file.
-    dir: tempfile::TempDir,
-    addr_map: String,
+    pub pfsense: cairn_pfsense_sim::SimHandle,
 }
 
 impl Homelab {
@@ -74,10 +73,9 @@ impl Homelab {
         dns_name: &str,
         addr_map: &str,
     ) -> anyhow::Result<Homelab> {
-        let map_text = addr_map.to_string();
         let addr_map: AddrMap = addr_map.parse()?;
-        let proxmox = cairn_proxmox::sim::ProxmoxSim::start(cairn_proxmox::sim::SimConfig {
-            apiserver: Some(cairn_proxmox::sim::ApiserverConfig {
+        let proxmox = cairn_proxmox_sim::ProxmoxSim::start(cairn_proxmox_sim::SimConfig {
+            apiserver: Some(cairn_proxmox_sim::ApiserverConfig {
                 addr_map: addr_map.clone(),
                 boot_delay: knobs.boot_delay,
                 never_ready: knobs.never_ready.iter().copied().collect(),
@@ -88,49 +86,34 @@ impl Homelab {
         })
         .await
         .context("starting the Proxmox simulator")?;
-        let pfsense = cairn_pfsense::sim::PfSenseSim::start(cairn_pfsense::sim::SimConfig {
+        let pfsense = cairn_pfsense_sim::PfSenseSim::start(cairn_pfsense_sim::SimConfig {
             addr_map,
             ..Default::default()
         })
         .await
         .context("starting the pfSense simulator")?;
-        let dir = tempfile::tempdir()?;
-        std::fs::write(
-            dir.path().join("apiserver-ca.pem"),
-            proxmox.apiserver_ca_pem(),
-        )?;
-        Ok(Homelab {
-            proxmox,
-            pfsense,
-            dir,
-            addr_map: map_text,
-        })
+        Ok(Homelab { proxmox, pfsense })
     }
 
     /// The apiserver CA file the gates trust.
     pub fn ca_file(&self) -> PathBuf {
-        self.dir.path().join("apiserver-ca.pem")
+        self.proxmox
+            .apiserver_ca_file()
+            .expect("the homelab Proxmox simulator serves apiservers")
     }
 
     /// Environment that points the normal CLI at these simulators.
     pub fn env(&self) -> BTreeMap<String, String> {
-        let mut env: BTreeMap<String, String> = self
-            .proxmox
-            .env()
-            .into_iter()
-            .map(|(k, v)| (k.to_string(), v))
-            .collect();
+        let mut env = self.proxmox.env();
         env.extend(self.pfsense.env());
-        env.insert(K8S_CA_FILE_ENV.into(), self.ca_file().display().to_string());
-        env.insert(ADDR_MAP_ENV.into(), self.addr_map.clone());
-        env.insert(LOOPBACK_ONLY_ENV.into(), "1".into());
         env
     }
 }
 
 /// `stacks sim`: serves every simulator, seeded with the stacks' "before" worlds, until
-/// Ctrl-C or SIGTERM. The first stdout line is one JSON object describing them, with an
-/// `env` map that points the normal CLI (and other tools) at this world.
+/// Ctrl-C or SIGTERM. The first stdout line is one JSON object describing them (endpoint,
+/// token, fingerprint each), with an `env` map that points the normal CLI (and other tools)
+/// at this world.
 pub async fn serve() -> anyhow::Result<()> {
     use crate::stacks::homelab_ha::{DNS_HOST, DOMAIN, VIP};
     let knobs = SimKnobs::from_env()?;
@@ -142,25 +125,15 @@ pub async fn serve() -> anyhow::Result<()> {
         &map,
     )
     .await?;
-    let mut env = homelab.env();
     let hetzner = Hetzner::start().await?;
-    env.extend(hetzner.env());
+    let mut env = homelab.env();
+    env.extend(hetzner.handle.env());
+    let mut proxmox = homelab.proxmox.describe();
+    proxmox["apiserver_ca_file"] = homelab.ca_file().display().to_string().into();
     let info = serde_json::json!({
-        "hetzner": {
-            "endpoint": hetzner.handle.base_url,
-            "token": hetzner.handle.token,
-        },
-        "proxmox": {
-            "endpoint": homelab.proxmox.endpoint,
-            "token": homelab.proxmox.token,
-            "fingerprint": homelab.proxmox.fingerprint,
-            "apiserver_ca_file": homelab.ca_file(),
-        },
-        "pfsense": {
-            "url": homelab.pfsense.base_url,
-            "api_key": homelab.pfsense.api_key,
-            "fingerprint": homelab.pfsense.fingerprint,
-        },
+        "hetzner": hetzner.handle.describe(),
+        "proxmox": proxmox,
+        "pfsense": homelab.pfsense.describe(),
         "env": env,
     });
     println!("{info}");
@@ -179,7 +152,7 @@ pub async fn serve() -> anyhow::Result<()> {
 /// it was made by hand (no labels), without the `staging` record.
 pub struct Hetzner {
     /// The running simulator.
-    pub handle: cairn_hetzner::sim::SimHandle,
+    pub handle: cairn_hetzner_sim::SimHandle,
 }
 
 impl Hetzner {
@@ -192,22 +165,13 @@ impl Hetzner {
 
     /// Starts it with the given state (`None`: an empty project).
     pub async fn start_with(fixture: Option<serde_json::Value>) -> anyhow::Result<Hetzner> {
-        let handle = cairn_hetzner::sim::HetznerSim::start(cairn_hetzner::sim::SimConfig {
+        let handle = cairn_hetzner_sim::HetznerSim::start(cairn_hetzner_sim::SimConfig {
             fixture,
             ..Default::default()
         })
         .await
         .context("starting the Hetzner simulator")?;
         Ok(Hetzner { handle })
-    }
-
-    /// Environment that points the normal CLI at this simulator.
-    pub fn env(&self) -> BTreeMap<String, String> {
-        [
-            ("HCLOUD_ENDPOINT".to_string(), self.handle.base_url.clone()),
-            ("HCLOUD_TOKEN".to_string(), self.handle.token.clone()),
-        ]
-        .into()
     }
 }
 
@@ -222,7 +186,7 @@ pub async fn make_hetzner_k3s_before() -> anyhow::Result<serde_json::Value> {
 
     use crate::stacks::hetzner_k3s;
     let sim = Hetzner::start_with(None).await?;
-    let provider = hetzner_k3s::provider_for(&sim.handle.base_url, &sim.handle.token)?;
+    let provider = hetzner_k3s::provider_for(&sim.handle.endpoint, &sim.handle.token)?;
     let providers = cairn_core::Providers::new().with(Arc::new(provider));
     let stack = hetzner_k3s::build(false)?;
     let planned = cairn_core::plan(&stack, &providers).await?;

@@ -10,7 +10,7 @@ use stacks::stacks::hetzner_k3s;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_firewall_rule_deleted_out_of_band_is_reported_by_drift() {
     let sim = Hetzner::start().await.unwrap();
-    let provider = hetzner_k3s::provider_for(&sim.handle.base_url, &sim.handle.token).unwrap();
+    let provider = hetzner_k3s::provider_for(&sim.handle.endpoint, &sim.handle.token).unwrap();
     let providers = cairn_core::Providers::new().with(Arc::new(provider));
     let stack = hetzner_k3s::build(true).unwrap();
     let planned = cairn_core::plan(&stack, &providers).await.unwrap();
@@ -30,7 +30,7 @@ async fn a_firewall_rule_deleted_out_of_band_is_reported_by_drift() {
         Command::new(env!("CARGO_BIN_EXE_stacks"))
             .args(["--stack", "hetzner-k3s", "drift"])
             .env("CI", "true")
-            .env("HCLOUD_ENDPOINT", &sim.handle.base_url)
+            .env("HCLOUD_ENDPOINT", &sim.handle.endpoint)
             .env("HCLOUD_TOKEN", &sim.handle.token)
             .env("GITHUB_STEP_SUMMARY", &summary)
             .env("NO_COLOR", "1")

@@ -188,9 +188,9 @@ async fn apply_killed_midway_converges_on_the_next_run_without_duplicates() {
     let pools = get(
         &format!(
             "{}/api/v2/services/haproxy/backends",
-            pf["url"].as_str().unwrap()
+            pf["endpoint"].as_str().unwrap()
         ),
-        ("X-API-Key", pf["api_key"].as_str().unwrap().to_string()),
+        ("X-API-Key", pf["token"].as_str().unwrap().to_string()),
         pf["fingerprint"].as_str(),
     )
     .await;

@@ -4,14 +4,14 @@
 //! through a full listing). Target: at most ⌈N/50⌉ + 3 requests per kind, and wall time close
 //! to the number of page rounds × latency.
 //!
-//! Run: `cargo bench -p cairn-hetzner --features sim --bench observe`.
+//! Run: `cargo bench -p cairn-hetzner --bench observe`.
 
 use std::time::{Duration, Instant};
 
 use cairn_core::{ObserveRequest, Provider};
 use cairn_hetzner::HetznerProvider;
 use cairn_hetzner::client::{ClientConfig, Token};
-use cairn_hetzner::sim::{FaultConfig, HetznerSim, SimConfig};
+use cairn_hetzner_sim::{Capacities, FaultConfig, HetznerSim, SimConfig};
 use serde_json::{Value, json};
 
 fn world(n: usize, owned: bool) -> Value {
@@ -43,8 +43,11 @@ fn world(n: usize, owned: bool) -> Value {
 async fn main() {
     let latency_ms = 25;
     let sim = HetznerSim::start(SimConfig {
-        rate_limit: 1_000_000,
-        rate_refill_per_sec: 1_000_000.0,
+        capacities: Capacities {
+            rate_limit: 1_000_000,
+            rate_refill_per_sec: 1_000_000.0,
+            ..Capacities::default()
+        },
         faults: FaultConfig {
             latency_ms,
             ..FaultConfig::default()
@@ -53,7 +56,7 @@ async fn main() {
     })
     .await
     .expect("simulator");
-    let mut cfg = ClientConfig::new(&sim.base_url, Token::new(&sim.token));
+    let mut cfg = ClientConfig::new(&sim.endpoint, Token::new(&sim.token));
     cfg.timeout = Duration::from_secs(60);
     let p = HetznerProvider::new(cfg).expect("provider");
     println!(

@@ -1,6 +1,6 @@
 //! cairn provider for Hetzner Cloud: resource kinds ([`kinds`]), a rate-limit-aware client
-//! ([`client`]), the [`HetznerProvider`], a load-balancer health gate ([`gate`]) and (feature
-//! `sim`) a faithful simulator of the API ([`sim`]).
+//! ([`client`]), the [`HetznerProvider`] and a load-balancer health gate ([`gate`]). Its
+//! simulator is the separate crate `cairn-hetzner-sim`, which imports nothing from here.
 //!
 //! # Kinds
 //! `hetzner_ssh_key`, `hetzner_network` (subnets, routes), `hetzner_server`,
@@ -49,8 +49,6 @@ pub mod client;
 pub mod gate;
 pub mod kinds;
 pub mod provider;
-#[cfg(feature = "sim")]
-pub mod sim;
 mod validate;
 
 pub use gate::LbTargetsHealthy;

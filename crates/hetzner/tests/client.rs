@@ -1,27 +1,29 @@
 //! The client against the simulator: it waits out 429s, never leaks the token, refuses
 //! non-loopback endpoints in loopback-only mode, and a create whose response is lost is
 //! adopted rather than duplicated.
-#![cfg(feature = "sim")]
 
 mod common;
 
 use std::time::{Duration, Instant};
 
 use cairn_hetzner::client::{Client, ClientConfig, Token};
-use cairn_hetzner::sim::{Fault, FaultConfig, HetznerSim, SimConfig};
 use cairn_hetzner::*;
+use cairn_hetzner_sim::{Capacities, Fault, FaultConfig, HetznerFault, HetznerSim, SimConfig};
 use common::*;
 
 #[tokio::test]
 async fn client_waits_for_the_rate_limit_reset_and_then_succeeds() {
     let sim = HetznerSim::start(SimConfig {
-        rate_limit: 2,
-        rate_refill_per_sec: 1.0,
+        capacities: Capacities {
+            rate_limit: 2,
+            rate_refill_per_sec: 1.0,
+            ..Capacities::default()
+        },
         ..SimConfig::default()
     })
     .await
     .unwrap();
-    let c = Client::new(ClientConfig::new(&sim.base_url, Token::new(&sim.token))).unwrap();
+    let c = Client::new(ClientConfig::new(&sim.endpoint, Token::new(&sim.token))).unwrap();
     let t = Instant::now();
     for _ in 0..4 {
         c.get("/servers", &[]).await.expect("eventually allowed");
@@ -81,6 +83,7 @@ async fn lost_create_responses_are_adopted_not_duplicated() {
         rate: 0.4,
         kinds: vec![Fault::Drop],
         latency_ms: 0,
+        ..FaultConfig::default()
     });
     let p = provider(&sim);
     for i in 0..6 {
@@ -129,7 +132,7 @@ async fn concurrent_waits_share_one_batched_action_poller() {
     assert!(
         polls <= 12,
         "{polls} action polls for 8 concurrent creates: {:?}",
-        c.by_route
+        c.requests
     );
     assert_eq!(c.matching("POST /v1/servers"), 8);
 }
@@ -141,8 +144,9 @@ async fn an_action_ending_in_error_fails_the_resource_with_its_code_and_message(
     sim.set_faults(FaultConfig {
         seed: 1,
         rate: 1.0,
-        kinds: vec![Fault::ActionError],
+        kinds: vec![HetznerFault::ActionError.into()],
         latency_ms: 0,
+        ..FaultConfig::default()
     });
     let p = provider(&sim);
     let spec = Server::new("doomed", "cx22", "debian-12", "fsn1");
@@ -174,7 +178,7 @@ async fn two_waiters_on_the_same_action_both_return() {
     })
     .await
     .unwrap();
-    let c = Client::new(ClientConfig::new(&sim.base_url, Token::new(&sim.token))).unwrap();
+    let c = Client::new(ClientConfig::new(&sim.endpoint, Token::new(&sim.token))).unwrap();
     let body = serde_json::json!({"name": "a", "server_type": "cx22", "image": "debian-12"});
     let v = c
         .request(reqwest::Method::POST, "/servers", &[], Some(&body), false)

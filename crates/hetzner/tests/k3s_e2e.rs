@@ -2,7 +2,6 @@
 //! and a second plan is empty; the same world made by hand (no labels) is adopted with only
 //! marker changes and no replace; and the apply converges under 20% injected faults without
 //! duplicates.
-#![cfg(feature = "sim")]
 
 mod common;
 
@@ -10,7 +9,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use cairn_core::{Action, ApplyOptions, apply, plan};
-use cairn_hetzner::sim::{Fault, FaultConfig};
+use cairn_hetzner_sim::{Fault, FaultConfig, HetznerFault};
 use common::*;
 use serde_json::Value;
 
@@ -68,7 +67,7 @@ async fn k3s_world_is_created_from_nothing_and_the_second_plan_is_empty() {
         c.total <= 10,
         "a no-op plan took {} requests: {:?}",
         c.total,
-        c.by_route
+        c.requests
     );
     assert!(
         !again.plan.has_changes(),
@@ -183,9 +182,9 @@ async fn hand_made_k3s_world_is_adopted_with_only_marker_changes_and_no_replace(
         c.matching("POST /v1/servers "),
         0,
         "nothing recreated: {:?}",
-        c.by_route
+        c.requests
     );
-    assert_eq!(c.matching("DELETE"), 0, "nothing deleted: {:?}", c.by_route);
+    assert_eq!(c.matching("DELETE"), 0, "nothing deleted: {:?}", c.requests);
     let again = plan(&stack, &providers).await.expect("second plan");
     assert!(
         !again.plan.has_changes(),
@@ -201,12 +200,13 @@ async fn apply_converges_under_twenty_percent_injected_faults_without_duplicates
         seed: 7,
         rate: 0.2,
         kinds: vec![
-            Fault::RateLimit,
-            Fault::Unavailable,
-            Fault::Locked,
+            HetznerFault::RateLimit.into(),
+            HetznerFault::Unavailable.into(),
+            HetznerFault::Locked.into(),
             Fault::Drop,
         ],
         latency_ms: 0,
+        ..FaultConfig::default()
     });
     let providers = providers(provider(&sim));
     let stack = k3s_stack("k3s");
@@ -229,7 +229,7 @@ async fn apply_converges_under_twenty_percent_injected_faults_without_duplicates
     );
     assert!(
         faults.contains_key("drop")
-            && faults.contains_key("ratelimit")
+            && faults.contains_key("rate_limit")
             && faults.contains_key("locked"),
         "{faults:?}"
     );
@@ -432,7 +432,8 @@ async fn owned_servers_dropped_from_the_stack_are_planned_for_deletion_and_delet
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn checked_in_k3s_before_fixture_is_adopted_with_only_marker_changes() {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/k3s-before.json");
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../hetzner-sim/fixtures/k3s-before.json");
     if std::env::var("CAIRN_REGEN_FIXTURES").is_ok_and(|v| v == "1") {
         let made = sim().await;
         apply_all(&k3s_stack("k3s"), &providers(provider(&made))).await;
@@ -440,8 +441,8 @@ async fn checked_in_k3s_before_fixture_is_adopted_with_only_marker_changes() {
         strip_cairn_labels(&mut world);
         std::fs::write(&path, serde_json::to_string_pretty(&world).unwrap() + "\n").unwrap();
     }
-    let sim = cairn_hetzner::sim::HetznerSim::start(cairn_hetzner::sim::SimConfig {
-        fixture: Some(cairn_hetzner::sim::fixtures::k3s_before()),
+    let sim = cairn_hetzner_sim::HetznerSim::start(cairn_hetzner_sim::SimConfig {
+        fixture: Some(cairn_hetzner_sim::fixtures::k3s_before()),
         action_time: std::time::Duration::from_millis(30),
         ..Default::default()
     })
@@ -464,7 +465,7 @@ async fn checked_in_k3s_before_fixture_is_adopted_with_only_marker_changes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hand_made_lb_with_targets_in_another_order_is_adopted_without_touching_targets() {
-    let mut world = cairn_hetzner::sim::fixtures::k3s_before();
+    let mut world = cairn_hetzner_sim::fixtures::k3s_before();
     for lb in world["objects"]["load_balancers"]
         .as_object_mut()
         .unwrap()
@@ -472,7 +473,7 @@ async fn hand_made_lb_with_targets_in_another_order_is_adopted_without_touching_
     {
         lb["targets"].as_array_mut().unwrap().reverse();
     }
-    let sim = cairn_hetzner::sim::HetznerSim::start(cairn_hetzner::sim::SimConfig {
+    let sim = cairn_hetzner_sim::HetznerSim::start(cairn_hetzner_sim::SimConfig {
         fixture: Some(world),
         action_time: std::time::Duration::from_millis(30),
         ..Default::default()
@@ -504,7 +505,7 @@ async fn hand_made_lb_with_targets_in_another_order_is_adopted_without_touching_
             + c.matching("POST /v1/load_balancers/{id}/actions/add_target"),
         0,
         "{:?}",
-        c.by_route
+        c.requests
     );
     assert!(!plan(&stack, &providers).await.unwrap().plan.has_changes());
 }

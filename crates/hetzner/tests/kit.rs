@@ -1,7 +1,6 @@
 //! The provider as the kit assembles it: every kind's schema paths resolve, owned objects of
 //! a kind the stack stopped declaring are deleted, and a no-op plan costs the same requests
 //! on every run however many servers a load balancer targets.
-#![cfg(feature = "sim")]
 
 mod common;
 
@@ -133,16 +132,16 @@ async fn a_no_op_plan_costs_the_same_requests_on_every_run() {
     }
     for r in &runs {
         assert_eq!(
-            r.by_route, runs[0].by_route,
+            r.requests, runs[0].requests,
             "request counts differ between runs"
         );
         assert_eq!(r.writes, 0);
     }
     let c = &runs[0];
     // 120 servers, 50 a page: three pages, and no lookup per target.
-    assert_eq!(c.matching("GET /v1/servers"), 3, "{:?}", c.by_route);
+    assert_eq!(c.matching("GET /v1/servers"), 3, "{:?}", c.requests);
     // One list for each other kind (rrsets: the owned zones, of which there are none).
-    assert_eq!(c.total, 3 + 8, "{:?}", c.by_route);
+    assert_eq!(c.total, 3 + 8, "{:?}", c.requests);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -175,7 +174,7 @@ async fn an_adopted_firewall_no_longer_declared_is_released_not_deleted() {
     let mut s = StackBuilder::new("own");
     s.add("edge", fw);
     apply_ok(&s.build().unwrap(), &providers).await;
-    let labels = |sim: &cairn_hetzner::sim::SimHandle| {
+    let labels = |sim: &cairn_hetzner_sim::SimHandle| {
         sim.dump_state()["objects"]["firewalls"]
             .as_object()
             .and_then(|m| m.values().next().map(|f| f["labels"].clone()))

@@ -1,11 +1,10 @@
 //! Runs the official Python `hcloud` library (unmodified, only `api_endpoint` changed)
 //! against the simulator: servers, networks, load balancers, firewalls, zones and rrsets.
-#![cfg(feature = "sim")]
 
 use std::path::PathBuf;
 use std::time::Duration;
 
-use cairn_hetzner::sim::{HetznerSim, SimConfig};
+use cairn_hetzner_sim::{HetznerSim, SimConfig};
 
 fn python() -> PathBuf {
     if let Ok(p) = std::env::var("CAIRN_TEST_PYTHON") {
@@ -34,7 +33,7 @@ async fn official_python_hcloud_client_works_against_the_simulator() {
     let out = tokio::process::Command::new(&py)
         .arg(&script)
         .env("HCLOUD_TOKEN", &sim.token)
-        .env("HCLOUD_ENDPOINT", &sim.base_url)
+        .env("HCLOUD_ENDPOINT", &sim.endpoint)
         .env("NO_PROXY", "*")
         .output()
         .await
@@ -55,14 +54,14 @@ async fn official_python_hcloud_client_works_against_the_simulator() {
     assert!(
         c.matching("GET /v1/actions") > 0,
         "actions were polled: {:?}",
-        c.by_route
+        c.requests
     );
     assert!(
-        c.by_route
+        c.requests
             .contains_key("POST /v1/load_balancers/{id}/actions/add_target")
     );
     assert!(
-        c.by_route
+        c.requests
             .contains_key("POST /v1/zones/{id_or_name}/rrsets/{name}/{type}/actions/set_records")
     );
 }

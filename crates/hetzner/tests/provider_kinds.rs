@@ -1,7 +1,6 @@
 //! Every kind through the `Provider` trait against the simulator: create, observe (with the
 //! marker split from the labels), update in place, delete, and adoption of hand-made
 //! objects.
-#![cfg(feature = "sim")]
 
 mod common;
 
@@ -66,7 +65,7 @@ async fn ssh_key_network_and_server_are_created_observed_updated_and_deleted() {
         c.matching("POST /v1/networks/{id}/actions/add_subnet"),
         1,
         "{:?}",
-        c.by_route
+        c.requests
     );
     assert_eq!(c.matching("POST /v1/networks "), 0);
     let sv = update(&p, &srv, &obs).await;
@@ -154,7 +153,7 @@ async fn load_balancer_targets_and_services_change_one_action_each() {
         c.matching("POST /v1/load_balancers/{id}/actions/add_target"),
         1,
         "{:?}",
-        c.by_route
+        c.requests
     );
     assert_eq!(
         c.matching("POST /v1/load_balancers/{id}/actions/add_service"),
@@ -358,6 +357,6 @@ async fn server_type_changes_in_place_by_stopping_changing_and_starting() {
         order,
         ["shutdown", "change_type", "poweron"],
         "{:?}",
-        c.by_route
+        c.requests
     );
 }

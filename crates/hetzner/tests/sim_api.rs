@@ -1,15 +1,14 @@
 //! The simulator's own contract, over plain HTTP: auth, envelopes, pagination with `Link`,
 //! label selectors and sort, validation errors, locks, the rate-limit budget, seeded
 //! fault injection, and the `/_sim/` control API (counters, faults, state).
-#![cfg(feature = "sim")]
 
 use std::time::Duration;
 
-use cairn_hetzner::sim::{HetznerSim, SimConfig};
+use cairn_hetzner_sim::{Capacities, HetznerSim, SimConfig};
 use serde_json::{Value, json};
 
 struct H {
-    sim: cairn_hetzner::sim::SimHandle,
+    sim: cairn_hetzner_sim::SimHandle,
     http: reqwest::Client,
 }
 
@@ -28,7 +27,7 @@ impl H {
     ) -> (u16, reqwest::header::HeaderMap, Value) {
         let mut rb = self
             .http
-            .request(m, format!("{}{path}", self.sim.base_url))
+            .request(m, format!("{}{path}", self.sim.endpoint))
             .bearer_auth(&self.sim.token);
         if let Some(b) = body {
             rb = rb.json(&b);
@@ -65,7 +64,7 @@ async fn missing_or_wrong_token_is_401_unauthorized() {
     let h = H::new(SimConfig::default()).await;
     let r = h
         .http
-        .get(format!("{}/servers", h.sim.base_url))
+        .get(format!("{}/servers", h.sim.endpoint))
         .bearer_auth("nope")
         .send()
         .await
@@ -75,7 +74,7 @@ async fn missing_or_wrong_token_is_401_unauthorized() {
     assert_eq!(v["error"]["code"], "unauthorized");
     let r = h
         .http
-        .get(format!("{}/servers", h.sim.base_url))
+        .get(format!("{}/servers", h.sim.endpoint))
         .send()
         .await
         .unwrap();
@@ -211,8 +210,11 @@ async fn actions_run_for_the_configured_time_and_lock_their_resource() {
 #[tokio::test]
 async fn rate_limit_headers_count_down_and_an_empty_budget_is_429() {
     let h = H::new(SimConfig {
-        rate_limit: 3,
-        rate_refill_per_sec: 0.0,
+        capacities: Capacities {
+            rate_limit: 3,
+            rate_refill_per_sec: 0.0,
+            ..Capacities::default()
+        },
         ..SimConfig::default()
     })
     .await;
@@ -251,7 +253,7 @@ async fn control_api_reads_counters_sets_faults_and_dumps_and_loads_state() {
         (c["total"].as_u64(), c["writes"].as_u64()),
         (Some(2), Some(1))
     );
-    assert_eq!(c["by_route"]["POST /v1/servers"], 1);
+    assert_eq!(c["requests"]["POST /v1/servers"], 1);
     assert_eq!(
         h.http
             .delete(format!("{root}/_sim/counters"))
@@ -266,16 +268,21 @@ async fn control_api_reads_counters_sets_faults_and_dumps_and_loads_state() {
 
     // Faults: every request answered 503 while the rate is 1; deterministic per seed.
     let f = json!({"seed": 3, "rate": 1.0, "kinds": ["unavailable"], "latency_ms": 0});
+    let r = h
+        .http
+        .put(format!("{root}/_sim/faults"))
+        .json(&f)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(
-        h.http
-            .put(format!("{root}/_sim/faults"))
-            .json(&f)
-            .send()
-            .await
-            .unwrap()
-            .status()
-            .as_u16(),
-        204
+        r.status().as_u16(),
+        200,
+        "PUT answers with the new settings"
+    );
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["kinds"],
+        json!(["unavailable"])
     );
     let (s, _, v) = h.get("/servers").await;
     assert_eq!((s, v["error"]["code"].as_str()), (503, Some("unavailable")));

@@ -1,6 +1,5 @@
 //! Bad input fails at plan time, naming the resource and the field, before a single request
 //! reaches the API (the simulator's counters stay at zero).
-#![cfg(feature = "sim")]
 
 mod common;
 
@@ -107,7 +106,7 @@ async fn bad_input_fails_at_plan_time_naming_resource_and_field_with_no_request_
         (c.total, c.writes),
         (0, 0),
         "no request reached the API: {:?}",
-        c.by_route
+        c.requests
     );
 }
 

@@ -2,7 +2,6 @@
 //! by reference, resized in place, moved to another server, refused when it would shrink,
 //! and deleted (detached first) once the stack stops declaring it; every apply is followed by
 //! an empty plan.
-#![cfg(feature = "sim")]
 
 mod common;
 
@@ -54,13 +53,13 @@ async fn apply_ok(stack: &Stack, providers: &Providers) -> cairn_core::Planned {
     planned
 }
 
-fn volume(sim: &cairn_hetzner::sim::SimHandle) -> Option<Value> {
+fn volume(sim: &cairn_hetzner_sim::SimHandle) -> Option<Value> {
     sim.dump_state()["objects"]["volumes"]
         .as_object()
         .and_then(|m| m.values().next().cloned())
 }
 
-fn server_id(sim: &cairn_hetzner::sim::SimHandle, name: &str) -> u64 {
+fn server_id(sim: &cairn_hetzner_sim::SimHandle, name: &str) -> u64 {
     sim.with_world(|w| {
         w.coll("servers")
             .iter()
@@ -97,7 +96,7 @@ async fn volume_is_created_on_a_referenced_server_resized_moved_and_deleted() {
         c.matching("POST /v1/volumes/{id}/actions/resize"),
         1,
         "{:?}",
-        c.by_route
+        c.requests
     );
     assert_eq!(c.matching("POST /v1/volumes "), 0);
     assert_eq!(c.matching("DELETE"), 0);
@@ -112,7 +111,7 @@ async fn volume_is_created_on_a_referenced_server_resized_moved_and_deleted() {
         c.matching("POST /v1/volumes/{id}/actions/detach"),
         1,
         "{:?}",
-        c.by_route
+        c.requests
     );
     assert_eq!(c.matching("POST /v1/volumes/{id}/actions/attach"), 1);
     assert_eq!(volume(&sim).unwrap()["server"], server_id(&sim, "db-2"));
@@ -127,7 +126,7 @@ async fn volume_is_created_on_a_referenced_server_resized_moved_and_deleted() {
         c.matching("POST /v1/volumes/{id}/actions/detach"),
         1,
         "{:?}",
-        c.by_route
+        c.requests
     );
     assert_eq!(c.matching("DELETE /v1/volumes/{id}"), 1);
     assert!(volume(&sim).is_none());

@@ -1,7 +1,7 @@
 //! cairn provider for pfSense (REST API package v2): virtual IPs, HAProxy frontends and
 //! backend pools with zero-drop server changes (inline, or one by one as pool members),
-//! DNS Resolver host overrides. The simulator (feature `sim`) serves the same API and
-//! drives a real HAProxy.
+//! DNS Resolver host overrides. The simulator (crate `cairn-pfsense-sim`, which imports
+//! nothing from here) serves the same API and drives a real HAProxy.
 //!
 //! Map: [`kinds`] (one file per resource kind: spec, observed form, API types, handler;
 //! their typed [`kinds::values`]; the ownership marker), [`provider`] (the registry that
@@ -9,8 +9,8 @@
 //! [`rollout`] (staged pool server changes as typed steps, their executor and the HAProxy
 //! runtime commands), [`validate`] (checks across kinds), [`wire`] (API (de)serialisation
 //! helpers), [`client`] (REST v2, apply, runtime API), [`gate`] (the "HAProxy backend
-//! server UP" probe), [`runtime`] (runtime API parsing), `sim`.
-//! The provider never imports the simulator.
+//! server UP" probe), [`runtime`] (runtime API parsing).
+//! Its simulator is the `cairn-pfsense-sim` crate, which never imports this one.
 
 pub mod client;
 pub mod context;
@@ -19,8 +19,6 @@ pub mod kinds;
 pub mod provider;
 pub mod rollout;
 pub mod runtime;
-#[cfg(feature = "sim")]
-pub mod sim;
 pub mod validate;
 pub(crate) mod wire;
 

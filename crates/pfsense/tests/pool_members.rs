@@ -211,7 +211,7 @@ async fn members_join_one_at_a_time_behind_their_gates_without_a_failed_probe() 
 /// Applies the first stage (pool, frontend, the first ready member) and waits until the
 /// frontend serves.
 async fn first_stage(
-    sim: &cairn_pfsense::sim::SimHandle,
+    sim: &cairn_pfsense_sim::SimHandle,
     p: &PfSenseProvider,
     cert: &SelfSigned,
     members: &[M<'_>],

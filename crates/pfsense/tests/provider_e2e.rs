@@ -134,7 +134,7 @@ async fn created_from_nothing_then_observed_exactly_as_desired_with_the_marker()
     }
     // The marker lives in descr remotely, never in the diffed value.
     let w = sim.world();
-    let fe = &w.collections[&cairn_pfsense::sim::model::Collection::Frontends][0];
+    let fe = &w.collections[&cairn_pfsense_sim::model::Collection::Frontends][0];
     assert_eq!(
         fe["descr"],
         "Kubernetes API [cairn stack=homelab fp=f00d origin=created]"
@@ -366,7 +366,7 @@ async fn objects_dropped_from_the_stack_are_deleted_users_first_and_unowned_ones
     .await;
     assert!(report.success(), "{report:#?}");
     let w = sim.world();
-    use cairn_pfsense::sim::model::Collection;
+    use cairn_pfsense_sim::model::Collection;
     assert!(w.list(Collection::Frontends).is_empty());
     assert!(w.list(Collection::Backends).is_empty());
     let overrides = w.list(Collection::HostOverrides);

@@ -7,13 +7,13 @@ mod common;
 use std::time::Duration;
 
 use cairn_core::tls::{TlsTrust, client_config};
-use cairn_pfsense::sim::{PfSenseSim, SimConfig, SimHandle};
 use cairn_pfsense::{ClientError, Subsystem};
+use cairn_pfsense_sim::{PfSenseSim, SimConfig, SimHandle};
 use common::*;
 use serde_json::{Value, json};
 
 fn http(sim: &SimHandle) -> reqwest::Client {
-    let tls = client_config(&TlsTrust::Fingerprint(sim.fingerprint.clone())).unwrap();
+    let tls = client_config(&TlsTrust::Fingerprint(sim.fingerprint.clone().unwrap())).unwrap();
     reqwest::Client::builder()
         .use_preconfigured_tls(tls)
         .build()
@@ -33,7 +33,7 @@ async fn api_err(r: Result<Value, ClientError>) -> (u16, String) {
 async fn requests_need_the_key_or_basic_auth_and_errors_use_the_envelope() {
     let sim = sim(71).await;
     let h = http(&sim);
-    let url = format!("{}/api/v2/firewall/aliases", sim.base_url);
+    let url = format!("{}/api/v2/firewall/aliases", sim.endpoint);
     let r = h.get(&url).send().await.unwrap();
     assert_eq!(r.status(), 401);
     let body: Value = r.json().await.unwrap();
@@ -234,11 +234,12 @@ async fn control_api_counts_requests_injects_faults_and_dumps_and_loads_state() 
     let sim = sim(76).await;
     let h = http(&sim);
     let c = client(&sim, Duration::from_secs(5));
-    let faults = json!([{"method": "GET", "path_prefix": "/api/v2/firewall/aliases", "status": 503,
-                         "response_id": "QUEUE_FULL", "remaining": 1}]);
+    let faults = json!({"rules": [{"methods": ["GET"], "path_prefix": "/api/v2/firewall/aliases",
+                         "fault": {"status": 503, "body": {"response_id": "QUEUE_FULL"}},
+                         "remaining": 1}]});
     let r = h
-        .put(format!("{}/_sim/faults", sim.base_url))
-        .header("X-API-Key", &sim.api_key)
+        .put(format!("{}/_sim/faults", sim.endpoint))
+        .header("X-API-Key", &sim.token)
         .json(&faults)
         .send()
         .await
@@ -253,8 +254,8 @@ async fn control_api_counts_requests_injects_faults_and_dumps_and_loads_state() 
     .await
     .unwrap();
     let counters: Value = h
-        .get(format!("{}/_sim/counters", sim.base_url))
-        .header("X-API-Key", &sim.api_key)
+        .get(format!("{}/_sim/counters", sim.endpoint))
+        .header("X-API-Key", &sim.token)
         .send()
         .await
         .unwrap()
@@ -265,8 +266,8 @@ async fn control_api_counts_requests_injects_faults_and_dumps_and_loads_state() 
     assert_eq!(counters["writes"], 1);
 
     let dump: Value = h
-        .get(format!("{}/_sim/state", sim.base_url))
-        .header("X-API-Key", &sim.api_key)
+        .get(format!("{}/_sim/state", sim.endpoint))
+        .header("X-API-Key", &sim.token)
         .send()
         .await
         .unwrap()
@@ -275,23 +276,23 @@ async fn control_api_counts_requests_injects_faults_and_dumps_and_loads_state() 
         .unwrap();
     let other = PfSenseSim::start(SimConfig::default()).await.unwrap();
     let r = reqwest::Client::builder()
-        .use_preconfigured_tls(client_config(&other.trust()).unwrap())
+        .use_preconfigured_tls(client_config(&other.trust().unwrap()).unwrap())
         .build()
         .unwrap()
-        .put(format!("{}/_sim/state", other.base_url))
-        .header("X-API-Key", &other.api_key)
+        .put(format!("{}/_sim/state", other.endpoint))
+        .header("X-API-Key", &other.token)
         .json(&dump)
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status(), 200);
+    assert_eq!(r.status(), 204);
     let oc = client(&other, Duration::from_secs(5));
     assert_eq!(
         oc.list("/firewall/aliases", &[]).await.unwrap()[0]["name"],
         "x"
     );
     let denied = h
-        .get(format!("{}/_sim/state", sim.base_url))
+        .get(format!("{}/_sim/state", sim.endpoint))
         .send()
         .await
         .unwrap();
@@ -348,14 +349,16 @@ async fn a_missing_haproxy_makes_apply_fail_with_a_clear_message() {
 #[tokio::test]
 async fn a_503_on_apply_is_retried_and_the_apply_still_completes() {
     let sim = sim(85).await;
-    sim.set_faults(vec![cairn_pfsense::sim::Fault {
-        method: Some("POST".into()),
-        path_prefix: "/api/v2/firewall/virtual_ip/apply".into(),
-        status: 503,
-        response_id: Some("QUEUE_FULL".into()),
-        latency_ms: 0,
-        remaining: Some(1),
-    }]);
+    sim.set_faults(cairn_pfsense_sim::FaultConfig {
+        rules: vec![cairn_pfsense_sim::FaultRule {
+            methods: vec!["POST".into()],
+            path_prefix: "/api/v2/firewall/virtual_ip/apply".into(),
+            remaining: Some(1),
+            fault: Some(cairn_pfsense_sim::api_error(503, "QUEUE_FULL")),
+            ..Default::default()
+        }],
+        ..Default::default()
+    });
     let c = client(&sim, Duration::from_secs(5));
     c.post(
         "/firewall/virtual_ip",
@@ -443,10 +446,10 @@ async fn tls_is_trusted_by_ca_file_or_pin_and_a_wrong_pin_is_refused() {
     let sim = sim(88).await;
     let dir = tempfile::tempdir().unwrap();
     let ca = dir.path().join("pfsense.pem");
-    std::fs::write(&ca, &sim.cert_pem).unwrap();
+    std::fs::write(&ca, sim.cert_pem.as_deref().unwrap()).unwrap();
     let by_ca = cairn_pfsense::PfSenseClient::new(
-        &sim.base_url,
-        cairn_pfsense::ApiKey::new(&sim.api_key),
+        &sim.endpoint,
+        cairn_pfsense::ApiKey::new(&sim.token),
         &TlsTrust::CaFile(ca),
     )
     .unwrap();
@@ -458,25 +461,25 @@ async fn tls_is_trusted_by_ca_file_or_pin_and_a_wrong_pin_is_refused() {
             .is_empty()
     );
     let wrong = cairn_pfsense::PfSenseClient::new(
-        &sim.base_url,
-        cairn_pfsense::ApiKey::new(&sim.api_key),
+        &sim.endpoint,
+        cairn_pfsense::ApiKey::new(&sim.token),
         &TlsTrust::Fingerprint(["AB"; 32].join(":")),
     )
     .unwrap();
     let err = wrong.list("/firewall/aliases", &[]).await.unwrap_err();
     assert!(matches!(err, ClientError::Transport { .. }), "{err}");
     assert!(err.to_string().contains("fingerprint"), "{err}");
-    assert!(!err.to_string().contains(&sim.api_key));
+    assert!(!err.to_string().contains(&sim.token));
 }
 
 #[tokio::test]
 async fn a_jwt_from_basic_auth_works_as_bearer_and_apply_true_applies_the_write() {
     let sim = sim(89).await;
     let h = http(&sim);
-    let url = |p: &str| format!("{}/api/v2{p}", sim.base_url);
+    let url = |p: &str| format!("{}/api/v2{p}", sim.endpoint);
     let denied = h
         .post(url("/auth/jwt"))
-        .header("X-API-Key", &sim.api_key)
+        .header("X-API-Key", &sim.token)
         .send()
         .await
         .unwrap();

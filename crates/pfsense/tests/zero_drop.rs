@@ -16,7 +16,7 @@ use common::*;
 use serde_json::{Value, json};
 
 struct Setup {
-    sim: cairn_pfsense::sim::SimHandle,
+    sim: cairn_pfsense_sim::SimHandle,
     provider: PfSenseProvider,
     cert: SelfSigned,
     first: Backend,
@@ -270,8 +270,7 @@ async fn a_server_that_never_passes_stays_out_of_the_pool_and_the_error_says_so(
     assert!(failures.is_empty(), "{failures:?}");
     assert_eq!(never.data.load(Ordering::SeqCst), 0);
     let state = s.sim.world();
-    let servers =
-        &state.collections[&cairn_pfsense::sim::model::Collection::Backends][0]["servers"];
+    let servers = &state.collections[&cairn_pfsense_sim::model::Collection::Backends][0]["servers"];
     assert_eq!(servers[1]["status"], "disabled", "{servers}");
 }
 

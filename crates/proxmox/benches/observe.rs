@@ -1,14 +1,14 @@
 //! Observe benchmark: requests and wall time to observe 10 / 100 / 1,000 declared VMs
-//! against the simulator at 25 ms latency per request (feature `sim`).
+//! against the simulator at 25 ms latency per request.
 //!
-//! Run: `cargo bench -p cairn-proxmox --features sim --bench observe`.
+//! Run: `cargo bench -p cairn-proxmox --bench observe`.
 
 use std::time::{Duration, Instant};
 
 use cairn_core::tls::TlsTrust;
 use cairn_core::{ObserveRequest, Provider};
-use cairn_proxmox::sim::{Faults, ProxmoxSim, SimConfig, World};
 use cairn_proxmox::{Auth, ClientConfig, ProxmoxProvider, PveClient};
+use cairn_proxmox_sim::{Faults, ProxmoxSim, SimConfig, World};
 
 fn main() {
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -38,7 +38,7 @@ fn main() {
             let cfg = ClientConfig::new(
                 sim.endpoint.clone(),
                 Auth::Token(sim.token.clone()),
-                TlsTrust::Fingerprint(sim.fingerprint.clone()),
+                TlsTrust::Fingerprint(sim.fingerprint.clone().unwrap()),
             );
             let provider = ProxmoxProvider::new(PveClient::new(cfg).expect("client"));
             let keys: Vec<String> = (0..n).map(|i| (1000 + i).to_string()).collect();
@@ -54,10 +54,10 @@ fn main() {
             let wall = start.elapsed();
             assert_eq!(seen.len(), n as usize);
             let c = sim.counters();
-            let total: u64 = c.values().sum();
+            let total = c.total;
             println!(
                 "{n:>6} {total:>10} {:>20} {:>11.0} ms",
-                c.get("GET /cluster/resources").copied().unwrap_or(0),
+                c.get("GET /cluster/resources"),
                 wall.as_secs_f64() * 1000.0
             );
             drop(sim);

@@ -1,13 +1,12 @@
 //! cairn-proxmox: the Proxmox VE provider for cairn (VMs cloned from cloud-init templates,
-//! a read-only template lookup, and the plan-time host-capacity check), plus a faithful
-//! simulator of the Proxmox VE API behind the `sim` feature.
+//! a read-only template lookup, and the plan-time host-capacity check). Its simulator is the
+//! separate crate `cairn-proxmox-sim`, which imports nothing from here.
 //!
 //! Map: [`client`] (HTTP, auth, TLS, retries, tasks, locks), [`api`] (typed endpoints and
 //! the replaced parts of `proxmox-api`), [`kinds`] (one module per kind: [`vm`] with its
 //! spec, observation, marker and converge sequence; the `proxmox_template` lookup),
 //! [`provider`] (the kinds registered on the provider kit, with the context's hooks),
-//! [`capacity`] (plan-time checks), [`error`], [`propstr`] (Proxmox encodings), `sim` (the
-//! simulator; the client never imports it).
+//! [`capacity`] (plan-time checks), [`error`], [`propstr`] (Proxmox encodings).
 
 pub mod api;
 pub mod capacity;
@@ -16,8 +15,6 @@ pub mod error;
 pub mod kinds;
 pub mod propstr;
 pub mod provider;
-#[cfg(feature = "sim")]
-pub mod sim;
 
 pub use client::{Auth, ClientConfig, PveClient, PveError};
 pub use kinds::template::{Template, TemplateRefs, Templates};

@@ -1,7 +1,6 @@
 //! End to end through the engine (`cairn_core::plan` / `apply`) against the simulator: the
 //! homelab masters cloned from a template found by name, an empty second plan, and the
 //! over-committed plan refused before anything is written.
-#![cfg(feature = "sim")]
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,10 +8,10 @@ use std::time::Duration;
 use cairn_core::apply::NoProgress;
 use cairn_core::tls::TlsTrust;
 use cairn_core::{ApplyOptions, PlanError, Providers, StackBuilder, apply, plan};
-use cairn_proxmox::sim::{ProxmoxSim, SimConfig, SimHandle};
 use cairn_proxmox::{
     Auth, ClientConfig, DiskSlot, IpConfig, ProxmoxProvider, PveClient, Template, TemplateRefs, Vm,
 };
+use cairn_proxmox_sim::{ProxmoxSim, SimConfig, SimHandle};
 
 async fn sim() -> SimHandle {
     ProxmoxSim::start(SimConfig {
@@ -24,15 +23,21 @@ async fn sim() -> SimHandle {
     .unwrap()
 }
 
-fn providers(sim: &SimHandle) -> Providers {
+fn client_config(sim: &SimHandle) -> ClientConfig {
     let mut cfg = ClientConfig::new(
         sim.endpoint.clone(),
         Auth::Token(sim.token.clone()),
-        TlsTrust::Fingerprint(sim.fingerprint.clone()),
+        TlsTrust::Fingerprint(sim.fingerprint.clone().unwrap()),
     );
     cfg.poll_interval = Duration::from_millis(20);
     cfg.backoff = Duration::from_millis(20);
-    Providers::new().with(Arc::new(ProxmoxProvider::new(PveClient::new(cfg).unwrap())))
+    cfg
+}
+
+fn providers(sim: &SimHandle) -> Providers {
+    Providers::new().with(Arc::new(ProxmoxProvider::new(
+        PveClient::new(client_config(sim)).unwrap(),
+    )))
 }
 
 /// The homelab-ha masters: 200 adopted as is, 205/206 cloned from the template by reference.
@@ -121,7 +126,7 @@ async fn engine_refuses_three_32_gib_masters_before_any_write() {
         "{}",
         failed[0].message
     );
-    assert_eq!(sim.writes(), 0, "{:?}", sim.counters());
+    assert_eq!(sim.counters().writes, 0, "{:?}", sim.counters());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -139,7 +144,7 @@ async fn an_apply_killed_after_the_clone_converges_on_the_next_run_without_a_dup
             mode: cairn_proxmox::CloneMode::Linked,
         }),
     );
-    let client = PveClient::new(sim.client_config()).unwrap();
+    let client = PveClient::new(client_config(&sim)).unwrap();
     let upid = client
         .request(
             reqwest::Method::POST,
@@ -207,7 +212,7 @@ async fn a_hand_made_clone_of_an_owned_vm_is_never_touched() {
 
     // An operator makes a test clone of the owned master 205: PVE copies its description
     // and tags, cairn's marker included.
-    let client = PveClient::new(sim.client_config()).unwrap();
+    let client = PveClient::new(client_config(&sim)).unwrap();
     let upid = client
         .request(
             reqwest::Method::POST,
@@ -332,7 +337,7 @@ async fn the_template_lookup_is_read_and_never_written() {
     )
     .await;
     assert!(report.success(), "{report:?}");
-    assert_eq!(sim.writes(), 0, "{:?}", sim.counters());
+    assert_eq!(sim.counters().writes, 0, "{:?}", sim.counters());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -358,7 +363,7 @@ async fn a_vm_released_by_hand_after_the_plan_is_not_deleted() {
     );
     // Between plan and apply, someone takes 206 out of cairn's hands: marker tag and
     // description trailer removed.
-    let client = PveClient::new(sim.client_config()).unwrap();
+    let client = PveClient::new(client_config(&sim)).unwrap();
     client
         .request(
             reqwest::Method::PUT,

@@ -1,13 +1,12 @@
 //! The official Python client `proxmoxer`, unmodified, against the simulator: token auth
 //! with TLS verification off and on (the simulator's certificate as CA bundle), clone,
 //! cloud-init config, resize, start, its task helper, and cluster resources.
-#![cfg(feature = "sim")]
 
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
-use cairn_proxmox::sim::{ProxmoxSim, SimConfig};
+use cairn_proxmox_sim::{ProxmoxSim, SimConfig};
 
 /// The interpreter with proxmoxer: `CAIRN_TEST_PYTHON`, else `<workspace>/.venv/bin/python`.
 fn python() -> PathBuf {
@@ -34,7 +33,11 @@ async fn flow(verify: bool, ca: Option<String>) -> (bool, String, String, SimHan
     .await
     .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(ca_path(&dir), ca.as_deref().unwrap_or(&sim.cert_pem)).unwrap();
+    std::fs::write(
+        ca_path(&dir),
+        ca.as_deref().unwrap_or(sim.cert_pem.as_deref().unwrap()),
+    )
+    .unwrap();
     let ca = ca_path(&dir);
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/python/proxmoxer_flow.py");
     let mut cmd = Command::new(python());
@@ -42,7 +45,7 @@ async fn flow(verify: bool, ca: Option<String>) -> (bool, String, String, SimHan
         .env("PVE_HOST", "127.0.0.1")
         .env("PVE_PORT", sim.addr.port().to_string())
         .env("PVE_TOKEN", &sim.token)
-        .env("PVE_PASSWORD", &sim.password)
+        .env("PVE_PASSWORD", &sim.basic_auth.as_ref().unwrap().1)
         .env("PVE_VERIFY", if verify { "1" } else { "0" })
         .env("REQUESTS_CA_BUNDLE", &ca)
         .env("NO_PROXY", "*")
@@ -58,7 +61,7 @@ async fn flow(verify: bool, ca: Option<String>) -> (bool, String, String, SimHan
     (ok, stdout, stderr, sim.counters())
 }
 
-type SimHandleCounters = std::collections::BTreeMap<String, u64>;
+type SimHandleCounters = cairn_proxmox_sim::Counters;
 
 fn ca_path(dir: &tempfile::TempDir) -> PathBuf {
     dir.path().join("ca.pem")

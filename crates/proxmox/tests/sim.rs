@@ -1,10 +1,9 @@
 //! The simulator's HTTP behaviour as pveproxy shows it, and its control API under `/_sim/`.
-#![cfg(feature = "sim")]
 
 use std::time::Duration;
 
 use cairn_core::tls::{TlsTrust, client_config};
-use cairn_proxmox::sim::{ProxmoxSim, SimConfig, SimHandle};
+use cairn_proxmox_sim::{ProxmoxSim, SimConfig, SimHandle};
 use serde_json::{Value, json};
 
 async fn start() -> (SimHandle, reqwest::Client) {
@@ -16,7 +15,7 @@ async fn start() -> (SimHandle, reqwest::Client) {
     .unwrap();
     let http = reqwest::Client::builder()
         .use_preconfigured_tls(
-            client_config(&TlsTrust::Fingerprint(sim.fingerprint.clone())).unwrap(),
+            client_config(&TlsTrust::Fingerprint(sim.fingerprint.clone().unwrap())).unwrap(),
         )
         .no_proxy()
         .build()
@@ -31,7 +30,7 @@ fn auth(sim: &SimHandle) -> String {
 #[tokio::test]
 async fn errors_look_like_pveproxy() {
     let (sim, http) = start().await;
-    let url = |p: &str| format!("{}{p}", sim.base_url);
+    let url = |p: &str| format!("{}{p}", sim.endpoint.clone() + "/api2/json");
     let r = http
         .get(url("/version"))
         .header("Authorization", "PVEAPIToken=root@pam!x=wrong")
@@ -118,7 +117,10 @@ async fn errors_look_like_pveproxy() {
 async fn tasks_report_exitstatus_only_once_stopped() {
     let (sim, http) = start().await;
     let r: Value = http
-        .post(format!("{}/nodes/pve/qemu/200/status/stop", sim.base_url))
+        .post(format!(
+            "{}/nodes/pve/qemu/200/status/stop",
+            sim.endpoint.clone() + "/api2/json"
+        ))
         .header("Authorization", auth(&sim))
         .send()
         .await
@@ -139,14 +141,17 @@ async fn tasks_report_exitstatus_only_once_stopped() {
             .all(|p| p.len() == 8 && u32::from_str_radix(p, 16).is_ok())
     );
     let status = || async {
-        http.get(format!("{}/nodes/pve/tasks/{upid}/status", sim.base_url))
-            .header("Authorization", auth(&sim))
-            .send()
-            .await
-            .unwrap()
-            .json::<Value>()
-            .await
-            .unwrap()["data"]
+        http.get(format!(
+            "{}/nodes/pve/tasks/{upid}/status",
+            sim.endpoint.clone() + "/api2/json"
+        ))
+        .header("Authorization", auth(&sim))
+        .send()
+        .await
+        .unwrap()
+        .json::<Value>()
+        .await
+        .unwrap()["data"]
             .clone()
     };
     let running = status().await;
@@ -165,11 +170,14 @@ async fn tasks_report_exitstatus_only_once_stopped() {
 async fn control_api_reads_counters_sets_faults_and_dumps_and_loads_state() {
     let (sim, http) = start().await;
     let ctl = |p: &str| format!("{}/_sim/{p}", sim.endpoint);
-    http.get(format!("{}/cluster/resources?type=vm", sim.base_url))
-        .header("Authorization", auth(&sim))
-        .send()
-        .await
-        .unwrap();
+    http.get(format!(
+        "{}/cluster/resources?type=vm",
+        sim.endpoint.clone() + "/api2/json"
+    ))
+    .header("Authorization", auth(&sim))
+    .send()
+    .await
+    .unwrap();
     let c: Value = http
         .get(ctl("counters"))
         .send()
@@ -182,16 +190,16 @@ async fn control_api_reads_counters_sets_faults_and_dumps_and_loads_state() {
     assert_eq!(c["writes"], 0);
     let f: Value = http
         .put(ctl("faults"))
-        .json(&json!({"seed": 3, "error_rate": 1.0}))
+        .json(&json!({"seed": 3, "rules": [{"fault": {"status": 500, "reason": "injected"}}]}))
         .send()
         .await
         .unwrap()
         .json()
         .await
         .unwrap();
-    assert_eq!(f["error_rate"], 1.0);
+    assert_eq!(f["rules"][0]["fault"]["status"], 500);
     let r = http
-        .get(format!("{}/version", sim.base_url))
+        .get(format!("{}/version", sim.endpoint.clone() + "/api2/json"))
         .header("Authorization", auth(&sim))
         .send()
         .await

@@ -124,7 +124,7 @@ async fn load(target: Where) -> anyhow::Result<Loaded> {
     match target {
         Where::Simulated => {
             let sim = Hetzner::start().await?;
-            let provider = provider_for(&sim.handle.base_url, &sim.handle.token)?;
+            let provider = provider_for(&sim.handle.endpoint, &sim.handle.token)?;
             Ok(Loaded {
                 stack: build(true)?,
                 providers: Providers::new().with(Arc::new(provider)),

@@ -259,15 +259,15 @@ async fn load(target: Target) -> anyhow::Result<Loaded> {
                 let cfg = cairn_proxmox::ClientConfig::new(
                     sims.proxmox.endpoint.clone(),
                     cairn_proxmox::Auth::Token(sims.proxmox.token.clone()),
-                    TlsTrust::Fingerprint(sims.proxmox.fingerprint.clone()),
+                    TlsTrust::Fingerprint(sims.proxmox.fingerprint.clone().unwrap_or_default()),
                 );
                 ProxmoxProvider::new(PveClient::new(cfg)?)
             };
             let pfsense = PfSenseProvider::new(
                 cairn_pfsense::PfSenseClient::new(
-                    &sims.pfsense.base_url,
-                    cairn_pfsense::ApiKey::new(sims.pfsense.api_key.clone()),
-                    &TlsTrust::Fingerprint(sims.pfsense.fingerprint.clone()),
+                    &sims.pfsense.endpoint,
+                    cairn_pfsense::ApiKey::new(sims.pfsense.token.clone()),
+                    &TlsTrust::Fingerprint(sims.pfsense.fingerprint.clone().unwrap_or_default()),
                 )?,
                 Default::default(),
             );

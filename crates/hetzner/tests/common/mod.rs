@@ -10,8 +10,8 @@ use cairn_core::{
     StackBuilder,
 };
 use cairn_hetzner::client::{ClientConfig, Token};
-use cairn_hetzner::sim::{HetznerSim, SimConfig, SimHandle};
 use cairn_hetzner::*;
+use cairn_hetzner_sim::{HetznerSim, SimConfig, SimHandle};
 use serde_json::Value;
 
 /// A simulator with short actions.
@@ -26,7 +26,7 @@ pub async fn sim() -> SimHandle {
 
 /// A provider pointed at the simulator, with fast polling and backoff.
 pub fn provider(sim: &SimHandle) -> HetznerProvider {
-    let mut cfg = ClientConfig::new(&sim.base_url, Token::new(&sim.token));
+    let mut cfg = ClientConfig::new(&sim.endpoint, Token::new(&sim.token));
     cfg.poll_interval = Duration::from_millis(10);
     cfg.backoff = Duration::from_millis(20);
     cfg.max_backoff = Duration::from_millis(400);

@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use cairn_core::tls::{SelfSigned, TlsTrust, client_config};
 use cairn_core::{Address, Change, Marker, Provider};
-use cairn_pfsense::sim::{PfSenseSim, SimConfig, SimHandle};
 use cairn_pfsense::{ApiKey, PfSenseClient, PfSenseProvider, ProviderOptions, Timing};
+use cairn_pfsense_sim::{PfSenseSim, SimConfig, SimHandle};
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -19,7 +19,7 @@ use tokio_rustls::{TlsAcceptor, TlsConnector};
 
 /// Fails the test with a clear message when Debian's haproxy is not installed.
 pub fn require_haproxy() {
-    if let Err(e) = cairn_pfsense::sim::dataplane::find_haproxy() {
+    if let Err(e) = cairn_pfsense_sim::dataplane::find_haproxy() {
         panic!("this test drives a real HAProxy and cannot run: {e}");
     }
 }
@@ -40,12 +40,16 @@ pub async fn sim(second_octet: u8) -> SimHandle {
 
 /// A client for the simulator with short test timings.
 pub fn client(sim: &SimHandle, apply_timeout: Duration) -> PfSenseClient {
-    PfSenseClient::new(&sim.base_url, ApiKey::new(&sim.api_key), &sim.trust())
-        .unwrap()
-        .with_timing(Timing {
-            apply_timeout,
-            poll: Duration::from_millis(100),
-        })
+    PfSenseClient::new(
+        &sim.endpoint,
+        ApiKey::new(&sim.token),
+        &sim.trust().unwrap(),
+    )
+    .unwrap()
+    .with_timing(Timing {
+        apply_timeout,
+        poll: Duration::from_millis(100),
+    })
 }
 
 /// A provider for the simulator.
@@ -62,7 +66,7 @@ pub fn provider(sim: &SimHandle, check_timeout: Duration) -> PfSenseProvider {
 
 /// The loopback address a simulated 10.0.x.y maps to.
 pub fn mapped(sim: &SimHandle, ip: &str) -> IpAddr {
-    sim.addr_map.map(ip.parse().unwrap())
+    sim.addr_map().map(ip.parse().unwrap())
 }
 
 /// A free port on a loopback address.

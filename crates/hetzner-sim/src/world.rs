@@ -74,7 +74,7 @@ impl ActionRec {
 pub struct World {
     /// Last id handed out (shared by all collections, like a real project's ids growing).
     pub last_id: u64,
-    /// Public IPv4 addresses handed out so far.
+    /// Where the next public IPv4 search starts in the pools (a cursor that wraps).
     pub public_v4_used: u32,
     /// Objects by collection (`servers`, `networks`, …) and id, in API shape.
     pub objects: BTreeMap<String, BTreeMap<u64, Value>>,
@@ -86,6 +86,9 @@ pub struct World {
     /// How long actions run (set from the config).
     #[serde(skip)]
     pub action_time: Duration,
+    /// Where public IPv4s come from (set from the capacities).
+    #[serde(skip)]
+    pub v4_pools: Vec<Cidr4>,
     /// Bumped by every write; list selections are cached per version.
     #[serde(skip)]
     pub version: u64,
@@ -98,8 +101,19 @@ pub struct World {
 pub type ListCache =
     std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, (u64, Vec<u64>)>>>;
 
-/// Public IPv4 pools (documentation ranges).
-const V4_POOLS: [[u8; 3]; 3] = [[203, 0, 113], [198, 51, 100], [192, 0, 2]];
+/// The default public IPv4 pools: the documentation ranges, then the benchmarking range
+/// (about 132,000 addresses, none of them routed on the internet).
+pub const DEFAULT_V4_POOLS: [&str; 4] = [
+    "203.0.113.0/24",
+    "198.51.100.0/24",
+    "192.0.2.0/24",
+    "198.18.0.0/15",
+];
+
+/// Usable addresses of a pool: all but the first two and the last.
+fn pool_hosts(p: &Cidr4) -> u64 {
+    p.size().saturating_sub(3)
+}
 
 impl World {
     /// A fresh id.
@@ -111,25 +125,47 @@ impl World {
         self.last_id
     }
 
-    /// The next free public IPv4 from the documentation ranges.
+    /// Sets the public IPv4 pools (CIDRs, used in order).
+    pub fn set_v4_pools(&mut self, pools: &[String]) -> Result<(), crate::SimError> {
+        let parsed = pools
+            .iter()
+            .map(|p| {
+                Cidr4::parse(p, true).ok_or_else(|| {
+                    crate::SimError::State(format!("public IPv4 pool {p:?} is not a CIDR"))
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        self.v4_pools = parsed;
+        Ok(())
+    }
+
+    /// How many public IPv4s the pools hold.
+    pub fn v4_capacity(&self) -> u64 {
+        self.v4_pools.iter().map(pool_hosts).sum()
+    }
+
+    /// The next free public IPv4 from the pools (412 `resource_unavailable` when exhausted).
     pub fn alloc_public_v4(&mut self) -> Result<Ipv4Addr, ApiErr> {
-        let used: std::collections::BTreeSet<String> = self
+        let used: std::collections::HashSet<Ipv4Addr> = self
             .coll("primary_ips")
             .values()
-            .filter_map(|p| p["ip"].as_str().map(String::from))
+            .filter_map(|p| p["ip"].as_str()?.parse().ok())
             .chain(
                 self.coll("load_balancers")
                     .values()
-                    .filter_map(|l| l["public_net"]["ipv4"]["ip"].as_str().map(String::from)),
+                    .filter_map(|l| l["public_net"]["ipv4"]["ip"].as_str()?.parse().ok()),
             )
             .collect();
-        for _ in 0..(V4_POOLS.len() as u32 * 253) {
-            let n = self.public_v4_used % (V4_POOLS.len() as u32 * 253);
-            self.public_v4_used += 1;
-            let p = V4_POOLS[(n / 253) as usize];
-            let ip = Ipv4Addr::new(p[0], p[1], p[2], (n % 253) as u8 + 2);
-            if !used.contains(&ip.to_string()) {
-                return Ok(ip);
+        let total = self.v4_capacity();
+        if total > used.len() as u64 {
+            for _ in 0..total {
+                let n = self.public_v4_used as u64 % total;
+                self.public_v4_used = ((n + 1) % total) as u32;
+                if let Some(ip) = self.v4_nth(n)
+                    && !used.contains(&ip)
+                {
+                    return Ok(ip);
+                }
             }
         }
         Err(ApiErr::new(
@@ -137,6 +173,18 @@ impl World {
             "resource_unavailable",
             "no public IPv4 address available",
         ))
+    }
+
+    /// The `n`-th address of the pools.
+    fn v4_nth(&self, mut n: u64) -> Option<Ipv4Addr> {
+        for p in &self.v4_pools {
+            let hosts = pool_hosts(p);
+            if n < hosts {
+                return Some(p.nth(2 + n as u32));
+            }
+            n -= hosts;
+        }
+        None
     }
 
     /// A public IPv6 /64 from 2001:db8::/32 for object `id`.

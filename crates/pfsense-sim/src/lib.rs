@@ -1,12 +1,12 @@
-//! A pfSense REST API v2 simulator (feature `sim`) with a real data plane: an axum server
+//! A pfSense REST API v2 simulator with a real data plane: an axum server
 //! over HTTPS on 127.0.0.1 serving the paths the provider uses (and their plural forms),
 //! and a Debian `haproxy` it renders, checks and reloads seamlessly on every HAProxy apply.
 //!
 //! ```no_run
 //! # async fn demo() {
-//! use cairn_pfsense::sim::{PfSenseSim, SimConfig};
+//! use cairn_pfsense_sim::{PfSenseSim, SimConfig};
 //! let sim = PfSenseSim::start(SimConfig::default()).await.unwrap();
-//! println!("{} key={} fp={}", sim.base_url, sim.api_key, sim.fingerprint);
+//! println!("{} key={} fp={:?}", sim.endpoint, sim.token, sim.fingerprint);
 //! # }
 //! ```
 //!
@@ -18,7 +18,10 @@
 //! unapplied and the running HAProxy keeps serving). Virtual IPs and every HAProxy
 //! address are mapped into 127.0.0.0/8 with [`cairn_core::net::AddrMap`]; an address
 //! that does not map into loopback makes the apply fail. The control API under `/_sim/` is
-//! documented in [`control`].
+//! the kit's (`cairn_sim_kit`; it needs the API key like the REST API), plus `GET
+//! /_sim/haproxy` ([`control`]). Counters count every request by `METHOD /path`; writes are
+//! POST/PATCH/PUT/DELETE under `/api/v2` except `command_prompt`. [`api_error`] builds an
+//! injected error in the package's envelope.
 
 pub mod api;
 pub mod command;
@@ -29,20 +32,37 @@ pub mod render;
 pub mod world;
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::Router;
 use axum::http::{HeaderMap, Method};
-use axum::response::Response;
 use cairn_core::net::AddrMap;
-use cairn_core::tls::{SelfSigned, TlsTrust};
-use serde_json::json;
+use cairn_core::tls::SelfSigned;
+use cairn_sim_kit::{Fault, Kit, Route, Simulator, Spec};
+use serde_json::{Value, json};
 
+pub use cairn_sim_kit::{Counters, FaultConfig, FaultRule, SimError};
 use dataplane::DataPlane;
 use model::Subsystem;
-pub use world::{Counters, Fault, World};
+pub use world::World;
+
+/// A running pfSense simulator.
+pub type SimHandle = cairn_sim_kit::SimHandle<SimState>;
+
+/// An injected error in the package's envelope (`{code, status, response_id, message, data}`).
+pub fn api_error(status: u16, response_id: &str) -> Fault {
+    let text = axum::http::StatusCode::from_u16(status)
+        .ok()
+        .and_then(|s| s.canonical_reason())
+        .unwrap_or("error")
+        .to_ascii_lowercase();
+    Fault::error(
+        status,
+        json!({"code": status, "status": text, "response_id": response_id,
+               "message": "Fault injected by the simulator.", "data": []}),
+    )
+}
 
 /// How to start a simulator.
 #[derive(Debug, Clone)]
@@ -74,20 +94,11 @@ impl Default for SimConfig {
     }
 }
 
-/// Why a simulator could not start.
-#[derive(Debug, thiserror::Error)]
-pub enum SimError {
-    /// Binding, temp dir or TLS setup failed.
-    #[error("pfSense simulator: {0}")]
-    Io(#[from] std::io::Error),
-}
-
 /// Shared state behind the HTTP handlers.
 #[derive(Debug)]
 pub struct SimState {
     pub(crate) world: Mutex<World>,
-    pub(crate) counters: Mutex<Counters>,
-    pub(crate) faults: Mutex<Vec<Fault>>,
+    initial: World,
     pub(crate) dataplane: DataPlane,
     pub(crate) last_apply_error: Mutex<Option<String>>,
     api_key: String,
@@ -96,20 +107,10 @@ pub struct SimState {
     apply_delay: Duration,
     seq: Mutex<BTreeMap<Subsystem, u64>>,
     tokens: Mutex<std::collections::HashSet<String>>,
+    dir: tempfile::TempDir,
 }
 
 impl SimState {
-    pub(crate) fn count(&self, method: &Method, path: &str) {
-        let mut c = self.counters.lock().expect("counters");
-        *c.requests.entry(format!("{method} {path}")).or_default() += 1;
-        if *method != Method::GET
-            && path.starts_with("/api/v2/")
-            && !path.starts_with("/api/v2/diagnostics/command_prompt")
-        {
-            c.writes += 1;
-        }
-    }
-
     pub(crate) fn authorized(&self, h: &HeaderMap) -> bool {
         let key = h.get("x-api-key").and_then(|v| v.to_str().ok());
         let basic = h
@@ -138,35 +139,6 @@ impl SimState {
         let token = random_key();
         self.tokens.lock().expect("tokens").insert(token.clone());
         token
-    }
-
-    pub(crate) async fn injected_fault(&self, method: &Method, path: &str) -> Option<Response> {
-        let fault = {
-            let mut faults = self.faults.lock().expect("faults");
-            let idx = faults.iter().position(|f| {
-                path.starts_with(&f.path_prefix)
-                    && f.method
-                        .as_deref()
-                        .is_none_or(|m| m.eq_ignore_ascii_case(method.as_str()))
-            })?;
-            let f = faults[idx].clone();
-            if let Some(r) = &mut faults[idx].remaining {
-                *r = r.saturating_sub(1);
-                if *r == 0 {
-                    faults.remove(idx);
-                }
-            }
-            f
-        };
-        api::delay(fault.latency_ms).await;
-        (fault.status != 0).then(|| {
-            api::envelope(
-                fault.status,
-                fault.response_id.as_deref().unwrap_or("SIM_INJECTED_FAULT"),
-                "Fault injected by the simulator.",
-                json!([]),
-            )
-        })
     }
 
     pub(crate) fn mark_dirty(&self, sub: Subsystem) {
@@ -225,6 +197,90 @@ impl SimState {
     }
 }
 
+impl SimState {
+    /// A copy of the configuration.
+    pub fn world(&self) -> World {
+        self.world.lock().expect("world").clone()
+    }
+
+    /// Pids of the HAProxy processes alive now.
+    pub fn haproxy_pids(&self) -> Vec<u32> {
+        self.dataplane.pids()
+    }
+
+    /// The live `haproxy.cfg`.
+    pub fn haproxy_config(&self) -> String {
+        std::fs::read_to_string(self.dataplane.config_file()).unwrap_or_default()
+    }
+
+    /// The reason the last HAProxy apply failed, if it did.
+    pub fn last_apply_error(&self) -> Option<String> {
+        self.last_apply_error.lock().expect("err").clone()
+    }
+
+    /// Sends a runtime API command to the simulator's HAProxy stats socket.
+    pub async fn haproxy_runtime(&self, cmd: &str) -> Result<String, String> {
+        self.dataplane.runtime(cmd).await
+    }
+
+    /// The temp dir holding the HAProxy files.
+    pub fn dir(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+
+    /// How simulated addresses map into loopback.
+    pub fn addr_map(&self) -> &AddrMap {
+        &self.map
+    }
+
+    fn load(&self, w: World) {
+        let mut world = self.world.lock().expect("world");
+        *world = w;
+        for s in [
+            Subsystem::Haproxy,
+            Subsystem::VirtualIp,
+            Subsystem::DnsResolver,
+            Subsystem::Firewall,
+        ] {
+            world.set_dirty(s, true);
+        }
+    }
+}
+
+impl Simulator for SimState {
+    fn route(&self, method: &Method, path: &str) -> Option<Route> {
+        Some(Route {
+            route: path.to_string(),
+            write: *method != Method::GET
+                && path.starts_with("/api/v2/")
+                && !path.starts_with("/api/v2/diagnostics/command_prompt"),
+        })
+    }
+
+    fn dump_state(&self) -> Value {
+        json!(*self.world.lock().expect("world"))
+    }
+
+    /// Loads a dump; every subsystem is marked dirty (apply to take effect).
+    fn load_state(&self, state: Value) -> Result<(), String> {
+        let w: World = serde_json::from_value(state).map_err(|e| e.to_string())?;
+        self.load(w);
+        Ok(())
+    }
+
+    fn reset(&self) {
+        self.load(self.initial.clone());
+    }
+
+    fn control_allowed(&self, headers: &HeaderMap) -> bool {
+        self.authorized(headers)
+    }
+
+    fn shutdown(&self) {
+        self.dataplane.stop_all();
+    }
+}
+
 /// The simulator.
 #[derive(Debug)]
 pub struct PfSenseSim;
@@ -240,9 +296,8 @@ impl PfSenseSim {
         let api_key = config.api_key.unwrap_or_else(random_key);
         let (user, pass) = &config.basic_auth;
         let state = Arc::new(SimState {
+            initial: config.world.clone(),
             world: Mutex::new(config.world),
-            counters: Mutex::default(),
-            faults: Mutex::default(),
             dataplane: DataPlane::new(dir.path().to_path_buf(), config.haproxy_bin.clone()),
             last_apply_error: Mutex::default(),
             api_key: api_key.clone(),
@@ -251,128 +306,34 @@ impl PfSenseSim {
             apply_delay: config.apply_delay,
             seq: Mutex::default(),
             tokens: Mutex::default(),
-        });
-        let app = Router::new()
-            .merge(control::routes())
-            .fallback(api::api)
-            .with_state(state.clone());
-        let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
-        listener.set_nonblocking(true)?;
-        let addr = listener.local_addr()?;
-        let tls =
-            axum_server::tls_rustls::RustlsConfig::from_config(Arc::new(cert.server_config()));
-        let handle = axum_server::Handle::new();
-        let server = axum_server::from_tcp_rustls(listener, tls)?.handle(handle.clone());
-        tokio::spawn(async move {
-            if let Err(e) = server.serve(app.into_make_service()).await {
-                tracing::error!("pfSense simulator stopped: {e}");
-            }
-        });
-        Ok(SimHandle {
-            base_url: format!("https://127.0.0.1:{}", addr.port()),
-            addr,
-            api_key,
-            fingerprint: cert.fingerprint.clone(),
-            cert_pem: cert.cert_pem.clone(),
-            addr_map: config.addr_map,
-            state,
-            server: handle,
             dir,
-        })
-    }
-}
-
-/// A running simulator. Dropping it stops the HTTP server and kills every HAProxy process
-/// it started.
-#[derive(Debug)]
-pub struct SimHandle {
-    /// `https://127.0.0.1:<port>`.
-    pub base_url: String,
-    /// The bound address.
-    pub addr: SocketAddr,
-    /// The API key (`X-API-Key`).
-    pub api_key: String,
-    /// SHA-256 fingerprint of the server certificate (`AA:BB:…`).
-    pub fingerprint: String,
-    /// The server certificate, PEM.
-    pub cert_pem: String,
-    /// How simulated addresses map into loopback.
-    pub addr_map: AddrMap,
-    state: Arc<SimState>,
-    server: axum_server::Handle<SocketAddr>,
-    dir: tempfile::TempDir,
-}
-
-impl SimHandle {
-    /// TLS trust that pins this simulator's certificate.
-    pub fn trust(&self) -> TlsTrust {
-        TlsTrust::Fingerprint(self.fingerprint.clone())
-    }
-
-    /// The request counters.
-    pub fn counters(&self) -> Counters {
-        self.state.counters.lock().expect("counters").clone()
-    }
-
-    /// A copy of the configuration.
-    pub fn world(&self) -> World {
-        self.state.world.lock().expect("world").clone()
-    }
-
-    /// Zeroes the request counters.
-    pub fn reset_counters(&self) {
-        *self.state.counters.lock().expect("counters") = Counters::default();
-    }
-
-    /// Replaces the injected faults.
-    pub fn set_faults(&self, faults: Vec<Fault>) {
-        *self.state.faults.lock().expect("faults") = faults;
-    }
-
-    /// Pids of the HAProxy processes alive now.
-    pub fn haproxy_pids(&self) -> Vec<u32> {
-        self.state.dataplane.pids()
-    }
-
-    /// The live `haproxy.cfg`.
-    pub fn haproxy_config(&self) -> String {
-        std::fs::read_to_string(self.state.dataplane.config_file()).unwrap_or_default()
-    }
-
-    /// The reason the last HAProxy apply failed, if it did.
-    pub fn last_apply_error(&self) -> Option<String> {
-        self.state.last_apply_error.lock().expect("err").clone()
-    }
-
-    /// Sends a runtime API command to the simulator's HAProxy stats socket.
-    pub async fn haproxy_runtime(&self, cmd: &str) -> Result<String, String> {
-        self.state.dataplane.runtime(cmd).await
-    }
-
-    /// The temp dir holding the HAProxy files.
-    pub fn dir(&self) -> &std::path::Path {
-        self.dir.path()
-    }
-
-    /// Environment variables that point the provider at this simulator.
-    pub fn env(&self) -> Vec<(String, String)> {
-        vec![
-            ("PFSENSE_URL".into(), self.base_url.clone()),
-            ("PFSENSE_API_KEY".into(), self.api_key.clone()),
-            ("PFSENSE_TLS_FINGERPRINT".into(), self.fingerprint.clone()),
+        });
+        let api = Router::new().fallback(api::api).with_state(state.clone());
+        let handle = cairn_sim_kit::start(
+            Kit::default(),
+            state.clone(),
+            Spec {
+                name: "pfsense",
+                tls: Some(cert),
+                base_path: "",
+                token: api_key,
+                basic_auth: Some(config.basic_auth.clone()),
+                api,
+                control: control::routes(state),
+            },
+        )
+        .await?;
+        let env = [
+            ("PFSENSE_URL", handle.endpoint.clone()),
+            ("PFSENSE_API_KEY", handle.token.clone()),
             (
-                cairn_core::net::ADDR_MAP_ENV.into(),
-                self.addr_map.to_string(),
+                "PFSENSE_TLS_FINGERPRINT",
+                handle.fingerprint.clone().unwrap_or_default(),
             ),
-            (cairn_core::net::LOOPBACK_ONLY_ENV.into(), "1".into()),
-        ]
-    }
-}
-
-impl Drop for SimHandle {
-    fn drop(&mut self) {
-        self.server.shutdown();
-        self.state.dataplane.stop_all();
+            (cairn_core::net::ADDR_MAP_ENV, config.addr_map.to_string()),
+            (cairn_core::net::LOOPBACK_ONLY_ENV, "1".into()),
+        ];
+        Ok(handle.with_env(env))
     }
 }
 

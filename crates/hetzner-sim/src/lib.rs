@@ -1,9 +1,11 @@
-//! A faithful simulator of the Hetzner Cloud API (feature `sim`), good enough that the
-//! official `hcloud` Python library cannot tell it from the real thing.
+//! A faithful simulator of the Hetzner Cloud API, good enough that the official `hcloud`
+//! Python library cannot tell it from the real thing. It imports nothing from the provider
+//! crate `cairn-hetzner`: it is the independent oracle that provider is tested against.
 //!
 //! Start it with [`HetznerSim::start`]; it listens on `127.0.0.1:<random port>` and stops when
-//! the returned [`SimHandle`] is dropped. `base_url` ends in `/v1`, ready for
-//! `HCLOUD_ENDPOINT` or the Python client's `api_endpoint`.
+//! the returned [`SimHandle`] (the kit's handle over [`HetznerState`]) is dropped. Its
+//! `endpoint` ends in `/v1`, ready for `HCLOUD_ENDPOINT` or the Python client's
+//! `api_endpoint`; `env()` holds `HCLOUD_ENDPOINT` and `HCLOUD_TOKEN`.
 //!
 //! # Behaviour
 //! - Bearer auth with the configured token (401 `unauthorized` otherwise).
@@ -13,31 +15,32 @@
 //!   and `sort` on lists.
 //! - Actions run for [`SimConfig::action_time`] and lock their resources meanwhile
 //!   (423 `locked`).
-//! - Public IPs from documentation ranges (203.0.113.0/24, 198.51.100.0/24, 192.0.2.0/24,
-//!   2001:db8::/32); private IPs from the network's subnets; LB target `health_status`
-//!   follows the target server's power state.
+//! - Public IPv4s from a pool of never-routed ranges ([`Capacities::public_ipv4_pools`]: by
+//!   default the documentation ranges 203.0.113.0/24, 198.51.100.0/24, 192.0.2.0/24, then the
+//!   benchmarking range 198.18.0.0/15, about 132,000 addresses); IPv6 from 2001:db8::/32;
+//!   private IPs from the network's subnets; LB target `health_status` follows the target
+//!   server's power state.
 //! - Rate limit headers (`RateLimit-Limit/Remaining/Reset`) and 429 `rate_limit_exceeded`
-//!   from a token bucket ([`SimConfig::rate_limit`], [`SimConfig::rate_refill_per_sec`]).
-//! - Deterministic fault injection ([`FaultConfig`]): latency, 429, 503, `locked`, dropped
-//!   responses (the request is applied, the connection dies before the body), and actions
-//!   that end in `error`.
+//!   from a token bucket (3600 requests, refilled 1/s, like the real API; settable).
+//! - Deterministic fault injection through the kit ([`FaultConfig`]): latency, injected
+//!   errors, connection resets and dropped responses (`Fault::Drop`: the request is applied,
+//!   the connection dies before the body), plus Hetzner's own [`HetznerFault`]s: 429, 503,
+//!   `locked`, and actions that end in `error`.
 //! - One deliberate divergence from the spec: `DELETE /load_balancers/{id}` answers 200 with
 //!   an action, as the live API does and the official Python client expects.
 //!
 //! # Control API (no auth, loopback only)
-//! | request | effect |
-//! | --- | --- |
-//! | `GET /_sim/counters` | [`Counters`]: `total`, `writes`, `by_route` (`"POST /v1/servers/{id}/actions/poweroff"`), `faults` |
-//! | `DELETE /_sim/counters` | reset the counters (204) |
-//! | `GET /_sim/faults` / `PUT /_sim/faults` | read / set the [`FaultConfig`] JSON (`seed`, `rate`, `kinds`, `latency_ms`) |
-//! | `GET /_sim/state` / `PUT /_sim/state` | dump / load the whole project as JSON (the fixture format, [`World`]) |
+//! The kit's `/_sim/` API (`cairn_sim_kit`): counters (routes like
+//! `"POST /v1/servers/{id}/actions/poweroff"`), faults, state (the fixture format, [`World`]),
+//! reset, and capacities ([`Capacities`]: `rate_limit`, `rate_refill_per_sec`,
+//! `public_ipv4_pools`; read-only `public_ipv4_capacity`).
 //!
 //! A fixture (the same JSON as `GET /_sim/state`) can seed the state at start
 //! ([`SimConfig::fixture`], or a file with [`SimConfig::with_fixture_file`]).
 
 mod actions;
 mod catalog;
-mod control;
+mod cidr;
 pub mod faults;
 mod firewalls;
 pub mod fixtures;
@@ -51,21 +54,26 @@ mod volumes;
 pub mod world;
 mod zones;
 
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::body::{Body, Bytes};
+use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
+use cairn_sim_kit::{Injected, Kit, Route, Simulator, Spec};
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-pub use faults::{Counters, Fault, FaultConfig};
+pub use cairn_sim_kit::{Counters, Fault, FaultConfig, SimError};
+pub use faults::HetznerFault;
 pub use world::World;
 
-use faults::{Injector, RateBucket};
+use faults::RateBucket;
 use http::{ApiErr, Query};
+
+/// A running Hetzner simulator.
+pub type SimHandle = cairn_sim_kit::SimHandle<HetznerState>;
 
 /// Simulator settings.
 #[derive(Clone)]
@@ -74,14 +82,38 @@ pub struct SimConfig {
     pub token: String,
     /// How long every action runs (and locks its resources).
     pub action_time: Duration,
-    /// Rate-limit bucket size (`RateLimit-Limit`), 3600 like the real API.
-    pub rate_limit: u32,
-    /// Refill per second (1 like the real API).
-    pub rate_refill_per_sec: f64,
+    /// Capacities and budgets (also settable through `/_sim/capacities`).
+    pub capacities: Capacities,
     /// Initial fault injection.
     pub faults: FaultConfig,
     /// Initial state (the `GET /_sim/state` format).
     pub fixture: Option<Value>,
+}
+
+/// Capacities and budgets of the simulated project, the JSON of `/_sim/capacities`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Capacities {
+    /// Rate-limit bucket size (`RateLimit-Limit`), 3600 like the real API.
+    pub rate_limit: u32,
+    /// Bucket refill per second (1 like the real API).
+    pub rate_refill_per_sec: f64,
+    /// The ranges public IPv4s come from, in order (each range's first two and last
+    /// addresses are never handed out).
+    pub public_ipv4_pools: Vec<String>,
+}
+
+impl Default for Capacities {
+    fn default() -> Self {
+        Capacities {
+            rate_limit: 3600,
+            rate_refill_per_sec: 1.0,
+            public_ipv4_pools: world::DEFAULT_V4_POOLS
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+        }
+    }
 }
 
 impl std::fmt::Debug for SimConfig {
@@ -89,7 +121,7 @@ impl std::fmt::Debug for SimConfig {
         f.debug_struct("SimConfig")
             .field("token", &"<redacted>")
             .field("action_time", &self.action_time)
-            .field("rate_limit", &self.rate_limit)
+            .field("capacities", &self.capacities)
             .field("faults", &self.faults)
             .finish_non_exhaustive()
     }
@@ -112,23 +144,11 @@ impl Default for SimConfig {
         SimConfig {
             token: "sim".repeat(21) + "x",
             action_time: Duration::from_millis(100),
-            rate_limit: 3600,
-            rate_refill_per_sec: 1.0,
+            capacities: Capacities::default(),
             faults: FaultConfig::default(),
             fixture: None,
         }
     }
-}
-
-/// Errors starting the simulator.
-#[derive(Debug, thiserror::Error)]
-pub enum SimError {
-    /// Binding or serving failed.
-    #[error("simulator I/O: {0}")]
-    Io(#[from] std::io::Error),
-    /// The fixture is not valid state JSON.
-    #[error("bad fixture: {0}")]
-    Fixture(#[from] serde_json::Error),
 }
 
 /// One parsed API request, handed to the per-collection handlers.
@@ -144,12 +164,21 @@ pub struct Req {
     pub body: Value,
 }
 
-pub(crate) struct Shared {
+/// The simulator's state behind the kit: the project, the rate-limit bucket, capacities.
+pub struct HetznerState {
     token: String,
     world: Mutex<World>,
-    counters: Mutex<Counters>,
-    faults: Mutex<Injector>,
     bucket: Mutex<RateBucket>,
+    capacities: Mutex<Capacities>,
+    initial: Value,
+    initial_capacities: Capacities,
+    action_time: Duration,
+}
+
+impl std::fmt::Debug for HetznerState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HetznerState").finish_non_exhaustive()
+    }
 }
 
 /// The simulator.
@@ -163,114 +192,137 @@ impl HetznerSim {
             None => World::default(),
         };
         world.action_time = cfg.action_time;
-        let shared = Arc::new(Shared {
+        world.set_v4_pools(&cfg.capacities.public_ipv4_pools)?;
+        let initial = serde_json::to_value(&world)?;
+        let state = Arc::new(HetznerState {
             token: cfg.token.clone(),
             world: Mutex::new(world),
-            counters: Mutex::new(Counters::default()),
-            faults: Mutex::new(Injector::new(cfg.faults.clone())),
-            bucket: Mutex::new(RateBucket::new(cfg.rate_limit, cfg.rate_refill_per_sec)),
+            bucket: Mutex::new(RateBucket::new(
+                cfg.capacities.rate_limit,
+                cfg.capacities.rate_refill_per_sec,
+            )),
+            capacities: Mutex::new(cfg.capacities.clone()),
+            initial,
+            initial_capacities: cfg.capacities.clone(),
+            action_time: cfg.action_time,
         });
-        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
-        let addr = listener.local_addr()?;
-        let app = axum::Router::new()
+        let api = axum::Router::new()
             .fallback(entry)
-            .with_state(shared.clone());
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(async move {
-            let r = axum::serve(listener, app)
-                .with_graceful_shutdown(async {
-                    let _ = rx.await;
-                })
-                .await;
-            if let Err(e) = r {
-                tracing::warn!("hetzner simulator stopped: {e}");
-            }
-        });
-        tracing::info!(%addr, "hetzner simulator listening");
-        Ok(SimHandle {
-            base_url: format!("http://{addr}/v1"),
-            token: cfg.token,
-            addr,
-            shared,
-            stop: Some(tx),
-        })
+            .with_state(state.clone());
+        let handle = cairn_sim_kit::start(
+            Kit::new(cfg.faults),
+            state,
+            Spec {
+                name: "hetzner",
+                tls: None,
+                base_path: "/v1",
+                token: cfg.token,
+                basic_auth: None,
+                api,
+                control: axum::Router::new(),
+            },
+        )
+        .await?;
+        let env = [
+            ("HCLOUD_ENDPOINT", handle.endpoint.clone()),
+            ("HCLOUD_TOKEN", handle.token.clone()),
+        ];
+        Ok(handle.with_env(env))
     }
 }
 
-/// A running simulator; stops when dropped.
-pub struct SimHandle {
-    /// `http://127.0.0.1:<port>/v1`.
-    pub base_url: String,
-    /// The token clients must send.
-    pub token: String,
-    /// The listening address.
-    pub addr: SocketAddr,
-    shared: Arc<Shared>,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-}
-
-impl std::fmt::Debug for SimHandle {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SimHandle")
-            .field("base_url", &self.base_url)
-            .field("token", &"<redacted>")
-            .finish()
-    }
-}
-
-impl SimHandle {
-    /// `http://127.0.0.1:<port>`, the root of the control API (`/_sim/...`).
-    pub fn root_url(&self) -> String {
-        format!("http://{}", self.addr)
-    }
-
-    /// A snapshot of the request counters.
-    pub fn counters(&self) -> Counters {
-        lock(&self.shared.counters).clone()
-    }
-
-    /// Resets the request counters.
-    pub fn reset_counters(&self) {
-        *lock(&self.shared.counters) = Counters::default();
-    }
-
-    /// Replaces the fault injection settings (and restarts the generator from its seed).
-    pub fn set_faults(&self, f: FaultConfig) {
-        *lock(&self.shared.faults) = Injector::new(f);
+impl HetznerState {
+    /// Runs `f` on the state (e.g. to power a server off behind the API's back).
+    pub fn with_world<T>(&self, f: impl FnOnce(&mut World) -> T) -> T {
+        let mut w = lock(&self.world);
+        w.version += 1;
+        f(&mut w)
     }
 
     /// Sets the rate-limit bucket (full).
     pub fn set_rate_limit(&self, limit: u32, refill_per_sec: f64) {
-        *lock(&self.shared.bucket) = RateBucket::new(limit, refill_per_sec);
+        let mut c = lock(&self.capacities);
+        c.rate_limit = limit;
+        c.rate_refill_per_sec = refill_per_sec;
+        *lock(&self.bucket) = RateBucket::new(limit, refill_per_sec);
     }
 
-    /// Dumps the state (fixture format).
-    pub fn dump_state(&self) -> Value {
-        serde_json::to_value(&*lock(&self.shared.world)).unwrap_or(Value::Null)
+    fn apply_capacities(&self, c: Capacities) -> Result<(), String> {
+        if !(c.rate_refill_per_sec >= 0.0 && c.rate_refill_per_sec.is_finite()) {
+            return Err("rate_refill_per_sec must be a non-negative number".into());
+        }
+        lock(&self.world)
+            .set_v4_pools(&c.public_ipv4_pools)
+            .map_err(|e| e.to_string())?;
+        let mut cur = lock(&self.capacities);
+        if (cur.rate_limit, cur.rate_refill_per_sec) != (c.rate_limit, c.rate_refill_per_sec) {
+            *lock(&self.bucket) = RateBucket::new(c.rate_limit, c.rate_refill_per_sec);
+        }
+        *cur = c;
+        Ok(())
+    }
+}
+
+impl Simulator for HetznerState {
+    fn route(&self, method: &Method, path: &str) -> Option<Route> {
+        let rest = path.strip_prefix("/v1/")?;
+        let segs: Vec<String> = rest
+            .split('/')
+            .filter(|s| !s.is_empty())
+            .map(String::from)
+            .collect();
+        Some(Route::new(method, route_of(&segs)))
+    }
+
+    fn dump_state(&self) -> Value {
+        serde_json::to_value(&*lock(&self.world)).unwrap_or(Value::Null)
     }
 
     /// Loads a state (fixture format); running actions are dropped.
-    pub fn load_state(&self, v: Value) -> Result<(), SimError> {
-        let mut w: World = serde_json::from_value(v)?;
-        let mut cur = lock(&self.shared.world);
+    fn load_state(&self, state: Value) -> Result<(), String> {
+        let mut w: World = serde_json::from_value(state).map_err(|e| e.to_string())?;
+        let mut cur = lock(&self.world);
         w.action_time = cur.action_time;
+        w.v4_pools = cur.v4_pools.clone();
+        w.version = cur.version + 1;
         *cur = w;
         Ok(())
     }
 
-    /// Runs `f` on the state (e.g. to power a server off behind the API's back).
-    pub fn with_world<T>(&self, f: impl FnOnce(&mut World) -> T) -> T {
-        let mut w = lock(&self.shared.world);
-        w.version += 1;
-        f(&mut w)
+    fn reset(&self) {
+        let _ = self.apply_capacities(self.initial_capacities.clone());
+        let mut w: World = serde_json::from_value(self.initial.clone()).unwrap_or_default();
+        let mut cur = lock(&self.world);
+        w.action_time = self.action_time;
+        w.v4_pools = cur.v4_pools.clone();
+        w.version = cur.version + 1;
+        *cur = w;
     }
-}
 
-impl Drop for SimHandle {
-    fn drop(&mut self) {
-        if let Some(tx) = self.stop.take() {
-            let _ = tx.send(());
+    fn capacities(&self) -> Value {
+        let c = lock(&self.capacities).clone();
+        let mut v = serde_json::to_value(&c).unwrap_or_default();
+        v["public_ipv4_capacity"] = lock(&self.world).v4_capacity().into();
+        v
+    }
+
+    fn set_capacities(&self, changes: Value) -> Result<(), String> {
+        let Value::Object(changes) = changes else {
+            return Err("capacities must be a JSON object".into());
+        };
+        let mut merged =
+            serde_json::to_value(lock(&self.capacities).clone()).map_err(|e| e.to_string())?;
+        for (k, v) in changes {
+            if k == "public_ipv4_capacity" {
+                return Err("public_ipv4_capacity follows from public_ipv4_pools".into());
+            }
+            if merged.get(&k).is_none() {
+                return Err(format!("unknown capacity {k:?}"));
+            }
+            merged[k] = v;
         }
+        let c: Capacities = serde_json::from_value(merged).map_err(|e| e.to_string())?;
+        self.apply_capacities(c)
     }
 }
 
@@ -301,11 +353,9 @@ fn route_of(segs: &[String]) -> String {
     out
 }
 
-async fn entry(State(sh): State<Arc<Shared>>, req: Request) -> Response {
+/// Serves one API request (counted, delayed and possibly faulted by the kit already).
+async fn entry(State(sh): State<Arc<HetznerState>>, req: Request) -> Response {
     let path = req.uri().path().to_string();
-    if let Some(rest) = path.strip_prefix("/_sim/") {
-        return control::handle(&sh, req.method().clone(), rest.to_string(), req).await;
-    }
     let Some(rest) = path.strip_prefix("/v1/") else {
         return ApiErr::not_found("route").into_response();
     };
@@ -315,22 +365,21 @@ async fn entry(State(sh): State<Arc<Shared>>, req: Request) -> Response {
         .map(String::from)
         .collect();
     let method = req.method().clone();
-    lock(&sh.counters).count(method.as_str(), &route_of(&segs));
-    let (fault, latency) = {
-        let mut inj = lock(&sh.faults);
-        (inj.draw(), inj.config.latency_ms)
-    };
-    if latency > 0 {
-        tokio::time::sleep(Duration::from_millis(latency)).await;
-    }
+    let fault = req
+        .extensions()
+        .get::<Injected>()
+        .and_then(|Injected(n)| HetznerFault::from_name(n));
     let authed = req
         .headers()
         .get("authorization")
         .and_then(|h| h.to_str().ok())
         .and_then(|h| h.strip_prefix("Bearer "))
         .is_some_and(|t| t == sh.token);
-    let (allowed, remaining, reset) = lock(&sh.bucket).take();
-    let limit = lock(&sh.bucket).limit;
+    let (allowed, remaining, reset, limit) = {
+        let mut b = lock(&sh.bucket);
+        let (allowed, remaining, reset) = b.take();
+        (allowed, remaining, reset, b.limit)
+    };
     let mut resp = if !authed {
         ApiErr::new(401, "unauthorized", "unable to authenticate").into_response()
     } else if !allowed {
@@ -342,30 +391,24 @@ async fn entry(State(sh): State<Arc<Shared>>, req: Request) -> Response {
         .into_response()
     } else {
         let injected = match fault {
-            Some(Fault::RateLimit) => Some(ApiErr::new(
+            Some(HetznerFault::RateLimit) => Some(ApiErr::new(
                 429,
                 "rate_limit_exceeded",
                 "limit of requests per hour reached",
             )),
-            Some(Fault::Unavailable) => Some(ApiErr::new(
+            Some(HetznerFault::Unavailable) => Some(ApiErr::new(
                 503,
                 "unavailable",
                 "service temporarily unavailable",
             )),
-            Some(Fault::Locked) if method != Method::GET => Some(ApiErr::locked()),
-            Some(Fault::Locked) => Some(ApiErr::new(
+            Some(HetznerFault::Locked) if method != Method::GET => Some(ApiErr::locked()),
+            Some(HetznerFault::Locked) => Some(ApiErr::new(
                 503,
                 "unavailable",
                 "service temporarily unavailable",
             )),
             _ => None,
         };
-        if let Some(f) = fault {
-            *lock(&sh.counters)
-                .faults
-                .entry(format!("{f:?}").to_lowercase())
-                .or_default() += 1;
-        }
         match injected {
             Some(e) => e.into_response(),
             None => {
@@ -396,7 +439,7 @@ async fn entry(State(sh): State<Arc<Shared>>, req: Request) -> Response {
                             }
                             let before = w.last_id;
                             let out = dispatch(&mut w, &r);
-                            if fault == Some(Fault::ActionError) {
+                            if fault == Some(HetznerFault::ActionError) {
                                 for (_, a) in w.actions.range_mut(before + 1..) {
                                     a.error = Some((
                                         "action_failed".into(),
@@ -416,7 +459,7 @@ async fn entry(State(sh): State<Arc<Shared>>, req: Request) -> Response {
         }
     };
     // An injected 429 looks like an exhausted budget that refills within a second.
-    let (remaining, reset) = if authed && allowed && fault == Some(Fault::RateLimit) {
+    let (remaining, reset) = if authed && allowed && fault == Some(HetznerFault::RateLimit) {
         (0, faults::unix_now() + 1)
     } else {
         (remaining, reset)
@@ -425,17 +468,6 @@ async fn entry(State(sh): State<Arc<Shared>>, req: Request) -> Response {
     h.insert("RateLimit-Limit", HeaderValue::from(limit));
     h.insert("RateLimit-Remaining", HeaderValue::from(remaining));
     h.insert("RateLimit-Reset", HeaderValue::from(reset));
-    if fault == Some(Fault::Drop) && resp.status().is_success()
-        || fault == Some(Fault::Drop) && resp.status().is_client_error()
-    {
-        let (parts, _) = resp.into_parts();
-        let broken = futures::stream::once(async {
-            Err::<Bytes, std::io::Error>(std::io::Error::other(
-                "connection dropped by fault injection",
-            ))
-        });
-        return Response::from_parts(parts, Body::from_stream(broken));
-    }
     resp
 }
 

@@ -1,4 +1,4 @@
-//! The REST v2 surface: envelope, auth, faults, counters, CRUD over the models (singular by
+//! The REST v2 surface: envelope, auth, CRUD over the models (singular by
 //! `id`, plural with filters/limit/offset), apply endpoints and `command_prompt`.
 
 #![allow(clippy::result_large_err)] // handlers return ready-made error responses
@@ -110,10 +110,6 @@ pub async fn api(
     body: Bytes,
 ) -> Response {
     let path = uri.path().to_string();
-    st.count(&method, &path);
-    if let Some(resp) = st.injected_fault(&method, &path).await {
-        return resp;
-    }
     if !st.authorized(&headers) {
         return envelope(
             401,

@@ -16,7 +16,24 @@ use crate::propstr;
 
 type ApiResult = Result<Value, ApiError>;
 
-/// Serves one request to the real API.
+/// The decoded path segments after `/api2/json`, or `None` for a path outside the API.
+pub(crate) fn segments(path: &str) -> Option<Vec<String>> {
+    let rest = path.strip_prefix("/api2/json")?;
+    Some(
+        rest.split('/')
+            .filter(|s| !s.is_empty())
+            .map(|s| {
+                form_urlencoded::parse(format!("x={}", s.replace('+', "%2B")).as_bytes())
+                    .next()
+                    .map(|(_, v)| v.into_owned())
+                    .unwrap_or_default()
+            })
+            .collect(),
+    )
+}
+
+/// Serves one request to the real API (counted, delayed and possibly faulted by the kit
+/// already; `injected` names a simulator-specific fault the kit drew for it).
 pub(crate) async fn handle(
     shared: &Arc<Shared>,
     method: Method,
@@ -24,42 +41,19 @@ pub(crate) async fn handle(
     query: Option<&str>,
     headers: &HeaderMap,
     body: &[u8],
+    injected: Option<&str>,
 ) -> Response {
     let not_impl =
         || ApiError::new(501, format!("Method '{method} {path}' not implemented")).into_response();
-    let Some(rest) = path.strip_prefix("/api2/json") else {
+    let Some(segs) = segments(path) else {
         return not_impl();
     };
-    let segs: Vec<String> = rest
-        .split('/')
-        .filter(|s| !s.is_empty())
-        .map(|s| {
-            form_urlencoded::parse(format!("x={}", s.replace('+', "%2B")).as_bytes())
-                .next()
-                .map(|(_, v)| v.into_owned())
-                .unwrap_or_default()
-        })
-        .collect();
     let segs: Vec<&str> = segs.iter().map(String::as_str).collect();
     let Some(route) = route_of(&method, &segs) else {
         return not_impl();
     };
-    *shared
-        .counters
-        .lock()
-        .expect("counters")
-        .entry(format!("{method} {route}"))
-        .or_default() += 1;
     tracing::debug!(%method, route, "proxmox sim request");
 
-    let faults = shared.faults();
-    if faults.latency_ms > 0 {
-        tokio::time::sleep(Duration::from_millis(faults.latency_ms)).await;
-    }
-    if faults.error_rate > 0.0 && shared.roll() < faults.error_rate {
-        shared.injected("error");
-        return ApiError::internal("injected fault: internal server error").into_response();
-    }
     let params = match http::params(&method, query, headers, body) {
         Ok(p) => p,
         Err(e) => return e.into_response(),
@@ -78,13 +72,7 @@ pub(crate) async fn handle(
         }
     };
     let write = method != Method::GET;
-    if write
-        && segs.len() >= 4
-        && segs[2] == "qemu"
-        && faults.lock_contention_rate > 0.0
-        && shared.roll() < faults.lock_contention_rate
-    {
-        shared.injected("lock");
+    if write && segs.len() >= 4 && segs[2] == "qemu" && injected == Some("lock") {
         tokio::time::sleep(shared.lock_timeout).await;
         return lock_timeout(segs[3]).into_response();
     }
@@ -107,7 +95,7 @@ fn lock_timeout(vmid: &str) -> ApiError {
 }
 
 /// The route template of a path, or `None` (→ 501).
-fn route_of(method: &Method, s: &[&str]) -> Option<&'static str> {
+pub(crate) fn route_of(method: &Method, s: &[&str]) -> Option<&'static str> {
     let m = method.as_str();
     Some(match (m, s) {
         ("GET", ["version"]) => "/version",

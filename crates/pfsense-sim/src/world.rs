@@ -1,5 +1,5 @@
 //! The simulated configuration (`config.xml` as JSON collections), per-subsystem dirty
-//! flags, request counters and fault injection: everything `/_sim/state` dumps and loads.
+//! flags: everything `/_sim/state` dumps and loads.
 
 use std::collections::BTreeMap;
 
@@ -64,35 +64,4 @@ impl World {
     pub fn set_dirty(&mut self, s: Subsystem, dirty: bool) {
         self.dirty.insert(s, dirty);
     }
-}
-
-/// One injected fault: matching requests get this answer instead of the real one.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct Fault {
-    /// HTTP method to match (any when absent).
-    #[serde(default)]
-    pub method: Option<String>,
-    /// Path prefix to match, e.g. `/api/v2/services/haproxy`.
-    pub path_prefix: String,
-    /// Status to answer with (0 = only add latency, then serve normally).
-    #[serde(default)]
-    pub status: u16,
-    /// The `response_id` of the injected error.
-    #[serde(default)]
-    pub response_id: Option<String>,
-    /// Delay before answering, in milliseconds.
-    #[serde(default)]
-    pub latency_ms: u64,
-    /// How many requests this fault still applies to (forever when absent).
-    #[serde(default)]
-    pub remaining: Option<u32>,
-}
-
-/// Requests seen, by `METHOD /path`, plus the number of writes to the REST API.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
-pub struct Counters {
-    /// Count per `METHOD /path` (query string excluded).
-    pub requests: BTreeMap<String, u64>,
-    /// POST/PATCH/PUT/DELETE under `/api/v2`, except `command_prompt` (read-only commands).
-    pub writes: u64,
 }

@@ -21,7 +21,7 @@ use super::Shared;
 pub struct ApiserverConfig {
     /// How VM addresses map into loopback, e.g. `10.0.0.0/8=127.0.0.0/8`.
     pub addr_map: AddrMap,
-    /// Port to listen on (0 = any; see [`super::SimHandle::apiserver_addr`]).
+    /// Port to listen on (0 = any; see [`super::ProxmoxState::apiserver_addr`]).
     pub port: u16,
     /// Time from VM start until `/readyz` answers 200.
     pub boot_delay: Duration,

@@ -1,0 +1,422 @@
+//! A faithful Proxmox VE API simulator: HTTPS on 127.0.0.1 with a
+//! certificate generated at start, serving `/api2/json` as pveproxy does.
+//!
+//! # Real API (under `/api2/json`)
+//! `/version`, `/access/ticket`, `/cluster/resources`, `/cluster/nextid`, `/nodes`,
+//! `/nodes/{node}/status`, `/nodes/{node}/qemu` (list, create), and per VM `clone`,
+//! `config` (GET/POST/PUT), `pending`, `resize`, `status/current`, `status/start|stop|shutdown`,
+//! `DELETE` (destroy), plus `/nodes/{node}/tasks/{upid}/status|log`.
+//!
+//! Behaviour follows `shared/API-NOTES.md`: token auth (`PVEAPIToken=user@realm!id=secret`)
+//! or ticket cookie + `CSRFPreventionToken` on writes; form or JSON bodies; booleans 1/0;
+//! `{"data": …}` envelopes (also `null`); the error message as HTTP reason phrase;
+//! `400 Parameter verification failed.` with `errors`; a missing VM is `500 Configuration
+//! file 'nodes/N/qemu-server/ID.conf' does not exist`; unknown routes and bodies on GET are
+//! 501. Async work returns a UPID whose task stops after a configurable time, with
+//! `exitstatus` only once stopped. A clone holds `lock: clone` until its task ends; a second
+//! clone of the same source while one runs fails with `can't lock file
+//! '/var/lock/qemu-server/lock-<source>.conf' - got timeout`. Writes accept a `digest` and
+//! fail with a checksum mismatch when the config changed. Tags are normalised (lowercase,
+//! dedup, sorted, `;`); `sshkeys` must be percent-encoded; changes to a running VM that need
+//! a restart go to the pending config (returned by `GET config` unless `current=1`).
+//!
+//! # Control API (under `/_sim/`, no auth, never counted)
+//! The kit's `/_sim/` API (`cairn_sim_kit`): counters by route without the `/api2/json`
+//! prefix (`"GET /cluster/resources"`), faults (this simulator's own, [`SimFaults`], under
+//! `sim`; [`Faults`] builds a whole setting), state (the [`World`] as JSON), reset.
+//!
+//! # Data plane
+//! With [`SimConfig::apiserver`] set, every running VM with an `ipconfig0` address serves a
+//! fake apiserver `GET /readyz` over HTTPS on its loopback-mapped address (10.0.20.110 →
+//! 127.0.20.110:6443): 503 until the boot delay has passed since the VM started, then 200;
+//! or never, for VMs listed in `never_ready`.
+//!
+//! # Rust API
+//! [`ProxmoxSim::start`] takes a [`SimConfig`] and returns a [`SimHandle`] (the kit's handle
+//! over [`ProxmoxState`]) with the endpoint, the API token, `root@pam`'s password as
+//! `basic_auth`, the certificate (PEM and SHA-256 fingerprint) and `env()`
+//! (`PROXMOX_VE_ENDPOINT`, `PROXMOX_VE_API_TOKEN`, `PROXMOX_VE_FINGERPRINT`; with fake
+//! apiservers also `K8S_CA_FILE`, the address map and the loopback-only switch); dropping it
+//! stops the server and the apiservers.
+
+mod api;
+mod apiserver;
+mod http;
+mod propstr;
+pub mod world;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, Method, Uri};
+use axum::response::Response;
+use cairn_sim_kit::{Fault, FaultConfig, FaultRule, Injected, Kit, Route, Simulator, Spec};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+pub use apiserver::ApiserverConfig;
+pub use cairn_sim_kit::{Counters, SimError};
+pub use world::World;
+
+/// A running Proxmox simulator.
+pub type SimHandle = cairn_sim_kit::SimHandle<ProxmoxState>;
+
+/// Environment variable naming the CA file that fake apiservers' certificates chain to.
+pub const K8S_CA_FILE_ENV: &str = "K8S_CA_FILE";
+
+/// Faults in the shape tests think in; converts into the kit's [`FaultConfig`]: the rates
+/// become rules (a 500 `injected fault`, and `lock` on writes under `/nodes/`), the task
+/// failures and tampering go to the simulator's own part ([`SimFaults`]).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct Faults {
+    /// Seed of the fault generator.
+    pub seed: u64,
+    /// Added latency per API request, milliseconds.
+    pub latency_ms: u64,
+    /// Probability (0..1) that a request fails with `500 injected fault`.
+    pub error_rate: f64,
+    /// Probability (0..1) that a write on a VM fails with `can't lock file … got timeout`.
+    pub lock_contention_rate: f64,
+    /// The next tasks of these kinds fail with the given exit status.
+    pub fail_tasks: Vec<TaskFault>,
+    /// Out-of-band edits applied just before the next config write to their VM (each once),
+    /// to provoke a checksum mismatch deterministically.
+    pub tamper: Vec<Tamper>,
+}
+
+/// The fault a 500 `injected fault` is: pveproxy's envelope and reason phrase.
+pub fn injected_error() -> Fault {
+    let message = "injected fault: internal server error";
+    Fault::Error {
+        status: 500,
+        body: json!({"data": null, "message": format!("{message}\n")}),
+        reason: Some(message.into()),
+    }
+}
+
+impl From<Faults> for FaultConfig {
+    fn from(f: Faults) -> FaultConfig {
+        let mut rules = Vec::new();
+        if f.error_rate > 0.0 {
+            rules.push(FaultRule {
+                rate: f.error_rate,
+                fault: Some(injected_error()),
+                ..FaultRule::default()
+            });
+        }
+        if f.lock_contention_rate > 0.0 {
+            rules.push(FaultRule {
+                methods: vec!["POST".into(), "PUT".into(), "DELETE".into()],
+                path_prefix: "/api2/json/nodes/".into(),
+                rate: f.lock_contention_rate,
+                fault: Some(Fault::sim("lock")),
+                ..FaultRule::default()
+            });
+        }
+        FaultConfig {
+            seed: f.seed,
+            latency_ms: f.latency_ms,
+            rules,
+            sim: serde_json::to_value(SimFaults {
+                fail_tasks: f.fail_tasks,
+                tamper: f.tamper,
+            })
+            .unwrap_or_default(),
+            ..FaultConfig::default()
+        }
+    }
+}
+
+/// This simulator's own faults (the `sim` member of `/_sim/faults`). The kit's fault
+/// `"lock"` (a `Fault::Sim`) makes a write on a VM fail with `can't lock file … got timeout`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct SimFaults {
+    /// The next tasks of these kinds fail with the given exit status.
+    pub fail_tasks: Vec<TaskFault>,
+    /// Out-of-band edits applied just before the next config write to their VM (each once).
+    pub tamper: Vec<Tamper>,
+}
+
+/// Sets `key = value` in VM `vmid`'s config right before the next config write to it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Tamper {
+    /// The VM.
+    pub vmid: u32,
+    /// Config key.
+    pub key: String,
+    /// New raw value.
+    pub value: String,
+}
+
+/// Makes the next `count` tasks of `kind` (e.g. `qmclone`) fail with `message`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct TaskFault {
+    /// Task type, e.g. `qmclone`, `qmstart`.
+    pub kind: String,
+    /// The task's exit status (its error text).
+    pub message: String,
+    /// How many tasks fail.
+    pub count: u32,
+}
+
+/// How to start the simulator.
+#[derive(Debug, Clone)]
+pub struct SimConfig {
+    /// The world to serve.
+    pub world: World,
+    /// The API token, `user@realm!tokenid=secret`.
+    pub token: String,
+    /// Password of `root@pam` for ticket auth.
+    pub password: String,
+    /// How long ordinary tasks (start, stop, config, resize, destroy) run.
+    pub task_duration: Duration,
+    /// How long clone/create tasks run.
+    pub clone_duration: Duration,
+    /// How long a contended lock is waited for before "got timeout".
+    pub lock_timeout: Duration,
+    /// Initial faults.
+    pub faults: Faults,
+    /// Fake apiservers on running VMs' mapped addresses (off when `None`).
+    pub apiserver: Option<ApiserverConfig>,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        SimConfig {
+            world: World::homelab(),
+            token: "root@pam!cairn=5e1f0c1d-5a11-4b0b-9d6e-c0ffee000001".into(),
+            password: "cairn-sim".into(),
+            task_duration: Duration::from_millis(100),
+            clone_duration: Duration::from_millis(400),
+            lock_timeout: Duration::from_millis(50),
+            faults: Faults::default(),
+            apiserver: None,
+        }
+    }
+}
+
+/// The simulator's state behind the kit: the world, tasks, tickets, apiservers.
+pub struct ProxmoxState {
+    pub(crate) world: Mutex<World>,
+    pub(crate) sim_faults: Mutex<SimFaults>,
+    pub(crate) kit: Kit,
+    pub(crate) apiservers: apiserver::Apiservers,
+    pub(crate) tickets: Mutex<BTreeMap<String, String>>,
+    pub(crate) token: String,
+    pub(crate) password: String,
+    pub(crate) task_duration: Duration,
+    pub(crate) clone_duration: Duration,
+    pub(crate) lock_timeout: Duration,
+    initial: World,
+    ca_dir: Option<tempfile::TempDir>,
+}
+
+pub(crate) type Shared = ProxmoxState;
+
+impl std::fmt::Debug for ProxmoxState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProxmoxState").finish_non_exhaustive()
+    }
+}
+
+impl ProxmoxState {
+    /// Counts one fault the simulator applied itself (`task`, `tamper`, `lock`).
+    pub(crate) fn injected(&self, kind: &str) {
+        self.kit.count_fault(kind);
+    }
+
+    /// Takes the out-of-band edits queued for `vmid`.
+    pub(crate) fn take_tamper(&self, vmid: u32) -> Vec<Tamper> {
+        let mut g = self.sim_faults.lock().expect("faults lock");
+        let (mine, rest): (Vec<Tamper>, Vec<Tamper>) =
+            g.tamper.drain(..).partition(|t| t.vmid == vmid);
+        g.tamper = rest;
+        mine
+    }
+
+    /// Takes one failure for a task of `kind`, if one is configured.
+    pub(crate) fn take_task_fault(&self, kind: &str) -> Option<String> {
+        let mut g = self.sim_faults.lock().expect("faults lock");
+        let tf = g
+            .fail_tasks
+            .iter_mut()
+            .find(|t| t.kind == kind && t.count > 0)?;
+        tf.count -= 1;
+        let msg = tf.message.clone();
+        drop(g);
+        self.injected("task");
+        Some(msg)
+    }
+
+    /// The CA (PEM) that signs every fake apiserver certificate: gates trust it as a CA file.
+    pub fn apiserver_ca_pem(&self) -> String {
+        self.apiservers.ca_pem().to_string()
+    }
+
+    /// The file holding [`Self::apiserver_ca_pem`] (with fake apiservers only).
+    pub fn apiserver_ca_file(&self) -> Option<std::path::PathBuf> {
+        self.ca_dir
+            .as_ref()
+            .map(|d| d.path().join("apiserver-ca.pem"))
+    }
+
+    /// Where the fake apiserver of VM `vmid` listens, once the VM runs (needs
+    /// [`SimConfig::apiserver`]).
+    pub fn apiserver_addr(&self, vmid: u32) -> Option<std::net::SocketAddr> {
+        self.apiservers.addr(vmid)
+    }
+
+    /// A copy of the current world.
+    pub fn world(&self) -> World {
+        self.world.lock().expect("world").clone()
+    }
+
+    /// Mutates the world directly (out-of-band changes in tests).
+    pub fn with_world<T>(&self, f: impl FnOnce(&mut World) -> T) -> T {
+        f(&mut self.world.lock().expect("world"))
+    }
+}
+
+impl Simulator for ProxmoxState {
+    fn route(&self, method: &Method, path: &str) -> Option<Route> {
+        let segs = api::segments(path)?;
+        let segs: Vec<&str> = segs.iter().map(String::as_str).collect();
+        api::route_of(method, &segs).map(|r| Route::new(method, r))
+    }
+
+    fn dump_state(&self) -> Value {
+        json!(*self.world.lock().expect("world"))
+    }
+
+    fn load_state(&self, state: Value) -> Result<(), String> {
+        let w: World = serde_json::from_value(state).map_err(|e| e.to_string())?;
+        *self.world.lock().expect("world") = w;
+        Ok(())
+    }
+
+    fn reset(&self) {
+        *self.world.lock().expect("world") = self.initial.clone();
+        *self.sim_faults.lock().expect("faults lock") = SimFaults::default();
+        self.tickets.lock().expect("tickets").clear();
+    }
+
+    fn sim_faults(&self) -> Value {
+        json!(*self.sim_faults.lock().expect("faults lock"))
+    }
+
+    fn set_sim_faults(&self, faults: Value) -> Result<(), String> {
+        let f: SimFaults = if faults.is_null() {
+            SimFaults::default()
+        } else {
+            serde_json::from_value(faults).map_err(|e| e.to_string())?
+        };
+        *self.sim_faults.lock().expect("faults lock") = f;
+        Ok(())
+    }
+
+    fn shutdown(&self) {
+        self.apiservers.stop_all();
+    }
+}
+
+/// The simulator.
+pub struct ProxmoxSim;
+
+impl ProxmoxSim {
+    /// Starts the simulator on `127.0.0.1:0` with a fresh self-signed certificate.
+    pub async fn start(config: SimConfig) -> Result<SimHandle, SimError> {
+        let cert = cairn_core::tls::SelfSigned::generate(&[]);
+        let kit = Kit::default();
+        let apiservers = apiserver::Apiservers::default();
+        let ca_dir = match &config.apiserver {
+            Some(_) => {
+                let dir = tempfile::Builder::new()
+                    .prefix("cairn-proxmox-sim")
+                    .tempdir()?;
+                std::fs::write(dir.path().join("apiserver-ca.pem"), apiservers.ca_pem())?;
+                Some(dir)
+            }
+            None => None,
+        };
+        let state = Arc::new(ProxmoxState {
+            initial: config.world.clone(),
+            world: Mutex::new(config.world),
+            sim_faults: Mutex::default(),
+            kit: kit.clone(),
+            apiservers,
+            tickets: Mutex::new(BTreeMap::new()),
+            token: config.token.clone(),
+            password: config.password.clone(),
+            task_duration: config.task_duration,
+            clone_duration: config.clone_duration,
+            lock_timeout: config.lock_timeout,
+            ca_dir,
+        });
+        let faults: FaultConfig = config.faults.into();
+        state
+            .set_sim_faults(faults.sim.clone())
+            .map_err(SimError::State)?;
+        kit.set_faults(faults);
+        let data_plane = config.apiserver.as_ref().map(|a| a.addr_map.to_string());
+        if let Some(api) = config.apiserver {
+            apiserver::spawn_reconciler(Arc::downgrade(&state), api);
+        }
+        let api = Router::new().fallback(handle).with_state(state.clone());
+        let handle = cairn_sim_kit::start(
+            kit,
+            state,
+            Spec {
+                name: "proxmox",
+                tls: Some(cert),
+                base_path: "",
+                token: config.token,
+                basic_auth: Some(("root@pam".into(), config.password)),
+                api,
+                control: Router::new(),
+            },
+        )
+        .await?;
+        let mut env = vec![
+            ("PROXMOX_VE_ENDPOINT".to_string(), handle.endpoint.clone()),
+            ("PROXMOX_VE_API_TOKEN".to_string(), handle.token.clone()),
+            (
+                "PROXMOX_VE_FINGERPRINT".to_string(),
+                handle.fingerprint.clone().unwrap_or_default(),
+            ),
+        ];
+        if let (Some(map), Some(ca)) = (data_plane, handle.apiserver_ca_file()) {
+            env.push((K8S_CA_FILE_ENV.into(), ca.display().to_string()));
+            env.push((cairn_core::net::ADDR_MAP_ENV.into(), map));
+            env.push((cairn_core::net::LOOPBACK_ONLY_ENV.into(), "1".into()));
+        }
+        Ok(handle.with_env(env))
+    }
+}
+
+async fn handle(
+    State(shared): State<Arc<Shared>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    extensions: axum::http::Extensions,
+    body: Bytes,
+) -> Response {
+    let path = uri.path().to_string();
+    let injected = extensions.get::<Injected>().map(|Injected(n)| n.clone());
+    api::handle(
+        &shared,
+        method,
+        &path,
+        uri.query(),
+        &headers,
+        &body,
+        injected.as_deref(),
+    )
+    .await
+}
