@@ -470,8 +470,19 @@ impl PfSenseClient {
         ))
     }
 
-    /// Sends one HAProxy runtime API command to the stats socket.
+    /// Sends one HAProxy runtime API command to the stats socket. The command travels
+    /// through pfSense's shell, so one holding anything but letters, digits, spaces and
+    /// `_-.:/` is refused before anything is sent (names are checked with
+    /// [`crate::runtime::safe_name`] long before they get here).
     pub async fn haproxy_runtime(&self, cmd: &str) -> Result<String, ClientError> {
+        if !cmd
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, ' ' | '_' | '-' | '.' | ':' | '/'))
+        {
+            return Err(ClientError::Config(format!(
+                "refusing to send HAProxy runtime command {cmd:?}: it holds characters a shell would interpret"
+            )));
+        }
         let (out, code) = self
             .command(&format!("echo \"{cmd}\" | {}", self.pipe))
             .await?;
@@ -502,5 +513,24 @@ mod tests {
         let shown = format!("{c:?}");
         assert!(!shown.contains("s3cr3t-key"), "{shown}");
         assert!(shown.contains("https://10.0.20.1/api/v2"), "{shown}");
+    }
+
+    #[tokio::test]
+    async fn a_runtime_command_with_shell_characters_is_refused_before_anything_is_sent() {
+        // Port 1 on loopback: were anything sent, the error would be a connection failure.
+        let c = PfSenseClient::new(
+            "https://127.0.0.1:1",
+            ApiKey::new("k"),
+            &TlsTrust::Fingerprint(["AB"; 32].join(":")),
+        )
+        .unwrap();
+        for cmd in [
+            "set server p_ipvANY/a\"; reboot; echo \" state ready",
+            "set server p_ipvANY/$(id) state ready",
+        ] {
+            let e = c.haproxy_runtime(cmd).await.unwrap_err();
+            assert!(matches!(e, ClientError::Config(_)), "{e}");
+            assert!(e.to_string().contains("a shell would interpret"), "{e}");
+        }
     }
 }

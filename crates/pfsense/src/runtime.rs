@@ -107,6 +107,20 @@ pub fn parse_stat(text: &str) -> Vec<StatRow> {
         .collect()
 }
 
+/// Whether `name` is safe as a HAProxy pool or server name: 1-63 ASCII letters, digits,
+/// `_`, `-`, `.` or `:`. Runtime commands travel through pfSense's shell
+/// (`/diagnostics/command_prompt`), so nothing else is ever put into one — not a declared
+/// name (refused at plan time) and not an observed one (the command is refused).
+pub fn safe_name(name: &str) -> bool {
+    (1..=63).contains(&name.len())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | ':'))
+}
+
+/// The message for a name that fails [`safe_name`].
+pub const SAFE_NAME_RULE: &str = "must be 1-63 ASCII letters, digits, `_`, `-`, `.` or `:` (names reach HAProxy's runtime API through a shell)";
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -16,6 +16,7 @@ use super::values::{Balance, CheckType, HttpMethod, ServerStatus};
 use crate::context::{PfCtx, PfError};
 use crate::rollout::run::Rollout;
 use crate::rollout::{PoolServer, PoolStep, ServerObserved, server_steps};
+use crate::runtime::{SAFE_NAME_RULE, safe_name};
 
 mod api;
 
@@ -177,11 +178,8 @@ impl Resource for HaproxyBackend {
 
     fn validate(&self) -> Vec<FieldError> {
         let mut errs = Vec::new();
-        if self.name.is_empty() || self.name.contains(char::is_whitespace) {
-            errs.push(FieldError::new(
-                "name",
-                "must be a non-empty name without spaces",
-            ));
+        if !safe_name(&self.name) {
+            errs.push(FieldError::new("name", SAFE_NAME_RULE));
         }
         if self.check_type == CheckType::Http && !self.monitor_uri.starts_with('/') {
             errs.push(FieldError::new("monitor_uri", "must start with `/`"));
@@ -191,8 +189,11 @@ impl Resource for HaproxyBackend {
         }
         let mut seen = BTreeSet::new();
         for (i, s) in self.servers.iter().flatten().enumerate() {
-            if s.name.is_empty() {
-                errs.push(FieldError::new(format!("servers[{i}].name"), "is required"));
+            if !safe_name(&s.name) {
+                errs.push(FieldError::new(
+                    format!("servers[{i}].name"),
+                    SAFE_NAME_RULE,
+                ));
             } else if !seen.insert(s.name.as_str()) {
                 errs.push(FieldError::new(
                     format!("servers[{i}].name"),

@@ -17,6 +17,7 @@ use crate::client::Subsystem;
 use crate::context::{PfCtx, PfError};
 use crate::rollout::run::Rollout;
 use crate::rollout::{PoolServer, PoolStep, ServerObserved, server_steps};
+use crate::runtime::{SAFE_NAME_RULE, safe_name};
 
 /// The highest server weight HAProxy accepts.
 const MAX_WEIGHT: u32 = 256;
@@ -107,19 +108,13 @@ impl Resource for HaproxyPoolMember {
 
     fn validate(&self) -> Vec<FieldError> {
         let mut errs = Vec::new();
-        if self.name.is_empty() || self.name.contains(|c: char| c.is_whitespace() || c == '/') {
-            errs.push(FieldError::new(
-                "name",
-                "must be a non-empty server name without spaces or `/`",
-            ));
+        if !safe_name(&self.name) {
+            errs.push(FieldError::new("name", SAFE_NAME_RULE));
         }
         if let Field::Known(p) = &self.pool
-            && (p.is_empty() || p.contains(|c: char| c.is_whitespace() || c == '/'))
+            && !safe_name(p)
         {
-            errs.push(FieldError::new(
-                "pool",
-                "must be a non-empty pool name without spaces or `/`",
-            ));
+            errs.push(FieldError::new("pool", SAFE_NAME_RULE));
         }
         if self.port == 0 {
             errs.push(FieldError::new(
@@ -390,6 +385,26 @@ async fn write(
 mod tests {
     use super::*;
     use cairn_core::{Address, AttrRef};
+
+    #[test]
+    fn a_member_name_that_a_shell_would_interpret_is_refused_at_plan_time() {
+        for bad in [
+            "web$(reboot)",
+            "a\"; rm -rf /; echo \"",
+            "a`id`",
+            "a;b",
+            "a b",
+            "a/b",
+            "",
+        ] {
+            let m = HaproxyPoolMember::new("apiserver_nodes", bad, Ipv4Addr::LOCALHOST, 6443);
+            let fields: Vec<String> = m.validate().into_iter().map(|e| e.field).collect();
+            assert_eq!(fields, ["name"], "{bad:?}");
+        }
+        let ok =
+            HaproxyPoolMember::new("apiserver_nodes", "k8s-master-2", Ipv4Addr::LOCALHOST, 6443);
+        assert!(ok.validate().is_empty());
+    }
 
     #[test]
     fn key_comes_from_the_literal_or_the_referenced_pool_and_validation_names_fields() {
