@@ -9,7 +9,7 @@ use serde::de::{DeserializeOwned, Deserializer};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::client::{ClientError, PfSenseClient};
+use crate::client::{ClientError, PfSenseClient, Subsystem};
 
 /// A number as the package may send it: a JSON number, a numeric string, or `""`/`null` for
 /// "not set".
@@ -111,6 +111,23 @@ pub(crate) async fn find<T: DeserializeOwned + Indexed>(
     Ok(decode_all::<T>(plural, items)
         .into_iter()
         .find_map(|o| Some((o.id()?, o)).filter(|(_, o)| o.key() == key)))
+}
+
+/// Deletes the object of type `T` with `key` (found by `filter`, then by key: ids are array
+/// indexes that shift, so the id is looked up right before the delete) and applies
+/// `subsystem`. An object that is gone already is done.
+pub(crate) async fn delete_by_key<T: DeserializeOwned + Indexed>(
+    client: &PfSenseClient,
+    (plural, singular): (&str, &str),
+    filter: &[(&str, String)],
+    key: &str,
+    subsystem: Subsystem,
+) -> Result<(), ClientError> {
+    if let Some((id, _)) = find::<T>(client, plural, filter, key).await? {
+        client.delete(singular, &[("id", id.to_string())]).await?;
+        client.apply(subsystem).await?;
+    }
+    Ok(())
 }
 
 /// Serialises a request body (infallible for the plain structs used as bodies).

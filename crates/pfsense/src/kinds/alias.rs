@@ -176,12 +176,9 @@ impl Kind<PfCtx> for FirewallAliases {
         op: Op<'_, NoStep>,
     ) -> Result<(), PfError> {
         let filter = [("name", op.key.to_string())];
-        if let Some((id, _)) = wire::find::<ApiAlias>(&ctx.client, PLURAL, &filter, op.key).await? {
-            ctx.client
-                .delete(SINGULAR, &[("id", id.to_string())])
-                .await?;
-            ctx.client.apply(Subsystem::Firewall).await?;
-        }
+        let what = (PLURAL, SINGULAR);
+        wire::delete_by_key::<ApiAlias>(&ctx.client, what, &filter, op.key, Subsystem::Firewall)
+            .await?;
         Ok(())
     }
 

@@ -356,14 +356,9 @@ impl Kind<PfCtx> for HaproxyFrontends {
         op: Op<'_, NoStep>,
     ) -> Result<(), PfError> {
         let filter = [("name", op.key.to_string())];
-        if let Some((id, _)) =
-            wire::find::<ApiFrontend>(&ctx.client, PLURAL, &filter, op.key).await?
-        {
-            ctx.client
-                .delete(SINGULAR, &[("id", id.to_string())])
-                .await?;
-            ctx.client.apply(Subsystem::Haproxy).await?;
-        }
+        let what = (PLURAL, SINGULAR);
+        wire::delete_by_key::<ApiFrontend>(&ctx.client, what, &filter, op.key, Subsystem::Haproxy)
+            .await?;
         Ok(())
     }
 

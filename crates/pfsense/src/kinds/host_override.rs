@@ -197,12 +197,9 @@ impl Kind<PfCtx> for DnsHostOverrides {
         _prior: &DnsHostOverrideObserved,
         op: Op<'_, NoStep>,
     ) -> Result<(), PfError> {
-        if let Some((id, _)) = wire::find::<ApiOverride>(&ctx.client, PLURAL, &[], op.key).await? {
-            ctx.client
-                .delete(SINGULAR, &[("id", id.to_string())])
-                .await?;
-            ctx.client.apply(Subsystem::DnsResolver).await?;
-        }
+        let what = (PLURAL, SINGULAR);
+        wire::delete_by_key::<ApiOverride>(&ctx.client, what, &[], op.key, Subsystem::DnsResolver)
+            .await?;
         Ok(())
     }
 

@@ -260,12 +260,9 @@ impl Kind<PfCtx> for VirtualIps {
         op: Op<'_, NoStep>,
     ) -> Result<(), PfError> {
         let filter = [("subnet", op.key.to_string())];
-        if let Some((id, _)) = wire::find::<ApiVip>(&ctx.client, PLURAL, &filter, op.key).await? {
-            ctx.client
-                .delete(SINGULAR, &[("id", id.to_string())])
-                .await?;
-            ctx.client.apply(Subsystem::VirtualIp).await?;
-        }
+        let what = (PLURAL, SINGULAR);
+        wire::delete_by_key::<ApiVip>(&ctx.client, what, &filter, op.key, Subsystem::VirtualIp)
+            .await?;
         Ok(())
     }
 
