@@ -40,30 +40,19 @@ pub enum PfError {
     /// An API call failed.
     #[error(transparent)]
     Client(#[from] ClientError),
-    /// The change could not be completed; `code` is this provider's own code
-    /// (`HEALTH_CHECK_TIMEOUT`, `POOL_NOT_FOUND`, …).
+    /// The change could not be completed (a health check that never passed, a pool that is
+    /// not there): cairn's own finding, so it carries no API code.
     #[error("{message}")]
     Failed {
-        /// A stable code for the failure, if it has one.
-        code: Option<&'static str>,
         /// What went wrong and what to do.
         message: String,
     },
 }
 
 impl PfError {
-    /// A failure without a code.
+    /// A failure cairn found itself (no API code: `ProviderError.code` is the API's only).
     pub fn failed(message: impl Into<String>) -> Self {
         PfError::Failed {
-            code: None,
-            message: message.into(),
-        }
-    }
-
-    /// A failure with a code.
-    pub fn coded(code: &'static str, message: impl Into<String>) -> Self {
-        PfError::Failed {
-            code: Some(code),
             message: message.into(),
         }
     }
@@ -161,13 +150,7 @@ impl Context for PfCtx {
     fn provider_error(&self, operation: String, error: PfError) -> ProviderError {
         match error {
             PfError::Client(e) => e.into_provider(operation),
-            PfError::Failed { code, message } => {
-                let e = ProviderError::new(operation, message);
-                match code {
-                    Some(c) => e.with_code(c),
-                    None => e,
-                }
-            }
+            PfError::Failed { message } => ProviderError::new(operation, message),
         }
     }
 

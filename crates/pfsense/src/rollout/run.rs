@@ -92,13 +92,10 @@ impl<'a> Rollout<'a> {
                     } else {
                         format!(" ({} not tried, also disabled)", untried.join(", "))
                     };
-                    return Err(PfError::coded(
-                        "HEALTH_CHECK_TIMEOUT",
-                        format!(
-                            "server {server} of pool {pool} never passed its health check within {:?}; it stays disabled (not taking traffic){untried} and no server was removed; check its health endpoint and apply again",
-                            ctx.opts.server_check_timeout
-                        ),
-                    ));
+                    return Err(PfError::failed(format!(
+                        "server {server} of pool {pool} never passed its health check within {:?}; it stays disabled (not taking traffic){untried} and no server was removed; check its health endpoint and apply again",
+                        ctx.opts.server_check_timeout
+                    )));
                 }
             }
             PoolStep::Activate { server } => {

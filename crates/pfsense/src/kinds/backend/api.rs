@@ -240,13 +240,10 @@ impl<'a> ServerBody<'a> {
 
 /// The error for a pool that is not there.
 pub(crate) fn pool_not_found(pool: &str) -> PfError {
-    PfError::coded(
-        "POOL_NOT_FOUND",
-        format!(
-            "pool {pool} not found: create its {} first (reference it with `pool.name()` so the member waits for it)",
-            HaproxyBackend::KIND
-        ),
-    )
+    PfError::failed(format!(
+        "pool {pool} not found: create its {} first (reference it with `pool.name()` so the member waits for it)",
+        HaproxyBackend::KIND
+    ))
 }
 
 /// The pool named `pool` with its id.
