@@ -201,3 +201,60 @@ async fn an_adopted_firewall_no_longer_declared_is_released_not_deleted() {
     );
     assert!(!plan(&empty, &providers).await.unwrap().plan.has_changes());
 }
+
+#[tokio::test]
+async fn a_create_never_takes_over_an_object_someone_made_after_the_plan() {
+    let sim = sim().await;
+    let providers = providers(provider(&sim));
+    let mut fw = Firewall {
+        name: "edge".into(),
+        labels: Default::default(),
+        rules: vec![Rule::tcp_in("22", &["10.0.0.0/8"])],
+        apply_to: Vec::new(),
+    };
+    fw.rules[0].description = None;
+    let mut s = StackBuilder::new("own");
+    s.add("edge", fw);
+    let stack = s.build().unwrap();
+    let planned = plan(&stack, &providers).await.expect("plan");
+    assert_eq!(
+        planned
+            .plan
+            .change("hetzner_firewall.edge")
+            .unwrap()
+            .action(),
+        Action::Create
+    );
+    // Between plan and apply, someone makes a firewall with that name by hand.
+    provider(&sim)
+        .client()
+        .request(
+            reqwest::Method::POST,
+            "/firewalls",
+            &[],
+            Some(&serde_json::json!({"name": "edge", "labels": {"team": "net"}})),
+            false,
+        )
+        .await
+        .unwrap();
+    let report = apply(
+        &stack,
+        &providers,
+        &planned,
+        ApplyOptions::default(),
+        Arc::new(cairn_core::apply::NoProgress),
+    )
+    .await;
+    assert!(!report.success());
+    let why = format!("{report:?}");
+    assert!(why.contains("refusing to take it over"), "{why}");
+    let labels = sim.dump_state()["objects"]["firewalls"]
+        .as_object()
+        .and_then(|m| m.values().next().map(|f| f["labels"].clone()))
+        .unwrap();
+    assert_eq!(
+        labels,
+        serde_json::json!({"team": "net"}),
+        "no marker written"
+    );
+}

@@ -139,12 +139,42 @@ pub(crate) async fn observe<K: Collection>(
     Ok(found.iter().map(|a| found_of::<K>(ctx, a)).collect())
 }
 
-async fn find_by_name<K: Collection>(ops: &Ops<'_>, name: &str) -> Result<Option<u64>, ApiError> {
+async fn find_api_by_name<K: Collection>(
+    ops: &Ops<'_>,
+    name: &str,
+) -> Result<Option<K::Api>, ApiError> {
     Ok(ops
         .list::<K::Api>(K::COLLECTION, &[("name".into(), name.into())])
         .await?
-        .first()
-        .map(K::id))
+        .into_iter()
+        .next())
+}
+
+/// An object found under the name a create wanted: it is taken over only when it carries
+/// this stack's marker (what a create whose response was lost leaves behind). Anything else
+/// appeared between plan and apply and is not cairn's to take.
+async fn find_own_by_name<K: Collection>(
+    ops: &Ops<'_>,
+    name: &str,
+    stack: &str,
+) -> Result<Option<u64>, ApiError> {
+    let Some(api) = find_api_by_name::<K>(ops, name).await? else {
+        return Ok(None);
+    };
+    let (_, marker, _) = super::split_labels(K::labels(&api));
+    if marker.is_some_and(|m| m.owned_by(stack)) {
+        Ok(Some(K::id(&api)))
+    } else {
+        Err(ApiError::Api {
+            status: 409,
+            code: "uniqueness_error".into(),
+            message: format!(
+                "a {} named {name:?} now exists that this stack did not create (no marker of stack {stack:?}); refusing to take it over — plan again to adopt it",
+                K::SINGULAR
+            ),
+            details: serde_json::Value::Null,
+        })
+    }
 }
 
 async fn read<K: Collection>(ops: &Ops<'_>, id: u64) -> Result<K::Api, ApiError> {
@@ -206,7 +236,7 @@ pub(crate) async fn create<K: Collection>(
     let mut id = None;
     for attempt in 0..6 {
         if attempt > 0
-            && let Some(found) = find_by_name::<K>(&ops, op.key).await?
+            && let Some(found) = find_own_by_name::<K>(&ops, op.key, &op.marker.stack).await?
         {
             // A previous attempt did happen (its response was lost): adopt it.
             id = Some(found);
@@ -218,7 +248,7 @@ pub(crate) async fn create<K: Collection>(
                 break;
             }
             Err(e) if e.code() == Some("uniqueness_error") => {
-                if let Some(found) = find_by_name::<K>(&ops, op.key).await? {
+                if let Some(found) = find_own_by_name::<K>(&ops, op.key, &op.marker.stack).await? {
                     id = Some(found);
                     break;
                 }
