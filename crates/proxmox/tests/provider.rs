@@ -696,3 +696,20 @@ async fn absurd_memory_on_two_new_vms_is_refused_by_the_capacity_check_not_wrapp
     );
     assert_eq!(sim.counters().writes, 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_vm_created_without_a_clone_carries_the_whole_marker_from_the_create_call() {
+    let sim = sim().await;
+    let client = PveClient::new(client_config(&sim)).unwrap();
+    let mut vm = master(230, "10.0.20.130", 2);
+    vm.clone = None;
+    // Only the create call: an apply killed right after it must leave a VM known as ours.
+    cairn_proxmox::kinds::vm::converge::create_empty(&client, &vm, &marker())
+        .await
+        .unwrap();
+    let cfg = &sim.world().vms[&230].config;
+    assert!(cfg["tags"].contains("cairn.homelab-ha"), "{cfg:?}");
+    assert!(cfg["description"].contains("cairn-managed"), "{cfg:?}");
+    let seen = observe(&provider(&sim), &["230"]).await.remove(0);
+    assert_eq!(seen.marker, Some(marker()));
+}

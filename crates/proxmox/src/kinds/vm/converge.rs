@@ -211,11 +211,21 @@ pub async fn clone_vm(
     }
 }
 
-/// Creates an empty VM with the spec's disks (for specs without a clone source).
-pub async fn create_empty(client: &PveClient, spec: &Vm) -> Result<(), PveError> {
+/// Creates an empty VM with the spec's disks (for specs without a clone source), carrying
+/// the whole marker (tag and description trailer) from the create call on, so an apply
+/// killed right after it leaves a VM that is known to be this stack's.
+pub async fn create_empty(client: &PveClient, spec: &Vm, marker: &Marker) -> Result<(), PveError> {
+    let mut tags = spec.tags.clone();
+    tags.push(marker_tag(&marker.stack));
+    let trailer = Trailer::new(spec.vmid, marker, None);
     let mut params = vec![
         ("vmid".to_string(), spec.vmid.to_string()),
         ("name".into(), spec.name.clone()),
+        ("tags".into(), propstr::normalize_tags(&tags.join(";"))),
+        (
+            "description".into(),
+            join_description(&spec.description, &trailer),
+        ),
     ];
     for (slot, size) in &spec.disks {
         let gib = propstr::parse_size(size).unwrap_or(0).div_ceil(1 << 30);

@@ -170,7 +170,7 @@ impl Kind<ProxmoxCtx> for Vms {
                 let ours = existing
                     .marker
                     .as_ref()
-                    .is_some_and(|m| m.stack == op.marker.stack);
+                    .is_some_and(|m| m.owned_by(&op.marker.stack));
                 if !ours {
                     return Err(Error::VmidTaken {
                         vmid: spec.vmid,
@@ -185,7 +185,7 @@ impl Kind<ProxmoxCtx> for Vms {
             }
             None => match &spec.clone {
                 Some(clone) => converge::clone_vm(client, spec, clone, op.marker).await?,
-                None => converge::create_empty(client, spec).await?,
+                None => converge::create_empty(client, spec, op.marker).await?,
             },
         }
         converge::converge(client, spec, op.marker).await?;
