@@ -41,6 +41,22 @@ fn providers(sim: &SimHandle) -> Providers {
 }
 
 /// The homelab-ha masters: 200 adopted as is, 205/206 cloned from the template by reference.
+/// Applies a plan made for `stack` with the default options.
+async fn run(
+    stack: &cairn_core::Stack,
+    providers: &Providers,
+    planned: &cairn_core::Planned,
+) -> cairn_core::ApplyReport {
+    apply(
+        stack,
+        providers,
+        planned,
+        ApplyOptions::default(),
+        Arc::new(NoProgress),
+    )
+    .await
+}
+
 fn stack(memory_gib: u64) -> cairn_core::Stack {
     let mut b = StackBuilder::new("homelab-ha");
     let template = b.add("ubuntu", Template::named("ubuntu-2404-cloudinit"));
@@ -94,14 +110,7 @@ async fn engine_clones_two_masters_and_the_second_plan_is_empty() {
         steps.iter().any(|s| s.contains("clone template 9000")),
         "{steps:?}"
     );
-    let report = apply(
-        &stack,
-        &providers,
-        &planned,
-        ApplyOptions::default(),
-        Arc::new(NoProgress),
-    )
-    .await;
+    let report = run(&stack, &providers, &planned).await;
     assert!(report.success(), "{report:?}");
     let again = plan(&stack, &providers).await.unwrap();
     assert!(
@@ -170,14 +179,7 @@ async fn an_apply_killed_after_the_clone_converges_on_the_next_run_without_a_dup
     let c = planned.plan.change("proxmox_vm.k8s-master-2").unwrap();
     assert!(!c.action().is_replace(), "{:?}", c.actions);
     assert_eq!(c.actions, ["update"], "{:#?}", c.changes);
-    let report = apply(
-        &stack,
-        &providers,
-        &planned,
-        ApplyOptions::default(),
-        Arc::new(NoProgress),
-    )
-    .await;
+    let report = run(&stack, &providers, &planned).await;
     assert!(report.success(), "{report:?}");
     assert!(!plan(&stack, &providers).await.unwrap().plan.has_changes());
     assert_eq!(
@@ -200,14 +202,7 @@ async fn a_hand_made_clone_of_an_owned_vm_is_never_touched() {
     let providers = providers(&sim);
     let stack = stack(2);
     let planned = plan(&stack, &providers).await.unwrap();
-    let report = apply(
-        &stack,
-        &providers,
-        &planned,
-        ApplyOptions::default(),
-        Arc::new(NoProgress),
-    )
-    .await;
+    let report = run(&stack, &providers, &planned).await;
     assert!(report.success(), "{report:?}");
 
     // An operator makes a test clone of the owned master 205: PVE copies its description
@@ -249,14 +244,7 @@ async fn a_hand_made_clone_of_an_owned_vm_is_never_touched() {
     let planned = plan(&empty, &providers).await.unwrap();
     assert!(planned.plan.change("proxmox_vm.207").is_none());
     assert_eq!(planned.plan.warnings, [warning]);
-    let report = apply(
-        &empty,
-        &providers,
-        &planned,
-        ApplyOptions::default(),
-        Arc::new(NoProgress),
-    )
-    .await;
+    let report = run(&empty, &providers, &planned).await;
     assert!(report.success(), "{report:?}");
     let world = sim.world();
     assert!(world.vms.contains_key(&207), "the clone survives");
@@ -269,14 +257,7 @@ async fn removing_every_vm_from_the_stack_plans_the_owned_vms_for_deletion() {
     let providers = providers(&sim);
     let stack = stack(2);
     let planned = plan(&stack, &providers).await.unwrap();
-    let report = apply(
-        &stack,
-        &providers,
-        &planned,
-        ApplyOptions::default(),
-        Arc::new(NoProgress),
-    )
-    .await;
+    let report = run(&stack, &providers, &planned).await;
     assert!(report.success(), "{report:?}");
 
     // The same stack, now declaring no proxmox_vm (nor any other Proxmox kind) at all.
@@ -300,14 +281,7 @@ async fn removing_every_vm_from_the_stack_plans_the_owned_vms_for_deletion() {
         planned.plan.summary_line(),
         "Plan: 0 to add, 0 to change, 2 to destroy."
     );
-    let report = apply(
-        &empty,
-        &providers,
-        &planned,
-        ApplyOptions::default(),
-        Arc::new(NoProgress),
-    )
-    .await;
+    let report = run(&empty, &providers, &planned).await;
     assert!(report.success(), "{report:?}");
     let w = sim.world();
     assert!(!w.vms.contains_key(&205) && !w.vms.contains_key(&206));
@@ -328,14 +302,7 @@ async fn the_template_lookup_is_read_and_never_written() {
         .unwrap_or_else(|| panic!("{:#?}", planned.plan));
     assert_eq!(c.actions, ["read"]);
     assert!(!planned.plan.has_changes());
-    let report = apply(
-        &stack,
-        &providers,
-        &planned,
-        ApplyOptions::default(),
-        Arc::new(NoProgress),
-    )
-    .await;
+    let report = run(&stack, &providers, &planned).await;
     assert!(report.success(), "{report:?}");
     assert_eq!(sim.counters().writes, 0, "{:?}", sim.counters());
 }
@@ -346,14 +313,7 @@ async fn a_vm_released_by_hand_after_the_plan_is_not_deleted() {
     let providers = providers(&sim);
     let stack = stack(2);
     let planned = plan(&stack, &providers).await.unwrap();
-    let report = apply(
-        &stack,
-        &providers,
-        &planned,
-        ApplyOptions::default(),
-        Arc::new(NoProgress),
-    )
-    .await;
+    let report = run(&stack, &providers, &planned).await;
     assert!(report.success(), "{report:?}");
     let empty = StackBuilder::new("homelab-ha").build().unwrap();
     let planned = plan(&empty, &providers).await.unwrap();
@@ -375,14 +335,7 @@ async fn a_vm_released_by_hand_after_the_plan_is_not_deleted() {
         )
         .await
         .unwrap();
-    let report = apply(
-        &empty,
-        &providers,
-        &planned,
-        ApplyOptions::default(),
-        Arc::new(NoProgress),
-    )
-    .await;
+    let report = run(&empty, &providers, &planned).await;
     let failed: Vec<String> = report
         .entries
         .iter()
