@@ -58,7 +58,7 @@ fn diff_json_is_pure_versioned_json() {
     assert_eq!(o.status.code(), Some(2));
     let v: serde_json::Value =
         serde_json::from_slice(&o.stdout).expect("stdout is one JSON document");
-    assert_eq!(v["format_version"], "1.1");
+    assert_eq!(v["format_version"], "1.2");
     assert_eq!(v["errored"], false);
     let staging = v["resource_changes"]
         .as_array()

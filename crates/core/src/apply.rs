@@ -499,6 +499,12 @@ impl<'a> Ctx<'a> {
                 .await?;
             return Ok(None);
         }
+        if w.pending {
+            return self
+                .retrying(&c.address, || p.apply_pending(&c.key))
+                .await
+                .map(|()| None);
+        }
         match c.action() {
             Action::Create | Action::CreateDelete => self
                 .retrying(&c.address, || p.create(mk(desired, None)))

@@ -22,8 +22,8 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use crate::provider::{
-    Change, CheckResult, Declared, Diagnostic, Marker, ObserveRequest, Observed, PlannedChange,
-    Provider, ProviderError,
+    Change, CheckResult, Declared, Diagnostic, Marker, ObserveRequest, Observed, Pending,
+    PlannedChange, Provider, ProviderError,
 };
 use crate::resource::{FieldError, Resource, Schema};
 use crate::value::Address;
@@ -129,6 +129,17 @@ pub trait Context: Send + Sync + 'static {
         _settings: &BTreeMap<String, String>,
     ) -> Result<Vec<CheckResult>, ProviderError> {
         Ok(Vec::new())
+    }
+
+    /// Changes written but not in effect ([`Provider::pending`]); default none.
+    async fn pending(&self) -> Result<Vec<Pending>, Self::Error> {
+        Ok(Vec::new())
+    }
+
+    /// Puts pending changes `id` into effect ([`Provider::apply_pending`]); `None` (the
+    /// default): this provider never reports any.
+    async fn apply_pending(&self, _id: &str) -> Option<Result<(), Self::Error>> {
+        None
     }
 }
 
@@ -650,6 +661,24 @@ impl<C: Context> Provider for KitProvider<C> {
         self.kind(change.kind, "release")?
             .release(&self.ctx, &change)
             .await
+    }
+
+    async fn pending(&self) -> Result<Vec<Pending>, ProviderError> {
+        self.ctx
+            .pending()
+            .await
+            .map_err(|e| self.ctx.provider_error("read pending changes".into(), e))
+    }
+
+    async fn apply_pending(&self, id: &str) -> Result<(), ProviderError> {
+        let operation = format!("apply pending {id} changes");
+        match self.ctx.apply_pending(id).await {
+            Some(r) => r.map_err(|e| self.ctx.provider_error(operation, e)),
+            None => Err(ProviderError::new(
+                operation,
+                format!("provider {} has no pending changes to apply", self.name),
+            )),
+        }
     }
 
     fn rollout_steps(

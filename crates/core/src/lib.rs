@@ -30,7 +30,7 @@ pub use apply::{ApplyOptions, ApplyReport, Outcome, Progress, apply};
 pub use plan::{Action, Plan, ResourceChange};
 pub use planner::{PlanError, Planned, Providers, plan};
 pub use provider::{
-    Change, CheckResult, Declared, Diagnostic, Marker, ObserveRequest, Observed, Origin,
+    Change, CheckResult, Declared, Diagnostic, Marker, ObserveRequest, Observed, Origin, Pending,
     PlannedChange, Provider, ProviderError,
 };
 pub use resource::{FieldError, Handle, KeyedList, NodeRef, Resource, Schema};

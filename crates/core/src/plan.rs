@@ -10,7 +10,7 @@ use crate::provider::CheckResult;
 use crate::value::Address;
 
 /// The version of the plan JSON format. Additive changes bump the minor number.
-pub const FORMAT_VERSION: &str = "1.1";
+pub const FORMAT_VERSION: &str = "1.2";
 
 /// What happens to one resource.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -11,8 +11,8 @@ use serde_json::Value;
 use crate::diff::{FieldChange, diff_json};
 use crate::plan::{Action, FORMAT_VERSION, GatePlan, Plan, ResourceChange, Summary, spec_digest};
 use crate::provider::{
-    CheckResult, Declared, Diagnostic, Marker, ObserveRequest, Observed, Origin, PlannedChange,
-    Provider, ProviderError,
+    CheckResult, Declared, Diagnostic, Marker, ObserveRequest, Observed, Origin, Pending,
+    PlannedChange, Provider, ProviderError,
 };
 use crate::resource::FieldError;
 use crate::stack::{NodeDef, ResourceDef, Stack};
@@ -86,6 +86,9 @@ pub struct Work {
     pub node: Option<usize>,
     /// What was observed.
     pub observed: Option<Observed>,
+    /// The entry puts a provider's pending changes into effect ([`Pending`]): apply calls
+    /// [`Provider::apply_pending`] with its key.
+    pub pending: bool,
 }
 
 /// A plan plus what apply needs to carry it out.
@@ -115,8 +118,26 @@ impl Planned {
 /// Makes a plan for `stack` against the live world.
 pub async fn plan(stack: &Stack, providers: &Providers) -> Result<Planned, PlanError> {
     validate(stack, providers)?;
-    let observed = observe_all(stack, providers).await?;
-    build_plan(stack, providers, observed).await
+    let (observed, pending) = futures::join!(observe_all(stack, providers), pending_all(providers));
+    build_plan(stack, providers, observed?, pending?).await
+}
+
+/// Every provider's pending changes (written, not in effect), by provider name.
+async fn pending_all(providers: &Providers) -> Result<Vec<(String, Pending)>, PlanError> {
+    let calls = providers
+        .0
+        .iter()
+        .map(|(name, p)| async move { (name, p.pending().await) });
+    let mut out = Vec::new();
+    for (name, res) in join_all(calls).await {
+        let list = res.map_err(|source| PlanError::Observe {
+            kind: format!("{name} pending changes"),
+            source,
+        })?;
+        out.extend(list.into_iter().map(|p| (name.clone(), p)));
+    }
+    out.sort_by(|a, b| (&a.0, &a.1.id).cmp(&(&b.0, &b.1.id)));
+    Ok(out)
 }
 
 fn provider_of<'a>(
@@ -251,6 +272,7 @@ async fn build_plan(
     stack: &Stack,
     providers: &Providers,
     by_kind: ObservedByKind,
+    pending: Vec<(String, Pending)>,
 ) -> Result<Planned, PlanError> {
     let n = stack.nodes().len();
     // Each declared resource takes its observed object; what is left over are undeclared
@@ -364,6 +386,7 @@ async fn build_plan(
         work.push(Work {
             node: Some(i),
             observed: None,
+            pending: false,
         });
         after[i] = desired;
     }
@@ -467,8 +490,11 @@ async fn build_plan(
         work.push(Work {
             node: None,
             observed: Some(o),
+            pending: false,
         });
     }
+
+    plan_pending(stack, pending, &mut changes, &mut work, &mut warnings);
 
     let gates = plan_gates(stack, &changes);
     let mut plan = Plan {
@@ -609,6 +635,75 @@ fn decide(
         );
     }
     (Action::NoOp, Vec::new(), None)
+}
+
+/// Pending changes (written, not in effect) become plan entries where the stack declares a
+/// resource of one of their kinds, and warnings elsewhere: the plan is what gets executed,
+/// and a stack that manages nothing there has no business applying someone else's edits.
+fn plan_pending(
+    stack: &Stack,
+    pending: Vec<(String, Pending)>,
+    changes: &mut Vec<ResourceChange>,
+    work: &mut Vec<Work>,
+    warnings: &mut Vec<String>,
+) {
+    let declared: HashSet<(&str, &str)> = stack.resources().map(|r| (r.provider, r.kind)).collect();
+    for (provider, p) in pending {
+        let ours = p
+            .kinds
+            .iter()
+            .any(|k| declared.contains(&(provider.as_str(), k.as_str())));
+        if !ours {
+            warnings.push(format!(
+                "{provider}: {}; this stack declares none of {} there, so cairn leaves them unapplied (apply or revert them in {provider}, or from the stack that manages them)",
+                p.description,
+                p.kinds.join(", ")
+            ));
+            continue;
+        }
+        let observed = Observed {
+            key: p.id.clone(),
+            value: serde_json::json!({"applied": false}),
+            marker: None,
+            uses: Vec::new(),
+        };
+        let kind = format!("{provider}_pending");
+        changes.push(ResourceChange {
+            address: Address::new(&kind, &p.id),
+            kind,
+            provider,
+            key: p.id,
+            actions: Action::Update.as_list().into_iter().map(String::from).collect(),
+            action: Some(Action::Update),
+            before: None,
+            after: Some(serde_json::json!({"applied": true})),
+            after_unknown: Value::Bool(false),
+            replace_paths: Vec::new(),
+            action_reason: Some(format!(
+                "{}: a rejected or interrupted apply, or a write made without applying (possibly outside cairn); applying puts every pending change there into effect",
+                p.description
+            )),
+            changes: vec![FieldChange {
+                path: "applied".into(),
+                before: Some(Value::Bool(false)),
+                after: Some(Value::Bool(true)),
+                unknown: false,
+                forces_replace: false,
+                needs_restart: false,
+                sensitive: false,
+            }],
+            steps: vec![p.step],
+            observed_digest: observed_digest(&observed),
+            desired_digest: crate::plan::digest(&serde_json::json!({"applied": true})),
+            sensitive: &[],
+        });
+        work.push(Work {
+            node: None,
+            observed: Some(observed),
+            pending: true,
+        });
+    }
+    warnings.sort();
 }
 
 /// The setting that makes undeclared adopted objects deleted instead of released.

@@ -134,6 +134,26 @@ pub struct Change<'a> {
     pub changed: &'a [String],
 }
 
+/// Changes a provider holds written but not in effect: e.g. a pfSense subsystem whose
+/// `…/apply` reports `applied: false` because an apply was rejected or interrupted, or
+/// because someone wrote without applying. Observed at plan time ([`Provider::pending`]).
+///
+/// A stack that declares a resource of one of `kinds` gets a plan entry
+/// `<provider>_pending.<id>` (an update, "applied: false → true") that `apply` carries out
+/// with [`Provider::apply_pending`]; any other stack gets a warning and nothing is applied,
+/// because the plan is what gets executed and such a stack manages nothing there.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pending {
+    /// Stable id within the provider, e.g. `haproxy`: the plan entry's key.
+    pub id: String,
+    /// What is pending, for people, e.g. `HAProxy has changes written but not applied`.
+    pub description: String,
+    /// What applying does, shown as the entry's step (e.g. the apply call it makes).
+    pub step: String,
+    /// The kinds whose objects the pending changes belong to.
+    pub kinds: Vec<String>,
+}
+
 /// A declared resource as validation hooks see it (references still unresolved).
 #[derive(Debug, Clone)]
 pub struct Declared<'a> {
@@ -289,6 +309,21 @@ pub trait Provider: Send + Sync {
                 self.name(),
                 change.kind
             ),
+        ))
+    }
+
+    /// Changes this provider holds written but not in effect (see [`Pending`]); observed
+    /// once per plan, next to the kinds. Default: none.
+    async fn pending(&self) -> Result<Vec<Pending>, ProviderError> {
+        Ok(Vec::new())
+    }
+
+    /// Puts the pending changes `id` (from [`Provider::pending`]) into effect and waits until
+    /// the provider reports them in effect. Only a plan entry for them calls it.
+    async fn apply_pending(&self, id: &str) -> Result<(), ProviderError> {
+        Err(ProviderError::new(
+            format!("apply pending {id}"),
+            format!("provider {} has no pending changes to apply", self.name()),
         ))
     }
 

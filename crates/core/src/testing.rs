@@ -11,7 +11,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::provider::{Change, Marker, ObserveRequest, Observed, Provider, ProviderError};
+use crate::provider::{Change, Marker, ObserveRequest, Observed, Pending, Provider, ProviderError};
 use crate::resource::{FieldError, Handle, Resource, Schema};
 use crate::value::{AttrRef, Field};
 
@@ -187,6 +187,8 @@ pub struct MemoryProvider {
     max_in_flight: AtomicUsize,
     writes: AtomicUsize,
     concurrency: usize,
+    pending: Mutex<Vec<Pending>>,
+    applied_pending: Mutex<Vec<String>>,
 }
 
 impl MemoryProvider {
@@ -204,6 +206,8 @@ impl MemoryProvider {
             max_in_flight: AtomicUsize::new(0),
             writes: AtomicUsize::new(0),
             concurrency: 64,
+            pending: Mutex::default(),
+            applied_pending: Mutex::default(),
         }
     }
 
@@ -231,6 +235,21 @@ impl MemoryProvider {
             .lock()
             .expect("lock")
             .insert(key.to_string(), times);
+    }
+
+    /// Reports changes `id` of `kinds` as written but not in effect until they are applied.
+    pub fn set_pending(&self, id: &str, kinds: &[&str]) {
+        self.pending.lock().expect("lock").push(Pending {
+            id: id.to_string(),
+            description: format!("{id} has changes written but not applied"),
+            step: format!("apply {id}"),
+            kinds: kinds.iter().map(|k| k.to_string()).collect(),
+        });
+    }
+
+    /// The pending changes applied so far, by id, in order.
+    pub fn applied_pending(&self) -> Vec<String> {
+        self.applied_pending.lock().expect("lock").clone()
     }
 
     /// Stores an object as if made outside cairn (`marker: None`) or by a stack.
@@ -408,6 +427,27 @@ impl Provider for MemoryProvider {
 
     fn validates(&self) -> bool {
         false
+    }
+
+    async fn pending(&self) -> Result<Vec<Pending>, ProviderError> {
+        Ok(self.pending.lock().expect("lock").clone())
+    }
+
+    async fn apply_pending(&self, id: &str) -> Result<(), ProviderError> {
+        let mut pending = self.pending.lock().expect("lock");
+        let before = pending.len();
+        pending.retain(|p| p.id != id);
+        if pending.len() == before {
+            return Err(ProviderError::new(
+                format!("apply pending {id}"),
+                "nothing pending",
+            ));
+        }
+        self.applied_pending
+            .lock()
+            .expect("lock")
+            .push(id.to_string());
+        Ok(())
     }
 
     async fn observe(&self, req: ObserveRequest<'_>) -> Result<Vec<Observed>, ProviderError> {

@@ -629,6 +629,75 @@ async fn a_copied_marker_owns_nothing_and_the_plan_warns() {
 }
 
 #[tokio::test]
+async fn pending_changes_of_a_managed_kind_are_a_planned_change_that_apply_applies() {
+    let m = Arc::new(MemoryProvider::new());
+    m.seed(&thing("a", 1), owned("s"));
+    m.set_pending("haproxy", &["test_thing"]);
+    let mut b = StackBuilder::new("s");
+    b.add("a", thing("a", 1));
+    let stack = b.build().unwrap();
+    let (planned, report) = plan_apply(&stack, &providers(&m), 4).await;
+    let c = planned
+        .plan
+        .change("memory_pending.haproxy")
+        .expect("a plan entry for the pending changes");
+    assert_eq!(c.actions, ["update"]);
+    assert!(
+        c.action_reason
+            .as_deref()
+            .unwrap()
+            .starts_with("haproxy has changes written but not applied"),
+        "{:?}",
+        c.action_reason
+    );
+    assert_eq!(c.steps, ["apply haproxy"]);
+    assert!(planned.plan.has_changes(), "drift must not say in sync");
+    assert_eq!(
+        planned.plan.summary_line(),
+        "Plan: 0 to add, 1 to change, 0 to destroy."
+    );
+    let text = render_plan(&planned.plan, false);
+    assert!(text.contains("memory_pending.haproxy"), "{text}");
+    assert!(report.success(), "{report:?}");
+    assert_eq!(m.applied_pending(), ["haproxy"]);
+    assert_eq!(m.writes(), 0, "only the pending changes were applied");
+    let again = plan(&stack, &providers(&m)).await.unwrap();
+    assert!(!again.plan.has_changes());
+}
+
+#[tokio::test]
+async fn pending_changes_where_the_stack_declares_nothing_are_a_warning_and_never_applied() {
+    let m = Arc::new(MemoryProvider::new());
+    m.seed(&thing("a", 1), owned("s"));
+    m.set_pending("firewall", &["test_firewall_alias"]);
+    let mut b = StackBuilder::new("s");
+    b.add("a", thing("a", 1));
+    let (planned, report) = plan_apply(&b.build().unwrap(), &providers(&m), 4).await;
+    assert!(
+        !planned.plan.has_changes(),
+        "{:?}",
+        planned.plan.resource_changes
+    );
+    assert_eq!(
+        planned.plan.warnings.len(),
+        1,
+        "{:?}",
+        planned.plan.warnings
+    );
+    let w = &planned.plan.warnings[0];
+    assert!(
+        w.starts_with("memory: firewall has changes written but not applied;")
+            && w.contains("leaves them unapplied"),
+        "{w}"
+    );
+    assert!(report.success());
+    assert!(
+        m.applied_pending().is_empty(),
+        "applied without being in the plan"
+    );
+}
+
+#[tokio::test]
 async fn multi_line_strings_are_diffed_line_by_line() {
     let m = Arc::new(MemoryProvider::new());
     let mut seeded = thing("vm", 1);
@@ -853,7 +922,7 @@ async fn plan_json_carries_the_documented_fields() {
     b.add("web", web);
     let planned = plan(&b.build().unwrap(), &providers(&m)).await.unwrap();
     let v = planned.to_json();
-    assert_eq!(v["format_version"], "1.1");
+    assert_eq!(v["format_version"], "1.2");
     let web = &v["resource_changes"][1];
     for field in [
         "address",

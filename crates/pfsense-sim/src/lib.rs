@@ -14,8 +14,10 @@
 //! `X-API-Key`, basic auth or a bearer token from `POST /api/v2/auth/jwt`, validation errors with the package's response ids, 404
 //! `MODEL_OBJECT_NOT_FOUND`, IDs that are array indexes and renumber on delete, filters by
 //! any field (`?name=…`), `limit`/`offset`, per-subsystem dirty flags and async apply
-//! (`GET …/apply` → `{"applied": bool}`; a configuration `haproxy -c` rejects stays
-//! unapplied and the running HAProxy keeps serving). Virtual IPs and every HAProxy
+//! (`GET …/apply` → `{"applied": bool}`: a write leaves its subsystem pending until an
+//! apply of it succeeds; a configuration `haproxy -c` rejects, or an apply failed by the
+//! simulator's own fault ([`faults`]), stays pending and the running HAProxy keeps serving
+//! what was last applied). Virtual IPs and every HAProxy
 //! address are mapped into 127.0.0.0/8 with [`cairn_core::net::AddrMap`]; an address
 //! that does not map into loopback makes the apply fail. The control API under `/_sim/` is
 //! the kit's (`cairn_sim_kit`; it needs the API key like the REST API), plus `GET
@@ -27,6 +29,7 @@ pub mod api;
 pub mod command;
 pub mod control;
 pub mod dataplane;
+pub mod faults;
 pub mod model;
 pub mod render;
 pub mod world;
@@ -106,6 +109,7 @@ pub struct SimState {
     map: AddrMap,
     apply_delay: Duration,
     seq: Mutex<BTreeMap<Subsystem, u64>>,
+    faults: faults::Faults,
     tokens: Mutex<std::collections::HashSet<String>>,
     dir: tempfile::TempDir,
 }
@@ -172,6 +176,13 @@ impl SimState {
     pub(crate) async fn run_apply(&self, sub: Subsystem) {
         tokio::time::sleep(self.apply_delay).await;
         let seq = self.seq.lock().expect("seq").get(&sub).copied();
+        if let Some(why) = self.faults.take_apply_failure(sub) {
+            tracing::warn!(?sub, "simulated apply failed: {why}");
+            if sub == Subsystem::Haproxy {
+                *self.last_apply_error.lock().expect("err") = Some(why);
+            }
+            return;
+        }
         if sub == Subsystem::Haproxy {
             let enabled =
                 self.world.lock().expect("world").haproxy_settings["enable"] != json!(false);
@@ -270,6 +281,22 @@ impl Simulator for SimState {
 
     fn reset(&self) {
         self.load(self.initial.clone());
+        self.faults.set(faults::SimFaults::default());
+    }
+
+    fn sim_faults(&self) -> Value {
+        json!(self.faults.get())
+    }
+
+    /// `{"fail_applies": [{"subsystem": "haproxy", "count": 1}]}` (see [`faults`]).
+    fn set_sim_faults(&self, faults: Value) -> Result<(), String> {
+        let f = if faults.is_null() {
+            faults::SimFaults::default()
+        } else {
+            serde_json::from_value(faults).map_err(|e| e.to_string())?
+        };
+        self.faults.set(f);
+        Ok(())
     }
 
     fn control_allowed(&self, headers: &HeaderMap) -> bool {
@@ -305,6 +332,7 @@ impl PfSenseSim {
             map: config.addr_map.clone(),
             apply_delay: config.apply_delay,
             seq: Mutex::default(),
+            faults: faults::Faults::default(),
             tokens: Mutex::default(),
             dir,
         });

@@ -52,6 +52,30 @@ pub enum Subsystem {
 }
 
 impl Subsystem {
+    /// Every subsystem cairn writes to.
+    pub const ALL: [Subsystem; 4] = [
+        Subsystem::Haproxy,
+        Subsystem::VirtualIp,
+        Subsystem::DnsResolver,
+        Subsystem::Firewall,
+    ];
+
+    /// A stable id (`haproxy`, `virtual_ip`, `dns_resolver`, `firewall`): the key of a
+    /// plan's `pfsense_pending` entry.
+    pub fn id(self) -> &'static str {
+        match self {
+            Subsystem::Haproxy => "haproxy",
+            Subsystem::VirtualIp => "virtual_ip",
+            Subsystem::DnsResolver => "dns_resolver",
+            Subsystem::Firewall => "firewall",
+        }
+    }
+
+    /// The subsystem with this [`id`](Self::id).
+    pub fn from_id(id: &str) -> Option<Subsystem> {
+        Subsystem::ALL.into_iter().find(|s| s.id() == id)
+    }
+
     /// The apply path below `/api/v2`.
     pub fn apply_path(self) -> &'static str {
         match self {
@@ -417,6 +441,14 @@ impl PfSenseClient {
     /// Deletes an object by id (and parent id for nested objects).
     pub async fn delete(&self, path: &str, query: &[(&str, String)]) -> Result<Value, ClientError> {
         self.call(Method::DELETE, path, query, None).await
+    }
+
+    /// Whether a subsystem's changes are all in effect (`GET …/apply` → `applied`); `false`
+    /// when something was written and not applied (a rejected or interrupted apply, or a
+    /// write without one). A `null` answer counts as applied.
+    pub async fn applied(&self, sub: Subsystem) -> Result<bool, ClientError> {
+        let status = self.call(Method::GET, sub.apply_path(), &[], None).await?;
+        Ok(status["applied"] != json!(false))
     }
 
     /// Applies a subsystem's pending changes and waits until pfSense reports them applied;

@@ -9,7 +9,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use cairn_core::kit::Context;
-use cairn_core::{Declared, Diagnostic, ProviderError};
+use cairn_core::{Declared, Diagnostic, Pending, ProviderError};
 
 use crate::client::{ClientError, PfSenseClient};
 
@@ -144,6 +144,7 @@ impl PfCtx {
     }
 }
 
+#[async_trait::async_trait]
 impl Context for PfCtx {
     type Error = PfError;
 
@@ -161,5 +162,13 @@ impl Context for PfCtx {
 
     fn validate(&self, declared: &[Declared<'_>]) -> Vec<Diagnostic> {
         crate::validate::validate(self, declared)
+    }
+
+    async fn pending(&self) -> Result<Vec<Pending>, PfError> {
+        crate::pending::read(self).await
+    }
+
+    async fn apply_pending(&self, id: &str) -> Option<Result<(), PfError>> {
+        Some(crate::pending::apply(self, id).await)
     }
 }

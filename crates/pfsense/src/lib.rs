@@ -8,7 +8,8 @@
 //! assembles them into a [`cairn_core::Provider`]), [`context`] (what the kinds share),
 //! [`rollout`] (staged pool server changes as typed steps, their executor and the HAProxy
 //! runtime commands), [`validate`] (checks across kinds), [`wire`] (API (de)serialisation
-//! helpers), [`client`] (REST v2, apply, runtime API), [`gate`] (the "HAProxy backend
+//! helpers), [`client`] (REST v2, apply, runtime API), [`pending`] (subsystems with changes written
+//! but not applied, read at plan time and applied as plan entries), [`gate`] (the "HAProxy backend
 //! server UP" probe), [`runtime`] (runtime API parsing).
 //! Its simulator is the `cairn-pfsense-sim` crate, which never imports this one.
 
@@ -16,6 +17,7 @@ pub mod client;
 pub mod context;
 pub mod gate;
 pub mod kinds;
+pub mod pending;
 pub mod provider;
 pub mod rollout;
 pub mod runtime;

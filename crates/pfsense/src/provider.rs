@@ -111,6 +111,14 @@ impl Provider for PfSenseProvider {
         self.inner.delete(change).await
     }
 
+    async fn pending(&self) -> Result<Vec<cairn_core::Pending>, ProviderError> {
+        self.inner.pending().await
+    }
+
+    async fn apply_pending(&self, id: &str) -> Result<(), ProviderError> {
+        self.inner.apply_pending(id).await
+    }
+
     fn rollout_steps(
         &self,
         kind: &str,
