@@ -39,6 +39,8 @@ pub struct Found<O> {
     pub marker: Option<Marker>,
     /// Other objects this one uses, as `(kind, key)`: orders deletes of undeclared objects.
     pub uses: Vec<(String, String)>,
+    /// What could not be told about the object (plan warnings, see [`Observed::warnings`]).
+    pub warnings: Vec<String>,
 }
 
 impl<O> Found<O> {
@@ -49,7 +51,14 @@ impl<O> Found<O> {
             value,
             marker,
             uses: Vec::new(),
+            warnings: Vec::new(),
         }
+    }
+
+    /// The same object with these warnings.
+    pub fn with_warnings(mut self, warnings: Vec<String>) -> Self {
+        self.warnings = warnings;
+        self
     }
 }
 
@@ -339,6 +348,7 @@ impl<K: Kind<C>, C: Context> ErasedKind<C> for Erased<K, C> {
                     key: f.key,
                     marker: f.marker,
                     uses: f.uses,
+                    warnings: f.warnings,
                 })
             })
             .collect()
@@ -1199,6 +1209,7 @@ mod tests {
             value: json!({"name": "n", "text": "hello", "id": 7}),
             marker: None,
             uses: Vec::new(),
+            warnings: Vec::new(),
         };
         let emptied = json!({"name": "n", "text": ""});
         let change = |after| PlannedChange {

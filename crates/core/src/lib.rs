@@ -10,6 +10,7 @@
 pub mod apply;
 pub mod backend;
 pub mod diff;
+pub mod digest_key;
 pub mod gate;
 pub mod kit;
 pub mod lock;

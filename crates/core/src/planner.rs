@@ -298,9 +298,11 @@ async fn build_plan(
     drop(slot);
     let mut warnings = Vec::new();
     for (node, obs) in stack.nodes().iter().zip(observed.iter_mut()) {
-        if let (NodeDef::Resource(r), Some(o)) = (node, obs.as_mut())
-            && let Some(m) = o.marker.as_ref().filter(|m| m.copied_from.is_some())
-        {
+        let (NodeDef::Resource(r), Some(o)) = (node, obs.as_mut()) else {
+            continue;
+        };
+        warnings.extend(o.warnings.drain(..).map(|w| format!("{}: {w}", r.address)));
+        if let Some(m) = o.marker.as_ref().filter(|m| m.copied_from.is_some()) {
             warnings.push(copied_warning(r.kind, &r.key, m));
             o.marker = None;
         }
@@ -375,7 +377,10 @@ async fn build_plan(
             action_reason: reason,
             changes: field_changes.into_iter().map(redact_change).collect(),
             steps,
-            observed_digest: obs.map_or_else(|| "absent".into(), observed_digest),
+            observed_digest: obs.map_or_else(
+                || "absent".into(),
+                |o| observed_digest(o, r.schema.sensitive),
+            ),
             desired_digest: if r.schema.sensitive.is_empty() {
                 r.spec.digest()
             } else {
@@ -451,6 +456,10 @@ async fn build_plan(
                     .find(|r| r.kind == kind)
                     .and_then(|r| providers.get(r.provider))
             });
+        // Redacted by the kind's schema even though nothing declares it any more.
+        let sensitive = provider
+            .and_then(|p| p.schema(&kind))
+            .map_or(&[][..], |s| s.sensitive);
         changes.push(ResourceChange {
             address: Address::new(&kind, &key),
             provider: provider.map(|p| p.name().to_string()).unwrap_or_default(),
@@ -479,12 +488,9 @@ async fn build_plan(
                 (Action::Delete, Some(p)) => p.rollout_steps(&kind, Some(&o), None),
                 _ => Vec::new(),
             },
-            observed_digest: observed_digest(&o),
+            observed_digest: observed_digest(&o, sensitive),
             desired_digest: "absent".into(),
-            // Redacted by the kind's schema even though nothing declares it any more.
-            sensitive: provider
-                .and_then(|p| p.schema(&kind))
-                .map_or(&[][..], |s| s.sensitive),
+            sensitive,
             kind,
         });
         work.push(Work {
@@ -666,6 +672,7 @@ fn plan_pending(
             value: serde_json::json!({"applied": false}),
             marker: None,
             uses: Vec::new(),
+            warnings: Vec::new(),
         };
         let kind = format!("{provider}_pending");
         changes.push(ResourceChange {
@@ -693,7 +700,7 @@ fn plan_pending(
                 sensitive: false,
             }],
             steps: vec![p.step],
-            observed_digest: observed_digest(&observed),
+            observed_digest: observed_digest(&observed, &[]),
             desired_digest: crate::plan::digest(&serde_json::json!({"applied": true})),
             sensitive: &[],
         });
@@ -717,7 +724,12 @@ fn copied_warning(kind: &str, key: &str, m: &Marker) -> String {
     )
 }
 
-fn observed_digest(o: &Observed) -> String {
+/// The digest of what was observed, with the kind's sensitive paths left out: it is saved
+/// in plan files next to the redacted `before`, and a digest over a secret whose every other
+/// field is known would let a reader test guesses offline. (A secret changed outside cairn
+/// between `diff --out` and `apply FILE` is then not noticed as staleness; the apply writes
+/// the declared secret where it changes the resource, and the next plan shows the rest.)
+fn observed_digest(o: &Observed, sensitive: &[&str]) -> String {
     let fingerprint = o.marker.as_ref().map(|m| {
         format!(
             "{}/{}/{}",
@@ -731,7 +743,11 @@ fn observed_digest(o: &Observed) -> String {
         .as_ref()
         .zip(fingerprint.as_deref())
         .map(|(m, f)| (m.stack.as_str(), f));
-    crate::plan::digest_observed(&o.value, marker)
+    if sensitive.is_empty() {
+        crate::plan::digest_observed(&o.value, marker)
+    } else {
+        crate::plan::digest_observed(&crate::plan::redact(&o.value, sensitive), marker)
+    }
 }
 
 /// Gates run when anything after them changes.

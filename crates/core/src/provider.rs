@@ -102,6 +102,10 @@ pub struct Observed {
     /// Other objects this one uses, as `(kind, key)`: orders deletes of undeclared objects.
     #[serde(default)]
     pub uses: Vec<(String, String)>,
+    /// What the provider could not tell about the object and a reader must know (e.g. a
+    /// write-only value's digest made with another machine's key): plan warnings naming it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 /// What to observe for one kind: the declared keys, plus everything owned by `stack`.

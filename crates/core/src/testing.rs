@@ -475,6 +475,7 @@ impl Provider for MemoryProvider {
                             uses: Self::uses(&by_id, &value),
                             value,
                             marker: o.marker.clone(),
+                            warnings: Vec::new(),
                         }
                     })
                     .collect()

@@ -526,7 +526,10 @@ async fn no_digest_depends_on_a_secret() {
                 .find_map(|w| w.observed.as_ref()?.marker.clone()?.fingerprint)
                 .expect("a fingerprint on the applied object");
             let c = planned.plan.change("test_thing.db").unwrap().clone();
-            (c.desired_digest, fingerprint)
+            // What was observed (the secret included) is digested into plan files too.
+            let observed = plan(&stack, &providers(&m)).await.unwrap();
+            let o = observed.plan.change("test_thing.db").unwrap();
+            (c.desired_digest, fingerprint, o.observed_digest.clone())
         }
     };
     let a = digests("hunter2").await;

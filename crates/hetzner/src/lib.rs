@@ -19,9 +19,13 @@
 //! - **Ownership marker**: labels `cairn.dev/stack` and `cairn.dev/fingerprint`, split off the
 //!   observed `labels` into `Observed::marker`. User labels are kept and diffed.
 //! - **Write-only fields** (`Server::user_data`, `Server::ssh_keys`): the API never returns
-//!   them, so their digests are kept in the labels `cairn.dev/user-data` / `cairn.dev/ssh-keys`
-//!   and compared with the declared values (seen by `Provider::validate`). An object with no
-//!   digest (made by hand, being adopted) is trusted to match.
+//!   them, so keyed digests (HMAC-SHA256 under `CAIRN_DIGEST_KEY` or the state directory's
+//!   key file, [`cairn_core::digest_key`]) are kept in the labels `cairn.dev/user-data` /
+//!   `cairn.dev/ssh-keys` and compared with the declared values (seen by
+//!   `Provider::validate`). An object with no digest (made by hand, being adopted) is trusted
+//!   to match; a digest made with another key, or an unkeyed one from an older cairn, means
+//!   "cannot tell": no change, and a plan warning naming the server and the fix.
+//!   `HetznerProvider::with_digest_key` sets the key explicitly (tests, embedding).
 //! - **Changes converge from a fresh read**: an update reads the object and issues only the
 //!   actions still needed, repeating after an ambiguous failure (lost response, 5xx) or a
 //!   conflict-type error, so a retry never repeats a change blindly. A create that may have

@@ -4,10 +4,11 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, OnceLock};
 
 use async_trait::async_trait;
+use cairn_core::digest_key::DigestKey;
 use cairn_core::kit::{Context, KitProvider, ProviderBuilder};
 use cairn_core::{
     Change, CheckResult, Declared, Diagnostic, FieldError, ObserveRequest, Observed, PlannedChange,
@@ -24,6 +25,9 @@ pub struct Hetzner {
     client: Arc<Client>,
     declared: Mutex<HashMap<(String, String), Value>>,
     concurrency: AtomicUsize,
+    /// The key of the write-only fields' digest labels, loaded on first use
+    /// ([`DigestKey::load`]) unless given ([`HetznerProvider::with_digest_key`]).
+    digest_key: OnceLock<Result<DigestKey, String>>,
 }
 
 impl Hetzner {
@@ -35,6 +39,15 @@ impl Hetzner {
     /// Request helpers over the client.
     pub(crate) fn ops(&self) -> Ops<'_> {
         Ops { c: &self.client }
+    }
+
+    /// The digest key (`CAIRN_DIGEST_KEY`, else the state directory's key file, made on
+    /// first use).
+    pub(crate) fn digest_key(&self) -> Result<&DigestKey, ApiError> {
+        self.digest_key
+            .get_or_init(|| DigestKey::load().map_err(|e| e.to_string()))
+            .as_ref()
+            .map_err(|e| ApiError::Config(e.clone()))
     }
 
     /// Remembers `spec` as the declared spec of its key (after a change, so observing right
@@ -100,6 +113,7 @@ impl HetznerProvider {
             client: Arc::new(Client::new(cfg)?),
             declared: Mutex::new(HashMap::new()),
             concurrency: AtomicUsize::new(8),
+            digest_key: OnceLock::new(),
         };
         Ok(HetznerProvider(
             crate::kinds::register(ProviderBuilder::new("hetzner", ctx)).build(),
@@ -109,6 +123,13 @@ impl HetznerProvider {
     /// From `HCLOUD_TOKEN` / `HCLOUD_ENDPOINT`.
     pub fn from_env() -> Result<Self, ApiError> {
         Self::new(ClientConfig::from_env()?)
+    }
+
+    /// Uses `key` for the digest labels of write-only fields instead of loading this
+    /// machine's ([`DigestKey::load`]) on first use.
+    pub fn with_digest_key(self, key: DigestKey) -> Self {
+        let _ = self.0.ctx().digest_key.set(Ok(key));
+        self
     }
 
     /// Sets how many changes run at once.

@@ -62,9 +62,21 @@ pub(crate) trait Collection: Send + Sync + 'static {
     /// API object → observed form. `declared` is the declared spec of the same key, if any
     /// (write-only fields are compared against it).
     fn observe(api: &Self::Api, declared: Option<&Self::Spec>) -> Self::Observed;
-    /// Extra cairn labels to write (digests of write-only fields).
-    fn extra_labels(_spec: &Self::Spec) -> Vec<(&'static str, String)> {
-        Vec::new()
+    /// [`observe`](Self::observe) for kinds that need the provider's context (the digest key
+    /// of write-only fields) and may report what they could not tell as plan warnings.
+    fn observe_in(
+        _ctx: &Hetzner,
+        api: &Self::Api,
+        declared: Option<&Self::Spec>,
+    ) -> Result<(Self::Observed, Vec<String>), ApiError> {
+        Ok((Self::observe(api, declared), Vec::new()))
+    }
+    /// Extra cairn labels to write (keyed digests of write-only fields).
+    fn extra_labels(
+        _ctx: &Hetzner,
+        _spec: &Self::Spec,
+    ) -> Result<Vec<(&'static str, String)>, ApiError> {
+        Ok(Vec::new())
     }
     /// Plan-time checks of a change against what was observed (e.g. a size that may only
     /// grow); each problem names the field.
@@ -94,11 +106,12 @@ pub(crate) trait Collection: Send + Sync + 'static {
     }
 }
 
-fn found_of<K: Collection>(ctx: &Hetzner, api: &K::Api) -> Found<K::Observed> {
+fn found_of<K: Collection>(ctx: &Hetzner, api: &K::Api) -> Result<Found<K::Observed>, ApiError> {
     let name = K::name(api);
     let declared = ctx.declared::<K::Spec>(name);
     let (_, marker, _) = split_labels(K::labels(api));
-    Found::new(name, K::observe(api, declared.as_ref()), marker)
+    let (value, warnings) = K::observe_in(ctx, api, declared.as_ref())?;
+    Ok(Found::new(name, value, marker).with_warnings(warnings))
 }
 
 /// Bulk observe: one paged list by the stack's label; declared keys not found that way are
@@ -136,7 +149,7 @@ pub(crate) async fn observe<K: Collection>(
         let wanted: std::collections::HashSet<&str> = missing.iter().map(|s| s.as_str()).collect();
         found.extend(all.into_iter().filter(|a| wanted.contains(K::name(a))));
     }
-    Ok(found.iter().map(|a| found_of::<K>(ctx, a)).collect())
+    found.iter().map(|a| found_of::<K>(ctx, a)).collect()
 }
 
 async fn find_api_by_name<K: Collection>(
@@ -193,8 +206,16 @@ pub(crate) fn gone(what: &str, id: u64) -> ApiError {
     }
 }
 
-fn labels_for<K: Collection>(spec: &K::Spec, marker: &Marker) -> Labels {
-    labels_with_marker(K::spec_labels(spec), marker, &K::extra_labels(spec))
+fn labels_for<K: Collection>(
+    ctx: &Hetzner,
+    spec: &K::Spec,
+    marker: &Marker,
+) -> Result<Labels, ApiError> {
+    Ok(labels_with_marker(
+        K::spec_labels(spec),
+        marker,
+        &K::extra_labels(ctx, spec)?,
+    ))
 }
 
 /// Converges object `id` from fresh reads until one round succeeds; returns the final read.
@@ -232,7 +253,7 @@ pub(crate) async fn create<K: Collection>(
     op: &Op<'_, cairn_core::kit::NoStep>,
 ) -> Result<K::Observed, ApiError> {
     let ops = ctx.ops();
-    let labels = labels_for::<K>(spec, op.marker);
+    let labels = labels_for::<K>(ctx, spec, op.marker)?;
     let mut id = None;
     for attempt in 0..6 {
         if attempt > 0
@@ -265,7 +286,7 @@ pub(crate) async fn create<K: Collection>(
     })?;
     let api = converge_from_reads::<K>(&ops, id, spec, &labels).await?;
     ctx.remember(spec);
-    Ok(K::observe(&api, Some(spec)))
+    Ok(K::observe_in(ctx, &api, Some(spec))?.0)
 }
 
 /// Brings the observed object to the spec in place.
@@ -276,10 +297,10 @@ pub(crate) async fn update<K: Collection>(
     op: &Op<'_, cairn_core::kit::NoStep>,
 ) -> Result<K::Observed, ApiError> {
     let ops = ctx.ops();
-    let labels = labels_for::<K>(spec, op.marker);
+    let labels = labels_for::<K>(ctx, spec, op.marker)?;
     let api = converge_from_reads::<K>(&ops, K::observed_id(prior), spec, &labels).await?;
     ctx.remember(spec);
-    Ok(K::observe(&api, Some(spec)))
+    Ok(K::observe_in(ctx, &api, Some(spec))?.0)
 }
 
 /// Deletes the object from a fresh read (absent counts as done).

@@ -143,11 +143,6 @@ pub fn validate_name(name: &str) -> Vec<FieldError> {
     }
 }
 
-/// The 16-hex digest cairn stores for write-only fields.
-pub fn short_digest(v: &Value) -> String {
-    cairn_core::plan::digest(v)
-}
-
 /// `{"name": …}` as the API nests locations, types and images.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(default)]

@@ -2,21 +2,26 @@
 //! `change_type` (stop, change, start); network attachments and firewalls via actions;
 //! image, location, user_data, ssh_keys and placement group force a replace.
 //!
-//! `user_data` and `ssh_keys` are write-only in the API: cairn stores their digests in the
+//! `user_data` and `ssh_keys` are write-only in the API: cairn stores keyed digests of them
+//! (HMAC-SHA256 under the machine's or team's digest key, [`cairn_core::digest_key`]) in the
 //! labels `cairn.dev/user-data` and `cairn.dev/ssh-keys` and compares those. An object that
-//! carries no digest (made by hand, being adopted) is trusted to match.
+//! carries no digest (made by hand, being adopted) is trusted to match; one whose digest was
+//! made with another key, or is an unkeyed digest from an older cairn, cannot be compared:
+//! no change is planned for it and the plan warns, naming the server and the fix.
 
 use async_trait::async_trait;
+use cairn_core::digest_key::LabelCheck;
 use cairn_core::{AttrRef, Field, FieldError, Handle, KeyedList, Resource, Schema};
 use serde::{Deserialize, Serialize};
-use serde_json::json;
+use serde_json::{Value, json};
 
 use super::collection::Collection;
 use super::{
     ApiPrivateNet, Empty, IdRef, Labels, NameLabels, NameRef, NetworkAction, Ops, envelope,
-    short_digest, split_labels, validate_labels, validate_name,
+    split_labels, validate_labels, validate_name,
 };
 use crate::client::ApiError;
+use crate::provider::Hetzner;
 
 /// Label with the digest of the last written `user_data`.
 pub const USER_DATA_LABEL: &str = "cairn.dev/user-data";
@@ -183,18 +188,91 @@ impl ServerAttrs for Handle<Server> {
     }
 }
 
-/// The write-only fields' digests, as labels.
-fn write_only(d: &Server) -> Vec<(&'static str, String)> {
+/// The write-only fields as their labels digest them: user-data as a string, SSH keys sorted.
+fn write_only_values(d: &Server) -> Vec<(&'static str, Value)> {
     let mut out = Vec::new();
     if let Some(u) = &d.user_data {
-        out.push((USER_DATA_LABEL, short_digest(&json!(u))));
+        out.push((USER_DATA_LABEL, json!(u)));
     }
     if let Some(keys) = &d.ssh_keys {
         let mut k = keys.clone();
         k.sort();
-        out.push((SSH_KEYS_LABEL, short_digest(&json!(k))));
+        out.push((SSH_KEYS_LABEL, json!(k)));
     }
     out
+}
+
+/// The write-only fields' keyed digests, as labels (the key is loaded only when there is a
+/// write-only value to digest).
+fn write_only(ctx: &Hetzner, d: &Server) -> Result<Vec<(&'static str, String)>, ApiError> {
+    let values = write_only_values(d);
+    if values.is_empty() {
+        return Ok(Vec::new());
+    }
+    let key = ctx.digest_key()?;
+    Ok(values
+        .into_iter()
+        .map(|(l, v)| (l, key.label(&v)))
+        .collect())
+}
+
+/// The labels to write, except that a digest label cairn cannot read (another machine's
+/// key, or a plain digest from an older cairn) is kept as it is: an update does not write
+/// the write-only fields, so it must not claim they hold the declared values.
+fn keep_unreadable_digests(cur: &Labels, labels: &Labels) -> Labels {
+    let mut out = labels.clone();
+    for label in [USER_DATA_LABEL, SSH_KEYS_LABEL] {
+        let (Some(have), Some(want)) = (cur.get(label), labels.get(label)) else {
+            continue;
+        };
+        // `h1-<key id>-`: the same key wrote `have` only if it starts the same way.
+        let ours = want.splitn(3, '-').take(2).collect::<Vec<_>>().join("-") + "-";
+        if !have.starts_with(&ours) {
+            out.insert(label.to_string(), have.clone());
+        }
+    }
+    out
+}
+
+/// What the digest label of one write-only field says about the declared value: the value
+/// to report as observed, and a warning when cairn cannot tell.
+fn read_digest(
+    ctx: &Hetzner,
+    server: &str,
+    field: &str,
+    label: Option<&String>,
+    declared: &Value,
+) -> Result<(Option<String>, Option<String>), ApiError> {
+    let Some(have) = label else {
+        // No digest (adopted, or made by hand): trusted to match.
+        return Ok((None, None));
+    };
+    let key = ctx.digest_key()?;
+    let cannot_tell = |why: String| {
+        format!(
+            "{why}, so cairn cannot tell whether {field} changed and plans no replacement for it; \
+             fix: give every machine and CI that applies this stack the same key \
+             (CAIRN_DIGEST_KEY), or replace server {server} deliberately to record a digest under it"
+        )
+    };
+    Ok(match key.check(have, declared) {
+        LabelCheck::Same => (None, None),
+        LabelCheck::Differs => (Some(have.clone()), None),
+        LabelCheck::OtherKey { key_id } => (
+            None,
+            Some(cannot_tell(format!(
+                "the digest of {field} was made with digest key {key_id}, not this machine's ({})",
+                key.id()
+            ))),
+        ),
+        LabelCheck::Unkeyed => (
+            None,
+            Some(cannot_tell(format!(
+                "the digest of {field} is an unkeyed digest from an older cairn (guessable offline), not one made with this machine's digest key ({})",
+                key.id()
+            ))),
+        ),
+    })
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -305,29 +383,49 @@ impl Collection for Servers {
     fn spec_labels(spec: &Server) -> &Labels {
         &spec.labels
     }
-    fn extra_labels(spec: &Server) -> Vec<(&'static str, String)> {
-        write_only(spec)
+    fn extra_labels(ctx: &Hetzner, spec: &Server) -> Result<Vec<(&'static str, String)>, ApiError> {
+        write_only(ctx, spec)
     }
 
-    fn observe(api: &ApiServer, declared: Option<&Server>) -> ServerObserved {
-        let (labels, _, own) = split_labels(&api.labels);
-        let want = declared.map(write_only).unwrap_or_default();
-        let want = |label: &str| want.iter().find(|(l, _)| *l == label).map(|(_, v)| v);
-        // A digest on record that differs from the declared value's shows as a change; no
-        // digest (adopted or made by hand) is trusted to match.
-        let differs = |label: &str| match own.get(label) {
-            None => None,
-            Some(have) if Some(have) == want(label) => None,
-            Some(have) => Some(have.clone()),
+    /// Compares the write-only fields' digest labels with the declared values under the
+    /// digest key: same → as declared; our key, other MAC → the written value (a change);
+    /// another key or an unkeyed digest → as declared (no change) plus a warning.
+    fn observe_in(
+        ctx: &Hetzner,
+        api: &ApiServer,
+        declared: Option<&Server>,
+    ) -> Result<(ServerObserved, Vec<String>), ApiError> {
+        let mut o = Self::observe(api, declared);
+        let mut warnings = Vec::new();
+        let Some(d) = declared else {
+            return Ok((o, warnings));
         };
-        let user_data = declared.and_then(|d| match differs(USER_DATA_LABEL) {
-            None => d.user_data.clone(),
-            Some(have) => Some(format!("(written value, digest {have})")),
-        });
-        let ssh_keys = declared.and_then(|d| match differs(SSH_KEYS_LABEL) {
-            None => d.ssh_keys.clone(),
-            Some(have) => Some(vec![format!("(written keys, digest {have})")]),
-        });
+        let (_, _, own) = split_labels(&api.labels);
+        for (label, value) in write_only_values(d) {
+            let field = if label == USER_DATA_LABEL {
+                "user_data"
+            } else {
+                "ssh_keys"
+            };
+            let (differs, warning) = read_digest(ctx, &api.name, field, own.get(label), &value)?;
+            warnings.extend(warning);
+            if let Some(have) = differs {
+                if label == USER_DATA_LABEL {
+                    o.spec.user_data = Some(format!("(written value, digest {have})"));
+                } else {
+                    o.spec.ssh_keys = Some(vec![format!("(written keys, digest {have})")]);
+                }
+            }
+        }
+        Ok((o, warnings))
+    }
+
+    /// The server as the API shows it, with the declared write-only values (which the API
+    /// never returns); [`Collection::observe_in`] then checks them against their digests.
+    fn observe(api: &ApiServer, declared: Option<&Server>) -> ServerObserved {
+        let (labels, _, _) = split_labels(&api.labels);
+        let user_data = declared.and_then(|d| d.user_data.clone());
+        let ssh_keys = declared.and_then(|d| d.ssh_keys.clone());
         let pn = &api.public_net;
         ServerObserved {
             spec: Server {
@@ -414,6 +512,7 @@ impl Collection for Servers {
     ) -> Result<(), ApiError> {
         let id = cur.id;
         let act = |a: &str| format!("/servers/{id}/actions/{a}");
+        let labels = &keep_unreadable_digests(&cur.labels, labels);
         if cur.labels != *labels || cur.name != d.name {
             let body = NameLabels {
                 name: &d.name,

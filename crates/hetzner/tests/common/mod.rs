@@ -24,14 +24,22 @@ pub async fn sim() -> SimHandle {
     .expect("simulator starts")
 }
 
-/// A provider pointed at the simulator, with fast polling and backoff.
+/// A provider pointed at the simulator, with fast polling and backoff, and a fixed digest
+/// key (no key file is made in the user's state directory).
 pub fn provider(sim: &SimHandle) -> HetznerProvider {
+    provider_with_key(sim, b"hetzner-tests-digest-key")
+}
+
+/// [`provider`] with the digest key `secret` (another machine has another key).
+pub fn provider_with_key(sim: &SimHandle, secret: &[u8]) -> HetznerProvider {
     let mut cfg = ClientConfig::new(&sim.endpoint, Token::new(&sim.token));
     cfg.poll_interval = Duration::from_millis(10);
     cfg.backoff = Duration::from_millis(20);
     cfg.max_backoff = Duration::from_millis(400);
     cfg.timeout = Duration::from_secs(10);
-    HetznerProvider::new(cfg).expect("provider")
+    HetznerProvider::new(cfg)
+        .expect("provider")
+        .with_digest_key(cairn_core::digest_key::DigestKey::new(secret))
 }
 
 /// Providers with the Hetzner provider.
