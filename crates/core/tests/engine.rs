@@ -529,7 +529,14 @@ async fn no_digest_depends_on_a_secret() {
             // What was observed (the secret included) is digested into plan files too.
             let observed = plan(&stack, &providers(&m)).await.unwrap();
             let o = observed.plan.change("test_thing.db").unwrap();
-            (c.desired_digest, fingerprint, o.observed_digest.clone())
+            // And so is the plan digest the backend records on locks and runs.
+            let recorded = cairn_core::backend::plan_digest(&observed);
+            (
+                c.desired_digest,
+                fingerprint,
+                o.observed_digest.clone(),
+                recorded,
+            )
         }
     };
     let a = digests("hunter2").await;
