@@ -1,6 +1,7 @@
 //! `stacks sim` as a persistent local world: its environment makes the dialer refuse any
-//! non-loopback address, and an apply killed midway converges when run again, with no
-//! duplicate VM, server or pool member.
+//! non-loopback address, an apply killed midway converges when run again, with no
+//! duplicate VM, server or pool member, and a pfSense write left unapplied is drift that
+//! `apply` applies (where the stack manages that subsystem; elsewhere only a warning).
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
@@ -100,6 +101,108 @@ async fn sim_environment_makes_the_dialer_refuse_unmapped_addresses_without_send
         dialer.resolve("10.1.0.1", 443).is_err(),
         "10.1/16 is outside this world's map"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drift_reports_unapplied_pfsense_changes_and_apply_applies_only_the_managed_subsystem() {
+    let sim = Sim::start("10.0.0.0/16=127.47.0.0/16");
+    let run = |args: &[&str]| {
+        let out = sim.stacks(args).output().unwrap();
+        let text = format!(
+            "{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.code(), text)
+    };
+    let (code, text) = run(&["--stack", "homelab-ha", "apply", "--yes"]);
+    assert_eq!(code, Some(0), "{text}");
+    let (code, text) = run(&["--stack", "homelab-ha", "drift"]);
+    assert_eq!(code, Some(0), "{text}");
+
+    // Writes nobody applied (what a rejected or interrupted apply leaves behind): one to
+    // HAProxy, which the stack manages, one to the firewall, where it declares nothing.
+    let pf = &sim.info["pfsense"];
+    let url = |path: &str| format!("{}/api/v2{path}", pf["endpoint"].as_str().unwrap());
+    let auth = ("X-API-Key", pf["token"].as_str().unwrap().to_string());
+    let fp = pf["fingerprint"].as_str();
+    let settings = get(&url("/services/haproxy/settings"), auth.clone(), fp).await;
+    let maxconn = settings["data"]["maxconn"].clone();
+    send(
+        reqwest::Method::PATCH,
+        &url("/services/haproxy/settings"),
+        auth.clone(),
+        fp,
+        serde_json::json!({ "maxconn": maxconn }),
+    )
+    .await;
+    send(
+        reqwest::Method::POST,
+        &url("/firewall/alias"),
+        auth.clone(),
+        fp,
+        serde_json::json!({"name": "hand_made", "type": "host", "address": ["10.0.20.5"]}),
+    )
+    .await;
+
+    let (code, text) = run(&["--stack", "homelab-ha", "drift"]);
+    assert_eq!(
+        code,
+        Some(2),
+        "unapplied changes must not read as in sync:\n{text}"
+    );
+    assert!(text.contains("pfsense_pending.haproxy"), "{text}");
+    assert!(
+        text.contains("pfSense HAProxy has changes written but not applied"),
+        "{text}"
+    );
+    assert!(
+        text.contains("pfSense firewall has changes written but not applied")
+            && text.contains("leaves them unapplied"),
+        "{text}"
+    );
+    assert!(!text.contains("pfsense_pending.firewall"), "{text}");
+
+    let (code, text) = run(&["--stack", "homelab-ha", "apply", "--yes"]);
+    assert_eq!(code, Some(0), "{text}");
+    let applied = |path: &'static str| {
+        let (url, auth) = (url(path), auth.clone());
+        async move { get(&url, auth, fp).await["data"]["applied"].clone() }
+    };
+    assert_eq!(applied("/services/haproxy/apply").await, true);
+    assert_eq!(
+        applied("/firewall/apply").await,
+        false,
+        "a subsystem the stack declares nothing in was applied"
+    );
+    let (code, text) = run(&["--stack", "homelab-ha", "drift"]);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("pfSense firewall has changes"), "{text}");
+}
+
+/// Sends a write through a simulator's own API (as someone else would) and checks it was
+/// accepted.
+async fn send(
+    method: reqwest::Method,
+    url: &str,
+    auth: (&str, String),
+    fingerprint: Option<&str>,
+    body: serde_json::Value,
+) {
+    let mut b = reqwest::Client::builder();
+    if let Some(fp) = fingerprint {
+        b = b.use_preconfigured_tls(client_config(&TlsTrust::Fingerprint(fp.into())).unwrap());
+    }
+    let resp = b
+        .build()
+        .unwrap()
+        .request(method, url)
+        .header(auth.0, auth.1)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert!(resp.status().is_success(), "{url}: {}", resp.status());
 }
 
 /// Lists objects through the simulators' own APIs.
