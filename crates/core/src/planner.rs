@@ -661,7 +661,7 @@ fn plan_pending(
             .any(|k| declared.contains(&(provider.as_str(), k.as_str())));
         if !ours {
             warnings.push(format!(
-                "{provider}: {}; this stack declares none of {} there, so cairn leaves them unapplied (apply or revert them in {provider}, or from the stack that manages them)",
+                "{}: this stack declares none of {} there, so cairn leaves them unapplied; review them and apply or revert them in {provider} itself, or apply the stack that manages them",
                 p.description,
                 p.kinds.join(", ")
             ));

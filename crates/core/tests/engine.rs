@@ -696,7 +696,7 @@ async fn pending_changes_where_the_stack_declares_nothing_are_a_warning_and_neve
     );
     let w = &planned.plan.warnings[0];
     assert!(
-        w.starts_with("memory: firewall has changes written but not applied;")
+        w.starts_with("firewall has changes written but not applied: this stack declares none of test_firewall_alias there")
             && w.contains("leaves them unapplied"),
         "{w}"
     );
