@@ -124,7 +124,7 @@ async fn digest_labels_are_keyed_and_another_key_or_a_plain_digest_never_plans_a
             w.starts_with("hetzner_server.web-1: ")
                 && w.contains(&format!("digest key {our_id}"))
                 && w.contains("plans no replacement")
-                && w.contains("CAIRN_DIGEST_KEY"),
+                && w.contains("set CAIRN_DIGEST_KEY to the same secret"),
             "{w}"
         );
         assert!(!w.contains("hunter2"));
@@ -155,7 +155,8 @@ async fn digest_labels_are_keyed_and_another_key_or_a_plain_digest_never_plans_a
                 .warnings
                 .iter()
                 .any(|w| w.starts_with("hetzner_server.web-1: ")
-                    && w.contains("unkeyed digest from an older cairn")),
+                    && w.contains("unkeyed digest from an older cairn")
+                    && w.contains("remove its label cairn.dev/user-data")),
             "{:?}",
             legacy.plan.warnings
         );

@@ -248,29 +248,41 @@ fn read_digest(
         return Ok((None, None));
     };
     let key = ctx.digest_key()?;
-    let cannot_tell = |why: String| {
+    let cannot_tell = |why: String, fix: String| {
         format!(
-            "{why}, so cairn cannot tell whether {field} changed and plans no replacement for it; \
-             fix: give every machine and CI that applies this stack the same key \
-             (CAIRN_DIGEST_KEY), or replace server {server} deliberately to record a digest under it"
+            "{why}, so cairn cannot tell whether {field} changed and plans no replacement for it; fix: {fix}"
         )
+    };
+    let label_name = if field == "user_data" {
+        USER_DATA_LABEL
+    } else {
+        SSH_KEYS_LABEL
     };
     Ok(match key.check(have, declared) {
         LabelCheck::Same => (None, None),
         LabelCheck::Differs => (Some(have.clone()), None),
         LabelCheck::OtherKey { key_id } => (
             None,
-            Some(cannot_tell(format!(
-                "the digest of {field} was made with digest key {key_id}, not this machine's ({})",
-                key.id()
-            ))),
+            Some(cannot_tell(
+                format!(
+                    "the digest of {field} was made with digest key {key_id}, not this machine's ({})",
+                    key.id()
+                ),
+                format!(
+                    "share one key: set CAIRN_DIGEST_KEY to the same secret on every machine and CI runner that applies this stack (key {key_id} is the one in use on server {server})"
+                ),
+            )),
         ),
         LabelCheck::Unkeyed => (
             None,
-            Some(cannot_tell(format!(
-                "the digest of {field} is an unkeyed digest from an older cairn (guessable offline), not one made with this machine's digest key ({})",
-                key.id()
-            ))),
+            Some(cannot_tell(
+                format!(
+                    "the digest of {field} is an unkeyed digest from an older cairn (guessable offline), not one made with a digest key"
+                ),
+                format!(
+                    "once you know server {server} holds the declared {field}, remove its label {label_name} (cairn writes a keyed one at its next change of the server), or replace the server deliberately"
+                ),
+            )),
         ),
     })
 }
