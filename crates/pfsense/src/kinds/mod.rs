@@ -8,6 +8,7 @@ pub mod backend;
 pub mod frontend;
 pub mod host_override;
 pub mod pool_member;
+pub(crate) mod single;
 pub mod values;
 pub mod vip;
 
