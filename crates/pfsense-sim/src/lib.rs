@@ -107,7 +107,7 @@ pub struct SimState {
     apply_delay: Duration,
     seq: Mutex<BTreeMap<Subsystem, u64>>,
     tokens: Mutex<std::collections::HashSet<String>>,
-    dir: tempfile::TempDir,
+    dir: cairn_sim_kit::WorkDir,
 }
 
 impl SimState {
@@ -203,6 +203,12 @@ impl SimState {
         self.world.lock().expect("world").clone()
     }
 
+    /// The scratch directory (HAProxy's configuration, socket and logs), removed when the
+    /// simulator stops, or by the next simulator to start if this process died first.
+    pub fn workdir(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+
     /// Pids of the HAProxy processes alive now.
     pub fn haproxy_pids(&self) -> Vec<u32> {
         self.dataplane.pids()
@@ -289,9 +295,7 @@ impl PfSenseSim {
     /// Starts a simulator on `127.0.0.1:<free port>`; it stops (HAProxy included) when the
     /// returned handle is dropped.
     pub async fn start(config: SimConfig) -> Result<SimHandle, SimError> {
-        let dir = tempfile::Builder::new()
-            .prefix("cairn-pfsense-sim")
-            .tempdir()?;
+        let dir = cairn_sim_kit::workdir("cairn-pfsense-sim")?;
         let cert = SelfSigned::generate(&[]);
         let api_key = config.api_key.unwrap_or_else(random_key);
         let (user, pass) = &config.basic_auth;
