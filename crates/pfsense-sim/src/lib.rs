@@ -35,7 +35,6 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::Router;
 use axum::http::{HeaderMap, Method};
 use cairn_core::net::AddrMap;
 use cairn_core::tls::SelfSigned;
@@ -312,7 +311,7 @@ impl PfSenseSim {
             tokens: Mutex::default(),
             dir,
         });
-        let api = Router::new().fallback(api::api).with_state(state.clone());
+        let api = api::router(state.clone());
         let handle = cairn_sim_kit::start(
             Kit::default(),
             state.clone(),

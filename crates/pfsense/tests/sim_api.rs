@@ -530,3 +530,64 @@ async fn a_jwt_from_basic_auth_works_as_bearer_and_apply_true_applies_the_write(
         .unwrap();
     assert_eq!(bad.status(), 401);
 }
+
+#[tokio::test]
+async fn unknown_endpoints_and_methods_answer_as_the_package_does_and_are_counted() {
+    let sim = sim(99).await;
+    let h = http(&sim);
+    let key = sim.token.clone();
+    let send = |m: reqwest::Method, path: &str, auth: bool| {
+        let rq = h.request(m, format!("{}{path}", sim.endpoint));
+        let rq = if auth {
+            rq.header("X-API-Key", &key)
+        } else {
+            rq
+        };
+        async move {
+            let r = rq.send().await.unwrap();
+            let status = r.status().as_u16();
+            let body: Value = r.json().await.unwrap();
+            (
+                status,
+                body["response_id"].as_str().unwrap_or("").to_string(),
+            )
+        }
+    };
+    sim.reset_counters();
+    let get = reqwest::Method::GET;
+    assert_eq!(
+        send(get.clone(), "/api/v2/no/such/thing", true).await,
+        (404, "ENDPOINT_NOT_FOUND".into())
+    );
+    // A model path with a method the package does not serve there.
+    assert_eq!(
+        send(reqwest::Method::PUT, "/api/v2/firewall/alias", true).await,
+        (405, "METHOD_NOT_ALLOWED".into())
+    );
+    assert_eq!(
+        send(
+            reqwest::Method::PUT,
+            "/api/v2/services/haproxy/backend/servers",
+            true
+        )
+        .await,
+        (405, "METHOD_NOT_ALLOWED".into()),
+        "a nested plural cannot be replaced whole"
+    );
+    // Authentication comes before routing.
+    assert_eq!(
+        send(get.clone(), "/api/v2/no/such/thing", false).await,
+        (401, "AUTH_AUTHENTICATION_FAILED".into())
+    );
+    assert_eq!(
+        send(get, "/api/v2/firewall/aliases", true).await,
+        (200, "SUCCESS".into())
+    );
+    let c = sim.counters();
+    assert_eq!(c.total, 5, "{c:?}");
+    assert_eq!(
+        c.requests.get("GET /api/v2/no/such/thing"),
+        Some(&2),
+        "{c:?}"
+    );
+}
