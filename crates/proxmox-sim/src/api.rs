@@ -5,8 +5,13 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::http::{HeaderMap, Method};
+use axum::Router;
+use axum::extract::rejection::RawPathParamsRejection;
+use axum::extract::{RawPathParams, Request, State};
+use axum::http::{Method, Uri};
 use axum::response::{IntoResponse, Response};
+use axum::routing::{MethodFilter, on};
+use cairn_sim_kit::Injected;
 use serde_json::{Value, json};
 
 use super::Shared;
@@ -32,52 +37,276 @@ pub(crate) fn segments(path: &str) -> Option<Vec<String>> {
     )
 }
 
-/// Serves one request to the real API (counted, delayed and possibly faulted by the kit
-/// already; `injected` names a simulator-specific fault the kit drew for it).
-pub(crate) async fn handle(
-    shared: &Arc<Shared>,
-    method: Method,
-    path: &str,
-    query: Option<&str>,
-    headers: &HeaderMap,
-    body: &[u8],
-    injected: Option<&str>,
-) -> Response {
-    let not_impl =
-        || ApiError::new(501, format!("Method '{method} {path}' not implemented")).into_response();
-    let Some(segs) = segments(path) else {
-        return not_impl();
-    };
-    let segs: Vec<&str> = segs.iter().map(String::as_str).collect();
-    let Some(route) = route_of(&method, &segs) else {
-        return not_impl();
-    };
-    tracing::debug!(%method, route, "proxmox sim request");
+/// One request as a route handler sees it: the parameters (query and body), the caller,
+/// and the route's path parameters (`node`, `vmid`, `upid`).
+pub(crate) struct Ctx<'a> {
+    shared: &'a Arc<Shared>,
+    method: &'a Method,
+    p: &'a Params,
+    caller: &'a Caller,
+    path: &'a [(String, String)],
+}
 
-    let params = match http::params(&method, query, headers, body) {
+impl<'a> Ctx<'a> {
+    /// The path parameter `name` (empty if the route has none).
+    fn param(&self, name: &str) -> &'a str {
+        self.path
+            .iter()
+            .find(|(k, _)| k == name)
+            .map_or("", |(_, v)| v.as_str())
+    }
+
+    fn world(&self) -> std::sync::MutexGuard<'a, World> {
+        self.shared.world.lock().expect("world")
+    }
+
+    /// The `{node}` of the path, which must exist (an unknown node fails like a failed
+    /// hostname lookup, as on a real cluster).
+    fn node(&self, w: &World) -> Result<&'a str, ApiError> {
+        let node = self.param("node");
+        if w.nodes.contains_key(node) {
+            Ok(node)
+        } else {
+            Err(ApiError::internal(format!(
+                "hostname lookup '{node}' failed - failed to get address info for: {node}: Name or service not known"
+            )))
+        }
+    }
+
+    /// The `{vmid}` of the path, checked as the API checks it.
+    fn vmid(&self) -> Result<u32, ApiError> {
+        parse_vmid(self.param("vmid"), "vmid")
+    }
+}
+
+type Handler = fn(&Ctx<'_>) -> ApiResult;
+
+/// One API route: method, template below `/api2/json`, handler.
+pub(crate) struct RouteDef {
+    method: &'static str,
+    path: &'static str,
+    handler: Handler,
+}
+
+const fn r(method: &'static str, path: &'static str, handler: Handler) -> RouteDef {
+    RouteDef {
+        method,
+        path,
+        handler,
+    }
+}
+
+/// Every route the simulator serves: the axum router and the request counters' route names
+/// both come from this one table.
+pub(crate) static ROUTES: &[RouteDef] = &[
+    r("GET", "/version", |_| {
+        Ok(json!({"version": "9.1.2", "release": "9.1", "repoid": "c0ffee01"}))
+    }),
+    r("POST", "/access/ticket", |c| {
+        ticket(c.shared, c.method, c.p)
+    }),
+    r("GET", "/cluster/resources", |c| {
+        cluster_resources(&c.world(), c.p.get("type").map(String::as_str))
+    }),
+    r("GET", "/cluster/nextid", |c| nextid(&c.world(), c.p)),
+    r("GET", "/nodes", |c| {
+        let w = c.world();
+        Ok(Value::Array(
+            w.nodes.keys().map(|n| node_entry(&w, n)).collect(),
+        ))
+    }),
+    r("GET", "/nodes/{node}/status", |c| {
+        let w = c.world();
+        Ok(node_status(&w, c.node(&w)?))
+    }),
+    r("GET", "/nodes/{node}/qemu", |c| {
+        let w = c.world();
+        let node = c.node(&w)?;
+        Ok(Value::Array(
+            w.vms
+                .iter()
+                .filter(|(_, v)| v.node == node)
+                .map(|(id, v)| vm_list_entry(*id, v))
+                .collect(),
+        ))
+    }),
+    r("POST", "/nodes/{node}/qemu", |c| {
+        let mut w = c.world();
+        let node = c.node(&w)?;
+        create(c.shared, &mut w, node, c.p, c.caller)
+    }),
+    r("DELETE", "/nodes/{node}/qemu/{vmid}", |c| {
+        let mut w = c.world();
+        let node = c.node(&w)?;
+        destroy(c.shared, &mut w, node, c.vmid()?, c.caller)
+    }),
+    r("POST", "/nodes/{node}/qemu/{vmid}/clone", |c| {
+        let mut w = c.world();
+        let node = c.node(&w)?;
+        clone(c.shared, &mut w, node, c.vmid()?, c.p, c.caller)
+    }),
+    r("GET", "/nodes/{node}/qemu/{vmid}/config", |c| {
+        let w = c.world();
+        let vm = get_vm(&w, c.node(&w)?, c.vmid()?)?;
+        Ok(config_json(
+            vm,
+            c.p.get("current").is_some_and(|x| x == "1"),
+        ))
+    }),
+    r("POST", "/nodes/{node}/qemu/{vmid}/config", |c| {
+        config(c, true)
+    }),
+    r("PUT", "/nodes/{node}/qemu/{vmid}/config", |c| {
+        config(c, false)
+    }),
+    r("GET", "/nodes/{node}/qemu/{vmid}/pending", |c| {
+        let w = c.world();
+        Ok(pending(get_vm(&w, c.node(&w)?, c.vmid()?)?))
+    }),
+    r("PUT", "/nodes/{node}/qemu/{vmid}/resize", |c| {
+        let mut w = c.world();
+        let node = c.node(&w)?;
+        resize(c.shared, &mut w, node, c.vmid()?, c.p, c.caller)
+    }),
+    r("GET", "/nodes/{node}/qemu/{vmid}/status/current", |c| {
+        let w = c.world();
+        let vmid = c.vmid()?;
+        Ok(status_current(vmid, get_vm(&w, c.node(&w)?, vmid)?))
+    }),
+    r("POST", "/nodes/{node}/qemu/{vmid}/status/start", |c| {
+        power_route(c, "start")
+    }),
+    r("POST", "/nodes/{node}/qemu/{vmid}/status/stop", |c| {
+        power_route(c, "stop")
+    }),
+    r("POST", "/nodes/{node}/qemu/{vmid}/status/shutdown", |c| {
+        power_route(c, "shutdown")
+    }),
+    r("GET", "/nodes/{node}/tasks/{upid}/status", |c| {
+        let w = c.world();
+        c.node(&w)?;
+        task_status(&w, c.param("upid"))
+    }),
+    r("GET", "/nodes/{node}/tasks/{upid}/log", |c| {
+        let w = c.world();
+        c.node(&w)?;
+        task_log(&w, c.param("upid"), c.p)
+    }),
+];
+
+fn config(c: &Ctx<'_>, post: bool) -> ApiResult {
+    let mut w = c.world();
+    let node = c.node(&w)?;
+    update_config(c.shared, &mut w, node, c.vmid()?, c.p, c.caller, post)
+}
+
+fn power_route(c: &Ctx<'_>, action: &str) -> ApiResult {
+    let mut w = c.world();
+    let node = c.node(&w)?;
+    power(c.shared, &mut w, node, c.vmid()?, action, c.caller)
+}
+
+/// The route template of a path (its segments after `/api2/json`), or `None` (→ 501).
+pub(crate) fn route_of(method: &Method, s: &[&str]) -> Option<&'static str> {
+    ROUTES
+        .iter()
+        .find(|d| {
+            d.method == method.as_str() && {
+                let t: Vec<&str> = d.path.split('/').filter(|x| !x.is_empty()).collect();
+                t.len() == s.len() && t.iter().zip(s).all(|(t, s)| t.starts_with('{') || t == s)
+            }
+        })
+        .map(|d| d.path)
+}
+
+/// The API router: one axum route per [`ROUTES`] entry; anything else answers 501
+/// "Method '…' not implemented", as `pveproxy` does.
+pub(crate) fn router(shared: Arc<Shared>) -> Router {
+    let mut router = Router::new();
+    for def in ROUTES {
+        let filter = MethodFilter::try_from(
+            Method::from_bytes(def.method.as_bytes()).expect("a valid method"),
+        )
+        .expect("a routable method");
+        let handler = move |State(shared): State<Arc<Shared>>,
+                            path: Result<RawPathParams, RawPathParamsRejection>,
+                            req: Request| async move {
+            let path: Vec<(String, String)> = path
+                .map(|p| {
+                    p.iter()
+                        .map(|(k, v)| (k.to_string(), v.to_string()))
+                        .collect()
+                })
+                .unwrap_or_default();
+            serve(&shared, def, &path, req).await
+        };
+        router = router.route(&format!("/api2/json{}", def.path), on(filter, handler));
+    }
+    router
+        .fallback(not_implemented)
+        .method_not_allowed_fallback(not_implemented)
+        .with_state(shared)
+}
+
+async fn not_implemented(method: Method, uri: Uri) -> Response {
+    ApiError::new(
+        501,
+        format!("Method '{method} {}' not implemented", uri.path()),
+    )
+    .into_response()
+}
+
+/// Serves one routed request (counted, delayed and possibly faulted by the kit already; a
+/// simulator-specific fault the kit drew for it comes as an [`Injected`] extension):
+/// parameters, then auth (except for the ticket route), then the handler.
+async fn serve(
+    shared: &Arc<Shared>,
+    def: &RouteDef,
+    path: &[(String, String)],
+    req: Request,
+) -> Response {
+    let injected = req
+        .extensions()
+        .get::<Injected>()
+        .map(|Injected(n)| n.clone());
+    let method = req.method().clone();
+    let query = req.uri().query().map(str::to_string);
+    let headers = req.headers().clone();
+    let body = axum::body::to_bytes(req.into_body(), 2 << 20)
+        .await
+        .unwrap_or_default();
+    tracing::debug!(%method, route = def.path, "proxmox sim request");
+    let p = match http::params(&method, query.as_deref(), &headers, &body) {
         Ok(p) => p,
         Err(e) => return e.into_response(),
     };
-    if route == "/access/ticket" {
-        return match ticket(shared, &method, &params) {
-            Ok(v) => http::ok(v),
-            Err(e) => e.into_response(),
-        };
-    }
-    let caller = {
+    let caller = if def.path == "/access/ticket" {
+        Caller {
+            user: String::new(),
+        }
+    } else {
         let tickets = shared.tickets.lock().expect("tickets");
-        match http::authenticate(&method, headers, &shared.token, &tickets) {
+        match http::authenticate(&method, &headers, &shared.token, &tickets) {
             Ok(c) => c,
             Err(e) => return e.into_response(),
         }
     };
-    let write = method != Method::GET;
-    if write && segs.len() >= 4 && segs[2] == "qemu" && injected == Some("lock") {
+    let vmid = path.iter().find(|(k, _)| k == "vmid").map(|(_, v)| v);
+    if method != Method::GET
+        && injected.as_deref() == Some("lock")
+        && let Some(vmid) = vmid
+    {
         tokio::time::sleep(shared.lock_timeout).await;
-        return lock_timeout(segs[3]).into_response();
+        return lock_timeout(vmid).into_response();
     }
-    let result = dispatch(shared, &method, route, &segs, &params, &caller);
-    match result {
+    let c = Ctx {
+        shared,
+        method: &method,
+        p: &p,
+        caller: &caller,
+        path,
+    };
+    match (def.handler)(&c) {
         Ok(v) => http::ok(v),
         Err(e) => {
             if e.message.starts_with("can't lock file") {
@@ -92,118 +321,6 @@ fn lock_timeout(vmid: &str) -> ApiError {
     ApiError::internal(format!(
         "can't lock file '/var/lock/qemu-server/lock-{vmid}.conf' - got timeout"
     ))
-}
-
-/// The route template of a path, or `None` (→ 501).
-pub(crate) fn route_of(method: &Method, s: &[&str]) -> Option<&'static str> {
-    let m = method.as_str();
-    Some(match (m, s) {
-        ("GET", ["version"]) => "/version",
-        ("POST", ["access", "ticket"]) => "/access/ticket",
-        ("GET", ["cluster", "resources"]) => "/cluster/resources",
-        ("GET", ["cluster", "nextid"]) => "/cluster/nextid",
-        ("GET", ["nodes"]) => "/nodes",
-        ("GET", ["nodes", _, "status"]) => "/nodes/{node}/status",
-        ("GET" | "POST", ["nodes", _, "qemu"]) => "/nodes/{node}/qemu",
-        ("DELETE", ["nodes", _, "qemu", _]) => "/nodes/{node}/qemu/{vmid}",
-        ("POST", ["nodes", _, "qemu", _, "clone"]) => "/nodes/{node}/qemu/{vmid}/clone",
-        ("GET" | "POST" | "PUT", ["nodes", _, "qemu", _, "config"]) => {
-            "/nodes/{node}/qemu/{vmid}/config"
-        }
-        ("GET", ["nodes", _, "qemu", _, "pending"]) => "/nodes/{node}/qemu/{vmid}/pending",
-        ("PUT", ["nodes", _, "qemu", _, "resize"]) => "/nodes/{node}/qemu/{vmid}/resize",
-        ("GET", ["nodes", _, "qemu", _, "status", "current"]) => {
-            "/nodes/{node}/qemu/{vmid}/status/current"
-        }
-        ("POST", ["nodes", _, "qemu", _, "status", "start"]) => {
-            "/nodes/{node}/qemu/{vmid}/status/start"
-        }
-        ("POST", ["nodes", _, "qemu", _, "status", "stop"]) => {
-            "/nodes/{node}/qemu/{vmid}/status/stop"
-        }
-        ("POST", ["nodes", _, "qemu", _, "status", "shutdown"]) => {
-            "/nodes/{node}/qemu/{vmid}/status/shutdown"
-        }
-        ("GET", ["nodes", _, "tasks", _, "status"]) => "/nodes/{node}/tasks/{upid}/status",
-        ("GET", ["nodes", _, "tasks", _, "log"]) => "/nodes/{node}/tasks/{upid}/log",
-        _ => return None,
-    })
-}
-
-fn dispatch(
-    shared: &Arc<Shared>,
-    method: &Method,
-    route: &str,
-    s: &[&str],
-    p: &Params,
-    caller: &Caller,
-) -> ApiResult {
-    if route == "/version" {
-        return Ok(json!({"version": "9.1.2", "release": "9.1", "repoid": "c0ffee01"}));
-    }
-    let mut w = shared.world.lock().expect("world");
-    if route == "/cluster/resources" {
-        return cluster_resources(&w, p.get("type").map(String::as_str));
-    }
-    if route == "/cluster/nextid" {
-        return nextid(&w, p);
-    }
-    if route == "/nodes" {
-        return Ok(Value::Array(
-            w.nodes.keys().map(|n| node_entry(&w, n)).collect(),
-        ));
-    }
-    let node = s[1];
-    if !w.nodes.contains_key(node) {
-        return Err(ApiError::internal(format!(
-            "hostname lookup '{node}' failed - failed to get address info for: {node}: Name or service not known"
-        )));
-    }
-    match route {
-        "/nodes/{node}/status" => Ok(node_status(&w, node)),
-        "/nodes/{node}/qemu" if method == Method::GET => Ok(Value::Array(
-            w.vms
-                .iter()
-                .filter(|(_, v)| v.node == node)
-                .map(|(id, v)| vm_list_entry(*id, v))
-                .collect(),
-        )),
-        "/nodes/{node}/qemu" => create(shared, &mut w, node, p, caller),
-        "/nodes/{node}/tasks/{upid}/status" => task_status(&w, s[3]),
-        "/nodes/{node}/tasks/{upid}/log" => task_log(&w, s[3], p),
-        _ => {
-            let vmid = parse_vmid(s[3], "vmid")?;
-            match route {
-                "/nodes/{node}/qemu/{vmid}/clone" => clone(shared, &mut w, node, vmid, p, caller),
-                "/nodes/{node}/qemu/{vmid}/config" | "/nodes/{node}/qemu/{vmid}/pending"
-                    if *method == Method::GET =>
-                {
-                    let vm = get_vm(&w, node, vmid)?;
-                    if route.ends_with("pending") {
-                        Ok(pending(vm))
-                    } else {
-                        Ok(config_json(vm, p.get("current").is_some_and(|c| c == "1")))
-                    }
-                }
-                "/nodes/{node}/qemu/{vmid}/config" => update_config(
-                    shared,
-                    &mut w,
-                    node,
-                    vmid,
-                    p,
-                    caller,
-                    *method == Method::POST,
-                ),
-                "/nodes/{node}/qemu/{vmid}/resize" => resize(shared, &mut w, node, vmid, p, caller),
-                "/nodes/{node}/qemu/{vmid}/status/current" => {
-                    let vm = get_vm(&w, node, vmid)?;
-                    Ok(status_current(vmid, vm))
-                }
-                "/nodes/{node}/qemu/{vmid}" => destroy(shared, &mut w, node, vmid, caller),
-                _ => power(shared, &mut w, node, vmid, s[5], caller),
-            }
-        }
-    }
 }
 
 fn ticket(shared: &Shared, method: &Method, p: &Params) -> ApiResult {

@@ -50,11 +50,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::Router;
-use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::{HeaderMap, Method, Uri};
-use axum::response::Response;
-use cairn_sim_kit::{Fault, FaultConfig, FaultRule, Injected, Kit, Route, Simulator, Spec};
+use axum::http::Method;
+use cairn_sim_kit::{Fault, FaultConfig, FaultRule, Kit, Route, Simulator, Spec};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
@@ -285,9 +282,15 @@ impl ProxmoxState {
 
 impl Simulator for ProxmoxState {
     fn route(&self, method: &Method, path: &str) -> Option<Route> {
+        // Every request to the API counts: a served one under its route template, one
+        // pveproxy would refuse with 501 under its own path.
         let segs = api::segments(path)?;
         let segs: Vec<&str> = segs.iter().map(String::as_str).collect();
-        api::route_of(method, &segs).map(|r| Route::new(method, r))
+        let route = api::route_of(method, &segs).map_or_else(
+            || path.trim_start_matches("/api2/json").to_string(),
+            str::to_string,
+        );
+        Some(Route::new(method, route))
     }
 
     fn dump_state(&self) -> Value {
@@ -367,7 +370,7 @@ impl ProxmoxSim {
         if let Some(api) = config.apiserver {
             apiserver::spawn_reconciler(Arc::downgrade(&state), api);
         }
-        let api = Router::new().fallback(handle).with_state(state.clone());
+        let api = api::router(state.clone());
         let handle = cairn_sim_kit::start(
             kit,
             state,
@@ -397,26 +400,4 @@ impl ProxmoxSim {
         }
         Ok(handle.with_env(env))
     }
-}
-
-async fn handle(
-    State(shared): State<Arc<Shared>>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    extensions: axum::http::Extensions,
-    body: Bytes,
-) -> Response {
-    let path = uri.path().to_string();
-    let injected = extensions.get::<Injected>().map(|Injected(n)| n.clone());
-    api::handle(
-        &shared,
-        method,
-        &path,
-        uri.query(),
-        &headers,
-        &body,
-        injected.as_deref(),
-    )
-    .await
 }
