@@ -984,6 +984,18 @@ fn spawn_task(
 ) {
     let kind = upid.split(':').nth(5).unwrap_or_default().to_string();
     let failure = shared.take_task_fault(&kind);
+    spawn_task_ending(shared, upid, dur, failure, ok, fail);
+}
+
+/// A task that ends after `dur`: in `failure` (its exit status) if given, else OK.
+fn spawn_task_ending(
+    shared: &Arc<Shared>,
+    upid: String,
+    dur: Duration,
+    failure: Option<String>,
+    ok: impl FnOnce(&mut World) + Send + 'static,
+    fail: impl FnOnce(&mut World) + Send + 'static,
+) {
     let shared = shared.clone();
     tokio::spawn(async move {
         tokio::time::sleep(dur).await;
@@ -1341,12 +1353,28 @@ fn power(
         "stop" => "qmstop",
         _ => "qmshutdown",
     };
-    let upid = w.start_task(node, kind, &vmid.to_string(), &caller.user);
     let starting = action == "start";
-    spawn_task(
+    // What the host cannot give makes the start task fail, as QEMU would.
+    let refused = if starting && !vm.running {
+        start_refusal(w, node, vm)
+    } else {
+        None
+    };
+    let upid = w.start_task(node, kind, &vmid.to_string(), &caller.user);
+    let failure = match refused {
+        Some((log, status)) => {
+            if let Some(t) = w.tasks.get_mut(&upid) {
+                t.log.push(log);
+            }
+            Some(status)
+        }
+        None => shared.take_task_fault(kind),
+    };
+    spawn_task_ending(
         shared,
         upid.clone(),
         shared.task_duration,
+        failure,
         move |w| {
             if let Some(vm) = w.vms.get_mut(&vmid) {
                 if starting && !vm.running {
@@ -1358,6 +1386,36 @@ fn power(
         |_| {},
     );
     Ok(json!(upid))
+}
+
+/// Why the host cannot start `vm` (a task log line and the exit status), if it cannot: more
+/// vCPUs than the node has (qemu-server's check), or more memory than the whole node has
+/// (QEMU cannot allocate guest RAM).
+fn start_refusal(w: &World, node: &str, vm: &VmState) -> Option<(String, String)> {
+    let n = w.nodes.get(node)?;
+    let mut after = vm.clone();
+    after.apply_pending();
+    let num = |k: &str| {
+        after
+            .config
+            .get(k)
+            .and_then(|v| v.parse::<u32>().ok())
+            .unwrap_or(1)
+    };
+    let vcpus = num("cores") * num("sockets");
+    if vcpus > n.cpus {
+        let msg = format!("MAX {} vcpus allowed per VM on this node", n.cpus);
+        return Some((msg.clone(), msg));
+    }
+    // Linux overcommits guest RAM (Proxmox lets running VMs add up to more than the host
+    // has), but refuses one allocation larger than the whole host.
+    if after.memory_mib() << 20 > n.memory_total {
+        return Some((
+            "kvm: cannot set up guest memory 'pc.ram': Cannot allocate memory".into(),
+            "start failed: QEMU exited with code 1".into(),
+        ));
+    }
+    None
 }
 
 fn destroy(

@@ -303,6 +303,54 @@ impl Simulator for ProxmoxState {
         Ok(())
     }
 
+    /// The nodes' capacities: `{"nodes": {"pve": {"memory_total": <bytes>, "cpus": 48}}}`.
+    fn capacities(&self) -> Value {
+        json!({"nodes": self.world.lock().expect("world").nodes})
+    }
+
+    /// Changes node capacities; naming a node that does not exist adds it (with both
+    /// `memory_total` and `cpus`), so a bench can spread a large world over many hosts.
+    fn set_capacities(&self, changes: Value) -> Result<(), String> {
+        let Value::Object(changes) = changes else {
+            return Err("capacities must be a JSON object".into());
+        };
+        let mut w = self.world.lock().expect("world");
+        let mut nodes = w.nodes.clone();
+        for (k, v) in changes {
+            if k != "nodes" {
+                return Err(format!("unknown capacity {k:?}"));
+            }
+            let Value::Object(v) = v else {
+                return Err("nodes must be an object of node name to capacities".into());
+            };
+            for (name, caps) in v {
+                let mut merged = nodes
+                    .get(&name)
+                    .map(|n| json!(n))
+                    .unwrap_or_else(|| json!({}));
+                let Value::Object(caps) = caps else {
+                    return Err(format!("node {name:?}: capacities must be an object"));
+                };
+                for (ck, cv) in caps {
+                    if ck != "memory_total" && ck != "cpus" {
+                        return Err(format!("node {name:?}: unknown capacity {ck:?}"));
+                    }
+                    merged[ck] = cv;
+                }
+                let node: world::Node =
+                    serde_json::from_value(merged).map_err(|e| format!("node {name:?}: {e}"))?;
+                if node.cpus == 0 || node.memory_total == 0 {
+                    return Err(format!(
+                        "node {name:?}: cpus and memory_total must be positive"
+                    ));
+                }
+                nodes.insert(name, node);
+            }
+        }
+        w.nodes = nodes;
+        Ok(())
+    }
+
     fn reset(&self) {
         *self.world.lock().expect("world") = self.initial.clone();
         *self.sim_faults.lock().expect("faults lock") = SimFaults::default();
