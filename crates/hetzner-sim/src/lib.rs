@@ -26,6 +26,10 @@
 //!   errors, connection resets and dropped responses (`Fault::Drop`: the request is applied,
 //!   the connection dies before the body), plus Hetzner's own [`HetznerFault`]s: 429, 503,
 //!   `locked`, and actions that end in `error`.
+//! - Routing by axum (`routes.rs`): each collection module adds its routes (path parameters,
+//!   one handler per method) and is one line in `collections!`; unknown paths and methods
+//!   answer 404 `not_found`. One middleware authenticates, spends the rate-limit budget and
+//!   applies Hetzner's injected faults for routed and unrouted requests alike.
 //! - One deliberate divergence from the spec: `DELETE /load_balancers/{id}` answers 200 with
 //!   an action, as the live API does and the official Python client expects.
 //!

@@ -11,8 +11,9 @@
 //! or ticket cookie + `CSRFPreventionToken` on writes; form or JSON bodies; booleans 1/0;
 //! `{"data": …}` envelopes (also `null`); the error message as HTTP reason phrase;
 //! `400 Parameter verification failed.` with `errors`; a missing VM is `500 Configuration
-//! file 'nodes/N/qemu-server/ID.conf' does not exist`; unknown routes and bodies on GET are
-//! 501. Async work returns a UPID whose task stops after a configurable time, with
+//! file 'nodes/N/qemu-server/ID.conf' does not exist`; unknown routes (paths or methods,
+//! before auth) and bodies on GET are 501. Routes are axum routes built from one table
+//! (`api::ROUTES`) that also names the counters' routes. Async work returns a UPID whose task stops after a configurable time, with
 //! `exitstatus` only once stopped. A clone holds `lock: clone` until its task ends; a second
 //! clone of the same source while one runs fails with `can't lock file
 //! '/var/lock/qemu-server/lock-<source>.conf' - got timeout`. Writes accept a `digest` and
@@ -23,7 +24,12 @@
 //! # Control API (under `/_sim/`, no auth, never counted)
 //! The kit's `/_sim/` API (`cairn_sim_kit`): counters by route without the `/api2/json`
 //! prefix (`"GET /cluster/resources"`), faults (this simulator's own, [`SimFaults`], under
-//! `sim`; [`Faults`] builds a whole setting), state (the [`World`] as JSON), reset.
+//! `sim`; [`Faults`] builds a whole setting), state (the [`World`] as JSON), reset, and
+//! capacities: `{"nodes": {"pve": {"memory_total": <bytes>, "cpus": 48}}}`, settable (naming a
+//! new node adds it). A start needing more vCPUs than its node has fails its task with `MAX
+//! n vcpus allowed per VM on this node`, one needing more memory than the whole node with
+//! `start failed: QEMU exited with code 1` (running VMs may add up to more than the node
+//! has: Linux overcommits guest RAM).
 //!
 //! # Data plane
 //! With [`SimConfig::apiserver`] set, every running VM with an `ipconfig0` address serves a
