@@ -360,8 +360,12 @@ impl Simulator for SimState {
 
     fn shutdown(&self) {
         self.dataplane.stop_all();
+        cairn_sim_kit::workdir::sweep_dead(WORKDIR_PREFIX);
     }
 }
+
+/// The name every scratch directory of this simulator starts with (in the temp dir).
+const WORKDIR_PREFIX: &str = "cairn-pfsense-sim";
 
 /// The simulator.
 #[derive(Debug)]
@@ -371,7 +375,7 @@ impl PfSenseSim {
     /// Starts a simulator on `127.0.0.1:<free port>`; it stops (HAProxy included) when the
     /// returned handle is dropped.
     pub async fn start(config: SimConfig) -> Result<SimHandle, SimError> {
-        let dir = cairn_sim_kit::workdir("cairn-pfsense-sim")?;
+        let dir = cairn_sim_kit::workdir(WORKDIR_PREFIX)?;
         let cert = SelfSigned::generate(&[]);
         let api_key = config.api_key.unwrap_or_else(random_key);
         let (user, pass) = &config.basic_auth;

@@ -1,7 +1,8 @@
 //! Scratch directories for simulators that run real programs (pfSense's HAProxy): each one is
 //! named after the process that owns it (`<prefix>.<pid>.<random>` under the system temp
 //! dir), removed on drop, and swept when a later simulator starts if its owner is gone (a
-//! `stacks sim` killed with SIGKILL never runs its destructors).
+//! `stacks sim` killed with SIGKILL never runs its destructors); a simulator that stops
+//! sweeps them too ([`sweep_dead`]).
 
 use std::path::Path;
 
@@ -20,6 +21,13 @@ pub fn workdir_in(parent: &Path, prefix: &str) -> std::io::Result<WorkDir> {
     tempfile::Builder::new()
         .prefix(&format!("{prefix}.{}.", std::process::id()))
         .tempdir_in(parent)
+}
+
+/// Removes the scratch directories `<prefix>.<pid>.*` in the system temp dir whose process
+/// has died (a simulator also calls this when it stops, so a run that killed one leaves
+/// nothing behind once any other simulator of the run has stopped).
+pub fn sweep_dead(prefix: &str) {
+    sweep(&std::env::temp_dir(), prefix);
 }
 
 /// Removes the directories `<prefix>.<pid>.*` in `parent` whose process `pid` is not running.
