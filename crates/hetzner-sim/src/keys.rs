@@ -217,23 +217,25 @@ pub(crate) fn primary_ip_routes(routes: Routes) -> Routes {
         })
 }
 
+/// A placement group as the API renders it: with the servers in it.
+fn render_placement_group(w: &World, p: &Value) -> Value {
+    let mut p = p.clone();
+    let id = p["id"].as_u64();
+    let servers: Vec<u64> = w
+        .coll("servers")
+        .iter()
+        .filter(|(_, s)| s["placement_group"]["id"].as_u64() == id)
+        .map(|(i, _)| *i)
+        .collect();
+    p["servers"] = json!(servers);
+    p
+}
+
 /// The routes of `/placement_groups`.
 pub(crate) fn placement_group_routes(routes: Routes) -> Routes {
     routes
         .route("/placement_groups", Method::GET, |w, r| {
-            let render = |w: &World, p: &Value| {
-                let mut p = p.clone();
-                let id = p["id"].as_u64();
-                let servers: Vec<u64> = w
-                    .coll("servers")
-                    .iter()
-                    .filter(|(_, s)| s["placement_group"]["id"].as_u64() == id)
-                    .map(|(i, _)| *i)
-                    .collect();
-                p["servers"] = json!(servers);
-                p
-            };
-            list_rendered(w, "placement_groups", "placement_groups", &r.q, render)
+            list_rendered(w, "placement_groups", "placement_groups", &r.q, render_placement_group)
         })
         .route("/placement_groups", Method::POST, |w, r| {
             let mut c = Check::default();
@@ -255,43 +257,19 @@ pub(crate) fn placement_group_routes(routes: Routes) -> Routes {
         })
         .route("/placement_groups/{id}", Method::GET, |w, r| {
             let id = &r.param("id");
-            let render = |w: &World, p: &Value| {
-                let mut p = p.clone();
-                let id = p["id"].as_u64();
-                let servers: Vec<u64> = w
-                    .coll("servers")
-                    .iter()
-                    .filter(|(_, s)| s["placement_group"]["id"].as_u64() == id)
-                    .map(|(i, _)| *i)
-                    .collect();
-                p["servers"] = json!(servers);
-                p
-            };
             let id = w.must("placement_groups", "placement group", id)?;
             reply(
                 200,
-                json!({"placement_group": render(w, &w.coll("placement_groups")[&id])}),
+                json!({"placement_group": render_placement_group(w, &w.coll("placement_groups")[&id])}),
             )
         })
         .route("/placement_groups/{id}", Method::PUT, |w, r| {
             let id = &r.param("id");
-            let render = |w: &World, p: &Value| {
-                let mut p = p.clone();
-                let id = p["id"].as_u64();
-                let servers: Vec<u64> = w
-                    .coll("servers")
-                    .iter()
-                    .filter(|(_, s)| s["placement_group"]["id"].as_u64() == id)
-                    .map(|(i, _)| *i)
-                    .collect();
-                p["servers"] = json!(servers);
-                p
-            };
             let id = w.must("placement_groups", "placement group", id)?;
             update_basic(w, "placement_groups", id, &r.body, &[])?;
             reply(
                 200,
-                json!({"placement_group": render(w, &w.coll("placement_groups")[&id])}),
+                json!({"placement_group": render_placement_group(w, &w.coll("placement_groups")[&id])}),
             )
         })
         .route("/placement_groups/{id}", Method::DELETE, |w, r| {
