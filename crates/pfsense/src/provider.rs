@@ -1,5 +1,5 @@
 //! The pfSense provider, assembled from its kinds ([`cairn_core::kit::ProviderBuilder`]):
-//! every kind is registered once here; dispatch, `kinds()`, decoding, error mapping and the
+//! every kind is registered once, by its line in [`crate::kinds`]'s `kinds!`; dispatch, `kinds()`, decoding, error mapping and the
 //! rollout steps shown in plans come from the registry. [`PfSenseProvider`] is a cheap,
 //! clonable handle over it that adds the gates stacks use.
 
