@@ -13,7 +13,7 @@
 //! `400 Parameter verification failed.` with `errors`; a missing VM is `500 Configuration
 //! file 'nodes/N/qemu-server/ID.conf' does not exist`; unknown routes (paths or methods,
 //! before auth) and bodies on GET are 501. Routes are axum routes built from one table
-//! (`api::ROUTES`) that also names the counters' routes. Async work returns a UPID whose task stops after a configurable time, with
+//! (`routes::ROUTES`) that also names the counters' routes. Async work returns a UPID whose task stops after a configurable time, with
 //! `exitstatus` only once stopped. A clone holds `lock: clone` until its task ends; a second
 //! clone of the same source while one runs fails with `can't lock file
 //! '/var/lock/qemu-server/lock-<source>.conf' - got timeout`. Writes accept a `digest` and
@@ -49,6 +49,7 @@ mod api;
 mod apiserver;
 mod http;
 mod propstr;
+mod routes;
 pub mod world;
 
 use std::collections::BTreeMap;
@@ -292,7 +293,7 @@ impl Simulator for ProxmoxState {
         // pveproxy would refuse with 501 under its own path.
         let segs = api::segments(path)?;
         let segs: Vec<&str> = segs.iter().map(String::as_str).collect();
-        let route = api::route_of(method, &segs).map_or_else(
+        let route = routes::route_of(method, &segs).map_or_else(
             || path.trim_start_matches("/api2/json").to_string(),
             str::to_string,
         );
@@ -424,7 +425,7 @@ impl ProxmoxSim {
         if let Some(api) = config.apiserver {
             apiserver::spawn_reconciler(Arc::downgrade(&state), api);
         }
-        let api = api::router(state.clone());
+        let api = routes::router(state.clone());
         let handle = cairn_sim_kit::start(
             kit,
             state,
