@@ -266,6 +266,9 @@ fn spawn_apply(
         ])
         .env_remove("CI")
         .env("CAIRN_STATE_DIR", state.path())
+        // Its embedded simulators' scratch dirs go under the test's temp dir: the process
+        // may be killed with SIGKILL, and the test removes what it leaves.
+        .env("TMPDIR", state.path())
         .env("CAIRN_BACKEND", url)
         .env("CAIRN_LOCK_LEASE_SECS", "1.5")
         .env("NO_COLOR", "1")

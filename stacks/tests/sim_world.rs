@@ -18,6 +18,9 @@ struct Sim {
     info: serde_json::Value,
     /// Apply locks of this world's runs (never the source tree).
     state: tempfile::TempDir,
+    /// The `stacks sim` process's temp dir (its simulators' scratch dirs): it is killed with
+    /// SIGKILL, so this test removes what it leaves, after the kill (fields drop after `drop`).
+    _tmp: tempfile::TempDir,
 }
 
 impl Drop for Sim {
@@ -30,8 +33,10 @@ impl Drop for Sim {
 impl Sim {
     /// Starts `stacks sim` on its own loopback range.
     fn start(map: &str) -> Sim {
+        let tmp = tempfile::tempdir().unwrap();
         let mut child = Command::new(env!("CARGO_BIN_EXE_stacks"))
             .arg("sim")
+            .env("TMPDIR", tmp.path())
             .env(ADDR_MAP_ENV, map)
             .env("CAIRN_SIM_APISERVER_BOOT_MS", "1500")
             .stdout(Stdio::piped())
@@ -48,6 +53,7 @@ impl Sim {
             child,
             info,
             state: tempfile::tempdir().unwrap(),
+            _tmp: tmp,
         }
     }
 

@@ -251,6 +251,39 @@ pub trait Kind<C: Context>: Send + Sync + 'static {
     }
 }
 
+/// Declares a provider's kind modules and its registration in one place: one line per kind
+/// names the module, the kind handler and what the module exports, and the macro writes the
+/// `mod`, the `pub use` and a `register` function that adds every kind to a
+/// [`ProviderBuilder`] in the order given. Adding a kind is one line here (plus its file).
+///
+/// ```ignore
+/// cairn_core::kinds! {
+///     context: Hetzner;
+///     mod ssh_key::SshKeys => { SshKey, SshKeyAttrs };
+///     pub mod volume::Volumes => { Volume, VolumeObserved };
+/// }
+/// // crate code: kinds::register(ProviderBuilder::new("hetzner", ctx)).build()
+/// ```
+#[macro_export]
+macro_rules! kinds {
+    (
+        context: $ctx:ty;
+        $( $vis:vis mod $module:ident :: $kind:ident => { $($export:ident),* $(,)? }; )*
+    ) => {
+        $(
+            $vis mod $module;
+            pub use $module::{$($export),*};
+        )*
+
+        /// Registers every kind of this provider, in order: the one place a kind is added.
+        pub(crate) fn register(
+            b: $crate::kit::ProviderBuilder<$ctx>,
+        ) -> $crate::kit::ProviderBuilder<$ctx> {
+            b $( .kind($module::$kind) )*
+        }
+    };
+}
+
 /// A kind with its types erased, as the registry holds it.
 #[async_trait]
 trait ErasedKind<C: Context>: Send + Sync {

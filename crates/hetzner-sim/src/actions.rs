@@ -1,18 +1,18 @@
 //! `/actions`: `GET /actions/{id}` and the batch `GET /actions?id=…&id=…`, plus the
 //! per-resource `GET /{kind}/{id}/actions` lists.
 
+use axum::http::Method;
 use serde_json::{Value, json};
 
-use super::Req;
 use super::http::{ApiErr, ApiResult, Query, list, reply};
 use super::world::World;
+use crate::routes::Routes;
 
-/// Dispatches `/actions…`.
-pub fn handle(w: &mut World, r: &Req) -> ApiResult {
-    let segs: Vec<&str> = r.segs.iter().map(String::as_str).collect();
-    let t = w.action_time;
-    match (r.method.as_str(), &segs[1..]) {
-        ("GET", []) => {
+/// The routes of `/actions`.
+pub(crate) fn routes(routes: Routes) -> Routes {
+    routes
+        .route("/actions", Method::GET, |w, r| {
+            let t = w.action_time;
             let ids: Vec<u64> =
                 r.q.all("id")
                     .iter()
@@ -30,17 +30,17 @@ pub fn handle(w: &mut World, r: &Req) -> ApiResult {
                 .map(|a| a.render(t))
                 .collect();
             filtered(items, "/v1/actions", &r.q)
-        }
-        ("GET", [id]) => {
+        })
+        .route("/actions/{id}", Method::GET, |w, r| {
+            let id = &r.param("id");
+            let t = w.action_time;
             let a = id
                 .parse::<u64>()
                 .ok()
                 .and_then(|i| w.actions.get(&i))
                 .ok_or_else(|| ApiErr::not_found("action"))?;
             reply(200, json!({"action": a.render(t)}))
-        }
-        _ => Err(ApiErr::not_found("route")),
-    }
+        })
 }
 
 fn filtered(mut items: Vec<Value>, path: &str, q: &Query) -> ApiResult {

@@ -1,6 +1,9 @@
 //! The read-only catalog: locations, datacenters, server types, images, load balancer types.
 
+use axum::http::Method;
 use serde_json::{Value, json};
+use crate::http::{self, ApiErr};
+use crate::routes::Routes;
 
 fn loc(id: u64, name: &str, city: &str, country: &str, zone: &str) -> Value {
     json!({"id": id, "name": name, "description": format!("{city} DC Park"), "city": city,
@@ -113,4 +116,47 @@ pub fn find(items: Vec<Value>, id_or_name: &Value, arch: Option<&str>) -> Option
         };
         hit && arch.is_none_or(|a| i.get("architecture").is_none_or(|x| x == a))
     })
+}
+
+/// The read-only catalog collections (`/locations`, `/server_types`, …): list (with
+/// `architecture` on images and server types, `name`, paging) and get by id or name.
+pub(crate) fn routes(routes: Routes) -> Routes {
+    let mut routes = routes;
+    for key in [
+        "locations",
+        "datacenters",
+        "server_types",
+        "images",
+        "load_balancer_types",
+    ] {
+        routes = routes
+            .route(&format!("/{key}"), Method::GET, move |_, r| {
+                let arch = r.q.all("architecture");
+                let items = items(key)
+                    .into_iter()
+                    .filter(|i| {
+                        arch.is_empty() || arch.contains(&i["architecture"].as_str().unwrap_or(""))
+                    })
+                    .collect();
+                http::list(key, &format!("/v1/{key}"), items, &r.q, &["type", "status"])
+            })
+            .route(&format!("/{key}/{{id}}"), Method::GET, move |_, r| {
+                let single = key.trim_end_matches('s');
+                let it = find(items(key), &Value::String(r.param("id").to_string()), None)
+                    .ok_or_else(|| ApiErr::not_found(single))?;
+                http::reply(200, serde_json::json!({ single: it }))
+            });
+    }
+    routes
+}
+
+/// The items of catalog collection `key`.
+fn items(key: &str) -> Vec<Value> {
+    match key {
+        "locations" => locations(),
+        "datacenters" => datacenters(),
+        "server_types" => server_types(),
+        "images" => images(),
+        _ => load_balancer_types(),
+    }
 }

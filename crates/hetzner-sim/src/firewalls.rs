@@ -1,12 +1,13 @@
 //! `/firewalls`: create, list, update, delete and `set_rules` / `apply_to_resources` /
 //! `remove_from_resources` (which answer `{"actions": [...]}`).
 
+use axum::http::Method;
 use serde_json::{Value, json};
 
-use super::Req;
-use super::http::{ApiErr, ApiResult, reply};
+use super::http::{ApiErr, reply};
 use super::keys::no_content;
 use super::world::{Check, World, list_rendered, now, update_basic};
+use crate::routes::Routes;
 
 /// Whether firewall `f` applies to server `id` (directly or by label selector).
 pub fn applies_to(w: &World, f: &Value, id: u64) -> bool {
@@ -148,12 +149,13 @@ fn same(a: &Value, b: &Value) -> bool {
         && a["label_selector"]["selector"] == b["label_selector"]["selector"]
 }
 
-/// Dispatches `/firewalls…`.
-pub fn handle(w: &mut World, r: &Req) -> ApiResult {
-    let segs: Vec<&str> = r.segs.iter().map(String::as_str).collect();
-    match (r.method.as_str(), &segs[1..]) {
-        ("GET", []) => list_rendered(w, "firewalls", "firewalls", &r.q, render),
-        ("POST", []) => {
+/// The routes of `/firewalls`.
+pub(crate) fn routes(routes: Routes) -> Routes {
+    routes
+        .route("/firewalls", Method::GET, |w, r| {
+            list_rendered(w, "firewalls", "firewalls", &r.q, render)
+        })
+        .route("/firewalls", Method::POST, |w, r| {
             let b = &r.body;
             let mut c = Check::default();
             let name = c.req_str(b, "name").map(String::from);
@@ -177,23 +179,26 @@ pub fn handle(w: &mut World, r: &Req) -> ApiResult {
                 201,
                 json!({"firewall": render(w, &w.coll("firewalls")[&id]), "actions": actions}),
             )
-        }
-        ("GET", [id]) => {
+        })
+        .route("/firewalls/{id}", Method::GET, |w, r| {
+            let id = &r.param("id");
             let id = w.must("firewalls", "firewall", id)?;
             reply(
                 200,
                 json!({"firewall": render(w, &w.coll("firewalls")[&id])}),
             )
-        }
-        ("PUT", [id]) => {
+        })
+        .route("/firewalls/{id}", Method::PUT, |w, r| {
+            let id = &r.param("id");
             let id = w.must("firewalls", "firewall", id)?;
             update_basic(w, "firewalls", id, &r.body, &[])?;
             reply(
                 200,
                 json!({"firewall": render(w, &w.coll("firewalls")[&id])}),
             )
-        }
-        ("DELETE", [id]) => {
+        })
+        .route("/firewalls/{id}", Method::DELETE, |w, r| {
+            let id = &r.param("id");
             let id = w.must("firewalls", "firewall", id)?;
             w.check_lock(id, "firewall")?;
             if w.coll("firewalls")[&id]["applied_to"]
@@ -208,12 +213,15 @@ pub fn handle(w: &mut World, r: &Req) -> ApiResult {
             }
             w.coll_mut("firewalls").remove(&id);
             no_content()
-        }
-        ("GET", [id, "actions"]) => {
+        })
+        .route("/firewalls/{id}/actions", Method::GET, |w, r| {
+            let id = &r.param("id");
             let id = w.must("firewalls", "firewall", id)?;
             super::actions::list_for(w, id, "firewall", &r.q)
-        }
-        ("POST", [id, "actions", act]) => {
+        })
+        .route("/firewalls/{id}/actions/{act}", Method::POST, |w, r| {
+            let id = &r.param("id");
+            let act = &r.param("act");
             let id = w.must("firewalls", "firewall", id)?;
             w.check_lock(id, "firewall")?;
             let mut c = Check::default();
@@ -276,7 +284,5 @@ pub fn handle(w: &mut World, r: &Req) -> ApiResult {
             };
             let a = w.action(cmd, &[(id, "firewall")]);
             reply(201, json!({"actions": [a]}))
-        }
-        _ => Err(ApiErr::not_found("route")),
-    }
+        })
 }

@@ -1,21 +1,21 @@
 //! `/ssh_keys`, `/primary_ips` and `/placement_groups`.
 
+use axum::http::Method;
 use serde_json::{Value, json};
 
-use super::Req;
 use super::catalog;
 use super::http::{ApiErr, ApiResult, reply};
 use super::world::{Check, World, action_reply, list_rendered, now, update_basic};
+use crate::routes::Routes;
 
 fn plain(_: &World, v: &Value) -> Value {
     v.clone()
 }
 
-/// Dispatches `/ssh_keys…`.
-pub fn ssh_keys(w: &mut World, r: &Req) -> ApiResult {
-    let segs: Vec<&str> = r.segs.iter().map(String::as_str).collect();
-    match (r.method.as_str(), &segs[1..]) {
-        ("GET", []) => {
+/// The routes of `/ssh_keys`.
+pub(crate) fn ssh_key_routes(routes: Routes) -> Routes {
+    routes
+        .route("/ssh_keys", Method::GET, |w, r| {
             let fp = r.q.get("fingerprint").map(String::from);
             let items: Vec<Value> = w
                 .coll("ssh_keys")
@@ -24,8 +24,8 @@ pub fn ssh_keys(w: &mut World, r: &Req) -> ApiResult {
                 .cloned()
                 .collect();
             super::http::list("ssh_keys", "/v1/ssh_keys", items, &r.q, &[])
-        }
-        ("POST", []) => {
+        })
+        .route("/ssh_keys", Method::POST, |w, r| {
             let b = &r.body;
             let mut c = Check::default();
             let name = c.req_str(b, "name").map(String::from);
@@ -53,23 +53,24 @@ pub fn ssh_keys(w: &mut World, r: &Req) -> ApiResult {
                              "labels": b.get("labels").cloned().unwrap_or(json!({})), "created": now()});
             w.coll_mut("ssh_keys").insert(id, key.clone());
             reply(201, json!({"ssh_key": key}))
-        }
-        ("GET", [id]) => {
+        })
+        .route("/ssh_keys/{id}", Method::GET, |w, r| {
+            let id = &r.param("id");
             let id = w.must("ssh_keys", "ssh key", id)?;
             reply(200, json!({"ssh_key": w.coll("ssh_keys")[&id]}))
-        }
-        ("PUT", [id]) => {
+        })
+        .route("/ssh_keys/{id}", Method::PUT, |w, r| {
+            let id = &r.param("id");
             let id = w.must("ssh_keys", "ssh key", id)?;
             update_basic(w, "ssh_keys", id, &r.body, &[])?;
             reply(200, json!({"ssh_key": w.coll("ssh_keys")[&id]}))
-        }
-        ("DELETE", [id]) => {
+        })
+        .route("/ssh_keys/{id}", Method::DELETE, |w, r| {
+            let id = &r.param("id");
             let id = w.must("ssh_keys", "ssh key", id)?;
             w.coll_mut("ssh_keys").remove(&id);
             Ok(axum::http::StatusCode::NO_CONTENT.into_response_ok())
-        }
-        _ => Err(ApiErr::not_found("route")),
-    }
+        })
 }
 
 /// A colon-separated pseudo MD5-style fingerprint of a public key (stable per key).
@@ -121,12 +122,13 @@ pub fn new_primary_ip(
     Ok(id)
 }
 
-/// Dispatches `/primary_ips…`.
-pub fn primary_ips(w: &mut World, r: &Req) -> ApiResult {
-    let segs: Vec<&str> = r.segs.iter().map(String::as_str).collect();
-    match (r.method.as_str(), &segs[1..]) {
-        ("GET", []) => list_rendered(w, "primary_ips", "primary_ips", &r.q, plain),
-        ("POST", []) => {
+/// The routes of `/primary_ips`.
+pub(crate) fn primary_ip_routes(routes: Routes) -> Routes {
+    routes
+        .route("/primary_ips", Method::GET, |w, r| {
+            list_rendered(w, "primary_ips", "primary_ips", &r.q, plain)
+        })
+        .route("/primary_ips", Method::POST, |w, r| {
             let b = &r.body;
             let mut c = Check::default();
             let name = c.req_str(b, "name").map(String::from);
@@ -178,17 +180,20 @@ pub fn primary_ips(w: &mut World, r: &Req) -> ApiResult {
                 201,
                 json!({"primary_ip": w.coll("primary_ips")[&id], "action": action}),
             )
-        }
-        ("GET", [id]) => {
+        })
+        .route("/primary_ips/{id}", Method::GET, |w, r| {
+            let id = &r.param("id");
             let id = w.must("primary_ips", "primary ip", id)?;
             reply(200, json!({"primary_ip": w.coll("primary_ips")[&id]}))
-        }
-        ("PUT", [id]) => {
+        })
+        .route("/primary_ips/{id}", Method::PUT, |w, r| {
+            let id = &r.param("id");
             let id = w.must("primary_ips", "primary ip", id)?;
             update_basic(w, "primary_ips", id, &r.body, &["auto_delete"])?;
             reply(200, json!({"primary_ip": w.coll("primary_ips")[&id]}))
-        }
-        ("DELETE", [id]) => {
+        })
+        .route("/primary_ips/{id}", Method::DELETE, |w, r| {
+            let id = &r.param("id");
             let id = w.must("primary_ips", "primary ip", id)?;
             w.check_lock(id, "primary_ip")?;
             if !w.coll("primary_ips")[&id]["assignee_id"].is_null() {
@@ -200,37 +205,39 @@ pub fn primary_ips(w: &mut World, r: &Req) -> ApiResult {
             }
             w.coll_mut("primary_ips").remove(&id);
             no_content()
-        }
-        ("POST", [id, "actions", "unassign"]) => {
+        })
+        .route("/primary_ips/{id}/actions/unassign", Method::POST, |w, r| {
+            let id = &r.param("id");
             let id = w.must("primary_ips", "primary ip", id)?;
             w.check_lock(id, "primary_ip")?;
             if let Some(p) = w.coll_mut("primary_ips").get_mut(&id) {
                 p["assignee_id"] = Value::Null;
             }
             action_reply(201, w.action("unassign_primary_ip", &[(id, "primary_ip")]))
-        }
-        _ => Err(ApiErr::not_found("route")),
-    }
+        })
 }
 
-/// Dispatches `/placement_groups…`.
-pub fn placement_groups(w: &mut World, r: &Req) -> ApiResult {
-    let segs: Vec<&str> = r.segs.iter().map(String::as_str).collect();
-    let render = |w: &World, p: &Value| {
-        let mut p = p.clone();
-        let id = p["id"].as_u64();
-        let servers: Vec<u64> = w
-            .coll("servers")
-            .iter()
-            .filter(|(_, s)| s["placement_group"]["id"].as_u64() == id)
-            .map(|(i, _)| *i)
-            .collect();
-        p["servers"] = json!(servers);
-        p
-    };
-    match (r.method.as_str(), &segs[1..]) {
-        ("GET", []) => list_rendered(w, "placement_groups", "placement_groups", &r.q, render),
-        ("POST", []) => {
+/// A placement group as the API renders it: with the servers in it.
+fn render_placement_group(w: &World, p: &Value) -> Value {
+    let mut p = p.clone();
+    let id = p["id"].as_u64();
+    let servers: Vec<u64> = w
+        .coll("servers")
+        .iter()
+        .filter(|(_, s)| s["placement_group"]["id"].as_u64() == id)
+        .map(|(i, _)| *i)
+        .collect();
+    p["servers"] = json!(servers);
+    p
+}
+
+/// The routes of `/placement_groups`.
+pub(crate) fn placement_group_routes(routes: Routes) -> Routes {
+    routes
+        .route("/placement_groups", Method::GET, |w, r| {
+            list_rendered(w, "placement_groups", "placement_groups", &r.q, render_placement_group)
+        })
+        .route("/placement_groups", Method::POST, |w, r| {
             let mut c = Check::default();
             let name = c.req_str(&r.body, "name").map(String::from);
             if r.body["type"] != "spread" {
@@ -247,27 +254,33 @@ pub fn placement_groups(w: &mut World, r: &Req) -> ApiResult {
                            "labels": r.body.get("labels").cloned().unwrap_or(json!({}))});
             w.coll_mut("placement_groups").insert(id, p.clone());
             reply(201, json!({"placement_group": p, "action": null}))
-        }
-        ("GET", [id]) => {
+        })
+        .route("/placement_groups/{id}", Method::GET, |w, r| {
+            let id = &r.param("id");
             let id = w.must("placement_groups", "placement group", id)?;
             reply(
                 200,
-                json!({"placement_group": render(w, &w.coll("placement_groups")[&id])}),
+                json!({"placement_group": render_placement_group(w, &w.coll("placement_groups")[&id])}),
             )
-        }
-        ("PUT", [id]) => {
+        })
+        .route("/placement_groups/{id}", Method::PUT, |w, r| {
+            let id = &r.param("id");
             let id = w.must("placement_groups", "placement group", id)?;
             update_basic(w, "placement_groups", id, &r.body, &[])?;
             reply(
                 200,
-                json!({"placement_group": render(w, &w.coll("placement_groups")[&id])}),
+                json!({"placement_group": render_placement_group(w, &w.coll("placement_groups")[&id])}),
             )
-        }
-        ("DELETE", [id]) => {
+        })
+        .route("/placement_groups/{id}", Method::DELETE, |w, r| {
+            let id = &r.param("id");
             let id = w.must("placement_groups", "placement group", id)?;
             w.coll_mut("placement_groups").remove(&id);
             no_content()
-        }
-        _ => Err(ApiErr::not_found("route")),
-    }
+        })
+}
+
+/// The routes of `/ssh_keys`, `/primary_ips` and `/placement_groups`.
+pub(crate) fn routes(routes: Routes) -> Routes {
+    placement_group_routes(primary_ip_routes(ssh_key_routes(routes)))
 }

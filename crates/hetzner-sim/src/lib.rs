@@ -26,6 +26,10 @@
 //!   errors, connection resets and dropped responses (`Fault::Drop`: the request is applied,
 //!   the connection dies before the body), plus Hetzner's own [`HetznerFault`]s: 429, 503,
 //!   `locked`, and actions that end in `error`.
+//! - Routing by axum (`routes.rs`): each collection module adds its routes (path parameters,
+//!   one handler per method) and is one line in `collections!`; unknown paths and methods
+//!   answer 404 `not_found`. One middleware authenticates, spends the rate-limit budget and
+//!   applies Hetzner's injected faults for routed and unrouted requests alike.
 //! - One deliberate divergence from the spec: `DELETE /load_balancers/{id}` answers 200 with
 //!   an action, as the live API does and the official Python client expects.
 //!
@@ -38,30 +42,46 @@
 //! A fixture (the same JSON as `GET /_sim/state`) can seed the state at start
 //! ([`SimConfig::fixture`], or a file with [`SimConfig::with_fixture_file`]).
 
-mod actions;
-mod catalog;
 mod cidr;
 pub mod faults;
-mod firewalls;
 pub mod fixtures;
 pub mod http;
-mod keys;
 pub mod labels;
-mod load_balancers;
-mod networks;
-mod servers;
-mod volumes;
+mod routes;
 pub mod world;
-mod zones;
+
+/// Declares the API's collection modules; each adds its own routes with its `routes`
+/// function, so a new collection is one line here (plus its file).
+macro_rules! collections {
+    ($($module:ident),* $(,)?) => {
+        $(mod $module;)*
+
+        /// Every API route, collection by collection.
+        fn api_routes() -> routes::Routes {
+            let r = routes::Routes::new();
+            $(let r = $module::routes(r);)*
+            r
+        }
+    };
+}
+
+collections! {
+    servers,
+    networks,
+    load_balancers,
+    firewalls,
+    keys,
+    zones,
+    volumes,
+    actions,
+    catalog,
+}
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::body::Body;
-use axum::extract::{Request, State};
-use axum::http::{HeaderValue, Method, StatusCode};
-use axum::response::{IntoResponse, Response};
-use cairn_sim_kit::{Injected, Kit, Route, Simulator, Spec};
+use axum::http::Method;
+use cairn_sim_kit::{Kit, Route, Simulator, Spec};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -70,7 +90,7 @@ pub use faults::HetznerFault;
 pub use world::World;
 
 use faults::RateBucket;
-use http::{ApiErr, Query};
+use http::Query;
 
 /// A running Hetzner simulator.
 pub type SimHandle = cairn_sim_kit::SimHandle<HetznerState>;
@@ -151,17 +171,27 @@ impl Default for SimConfig {
     }
 }
 
-/// One parsed API request, handed to the per-collection handlers.
+/// One parsed API request, handed to the route handlers.
 #[derive(Debug)]
 pub struct Req {
     /// Upper-case method.
     pub method: String,
-    /// Path segments after `/v1`.
-    pub segs: Vec<String>,
+    /// The route's path parameters (`id`, `act`, …), percent-decoded.
+    pub params: Vec<(String, String)>,
     /// Query parameters.
     pub q: Query,
     /// JSON body (`Null` when empty).
     pub body: Value,
+}
+
+impl Req {
+    /// The path parameter `name` (empty when the route has none of that name).
+    pub fn param(&self, name: &str) -> &str {
+        self.params
+            .iter()
+            .find(|(k, _)| k == name)
+            .map_or("", |(_, v)| v.as_str())
+    }
 }
 
 /// The simulator's state behind the kit: the project, the rate-limit bucket, capacities.
@@ -206,9 +236,7 @@ impl HetznerSim {
             initial_capacities: cfg.capacities.clone(),
             action_time: cfg.action_time,
         });
-        let api = axum::Router::new()
-            .fallback(entry)
-            .with_state(state.clone());
+        let api = api_routes().finish(state.clone());
         let handle = cairn_sim_kit::start(
             Kit::new(cfg.faults),
             state,
@@ -326,7 +354,7 @@ impl Simulator for HetznerState {
     }
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
@@ -351,175 +379,4 @@ fn route_of(segs: &[String]) -> String {
         prev = s;
     }
     out
-}
-
-/// Serves one API request (counted, delayed and possibly faulted by the kit already).
-async fn entry(State(sh): State<Arc<HetznerState>>, req: Request) -> Response {
-    let path = req.uri().path().to_string();
-    let Some(rest) = path.strip_prefix("/v1/") else {
-        return ApiErr::not_found("route").into_response();
-    };
-    let segs: Vec<String> = rest
-        .split('/')
-        .filter(|s| !s.is_empty())
-        .map(String::from)
-        .collect();
-    let method = req.method().clone();
-    let fault = req
-        .extensions()
-        .get::<Injected>()
-        .and_then(|Injected(n)| HetznerFault::from_name(n));
-    let authed = req
-        .headers()
-        .get("authorization")
-        .and_then(|h| h.to_str().ok())
-        .and_then(|h| h.strip_prefix("Bearer "))
-        .is_some_and(|t| t == sh.token);
-    let (allowed, remaining, reset, limit) = {
-        let mut b = lock(&sh.bucket);
-        let (allowed, remaining, reset) = b.take();
-        (allowed, remaining, reset, b.limit)
-    };
-    let mut resp = if !authed {
-        ApiErr::new(401, "unauthorized", "unable to authenticate").into_response()
-    } else if !allowed {
-        ApiErr::new(
-            429,
-            "rate_limit_exceeded",
-            "limit of requests per hour reached",
-        )
-        .into_response()
-    } else {
-        let injected = match fault {
-            Some(HetznerFault::RateLimit) => Some(ApiErr::new(
-                429,
-                "rate_limit_exceeded",
-                "limit of requests per hour reached",
-            )),
-            Some(HetznerFault::Unavailable) => Some(ApiErr::new(
-                503,
-                "unavailable",
-                "service temporarily unavailable",
-            )),
-            Some(HetznerFault::Locked) if method != Method::GET => Some(ApiErr::locked()),
-            Some(HetznerFault::Locked) => Some(ApiErr::new(
-                503,
-                "unavailable",
-                "service temporarily unavailable",
-            )),
-            _ => None,
-        };
-        match injected {
-            Some(e) => e.into_response(),
-            None => {
-                let q = Query::parse(req.uri().query());
-                let bytes = axum::body::to_bytes(req.into_body(), 4 << 20)
-                    .await
-                    .unwrap_or_default();
-                let body = if bytes.iter().all(u8::is_ascii_whitespace) {
-                    Ok(Value::Null)
-                } else {
-                    serde_json::from_slice::<Value>(&bytes)
-                };
-                match body {
-                    Err(e) => ApiErr::new(400, "json_error", format!("invalid JSON body: {e}"))
-                        .into_response(),
-                    Ok(body) => {
-                        let r = Req {
-                            method: method.as_str().to_string(),
-                            segs,
-                            q,
-                            body,
-                        };
-                        let out = {
-                            let mut w = lock(&sh.world);
-                            w.gc_actions();
-                            if method != Method::GET {
-                                w.version += 1;
-                            }
-                            let before = w.last_id;
-                            let out = dispatch(&mut w, &r);
-                            if fault == Some(HetznerFault::ActionError) {
-                                for (_, a) in w.actions.range_mut(before + 1..) {
-                                    a.error = Some((
-                                        "action_failed".into(),
-                                        format!("{} failed (injected fault)", a.command),
-                                    ));
-                                }
-                            }
-                            out
-                        };
-                        match out {
-                            Ok(resp) => resp,
-                            Err(e) => e.into_response(),
-                        }
-                    }
-                }
-            }
-        }
-    };
-    // An injected 429 looks like an exhausted budget that refills within a second.
-    let (remaining, reset) = if authed && allowed && fault == Some(HetznerFault::RateLimit) {
-        (0, faults::unix_now() + 1)
-    } else {
-        (remaining, reset)
-    };
-    let h = resp.headers_mut();
-    h.insert("RateLimit-Limit", HeaderValue::from(limit));
-    h.insert("RateLimit-Remaining", HeaderValue::from(remaining));
-    h.insert("RateLimit-Reset", HeaderValue::from(reset));
-    resp
-}
-
-fn dispatch(w: &mut World, r: &Req) -> http::ApiResult {
-    match r.segs.first().map(String::as_str) {
-        Some("servers") => servers::handle(w, r),
-        Some("networks") => networks::handle(w, r),
-        Some("load_balancers") => load_balancers::handle(w, r),
-        Some("firewalls") => firewalls::handle(w, r),
-        Some("ssh_keys") => keys::ssh_keys(w, r),
-        Some("primary_ips") => keys::primary_ips(w, r),
-        Some("placement_groups") => keys::placement_groups(w, r),
-        Some("zones") => zones::handle(w, r),
-        Some("volumes") => volumes::handle(w, r),
-        Some("actions") => actions::handle(w, r),
-        Some(
-            c @ ("locations" | "datacenters" | "server_types" | "images" | "load_balancer_types"),
-        ) => {
-            let (items, key) = match c {
-                "locations" => (catalog::locations(), "locations"),
-                "datacenters" => (catalog::datacenters(), "datacenters"),
-                "server_types" => (catalog::server_types(), "server_types"),
-                "images" => (catalog::images(), "images"),
-                _ => (catalog::load_balancer_types(), "load_balancer_types"),
-            };
-            let single = key.trim_end_matches('s');
-            match (r.method.as_str(), r.segs.get(1)) {
-                ("GET", None) => {
-                    let arch = r.q.all("architecture");
-                    let items = items
-                        .into_iter()
-                        .filter(|i| {
-                            arch.is_empty()
-                                || arch.contains(&i["architecture"].as_str().unwrap_or(""))
-                        })
-                        .collect();
-                    http::list(key, &format!("/v1/{key}"), items, &r.q, &["type", "status"])
-                }
-                ("GET", Some(id)) => {
-                    let it = catalog::find(items, &Value::String(id.clone()), None)
-                        .ok_or_else(|| ApiErr::not_found(single))?;
-                    http::reply(200, serde_json::json!({ single: it }))
-                }
-                _ => Err(ApiErr::not_found("route")),
-            }
-        }
-        _ => Err(ApiErr::new(404, "not_found", "no such endpoint")),
-    }
-    .map(|mut r| {
-        if r.status() == StatusCode::NO_CONTENT {
-            *r.body_mut() = Body::empty();
-        }
-        r
-    })
 }

@@ -1,12 +1,13 @@
 //! `/load_balancers`: create, list, update, delete, and the service / target / network /
 //! algorithm actions. Target `health_status` follows the target server's power state.
 
+use axum::http::Method;
 use serde_json::{Value, json};
 
-use super::Req;
 use super::catalog;
 use super::http::{ApiErr, ApiResult, reply};
 use super::world::{Check, World, action_reply, list_rendered, now, update_basic};
+use crate::routes::Routes;
 
 fn health(w: &World, lb: &Value, server: u64, private: bool) -> Vec<Value> {
     let srv = w.get("servers", server);
@@ -237,28 +238,34 @@ fn same_target(a: &Value, b: &Value) -> bool {
         }
 }
 
-/// Dispatches `/load_balancers…`.
-pub fn handle(w: &mut World, r: &Req) -> ApiResult {
-    let segs: Vec<&str> = r.segs.iter().map(String::as_str).collect();
-    match (r.method.as_str(), &segs[1..]) {
-        ("GET", []) => list_rendered(w, "load_balancers", "load_balancers", &r.q, render),
-        ("POST", []) => create(w, &r.body),
-        ("GET", [id]) => {
+/// The routes of `/load_balancers`.
+pub(crate) fn routes(routes: Routes) -> Routes {
+    routes
+        .route("/load_balancers", Method::GET, |w, r| {
+            list_rendered(w, "load_balancers", "load_balancers", &r.q, render)
+        })
+        .route("/load_balancers", Method::POST, |w, r| {
+            create(w, &r.body)
+        })
+        .route("/load_balancers/{id}", Method::GET, |w, r| {
+            let id = &r.param("id");
             let id = w.must("load_balancers", "load balancer", id)?;
             reply(
                 200,
                 json!({"load_balancer": render(w, &w.coll("load_balancers")[&id])}),
             )
-        }
-        ("PUT", [id]) => {
+        })
+        .route("/load_balancers/{id}", Method::PUT, |w, r| {
+            let id = &r.param("id");
             let id = w.must("load_balancers", "load balancer", id)?;
             update_basic(w, "load_balancers", id, &r.body, &[])?;
             reply(
                 200,
                 json!({"load_balancer": render(w, &w.coll("load_balancers")[&id])}),
             )
-        }
-        ("DELETE", [id]) => {
+        })
+        .route("/load_balancers/{id}", Method::DELETE, |w, r| {
+            let id = &r.param("id");
             let id = w.must("load_balancers", "load balancer", id)?;
             w.check_lock(id, "load_balancer")?;
             w.coll_mut("load_balancers").remove(&id);
@@ -268,18 +275,19 @@ pub fn handle(w: &mut World, r: &Req) -> ApiResult {
                 200,
                 w.action("delete_load_balancer", &[(id, "load_balancer")]),
             )
-        }
-        ("GET", [id, "actions"]) => {
+        })
+        .route("/load_balancers/{id}/actions", Method::GET, |w, r| {
+            let id = &r.param("id");
             let id = w.must("load_balancers", "load balancer", id)?;
             super::actions::list_for(w, id, "load_balancer", &r.q)
-        }
-        ("POST", [id, "actions", act]) => {
+        })
+        .route("/load_balancers/{id}/actions/{act}", Method::POST, |w, r| {
+            let id = &r.param("id");
+            let act = &r.param("act");
             let id = w.must("load_balancers", "load balancer", id)?;
             w.check_lock(id, "load_balancer")?;
             action(w, id, act, &r.body)
-        }
-        _ => Err(ApiErr::not_found("route")),
-    }
+        })
 }
 
 fn create(w: &mut World, b: &Value) -> ApiResult {

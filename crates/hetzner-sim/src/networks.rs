@@ -1,13 +1,14 @@
 //! `/networks`: create with subnets and routes, list, update, delete and the subnet / route
 //! / ip_range actions.
 
+use axum::http::Method;
 use serde_json::{Value, json};
 
-use super::Req;
 use super::http::{ApiErr, ApiResult, reply};
 use super::keys::no_content;
 use super::world::{Check, World, action_reply, list_rendered, now, update_basic};
 use crate::cidr::Cidr4;
+use crate::routes::Routes;
 
 fn private_range(c: &Cidr4) -> bool {
     ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"]
@@ -133,12 +134,13 @@ fn check_route(c: &mut Check, field: &str, r: &Value, range: Option<Cidr4>) -> O
     Some(json!({"destination": r["destination"], "gateway": r["gateway"]}))
 }
 
-/// Dispatches `/networks…`.
-pub fn handle(w: &mut World, r: &Req) -> ApiResult {
-    let segs: Vec<&str> = r.segs.iter().map(String::as_str).collect();
-    match (r.method.as_str(), &segs[1..]) {
-        ("GET", []) => list_rendered(w, "networks", "networks", &r.q, render),
-        ("POST", []) => {
+/// The routes of `/networks`.
+pub(crate) fn routes(routes: Routes) -> Routes {
+    routes
+        .route("/networks", Method::GET, |w, r| {
+            list_rendered(w, "networks", "networks", &r.q, render)
+        })
+        .route("/networks", Method::POST, |w, r| {
             let b = &r.body;
             let mut c = Check::default();
             let name = c.req_str(b, "name").map(String::from);
@@ -182,17 +184,20 @@ pub fn handle(w: &mut World, r: &Req) -> ApiResult {
                            "expose_routes_to_vswitch": b["expose_routes_to_vswitch"] == true});
             w.coll_mut("networks").insert(id, n);
             reply(201, json!({"network": render(w, &w.coll("networks")[&id])}))
-        }
-        ("GET", [id]) => {
+        })
+        .route("/networks/{id}", Method::GET, |w, r| {
+            let id = &r.param("id");
             let id = w.must("networks", "network", id)?;
             reply(200, json!({"network": render(w, &w.coll("networks")[&id])}))
-        }
-        ("PUT", [id]) => {
+        })
+        .route("/networks/{id}", Method::PUT, |w, r| {
+            let id = &r.param("id");
             let id = w.must("networks", "network", id)?;
             update_basic(w, "networks", id, &r.body, &["expose_routes_to_vswitch"])?;
             reply(200, json!({"network": render(w, &w.coll("networks")[&id])}))
-        }
-        ("DELETE", [id]) => {
+        })
+        .route("/networks/{id}", Method::DELETE, |w, r| {
+            let id = &r.param("id");
             let id = w.must("networks", "network", id)?;
             w.check_lock(id, "network")?;
             for coll in ["servers", "load_balancers"] {
@@ -204,18 +209,19 @@ pub fn handle(w: &mut World, r: &Req) -> ApiResult {
             }
             w.coll_mut("networks").remove(&id);
             no_content()
-        }
-        ("GET", [id, "actions"]) => {
+        })
+        .route("/networks/{id}/actions", Method::GET, |w, r| {
+            let id = &r.param("id");
             let id = w.must("networks", "network", id)?;
             super::actions::list_for(w, id, "network", &r.q)
-        }
-        ("POST", [id, "actions", act]) => {
+        })
+        .route("/networks/{id}/actions/{act}", Method::POST, |w, r| {
+            let id = &r.param("id");
+            let act = &r.param("act");
             let id = w.must("networks", "network", id)?;
             w.check_lock(id, "network")?;
             action(w, id, act, &r.body)
-        }
-        _ => Err(ApiErr::not_found("route")),
-    }
+        })
 }
 
 fn action(w: &mut World, id: u64, act: &str, b: &Value) -> ApiResult {

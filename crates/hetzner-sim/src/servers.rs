@@ -1,12 +1,13 @@
 //! `/servers`: create (with networks, firewalls, primary IPs), list, update, delete and the
 //! power / network / type actions.
 
+use axum::http::Method;
 use serde_json::{Value, json};
 
-use super::Req;
 use super::catalog;
 use super::http::{ApiErr, ApiResult, reply};
 use super::world::{Check, World, action_reply, list_rendered, now, update_basic};
+use crate::routes::Routes;
 
 /// Renders a server with its computed cross references.
 pub fn render(w: &World, s: &Value) -> Value {
@@ -41,38 +42,45 @@ pub fn render(w: &World, s: &Value) -> Value {
     s
 }
 
-/// Dispatches `/servers…`.
-pub fn handle(w: &mut World, r: &Req) -> ApiResult {
-    let segs: Vec<&str> = r.segs.iter().map(String::as_str).collect();
-    match (r.method.as_str(), &segs[1..]) {
-        ("GET", []) => list_rendered(w, "servers", "servers", &r.q, render),
-        ("POST", []) => create(w, &r.body),
-        ("GET", [id]) => {
+/// The routes of `/servers`.
+pub(crate) fn routes(routes: Routes) -> Routes {
+    routes
+        .route("/servers", Method::GET, |w, r| {
+            list_rendered(w, "servers", "servers", &r.q, render)
+        })
+        .route("/servers", Method::POST, |w, r| {
+            create(w, &r.body)
+        })
+        .route("/servers/{id}", Method::GET, |w, r| {
+            let id = &r.param("id");
             let id = w.must("servers", "server", id)?;
             reply(200, json!({"server": render(w, &w.coll("servers")[&id])}))
-        }
-        ("PUT", [id]) => {
+        })
+        .route("/servers/{id}", Method::PUT, |w, r| {
+            let id = &r.param("id");
             let id = w.must("servers", "server", id)?;
             update_basic(w, "servers", id, &r.body, &[])?;
             reply(200, json!({"server": render(w, &w.coll("servers")[&id])}))
-        }
-        ("DELETE", [id]) => {
+        })
+        .route("/servers/{id}", Method::DELETE, |w, r| {
+            let id = &r.param("id");
             let id = w.must("servers", "server", id)?;
             w.check_lock(id, "server")?;
             delete(w, id);
             action_reply(200, w.action("delete_server", &[(id, "server")]))
-        }
-        ("GET", [id, "actions"]) => {
+        })
+        .route("/servers/{id}/actions", Method::GET, |w, r| {
+            let id = &r.param("id");
             let id = w.must("servers", "server", id)?;
             super::actions::list_for(w, id, "server", &r.q)
-        }
-        ("POST", [id, "actions", act]) => {
+        })
+        .route("/servers/{id}/actions/{act}", Method::POST, |w, r| {
+            let id = &r.param("id");
+            let act = &r.param("act");
             let id = w.must("servers", "server", id)?;
             w.check_lock(id, "server")?;
             action(w, id, act, &r.body)
-        }
-        _ => Err(ApiErr::not_found("route")),
-    }
+        })
 }
 
 fn create(w: &mut World, b: &Value) -> ApiResult {

@@ -2,13 +2,14 @@
 //! and the `attach` / `detach` / `resize` / `change_protection` actions. A volume whose
 //! server was deleted shows as detached, as the API detaches volumes of deleted servers.
 
+use axum::http::Method;
 use serde_json::{Value, json};
 
-use super::Req;
 use super::catalog;
 use super::http::{ApiErr, ApiResult, reply};
 use super::keys::no_content;
 use super::world::{Check, World, action_reply, list_rendered, now, update_basic};
+use crate::routes::Routes;
 
 /// A volume as the API renders it: a deleted server is no attachment.
 fn render(w: &World, v: &Value) -> Value {
@@ -182,22 +183,28 @@ fn set(w: &mut World, id: u64, field: &str, v: Value) {
     }
 }
 
-/// Dispatches `/volumes…`.
-pub fn handle(w: &mut World, r: &Req) -> ApiResult {
-    let segs: Vec<&str> = r.segs.iter().map(String::as_str).collect();
-    match (r.method.as_str(), &segs[1..]) {
-        ("GET", []) => list_rendered(w, "volumes", "volumes", &r.q, render),
-        ("POST", []) => create(w, &r.body),
-        ("GET", [id]) => {
+/// The routes of `/volumes`.
+pub(crate) fn routes(routes: Routes) -> Routes {
+    routes
+        .route("/volumes", Method::GET, |w, r| {
+            list_rendered(w, "volumes", "volumes", &r.q, render)
+        })
+        .route("/volumes", Method::POST, |w, r| {
+            create(w, &r.body)
+        })
+        .route("/volumes/{id}", Method::GET, |w, r| {
+            let id = &r.param("id");
             let id = w.must("volumes", "volume", id)?;
             reply(200, json!({"volume": get(w, id)}))
-        }
-        ("PUT", [id]) => {
+        })
+        .route("/volumes/{id}", Method::PUT, |w, r| {
+            let id = &r.param("id");
             let id = w.must("volumes", "volume", id)?;
             update_basic(w, "volumes", id, &r.body, &[])?;
             reply(200, json!({"volume": get(w, id)}))
-        }
-        ("DELETE", [id]) => {
+        })
+        .route("/volumes/{id}", Method::DELETE, |w, r| {
+            let id = &r.param("id");
             let id = w.must("volumes", "volume", id)?;
             w.check_lock(id, "volume")?;
             let v = get(w, id);
@@ -217,15 +224,16 @@ pub fn handle(w: &mut World, r: &Req) -> ApiResult {
             }
             w.coll_mut("volumes").remove(&id);
             no_content()
-        }
-        ("GET", [id, "actions"]) => {
+        })
+        .route("/volumes/{id}/actions", Method::GET, |w, r| {
+            let id = &r.param("id");
             let id = w.must("volumes", "volume", id)?;
             super::actions::list_for(w, id, "volume", &r.q)
-        }
-        ("POST", [id, "actions", name]) => {
+        })
+        .route("/volumes/{id}/actions/{name}", Method::POST, |w, r| {
+            let id = &r.param("id");
+            let name = &r.param("name");
             let id = w.must("volumes", "volume", id)?;
             act(w, id, name, &r.body)
-        }
-        _ => Err(ApiErr::not_found("route")),
-    }
+        })
 }

@@ -1,11 +1,13 @@
 //! `/zones` and `/zones/{id_or_name}/rrsets`: DNS in the Cloud API. Zone and rrset deletes
 //! answer 201 with an action; record changes go through rrset actions.
 
+use axum::http::Method;
 use serde_json::{Value, json};
 
 use super::Req;
 use super::http::{ApiErr, ApiResult, list, reply};
 use super::world::{Check, World, action_reply, list_rendered, now, update_basic};
+use crate::routes::Routes;
 
 const TYPES: &[&str] = &[
     "A", "AAAA", "CAA", "CNAME", "DS", "HINFO", "HTTPS", "MX", "NS", "PTR", "RP", "SOA", "SRV",
@@ -72,17 +74,22 @@ fn new_rrset(
            "protection": {"change": false}, "records": records, "zone": zone})
 }
 
-/// Dispatches `/zones…`.
-pub fn handle(w: &mut World, r: &Req) -> ApiResult {
-    let segs: Vec<&str> = r.segs.iter().map(String::as_str).collect();
-    match (r.method.as_str(), &segs[1..]) {
-        ("GET", []) => list_rendered(w, "zones", "zones", &r.q, render),
-        ("POST", []) => create(w, &r.body),
-        ("GET", [z]) => {
+/// The routes of `/zones` (the zone by id or name).
+fn zone_routes(routes: Routes) -> Routes {
+    routes
+        .route("/zones", Method::GET, |w, r| {
+            list_rendered(w, "zones", "zones", &r.q, render)
+        })
+        .route("/zones", Method::POST, |w, r| {
+            create(w, &r.body)
+        })
+        .route("/zones/{z}", Method::GET, |w, r| {
+            let z = &r.param("z");
             let id = w.must("zones", "zone", z)?;
             reply(200, json!({"zone": render(w, &w.coll("zones")[&id])}))
-        }
-        ("PUT", [z]) => {
+        })
+        .route("/zones/{z}", Method::PUT, |w, r| {
+            let z = &r.param("z");
             let id = w.must("zones", "zone", z)?;
             if r.body.get("name").is_some() {
                 return Err(ApiErr::invalid(vec![(
@@ -92,19 +99,23 @@ pub fn handle(w: &mut World, r: &Req) -> ApiResult {
             }
             update_basic(w, "zones", id, &r.body, &[])?;
             reply(200, json!({"zone": render(w, &w.coll("zones")[&id])}))
-        }
-        ("DELETE", [z]) => {
+        })
+        .route("/zones/{z}", Method::DELETE, |w, r| {
+            let z = &r.param("z");
             let id = w.must("zones", "zone", z)?;
             w.check_lock(id, "zone")?;
             w.coll_mut("zones").remove(&id);
             w.rrsets.remove(&id);
             action_reply(201, w.action("delete_zone", &[(id, "zone")]))
-        }
-        ("GET", [z, "actions"]) => {
+        })
+        .route("/zones/{z}/actions", Method::GET, |w, r| {
+            let z = &r.param("z");
             let id = w.must("zones", "zone", z)?;
             super::actions::list_for(w, id, "zone", &r.q)
-        }
-        ("POST", [z, "actions", act]) => {
+        })
+        .route("/zones/{z}/actions/{act}", Method::POST, |w, r| {
+            let z = &r.param("z");
+            let act = &r.param("act");
             let id = w.must("zones", "zone", z)?;
             w.check_lock(id, "zone")?;
             match *act {
@@ -135,13 +146,7 @@ pub fn handle(w: &mut World, r: &Req) -> ApiResult {
                     &[(id, "zone")],
                 ),
             )
-        }
-        (_, [z, "rrsets", rest @ ..]) => {
-            let id = w.must("zones", "zone", z)?;
-            rrsets(w, r, id, rest)
-        }
-        _ => Err(ApiErr::not_found("route")),
-    }
+        })
 }
 
 fn create(w: &mut World, b: &Value) -> ApiResult {
@@ -225,10 +230,12 @@ fn create(w: &mut World, b: &Value) -> ApiResult {
     )
 }
 
-fn rrsets(w: &mut World, r: &Req, zone: u64, rest: &[&str]) -> ApiResult {
-    let set = w.rrsets.entry(zone).or_default();
-    match (r.method.as_str(), rest) {
-        ("GET", []) => {
+/// The routes of `/zones/{z}/rrsets`; `{z}` is the zone's id or name.
+fn rrset_routes(routes: Routes) -> Routes {
+    routes
+        .route("/zones/{z}/rrsets", Method::GET, |w, r| {
+            let zone = w.must("zones", "zone", r.param("z"))?;
+            let set = w.rrsets.entry(zone).or_default();
             let types = r.q.all("type");
             let items: Vec<Value> = set
                 .values()
@@ -242,8 +249,10 @@ fn rrsets(w: &mut World, r: &Req, zone: u64, rest: &[&str]) -> ApiResult {
                 &r.q,
                 &[],
             )
-        }
-        ("POST", []) => {
+        })
+        .route("/zones/{z}/rrsets", Method::POST, |w, r| {
+            let zone = w.must("zones", "zone", r.param("z"))?;
+            w.rrsets.entry(zone).or_default();
             let b = &r.body;
             let mut c = Check::default();
             let name = c.req_str(b, "name").map(|s| s.to_lowercase());
@@ -274,16 +283,15 @@ fn rrsets(w: &mut World, r: &Req, zone: u64, rest: &[&str]) -> ApiResult {
             set.insert(rid, rr.clone());
             let action = w.action("create_rrset", &[(zone, "zone")]);
             reply(201, json!({"rrset": rr, "action": action}))
-        }
-        (m, [name, typ, tail @ ..]) => {
-            let rid = format!("{name}/{typ}");
-            let Some(cur) = set.get(&rid).cloned() else {
-                return Err(ApiErr::not_found("rrset"));
-            };
-            match (m, tail) {
-                ("GET", []) => reply(200, json!({"rrset": cur})),
-                ("PUT", []) => {
-                    let mut c = Check::default();
+        })
+        .route("/zones/{z}/rrsets/{name}/{typ}", Method::GET, |w, r| {
+            let (_, _, cur) = rrset(w, r)?;
+            reply(200, json!({"rrset": cur}))
+        })
+        .route("/zones/{z}/rrsets/{name}/{typ}", Method::PUT, |w, r| {
+            let (zone, rid, _) = rrset(w, r)?;
+            let set = w.rrsets.entry(zone).or_default();
+            let mut c = Check::default();
                     c.labels(&r.body);
                     c.done()?;
                     let e = set
@@ -293,14 +301,18 @@ fn rrsets(w: &mut World, r: &Req, zone: u64, rest: &[&str]) -> ApiResult {
                         e["labels"] = l.clone();
                     }
                     reply(200, json!({"rrset": e.clone()}))
-                }
-                ("DELETE", []) => {
-                    w.check_lock(zone, "zone")?;
+        })
+        .route("/zones/{z}/rrsets/{name}/{typ}", Method::DELETE, |w, r| {
+            let (zone, rid, _) = rrset(w, r)?;
+            w.check_lock(zone, "zone")?;
                     w.rrsets.entry(zone).or_default().remove(&rid);
                     action_reply(201, w.action("delete_rrset", &[(zone, "zone")]))
-                }
-                ("POST", ["actions", act]) => {
-                    w.check_lock(zone, "zone")?;
+        })
+        .route("/zones/{z}/rrsets/{name}/{typ}/actions/{act}", Method::POST, |w, r| {
+            let (zone, rid, cur) = rrset(w, r)?;
+            let typ = r.param("typ");
+            let act = &r.param("act");
+            w.check_lock(zone, "zone")?;
                     let mut c = Check::default();
                     let mut recs = cur["records"].as_array().cloned().unwrap_or_default();
                     let mut ttl = cur["ttl"].clone();
@@ -352,10 +364,25 @@ fn rrsets(w: &mut World, r: &Req, zone: u64, rest: &[&str]) -> ApiResult {
                     }
                     let cmd = format!("{act}_rrset");
                     action_reply(201, w.action(&cmd, &[(zone, "zone")]))
-                }
-                _ => Err(ApiErr::not_found("route")),
-            }
-        }
-        _ => Err(ApiErr::not_found("route")),
-    }
+        })
+}
+
+/// The zone, the rrset's id (`name/TYPE`) and the rrset a request names (404 `not_found`
+/// for a missing zone or rrset).
+fn rrset(w: &mut World, r: &Req) -> Result<(u64, String, Value), ApiErr> {
+    let zone = w.must("zones", "zone", r.param("z"))?;
+    let rid = format!("{}/{}", r.param("name"), r.param("typ"));
+    let cur = w
+        .rrsets
+        .entry(zone)
+        .or_default()
+        .get(&rid)
+        .cloned()
+        .ok_or_else(|| ApiErr::not_found("rrset"))?;
+    Ok((zone, rid, cur))
+}
+
+/// The routes of `/zones` and their rrsets.
+pub(crate) fn routes(routes: Routes) -> Routes {
+    rrset_routes(zone_routes(routes))
 }

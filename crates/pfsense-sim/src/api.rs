@@ -6,15 +6,18 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::Router;
 use axum::body::Bytes;
-use axum::extract::State;
+use axum::extract::{FromRequest, Request, State};
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
 use serde_json::{Map, Value, json};
 
 use super::SimState;
 use super::command::{self, Command};
-use super::model::{Collection, Model, Subsystem, model_for};
+use super::model::{Collection, MODELS, Model, Subsystem, model_for};
 
 /// Builds a response in the package's envelope.
 pub fn envelope(code: u16, response_id: &str, message: &str, data: Value) -> Response {
@@ -101,16 +104,107 @@ fn int_param(params: &Map<String, Value>, name: &str) -> Result<usize, Response>
     })
 }
 
-/// The handler behind every `/api/v2/...` path.
-pub async fn api(
-    State(st): State<Arc<SimState>>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let path = uri.path().to_string();
-    if !st.authorized(&headers) {
+/// The REST API's routes: the fixed endpoints (command prompt, JWT, HAProxy settings, the
+/// four apply endpoints) and a singular and a plural route per model, each serving the
+/// methods the package serves; behind one auth gate that also covers unknown paths.
+pub fn router(st: Arc<SimState>) -> Router {
+    let mut r = Router::new()
+        .route(
+            "/api/v2/diagnostics/command_prompt",
+            post(async |State(st): State<Arc<SimState>>, rq: Rq| match rq.0 {
+                Ok((params, _)) => command_prompt(&st, &params).await,
+                Err(e) => e,
+            }),
+        )
+        .route(
+            "/api/v2/auth/jwt",
+            post(
+                async |State(st): State<Arc<SimState>>, headers: HeaderMap| {
+                    if st.basic_auth(&headers) {
+                        ok(json!({"token": st.issue_token()}))
+                    } else {
+                        envelope(
+                            401,
+                            "AUTH_AUTHENTICATION_FAILED",
+                            "JWTs are issued to basic-auth clients only.",
+                            json!([]),
+                        )
+                    }
+                },
+            ),
+        )
+        .route(
+            "/api/v2/services/haproxy/settings",
+            get(async |State(st): State<Arc<SimState>>| {
+                ok(st.world.lock().expect("world").haproxy_settings.clone())
+            })
+            .patch(async |State(st): State<Arc<SimState>>, rq: Rq| {
+                let (params, _) = match rq.0 {
+                    Ok(p) => p,
+                    Err(e) => return e,
+                };
+                let mut w = st.world.lock().expect("world");
+                if let Value::Object(s) = &mut w.haproxy_settings {
+                    s.extend(params);
+                }
+                let data = w.haproxy_settings.clone();
+                drop(w);
+                st.mark_dirty(Subsystem::Haproxy);
+                ok(data)
+            }),
+        );
+    for (path, sub) in [
+        ("/api/v2/services/haproxy/apply", Subsystem::Haproxy),
+        ("/api/v2/firewall/virtual_ip/apply", Subsystem::VirtualIp),
+        (
+            "/api/v2/services/dns_resolver/apply",
+            Subsystem::DnsResolver,
+        ),
+        ("/api/v2/firewall/apply", Subsystem::Firewall),
+    ] {
+        r = r.route(
+            path,
+            get(async move |State(st): State<Arc<SimState>>| {
+                let applied = !st.world.lock().expect("world").is_dirty(sub);
+                ok(json!({"applied": applied}))
+            })
+            .post(async move |State(st): State<Arc<SimState>>| {
+                let st2 = st.clone();
+                tokio::spawn(async move { st2.run_apply(sub).await });
+                ok(json!({"applied": false}))
+            }),
+        );
+    }
+    for model in MODELS {
+        let one = async move |State(st): State<Arc<SimState>>, method: Method, rq: Rq| match rq.0 {
+            Ok((params, _)) => singular(&st, model, &method, &params),
+            Err(e) => e,
+        };
+        let many = async move |State(st): State<Arc<SimState>>, method: Method, rq: Rq| match rq.0 {
+            Ok((params, body)) => plural(&st, model, &method, &params, &body),
+            Err(e) => e,
+        };
+        let plural_methods = if model.nested_in.is_none() {
+            get(many).delete(many).put(many)
+        } else {
+            get(many).delete(many)
+        };
+        r = r
+            .route(
+                &format!("/api/v2{}", model.singular),
+                get(one).post(one).patch(one).delete(one),
+            )
+            .route(&format!("/api/v2{}", model.plural), plural_methods);
+    }
+    r.fallback(endpoint_not_found)
+        .method_not_allowed_fallback(async || subsystem_method_not_allowed())
+        .layer(axum::middleware::from_fn_with_state(st.clone(), gate))
+        .with_state(st)
+}
+
+/// Every request authenticates first, routed or not.
+async fn gate(State(st): State<Arc<SimState>>, req: Request, next: Next) -> Response {
+    if !st.authorized(req.headers()) {
         return envelope(
             401,
             "AUTH_AUTHENTICATION_FAILED",
@@ -118,67 +212,49 @@ pub async fn api(
             json!([]),
         );
     }
-    let Some(rest) = path.strip_prefix("/api/v2") else {
-        return envelope(404, "ENDPOINT_NOT_FOUND", "Endpoint not found.", json!([]));
-    };
-    let body: Value = if body.is_empty() {
-        Value::Object(Map::new())
+    next.run(req).await
+}
+
+async fn endpoint_not_found(uri: Uri) -> Response {
+    let path = uri.path();
+    let message = if path.starts_with("/api/v2") {
+        format!("Endpoint `{path}` not found.")
     } else {
-        match serde_json::from_slice(&body) {
-            Ok(v) => v,
-            Err(e) => {
-                return envelope(
-                    400,
-                    "REQUEST_BODY_INVALID",
-                    &format!("The request body is not valid JSON: {e}"),
-                    json!([]),
-                );
-            }
-        }
+        "Endpoint not found.".to_string()
     };
-    let mut params = query_pairs(&uri);
-    if let Value::Object(m) = &body {
-        params.extend(m.clone());
-    }
-    let rest = rest.trim_end_matches('/');
-    match (rest, &method) {
-        ("/diagnostics/command_prompt", &Method::POST) => command_prompt(&st, &params).await,
-        ("/auth/jwt", &Method::POST) if st.basic_auth(&headers) => {
-            ok(json!({"token": st.issue_token()}))
-        }
-        ("/auth/jwt", &Method::POST) => envelope(
-            401,
-            "AUTH_AUTHENTICATION_FAILED",
-            "JWTs are issued to basic-auth clients only.",
-            json!([]),
-        ),
-        ("/services/haproxy/apply", _) => apply(&st, Subsystem::Haproxy, &method),
-        ("/firewall/virtual_ip/apply", _) => apply(&st, Subsystem::VirtualIp, &method),
-        ("/services/dns_resolver/apply", _) => apply(&st, Subsystem::DnsResolver, &method),
-        ("/firewall/apply", _) => apply(&st, Subsystem::Firewall, &method),
-        ("/services/haproxy/settings", &Method::GET) => {
-            ok(st.world.lock().expect("world").haproxy_settings.clone())
-        }
-        ("/services/haproxy/settings", &Method::PATCH) => {
-            let mut w = st.world.lock().expect("world");
-            if let Value::Object(s) = &mut w.haproxy_settings {
-                s.extend(params.clone());
+    envelope(404, "ENDPOINT_NOT_FOUND", &message, json!([]))
+}
+
+/// A request's parameters (query string, then the JSON body's fields) and its JSON body, or
+/// the package's 400 for a body that is not JSON.
+struct Rq(Result<(Map<String, Value>, Value), Response>);
+
+impl<S: Send + Sync> FromRequest<S> for Rq {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let uri = req.uri().clone();
+        let bytes = Bytes::from_request(req, state).await.unwrap_or_default();
+        let body: Value = if bytes.is_empty() {
+            Value::Object(Map::new())
+        } else {
+            match serde_json::from_slice(&bytes) {
+                Ok(v) => v,
+                Err(e) => {
+                    return Ok(Rq(Err(envelope(
+                        400,
+                        "REQUEST_BODY_INVALID",
+                        &format!("The request body is not valid JSON: {e}"),
+                        json!([]),
+                    ))));
+                }
             }
-            let data = w.haproxy_settings.clone();
-            drop(w);
-            st.mark_dirty(Subsystem::Haproxy);
-            ok(data)
+        };
+        let mut params = query_pairs(&uri);
+        if let Value::Object(m) = &body {
+            params.extend(m.clone());
         }
-        _ => match model_for(rest) {
-            Some((model, false)) => singular(&st, model, &method, &params),
-            Some((model, true)) => plural(&st, model, &method, &params, &body),
-            None => envelope(
-                404,
-                "ENDPOINT_NOT_FOUND",
-                &format!("Endpoint `{path}` not found."),
-                json!([]),
-            ),
-        },
+        Ok(Rq(Ok((params, body))))
     }
 }
 
@@ -504,21 +580,6 @@ fn plural(
                     .map(|(i, o)| with_ids(o, i, None))
                     .collect(),
             ))
-        }
-        _ => subsystem_method_not_allowed(),
-    }
-}
-
-fn apply(st: &Arc<SimState>, sub: Subsystem, method: &Method) -> Response {
-    match *method {
-        Method::GET => {
-            let applied = !st.world.lock().expect("world").is_dirty(sub);
-            ok(json!({"applied": applied}))
-        }
-        Method::POST => {
-            let st2 = st.clone();
-            tokio::spawn(async move { st2.run_apply(sub).await });
-            ok(json!({"applied": false}))
         }
         _ => subsystem_method_not_allowed(),
     }

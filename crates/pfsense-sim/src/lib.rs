@@ -21,9 +21,14 @@
 //! address are mapped into 127.0.0.0/8 with [`cairn_core::net::AddrMap`]; an address
 //! that does not map into loopback makes the apply fail. The control API under `/_sim/` is
 //! the kit's (`cairn_sim_kit`; it needs the API key like the REST API), plus `GET
-//! /_sim/haproxy` ([`control`]). Counters count every request by `METHOD /path`; writes are
-//! POST/PATCH/PUT/DELETE under `/api/v2` except `command_prompt`. [`api_error`] builds an
-//! injected error in the package's envelope.
+//! /_sim/haproxy` ([`control`]); `/_sim/capacities` holds [`Capacities`] (pf's table-entries
+//! limit: a firewall apply over it fails to load the rules and stays dirty). Counters count
+//! every request by `METHOD /path`; writes are POST/PATCH/PUT/DELETE under `/api/v2` except
+//! `command_prompt`. [`api_error`] builds an injected error in the package's envelope.
+//! Requests are routed by axum ([`api::router`]): an unknown endpoint is 404
+//! `ENDPOINT_NOT_FOUND`, a method an endpoint does not serve 405 `METHOD_NOT_ALLOWED`, both
+//! after authentication. HAProxy's files live in a scratch directory named after this
+//! process ([`cairn_sim_kit::workdir`]), swept by the next simulator if the process is killed.
 
 pub mod api;
 pub mod command;
@@ -38,7 +43,6 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::Router;
 use axum::http::{HeaderMap, Method};
 use cairn_core::net::AddrMap;
 use cairn_core::tls::SelfSigned;
@@ -97,6 +101,24 @@ impl Default for SimConfig {
     }
 }
 
+/// Limits of the simulated firewall, the JSON of `/_sim/capacities`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Capacities {
+    /// "Firewall Maximum Table Entries" (pf's `table-entries` limit), 400,000 by default as
+    /// on pfSense: a firewall apply whose aliases hold more entries in total fails to load
+    /// the rules, and the firewall stays dirty.
+    pub max_table_entries: u64,
+}
+
+impl Default for Capacities {
+    fn default() -> Self {
+        Capacities {
+            max_table_entries: 400_000,
+        }
+    }
+}
+
 /// Shared state behind the HTTP handlers.
 #[derive(Debug)]
 pub struct SimState {
@@ -111,7 +133,8 @@ pub struct SimState {
     seq: Mutex<BTreeMap<Subsystem, u64>>,
     faults: faults::Faults,
     tokens: Mutex<std::collections::HashSet<String>>,
-    dir: tempfile::TempDir,
+    dir: cairn_sim_kit::WorkDir,
+    capacities: Mutex<Capacities>,
 }
 
 impl SimState {
@@ -172,7 +195,34 @@ impl SimState {
         )
     }
 
-    /// Performs an apply: for HAProxy, render → `haproxy -c` → seamless reload.
+    /// Whether the aliases fit pf's table-entries limit; the error is the filter reload's.
+    fn check_tables(&self) -> Result<(), String> {
+        let limit = self
+            .capacities
+            .lock()
+            .expect("capacities")
+            .max_table_entries;
+        let w = self.world.lock().expect("world");
+        let mut total = 0u64;
+        for (i, alias) in w.list(model::Collection::Aliases).iter().enumerate() {
+            total += match &alias["address"] {
+                Value::Array(a) => a.len() as u64,
+                Value::String(s) => s.split_whitespace().count() as u64,
+                _ => 0,
+            };
+            if total > limit {
+                let name = alias["name"].as_str().unwrap_or_default();
+                let line = 12 + i;
+                return Err(format!(
+                    "There were error(s) loading the rules: /tmp/rules.debug:{line}: cannot define table {name}: Cannot allocate memory - The line in question reads [{line}]: table <{name}> persist file \"/var/db/aliastables/{name}.txt\""
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Performs an apply: for HAProxy, render → `haproxy -c` → seamless reload; for the
+    /// firewall, the aliases checked against the table-entries limit.
     pub(crate) async fn run_apply(&self, sub: Subsystem) {
         tokio::time::sleep(self.apply_delay).await;
         let seq = self.seq.lock().expect("seq").get(&sub).copied();
@@ -182,6 +232,14 @@ impl SimState {
                 *self.last_apply_error.lock().expect("err") = Some(why);
             }
             return;
+        }
+        if sub == Subsystem::Firewall {
+            if let Err(e) = self.check_tables() {
+                tracing::warn!("simulated firewall apply failed: {e}");
+                *self.last_apply_error.lock().expect("err") = Some(e);
+                return;
+            }
+            *self.last_apply_error.lock().expect("err") = None;
         }
         if sub == Subsystem::Haproxy {
             let enabled =
@@ -214,6 +272,12 @@ impl SimState {
         self.world.lock().expect("world").clone()
     }
 
+    /// The scratch directory (HAProxy's configuration, socket and logs), removed when the
+    /// simulator stops, or by the next simulator to start if this process died first.
+    pub fn workdir(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+
     /// Pids of the HAProxy processes alive now.
     pub fn haproxy_pids(&self) -> Vec<u32> {
         self.dataplane.pids()
@@ -224,7 +288,7 @@ impl SimState {
         std::fs::read_to_string(self.dataplane.config_file()).unwrap_or_default()
     }
 
-    /// The reason the last HAProxy apply failed, if it did.
+    /// The reason the last HAProxy or firewall apply failed, if it did.
     pub fn last_apply_error(&self) -> Option<String> {
         self.last_apply_error.lock().expect("err").clone()
     }
@@ -282,6 +346,7 @@ impl Simulator for SimState {
     fn reset(&self) {
         self.load(self.initial.clone());
         self.faults.set(faults::SimFaults::default());
+        *self.capacities.lock().expect("capacities") = Capacities::default();
     }
 
     fn sim_faults(&self) -> Value {
@@ -299,14 +364,35 @@ impl Simulator for SimState {
         Ok(())
     }
 
+    fn capacities(&self) -> Value {
+        json!(*self.capacities.lock().expect("capacities"))
+    }
+
+    fn set_capacities(&self, changes: Value) -> Result<(), String> {
+        let Value::Object(changes) = changes else {
+            return Err("capacities must be a JSON object".into());
+        };
+        let mut cur = self.capacities.lock().expect("capacities");
+        let mut merged = json!(*cur);
+        for (k, v) in changes {
+            merged[k] = v;
+        }
+        *cur = serde_json::from_value(merged).map_err(|e| e.to_string())?;
+        Ok(())
+    }
+
     fn control_allowed(&self, headers: &HeaderMap) -> bool {
         self.authorized(headers)
     }
 
     fn shutdown(&self) {
         self.dataplane.stop_all();
+        cairn_sim_kit::workdir::sweep_dead(WORKDIR_PREFIX);
     }
 }
+
+/// The name every scratch directory of this simulator starts with (in the temp dir).
+const WORKDIR_PREFIX: &str = "cairn-pfsense-sim";
 
 /// The simulator.
 #[derive(Debug)]
@@ -316,9 +402,7 @@ impl PfSenseSim {
     /// Starts a simulator on `127.0.0.1:<free port>`; it stops (HAProxy included) when the
     /// returned handle is dropped.
     pub async fn start(config: SimConfig) -> Result<SimHandle, SimError> {
-        let dir = tempfile::Builder::new()
-            .prefix("cairn-pfsense-sim")
-            .tempdir()?;
+        let dir = cairn_sim_kit::workdir(WORKDIR_PREFIX)?;
         let cert = SelfSigned::generate(&[]);
         let api_key = config.api_key.unwrap_or_else(random_key);
         let (user, pass) = &config.basic_auth;
@@ -335,8 +419,9 @@ impl PfSenseSim {
             faults: faults::Faults::default(),
             tokens: Mutex::default(),
             dir,
+            capacities: Mutex::default(),
         });
-        let api = Router::new().fallback(api::api).with_state(state.clone());
+        let api = api::router(state.clone());
         let handle = cairn_sim_kit::start(
             Kit::default(),
             state.clone(),

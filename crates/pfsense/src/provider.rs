@@ -1,5 +1,5 @@
 //! The pfSense provider, assembled from its kinds ([`cairn_core::kit::ProviderBuilder`]):
-//! every kind is registered once here; dispatch, `kinds()`, decoding, error mapping and the
+//! every kind is registered once, by its line in [`crate::kinds`]'s `kinds!`; dispatch, `kinds()`, decoding, error mapping and the
 //! rollout steps shown in plans come from the registry. [`PfSenseProvider`] is a cheap,
 //! clonable handle over it that adds the gates stacks use.
 
@@ -18,10 +18,7 @@ use crate::client::{ClientError, PfSenseClient};
 use crate::context::PfCtx;
 pub use crate::context::ProviderOptions;
 use crate::gate::HaproxyServerUp;
-use crate::kinds::{
-    self, DnsHostOverrides, FirewallAliases, HaproxyBackends, HaproxyFrontends, HaproxyPoolMember,
-    HaproxyPoolMembers, VirtualIps,
-};
+use crate::kinds::{self, HaproxyPoolMember};
 
 /// The pfSense provider (clones share one registry, context and step journal).
 #[derive(Debug, Clone)]
@@ -32,14 +29,11 @@ pub struct PfSenseProvider {
 impl PfSenseProvider {
     /// A provider over this client.
     pub fn new(client: PfSenseClient, opts: ProviderOptions) -> Self {
-        let kit = ProviderBuilder::new(kinds::PROVIDER, PfCtx::new(client, opts))
-            .kind(VirtualIps)
-            .kind(HaproxyBackends)
-            .kind(HaproxyFrontends)
-            .kind(DnsHostOverrides)
-            .kind(FirewallAliases)
-            .kind(HaproxyPoolMembers)
-            .build();
+        let kit = kinds::register(ProviderBuilder::new(
+            kinds::PROVIDER,
+            PfCtx::new(client, opts),
+        ))
+        .build();
         PfSenseProvider {
             inner: Arc::new(kit),
         }

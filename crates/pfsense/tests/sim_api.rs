@@ -530,3 +530,132 @@ async fn a_jwt_from_basic_auth_works_as_bearer_and_apply_true_applies_the_write(
         .unwrap();
     assert_eq!(bad.status(), 401);
 }
+
+#[tokio::test]
+async fn unknown_endpoints_and_methods_answer_as_the_package_does_and_are_counted() {
+    let sim = sim(99).await;
+    let h = http(&sim);
+    let key = sim.token.clone();
+    let send = |m: reqwest::Method, path: &str, auth: bool| {
+        let rq = h.request(m, format!("{}{path}", sim.endpoint));
+        let rq = if auth {
+            rq.header("X-API-Key", &key)
+        } else {
+            rq
+        };
+        async move {
+            let r = rq.send().await.unwrap();
+            let status = r.status().as_u16();
+            let body: Value = r.json().await.unwrap();
+            (
+                status,
+                body["response_id"].as_str().unwrap_or("").to_string(),
+            )
+        }
+    };
+    sim.reset_counters();
+    let get = reqwest::Method::GET;
+    assert_eq!(
+        send(get.clone(), "/api/v2/no/such/thing", true).await,
+        (404, "ENDPOINT_NOT_FOUND".into())
+    );
+    // A model path with a method the package does not serve there.
+    assert_eq!(
+        send(reqwest::Method::PUT, "/api/v2/firewall/alias", true).await,
+        (405, "METHOD_NOT_ALLOWED".into())
+    );
+    assert_eq!(
+        send(
+            reqwest::Method::PUT,
+            "/api/v2/services/haproxy/backend/servers",
+            true
+        )
+        .await,
+        (405, "METHOD_NOT_ALLOWED".into()),
+        "a nested plural cannot be replaced whole"
+    );
+    // Authentication comes before routing.
+    assert_eq!(
+        send(get.clone(), "/api/v2/no/such/thing", false).await,
+        (401, "AUTH_AUTHENTICATION_FAILED".into())
+    );
+    assert_eq!(
+        send(get, "/api/v2/firewall/aliases", true).await,
+        (200, "SUCCESS".into())
+    );
+    let c = sim.counters();
+    assert_eq!(c.total, 5, "{c:?}");
+    assert_eq!(
+        c.requests.get("GET /api/v2/no/such/thing"),
+        Some(&2),
+        "{c:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_table_entries_limit_set_through_sim_fails_the_firewall_apply_until_raised() {
+    let sim = sim(64).await;
+    let h = http(&sim);
+    let key = sim.token.clone();
+    let api = |m: reqwest::Method, path: &str, body: Option<Value>| {
+        let mut rq = h
+            .request(m, format!("{}{path}", sim.endpoint))
+            .header("X-API-Key", &key);
+        if let Some(b) = body {
+            rq = rq.json(&b);
+        }
+        async move {
+            let r = rq.send().await.unwrap();
+            (r.status().as_u16(), r.json::<Value>().await.unwrap())
+        }
+    };
+    let put = reqwest::Method::PUT;
+    let (s, caps) = api(
+        put.clone(),
+        "/_sim/capacities",
+        Some(json!({"max_table_entries": 3})),
+    )
+    .await;
+    assert_eq!((s, &caps["max_table_entries"]), (200, &json!(3)), "{caps}");
+    let alias = json!({"name": "big", "type": "host",
+                       "address": ["10.0.0.1", "10.0.0.2", "10.0.0.3", "10.0.0.4"]});
+    let (s, v) = api(reqwest::Method::POST, "/api/v2/firewall/alias", Some(alias)).await;
+    assert_eq!(s, 200, "{v}");
+
+    api(reqwest::Method::POST, "/api/v2/firewall/apply", None).await;
+    let mut error = Value::Null;
+    for _ in 0..200 {
+        error =
+            api(reqwest::Method::GET, "/_sim/haproxy", None).await.1["last_apply_error"].clone();
+        if !error.is_null() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let error = error.as_str().expect("the apply failed").to_string();
+    assert!(
+        error.contains("cannot define table big: Cannot allocate memory"),
+        "{error}"
+    );
+    let (_, v) = api(reqwest::Method::GET, "/api/v2/firewall/apply", None).await;
+    assert_eq!(v["data"]["applied"], false, "the firewall stays dirty");
+
+    let (s, _) = api(
+        put,
+        "/_sim/capacities",
+        Some(json!({"max_table_entries": 4})),
+    )
+    .await;
+    assert_eq!(s, 200);
+    api(reqwest::Method::POST, "/api/v2/firewall/apply", None).await;
+    let mut applied = false;
+    for _ in 0..200 {
+        let (_, v) = api(reqwest::Method::GET, "/api/v2/firewall/apply", None).await;
+        applied = v["data"]["applied"] == true;
+        if applied {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(applied, "the same aliases load once the limit allows them");
+}

@@ -1,20 +1,19 @@
-//! The simulated `/api2/json` routes: routing, counters, fault injection, auth, and the
-//! handlers for cluster, node, qemu and task endpoints.
+//! The handlers behind the simulated `/api2/json` routes (see `routes.rs`): cluster, node,
+//! qemu and task endpoints, and the checks they share.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::http::{HeaderMap, Method};
-use axum::response::{IntoResponse, Response};
+use axum::http::Method;
 use serde_json::{Value, json};
 
 use super::Shared;
-use super::http::{self, ApiError, Caller, Params};
+use super::http::{ApiError, Caller, Params};
 use super::world::{self, GIB, VmState, World};
 use crate::propstr;
 
-type ApiResult = Result<Value, ApiError>;
+pub(super) type ApiResult = Result<Value, ApiError>;
 
 /// The decoded path segments after `/api2/json`, or `None` for a path outside the API.
 pub(crate) fn segments(path: &str) -> Option<Vec<String>> {
@@ -32,181 +31,14 @@ pub(crate) fn segments(path: &str) -> Option<Vec<String>> {
     )
 }
 
-/// Serves one request to the real API (counted, delayed and possibly faulted by the kit
-/// already; `injected` names a simulator-specific fault the kit drew for it).
-pub(crate) async fn handle(
-    shared: &Arc<Shared>,
-    method: Method,
-    path: &str,
-    query: Option<&str>,
-    headers: &HeaderMap,
-    body: &[u8],
-    injected: Option<&str>,
-) -> Response {
-    let not_impl =
-        || ApiError::new(501, format!("Method '{method} {path}' not implemented")).into_response();
-    let Some(segs) = segments(path) else {
-        return not_impl();
-    };
-    let segs: Vec<&str> = segs.iter().map(String::as_str).collect();
-    let Some(route) = route_of(&method, &segs) else {
-        return not_impl();
-    };
-    tracing::debug!(%method, route, "proxmox sim request");
-
-    let params = match http::params(&method, query, headers, body) {
-        Ok(p) => p,
-        Err(e) => return e.into_response(),
-    };
-    if route == "/access/ticket" {
-        return match ticket(shared, &method, &params) {
-            Ok(v) => http::ok(v),
-            Err(e) => e.into_response(),
-        };
-    }
-    let caller = {
-        let tickets = shared.tickets.lock().expect("tickets");
-        match http::authenticate(&method, headers, &shared.token, &tickets) {
-            Ok(c) => c,
-            Err(e) => return e.into_response(),
-        }
-    };
-    let write = method != Method::GET;
-    if write && segs.len() >= 4 && segs[2] == "qemu" && injected == Some("lock") {
-        tokio::time::sleep(shared.lock_timeout).await;
-        return lock_timeout(segs[3]).into_response();
-    }
-    let result = dispatch(shared, &method, route, &segs, &params, &caller);
-    match result {
-        Ok(v) => http::ok(v),
-        Err(e) => {
-            if e.message.starts_with("can't lock file") {
-                tokio::time::sleep(shared.lock_timeout).await;
-            }
-            e.into_response()
-        }
-    }
-}
-
-fn lock_timeout(vmid: &str) -> ApiError {
+/// The error of a write that waited for a VM's config lock in vain.
+pub(super) fn lock_timeout(vmid: &str) -> ApiError {
     ApiError::internal(format!(
         "can't lock file '/var/lock/qemu-server/lock-{vmid}.conf' - got timeout"
     ))
 }
 
-/// The route template of a path, or `None` (→ 501).
-pub(crate) fn route_of(method: &Method, s: &[&str]) -> Option<&'static str> {
-    let m = method.as_str();
-    Some(match (m, s) {
-        ("GET", ["version"]) => "/version",
-        ("POST", ["access", "ticket"]) => "/access/ticket",
-        ("GET", ["cluster", "resources"]) => "/cluster/resources",
-        ("GET", ["cluster", "nextid"]) => "/cluster/nextid",
-        ("GET", ["nodes"]) => "/nodes",
-        ("GET", ["nodes", _, "status"]) => "/nodes/{node}/status",
-        ("GET" | "POST", ["nodes", _, "qemu"]) => "/nodes/{node}/qemu",
-        ("DELETE", ["nodes", _, "qemu", _]) => "/nodes/{node}/qemu/{vmid}",
-        ("POST", ["nodes", _, "qemu", _, "clone"]) => "/nodes/{node}/qemu/{vmid}/clone",
-        ("GET" | "POST" | "PUT", ["nodes", _, "qemu", _, "config"]) => {
-            "/nodes/{node}/qemu/{vmid}/config"
-        }
-        ("GET", ["nodes", _, "qemu", _, "pending"]) => "/nodes/{node}/qemu/{vmid}/pending",
-        ("PUT", ["nodes", _, "qemu", _, "resize"]) => "/nodes/{node}/qemu/{vmid}/resize",
-        ("GET", ["nodes", _, "qemu", _, "status", "current"]) => {
-            "/nodes/{node}/qemu/{vmid}/status/current"
-        }
-        ("POST", ["nodes", _, "qemu", _, "status", "start"]) => {
-            "/nodes/{node}/qemu/{vmid}/status/start"
-        }
-        ("POST", ["nodes", _, "qemu", _, "status", "stop"]) => {
-            "/nodes/{node}/qemu/{vmid}/status/stop"
-        }
-        ("POST", ["nodes", _, "qemu", _, "status", "shutdown"]) => {
-            "/nodes/{node}/qemu/{vmid}/status/shutdown"
-        }
-        ("GET", ["nodes", _, "tasks", _, "status"]) => "/nodes/{node}/tasks/{upid}/status",
-        ("GET", ["nodes", _, "tasks", _, "log"]) => "/nodes/{node}/tasks/{upid}/log",
-        _ => return None,
-    })
-}
-
-fn dispatch(
-    shared: &Arc<Shared>,
-    method: &Method,
-    route: &str,
-    s: &[&str],
-    p: &Params,
-    caller: &Caller,
-) -> ApiResult {
-    if route == "/version" {
-        return Ok(json!({"version": "9.1.2", "release": "9.1", "repoid": "c0ffee01"}));
-    }
-    let mut w = shared.world.lock().expect("world");
-    if route == "/cluster/resources" {
-        return cluster_resources(&w, p.get("type").map(String::as_str));
-    }
-    if route == "/cluster/nextid" {
-        return nextid(&w, p);
-    }
-    if route == "/nodes" {
-        return Ok(Value::Array(
-            w.nodes.keys().map(|n| node_entry(&w, n)).collect(),
-        ));
-    }
-    let node = s[1];
-    if !w.nodes.contains_key(node) {
-        return Err(ApiError::internal(format!(
-            "hostname lookup '{node}' failed - failed to get address info for: {node}: Name or service not known"
-        )));
-    }
-    match route {
-        "/nodes/{node}/status" => Ok(node_status(&w, node)),
-        "/nodes/{node}/qemu" if method == Method::GET => Ok(Value::Array(
-            w.vms
-                .iter()
-                .filter(|(_, v)| v.node == node)
-                .map(|(id, v)| vm_list_entry(*id, v))
-                .collect(),
-        )),
-        "/nodes/{node}/qemu" => create(shared, &mut w, node, p, caller),
-        "/nodes/{node}/tasks/{upid}/status" => task_status(&w, s[3]),
-        "/nodes/{node}/tasks/{upid}/log" => task_log(&w, s[3], p),
-        _ => {
-            let vmid = parse_vmid(s[3], "vmid")?;
-            match route {
-                "/nodes/{node}/qemu/{vmid}/clone" => clone(shared, &mut w, node, vmid, p, caller),
-                "/nodes/{node}/qemu/{vmid}/config" | "/nodes/{node}/qemu/{vmid}/pending"
-                    if *method == Method::GET =>
-                {
-                    let vm = get_vm(&w, node, vmid)?;
-                    if route.ends_with("pending") {
-                        Ok(pending(vm))
-                    } else {
-                        Ok(config_json(vm, p.get("current").is_some_and(|c| c == "1")))
-                    }
-                }
-                "/nodes/{node}/qemu/{vmid}/config" => update_config(
-                    shared,
-                    &mut w,
-                    node,
-                    vmid,
-                    p,
-                    caller,
-                    *method == Method::POST,
-                ),
-                "/nodes/{node}/qemu/{vmid}/resize" => resize(shared, &mut w, node, vmid, p, caller),
-                "/nodes/{node}/qemu/{vmid}/status/current" => {
-                    let vm = get_vm(&w, node, vmid)?;
-                    Ok(status_current(vmid, vm))
-                }
-                "/nodes/{node}/qemu/{vmid}" => destroy(shared, &mut w, node, vmid, caller),
-                _ => power(shared, &mut w, node, vmid, s[5], caller),
-            }
-        }
-    }
-}
-
-fn ticket(shared: &Shared, method: &Method, p: &Params) -> ApiResult {
+pub(super) fn ticket(shared: &Shared, method: &Method, p: &Params) -> ApiResult {
     if *method != Method::POST {
         return Err(ApiError::new(501, "not implemented"));
     }
@@ -231,7 +63,7 @@ fn ticket(shared: &Shared, method: &Method, p: &Params) -> ApiResult {
     Ok(json!({"username": user, "ticket": ticket, "CSRFPreventionToken": csrf, "cap": {}}))
 }
 
-fn parse_vmid(s: &str, name: &str) -> Result<u32, ApiError> {
+pub(super) fn parse_vmid(s: &str, name: &str) -> Result<u32, ApiError> {
     let n: i64 = s
         .parse()
         .map_err(|_| ApiError::param(name, format!("type check ('integer') failed - got '{s}'")))?;
@@ -256,7 +88,7 @@ fn missing_vm(node: &str, vmid: u32) -> ApiError {
     ))
 }
 
-fn get_vm<'a>(w: &'a World, node: &str, vmid: u32) -> Result<&'a VmState, ApiError> {
+pub(super) fn get_vm<'a>(w: &'a World, node: &str, vmid: u32) -> Result<&'a VmState, ApiError> {
     w.vms
         .get(&vmid)
         .filter(|v| v.node == node)
@@ -293,7 +125,7 @@ fn bool_param(p: &Params, k: &str) -> Result<Option<bool>, ApiError> {
 
 // ---- cluster and nodes -------------------------------------------------------------
 
-fn node_entry(w: &World, node: &str) -> Value {
+pub(super) fn node_entry(w: &World, node: &str) -> Value {
     let n = &w.nodes[node];
     json!({
         "id": format!("node/{node}"), "type": "node", "node": node, "status": "online",
@@ -302,7 +134,7 @@ fn node_entry(w: &World, node: &str) -> Value {
     })
 }
 
-fn cluster_resources(w: &World, ty: Option<&str>) -> ApiResult {
+pub(super) fn cluster_resources(w: &World, ty: Option<&str>) -> ApiResult {
     if let Some(t) = ty
         && !["vm", "storage", "node", "sdn"].contains(&t)
     {
@@ -360,7 +192,7 @@ fn vm_resource(vmid: u32, vm: &VmState) -> Value {
     v
 }
 
-fn nextid(w: &World, p: &Params) -> ApiResult {
+pub(super) fn nextid(w: &World, p: &Params) -> ApiResult {
     if let Some(v) = p.get("vmid") {
         let id = parse_vmid(v, "vmid")?;
         if w.vms.contains_key(&id) {
@@ -372,7 +204,7 @@ fn nextid(w: &World, p: &Params) -> ApiResult {
     Ok(json!(id.to_string()))
 }
 
-fn node_status(w: &World, node: &str) -> Value {
+pub(super) fn node_status(w: &World, node: &str) -> Value {
     let n = &w.nodes[node];
     let used = w.used(node).min(n.memory_total);
     json!({
@@ -728,7 +560,7 @@ fn validate_config(
     }
 }
 
-fn config_json(vm: &VmState, current: bool) -> Value {
+pub(super) fn config_json(vm: &VmState, current: bool) -> Value {
     let cfg = if current {
         vm.config.clone()
     } else {
@@ -747,7 +579,7 @@ fn config_json(vm: &VmState, current: bool) -> Value {
     Value::Object(out)
 }
 
-fn pending(vm: &VmState) -> Value {
+pub(super) fn pending(vm: &VmState) -> Value {
     let mut keys: Vec<&String> = vm.config.keys().chain(vm.pending.keys()).collect();
     keys.sort();
     keys.dedup();
@@ -776,7 +608,7 @@ fn pending(vm: &VmState) -> Value {
     Value::Array(out)
 }
 
-fn update_config(
+pub(super) fn update_config(
     shared: &Arc<Shared>,
     w: &mut World,
     node: &str,
@@ -834,7 +666,7 @@ fn update_config(
     }
 }
 
-fn vm_list_entry(vmid: u32, vm: &VmState) -> Value {
+pub(super) fn vm_list_entry(vmid: u32, vm: &VmState) -> Value {
     let mut v = vm_resource(vmid, vm);
     let o = v.as_object_mut().expect("object");
     o.remove("id");
@@ -844,7 +676,7 @@ fn vm_list_entry(vmid: u32, vm: &VmState) -> Value {
     v
 }
 
-fn status_current(vmid: u32, vm: &VmState) -> Value {
+pub(super) fn status_current(vmid: u32, vm: &VmState) -> Value {
     let mut v = vm_list_entry(vmid, vm);
     v["qmpstatus"] = json!(if vm.running { "running" } else { "stopped" });
     v["ha"] = json!({"managed": 0});
@@ -867,6 +699,18 @@ fn spawn_task(
 ) {
     let kind = upid.split(':').nth(5).unwrap_or_default().to_string();
     let failure = shared.take_task_fault(&kind);
+    spawn_task_ending(shared, upid, dur, failure, ok, fail);
+}
+
+/// A task that ends after `dur`: in `failure` (its exit status) if given, else OK.
+fn spawn_task_ending(
+    shared: &Arc<Shared>,
+    upid: String,
+    dur: Duration,
+    failure: Option<String>,
+    ok: impl FnOnce(&mut World) + Send + 'static,
+    fail: impl FnOnce(&mut World) + Send + 'static,
+) {
     let shared = shared.clone();
     tokio::spawn(async move {
         tokio::time::sleep(dur).await;
@@ -892,7 +736,7 @@ fn spawn_task(
     });
 }
 
-fn task_status(w: &World, upid: &str) -> ApiResult {
+pub(super) fn task_status(w: &World, upid: &str) -> ApiResult {
     let t = w
         .tasks
         .get(upid)
@@ -908,7 +752,7 @@ fn task_status(w: &World, upid: &str) -> ApiResult {
     Ok(v)
 }
 
-fn task_log(w: &World, upid: &str, p: &Params) -> ApiResult {
+pub(super) fn task_log(w: &World, upid: &str, p: &Params) -> ApiResult {
     let t = w
         .tasks
         .get(upid)
@@ -928,7 +772,7 @@ fn task_log(w: &World, upid: &str, p: &Params) -> ApiResult {
 
 // ---- create, clone, resize, power, destroy -------------------------------------------
 
-fn create(
+pub(super) fn create(
     shared: &Arc<Shared>,
     w: &mut World,
     node: &str,
@@ -1003,7 +847,7 @@ fn create(
     Ok(json!(upid))
 }
 
-fn clone(
+pub(super) fn clone(
     shared: &Arc<Shared>,
     w: &mut World,
     node: &str,
@@ -1146,7 +990,7 @@ fn clone(
     Ok(json!(upid))
 }
 
-fn resize(
+pub(super) fn resize(
     shared: &Arc<Shared>,
     w: &mut World,
     node: &str,
@@ -1204,7 +1048,7 @@ fn resize(
     Ok(json!(upid))
 }
 
-fn power(
+pub(super) fn power(
     shared: &Arc<Shared>,
     w: &mut World,
     node: &str,
@@ -1224,12 +1068,28 @@ fn power(
         "stop" => "qmstop",
         _ => "qmshutdown",
     };
-    let upid = w.start_task(node, kind, &vmid.to_string(), &caller.user);
     let starting = action == "start";
-    spawn_task(
+    // What the host cannot give makes the start task fail, as QEMU would.
+    let refused = if starting && !vm.running {
+        start_refusal(w, node, vm)
+    } else {
+        None
+    };
+    let upid = w.start_task(node, kind, &vmid.to_string(), &caller.user);
+    let failure = match refused {
+        Some((log, status)) => {
+            if let Some(t) = w.tasks.get_mut(&upid) {
+                t.log.push(log);
+            }
+            Some(status)
+        }
+        None => shared.take_task_fault(kind),
+    };
+    spawn_task_ending(
         shared,
         upid.clone(),
         shared.task_duration,
+        failure,
         move |w| {
             if let Some(vm) = w.vms.get_mut(&vmid) {
                 if starting && !vm.running {
@@ -1243,7 +1103,37 @@ fn power(
     Ok(json!(upid))
 }
 
-fn destroy(
+/// Why the host cannot start `vm` (a task log line and the exit status), if it cannot: more
+/// vCPUs than the node has (qemu-server's check), or more memory than the whole node has
+/// (QEMU cannot allocate guest RAM).
+fn start_refusal(w: &World, node: &str, vm: &VmState) -> Option<(String, String)> {
+    let n = w.nodes.get(node)?;
+    let mut after = vm.clone();
+    after.apply_pending();
+    let num = |k: &str| {
+        after
+            .config
+            .get(k)
+            .and_then(|v| v.parse::<u32>().ok())
+            .unwrap_or(1)
+    };
+    let vcpus = num("cores") * num("sockets");
+    if vcpus > n.cpus {
+        let msg = format!("MAX {} vcpus allowed per VM on this node", n.cpus);
+        return Some((msg.clone(), msg));
+    }
+    // Linux overcommits guest RAM (Proxmox lets running VMs add up to more than the host
+    // has), but refuses one allocation larger than the whole host.
+    if after.memory_mib() << 20 > n.memory_total {
+        return Some((
+            "kvm: cannot set up guest memory 'pc.ram': Cannot allocate memory".into(),
+            "start failed: QEMU exited with code 1".into(),
+        ));
+    }
+    None
+}
+
+pub(super) fn destroy(
     shared: &Arc<Shared>,
     w: &mut World,
     node: &str,

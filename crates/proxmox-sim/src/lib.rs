@@ -11,8 +11,9 @@
 //! or ticket cookie + `CSRFPreventionToken` on writes; form or JSON bodies; booleans 1/0;
 //! `{"data": …}` envelopes (also `null`); the error message as HTTP reason phrase;
 //! `400 Parameter verification failed.` with `errors`; a missing VM is `500 Configuration
-//! file 'nodes/N/qemu-server/ID.conf' does not exist`; unknown routes and bodies on GET are
-//! 501. Async work returns a UPID whose task stops after a configurable time, with
+//! file 'nodes/N/qemu-server/ID.conf' does not exist`; unknown routes (paths or methods,
+//! before auth) and bodies on GET are 501. Routes are axum routes built from one table
+//! (`routes::ROUTES`) that also names the counters' routes. Async work returns a UPID whose task stops after a configurable time, with
 //! `exitstatus` only once stopped. A clone holds `lock: clone` until its task ends; a second
 //! clone of the same source while one runs fails with `can't lock file
 //! '/var/lock/qemu-server/lock-<source>.conf' - got timeout`. Writes accept a `digest` and
@@ -23,7 +24,12 @@
 //! # Control API (under `/_sim/`, no auth, never counted)
 //! The kit's `/_sim/` API (`cairn_sim_kit`): counters by route without the `/api2/json`
 //! prefix (`"GET /cluster/resources"`), faults (this simulator's own, [`SimFaults`], under
-//! `sim`; [`Faults`] builds a whole setting), state (the [`World`] as JSON), reset.
+//! `sim`; [`Faults`] builds a whole setting), state (the [`World`] as JSON), reset, and
+//! capacities: `{"nodes": {"pve": {"memory_total": <bytes>, "cpus": 48}}}`, settable (naming a
+//! new node adds it). A start needing more vCPUs than its node has fails its task with `MAX
+//! n vcpus allowed per VM on this node`, one needing more memory than the whole node with
+//! `start failed: QEMU exited with code 1` (running VMs may add up to more than the node
+//! has: Linux overcommits guest RAM).
 //!
 //! # Data plane
 //! With [`SimConfig::apiserver`] set, every running VM with an `ipconfig0` address serves a
@@ -43,6 +49,7 @@ mod api;
 mod apiserver;
 mod http;
 mod propstr;
+mod routes;
 pub mod world;
 
 use std::collections::BTreeMap;
@@ -50,11 +57,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::Router;
-use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::{HeaderMap, Method, Uri};
-use axum::response::Response;
-use cairn_sim_kit::{Fault, FaultConfig, FaultRule, Injected, Kit, Route, Simulator, Spec};
+use axum::http::Method;
+use cairn_sim_kit::{Fault, FaultConfig, FaultRule, Kit, Route, Simulator, Spec};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
@@ -285,9 +289,15 @@ impl ProxmoxState {
 
 impl Simulator for ProxmoxState {
     fn route(&self, method: &Method, path: &str) -> Option<Route> {
+        // Every request to the API counts: a served one under its route template, one
+        // pveproxy would refuse with 501 under its own path.
         let segs = api::segments(path)?;
         let segs: Vec<&str> = segs.iter().map(String::as_str).collect();
-        api::route_of(method, &segs).map(|r| Route::new(method, r))
+        let route = routes::route_of(method, &segs).map_or_else(
+            || path.trim_start_matches("/api2/json").to_string(),
+            str::to_string,
+        );
+        Some(Route::new(method, route))
     }
 
     fn dump_state(&self) -> Value {
@@ -297,6 +307,54 @@ impl Simulator for ProxmoxState {
     fn load_state(&self, state: Value) -> Result<(), String> {
         let w: World = serde_json::from_value(state).map_err(|e| e.to_string())?;
         *self.world.lock().expect("world") = w;
+        Ok(())
+    }
+
+    /// The nodes' capacities: `{"nodes": {"pve": {"memory_total": <bytes>, "cpus": 48}}}`.
+    fn capacities(&self) -> Value {
+        json!({"nodes": self.world.lock().expect("world").nodes})
+    }
+
+    /// Changes node capacities; naming a node that does not exist adds it (with both
+    /// `memory_total` and `cpus`), so a bench can spread a large world over many hosts.
+    fn set_capacities(&self, changes: Value) -> Result<(), String> {
+        let Value::Object(changes) = changes else {
+            return Err("capacities must be a JSON object".into());
+        };
+        let mut w = self.world.lock().expect("world");
+        let mut nodes = w.nodes.clone();
+        for (k, v) in changes {
+            if k != "nodes" {
+                return Err(format!("unknown capacity {k:?}"));
+            }
+            let Value::Object(v) = v else {
+                return Err("nodes must be an object of node name to capacities".into());
+            };
+            for (name, caps) in v {
+                let mut merged = nodes
+                    .get(&name)
+                    .map(|n| json!(n))
+                    .unwrap_or_else(|| json!({}));
+                let Value::Object(caps) = caps else {
+                    return Err(format!("node {name:?}: capacities must be an object"));
+                };
+                for (ck, cv) in caps {
+                    if ck != "memory_total" && ck != "cpus" {
+                        return Err(format!("node {name:?}: unknown capacity {ck:?}"));
+                    }
+                    merged[ck] = cv;
+                }
+                let node: world::Node =
+                    serde_json::from_value(merged).map_err(|e| format!("node {name:?}: {e}"))?;
+                if node.cpus == 0 || node.memory_total == 0 {
+                    return Err(format!(
+                        "node {name:?}: cpus and memory_total must be positive"
+                    ));
+                }
+                nodes.insert(name, node);
+            }
+        }
+        w.nodes = nodes;
         Ok(())
     }
 
@@ -367,7 +425,7 @@ impl ProxmoxSim {
         if let Some(api) = config.apiserver {
             apiserver::spawn_reconciler(Arc::downgrade(&state), api);
         }
-        let api = Router::new().fallback(handle).with_state(state.clone());
+        let api = routes::router(state.clone());
         let handle = cairn_sim_kit::start(
             kit,
             state,
@@ -397,26 +455,4 @@ impl ProxmoxSim {
         }
         Ok(handle.with_env(env))
     }
-}
-
-async fn handle(
-    State(shared): State<Arc<Shared>>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    extensions: axum::http::Extensions,
-    body: Bytes,
-) -> Response {
-    let path = uri.path().to_string();
-    let injected = extensions.get::<Injected>().map(|Injected(n)| n.clone());
-    api::handle(
-        &shared,
-        method,
-        &path,
-        uri.query(),
-        &headers,
-        &body,
-        injected.as_deref(),
-    )
-    .await
 }

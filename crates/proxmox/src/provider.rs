@@ -16,8 +16,6 @@ use serde_json::Value;
 use crate::capacity;
 use crate::client::{ClientConfig, PveClient};
 use crate::error::Error;
-use crate::kinds::template::Templates;
-use crate::kinds::vm::Vms;
 
 /// What the Proxmox kinds share: the API client.
 #[derive(Debug, Clone)]
@@ -68,10 +66,7 @@ impl ProxmoxProvider {
     /// A provider over a client.
     pub fn new(client: PveClient) -> Self {
         ProxmoxProvider(
-            ProviderBuilder::new("proxmox", ProxmoxCtx { client })
-                .kind(Vms)
-                .kind(Templates)
-                .build(),
+            crate::kinds::register(ProviderBuilder::new("proxmox", ProxmoxCtx { client })).build(),
         )
     }
 

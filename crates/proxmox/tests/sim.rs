@@ -226,3 +226,41 @@ async fn control_api_reads_counters_sets_faults_and_dumps_and_loads_state() {
     http.delete(ctl("counters")).send().await.unwrap();
     assert!(sim.counters().is_empty());
 }
+
+#[tokio::test]
+async fn unserved_methods_and_paths_are_not_implemented_before_auth_and_still_counted() {
+    let (sim, http) = start().await;
+    let url = |p: &str| format!("{}/api2/json{p}", sim.endpoint);
+    sim.reset_counters();
+    // A known path with a method pveproxy does not serve there, even without credentials.
+    let r = http.patch(url("/nodes/pve/qemu")).send().await.unwrap();
+    assert_eq!(r.status(), 501);
+    let body: Value = r.json().await.unwrap();
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("Method 'PATCH /api2/json/nodes/pve/qemu' not implemented"),
+        "{body}"
+    );
+    // A path parameter that is not a VMID fails the parameter check, as pveproxy does.
+    let r = http
+        .get(url("/nodes/pve/qemu/abc/config"))
+        .header("Authorization", auth(&sim))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let body: Value = r.json().await.unwrap();
+    assert!(body["errors"]["vmid"].is_string(), "{body}");
+    let c = sim.counters();
+    assert_eq!(
+        c.total, 2,
+        "every request reaches the kit's counters: {c:?}"
+    );
+    assert_eq!(
+        c.requests.get("GET /nodes/{node}/qemu/{vmid}/config"),
+        Some(&1),
+        "{c:?}"
+    );
+}

@@ -22,6 +22,9 @@
 //!   fingerprint where the simulator speaks TLS, [`SimHandle::env`] (the environment that
 //!   points cairn's CLI at it), the control API as methods, and shutdown on drop.
 //!
+//! - **Scratch directories** ([`workdir`]) named after their owning process, swept when a
+//!   later simulator starts if that process died without cleaning up.
+//!
 //! A simulator implements [`Simulator`] for its shared state and calls [`start`] with its API
 //! router. Everything listens on 127.0.0.1 only.
 
@@ -29,6 +32,7 @@ pub mod control;
 pub mod counters;
 pub mod faults;
 mod handle;
+pub mod workdir;
 
 use std::sync::{Arc, Mutex};
 
@@ -39,6 +43,7 @@ use serde_json::Value;
 pub use counters::Counters;
 pub use faults::{Fault, FaultConfig, FaultRule, Injected, Injector};
 pub use handle::SimHandle;
+pub use workdir::{WorkDir, workdir};
 
 /// How a simulator counts one API request.
 #[derive(Debug, Clone, PartialEq, Eq)]

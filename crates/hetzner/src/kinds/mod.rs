@@ -3,33 +3,26 @@
 //! kinds implement [`collection::Collection`]; the kit's `Kind` comes from that.
 
 pub(crate) mod collection;
-mod firewall;
-mod load_balancer;
-mod network;
-mod primary_ip;
-mod rrset;
-mod server;
-mod ssh_key;
-mod volume;
-mod zone;
 
-pub use firewall::{ApplyTo, ApplyToType, Direction, Firewall, FirewallAttrs, Rule, RuleProtocol};
-pub use load_balancer::{
-    Algorithm, AlgorithmType, HealthCheck, HealthCheckHttp, HealthStatus, LbNetwork, LbProtocol,
-    LoadBalancer, LoadBalancerAttrs, LoadBalancerObserved, Service, Target, TargetIp,
-    TargetObserved, TargetSelector, TargetServer, TargetType,
-};
-pub use network::{Network, NetworkAttrs, NetworkObserved, Route, Subnet, SubnetType};
-pub use primary_ip::{IpType, PrimaryIp, PrimaryIpAttrs, PrimaryIpObserved};
-pub use rrset::{RRSet, RRSetObserved, Record, RecordType};
-pub use server::{Server, ServerAttrs, ServerNetwork, ServerObserved, ServerPublicNet};
-pub use ssh_key::{SshKey, SshKeyAttrs, SshKeyObserved};
-pub use volume::{Volume, VolumeAttrs, VolumeFormat, VolumeObserved};
-pub use zone::{Zone, ZoneAttrs, ZoneMode, ZoneObserved};
+cairn_core::kinds! {
+    context: Hetzner;
+    mod ssh_key::SshKeys => { SshKey, SshKeyAttrs, SshKeyObserved };
+    mod network::Networks => { Network, NetworkAttrs, NetworkObserved, Route, Subnet, SubnetType };
+    mod server::Servers => { Server, ServerAttrs, ServerNetwork, ServerObserved, ServerPublicNet };
+    mod primary_ip::PrimaryIps => { IpType, PrimaryIp, PrimaryIpAttrs, PrimaryIpObserved };
+    mod load_balancer::LoadBalancers => {
+        Algorithm, AlgorithmType, HealthCheck, HealthCheckHttp, HealthStatus, LbNetwork, LbProtocol,
+        LoadBalancer, LoadBalancerAttrs, LoadBalancerObserved, Service, Target, TargetIp,
+        TargetObserved, TargetSelector, TargetServer, TargetType,
+    };
+    mod firewall::Firewalls => { ApplyTo, ApplyToType, Direction, Firewall, FirewallAttrs, Rule, RuleProtocol };
+    mod zone::Zones => { Zone, ZoneAttrs, ZoneMode, ZoneObserved };
+    mod rrset::RRSets => { RRSet, RRSetObserved, Record, RecordType };
+    mod volume::Volumes => { Volume, VolumeAttrs, VolumeFormat, VolumeObserved };
+}
 
 use std::collections::BTreeMap;
 
-use cairn_core::kit::ProviderBuilder;
 use cairn_core::{FieldError, Marker, Origin};
 use reqwest::Method;
 use serde::de::DeserializeOwned;
@@ -38,19 +31,6 @@ use serde_json::Value;
 
 use crate::client::{ApiError, Client, action_ids};
 use crate::provider::Hetzner;
-
-/// Registers every Hetzner kind: the one place a new kind is added.
-pub(crate) fn register(b: ProviderBuilder<Hetzner>) -> ProviderBuilder<Hetzner> {
-    b.kind(ssh_key::SshKeys)
-        .kind(network::Networks)
-        .kind(server::Servers)
-        .kind(primary_ip::PrimaryIps)
-        .kind(load_balancer::LoadBalancers)
-        .kind(firewall::Firewalls)
-        .kind(zone::Zones)
-        .kind(rrset::RRSets)
-        .kind(volume::Volumes)
-}
 
 /// Labels: a string map, replaced whole on update.
 pub type Labels = BTreeMap<String, String>;

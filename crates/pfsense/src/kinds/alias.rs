@@ -1,16 +1,16 @@
 //! `pfsense_firewall_alias`: a firewall alias of hosts, networks or ports
 //! (`/firewall/alias`, applied with `/firewall/apply`), keyed by its name.
 
-use async_trait::async_trait;
-use cairn_core::kit::{Found, Kind, NoStep, Op, Query};
-use cairn_core::{FieldError, Resource, Schema};
+use cairn_core::kit::Found;
+use cairn_core::{FieldError, Marker, Resource, Schema};
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
+use super::single::{Single, single_kind};
 use super::values::AliasType;
 use super::{descr_with_marker, split_marker};
 use crate::client::Subsystem;
-use crate::context::{PfCtx, PfError};
-use crate::wire::{self, Indexed, WithId};
+use crate::wire::{self, Indexed};
 
 /// A firewall alias.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -76,12 +76,9 @@ impl Resource for FirewallAlias {
     }
 }
 
-const PLURAL: &str = "/firewall/aliases";
-const SINGULAR: &str = "/firewall/alias";
-
 /// `/firewall/alias` as the API sends it.
 #[derive(Debug, Deserialize)]
-struct ApiAlias {
+pub(crate) struct ApiAlias {
     #[serde(default, deserialize_with = "wire::opt_num")]
     id: Option<usize>,
     name: String,
@@ -102,19 +99,6 @@ impl Indexed for ApiAlias {
     }
 }
 
-impl ApiAlias {
-    fn observed(self) -> Found<FirewallAlias> {
-        let (descr, marker) = split_marker(&self.descr);
-        let value = FirewallAlias {
-            name: self.name,
-            kind: self.kind,
-            address: self.address,
-            descr,
-        };
-        Found::new(value.name.clone(), value, marker)
-    }
-}
-
 /// The body of a write.
 #[derive(Debug, Serialize)]
 struct AliasBody<'a> {
@@ -125,61 +109,37 @@ struct AliasBody<'a> {
     descr: String,
 }
 
-async fn list(ctx: &PfCtx) -> Result<Vec<Found<FirewallAlias>>, PfError> {
-    let items = ctx.client.list(PLURAL, &[]).await?;
-    Ok(wire::decode_all::<ApiAlias>(PLURAL, items)
-        .into_iter()
-        .map(ApiAlias::observed)
-        .collect())
-}
-
 /// The `pfsense_firewall_alias` kind.
 pub struct FirewallAliases;
 
-#[async_trait]
-impl Kind<PfCtx> for FirewallAliases {
+impl Single for FirewallAliases {
     type Spec = FirewallAlias;
+    type Api = ApiAlias;
     type Observed = FirewallAlias;
-    type Step = NoStep;
 
-    async fn observe(
-        &self,
-        ctx: &PfCtx,
-        q: Query<'_>,
-    ) -> Result<Vec<Found<FirewallAlias>>, PfError> {
-        Ok(super::wanted(list(ctx).await?, q))
+    const PLURAL: &'static str = "/firewall/aliases";
+    const SINGULAR: &'static str = "/firewall/alias";
+    const LOOKUP: Option<&'static str> = Some("name");
+    const SUBSYSTEM: Subsystem = Subsystem::Firewall;
+
+    fn observed(api: ApiAlias) -> Found<FirewallAlias> {
+        let (descr, marker) = split_marker(&api.descr);
+        let value = FirewallAlias {
+            name: api.name,
+            kind: api.kind,
+            address: api.address,
+            descr,
+        };
+        Found::new(value.name.clone(), value, marker)
     }
 
-    async fn create(
-        &self,
-        ctx: &PfCtx,
-        spec: &FirewallAlias,
-        op: Op<'_, NoStep>,
-    ) -> Result<FirewallAlias, PfError> {
-        write(ctx, spec, &op).await
-    }
-
-    async fn update(
-        &self,
-        ctx: &PfCtx,
-        _prior: &FirewallAlias,
-        spec: &FirewallAlias,
-        op: Op<'_, NoStep>,
-    ) -> Result<FirewallAlias, PfError> {
-        write(ctx, spec, &op).await
-    }
-
-    async fn delete(
-        &self,
-        ctx: &PfCtx,
-        _prior: &FirewallAlias,
-        op: Op<'_, NoStep>,
-    ) -> Result<(), PfError> {
-        let filter = [("name", op.key.to_string())];
-        let what = (PLURAL, SINGULAR);
-        wire::delete_by_key::<ApiAlias>(&ctx.client, what, &filter, op.key, Subsystem::Firewall)
-            .await?;
-        Ok(())
+    fn body(spec: &FirewallAlias, marker: &Marker) -> Value {
+        wire::body(&AliasBody {
+            name: &spec.name,
+            kind: spec.kind,
+            address: &spec.address,
+            descr: descr_with_marker(&spec.descr, marker),
+        })
     }
 
     fn example() -> FirewallAlias {
@@ -192,35 +152,7 @@ impl Kind<PfCtx> for FirewallAliases {
     }
 }
 
-/// Creates or patches the alias (looked up by name first), applies, observes it.
-async fn write(
-    ctx: &PfCtx,
-    spec: &FirewallAlias,
-    op: &Op<'_, NoStep>,
-) -> Result<FirewallAlias, PfError> {
-    let filter = [("name", op.key.to_string())];
-    let body = AliasBody {
-        name: &spec.name,
-        kind: spec.kind,
-        address: &spec.address,
-        descr: descr_with_marker(&spec.descr, op.marker),
-    };
-    match wire::find::<ApiAlias>(&ctx.client, PLURAL, &filter, op.key).await? {
-        Some((id, _)) => {
-            let b = WithId {
-                id,
-                parent_id: None,
-                body: &body,
-            };
-            ctx.client.patch(SINGULAR, &wire::body(&b)).await?;
-        }
-        None => {
-            ctx.client.post(SINGULAR, &wire::body(&body)).await?;
-        }
-    }
-    ctx.client.apply(Subsystem::Firewall).await?;
-    super::written(list(ctx).await?, FirewallAlias::KIND, op.key)
-}
+single_kind!(FirewallAliases, FirewallAlias, FirewallAlias);
 
 #[cfg(test)]
 mod tests {

@@ -3,16 +3,16 @@
 
 use std::net::Ipv4Addr;
 
-use async_trait::async_trait;
-use cairn_core::kit::{Found, Kind, NoStep, Op, Query};
-use cairn_core::{AttrRef, Field, FieldError, Handle, Resource, Schema};
+use cairn_core::kit::Found;
+use cairn_core::{AttrRef, Field, FieldError, Handle, Marker, Resource, Schema};
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
+use super::single::{Single, single_kind};
 use super::values::{FrontendMode, FrontendStatus};
 use super::{descr_with_marker, split_marker};
 use crate::client::Subsystem;
-use crate::context::{PfCtx, PfError};
-use crate::wire::{self, Indexed, WithId};
+use crate::wire::{self, Indexed};
 
 /// A HAProxy frontend.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -171,12 +171,9 @@ pub struct FrontendAddressObserved {
     pub ssl: bool,
 }
 
-const PLURAL: &str = "/services/haproxy/frontends";
-const SINGULAR: &str = "/services/haproxy/frontend";
-
 /// `/services/haproxy/frontend` as the API sends it.
 #[derive(Debug, Deserialize)]
-struct ApiFrontend {
+pub(crate) struct ApiFrontend {
     #[serde(default, deserialize_with = "wire::opt_num")]
     id: Option<usize>,
     name: String,
@@ -216,50 +213,6 @@ impl Indexed for ApiFrontend {
     }
 }
 
-impl ApiFrontend {
-    fn observed(self) -> Found<HaproxyFrontendObserved> {
-        let (descr, marker) = split_marker(&self.descr);
-        let addresses: Vec<FrontendAddressObserved> = self
-            .a_extaddr
-            .into_iter()
-            .map(|a| FrontendAddressObserved {
-                address: match a.extaddr.as_str() {
-                    "custom" => a.extaddr_custom.unwrap_or_default(),
-                    "localhost_ipv4" => "127.0.0.1".into(),
-                    "any_ipv4" => "0.0.0.0".into(),
-                    other => other.to_string(),
-                },
-                port: a.extaddr_port,
-                ssl: a.extaddr_ssl,
-            })
-            .collect();
-        // Deleted after it: its default backend and the VIPs it binds.
-        let mut uses = Vec::new();
-        if !self.backend_serverpool.is_empty() {
-            uses.push((
-                super::HaproxyBackend::KIND.to_string(),
-                self.backend_serverpool.clone(),
-            ));
-        }
-        for a in &addresses {
-            uses.push((super::VirtualIp::KIND.to_string(), a.address.clone()));
-        }
-        let value = HaproxyFrontendObserved {
-            name: self.name,
-            descr,
-            status: self.status,
-            kind: self.kind,
-            addresses,
-            default_backend: self.backend_serverpool,
-            client_timeout: self.client_timeout,
-        };
-        Found {
-            uses,
-            ..Found::new(value.name.clone(), value, marker)
-        }
-    }
-}
-
 /// The body of a write (nested `a_extaddr` included).
 #[derive(Debug, Serialize)]
 struct FrontendBody<'a> {
@@ -282,14 +235,68 @@ struct AddressBody {
     extaddr_ssl: bool,
 }
 
-impl HaproxyFrontend {
-    fn body(&self, marker: &cairn_core::Marker) -> FrontendBody<'_> {
-        FrontendBody {
-            name: &self.name,
-            descr: descr_with_marker(&self.descr, marker),
-            status: self.status,
-            kind: self.kind,
-            a_extaddr: self
+/// The `pfsense_haproxy_frontend` kind.
+pub struct HaproxyFrontends;
+
+impl Single for HaproxyFrontends {
+    type Spec = HaproxyFrontend;
+    type Api = ApiFrontend;
+    type Observed = HaproxyFrontendObserved;
+
+    const PLURAL: &'static str = "/services/haproxy/frontends";
+    const SINGULAR: &'static str = "/services/haproxy/frontend";
+    const LOOKUP: Option<&'static str> = Some("name");
+    const SUBSYSTEM: Subsystem = Subsystem::Haproxy;
+
+    fn observed(api: ApiFrontend) -> Found<HaproxyFrontendObserved> {
+        let (descr, marker) = split_marker(&api.descr);
+        let addresses: Vec<FrontendAddressObserved> = api
+            .a_extaddr
+            .into_iter()
+            .map(|a| FrontendAddressObserved {
+                address: match a.extaddr.as_str() {
+                    "custom" => a.extaddr_custom.unwrap_or_default(),
+                    "localhost_ipv4" => "127.0.0.1".into(),
+                    "any_ipv4" => "0.0.0.0".into(),
+                    other => other.to_string(),
+                },
+                port: a.extaddr_port,
+                ssl: a.extaddr_ssl,
+            })
+            .collect();
+        // Deleted after it: its default backend and the VIPs it binds.
+        let mut uses = Vec::new();
+        if !api.backend_serverpool.is_empty() {
+            uses.push((
+                super::HaproxyBackend::KIND.to_string(),
+                api.backend_serverpool.clone(),
+            ));
+        }
+        for a in &addresses {
+            uses.push((super::VirtualIp::KIND.to_string(), a.address.clone()));
+        }
+        let value = HaproxyFrontendObserved {
+            name: api.name,
+            descr,
+            status: api.status,
+            kind: api.kind,
+            addresses,
+            default_backend: api.backend_serverpool,
+            client_timeout: api.client_timeout,
+        };
+        Found {
+            uses,
+            ..Found::new(value.name.clone(), value, marker)
+        }
+    }
+
+    fn body(spec: &HaproxyFrontend, marker: &Marker) -> Value {
+        wire::body(&FrontendBody {
+            name: &spec.name,
+            descr: descr_with_marker(&spec.descr, marker),
+            status: spec.status,
+            kind: spec.kind,
+            a_extaddr: spec
                 .addresses
                 .iter()
                 .map(|a| AddressBody {
@@ -299,67 +306,9 @@ impl HaproxyFrontend {
                     extaddr_ssl: a.ssl,
                 })
                 .collect(),
-            backend_serverpool: &self.default_backend,
-            client_timeout: self.client_timeout,
-        }
-    }
-}
-
-async fn list(ctx: &PfCtx) -> Result<Vec<Found<HaproxyFrontendObserved>>, PfError> {
-    let items = ctx.client.list(PLURAL, &[]).await?;
-    Ok(wire::decode_all::<ApiFrontend>(PLURAL, items)
-        .into_iter()
-        .map(ApiFrontend::observed)
-        .collect())
-}
-
-/// The `pfsense_haproxy_frontend` kind.
-pub struct HaproxyFrontends;
-
-#[async_trait]
-impl Kind<PfCtx> for HaproxyFrontends {
-    type Spec = HaproxyFrontend;
-    type Observed = HaproxyFrontendObserved;
-    type Step = NoStep;
-
-    async fn observe(
-        &self,
-        ctx: &PfCtx,
-        q: Query<'_>,
-    ) -> Result<Vec<Found<HaproxyFrontendObserved>>, PfError> {
-        Ok(super::wanted(list(ctx).await?, q))
-    }
-
-    async fn create(
-        &self,
-        ctx: &PfCtx,
-        spec: &HaproxyFrontend,
-        op: Op<'_, NoStep>,
-    ) -> Result<HaproxyFrontendObserved, PfError> {
-        write(ctx, spec, &op).await
-    }
-
-    async fn update(
-        &self,
-        ctx: &PfCtx,
-        _prior: &HaproxyFrontendObserved,
-        spec: &HaproxyFrontend,
-        op: Op<'_, NoStep>,
-    ) -> Result<HaproxyFrontendObserved, PfError> {
-        write(ctx, spec, &op).await
-    }
-
-    async fn delete(
-        &self,
-        ctx: &PfCtx,
-        _prior: &HaproxyFrontendObserved,
-        op: Op<'_, NoStep>,
-    ) -> Result<(), PfError> {
-        let filter = [("name", op.key.to_string())];
-        let what = (PLURAL, SINGULAR);
-        wire::delete_by_key::<ApiFrontend>(&ctx.client, what, &filter, op.key, Subsystem::Haproxy)
-            .await?;
-        Ok(())
+            backend_serverpool: &spec.default_backend,
+            client_timeout: spec.client_timeout,
+        })
     }
 
     fn example() -> HaproxyFrontend {
@@ -375,27 +324,4 @@ impl Kind<PfCtx> for HaproxyFrontends {
     }
 }
 
-/// Creates or patches the frontend (looked up by name first), applies, observes it.
-async fn write(
-    ctx: &PfCtx,
-    spec: &HaproxyFrontend,
-    op: &Op<'_, NoStep>,
-) -> Result<HaproxyFrontendObserved, PfError> {
-    let filter = [("name", op.key.to_string())];
-    let body = spec.body(op.marker);
-    match wire::find::<ApiFrontend>(&ctx.client, PLURAL, &filter, op.key).await? {
-        Some((id, _)) => {
-            let b = WithId {
-                id,
-                parent_id: None,
-                body: &body,
-            };
-            ctx.client.patch(SINGULAR, &wire::body(&b)).await?;
-        }
-        None => {
-            ctx.client.post(SINGULAR, &wire::body(&body)).await?;
-        }
-    }
-    ctx.client.apply(Subsystem::Haproxy).await?;
-    super::written(list(ctx).await?, HaproxyFrontend::KIND, op.key)
-}
+single_kind!(HaproxyFrontends, HaproxyFrontend, HaproxyFrontendObserved);

@@ -3,15 +3,15 @@
 
 use std::net::Ipv4Addr;
 
-use async_trait::async_trait;
-use cairn_core::kit::{Found, Kind, NoStep, Op, Query};
-use cairn_core::{Field, FieldError, Resource, Schema};
+use cairn_core::kit::Found;
+use cairn_core::{Field, FieldError, Marker, Resource, Schema};
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
+use super::single::{Single, single_kind};
 use super::{descr_with_marker, split_marker};
 use crate::client::Subsystem;
-use crate::context::{PfCtx, PfError};
-use crate::wire::{self, Indexed, WithId};
+use crate::wire::{self, Indexed};
 
 /// A DNS Resolver host override: `host.domain` resolves to `ip`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -87,12 +87,9 @@ pub struct DnsHostOverrideObserved {
     pub descr: String,
 }
 
-const PLURAL: &str = "/services/dns_resolver/host_overrides";
-const SINGULAR: &str = "/services/dns_resolver/host_override";
-
 /// `/services/dns_resolver/host_override` as the API sends it.
 #[derive(Debug, Deserialize)]
-struct ApiOverride {
+pub(crate) struct ApiOverride {
     #[serde(default, deserialize_with = "wire::opt_num")]
     id: Option<usize>,
     #[serde(default)]
@@ -114,29 +111,6 @@ impl Indexed for ApiOverride {
     }
 }
 
-impl ApiOverride {
-    fn observed(self) -> Found<DnsHostOverrideObserved> {
-        let (descr, marker) = split_marker(&self.descr);
-        let key = self.key();
-        // The VIPs it points at are deleted after it.
-        let uses = self
-            .ip
-            .iter()
-            .map(|ip| (super::VirtualIp::KIND.to_string(), ip.clone()))
-            .collect();
-        let value = DnsHostOverrideObserved {
-            host: self.host,
-            domain: self.domain,
-            ip: self.ip,
-            descr,
-        };
-        Found {
-            uses,
-            ..Found::new(key, value, marker)
-        }
-    }
-}
-
 /// The body of a write.
 #[derive(Debug, Serialize)]
 struct OverrideBody<'a> {
@@ -147,60 +121,49 @@ struct OverrideBody<'a> {
     aliases: Vec<String>,
 }
 
-async fn list(ctx: &PfCtx) -> Result<Vec<Found<DnsHostOverrideObserved>>, PfError> {
-    let items = ctx.client.list(PLURAL, &[]).await?;
-    Ok(wire::decode_all::<ApiOverride>(PLURAL, items)
-        .into_iter()
-        .map(ApiOverride::observed)
-        .collect())
-}
-
 /// The `pfsense_dns_host_override` kind.
 pub struct DnsHostOverrides;
 
-#[async_trait]
-impl Kind<PfCtx> for DnsHostOverrides {
+impl Single for DnsHostOverrides {
     type Spec = DnsHostOverride;
+    type Api = ApiOverride;
     type Observed = DnsHostOverrideObserved;
-    type Step = NoStep;
 
-    async fn observe(
-        &self,
-        ctx: &PfCtx,
-        q: Query<'_>,
-    ) -> Result<Vec<Found<DnsHostOverrideObserved>>, PfError> {
-        Ok(super::wanted(list(ctx).await?, q))
+    const PLURAL: &'static str = "/services/dns_resolver/host_overrides";
+    const SINGULAR: &'static str = "/services/dns_resolver/host_override";
+    // The key is `host.domain`, two fields: no one list filter narrows it.
+    const LOOKUP: Option<&'static str> = None;
+    const SUBSYSTEM: Subsystem = Subsystem::DnsResolver;
+
+    fn observed(api: ApiOverride) -> Found<DnsHostOverrideObserved> {
+        let (descr, marker) = split_marker(&api.descr);
+        let key = api.key();
+        // The VIPs it points at are deleted after it.
+        let uses = api
+            .ip
+            .iter()
+            .map(|ip| (super::VirtualIp::KIND.to_string(), ip.clone()))
+            .collect();
+        let value = DnsHostOverrideObserved {
+            host: api.host,
+            domain: api.domain,
+            ip: api.ip,
+            descr,
+        };
+        Found {
+            uses,
+            ..Found::new(key, value, marker)
+        }
     }
 
-    async fn create(
-        &self,
-        ctx: &PfCtx,
-        spec: &DnsHostOverride,
-        op: Op<'_, NoStep>,
-    ) -> Result<DnsHostOverrideObserved, PfError> {
-        write(ctx, spec, &op).await
-    }
-
-    async fn update(
-        &self,
-        ctx: &PfCtx,
-        _prior: &DnsHostOverrideObserved,
-        spec: &DnsHostOverride,
-        op: Op<'_, NoStep>,
-    ) -> Result<DnsHostOverrideObserved, PfError> {
-        write(ctx, spec, &op).await
-    }
-
-    async fn delete(
-        &self,
-        ctx: &PfCtx,
-        _prior: &DnsHostOverrideObserved,
-        op: Op<'_, NoStep>,
-    ) -> Result<(), PfError> {
-        let what = (PLURAL, SINGULAR);
-        wire::delete_by_key::<ApiOverride>(&ctx.client, what, &[], op.key, Subsystem::DnsResolver)
-            .await?;
-        Ok(())
+    fn body(spec: &DnsHostOverride, marker: &Marker) -> Value {
+        wire::body(&OverrideBody {
+            host: &spec.host,
+            domain: &spec.domain,
+            ip: &spec.ip,
+            descr: descr_with_marker(&spec.descr, marker),
+            aliases: Vec::new(),
+        })
     }
 
     fn example() -> DnsHostOverride {
@@ -213,32 +176,4 @@ impl Kind<PfCtx> for DnsHostOverrides {
     }
 }
 
-/// Creates or patches the override (looked up by `host.domain` first), applies, observes it.
-async fn write(
-    ctx: &PfCtx,
-    spec: &DnsHostOverride,
-    op: &Op<'_, NoStep>,
-) -> Result<DnsHostOverrideObserved, PfError> {
-    let body = OverrideBody {
-        host: &spec.host,
-        domain: &spec.domain,
-        ip: &spec.ip,
-        descr: descr_with_marker(&spec.descr, op.marker),
-        aliases: Vec::new(),
-    };
-    match wire::find::<ApiOverride>(&ctx.client, PLURAL, &[], op.key).await? {
-        Some((id, _)) => {
-            let b = WithId {
-                id,
-                parent_id: None,
-                body: &body,
-            };
-            ctx.client.patch(SINGULAR, &wire::body(&b)).await?;
-        }
-        None => {
-            ctx.client.post(SINGULAR, &wire::body(&body)).await?;
-        }
-    }
-    ctx.client.apply(Subsystem::DnsResolver).await?;
-    super::written(list(ctx).await?, DnsHostOverride::KIND, op.key)
-}
+single_kind!(DnsHostOverrides, DnsHostOverride, DnsHostOverrideObserved);

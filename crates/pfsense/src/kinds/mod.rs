@@ -3,34 +3,37 @@
 //! kept in `descr` (or, for HAProxy backends, which have no description, as a comment line
 //! in `advanced_backend`).
 
-pub mod alias;
-pub mod backend;
-pub mod frontend;
-pub mod host_override;
-pub mod pool_member;
+pub(crate) mod single;
 pub mod values;
-pub mod vip;
 
-pub use alias::{FirewallAlias, FirewallAliases};
-pub use backend::{
-    BackendServer, HaproxyBackend, HaproxyBackendObserved, HaproxyBackendRefs, HaproxyBackends,
-};
-pub use frontend::{
-    FrontendAddress, HaproxyFrontend, HaproxyFrontendObserved, HaproxyFrontendRefs,
-    HaproxyFrontends,
-};
-pub use host_override::{DnsHostOverride, DnsHostOverrideObserved, DnsHostOverrides};
-pub use pool_member::{HaproxyPoolMember, HaproxyPoolMemberObserved, HaproxyPoolMembers};
 pub use values::{
     AliasType, Balance, CheckType, FrontendMode, FrontendStatus, HttpMethod, LiveStatus,
     ServerStatus, VipMode,
 };
-pub use vip::{VirtualIp, VirtualIpObserved, VirtualIpRefs, VirtualIps};
+
+cairn_core::kinds! {
+    context: PfCtx;
+    pub mod vip::VirtualIps => { VirtualIp, VirtualIpObserved, VirtualIpRefs, VirtualIps };
+    pub mod backend::HaproxyBackends => {
+        BackendServer, HaproxyBackend, HaproxyBackendObserved, HaproxyBackendRefs, HaproxyBackends,
+    };
+    pub mod frontend::HaproxyFrontends => {
+        FrontendAddress, HaproxyFrontend, HaproxyFrontendObserved, HaproxyFrontendRefs,
+        HaproxyFrontends,
+    };
+    pub mod host_override::DnsHostOverrides => {
+        DnsHostOverride, DnsHostOverrideObserved, DnsHostOverrides,
+    };
+    pub mod alias::FirewallAliases => { FirewallAlias, FirewallAliases };
+    pub mod pool_member::HaproxyPoolMembers => {
+        HaproxyPoolMember, HaproxyPoolMemberObserved, HaproxyPoolMembers,
+    };
+}
 
 use cairn_core::kit::{Found, Query};
 use cairn_core::{Marker, Origin};
 
-use crate::context::PfError;
+use crate::context::{PfCtx, PfError};
 
 /// The objects a query asks for: declared keys, and everything carrying the stack's marker.
 pub(crate) fn wanted<O>(found: Vec<Found<O>>, q: Query<'_>) -> Vec<Found<O>> {

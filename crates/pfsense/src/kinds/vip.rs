@@ -3,16 +3,16 @@
 
 use std::net::Ipv4Addr;
 
-use async_trait::async_trait;
-use cairn_core::kit::{Found, Kind, NoStep, Op, Query};
-use cairn_core::{AttrRef, FieldError, Handle, Resource, Schema};
+use cairn_core::kit::Found;
+use cairn_core::{AttrRef, FieldError, Handle, Marker, Resource, Schema};
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
+use super::single::{Single, single_kind};
 use super::values::VipMode;
 use super::{descr_with_marker, split_marker};
 use crate::client::Subsystem;
-use crate::context::{PfCtx, PfError};
-use crate::wire::{self, Indexed, WithId};
+use crate::wire::{self, Indexed};
 
 /// A virtual IP.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -127,12 +127,9 @@ pub struct VirtualIpObserved {
     pub password: Option<String>,
 }
 
-const PLURAL: &str = "/firewall/virtual_ips";
-const SINGULAR: &str = "/firewall/virtual_ip";
-
 /// `/firewall/virtual_ip` as the API sends it.
 #[derive(Debug, Deserialize)]
-struct ApiVip {
+pub(crate) struct ApiVip {
     #[serde(default, deserialize_with = "wire::opt_num")]
     id: Option<usize>,
     #[serde(default)]
@@ -159,23 +156,6 @@ impl Indexed for ApiVip {
     }
 }
 
-impl ApiVip {
-    fn observed(self) -> Found<VirtualIpObserved> {
-        let (descr, marker) = split_marker(&self.descr);
-        let carp = self.mode == VipMode::Carp;
-        let value = VirtualIpObserved {
-            address: self.subnet.clone(),
-            prefix: self.subnet_bits.unwrap_or(32),
-            mode: self.mode,
-            interface: self.interface,
-            descr,
-            vhid: self.vhid.filter(|_| carp),
-            password: self.password.filter(|_| carp),
-        };
-        Found::new(self.subnet, value, marker)
-    }
-}
-
 /// The body of a write.
 #[derive(Debug, Serialize)]
 struct VipBody<'a> {
@@ -192,78 +172,46 @@ struct VipBody<'a> {
     password: Option<&'a str>,
 }
 
-impl VirtualIp {
-    fn body(&self, marker: &cairn_core::Marker) -> VipBody<'_> {
-        let carp = self.mode == VipMode::Carp;
-        VipBody {
-            mode: self.mode,
-            interface: &self.interface,
-            kind: "single",
-            subnet: self.address.to_string(),
-            subnet_bits: self.prefix,
-            descr: descr_with_marker(&self.descr, marker),
-            vhid: self.vhid.filter(|_| carp),
-            password: self.password.as_deref().filter(|_| carp),
-        }
-    }
-}
-
-/// Every VIP, converted.
-async fn list(ctx: &PfCtx) -> Result<Vec<Found<VirtualIpObserved>>, PfError> {
-    let items = ctx.client.list(PLURAL, &[]).await?;
-    Ok(wire::decode_all::<ApiVip>(PLURAL, items)
-        .into_iter()
-        .map(ApiVip::observed)
-        .collect())
-}
-
 /// The `pfsense_virtual_ip` kind.
 pub struct VirtualIps;
 
-#[async_trait]
-impl Kind<PfCtx> for VirtualIps {
+impl Single for VirtualIps {
     type Spec = VirtualIp;
+    type Api = ApiVip;
     type Observed = VirtualIpObserved;
-    type Step = NoStep;
 
-    async fn observe(
-        &self,
-        ctx: &PfCtx,
-        q: Query<'_>,
-    ) -> Result<Vec<Found<VirtualIpObserved>>, PfError> {
-        Ok(super::wanted(list(ctx).await?, q))
+    const PLURAL: &'static str = "/firewall/virtual_ips";
+    const SINGULAR: &'static str = "/firewall/virtual_ip";
+    const LOOKUP: Option<&'static str> = Some("subnet");
+    const SUBSYSTEM: Subsystem = Subsystem::VirtualIp;
+
+    fn observed(api: ApiVip) -> Found<VirtualIpObserved> {
+        let (descr, marker) = split_marker(&api.descr);
+        let carp = api.mode == VipMode::Carp;
+        let value = VirtualIpObserved {
+            address: api.subnet.clone(),
+            prefix: api.subnet_bits.unwrap_or(32),
+            mode: api.mode,
+            interface: api.interface,
+            descr,
+            vhid: api.vhid.filter(|_| carp),
+            password: api.password.filter(|_| carp),
+        };
+        Found::new(api.subnet, value, marker)
     }
 
-    async fn create(
-        &self,
-        ctx: &PfCtx,
-        spec: &VirtualIp,
-        op: Op<'_, NoStep>,
-    ) -> Result<VirtualIpObserved, PfError> {
-        write(ctx, spec, &op).await
-    }
-
-    async fn update(
-        &self,
-        ctx: &PfCtx,
-        _prior: &VirtualIpObserved,
-        spec: &VirtualIp,
-        op: Op<'_, NoStep>,
-    ) -> Result<VirtualIpObserved, PfError> {
-        write(ctx, spec, &op).await
-    }
-
-    async fn delete(
-        &self,
-        ctx: &PfCtx,
-        _prior: &VirtualIpObserved,
-        op: Op<'_, NoStep>,
-    ) -> Result<(), PfError> {
-        let filter = [("subnet", op.key.to_string())];
-        let what = (PLURAL, SINGULAR);
-        wire::delete_by_key::<ApiVip>(&ctx.client, what, &filter, op.key, Subsystem::VirtualIp)
-            .await?;
-        Ok(())
+    fn body(spec: &VirtualIp, marker: &Marker) -> Value {
+        let carp = spec.mode == VipMode::Carp;
+        wire::body(&VipBody {
+            mode: spec.mode,
+            interface: &spec.interface,
+            kind: "single",
+            subnet: spec.address.to_string(),
+            subnet_bits: spec.prefix,
+            descr: descr_with_marker(&spec.descr, marker),
+            vhid: spec.vhid.filter(|_| carp),
+            password: spec.password.as_deref().filter(|_| carp),
+        })
     }
 
     fn example() -> VirtualIp {
@@ -279,27 +227,4 @@ impl Kind<PfCtx> for VirtualIps {
     }
 }
 
-/// Creates or patches the VIP (looked up by address first), applies, observes it.
-async fn write(
-    ctx: &PfCtx,
-    spec: &VirtualIp,
-    op: &Op<'_, NoStep>,
-) -> Result<VirtualIpObserved, PfError> {
-    let filter = [("subnet", op.key.to_string())];
-    let body = spec.body(op.marker);
-    match wire::find::<ApiVip>(&ctx.client, PLURAL, &filter, op.key).await? {
-        Some((id, _)) => {
-            let b = WithId {
-                id,
-                parent_id: None,
-                body: &body,
-            };
-            ctx.client.patch(SINGULAR, &wire::body(&b)).await?;
-        }
-        None => {
-            ctx.client.post(SINGULAR, &wire::body(&body)).await?;
-        }
-    }
-    ctx.client.apply(Subsystem::VirtualIp).await?;
-    super::written(list(ctx).await?, VirtualIp::KIND, op.key)
-}
+single_kind!(VirtualIps, VirtualIp, VirtualIpObserved);
