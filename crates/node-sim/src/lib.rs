@@ -53,10 +53,12 @@ use crate::world_state::{HostRt, Shared};
 const NAMESPACE: &str = r#"set -e
 d=$1
 mount -t tmpfs cairn-sim "$d/ovl"
-if [ ! -d /etc/kubernetes ]; then
-  mkdir "$d/ovl/up" "$d/ovl/work"
-  mount -t overlay overlay -o "lowerdir=/etc,upperdir=$d/ovl/up,workdir=$d/ovl/work" /etc
-  mkdir /etc/kubernetes
+mkdir "$d/ovl/up" "$d/ovl/work"
+mount -t overlay overlay -o "lowerdir=/etc,upperdir=$d/ovl/up,workdir=$d/ovl/work" /etc
+mkdir -p /etc/kubernetes
+if [ -s "$d/ciuser" ]; then
+  u=$(cat "$d/ciuser")
+  getent passwd "$u" >/dev/null || echo "$u:x:0:0:cloud-init default user:/root:/bin/sh" >> /etc/passwd
 fi
 mount --bind "$d/kubernetes" /etc/kubernetes
 mount --bind "$d/bin" /usr/local/sbin
@@ -84,6 +86,19 @@ pub struct SimHost {
     dir: PathBuf,
     fingerprint: String,
     child: Option<Child>,
+}
+
+/// A machine whose VM has booted, as cloud-init configured it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Machine {
+    /// Its host name (the VM's name).
+    pub name: String,
+    /// Its address (`ipconfig0`).
+    pub ip: Ipv4Addr,
+    /// The cloud-init default user (`ciuser`), if any.
+    pub user: Option<String>,
+    /// The keys its sshd accepts (`sshkeys`): OpenSSH `authorized_keys` lines.
+    pub authorized_keys: String,
 }
 
 /// A Node as the cluster simulator sees it now.
@@ -264,6 +279,33 @@ impl NodeSim {
         }
         self.hosts.push(host);
         Ok(self.hosts.last().expect("just pushed"))
+    }
+
+    /// Brings up the machine of a VM that has booted (cloud-init done): a fresh host
+    /// `machine.name` at `machine.ip` whose sshd accepts exactly `machine.authorized_keys`,
+    /// for root and for the cloud-init user (`ciuser`, made a uid-0 account on that host so
+    /// `sudo -n` works as on a cloud image). A machine of that name that was stopped comes
+    /// back with its files. Glue code calls this on the Proxmox simulator's
+    /// `VmEvent::Booted`, [`NodeSim::stop_host`] on `Stopped` and [`NodeSim::remove_host`] on
+    /// `Destroyed`.
+    pub fn boot_machine(&mut self, machine: &Machine) -> io::Result<&SimHost> {
+        if self.host(&machine.name).is_none()
+            && let Some(u) = &machine.user
+        {
+            if !u
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+                || u.is_empty()
+            {
+                return Err(io::Error::other(format!(
+                    "{u:?} is not a user name cloud-init would create"
+                )));
+            }
+            let dir = self.root.path().join(format!("h{}", self.hosts.len()));
+            std::fs::create_dir_all(&dir)?;
+            std::fs::write(dir.join("ciuser"), u)?;
+        }
+        self.start_host_with_keys(&machine.name, machine.ip, Some(&machine.authorized_keys))
     }
 
     /// Stops the host called `name`, as when its VM stops: its sshd exits, its kubelet and
