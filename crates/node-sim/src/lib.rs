@@ -170,6 +170,19 @@ impl NodeSim {
         self.root.path().join("ctl.sock")
     }
 
+    /// Where each running host's declared `address:22` really listens (its sshd on a free
+    /// port of its mapped address): give it to the client's dialer
+    /// (`Dialer::with_ports`, or `CAIRN_PORT_MAP` = its `to_string()`), and hosts can be
+    /// declared on port 22 as on real hardware. The known-hosts file lists each host's key
+    /// under its declared address too.
+    pub fn port_map(&self) -> cairn_core::net::PortMap {
+        let mut m = cairn_core::net::PortMap::default();
+        for h in &self.hosts {
+            m.insert(std::net::SocketAddrV4::new(h.declared, 22), h.listen);
+        }
+        m
+    }
+
     /// The address map the simulator was made with.
     pub fn addr_map(&self) -> &AddrMap {
         &self.shared.map
@@ -250,13 +263,13 @@ impl NodeSim {
         let pubkey = std::fs::read_to_string(key.with_extension("pub"))?;
         let mut fields = pubkey.split_whitespace();
         let (kind, blob) = (fields.next().unwrap_or(""), fields.next().unwrap_or(""));
-        let alias = if port == 22 {
-            declared.to_string()
-        } else {
-            format!("[{declared}]:{port}")
-        };
+        // Under the port it really listens on, and under the declared `address:22` that
+        // the port map (see [`NodeSim::port_map`]) moves there.
         let mut kh = std::fs::read_to_string(self.known_hosts())?;
-        kh.push_str(&format!("{alias} {kind} {blob}\n"));
+        if port != 22 {
+            kh.push_str(&format!("[{declared}]:{port} {kind} {blob}\n"));
+        }
+        kh.push_str(&format!("{declared} {kind} {blob}\n"));
         std::fs::write(self.known_hosts(), kh)?;
         let fingerprint = fingerprint_of(&key.with_extension("pub"))?;
         let mut host = SimHost {
