@@ -14,6 +14,7 @@
 
 #![warn(missing_docs)]
 
+pub mod cluster;
 pub mod error;
 pub mod files;
 pub mod kinds;
@@ -23,6 +24,7 @@ pub mod provider;
 pub mod sim;
 pub mod ssh;
 
+pub use cluster::{ApiserverReady, Cluster, EtcdMembersReady, NodeReady};
 pub use error::NodeError;
 pub use kinds::apiserver_cert::{
     ApiserverCertificate, ApiserverCertificateObserved, ApiserverCertificates,
