@@ -18,6 +18,7 @@ pub mod cluster;
 pub mod error;
 pub mod files;
 pub mod kinds;
+pub mod kubeadm;
 pub mod kubeconfig;
 pub mod provider;
 #[cfg(feature = "sim")]
