@@ -1,7 +1,8 @@
 //! cairn: infrastructure as Rust code. This facade re-exports the engine ([`core`], and its
 //! items at the top level) and, behind features, the providers: [`hetzner`], [`proxmox`],
 //! [`pfsense`] (feature `sim` adds their simulators as `hetzner::sim`, `proxmox::sim` and
-//! `pfsense::sim`, from the crates `cairn-*-sim`).
+//! `pfsense::sim`, from the crates `cairn-*-sim`, and the node layer's simulated hosts and
+//! clusters as [`node_sim`], from `cairn-node-sim`).
 
 pub use cairn_core as core;
 pub use cairn_core::*;
@@ -30,3 +31,7 @@ pub mod proxmox {
     #[cfg(feature = "sim")]
     pub use cairn_proxmox_sim as sim;
 }
+/// Simulated hosts (real sshd per host) and Kubernetes clusters for the node layer
+/// (`cairn-node-sim`).
+#[cfg(feature = "sim")]
+pub use cairn_node_sim as node_sim;

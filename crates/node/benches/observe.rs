@@ -3,7 +3,7 @@
 //! and SSH commands run. Target: one connection per host, ≤ 2 commands per host per plan
 //! (one per kind: kubelet.conf, apiserver certificate).
 //!
-//! `cargo bench -p cairn-node --features sim --bench observe` (as root: mount namespaces).
+//! `cargo bench -p cairn-node --bench observe` (as root: mount namespaces).
 
 use std::net::Ipv4Addr;
 use std::sync::Arc;
@@ -11,8 +11,8 @@ use std::time::Instant;
 
 use cairn_core::net::Dialer;
 use cairn_core::{Providers, StackBuilder, plan};
-use cairn_node::sim::NodeSim;
 use cairn_node::*;
+use cairn_node_sim::NodeSim;
 
 const KUBELET_CONF: &str = "apiVersion: v1
 clusters:

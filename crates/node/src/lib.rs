@@ -9,8 +9,9 @@
 //!   with a backup, then kubelet restarted) and `node_apiserver_certificate` (the
 //!   apiserver certificate's SANs, read-only).
 //! - [`node_provider`]: the kinds registered with core's provider kit as the provider `node`.
-//! - `sim` (feature `sim`): simulated hosts, each a real OpenSSH `sshd` on its mapped loopback
-//!   address with its own `/etc/kubernetes` and simulated `systemctl`, `kubeadm`, `kubectl`.
+//!
+//! Its simulator (hosts as real sshd processes, a simulated cluster) is the separate crate
+//! `cairn-node-sim`, which never imports this one.
 
 #![warn(missing_docs)]
 
@@ -21,8 +22,6 @@ pub mod kinds;
 pub mod kubeadm;
 pub mod kubeconfig;
 pub mod provider;
-#[cfg(feature = "sim")]
-pub mod sim;
 pub mod ssh;
 
 pub use cluster::{ApiserverReady, Cluster, EtcdMembersReady, NodeReady};

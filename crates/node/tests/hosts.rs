@@ -2,7 +2,6 @@
 //! addresses: observe, diff, apply and drift of a worker's kubelet.conf; the apiserver
 //! certificate's SANs; host keys that do not match; paths that are not files; sudo that
 //! wants a password. Runs inside the loopback-only namespace of `scripts/test.sh`.
-#![cfg(feature = "sim")]
 
 use std::net::Ipv4Addr;
 use std::sync::Arc;
@@ -10,8 +9,8 @@ use std::sync::Arc;
 use cairn_core::apply::NoProgress;
 use cairn_core::net::Dialer;
 use cairn_core::{Action, ApplyOptions, Planned, Providers, StackBuilder, apply, plan};
-use cairn_node::sim::{NodeSim, SimHost};
 use cairn_node::*;
+use cairn_node_sim::{NodeSim, SimHost};
 
 const OLD: &str = "https://10.0.20.100:6443";
 const VIP: &str = "https://10.0.20.99:6443";

@@ -9,6 +9,8 @@
 //! It knows nothing of the provider: tests connect to it like to real hosts, with the
 //! client key, the known-hosts file or the fingerprints it reports.
 
+#![warn(missing_docs)]
+
 mod shims;
 
 use std::io;
