@@ -23,6 +23,7 @@ pub mod kubeadm;
 pub mod kubeconfig;
 pub mod provider;
 pub mod ssh;
+mod wait;
 
 pub use cluster::{ApiserverReady, Cluster, EtcdMembersReady, NodeReady};
 pub use error::NodeError;

@@ -71,6 +71,8 @@ pub struct NodeState {
     pub why: String,
     /// Whether it carries the control-plane role label.
     pub control_plane: bool,
+    /// When the kubelet last posted the `Ready` condition (Unix seconds), if reported.
+    pub heartbeat: Option<i64>,
 }
 
 /// An etcd member, as kubeadm runs it: the static pod `kube-system/etcd-<node>`.
@@ -361,6 +363,7 @@ fn node_state(name: &str, n: &Node) -> NodeState {
             .trim()
             .to_string()
         }),
+        heartbeat: ready.and_then(|c| c.last_heartbeat_time.as_ref().map(|t| t.0.as_second())),
         control_plane: n
             .metadata
             .labels

@@ -2,6 +2,8 @@
 //! provider's [`crate::NodeContext`], plus the helpers they share (keys, markers).
 
 pub mod apiserver_cert;
+pub mod control_plane_member;
+pub mod kubeadm_config;
 pub mod kubeconfig_server;
 
 use std::collections::BTreeMap;

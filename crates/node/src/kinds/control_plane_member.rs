@@ -1,0 +1,617 @@
+//! `node_control_plane_member`: a node of a kubeadm cluster that is a control-plane member,
+//! observed through the Kubernetes API (the Node with the control-plane role, and its etcd
+//! static pod) and created by kubeadm's own sequence: on the cluster's kubeadm host
+//! `kubeadm init phase upload-certs --upload-certs` (the certificate key, printed last) and
+//! `kubeadm token create --print-join-command`; a check that the join endpoint's
+//! certificate names it; on the new host `kubeadm join <endpoint> --token …
+//! --discovery-token-ca-cert-hash … --control-plane --certificate-key …`; then waits until
+//! the node is Ready and etcd has one more Ready member.
+//!
+//! Token and certificate key are secrets: they travel only as arguments of the remote
+//! command (never in shell text, never in `Cmd`'s `Debug`), are scrubbed from any kubeadm
+//! output an error quotes, and are never logged or stored in the plan.
+//!
+//! The certificate key lives 2 hours in the cluster (kubeadm deletes the `kubeadm-certs`
+//! Secret after that). Each create uploads the certificates right before its own join, so a
+//! key is never reused across joins; a key older than [`KEY_MAX_AGE`] is uploaded again
+//! before the join, and a join that reports the key expired or unknown re-uploads once and
+//! retries.
+//!
+//! Delete is refused: removing a control-plane member (drain, `etcd member remove`,
+//! `kubeadm reset`) is a rotation with its own gates, not a side effect of this kind. A
+//! member is never owned by marker, so the planner never plans one for deletion; an
+//! explicit delete fails naming the node, with nothing touched.
+
+use std::fmt;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use cairn_core::kit::{Found, Kind, Op, Query};
+use cairn_core::{FieldError, Resource, Schema};
+use serde::{Deserialize, Serialize};
+use tokio::time::Instant;
+
+use crate::cluster::Cluster;
+use crate::cluster::gates::require_san;
+use crate::error::{NodeError, trim_stderr};
+use crate::kubeadm::{self, JoinCommand};
+use crate::provider::NodeContext;
+use crate::ssh::Cmd;
+use crate::wait;
+
+/// A certificate key older than this is uploaded again before a join (kubeadm's lifetime
+/// is 2 h; the margin covers the join itself).
+pub const KEY_MAX_AGE: Duration = Duration::from_secs(2 * 3600 - 15 * 60);
+
+/// Node `node` of cluster `cluster` is a control-plane member. Its host is the one the
+/// cluster declares for it (`Cluster::node(host, node)`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ControlPlaneMember {
+    /// The declared cluster's name.
+    pub cluster: String,
+    /// The Kubernetes node name (the host's hostname, as kubeadm registers it).
+    pub node: String,
+}
+
+impl ControlPlaneMember {
+    /// Node `node` of `cluster` as a control-plane member.
+    pub fn new(cluster: impl Into<String>, node: impl Into<String>) -> Self {
+        ControlPlaneMember {
+            cluster: cluster.into(),
+            node: node.into(),
+        }
+    }
+}
+
+impl Resource for ControlPlaneMember {
+    const KIND: &'static str = "node_control_plane_member";
+    const PROVIDER: &'static str = "node";
+
+    fn key(&self) -> String {
+        format!("{}/{}", self.cluster, self.node)
+    }
+
+    fn schema() -> Schema {
+        Schema {
+            replace: &["cluster", "node"],
+            computed: &["ready", "etcd_ready"],
+            ..Schema::default()
+        }
+    }
+
+    fn validate(&self) -> Vec<FieldError> {
+        let mut e = Vec::new();
+        if self.cluster.is_empty() || self.cluster.contains('/') {
+            e.push(FieldError::new(
+                "cluster",
+                "a declared cluster's name, without '/'",
+            ));
+        }
+        if self.node.is_empty() || self.node.contains(['/', ' ']) {
+            e.push(FieldError::new("node", "a Kubernetes node name"));
+        }
+        e
+    }
+}
+
+/// The member as observed: the Node has the control-plane role; its readiness and its etcd
+/// member's.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ControlPlaneMemberObserved {
+    /// The cluster's name.
+    pub cluster: String,
+    /// The node's name.
+    pub node: String,
+    /// Whether the Node is Ready.
+    pub ready: bool,
+    /// Whether its etcd pod (`kube-system/etcd-<node>`) is Ready.
+    pub etcd_ready: bool,
+}
+
+/// The staged steps of a join, shown in the plan and executed in this order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MemberStep {
+    /// `kubeadm init phase upload-certs --upload-certs` on the kubeadm host.
+    UploadCerts {
+        /// The kubeadm host.
+        host: String,
+    },
+    /// `kubeadm token create --print-join-command` on the kubeadm host.
+    CreateToken {
+        /// The kubeadm host.
+        host: String,
+    },
+    /// The join endpoint serves a certificate (cluster CA) that names it.
+    CheckEndpoint,
+    /// `kubeadm join … --control-plane` on the new host.
+    Join {
+        /// The new host.
+        host: String,
+    },
+    /// The node is Ready.
+    WaitReady {
+        /// The node.
+        node: String,
+    },
+    /// etcd has one more Ready member than before the join.
+    WaitEtcd,
+}
+
+impl fmt::Display for MemberStep {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            MemberStep::UploadCerts { host } => write!(
+                f,
+                "kubeadm init phase upload-certs --upload-certs on {host} (certificate key: sensitive, valid 2 h)"
+            ),
+            MemberStep::CreateToken { host } => write!(
+                f,
+                "kubeadm token create --print-join-command on {host} (token: sensitive)"
+            ),
+            MemberStep::CheckEndpoint => write!(
+                f,
+                "check that the join endpoint (controlPlaneEndpoint) presents a certificate naming it"
+            ),
+            MemberStep::Join { host } => write!(
+                f,
+                "kubeadm join <controlPlaneEndpoint> --control-plane on {host} (token, CA hash and certificate key as arguments)"
+            ),
+            MemberStep::WaitReady { node } => write!(f, "wait until node {node} is Ready"),
+            MemberStep::WaitEtcd => write!(f, "wait until etcd has one more Ready member"),
+        }
+    }
+}
+
+fn resource(key: &str) -> String {
+    format!("{}[{key}]", ControlPlaneMember::KIND)
+}
+
+/// Observes the members of `keys` (`cluster/node`): one node list and one etcd pod list per
+/// cluster.
+async fn observe(
+    ctx: &NodeContext,
+    keys: &[String],
+) -> Result<Vec<Found<ControlPlaneMemberObserved>>, NodeError> {
+    let mut by_cluster: std::collections::BTreeMap<&str, Vec<&str>> = Default::default();
+    for k in keys {
+        if let Some((c, n)) = k.split_once('/') {
+            by_cluster.entry(c).or_default().push(n);
+        }
+    }
+    let per_cluster = by_cluster.into_iter().map(|(name, wanted)| async move {
+        let cluster = ctx.get_cluster(name)?;
+        let (nodes, etcd) =
+            futures::future::try_join(cluster.nodes(), cluster.etcd_members()).await?;
+        Ok::<_, NodeError>(
+            wanted
+                .into_iter()
+                .filter_map(|n| {
+                    let node = nodes.iter().find(|s| s.name == n && s.control_plane)?;
+                    let value = ControlPlaneMemberObserved {
+                        cluster: name.to_string(),
+                        node: n.to_string(),
+                        ready: node.ready,
+                        etcd_ready: etcd.iter().any(|m| m.node == n && m.ready),
+                    };
+                    Some(Found::new(format!("{name}/{n}"), value, None))
+                })
+                .collect::<Vec<_>>(),
+        )
+    });
+    let mut out = Vec::new();
+    for r in futures::future::join_all(per_cluster).await {
+        out.extend(r?);
+    }
+    Ok(out)
+}
+
+/// The steps of a join of `node` (on `host`) through the kubeadm host `admin`.
+pub fn steps(admin: &str, host: &str, node: &str) -> Vec<MemberStep> {
+    vec![
+        MemberStep::UploadCerts { host: admin.into() },
+        MemberStep::CreateToken { host: admin.into() },
+        MemberStep::CheckEndpoint,
+        MemberStep::Join { host: host.into() },
+        MemberStep::WaitReady { node: node.into() },
+        MemberStep::WaitEtcd,
+    ]
+}
+
+/// Whether kubeadm's join output says the certificate key expired or is unknown (the
+/// `kubeadm-certs` Secret is gone, or the key does not decrypt it).
+pub fn key_rejected(output: &str) -> bool {
+    let o = output.to_ascii_lowercase();
+    (o.contains("kubeadm-certs") && (o.contains("not found") || o.contains("expired")))
+        || o.contains("message authentication failed")
+        || (o.contains("certificate key") && (o.contains("expired") || o.contains("invalid")))
+}
+
+/// `text` with every secret replaced by `<redacted>`.
+fn scrub(text: &str, secrets: &[&str]) -> String {
+    secrets
+        .iter()
+        .filter(|s| !s.is_empty())
+        .fold(text.to_string(), |t, s| t.replace(s, "<redacted>"))
+}
+
+/// A certificate key and when it was uploaded.
+struct CertificateKey {
+    key: String,
+    uploaded: Instant,
+}
+
+struct Joiner<'a> {
+    ctx: &'a NodeContext,
+    admin: &'a str,
+    host: &'a str,
+    resource: String,
+}
+
+impl Joiner<'_> {
+    fn err(&self, message: String) -> NodeError {
+        NodeError::Resource {
+            resource: self.resource.clone(),
+            message,
+        }
+    }
+
+    /// Runs `cmd` on `host`; a failure quotes its output with `secrets` scrubbed.
+    async fn run(
+        &self,
+        host: &str,
+        cmd: &Cmd,
+        secrets: &[&str],
+    ) -> Result<(i32, String, String), NodeError> {
+        let (status, out) = self.ctx.ssh().run_status(host, cmd).await?;
+        Ok((
+            status,
+            scrub(&String::from_utf8_lossy(&out.stdout), secrets),
+            scrub(&trim_stderr(&out.stderr), secrets),
+        ))
+    }
+
+    async fn upload_certs(&self) -> Result<CertificateKey, NodeError> {
+        let cmd = Cmd::root("kubeadm").args(["init", "phase", "upload-certs", "--upload-certs"]);
+        let (status, out) = self.ctx.ssh().run_status(self.admin, &cmd).await?;
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let key = kubeadm::parse_certificate_key(&stdout);
+        if status != 0 {
+            let secrets: Vec<&str> = key.as_deref().into_iter().collect();
+            return Err(self.err(format!(
+                "`kubeadm init phase upload-certs` on {} exited with status {status}: {}",
+                self.admin,
+                scrub(&trim_stderr(&out.stderr), &secrets)
+            )));
+        }
+        let key =
+            key.map_err(|m| self.err(format!("kubeadm upload-certs on {}: {m}", self.admin)))?;
+        Ok(CertificateKey {
+            key,
+            uploaded: Instant::now(),
+        })
+    }
+
+    async fn create_token(&self) -> Result<JoinCommand, NodeError> {
+        let cmd = Cmd::root("kubeadm").args(["token", "create", "--print-join-command"]);
+        let (status, out) = self.ctx.ssh().run_status(self.admin, &cmd).await?;
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let join = kubeadm::parse_join_command(&stdout);
+        if status != 0 {
+            let secrets: Vec<&str> = join
+                .as_ref()
+                .map(|j| j.token.as_str())
+                .into_iter()
+                .collect();
+            return Err(self.err(format!(
+                "`kubeadm token create` on {} exited with status {status}: {}",
+                self.admin,
+                scrub(&trim_stderr(&out.stderr), &secrets)
+            )));
+        }
+        join.map_err(|m| self.err(format!("kubeadm token create on {}: {m}", self.admin)))
+    }
+
+    async fn join(
+        &self,
+        j: &JoinCommand,
+        key: &CertificateKey,
+    ) -> Result<Result<(), String>, NodeError> {
+        let cmd = Cmd::root("kubeadm").args([
+            "join",
+            j.endpoint.as_str(),
+            "--token",
+            j.token.as_str(),
+            "--discovery-token-ca-cert-hash",
+            j.ca_cert_hash.as_str(),
+            "--control-plane",
+            "--certificate-key",
+            key.key.as_str(),
+        ]);
+        let (status, stdout, stderr) = self.run(self.host, &cmd, &[&j.token, &key.key]).await?;
+        Ok(if status == 0 {
+            Ok(())
+        } else {
+            Err(format!("{stderr}\n{stdout}").trim().to_string())
+        })
+    }
+}
+
+async fn join(
+    ctx: &NodeContext,
+    cluster: &Cluster,
+    spec: &ControlPlaneMember,
+    steps: &[MemberStep],
+) -> Result<(), NodeError> {
+    let host = cluster
+        .host_of(&spec.node)
+        .ok_or_else(|| NodeError::Resource {
+            resource: resource(&spec.key()),
+            message: format!(
+                "cluster {} declares no host for node {}",
+                spec.cluster, spec.node
+            ),
+        })?;
+    let j = Joiner {
+        ctx,
+        admin: cluster.admin_host(),
+        host,
+        resource: resource(&spec.key()),
+    };
+    let etcd_before = cluster
+        .etcd_members()
+        .await?
+        .iter()
+        .filter(|m| m.ready)
+        .count();
+    let mut key: Option<CertificateKey> = None;
+    let mut command: Option<JoinCommand> = None;
+    for step in steps {
+        tracing::info!(resource = %j.resource, %step, "step");
+        match step {
+            MemberStep::UploadCerts { .. } => key = Some(j.upload_certs().await?),
+            MemberStep::CreateToken { .. } => command = Some(j.create_token().await?),
+            MemberStep::CheckEndpoint => {
+                let c = command
+                    .as_ref()
+                    .ok_or_else(|| j.err("no join command".into()))?;
+                let sans = cluster.readyz(&c.endpoint).await.map_err(|m| {
+                    j.err(format!(
+                        "the join endpoint {} is not usable: {m}",
+                        c.endpoint
+                    ))
+                })?;
+                require_san(&c.endpoint, &sans)
+                    .map_err(|m| j.err(format!("refusing to join through {}: {m}", c.endpoint)))?;
+            }
+            MemberStep::Join { .. } => {
+                let c = command
+                    .as_ref()
+                    .ok_or_else(|| j.err("no join command".into()))?;
+                let mut k = match key.take() {
+                    Some(k) if k.uploaded.elapsed() < KEY_MAX_AGE => k,
+                    _ => j.upload_certs().await?,
+                };
+                let mut result = j.join(c, &k).await?;
+                if let Err(out) = &result
+                    && key_rejected(out)
+                {
+                    tracing::warn!(resource = %j.resource, "the certificate key expired or is unknown; uploading the certificates again and retrying the join once");
+                    k = j.upload_certs().await?;
+                    result = j.join(c, &k).await?;
+                }
+                result.map_err(|out| {
+                    j.err(format!(
+                        "`kubeadm join {} --control-plane` on {host} failed: {out}",
+                        c.endpoint
+                    ))
+                })?;
+            }
+            MemberStep::WaitReady { node } => {
+                wait::until(
+                    ctx.wait_timing(),
+                    &format!("node {node} is Ready"),
+                    || async {
+                        match cluster.node_state(node).await.map_err(|e| e.to_string())? {
+                            Some(n) if n.ready => Ok(()),
+                            Some(n) => Err(n.why),
+                            None => Err("no such node yet".into()),
+                        }
+                    },
+                )
+                .await
+                .map_err(|m| j.err(m))?;
+            }
+            MemberStep::WaitEtcd => {
+                let want = etcd_before + 1;
+                wait::until(
+                    ctx.wait_timing(),
+                    &format!("etcd has {want} Ready members"),
+                    || async {
+                        let members = cluster.etcd_members().await.map_err(|e| e.to_string())?;
+                        let n = members.iter().filter(|m| m.ready).count();
+                        if n >= want {
+                            Ok(())
+                        } else {
+                            Err(format!("{n} Ready"))
+                        }
+                    },
+                )
+                .await
+                .map_err(|m| j.err(m))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The kind as registered with the provider kit.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ControlPlaneMembers;
+
+#[async_trait]
+impl Kind<NodeContext> for ControlPlaneMembers {
+    type Spec = ControlPlaneMember;
+    type Observed = ControlPlaneMemberObserved;
+    type Step = MemberStep;
+
+    async fn observe(
+        &self,
+        ctx: &NodeContext,
+        q: Query<'_>,
+    ) -> Result<Vec<Found<ControlPlaneMemberObserved>>, NodeError> {
+        observe(ctx, q.keys).await
+    }
+
+    fn steps(
+        &self,
+        ctx: &NodeContext,
+        before: Option<&ControlPlaneMemberObserved>,
+        after: Option<&ControlPlaneMember>,
+    ) -> Vec<MemberStep> {
+        match (before, after) {
+            (None, Some(a)) => {
+                let Ok(cluster) = ctx.get_cluster(&a.cluster) else {
+                    return Vec::new();
+                };
+                let host = cluster.host_of(&a.node).unwrap_or("?");
+                steps(cluster.admin_host(), host, &a.node)
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    /// A join needs a declared host for the node: refused at plan time otherwise.
+    fn check(
+        &self,
+        ctx: &NodeContext,
+        before: Option<&ControlPlaneMemberObserved>,
+        after: Option<&ControlPlaneMember>,
+    ) -> Vec<FieldError> {
+        let (None, Some(a)) = (before, after) else {
+            return Vec::new();
+        };
+        let Ok(cluster) = ctx.get_cluster(&a.cluster) else {
+            return Vec::new();
+        };
+        match cluster.host_of(&a.node) {
+            None => vec![FieldError::new(
+                "node",
+                format!(
+                    "cluster {} declares no host for node {} (Cluster::node(host, node)); cairn cannot join it",
+                    a.cluster, a.node
+                ),
+            )],
+            Some(h) if !ctx.ssh().is_declared(h) => vec![FieldError::new(
+                "node",
+                format!(
+                    "host {h:?} of node {} is not declared in the node provider's hosts",
+                    a.node
+                ),
+            )],
+            Some(_) => Vec::new(),
+        }
+    }
+
+    async fn create(
+        &self,
+        ctx: &NodeContext,
+        spec: &ControlPlaneMember,
+        op: Op<'_, MemberStep>,
+    ) -> Result<ControlPlaneMemberObserved, NodeError> {
+        let cluster = ctx.get_cluster(&spec.cluster)?;
+        join(ctx, cluster, spec, &op.steps).await?;
+        let keys = [spec.key()];
+        observe(ctx, &keys)
+            .await?
+            .into_iter()
+            .next()
+            .map(|f| f.value)
+            .ok_or_else(|| NodeError::Resource {
+                resource: resource(&spec.key()),
+                message: format!(
+                    "kubeadm join succeeded but node {} has no control-plane role",
+                    spec.node
+                ),
+            })
+    }
+
+    /// Nothing to change in place: every field is the member's identity.
+    async fn update(
+        &self,
+        _: &NodeContext,
+        prior: &ControlPlaneMemberObserved,
+        _: &ControlPlaneMember,
+        _: Op<'_, MemberStep>,
+    ) -> Result<ControlPlaneMemberObserved, NodeError> {
+        Ok(prior.clone())
+    }
+
+    /// Refused: removing a control-plane member is a rotation, not this kind's job.
+    async fn delete(
+        &self,
+        _: &NodeContext,
+        prior: &ControlPlaneMemberObserved,
+        op: Op<'_, MemberStep>,
+    ) -> Result<(), NodeError> {
+        Err(NodeError::Resource {
+            resource: resource(op.key),
+            message: format!(
+                "refusing to remove control-plane member {}: that is a rotation (drain, etcd member remove, kubeadm reset), which this kind does not do; nothing was touched",
+                prior.node
+            ),
+        })
+    }
+
+    fn example() -> ControlPlaneMember {
+        ControlPlaneMember::new("homelab", "k8s-master-2")
+    }
+
+    fn example_observed() -> Option<ControlPlaneMemberObserved> {
+        Some(ControlPlaneMemberObserved {
+            cluster: "homelab".into(),
+            node: "k8s-master-2".into(),
+            ready: true,
+            etcd_ready: true,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_join_is_upload_token_check_join_then_ready_and_etcd_gates() {
+        let s: Vec<String> = steps("k8s-master-1", "k8s-master-2", "k8s-master-2")
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(s.len(), 6);
+        assert!(s[0].contains("upload-certs") && s[0].ends_with("valid 2 h)"));
+        assert!(s[1].contains("token create --print-join-command on k8s-master-1"));
+        assert!(s[3].contains("--control-plane on k8s-master-2"));
+        assert_eq!(s[4], "wait until node k8s-master-2 is Ready");
+    }
+
+    #[test]
+    fn expired_or_unknown_certificate_keys_are_recognised() {
+        assert!(key_rejected(
+            "error downloading the secret: Secret \"kubeadm-certs\" was not found in the \"kube-system\" Namespace. This Secret might have expired."
+        ));
+        assert!(key_rejected(
+            "error decoding certs: cipher: message authentication failed"
+        ));
+        assert!(!key_rejected(
+            "unable to connect to 10.0.20.99:6443: connection refused"
+        ));
+    }
+
+    #[test]
+    fn secrets_are_scrubbed_from_quoted_output() {
+        let out = scrub(
+            "bad token abcdef.0123456789abcdef with key ff00",
+            &["abcdef.0123456789abcdef", "ff00", ""],
+        );
+        assert_eq!(out, "bad token <redacted> with key <redacted>");
+    }
+}
