@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs the whole test suite. First installs what the tests need if it is missing (Debian's
-# haproxy, iproute2, util-linux, openssh-client, openssh-server, postgresql and pgbouncer;
+# haproxy, iproute2, util-linux, openssh-client, openssh-server, curl, postgresql and pgbouncer;
 # a Python venv with the official API clients), builds everything, then runs the tests
 # inside a fresh network namespace that has only loopback, so a mapping bug fails a test
 # instead of sending a packet anywhere.
@@ -16,6 +16,8 @@ command -v unshare >/dev/null 2>&1 || missing+=(util-linux)
 command -v python3 >/dev/null 2>&1 || missing+=(python3 python3-venv)
 command -v ssh >/dev/null 2>&1 || missing+=(openssh-client)
 [ -x /usr/sbin/sshd ] || missing+=(openssh-server)
+# The simulated hosts' kubeadm and systemctl reach the node simulator with curl --unix-socket.
+command -v curl >/dev/null 2>&1 || missing+=(curl)
 # The team-backend tests start their own throwaway cluster (initdb into a temp dir, as an
 # unprivileged user, on a loopback port) and PgBouncer in front of it: no system service.
 compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || missing+=(postgresql)

@@ -1,17 +1,41 @@
-//! The node simulator: each simulated host is a real OpenSSH `sshd` (Debian's) listening on
-//! the host's mapped loopback address, in its own mount namespace (`unshare -m`) where
-//! `/etc/kubernetes` is a private per-host directory, `/usr/local/sbin` holds the
-//! simulated `systemctl`, `kubeadm`, `kubectl` and `sudo`, and root's home is a fresh empty
-//! directory (a new host's, so no shell start-up files of the machine running the tests). Keys are generated per run: one
-//! host key per host, one client key accepted by all. Everything lives in one temporary
-//! directory; dropping the simulator stops every sshd. Needs root (mount namespaces).
+//! The node and cluster simulator of cairn's node layer.
+//!
+//! Each simulated host is a real OpenSSH `sshd` (Debian's) listening on the host's mapped
+//! loopback address, in its own mount namespace (`unshare -m`) where `/etc/kubernetes` is a
+//! private per-host directory, `/usr/local/sbin` holds the simulated `systemctl`, `kubeadm`,
+//! `kubectl` and `sudo`, and root's home is a fresh empty directory (a new host's, so no
+//! shell start-up files of the machine running the tests). Keys are generated per run: one
+//! host key per host, one client key accepted by all (or a host's own cloud-init keys).
+//!
+//! The same [`NodeSim`] holds the simulated Kubernetes clusters ([`cluster`]): their CA,
+//! Nodes, ConfigMaps, etcd members, tokens and certificate keys. Nothing becomes ready by
+//! itself: a host's kubelet (a loop in the simulator) runs the static pods in its manifests directory
+//! (the apiserver listens on `<mapped address>:6443` with the certificate on disk when it
+//! started) and reports its Node Ready only while it reaches the server in its
+//! kubelet.conf. `kubeadm` and `systemctl` on a host reach the simulator through a control
+//! socket and act on that host's files and its cluster.
+//!
+//! Everything lives in one temporary directory and one private tokio runtime; dropping the
+//! simulator stops every sshd and server. Needs root (mount namespaces) and `curl` (the
+//! shims use `curl --unix-socket`).
 //!
 //! It knows nothing of the provider: tests connect to it like to real hosts, with the
-//! client key, the known-hosts file or the fingerprints it reports.
-
+//! client key, the known-hosts file or the fingerprints it reports, and to the clusters'
+//! apiservers with the CA and admin identity it reports.
 #![warn(missing_docs)]
 
+mod apiserver;
+pub mod cluster;
+mod control;
+mod kubeadm;
+mod kubelet;
+pub mod pki;
+mod probe;
 mod shims;
+pub mod world;
+mod world_state;
+
+pub use cluster::{ClusterConfigFields, ClusterId};
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream};
@@ -19,7 +43,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use std::sync::Arc;
+
 use cairn_core::net::AddrMap;
+
+use crate::world_state::{HostRt, Shared};
 
 /// Sets up the host's mount namespace, then becomes its sshd.
 const NAMESPACE: &str = r#"set -e
@@ -37,12 +65,14 @@ mount -t tmpfs cairn-sim /run
 mkdir -m 0755 /run/sshd
 exec /usr/sbin/sshd -D -e -f "$d/sshd_config""#;
 
-/// A set of simulated hosts sharing one client key and one known-hosts file.
+/// A set of simulated hosts sharing one client key and one known-hosts file, and the
+/// simulated clusters they belong to.
 #[derive(Debug)]
 pub struct NodeSim {
-    root: tempfile::TempDir,
-    map: AddrMap,
     hosts: Vec<SimHost>,
+    shared: Arc<Shared>,
+    rt: Option<tokio::runtime::Runtime>,
+    root: tempfile::TempDir,
 }
 
 /// One simulated host: a running sshd and its files.
@@ -56,9 +86,24 @@ pub struct SimHost {
     child: Option<Child>,
 }
 
+/// A Node as the cluster simulator sees it now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeView {
+    /// The Node's name (its host's name).
+    pub name: String,
+    /// Its InternalIP (the declared address).
+    pub ip: Ipv4Addr,
+    /// Whether it carries the control-plane role.
+    pub control_plane: bool,
+    /// Whether its Ready condition is True.
+    pub ready: bool,
+    /// The Ready condition's reason (`KubeletReady`, `KubeletNotReady`, `NodeStatusUnknown`).
+    pub reason: String,
+}
+
 impl NodeSim {
     /// A simulator whose hosts listen on the addresses `map` gives their declared ones.
-    /// Generates the client key.
+    /// Generates the client key and starts the control socket the hosts' programs use.
     pub fn new(map: AddrMap) -> io::Result<Self> {
         let root = tempfile::Builder::new()
             .prefix("cairn-nodesim-")
@@ -69,10 +114,28 @@ impl NodeSim {
             root.path().join("authorized_keys"),
         )?;
         std::fs::write(root.path().join("known_hosts"), "")?;
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("cairn-node-sim")
+            .enable_all()
+            .build()?;
+        let shared = Shared::new(map);
+        let sock = std::os::unix::net::UnixListener::bind(root.path().join("ctl.sock"))?;
+        sock.set_nonblocking(true)?;
+        let router = control::router(shared.clone());
+        rt.spawn(async move {
+            match tokio::net::UnixListener::from_std(sock) {
+                Ok(l) => {
+                    let _ = axum::serve(l, router).await;
+                }
+                Err(e) => tracing::error!("node simulator control socket: {e}"),
+            }
+        });
         Ok(NodeSim {
-            root,
-            map,
             hosts: Vec::new(),
+            shared,
+            rt: Some(rt),
+            root,
         })
     }
 
@@ -86,6 +149,17 @@ impl NodeSim {
         self.root.path().join("known_hosts")
     }
 
+    /// The control socket (HTTP over a Unix socket) the hosts' `kubeadm` and `systemctl`
+    /// talk to; `POST /_sim/fail-next-join/{host}` is its test hook.
+    pub fn control_socket(&self) -> PathBuf {
+        self.root.path().join("ctl.sock")
+    }
+
+    /// The address map the simulator was made with.
+    pub fn addr_map(&self) -> &AddrMap {
+        &self.shared.map
+    }
+
     /// The hosts started so far.
     pub fn hosts(&self) -> &[SimHost] {
         &self.hosts
@@ -97,10 +171,33 @@ impl NodeSim {
     }
 
     /// Starts a host declared at `declared` (reached at its mapped loopback address, on a
-    /// free port), with a fresh host key and an empty `/etc/kubernetes`. Returns once its
-    /// sshd accepts connections.
+    /// free port), with a fresh host key and an empty `/etc/kubernetes`, accepting the
+    /// simulator's client key. Returns once its sshd accepts connections.
     pub fn start_host(&mut self, name: &str, declared: Ipv4Addr) -> io::Result<&SimHost> {
-        let IpAddr::V4(ip) = self.map.map(IpAddr::V4(declared)) else {
+        self.start_host_with_keys(name, declared, None)
+    }
+
+    /// Like [`NodeSim::start_host`], but the host's sshd accepts exactly
+    /// `authorized_keys` (OpenSSH `authorized_keys` lines, e.g. the cloud-init `sshkeys` of
+    /// its VM) instead of the simulator's client key, when given. A host of that name that
+    /// was stopped is started again with its files.
+    pub fn start_host_with_keys(
+        &mut self,
+        name: &str,
+        declared: Ipv4Addr,
+        authorized_keys: Option<&str>,
+    ) -> io::Result<&SimHost> {
+        if let Some(i) = self.hosts.iter().position(|h| h.name == name) {
+            let h = &mut self.hosts[i];
+            if !h.is_running() {
+                h.start()?;
+            }
+            if let Some(rt) = self.shared.lock().hosts.get_mut(name) {
+                rt.up = true;
+            }
+            return Ok(&self.hosts[i]);
+        }
+        let IpAddr::V4(ip) = self.shared.map.map(IpAddr::V4(declared)) else {
             unreachable!("IPv4 maps to IPv4")
         };
         if !ip.is_loopback() {
@@ -109,24 +206,31 @@ impl NodeSim {
             )));
         }
         let dir = self.root.path().join(format!("h{}", self.hosts.len()));
-        for sub in ["kubernetes", "bin", "home", "state/units", "ovl"] {
+        for sub in ["kubernetes", "bin", "home", "state", "ovl"] {
             std::fs::create_dir_all(dir.join(sub))?;
         }
-        std::fs::write(dir.join("state/units/kubelet"), "active\n")?;
-        std::fs::write(dir.join("state/units/containerd"), "active\n")?;
         let state = dir.join("state");
-        for (prog, script) in shims::all(&state.to_string_lossy()) {
+        let sock = self.control_socket();
+        for (prog, script) in shims::all(&state.to_string_lossy(), name, &sock.to_string_lossy()) {
             let p = dir.join("bin").join(prog);
             std::fs::write(&p, script)?;
             chmod_x(&p)?;
         }
+        let authorized = match authorized_keys {
+            Some(keys) => {
+                let p = dir.join("authorized_keys");
+                std::fs::write(&p, keys)?;
+                p
+            }
+            None => self.root.path().join("authorized_keys"),
+        };
         let key = dir.join("host_ed25519");
         keygen(&key)?;
         let port = free_port(ip)?;
         let listen = SocketAddr::new(IpAddr::V4(ip), port);
         std::fs::write(
             dir.join("sshd_config"),
-            sshd_config(listen, &key, &self.root.path().join("authorized_keys")),
+            sshd_config(listen, &key, &authorized),
         )?;
         let pubkey = std::fs::read_to_string(key.with_extension("pub"))?;
         let mut fields = pubkey.split_whitespace();
@@ -144,19 +248,227 @@ impl NodeSim {
             name: name.into(),
             declared,
             listen,
-            dir,
+            dir: dir.clone(),
             fingerprint,
             child: None,
         };
         host.start()?;
+        {
+            let mut w = self.shared.lock();
+            let now = w.now();
+            w.hosts
+                .insert(name.to_string(), HostRt::new(declared, dir, now));
+        }
+        if let Some(rt) = &self.rt {
+            rt.spawn(kubelet::run(self.shared.clone(), name.to_string()));
+        }
         self.hosts.push(host);
         Ok(self.hosts.last().expect("just pushed"))
     }
 
-    /// Stops the host called `name` (its sshd exits; its files stay).
+    /// Stops the host called `name`, as when its VM stops: its sshd exits, its kubelet and
+    /// static pods stop (the apiserver stops listening); its files stay.
     pub fn stop_host(&mut self, name: &str) {
         if let Some(h) = self.hosts.iter_mut().find(|h| h.name == name) {
             h.stop();
+        }
+        if let Some(h) = self.shared.lock().hosts.get_mut(name) {
+            h.up = false;
+        }
+    }
+
+    /// Removes the host called `name`, as when its VM is destroyed: stopped, its files gone.
+    /// Its Node stays registered (NotReady), as in a real cluster.
+    pub fn remove_host(&mut self, name: &str) {
+        self.stop_host(name);
+        self.shared.lock().hosts.remove(name);
+        self.hosts.retain(|h| h.name != name);
+    }
+
+    /// Adds an empty simulated cluster (a fresh CA, no nodes) named `name`.
+    pub fn add_cluster(&mut self, name: &str) -> ClusterId {
+        let ca = pki::ClusterCa::generate();
+        let admin = ca.client("kubernetes-admin", "kubeadm:cluster-admins");
+        let mut w = self.shared.lock();
+        w.clusters.push(cluster::Cluster {
+            name: name.to_string(),
+            ca,
+            admin,
+            cluster_configuration: None,
+            cluster_info_server: String::new(),
+            nodes: Default::default(),
+            tokens: Vec::new(),
+            certificate_keys: Vec::new(),
+        });
+        ClusterId(w.clusters.len() - 1)
+    }
+
+    /// Makes `host` the first control-plane node of `cluster`, leaving what `kubeadm init`
+    /// with a ClusterConfiguration of `fields` leaves: the CA, an apiserver certificate
+    /// with the SANs `fields` give, admin.conf and kubelet.conf, the static pod manifests,
+    /// the two ConfigMaps, the Node and its etcd member. Its kubelet then starts the
+    /// apiserver and reports the Node Ready.
+    pub fn kubeadm_init(
+        &self,
+        cluster: ClusterId,
+        host: &str,
+        fields: &ClusterConfigFields,
+    ) -> io::Result<()> {
+        kubeadm::init_effects(&self.shared, cluster.0, host, fields)
+    }
+
+    /// Makes `host` a worker of `cluster` whose kubelet talks to `server` (e.g.
+    /// `https://10.0.20.100:6443`), as a `kubeadm join` through that server leaves it.
+    pub fn seed_worker(&self, cluster: ClusterId, host: &str, server: &str) -> io::Result<()> {
+        let ip = self
+            .shared
+            .lock()
+            .hosts
+            .get(host)
+            .map(|h| h.ip)
+            .ok_or_else(|| io::Error::other(format!("no simulated host {host}")))?;
+        kubeadm::join_effects(
+            &self.shared,
+            cluster.0,
+            host,
+            ip,
+            false,
+            server,
+            &ClusterConfigFields::default(),
+        )
+    }
+
+    /// The cluster's name.
+    pub fn cluster_name(&self, cluster: ClusterId) -> String {
+        self.shared.lock().clusters[cluster.0].name.clone()
+    }
+
+    /// How many times `host`'s kubelet has checked its server since the host started (to
+    /// wait for "it has looked again" without timing).
+    pub fn kubelet_status_updates(&self, host: &str) -> u64 {
+        self.shared
+            .lock()
+            .hosts
+            .get(host)
+            .map_or(0, |h| h.status_updates)
+    }
+
+    /// The cluster CA certificate, PEM (what `/etc/kubernetes/pki/ca.crt` holds).
+    pub fn cluster_ca_pem(&self, cluster: ClusterId) -> String {
+        self.shared.lock().clusters[cluster.0].ca.cert_pem.clone()
+    }
+
+    /// The `--discovery-token-ca-cert-hash` of the cluster (`sha256:<hex>`).
+    pub fn discovery_hash(&self, cluster: ClusterId) -> String {
+        self.shared.lock().clusters[cluster.0]
+            .ca
+            .discovery_hash
+            .clone()
+    }
+
+    /// The cluster admin's client certificate and key, PEM (what admin.conf embeds).
+    pub fn admin_identity(&self, cluster: ClusterId) -> (String, String) {
+        let w = self.shared.lock();
+        let a = &w.clusters[cluster.0].admin;
+        (a.cert_pem.clone(), a.key_pem.clone())
+    }
+
+    /// An admin kubeconfig (as kubeadm's admin.conf) for `server`, e.g.
+    /// `https://10.0.20.99:6443`.
+    pub fn admin_kubeconfig(&self, cluster: ClusterId, server: &str) -> String {
+        let w = self.shared.lock();
+        let c = &w.clusters[cluster.0];
+        cluster::kubeconfig_with_client(server, &c.ca.cert_pem, "kubernetes-admin", &c.admin)
+    }
+
+    /// The cluster's Nodes now.
+    pub fn nodes(&self, cluster: ClusterId) -> Vec<NodeView> {
+        let w = self.shared.lock();
+        w.clusters[cluster.0]
+            .nodes
+            .iter()
+            .map(|(name, n)| {
+                let live = w.live(&n.host);
+                NodeView {
+                    name: name.clone(),
+                    ip: n.ip,
+                    control_plane: n.control_plane,
+                    ready: live.ready,
+                    reason: live.reason,
+                }
+            })
+            .collect()
+    }
+
+    /// The node `name` now.
+    pub fn node(&self, cluster: ClusterId, name: &str) -> Option<NodeView> {
+        self.nodes(cluster).into_iter().find(|n| n.name == name)
+    }
+
+    /// The etcd members whose static pod runs: the control-plane nodes' names.
+    pub fn etcd_members(&self, cluster: ClusterId) -> Vec<String> {
+        let w = self.shared.lock();
+        w.clusters[cluster.0]
+            .nodes
+            .iter()
+            .filter(|(_, n)| n.control_plane && w.live(&n.host).etcd_running)
+            .map(|(name, _)| name.clone())
+            .collect()
+    }
+
+    /// The `ClusterConfiguration` stored in `kube-system/kubeadm-config`.
+    pub fn cluster_configuration(&self, cluster: ClusterId) -> Option<String> {
+        self.shared.lock().clusters[cluster.0]
+            .cluster_configuration
+            .clone()
+    }
+
+    /// Moves the simulator clock `by` into the future (tokens and certificate keys expire
+    /// by it).
+    pub fn advance_clock(&self, by: Duration) {
+        self.shared.lock().clock_offset += by;
+    }
+
+    /// How long a restarted kubelet stays NotReady (default 1 s; real kubelets take 5–10 s).
+    pub fn set_kubelet_restart_delay(&self, d: Duration) {
+        self.shared.lock().kubelet_restart_delay = d;
+    }
+
+    /// Makes the next `kubeadm join` on `host` fail (after discovery, before it changes
+    /// anything).
+    pub fn fail_next_join(&self, host: &str) {
+        self.shared.lock().fail_next_join.insert(host.to_string());
+    }
+
+    /// Whether `host`'s apiserver static pod is running (listening).
+    pub fn apiserver_running(&self, host: &str) -> bool {
+        self.shared
+            .lock()
+            .hosts
+            .get(host)
+            .is_some_and(|h| h.apiserver_running)
+    }
+
+    /// How many times `host`'s apiserver has (re)started.
+    pub fn apiserver_starts(&self, host: &str) -> u32 {
+        self.shared
+            .lock()
+            .hosts
+            .get(host)
+            .map_or(0, |h| h.apiserver_starts)
+    }
+
+    /// How many successful `kubeadm join`s ran on `host`.
+    pub fn joins(&self, host: &str) -> u32 {
+        self.shared.lock().hosts.get(host).map_or(0, |h| h.joins)
+    }
+}
+
+impl Drop for NodeSim {
+    fn drop(&mut self) {
+        self.hosts.clear();
+        if let Some(rt) = self.rt.take() {
+            rt.shutdown_background();
         }
     }
 }

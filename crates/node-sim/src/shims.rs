@@ -1,42 +1,20 @@
 //! The programs a simulated host provides on its `PATH` (`/usr/local/sbin` in its mount
-//! namespace): `systemctl`, `kubeadm`, `kubectl` and `sudo`, as small shell scripts acting
-//! on that host's files and state directory. They model causes — `systemctl restart kubelet`
-//! appends to the host's unit log — and fail like a real host on anything they do not model.
+//! namespace): `systemctl`, `kubeadm`, `kubectl` and `sudo`. `kubeadm` and `systemctl` forward to the simulator, which acts on the host's files and on
+//! the cluster simulator; `kubectl` and `sudo` are small shell scripts. They fail like a real
+//! host on anything they do not model.
 
-/// `systemctl` for the units a kubeadm node has (kubelet, containerd).
-const SYSTEMCTL: &str = r#"#!/bin/sh
-# cairn node simulator: systemctl
-state=@STATE@
-known() { case "${1%.service}" in kubelet|containerd) return 0;; esac; return 1; }
-cmd=$1; [ $# -gt 0 ] && shift
-case "$cmd" in
-  start|stop|restart|reload|enable|disable)
-    [ $# -gt 0 ] || { echo "Too few arguments." >&2; exit 1; }
-    for u do known "$u" || { echo "Failed to $cmd ${u%.service}.service: Unit ${u%.service}.service not found." >&2; exit 5; }; done
-    for u do
-      u=${u%.service}
-      echo "$cmd $u" >> "$state/systemctl.log"
-      case "$cmd" in start|restart|reload) echo active > "$state/units/$u";; stop) echo inactive > "$state/units/$u";; esac
-    done ;;
-  is-active)
-    rc=0
-    for u do
-      s=$(cat "$state/units/${u%.service}" 2>/dev/null || echo inactive); echo "$s"
-      [ "$s" = active ] || rc=3
-    done
-    exit $rc ;;
-  *) echo "Unknown command verb $cmd." >&2; exit 1 ;;
-esac
-"#;
-
-/// `kubeadm`: only `version` in this simulator version.
-const KUBEADM: &str = r#"#!/bin/sh
-# cairn node simulator: kubeadm
-case "$1" in
-  version)
-    if [ "$2" = "-o" ] && [ "$3" = short ]; then echo v1.34.1; else echo 'kubeadm version: &version.Info{Major:"1", Minor:"34", GitVersion:"v1.34.1"}'; fi ;;
-  *) echo "error: unknown command \"$1\" for \"kubeadm\"" >&2; exit 1 ;;
-esac
+/// `systemctl` and `kubeadm`: forward their arguments to the simulator's control socket
+/// (with this host's name and the shim's pid, through which the simulator reads the files
+/// the command names), then print what it answers and exit with its code.
+const FORWARD: &str = r#"#!/bin/sh
+# cairn node simulator: @PROG@ (answered by the simulator)
+t=$(mktemp -d) || exit 1
+code=$({ printf '%s\0' "$#"; [ $# -gt 0 ] && printf '%s\0' "$@"; } | curl -sS --fail --unix-socket @SOCK@ -H "X-Pid: $$" -H "X-Out: $t" --data-binary @- "http://sim/exec/@HOST@/@PROG@" 2>"$t/curl")
+if [ $? -ne 0 ]; then
+  echo "@PROG@: the node simulator does not answer: $(cat "$t/curl")" >&2; rm -rf "$t"; exit 1
+fi
+cat "$t/out"; cat "$t/err" >&2; rm -rf "$t"
+exit "$code"
 "#;
 
 /// `kubectl`: the client version; everything else finds no cluster, as on a node without
@@ -64,17 +42,21 @@ fi
 exec "$@"
 "#;
 
-/// The shims as `(name, script)` with the host's state directory filled in.
-pub(crate) fn all(state: &str) -> Vec<(&'static str, String)> {
-    [
-        ("systemctl", SYSTEMCTL),
-        ("kubeadm", KUBEADM),
-        ("kubectl", KUBECTL),
-        ("sudo", SUDO),
+/// The shims as `(name, script)` for host `host`, with its state directory and the
+/// simulator's control socket filled in.
+pub(crate) fn all(state: &str, host: &str, socket: &str) -> Vec<(&'static str, String)> {
+    let forward = |prog: &str| {
+        FORWARD
+            .replace("@PROG@", prog)
+            .replace("@HOST@", host)
+            .replace("@SOCK@", &shell_quote(socket))
+    };
+    vec![
+        ("systemctl", forward("systemctl")),
+        ("kubeadm", forward("kubeadm")),
+        ("kubectl", KUBECTL.to_string()),
+        ("sudo", SUDO.replace("@STATE@", &shell_quote(state))),
     ]
-    .into_iter()
-    .map(|(n, s)| (n, s.replace("@STATE@", &shell_quote(state))))
-    .collect()
 }
 
 fn shell_quote(s: &str) -> String {

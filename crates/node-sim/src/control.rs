@@ -1,0 +1,158 @@
+//! The simulator's control socket: HTTP over a Unix socket in the simulator's temporary
+//! directory. The programs a host provides (`kubeadm`, `systemctl`) are thin shell shims
+//! that send their arguments here with their host's name and process id, and print what
+//! comes back; `/_sim/` holds the test hooks.
+//!
+//! `POST /exec/{host}/{program}` — body: the argument count, then each argument, each
+//! NUL-terminated; header `X-Pid` (the shim's pid: its files are read through
+//! `/proc/<pid>/root`) and `X-Out` (a directory the shim made, where `out` and `err` are
+//! written). Answers the exit code.
+//! `POST /_sim/fail-next-join/{host}` — that host's next `kubeadm join` fails.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::HeaderMap;
+use axum::routing::post;
+
+use crate::kubeadm::{Output, Proc};
+use crate::world_state::Shared;
+
+/// Serves the control socket until the runtime shuts down.
+pub(crate) fn router(shared: Arc<Shared>) -> Router {
+    Router::new()
+        .route("/exec/{host}/{prog}", post(exec))
+        .route("/_sim/fail-next-join/{host}", post(fail_next_join))
+        .with_state(shared)
+}
+
+async fn fail_next_join(
+    State(shared): State<Arc<Shared>>,
+    Path(host): Path<String>,
+) -> &'static str {
+    shared.lock().fail_next_join.insert(host);
+    "ok\n"
+}
+
+fn parse_args(body: &[u8]) -> Option<Vec<String>> {
+    let mut fields = body.split(|b| *b == 0);
+    let n: usize = std::str::from_utf8(fields.next()?).ok()?.parse().ok()?;
+    (0..n)
+        .map(|_| {
+            fields
+                .next()
+                .map(|f| String::from_utf8_lossy(f).into_owned())
+        })
+        .collect()
+}
+
+async fn exec(
+    State(shared): State<Arc<Shared>>,
+    Path((host, prog)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> String {
+    let pid: u32 = headers
+        .get("x-pid")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let out_dir = headers
+        .get("x-out")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    let args = parse_args(&body).unwrap_or_default();
+    let proc_ = Proc { pid };
+    let out = match prog.as_str() {
+        "kubeadm" => crate::kubeadm::run(shared.clone(), &host, &args, &proc_).await,
+        "systemctl" => systemctl(&shared, &host, &args),
+        other => Output {
+            code: 127,
+            stdout: String::new(),
+            stderr: format!("{other}: command not found\n"),
+        },
+    };
+    let base =
+        std::path::PathBuf::from(format!("/proc/{pid}/root")).join(out_dir.trim_start_matches('/'));
+    let _ = std::fs::write(base.join("out"), &out.stdout);
+    let _ = std::fs::write(base.join("err"), &out.stderr);
+    out.code.to_string()
+}
+
+/// `systemctl` for the units a kubeadm node has. A restarted kubelet is NotReady for the
+/// simulator's restart delay, then Ready again only if it reaches its server.
+fn systemctl(shared: &Shared, host: &str, args: &[String]) -> Output {
+    let fail = |code: i32, msg: String| Output {
+        code,
+        stdout: String::new(),
+        stderr: msg + "\n",
+    };
+    let Some((cmd, units)) = args.split_first() else {
+        return fail(1, "Too few arguments.".into());
+    };
+    let units: Vec<String> = units
+        .iter()
+        .filter(|u| !u.starts_with('-'))
+        .map(|u| u.trim_end_matches(".service").to_string())
+        .collect();
+    let mut w = shared.lock();
+    let delay = w.kubelet_restart_delay;
+    let Some(h) = w.hosts.get_mut(host) else {
+        return fail(
+            1,
+            "System has not been booted with systemd as init system (PID 1). Can't operate.".into(),
+        );
+    };
+    match cmd.as_str() {
+        "start" | "stop" | "restart" | "reload" | "enable" | "disable" | "try-restart" => {
+            if units.is_empty() {
+                return fail(1, "Too few arguments.".into());
+            }
+            if let Some(u) = units.iter().find(|u| !h.units.contains_key(*u)) {
+                return fail(
+                    5,
+                    format!("Failed to {cmd} {u}.service: Unit {u}.service not found."),
+                );
+            }
+            let mut log =
+                std::fs::read_to_string(h.dir.join("state/systemctl.log")).unwrap_or_default();
+            for u in &units {
+                log.push_str(&format!("{cmd} {u}\n"));
+                match cmd.as_str() {
+                    "start" | "restart" | "reload" | "try-restart" => {
+                        h.units.insert(u.clone(), true);
+                        if u == "kubelet" && cmd != "reload" {
+                            h.restarting_until = Some(Instant::now() + delay);
+                            h.live.ready = false;
+                            h.live.reason = "KubeletNotReady".into();
+                            h.live.message = "kubelet is starting".into();
+                        }
+                    }
+                    "stop" => {
+                        h.units.insert(u.clone(), false);
+                    }
+                    _ => {}
+                }
+            }
+            let _ = std::fs::write(h.dir.join("state/systemctl.log"), log);
+            Output::default()
+        }
+        "is-active" => {
+            let mut out = Output::default();
+            for u in &units {
+                let active = h.units.get(u).copied().unwrap_or(false);
+                out.stdout
+                    .push_str(if active { "active\n" } else { "inactive\n" });
+                if !active {
+                    out.code = 3;
+                }
+            }
+            out
+        }
+        other => fail(1, format!("Unknown command verb {other}.")),
+    }
+}
