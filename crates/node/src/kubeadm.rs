@@ -62,9 +62,12 @@ fn rest(doc: &Yaml) -> Yaml {
         h.remove(&key("controlPlaneEndpoint"));
         if let Some(Yaml::Hash(api)) = h.get_mut(&key("apiServer")) {
             api.remove(&key("certSANs"));
-            if api.is_empty() {
-                h.remove(&key("apiServer"));
-            }
+        }
+        // `apiServer:` with nothing under it is the same as no apiServer.
+        if matches!(h.get(&key("apiServer")), Some(Yaml::Null))
+            || matches!(h.get(&key("apiServer")), Some(Yaml::Hash(a)) if a.is_empty())
+        {
+            h.remove(&key("apiServer"));
         }
     }
     d
@@ -247,6 +250,22 @@ networking:
         );
         // Editing again is stable.
         assert_eq!(write(&out, &want).unwrap(), out);
+    }
+
+    #[test]
+    fn an_empty_api_server_section_gets_the_sans() {
+        let text =
+            "apiServer:\napiVersion: kubeadm.k8s.io/v1beta4\ndns: {}\nkind: ClusterConfiguration\n";
+        let want = EndpointFields {
+            control_plane_endpoint: "10.0.20.99:6443".into(),
+            cert_sans: vec!["10.0.20.99".into()],
+        };
+        let out = write(text, &want).unwrap();
+        assert_eq!(read(&out).unwrap(), want);
+        assert!(
+            out.starts_with("apiServer:\n  certSANs:"),
+            "kept in place: {out}"
+        );
     }
 
     #[test]

@@ -1,11 +1,15 @@
 //! `node_control_plane_member`: a node of a kubeadm cluster that is a control-plane member,
 //! observed through the Kubernetes API (the Node with the control-plane role, and its etcd
-//! static pod) and created by kubeadm's own sequence: on the cluster's kubeadm host
-//! `kubeadm init phase upload-certs --upload-certs` (the certificate key, printed last) and
-//! `kubeadm token create --print-join-command`; a check that the join endpoint's
-//! certificate names it; on the new host `kubeadm join <endpoint> --token …
-//! --discovery-token-ca-cert-hash … --control-plane --certificate-key …`; then waits until
-//! the node is Ready and etcd has one more Ready member.
+//! static pod) and created by kubeadm's own sequence. The join goes through the cluster's
+//! `controlPlaneEndpoint` (the VIP after Phase 0; kubeadm refuses a control-plane join
+//! without one), read from `kube-system/kubeadm-config`, and first that endpoint must answer
+//! with a certificate (cluster CA) that names it — otherwise the step fails before anything
+//! is run anywhere. Then on the cluster's kubeadm host `kubeadm init phase upload-certs
+//! --upload-certs` (the certificate key, printed last) and `kubeadm token create
+//! --print-join-command` (token and CA hash; the printed endpoint is the admin
+//! kubeconfig's server, so it is not used); on the new host `kubeadm join <endpoint> --token
+//! … --discovery-token-ca-cert-hash … --control-plane --certificate-key …`; then waits
+//! until the node is Ready and etcd has one more Ready member.
 //!
 //! Token and certificate key are secrets: they travel only as arguments of the remote
 //! command (never in shell text, never in `Cmd`'s `Debug`), are scrubbed from any kubeadm
@@ -34,6 +38,8 @@ use tokio::time::Instant;
 use crate::cluster::Cluster;
 use crate::cluster::gates::require_san;
 use crate::error::{NodeError, trim_stderr};
+use crate::files;
+use crate::kinds::{OWNERS_DIR, marker_of, write_marker};
 use crate::kubeadm::{self, JoinCommand};
 use crate::provider::NodeContext;
 use crate::ssh::Cmd;
@@ -111,6 +117,8 @@ pub struct ControlPlaneMemberObserved {
 /// The staged steps of a join, shown in the plan and executed in this order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MemberStep {
+    /// The cluster's `controlPlaneEndpoint` presents a certificate (cluster CA) naming it.
+    CheckEndpoint,
     /// `kubeadm init phase upload-certs --upload-certs` on the kubeadm host.
     UploadCerts {
         /// The kubeadm host.
@@ -121,8 +129,6 @@ pub enum MemberStep {
         /// The kubeadm host.
         host: String,
     },
-    /// The join endpoint serves a certificate (cluster CA) that names it.
-    CheckEndpoint,
     /// `kubeadm join … --control-plane` on the new host.
     Join {
         /// The new host.
@@ -150,7 +156,7 @@ impl fmt::Display for MemberStep {
             ),
             MemberStep::CheckEndpoint => write!(
                 f,
-                "check that the join endpoint (controlPlaneEndpoint) presents a certificate naming it"
+                "check that the controlPlaneEndpoint answers /readyz with a certificate naming it (cluster CA)"
             ),
             MemberStep::Join { host } => write!(
                 f,
@@ -166,8 +172,15 @@ fn resource(key: &str) -> String {
     format!("{}[{key}]", ControlPlaneMember::KIND)
 }
 
+/// The ownership marker of member `node`, on the cluster's kubeadm host: planning never
+/// needs the member's own host (it may be down), and the Node object is left as kubeadm
+/// and the kubelet make it.
+pub fn marker_path(node: &str) -> String {
+    format!("{OWNERS_DIR}/control-plane-member-{node}")
+}
+
 /// Observes the members of `keys` (`cluster/node`): one node list and one etcd pod list per
-/// cluster.
+/// cluster, and one command on its kubeadm host for the markers.
 async fn observe(
     ctx: &NodeContext,
     keys: &[String],
@@ -182,18 +195,30 @@ async fn observe(
         let cluster = ctx.get_cluster(name)?;
         let (nodes, etcd) =
             futures::future::try_join(cluster.nodes(), cluster.etcd_members()).await?;
+        let found: Vec<(&str, bool)> = wanted
+            .into_iter()
+            .filter_map(|n| {
+                let node = nodes.iter().find(|s| s.name == n && s.control_plane)?;
+                Some((n, node.ready))
+            })
+            .collect();
+        if found.is_empty() {
+            return Ok(Vec::new());
+        }
+        let paths: Vec<String> = found.iter().map(|(n, _)| marker_path(n)).collect();
+        let markers = files::read_files(ctx.ssh(), cluster.admin_host(), &paths).await?;
         Ok::<_, NodeError>(
-            wanted
+            found
                 .into_iter()
-                .filter_map(|n| {
-                    let node = nodes.iter().find(|s| s.name == n && s.control_plane)?;
+                .zip(markers)
+                .map(|((n, ready), marker)| {
                     let value = ControlPlaneMemberObserved {
                         cluster: name.to_string(),
                         node: n.to_string(),
-                        ready: node.ready,
+                        ready,
                         etcd_ready: etcd.iter().any(|m| m.node == n && m.ready),
                     };
-                    Some(Found::new(format!("{name}/{n}"), value, None))
+                    Found::new(format!("{name}/{n}"), value, marker_of(&marker))
                 })
                 .collect::<Vec<_>>(),
         )
@@ -208,9 +233,9 @@ async fn observe(
 /// The steps of a join of `node` (on `host`) through the kubeadm host `admin`.
 pub fn steps(admin: &str, host: &str, node: &str) -> Vec<MemberStep> {
     vec![
+        MemberStep::CheckEndpoint,
         MemberStep::UploadCerts { host: admin.into() },
         MemberStep::CreateToken { host: admin.into() },
-        MemberStep::CheckEndpoint,
         MemberStep::Join { host: host.into() },
         MemberStep::WaitReady { node: node.into() },
         MemberStep::WaitEtcd,
@@ -336,6 +361,18 @@ impl Joiner<'_> {
     }
 }
 
+/// The cluster's `controlPlaneEndpoint`, if set.
+async fn control_plane_endpoint(cluster: &Cluster) -> Result<Option<String>, NodeError> {
+    let Some(text) = cluster.kubeadm_cluster_configuration().await? else {
+        return Ok(None);
+    };
+    let fields = kubeadm::read(&text).map_err(|m| NodeError::Kube {
+        cluster: cluster.name().into(),
+        message: format!("ConfigMap kube-system/kubeadm-config: {m}"),
+    })?;
+    Ok(Some(fields.control_plane_endpoint).filter(|e| !e.is_empty()))
+}
+
 async fn join(
     ctx: &NodeContext,
     cluster: &Cluster,
@@ -363,25 +400,31 @@ async fn join(
         .iter()
         .filter(|m| m.ready)
         .count();
+    let endpoint = control_plane_endpoint(cluster).await?.ok_or_else(|| {
+        j.err(format!(
+            "cluster {} has no controlPlaneEndpoint in kube-system/kubeadm-config; a control-plane join needs one (declare node_kubeadm_config); nothing was run",
+            spec.cluster
+        ))
+    })?;
     let mut key: Option<CertificateKey> = None;
     let mut command: Option<JoinCommand> = None;
     for step in steps {
         tracing::info!(resource = %j.resource, %step, "step");
         match step {
-            MemberStep::UploadCerts { .. } => key = Some(j.upload_certs().await?),
-            MemberStep::CreateToken { .. } => command = Some(j.create_token().await?),
             MemberStep::CheckEndpoint => {
-                let c = command
-                    .as_ref()
-                    .ok_or_else(|| j.err("no join command".into()))?;
-                let sans = cluster.readyz(&c.endpoint).await.map_err(|m| {
+                let refuse = |m: String| {
                     j.err(format!(
-                        "the join endpoint {} is not usable: {m}",
-                        c.endpoint
+                        "refusing to join through {endpoint}: {m}; nothing was run"
                     ))
-                })?;
-                require_san(&c.endpoint, &sans)
-                    .map_err(|m| j.err(format!("refusing to join through {}: {m}", c.endpoint)))?;
+                };
+                let sans = cluster.readyz(&endpoint).await.map_err(refuse)?;
+                require_san(&endpoint, &sans).map_err(refuse)?;
+            }
+            MemberStep::UploadCerts { .. } => key = Some(j.upload_certs().await?),
+            MemberStep::CreateToken { .. } => {
+                let mut c = j.create_token().await?;
+                c.endpoint = endpoint.clone();
+                command = Some(c);
             }
             MemberStep::Join { .. } => {
                 let c = command
@@ -520,6 +563,13 @@ impl Kind<NodeContext> for ControlPlaneMembers {
     ) -> Result<ControlPlaneMemberObserved, NodeError> {
         let cluster = ctx.get_cluster(&spec.cluster)?;
         join(ctx, cluster, spec, &op.steps).await?;
+        write_marker(
+            ctx.ssh(),
+            cluster.admin_host(),
+            &marker_path(&spec.node),
+            op.marker,
+        )
+        .await?;
         let keys = [spec.key()];
         observe(ctx, &keys)
             .await?
@@ -535,14 +585,23 @@ impl Kind<NodeContext> for ControlPlaneMembers {
             })
     }
 
-    /// Nothing to change in place: every field is the member's identity.
+    /// Nothing to change in place (every field is the member's identity): an update only
+    /// writes the ownership marker (adopting an existing member).
     async fn update(
         &self,
-        _: &NodeContext,
+        ctx: &NodeContext,
         prior: &ControlPlaneMemberObserved,
-        _: &ControlPlaneMember,
-        _: Op<'_, MemberStep>,
+        spec: &ControlPlaneMember,
+        op: Op<'_, MemberStep>,
     ) -> Result<ControlPlaneMemberObserved, NodeError> {
+        let cluster = ctx.get_cluster(&spec.cluster)?;
+        write_marker(
+            ctx.ssh(),
+            cluster.admin_host(),
+            &marker_path(&spec.node),
+            op.marker,
+        )
+        .await?;
         Ok(prior.clone())
     }
 
@@ -587,8 +646,9 @@ mod tests {
             .map(ToString::to_string)
             .collect();
         assert_eq!(s.len(), 6);
-        assert!(s[0].contains("upload-certs") && s[0].ends_with("valid 2 h)"));
-        assert!(s[1].contains("token create --print-join-command on k8s-master-1"));
+        assert!(s[0].contains("controlPlaneEndpoint answers /readyz"));
+        assert!(s[1].contains("upload-certs") && s[1].ends_with("valid 2 h)"));
+        assert!(s[2].contains("token create --print-join-command on k8s-master-1"));
         assert!(s[3].contains("--control-plane on k8s-master-2"));
         assert_eq!(s[4], "wait until node k8s-master-2 is Ready");
     }

@@ -30,7 +30,9 @@ use serde::{Deserialize, Serialize};
 use crate::cluster::Cluster;
 use crate::cluster::connect::split_endpoint;
 use crate::error::NodeError;
+use crate::files::{self, RemoteFile};
 use crate::kinds::apiserver_cert::{self, APISERVER_CRT};
+use crate::kinds::{OWNERS_DIR, marker_of, write_marker};
 use crate::kubeadm::{self, EndpointFields};
 use crate::provider::NodeContext;
 use crate::ssh::Cmd;
@@ -235,11 +237,18 @@ fn required_sans(fields: &EndpointFields) -> Vec<String> {
     out
 }
 
-/// Observes the configuration of `cluster`: one API read, one command on its host.
+/// The ownership marker of a cluster's kubeadm configuration, on its kubeadm host (kubeadm
+/// rewrites the ConfigMap whole, so a marker there would not survive an upload).
+pub fn marker_path() -> String {
+    format!("{OWNERS_DIR}/kubeadm-config")
+}
+
+/// Observes the configuration of `cluster`: one API read, one command on its host (the
+/// certificate and the marker).
 async fn observe_one(
     ctx: &NodeContext,
     cluster: &Cluster,
-) -> Result<Option<KubeadmConfigObserved>, NodeError> {
+) -> Result<Option<Found<KubeadmConfigObserved>>, NodeError> {
     let Some(text) = cluster.kubeadm_cluster_configuration().await? else {
         return Ok(None);
     };
@@ -248,23 +257,35 @@ async fn observe_one(
         message: format!("ConfigMap kube-system/kubeadm-config: {m}"),
     })?;
     let host = cluster.admin_host().to_string();
-    let certs = apiserver_cert::observe(ctx.ssh(), &[format!("{host}:{APISERVER_CRT}")]).await?;
-    let certificate_sans = certs
-        .into_iter()
-        .next()
-        .map(|c| c.value.sans)
-        .unwrap_or_default();
+    let read = files::read_files(
+        ctx.ssh(),
+        &host,
+        &[APISERVER_CRT.to_string(), marker_path()],
+    )
+    .await?;
+    let certificate_sans = match &read[0] {
+        RemoteFile::File(pem) => {
+            apiserver_cert::parse(&host, APISERVER_CRT, pem)
+                .map_err(|m| NodeError::Resource {
+                    resource: resource(cluster.name()),
+                    message: format!("{APISERVER_CRT} on host {host}: {m}"),
+                })?
+                .sans
+        }
+        _ => Vec::new(),
+    };
     let covers = required_sans(&fields)
         .iter()
         .all(|s| certificate_sans.contains(s));
-    Ok(Some(KubeadmConfigObserved {
+    let value = KubeadmConfigObserved {
         cluster: cluster.name().to_string(),
         control_plane_endpoint: fields.control_plane_endpoint,
         cert_sans: fields.cert_sans,
         certificate_covers_sans: covers,
         host,
         certificate_sans,
-    }))
+    };
+    Ok(Some(Found::new(cluster.name(), value, marker_of(&read[1]))))
 }
 
 /// The steps from `before` to `after` (see the module docs).
@@ -457,11 +478,7 @@ impl Kind<NodeContext> for KubeadmConfigs {
     ) -> Result<Vec<Found<KubeadmConfigObserved>>, NodeError> {
         let per_cluster = q.keys.iter().map(|name| async move {
             let cluster = ctx.get_cluster(name)?;
-            Ok::<_, NodeError>(
-                observe_one(ctx, cluster)
-                    .await?
-                    .map(|o| Found::new(name.clone(), o, None)),
-            )
+            observe_one(ctx, cluster).await
         });
         let mut out = Vec::new();
         for r in futures::future::join_all(per_cluster).await {
@@ -530,20 +547,24 @@ impl Kind<NodeContext> for KubeadmConfigs {
             resource: resource(&spec.cluster),
             message,
         };
-        // Re-read right before writing: the file kubeadm gets is today's configuration with
-        // exactly the two fields changed.
-        let text = cluster
-            .kubeadm_cluster_configuration()
-            .await?
-            .ok_or_else(|| bad("ConfigMap kube-system/kubeadm-config disappeared".into()))?;
-        let config = kubeadm::write(&text, &spec.fields())
-            .map_err(|m| bad(format!("ConfigMap kube-system/kubeadm-config: {m}")))?;
-        for step in &op.steps {
-            tracing::info!(resource = %resource(&spec.cluster), %step, "step");
-            run_step(ctx, cluster, step, &config).await?;
+        if !op.steps.is_empty() {
+            // Re-read right before writing: the file kubeadm gets is today's configuration
+            // with exactly the two fields changed.
+            let text = cluster
+                .kubeadm_cluster_configuration()
+                .await?
+                .ok_or_else(|| bad("ConfigMap kube-system/kubeadm-config disappeared".into()))?;
+            let config = kubeadm::write(&text, &spec.fields())
+                .map_err(|m| bad(format!("ConfigMap kube-system/kubeadm-config: {m}")))?;
+            for step in &op.steps {
+                tracing::info!(resource = %resource(&spec.cluster), %step, "step");
+                run_step(ctx, cluster, step, &config).await?;
+            }
         }
+        write_marker(ctx.ssh(), cluster.admin_host(), &marker_path(), op.marker).await?;
         observe_one(ctx, cluster)
             .await?
+            .map(|f| f.value)
             .ok_or_else(|| bad("ConfigMap kube-system/kubeadm-config disappeared".into()))
     }
 
