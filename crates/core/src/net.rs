@@ -1,6 +1,8 @@
 //! The one dialer every data-plane connection goes through (gates, probes). In simulator
 //! mode it maps configured address ranges into 127.0.0.0/8 (10.0.20.99 → 127.0.20.99) and
-//! refuses anything that is not loopback, before any packet is sent.
+//! refuses anything that is not loopback, before any packet is sent. A port map moves single
+//! declared `address:port` pairs to where a simulator really listens (a simulated host's
+//! `10.0.20.110:22` → its sshd on `127.0.20.110:40123`).
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -10,6 +12,8 @@ use tokio::net::TcpStream;
 
 /// Environment variable holding the address map, e.g. `10.0.0.0/8=127.0.0.0/8`.
 pub const ADDR_MAP_ENV: &str = "CAIRN_ADDR_MAP";
+/// Environment variable holding the port map, e.g. `10.0.20.110:22=127.0.20.110:40123`.
+pub const PORT_MAP_ENV: &str = "CAIRN_PORT_MAP";
 /// Environment variable that, when `1`, makes the dialer refuse every non-loopback address.
 pub const LOOPBACK_ONLY_ENV: &str = "CAIRN_LOOPBACK_ONLY";
 
@@ -113,6 +117,66 @@ impl AddrMap {
     }
 }
 
+/// Declared `IPv4:port` pairs reached at another address: a simulator that cannot listen on
+/// the declared port (an sshd for `10.0.20.110:22` on a free port of 127.0.20.110) lists its
+/// endpoints here. Applied before the address map; targets must be loopback.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PortMap(Vec<(std::net::SocketAddrV4, SocketAddr)>);
+
+/// A malformed port map.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("invalid port map entry {entry:?}: expected DECLARED_IPV4:PORT=LOOPBACK_IPV4:PORT")]
+pub struct PortMapError {
+    entry: String,
+}
+
+impl PortMap {
+    /// Adds (or replaces) the target of `declared`.
+    pub fn insert(&mut self, declared: std::net::SocketAddrV4, target: SocketAddr) {
+        self.0.retain(|(d, _)| *d != declared);
+        self.0.push((declared, target));
+    }
+
+    /// Where `declared` is really reached, if it was moved.
+    pub fn get(&self, declared: std::net::SocketAddrV4) -> Option<SocketAddr> {
+        self.0.iter().find(|(d, _)| *d == declared).map(|(_, t)| *t)
+    }
+
+    /// Whether no port is moved.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl FromStr for PortMap {
+    type Err = PortMapError;
+
+    /// Parses `DECLARED:PORT=TARGET:PORT[,…]`; every target must be loopback.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let mut out = PortMap::default();
+        for entry in s.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+            let err = || PortMapError {
+                entry: entry.to_string(),
+            };
+            let (from, to) = entry.split_once('=').ok_or_else(err)?;
+            let from: std::net::SocketAddrV4 = from.trim().parse().map_err(|_| err())?;
+            let to: SocketAddr = to.trim().parse().map_err(|_| err())?;
+            if !to.ip().is_loopback() {
+                return Err(err());
+            }
+            out.insert(from, to);
+        }
+        Ok(out)
+    }
+}
+
+impl fmt::Display for PortMap {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let parts: Vec<String> = self.0.iter().map(|(d, t)| format!("{d}={t}")).collect();
+        f.write_str(&parts.join(","))
+    }
+}
+
 /// Why a connection was not made.
 #[derive(Debug, thiserror::Error)]
 pub enum DialError {
@@ -141,13 +205,29 @@ pub enum DialError {
 #[derive(Debug, Clone, Default)]
 pub struct Dialer {
     map: AddrMap,
+    ports: PortMap,
     loopback_only: bool,
 }
 
 impl Dialer {
     /// A dialer with an explicit map and mode.
     pub fn new(map: AddrMap, loopback_only: bool) -> Self {
-        Dialer { map, loopback_only }
+        Dialer {
+            map,
+            ports: PortMap::default(),
+            loopback_only,
+        }
+    }
+
+    /// The same dialer with `ports` moved (see [`PortMap`]).
+    pub fn with_ports(mut self, ports: PortMap) -> Self {
+        self.ports = ports;
+        self
+    }
+
+    /// The port map.
+    pub fn ports(&self) -> &PortMap {
+        &self.ports
     }
 
     /// A dialer configured from `CAIRN_ADDR_MAP` and `CAIRN_LOOPBACK_ONLY`.
@@ -158,7 +238,18 @@ impl Dialer {
             .transpose()?
             .unwrap_or_default();
         let loopback_only = std::env::var(LOOPBACK_ONLY_ENV).is_ok_and(|v| v == "1");
-        Ok(Dialer { map, loopback_only })
+        let ports = match std::env::var(PORT_MAP_ENV) {
+            Ok(s) => s.parse().map_err(|_| AddrMapError {
+                entry: s,
+                reason: "CAIRN_PORT_MAP entries are DECLARED_IPV4:PORT=LOOPBACK_IPV4:PORT",
+            })?,
+            Err(_) => PortMap::default(),
+        };
+        Ok(Dialer {
+            map,
+            ports,
+            loopback_only,
+        })
     }
 
     /// Whether non-loopback addresses are refused.
@@ -171,9 +262,17 @@ impl Dialer {
         &self.map
     }
 
-    /// Resolves `host:port` to the socket address that would be dialled, applying the map
-    /// and the loopback rule. Never touches the network.
+    /// Resolves `host:port` to the socket address that would be dialled, applying the port
+    /// map, the address map and the loopback rule. Never touches the network.
     pub fn resolve(&self, host: &str, port: u16) -> Result<SocketAddr, DialError> {
+        if let Ok(ip) = host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<Ipv4Addr>()
+            && let Some(target) = self.ports.get(std::net::SocketAddrV4::new(ip, port))
+        {
+            return Ok(target);
+        }
         let host = host.trim_start_matches('[').trim_end_matches(']');
         let ip = if host.eq_ignore_ascii_case("localhost") {
             IpAddr::V4(Ipv4Addr::LOCALHOST)
@@ -245,6 +344,27 @@ mod tests {
             d.resolve("10.0.20.99", 6443).unwrap(),
             "127.0.20.99:6443".parse().unwrap()
         );
+    }
+
+    #[test]
+    fn a_moved_port_is_dialled_where_it_really_listens_and_others_are_only_mapped() {
+        let ports: PortMap = "10.0.20.110:22=127.0.20.110:40123".parse().unwrap();
+        assert_eq!(ports.to_string(), "10.0.20.110:22=127.0.20.110:40123");
+        let d = Dialer::new("10.0.0.0/8=127.0.0.0/8".parse().unwrap(), true).with_ports(ports);
+        assert_eq!(
+            d.resolve("10.0.20.110", 22).unwrap(),
+            "127.0.20.110:40123".parse().unwrap()
+        );
+        assert_eq!(
+            d.resolve("10.0.20.110", 6443).unwrap(),
+            "127.0.20.110:6443".parse().unwrap()
+        );
+        assert_eq!(
+            d.resolve("10.0.20.111", 22).unwrap(),
+            "127.0.20.111:22".parse().unwrap()
+        );
+        assert!("10.0.20.110:22=192.168.1.1:22".parse::<PortMap>().is_err());
+        assert!("10.0.20.110=127.0.0.1:22".parse::<PortMap>().is_err());
     }
 
     #[test]

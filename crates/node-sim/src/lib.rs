@@ -53,10 +53,12 @@ use crate::world_state::{HostRt, Shared};
 const NAMESPACE: &str = r#"set -e
 d=$1
 mount -t tmpfs cairn-sim "$d/ovl"
-if [ ! -d /etc/kubernetes ]; then
-  mkdir "$d/ovl/up" "$d/ovl/work"
-  mount -t overlay overlay -o "lowerdir=/etc,upperdir=$d/ovl/up,workdir=$d/ovl/work" /etc
-  mkdir /etc/kubernetes
+mkdir "$d/ovl/up" "$d/ovl/work"
+mount -t overlay overlay -o "lowerdir=/etc,upperdir=$d/ovl/up,workdir=$d/ovl/work" /etc
+mkdir -p /etc/kubernetes
+if [ -s "$d/ciuser" ]; then
+  u=$(cat "$d/ciuser")
+  getent passwd "$u" >/dev/null || echo "$u:x:0:0:cloud-init default user:/root:/bin/sh" >> /etc/passwd
 fi
 mount --bind "$d/kubernetes" /etc/kubernetes
 mount --bind "$d/bin" /usr/local/sbin
@@ -84,6 +86,19 @@ pub struct SimHost {
     dir: PathBuf,
     fingerprint: String,
     child: Option<Child>,
+}
+
+/// A machine whose VM has booted, as cloud-init configured it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Machine {
+    /// Its host name (the VM's name).
+    pub name: String,
+    /// Its address (`ipconfig0`).
+    pub ip: Ipv4Addr,
+    /// The cloud-init default user (`ciuser`), if any.
+    pub user: Option<String>,
+    /// The keys its sshd accepts (`sshkeys`): OpenSSH `authorized_keys` lines.
+    pub authorized_keys: String,
 }
 
 /// A Node as the cluster simulator sees it now.
@@ -153,6 +168,19 @@ impl NodeSim {
     /// talk to; `POST /_sim/fail-next-join/{host}` is its test hook.
     pub fn control_socket(&self) -> PathBuf {
         self.root.path().join("ctl.sock")
+    }
+
+    /// Where each running host's declared `address:22` really listens (its sshd on a free
+    /// port of its mapped address): give it to the client's dialer
+    /// (`Dialer::with_ports`, or `CAIRN_PORT_MAP` = its `to_string()`), and hosts can be
+    /// declared on port 22 as on real hardware. The known-hosts file lists each host's key
+    /// under its declared address too.
+    pub fn port_map(&self) -> cairn_core::net::PortMap {
+        let mut m = cairn_core::net::PortMap::default();
+        for h in &self.hosts {
+            m.insert(std::net::SocketAddrV4::new(h.declared, 22), h.listen);
+        }
+        m
     }
 
     /// The address map the simulator was made with.
@@ -235,13 +263,13 @@ impl NodeSim {
         let pubkey = std::fs::read_to_string(key.with_extension("pub"))?;
         let mut fields = pubkey.split_whitespace();
         let (kind, blob) = (fields.next().unwrap_or(""), fields.next().unwrap_or(""));
-        let alias = if port == 22 {
-            declared.to_string()
-        } else {
-            format!("[{declared}]:{port}")
-        };
+        // Under the port it really listens on, and under the declared `address:22` that
+        // the port map (see [`NodeSim::port_map`]) moves there.
         let mut kh = std::fs::read_to_string(self.known_hosts())?;
-        kh.push_str(&format!("{alias} {kind} {blob}\n"));
+        if port != 22 {
+            kh.push_str(&format!("[{declared}]:{port} {kind} {blob}\n"));
+        }
+        kh.push_str(&format!("{declared} {kind} {blob}\n"));
         std::fs::write(self.known_hosts(), kh)?;
         let fingerprint = fingerprint_of(&key.with_extension("pub"))?;
         let mut host = SimHost {
@@ -264,6 +292,33 @@ impl NodeSim {
         }
         self.hosts.push(host);
         Ok(self.hosts.last().expect("just pushed"))
+    }
+
+    /// Brings up the machine of a VM that has booted (cloud-init done): a fresh host
+    /// `machine.name` at `machine.ip` whose sshd accepts exactly `machine.authorized_keys`,
+    /// for root and for the cloud-init user (`ciuser`, made a uid-0 account on that host so
+    /// `sudo -n` works as on a cloud image). A machine of that name that was stopped comes
+    /// back with its files. Glue code calls this on the Proxmox simulator's
+    /// `VmEvent::Booted`, [`NodeSim::stop_host`] on `Stopped` and [`NodeSim::remove_host`] on
+    /// `Destroyed`.
+    pub fn boot_machine(&mut self, machine: &Machine) -> io::Result<&SimHost> {
+        if self.host(&machine.name).is_none()
+            && let Some(u) = &machine.user
+        {
+            if !u
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+                || u.is_empty()
+            {
+                return Err(io::Error::other(format!(
+                    "{u:?} is not a user name cloud-init would create"
+                )));
+            }
+            let dir = self.root.path().join(format!("h{}", self.hosts.len()));
+            std::fs::create_dir_all(&dir)?;
+            std::fs::write(dir.join("ciuser"), u)?;
+        }
+        self.start_host_with_keys(&machine.name, machine.ip, Some(&machine.authorized_keys))
     }
 
     /// Stops the host called `name`, as when its VM stops: its sshd exits, its kubelet and

@@ -705,3 +705,70 @@ fn kubeadm_and_systemctl_fail_like_real_ones_on_what_is_not_modelled() {
     assert!(sim.nodes(c).is_empty());
     let _ = ClusterConfigFields::default();
 }
+
+#[test]
+fn a_booted_vm_becomes_a_host_that_accepts_exactly_its_cloud_init_keys() {
+    let mut sim = NodeSim::new(map(210)).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("vm_key");
+    let st = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(&key)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let machine = cairn_node_sim::Machine {
+        name: "k8s-master-2".into(),
+        ip: MASTER2.1,
+        user: Some("debian".into()),
+        authorized_keys: std::fs::read_to_string(key.with_extension("pub")).unwrap(),
+    };
+    sim.boot_machine(&machine).unwrap();
+    let h = sim.host("k8s-master-2").unwrap();
+    let login = |user: &str, key: &std::path::Path| {
+        Command::new("ssh")
+            .arg("-i")
+            .arg(key)
+            .arg("-o")
+            .arg(format!(
+                "UserKnownHostsFile={}",
+                sim.known_hosts().display()
+            ))
+            .args([
+                "-o",
+                "StrictHostKeyChecking=yes",
+                "-o",
+                "BatchMode=yes",
+                "-o",
+                "IdentitiesOnly=yes",
+                "-F",
+                "/dev/null",
+            ])
+            .arg("-o")
+            .arg(format!("HostKeyAlias=[{}]:{}", h.declared(), h.port()))
+            .arg("-p")
+            .arg(h.port().to_string())
+            .arg(format!("{user}@{}", h.listen().ip()))
+            .arg("sudo -n kubeadm version -o short")
+            .output()
+            .unwrap()
+    };
+    let o = login("debian", &key);
+    assert!(o.status.success(), "{o:?}");
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "v1.34.1\n");
+    assert!(login("root", &key).status.success());
+    // The simulator's own client key is not among the VM's keys.
+    let o = login("root", &sim.client_key());
+    assert_eq!(o.status.code(), Some(255), "{o:?}");
+    // Stopped with its VM, back with its files.
+    sim.host("k8s-master-2")
+        .unwrap()
+        .write_etc_kubernetes("marker", b"x")
+        .unwrap();
+    sim.stop_host("k8s-master-2");
+    sim.boot_machine(&machine).unwrap();
+    let h = sim.host("k8s-master-2").unwrap();
+    assert!(h.etc_kubernetes().join("marker").exists());
+    sim.remove_host("k8s-master-2");
+    assert!(sim.host("k8s-master-2").is_none());
+}

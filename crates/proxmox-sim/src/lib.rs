@@ -31,6 +31,11 @@
 //! 127.0.20.110:6443): 503 until the boot delay has passed since the VM started, then 200;
 //! or never, for VMs listed in `never_ready`.
 //!
+//! # VM lifecycle events
+//! [`ProxmoxState::vm_events`] tells glue code when a VM has booted (with its `ipconfig0`
+//! address, `ciuser` and `sshkeys`), stopped or been destroyed ([`events`]), so a host
+//! simulator can bring a machine up and down with its VM without this crate knowing it.
+//!
 //! # Rust API
 //! [`ProxmoxSim::start`] takes a [`SimConfig`] and returns a [`SimHandle`] (the kit's handle
 //! over [`ProxmoxState`]) with the endpoint, the API token, `root@pam`'s password as
@@ -41,6 +46,7 @@
 
 mod api;
 mod apiserver;
+pub mod events;
 mod http;
 mod propstr;
 pub mod world;
@@ -60,6 +66,7 @@ use serde_json::{Value, json};
 
 pub use apiserver::ApiserverConfig;
 pub use cairn_sim_kit::{Counters, SimError};
+pub use events::{BootedVm, VmEvent};
 pub use world::World;
 
 /// A running Proxmox simulator.
@@ -207,6 +214,7 @@ pub struct ProxmoxState {
     pub(crate) sim_faults: Mutex<SimFaults>,
     pub(crate) kit: Kit,
     pub(crate) apiservers: apiserver::Apiservers,
+    pub(crate) vm_events: events::Subscribers,
     pub(crate) tickets: Mutex<BTreeMap<String, String>>,
     pub(crate) token: String,
     pub(crate) password: String,
@@ -270,6 +278,14 @@ impl ProxmoxState {
     /// [`SimConfig::apiserver`]).
     pub fn apiserver_addr(&self, vmid: u32) -> Option<std::net::SocketAddr> {
         self.apiservers.addr(vmid)
+    }
+
+    /// VM lifecycle events from now on: a VM running for `boot_delay` is
+    /// [`VmEvent::Booted`] (cloud-init done), then [`VmEvent::Stopped`] or
+    /// [`VmEvent::Destroyed`]. VMs already running count from the subscription. Dropping the
+    /// receiver unsubscribes.
+    pub fn vm_events(&self, boot_delay: Duration) -> tokio::sync::mpsc::UnboundedReceiver<VmEvent> {
+        self.vm_events.add(boot_delay)
     }
 
     /// A copy of the current world.
@@ -350,6 +366,7 @@ impl ProxmoxSim {
             sim_faults: Mutex::default(),
             kit: kit.clone(),
             apiservers,
+            vm_events: events::Subscribers::default(),
             tickets: Mutex::new(BTreeMap::new()),
             token: config.token.clone(),
             password: config.password.clone(),
@@ -367,6 +384,7 @@ impl ProxmoxSim {
         if let Some(api) = config.apiserver {
             apiserver::spawn_reconciler(Arc::downgrade(&state), api);
         }
+        events::spawn_watcher(Arc::downgrade(&state));
         let api = Router::new().fallback(handle).with_state(state.clone());
         let handle = cairn_sim_kit::start(
             kit,
