@@ -389,3 +389,48 @@ async fn a_failed_join_fails_its_member_without_leaking_the_token_and_a_rerun_jo
     assert!(report.success(), "{report:?}");
     assert_eq!(sim.etcd_members(lab.lab.cluster).len(), 2);
 }
+
+#[tokio::test]
+async fn a_join_three_hours_after_the_last_one_uploads_a_fresh_certificate_key() {
+    let mut lab = Lab::start(148);
+    lab.boot("k8s-master-2", [10, 0, 20, 110]);
+    lab.boot("k8s-master-3", [10, 0, 20, 111]);
+    let (p, cluster) = lab.provider(Duration::from_secs(30));
+    run_phase0(&p).await;
+    let one = stack(|s| {
+        s.add(
+            "master-2",
+            ControlPlaneMember::new("homelab", "k8s-master-2"),
+        );
+    });
+    let report = apply_plan(&one, &p, &plan_of(&one, &p).await).await;
+    assert!(report.success(), "{report:?}");
+    // The key uploaded for master-2 is long expired when master-3 joins.
+    lab.lab.sim.advance_clock(Duration::from_secs(3 * 3600));
+    let both = stack(|s| {
+        s.add(
+            "master-2",
+            ControlPlaneMember::new("homelab", "k8s-master-2"),
+        );
+        s.add(
+            "master-3",
+            ControlPlaneMember::new("homelab", "k8s-master-3"),
+        );
+    });
+    let planned = plan_of(&both, &p).await;
+    let actions: Vec<Action> = planned
+        .plan
+        .resource_changes
+        .iter()
+        .map(|c| c.action())
+        .collect();
+    assert_eq!(actions, [Action::NoOp, Action::Create]);
+    let report = apply_plan(&both, &p, &planned).await;
+    assert!(report.success(), "{report:?}");
+    assert_eq!(
+        lab.lab.sim.joins("k8s-master-3"),
+        1,
+        "joined once"
+    );
+    assert_eq!(cluster.etcd_members_ready(3).check().await, Ok(()));
+}
