@@ -153,7 +153,7 @@ impl fmt::Display for MemberStep {
             ),
             MemberStep::CreateToken { host } => write!(
                 f,
-                "kubeadm token create --print-join-command on {host} (token: sensitive)"
+                "kubeadm token create --print-join-command --ttl 1h on {host} (token: sensitive)"
             ),
             MemberStep::CheckEndpoint => write!(
                 f,
@@ -319,7 +319,23 @@ impl Joiner<'_> {
         cmd: &Cmd,
         secrets: &[&str],
     ) -> Result<(i32, String, String), NodeError> {
-        let (status, out) = self.ctx.ssh().run_status(host, cmd).await?;
+        let (status, out) = self
+            .ctx
+            .ssh()
+            .run_status(host, cmd)
+            .await
+            .map_err(|e| match e {
+                NodeError::ConnectionLost {
+                    host,
+                    program,
+                    detail,
+                } => NodeError::ConnectionLost {
+                    host,
+                    program,
+                    detail: scrub(&detail, secrets),
+                },
+                other => other,
+            })?;
         Ok((
             status,
             scrub(&String::from_utf8_lossy(&out.stdout), secrets),
@@ -349,7 +365,10 @@ impl Joiner<'_> {
     }
 
     async fn create_token(&self) -> Result<JoinCommand, NodeError> {
-        let cmd = Cmd::root("kubeadm").args(["token", "create", "--print-join-command"]);
+        // A short-lived token: it passes through the new host's command line (and sudo's
+        // log there), as kubeadm's join takes it as an argument.
+        let cmd =
+            Cmd::root("kubeadm").args(["token", "create", "--print-join-command", "--ttl", "1h"]);
         let (status, out) = self.ctx.ssh().run_status(self.admin, &cmd).await?;
         let stdout = String::from_utf8_lossy(&out.stdout);
         let join = kubeadm::parse_join_command(&stdout);
@@ -677,7 +696,7 @@ mod tests {
         assert_eq!(s.len(), 6);
         assert!(s[0].contains("controlPlaneEndpoint answers /readyz"));
         assert!(s[1].contains("upload-certs") && s[1].ends_with("valid 2 h)"));
-        assert!(s[2].contains("token create --print-join-command on k8s-master-1"));
+        assert!(s[2].contains("token create --print-join-command --ttl 1h on k8s-master-1"));
         assert!(s[3].contains("--control-plane on k8s-master-2"));
         assert_eq!(s[4], "wait until node k8s-master-2 is Ready");
     }
