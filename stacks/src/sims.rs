@@ -110,6 +110,80 @@ impl Homelab {
     }
 }
 
+/// The homelab's hosts and cluster (`cairn-node-sim`: a real sshd per host, so root only),
+/// following the Proxmox simulator's VMs: a VM that boots (cloud-init done) becomes a host
+/// accepting its `sshkeys`, a stopped VM's host stops, a destroyed VM's host is removed.
+/// Optional: nothing starts it unless asked.
+pub struct HomelabNodes {
+    /// The hosts and the cluster.
+    pub nodes: std::sync::Arc<std::sync::Mutex<cairn_node_sim::NodeSim>>,
+    /// The homelab cluster.
+    pub cluster: cairn_node_sim::ClusterId,
+    follower: tokio::task::JoinHandle<()>,
+}
+
+impl HomelabNodes {
+    /// Starts the before world's hosts and cluster on `addr_map` (master without
+    /// controlPlaneEndpoint, four workers at the master) and follows `proxmox`'s VMs, counting
+    /// a VM booted `boot_delay` after it starts. Must run inside a tokio runtime.
+    pub fn start(
+        addr_map: &str,
+        proxmox: &cairn_proxmox_sim::SimHandle,
+        boot_delay: Duration,
+    ) -> anyhow::Result<HomelabNodes> {
+        use cairn_proxmox_sim::VmEvent;
+        let lab = cairn_node_sim::world::homelab(addr_map.parse()?)
+            .context("starting the simulated hosts (needs root, sshd and curl)")?;
+        let nodes = std::sync::Arc::new(std::sync::Mutex::new(lab.sim));
+        let mut rx = proxmox.vm_events(boot_delay);
+        let n = nodes.clone();
+        let follower = tokio::spawn(async move {
+            while let Some(ev) = rx.recv().await {
+                let n = n.clone();
+                let res = tokio::task::spawn_blocking(move || {
+                    let mut sim = n.lock().unwrap_or_else(|p| p.into_inner());
+                    match ev {
+                        VmEvent::Booted(vm) => match vm.ip {
+                            Some(ip) => sim
+                                .boot_machine(&cairn_node_sim::Machine {
+                                    name: vm.name,
+                                    ip,
+                                    user: vm.ciuser,
+                                    authorized_keys: vm.sshkeys,
+                                })
+                                .map(|_| ()),
+                            None => Ok(()),
+                        },
+                        VmEvent::Stopped { name, .. } => {
+                            sim.stop_host(&name);
+                            Ok(())
+                        }
+                        VmEvent::Destroyed { name, .. } => {
+                            sim.remove_host(&name);
+                            Ok(())
+                        }
+                    }
+                })
+                .await;
+                if let Ok(Err(e)) = res {
+                    tracing::warn!("simulated host did not follow its VM: {e}");
+                }
+            }
+        });
+        Ok(HomelabNodes {
+            nodes,
+            cluster: lab.cluster,
+            follower,
+        })
+    }
+}
+
+impl Drop for HomelabNodes {
+    fn drop(&mut self) {
+        self.follower.abort();
+    }
+}
+
 /// `stacks sim`: serves every simulator, seeded with the stacks' "before" worlds, until
 /// Ctrl-C or SIGTERM. The first stdout line is one JSON object describing them (endpoint,
 /// token, fingerprint each), with an `env` map that points the normal CLI (and other tools)
