@@ -430,3 +430,53 @@ async fn a_join_three_hours_after_the_last_one_uploads_a_fresh_certificate_key()
     assert_eq!(lab.lab.sim.joins("k8s-master-3"), 1, "joined once");
     assert_eq!(cluster.etcd_members_ready(3).check().await, Ok(()));
 }
+
+#[tokio::test]
+async fn a_phase_zero_interrupted_after_the_upload_resumes_with_the_certificate_only() {
+    let lab = Lab::start(149);
+    let (p, cluster) = lab.provider(Duration::from_secs(30));
+    // The configuration was uploaded (by an earlier run that then died), the certificate
+    // was not re-issued.
+    let config = "apiVersion: kubeadm.k8s.io/v1beta4\nkind: ClusterConfiguration\nkubernetesVersion: v1.34.1\ncontrolPlaneEndpoint: 10.0.20.99:6443\napiServer:\n  certSANs:\n  - 10.0.20.99\n  - k8s-apiserver.home.arpa\n";
+    let ssh = p.ctx().ssh();
+    ssh.run(
+        "k8s-master",
+        &Cmd::root("sh")
+            .args(["-c", "cat > /root/kubeadm.yaml"])
+            .stdin(config.as_bytes().to_vec()),
+    )
+    .await
+    .unwrap();
+    ssh.run(
+        "k8s-master",
+        &Cmd::root("kubeadm").args([
+            "init",
+            "phase",
+            "upload-config",
+            "kubeadm",
+            "--config",
+            "/root/kubeadm.yaml",
+        ]),
+    )
+    .await
+    .unwrap();
+    let s = stack(|s| {
+        s.add("kubeadm", phase0());
+    });
+    let planned = plan_of(&s, &p).await;
+    let c = &planned.plan.resource_changes[0];
+    assert_eq!(c.action(), Action::Update);
+    let paths: Vec<&str> = c.changes.iter().map(|f| f.path.as_str()).collect();
+    assert!(paths.contains(&"certificate_covers_sans"), "{paths:?}");
+    assert_eq!(c.steps.len(), 5, "{:#?}", c.steps);
+    assert!(!c.steps.iter().any(|s| s.contains("upload-config")));
+    let report = apply_plan(&s, &p, &planned).await;
+    assert!(report.success(), "{report:?}");
+    assert_eq!(cluster.apiserver_ready(VIP).check().await, Ok(()));
+    let again = plan_of(&s, &p).await;
+    assert!(
+        !again.plan.has_changes(),
+        "{:?}",
+        again.plan.resource_changes
+    );
+}
