@@ -331,7 +331,7 @@ async fn a_join_through_an_endpoint_the_certificate_does_not_name_runs_nothing()
     // The endpoint is uploaded, but the certificate is left as it is.
     let s = stack(|s| {
         let mut k = phase0();
-        k.certificate_covers_sans = false;
+        k.certificate_covers_sans = None;
         let k = s.add("kubeadm", k);
         let m = s.add(
             "master-2",
