@@ -480,3 +480,32 @@ async fn a_phase_zero_interrupted_after_the_upload_resumes_with_the_certificate_
         again.plan.resource_changes
     );
 }
+
+#[tokio::test]
+async fn two_masters_declared_side_by_side_both_join_with_their_etcd_members() {
+    let mut lab = Lab::start(150);
+    lab.boot("k8s-master-2", [10, 0, 20, 110]);
+    lab.boot("k8s-master-3", [10, 0, 20, 111]);
+    let (p, cluster) = lab.provider(Duration::from_secs(30));
+    run_phase0(&p).await;
+    // No edge between them: the provider serialises the joins itself.
+    let s = stack(|s| {
+        s.add(
+            "master-2",
+            ControlPlaneMember::new("homelab", "k8s-master-2"),
+        );
+        s.add(
+            "master-3",
+            ControlPlaneMember::new("homelab", "k8s-master-3"),
+        );
+    });
+    let report = apply_plan(&s, &p, &plan_of(&s, &p).await).await;
+    assert!(report.success(), "{report:?}");
+    let sim = &lab.lab.sim;
+    assert_eq!(sim.etcd_members(lab.lab.cluster).len(), 3);
+    assert_eq!(
+        (sim.joins("k8s-master-2"), sim.joins("k8s-master-3")),
+        (1, 1)
+    );
+    assert_eq!(cluster.etcd_members_ready(3).check().await, Ok(()));
+}

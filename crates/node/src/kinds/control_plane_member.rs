@@ -21,6 +21,9 @@
 //! before the join, and a join that reports the key expired or unknown re-uploads once and
 //! retries.
 //!
+//! Joins of one cluster run one at a time (each adds an etcd member; kubeadm's docs join
+//! control-plane nodes sequentially), even when the stack's graph would let them overlap.
+//!
 //! Delete is refused: removing a control-plane member (drain, `etcd member remove`,
 //! `kubeadm reset`) is a rotation with its own gates, not a side effect of this kind. A
 //! member is never owned by marker, so the planner never plans one for deletion; an
@@ -610,6 +613,7 @@ impl Kind<NodeContext> for ControlPlaneMembers {
         op: Op<'_, MemberStep>,
     ) -> Result<ControlPlaneMemberObserved, NodeError> {
         let cluster = ctx.get_cluster(&spec.cluster)?;
+        let _one_at_a_time = cluster.join_guard().await;
         join(ctx, cluster, spec, &op.steps).await?;
         write_marker(
             ctx.ssh(),
