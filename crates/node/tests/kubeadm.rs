@@ -179,6 +179,15 @@ async fn phase_zero_uploads_the_config_reissues_the_certificate_restarts_the_api
         s.add("kubeadm", phase0());
     });
     let planned = plan_of(&s, &p).await;
+    // Observing it: the credentials and the certificate with its marker, two commands on
+    // one connection to the master (plus one API read).
+    assert_eq!(
+        p.ctx().ssh().stats(),
+        SshStats {
+            connections: 1,
+            commands: 2
+        }
+    );
     let c = &planned.plan.resource_changes[0];
     assert_eq!(c.action(), Action::Update);
     assert_eq!(c.steps.len(), 6, "{:#?}", c.steps);
