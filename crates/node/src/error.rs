@@ -96,6 +96,14 @@ pub enum NodeError {
         /// What is wrong.
         message: String,
     },
+    /// The Kubernetes API of a declared cluster failed or answered something unusable.
+    #[error("cluster {cluster}: {message}")]
+    Kube {
+        /// The cluster's declared name.
+        cluster: String,
+        /// What happened (never a credential).
+        message: String,
+    },
     /// A local failure (spawning `ssh`, writing the control directory).
     #[error("{context}: {source}")]
     Local {

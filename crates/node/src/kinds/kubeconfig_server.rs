@@ -105,6 +105,14 @@ pub enum KubeconfigStep {
         /// The host.
         host: String,
     },
+    /// Wait until the host's node is Ready again, with a status posted after the restart
+    /// (a few seconds NotReady is expected; the wait is bounded by the provider's waits).
+    WaitNodeReady {
+        /// The node.
+        node: String,
+        /// Its cluster.
+        cluster: String,
+    },
 }
 
 impl fmt::Display for KubeconfigStep {
@@ -121,6 +129,12 @@ impl fmt::Display for KubeconfigStep {
             ),
             KubeconfigStep::RestartKubelet { host } => {
                 write!(f, "systemctl restart kubelet on {host}")
+            }
+            KubeconfigStep::WaitNodeReady { node, cluster } => {
+                write!(
+                    f,
+                    "wait until node {node} of cluster {cluster} is Ready again"
+                )
             }
         }
     }
@@ -188,34 +202,76 @@ pub async fn observe(
 }
 
 /// The steps from `before` to `after`: the edit and the restart when the server moves,
-/// none when only the ownership marker is written.
+/// then, when the host is a declared cluster node (`node` = its cluster and node name), a
+/// wait until that node is Ready again; none when only the ownership marker is written.
 pub fn steps(
     before: Option<&KubeconfigServerObserved>,
     after: Option<&KubeconfigServer>,
+    node: Option<(&str, &str)>,
 ) -> Vec<KubeconfigStep> {
     match (before, after) {
-        (Some(b), Some(a)) if b.server != a.server => vec![
-            KubeconfigStep::SetServer {
-                host: a.host.clone(),
-                path: a.path.clone(),
-                from: b.server.clone(),
-                to: a.server.clone(),
-            },
-            KubeconfigStep::RestartKubelet {
-                host: a.host.clone(),
-            },
-        ],
+        (Some(b), Some(a)) if b.server != a.server => {
+            let mut s = vec![
+                KubeconfigStep::SetServer {
+                    host: a.host.clone(),
+                    path: a.path.clone(),
+                    from: b.server.clone(),
+                    to: a.server.clone(),
+                },
+                KubeconfigStep::RestartKubelet {
+                    host: a.host.clone(),
+                },
+            ];
+            if let Some((cluster, node)) = node {
+                s.push(KubeconfigStep::WaitNodeReady {
+                    node: node.into(),
+                    cluster: cluster.into(),
+                });
+            }
+            s
+        }
         _ => Vec::new(),
     }
 }
 
+/// Waits until `node` is Ready with a status the kubelet posted after `restarted` (Unix
+/// seconds): a status from before the restart says nothing about the new server.
+async fn wait_ready(
+    ctx: &NodeContext,
+    key: &str,
+    cluster: &str,
+    node: &str,
+    restarted: i64,
+) -> Result<(), NodeError> {
+    let c = ctx.get_cluster(cluster)?;
+    let what = format!("node {node} is Ready again after the kubelet restart");
+    crate::wait::until(ctx.wait_timing(), &what, || async {
+        match c.node_state(node).await.map_err(|e| e.to_string())? {
+            None => Err(format!("cluster {cluster} has no node {node}")),
+            Some(n) if !n.ready => Err(n.why),
+            // Clocks of this machine and the node may differ by a little.
+            Some(n) if n.heartbeat.is_some_and(|h| h + 5 < restarted) => Err(format!(
+                "its Ready status is from before the restart (posted at {}, restart at {restarted})",
+                n.heartbeat.unwrap_or_default()
+            )),
+            Some(_) => Ok(()),
+        }
+    })
+    .await
+    .map_err(|message| NodeError::Resource {
+        resource: resource(key),
+        message,
+    })
+}
+
 /// Executes `steps` to bring the kubeconfig to `spec`, writing `marker` beside it.
 pub async fn update(
-    ssh: &Ssh,
+    ctx: &NodeContext,
     spec: &KubeconfigServer,
     marker: &Marker,
     steps: &[KubeconfigStep],
 ) -> Result<KubeconfigServerObserved, NodeError> {
+    let ssh = ctx.ssh();
     let key = spec.key();
     let (host, path) = (spec.host.as_str(), spec.path.as_str());
     let mpath = marker_path(path);
@@ -269,10 +325,20 @@ pub async fn update(
         },
     )
     .await?;
+    let mut restarted = 0;
     for step in steps {
-        if let KubeconfigStep::RestartKubelet { host } = step {
-            ssh.run(host, &Cmd::root("systemctl").args(["restart", "kubelet"]))
-                .await?;
+        match step {
+            KubeconfigStep::RestartKubelet { host } => {
+                restarted = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs() as i64);
+                ssh.run(host, &Cmd::root("systemctl").args(["restart", "kubelet"]))
+                    .await?;
+            }
+            KubeconfigStep::WaitNodeReady { node, cluster } => {
+                wait_ready(ctx, &key, cluster, node, restarted).await?;
+            }
+            KubeconfigStep::SetServer { .. } => {}
         }
     }
     Ok(KubeconfigServerObserved {
@@ -303,11 +369,16 @@ impl Kind<NodeContext> for KubeconfigServers {
 
     fn steps(
         &self,
-        _: &NodeContext,
+        ctx: &NodeContext,
         before: Option<&KubeconfigServerObserved>,
         after: Option<&KubeconfigServer>,
     ) -> Vec<KubeconfigStep> {
-        steps(before, after)
+        let node = after.and_then(|a| ctx.node_of_host(&a.host));
+        steps(
+            before,
+            after,
+            node.as_ref().map(|(c, n)| (c.name(), n.as_str())),
+        )
     }
 
     /// A kubeconfig cannot be made from nothing: kubeadm writes it when the node joins.
@@ -333,7 +404,7 @@ impl Kind<NodeContext> for KubeconfigServers {
         spec: &KubeconfigServer,
         op: Op<'_, KubeconfigStep>,
     ) -> Result<KubeconfigServerObserved, NodeError> {
-        update(ctx.ssh(), spec, op.marker, &op.steps).await
+        update(ctx, spec, op.marker, &op.steps).await
     }
 
     /// Files on hosts are never deleted: only declared keys are observed, so the engine
@@ -364,5 +435,39 @@ impl Kind<NodeContext> for KubeconfigServers {
             server: "https://10.0.20.100:6443".into(),
             cluster: "default-cluster".into(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_node_of_a_declared_cluster_waits_for_ready_after_the_restart() {
+        let before = KubeconfigServerObserved {
+            host: "w1".into(),
+            path: KUBELET_CONF.into(),
+            server: "https://10.0.20.100:6443".into(),
+            cluster: "default-cluster".into(),
+        };
+        let after = KubeconfigServer::kubelet("w1", "https://10.0.20.99:6443");
+        let shown = |node| -> Vec<String> {
+            steps(Some(&before), Some(&after), node)
+                .iter()
+                .map(ToString::to_string)
+                .collect()
+        };
+        let s = shown(Some(("homelab", "k8s-worker-1")));
+        assert_eq!(s.len(), 3, "{s:?}");
+        assert_eq!(s[1], "systemctl restart kubelet on w1");
+        assert_eq!(
+            s[2],
+            "wait until node k8s-worker-1 of cluster homelab is Ready again"
+        );
+        assert_eq!(
+            shown(None).len(),
+            2,
+            "a host of no declared cluster only restarts"
+        );
     }
 }

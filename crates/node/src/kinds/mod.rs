@@ -2,11 +2,44 @@
 //! provider's [`crate::NodeContext`], plus the helpers they share (keys, markers).
 
 pub mod apiserver_cert;
+pub mod control_plane_member;
+pub mod kubeadm_config;
 pub mod kubeconfig_server;
 
 use std::collections::BTreeMap;
 
 use cairn_core::{Marker, Origin};
+
+/// Where markers of objects that are not files live on a cluster's kubeadm host (the
+/// kubeadm configuration, control-plane members): one file per object.
+pub const OWNERS_DIR: &str = "/etc/kubernetes/cairn-owners";
+
+/// Writes `$2` plus a newline to `$1` atomically, creating its directory.
+const WRITE_MARKER: &str = r#"set -eu
+umask 022
+mkdir -p -- "$(dirname -- "$1")"
+printf '%s\n' "$2" > "$1.cairn-tmp.$$"
+mv -f -- "$1.cairn-tmp.$$" "$1""#;
+
+/// Writes the ownership marker file `path` on `host`.
+pub(crate) async fn write_marker(
+    ssh: &crate::ssh::Ssh,
+    host: &str,
+    path: &str,
+    marker: &Marker,
+) -> Result<(), crate::NodeError> {
+    let cmd =
+        crate::ssh::Cmd::root("sh").args(["-c", WRITE_MARKER, "sh", path, &marker_line(marker)]);
+    ssh.run(host, &cmd).await.map(drop)
+}
+
+/// Reads a marker file's content as found by [`crate::files::read_files`].
+pub(crate) fn marker_of(file: &crate::files::RemoteFile) -> Option<Marker> {
+    match file {
+        crate::files::RemoteFile::File(b) => parse_marker(&String::from_utf8_lossy(b)),
+        _ => None,
+    }
+}
 
 /// Splits a `host:path` key.
 pub(crate) fn split_key(key: &str) -> Option<(&str, &str)> {

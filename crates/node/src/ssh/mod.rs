@@ -112,13 +112,29 @@ impl SshOptions {
 }
 
 /// A remote command: a program and its arguments, each passed as one argument (quoted for
-/// the remote shell by the transport, never pasted into shell text).
-#[derive(Debug, Clone)]
+/// the remote shell by the transport, never pasted into shell text). Arguments and standard
+/// input may hold secrets (join tokens, certificate keys): `Debug` shows only the program
+/// and how many arguments there are, and no error of the transport names an argument.
+#[derive(Clone)]
 pub struct Cmd {
     program: String,
     args: Vec<String>,
     root: bool,
     stdin: Option<Vec<u8>>,
+}
+
+impl std::fmt::Debug for Cmd {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cmd")
+            .field("program", &self.program)
+            .field("args", &format_args!("<{} hidden>", self.args.len()))
+            .field("root", &self.root)
+            .field(
+                "stdin",
+                &self.stdin.as_ref().map(|d| format!("<{} bytes>", d.len())),
+            )
+            .finish()
+    }
 }
 
 impl Cmd {
@@ -583,6 +599,16 @@ mod tests {
         let s = ssh(Dialer::default());
         let e = s.run("nope", &Cmd::new("true")).await.unwrap_err();
         assert_eq!(e.to_string(), "host \"nope\" is not declared");
+    }
+
+    #[test]
+    fn a_commands_debug_form_never_shows_its_arguments_or_input() {
+        let c = Cmd::root("kubeadm")
+            .args(["join", "--token", "abcdef.0123456789abcdef"])
+            .stdin(b"SECRET".to_vec());
+        let d = format!("{c:?}");
+        assert!(d.contains("kubeadm") && d.contains("<3 hidden>"), "{d}");
+        assert!(!d.contains("abcdef") && !d.contains("SECRET"), "{d}");
     }
 
     #[test]
