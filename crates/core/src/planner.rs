@@ -354,11 +354,7 @@ async fn build_plan(
             changes: field_changes.into_iter().map(redact_change).collect(),
             steps,
             observed_digest: obs.map_or_else(|| "absent".into(), observed_digest),
-            desired_digest: if r.schema.sensitive.is_empty() {
-                r.spec.digest()
-            } else {
-                spec_digest(&r.spec.to_value(), r.schema.sensitive)
-            },
+            desired_digest: r.spec.digest(),
             sensitive: r.schema.sensitive,
         });
         work.push(Work {

@@ -158,14 +158,15 @@ impl StackBuilder {
     /// Declares a resource named `name` (unique per kind) and returns its typed handle.
     pub fn add<R: Resource>(&mut self, name: &str, spec: R) -> Handle<R> {
         let address = Address::new(R::KIND, name);
-        let (value, refs) = Spec::new(&spec);
+        let schema = R::schema();
+        let (value, refs) = Spec::new(&spec, schema.sensitive);
         let def = ResourceDef {
             address: address.clone(),
             kind: R::KIND,
             provider: R::PROVIDER,
             key: spec.key(),
             spec: value,
-            schema: R::schema(),
+            schema,
             protect: false,
             restart_acknowledged: false,
             ignore_changes: Vec::new(),
