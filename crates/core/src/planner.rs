@@ -255,7 +255,8 @@ async fn build_plan(
     let n = stack.nodes().len();
     // Each declared resource takes its observed object; what is left over are undeclared
     // objects (by kind and key: a later duplicate replaces an earlier one).
-    let mut slot: HashMap<(&str, &str), usize> = HashMap::with_capacity(n);
+    let mut slot: crate::stack::FastMap<(&str, &str), usize> = crate::stack::FastMap::default();
+    slot.reserve(n);
     for (i, node) in stack.nodes().iter().enumerate() {
         if let NodeDef::Resource(r) = node {
             slot.insert((r.kind, r.key.as_str()), i);
@@ -291,12 +292,21 @@ async fn build_plan(
     let mut diags = Vec::new();
     let mut protected = Vec::new();
 
+    // Stacks use few providers: the last one looked up is almost always the next one.
+    let mut last: Option<(&str, &Arc<dyn Provider>)> = None;
     for &i in stack.order() {
         let NodeDef::Resource(r) = &stack.nodes()[i] else {
             continue;
         };
         let obs = observed[i].as_ref();
-        let provider = provider_of(providers, r)?;
+        let provider = match last {
+            Some((name, p)) if name == r.provider => p,
+            _ => {
+                let p = provider_of(providers, r)?;
+                last = Some((r.provider, p));
+                p
+            }
+        };
         let resolve = |raw: &RawRef| lookup(stack, &after, &keeps, &observed, raw);
         let (action, field_changes, mut reason) =
             decide(stack.name(), r, obs, &resolve, &mut diags);
