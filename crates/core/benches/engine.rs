@@ -215,6 +215,7 @@ async fn bench_apply(n: usize, depth: usize, latency: Duration) {
     let width = n / depth;
     let mut best_wall = Duration::MAX;
     let mut best_cpu = Duration::MAX;
+    let mut best_real = f64::MAX;
     let mut action = Duration::ZERO;
     for _ in 0..runs() {
         let m = Arc::new(
@@ -255,23 +256,47 @@ async fn bench_apply(n: usize, depth: usize, latency: Duration) {
         .await;
         let took = Took::since(t);
         assert!(report.success());
+        let calls = m.calls();
+        // The critical path with the durations the actions really had: on a busy machine a
+        // provider's sleep overshoots, which is not the engine's doing; the gaps between
+        // dependent actions are.
+        let mut took_of = vec![Duration::ZERO; n];
+        for c in &calls {
+            let k: usize = c.key[1..].parse().expect("key r<i>");
+            took_of[k] = c.end - c.start;
+        }
+        let mut path = vec![Duration::ZERO; n];
+        for layer in 0..depth {
+            for j in 0..width {
+                let k = layer * width + j;
+                let before = if layer == 0 {
+                    Duration::ZERO
+                } else {
+                    let p = (layer - 1) * width;
+                    path[p + j % width].max(path[p + (j * 7 + 3) % width])
+                };
+                path[k] = before + took_of[k];
+            }
+        }
+        let real_critical = path.iter().copied().max().unwrap_or_default();
         if took.wall < best_wall {
             best_wall = took.wall;
-            let calls = m.calls();
             action =
                 calls.iter().map(|c| c.end - c.start).sum::<Duration>() / calls.len() as u32;
         }
+        best_real = best_real.min(took.wall.as_secs_f64() / real_critical.as_secs_f64() - 1.0);
         best_cpu = best_cpu.min(took.cpu);
     }
     let critical = latency * depth as u32;
     println!(
-        "apply {n:>7} creates, {depth} layers, {} ms/action: wall {:>7.1} ms (min of {}), critical path {:>7.1} ms, overhead {:>5.1}% (an action took {:.2} ms on average); CPU {:>6.1} ms (min), {:.1} µs per node",
+        "apply {n:>7} creates, {depth} layers, {} ms/action: wall {:>7.1} ms (min of {}), critical path {:>7.1} ms, overhead {:>5.1}% (an action took {:.2} ms on average; over the critical path of the actions' real durations: {:.1}%); CPU {:>6.1} ms (min), {:.1} µs per node",
         latency.as_millis(),
         ms(best_wall),
         runs(),
         ms(critical),
         (best_wall.as_secs_f64() / critical.as_secs_f64() - 1.0) * 100.0,
         ms(action),
+        best_real * 100.0,
         ms(best_cpu),
         best_cpu.as_secs_f64() * 1e6 / n as f64,
     );
