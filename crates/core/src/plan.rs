@@ -404,15 +404,25 @@ pub fn digest_all(vs: &[&Value]) -> String {
 /// Digest of an observed object and its marker (`stack/fingerprint`), the same as
 /// [`digest_all`] of the value and the marker as a string (or null without one).
 pub fn digest_observed(v: &Value, marker: Option<(&str, &str)>) -> String {
+    let parts = marker.map(|(stack, fp)| (stack, [fp]));
+    digest_observed_parts(v, parts.as_ref().map(|(stack, fp)| (*stack, fp.as_slice())))
+}
+
+/// [`digest_observed`] with the fingerprint given as parts joined by `/` (hashed without
+/// joining them).
+pub(crate) fn digest_observed_parts(v: &Value, marker: Option<(&str, &[&str])>) -> String {
     let mut h = Sha256::new();
     feed(&mut h, v);
     match marker {
-        Some((stack, fingerprint)) => {
+        Some((stack, parts)) => {
+            let len = parts.iter().map(|p| p.len() + 1).sum::<usize>();
             h.put(b"s");
-            h.put(&((stack.len() + 1 + fingerprint.len()) as u64).to_le_bytes());
+            h.put(&((stack.len() + len) as u64).to_le_bytes());
             h.put(stack.as_bytes());
-            h.put(b"/");
-            h.put(fingerprint.as_bytes());
+            for p in parts {
+                h.put(b"/");
+                h.put(p.as_bytes());
+            }
         }
         None => h.put(b"n"),
     }
@@ -552,6 +562,10 @@ mod tests {
             digest_all(&[&v, &with])
         );
         assert_eq!(digest_observed(&v, None), digest_all(&[&v, &Value::Null]));
+        assert_eq!(
+            digest_observed_parts(&v, Some(("stack", &["fp", "created", ""]))),
+            digest_all(&[&v, &Value::String("stack/fp/created/".into())])
+        );
         assert_ne!(digest(&json!({"a": 1})), digest(&json!({"a": "1"})));
     }
 }

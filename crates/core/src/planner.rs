@@ -190,15 +190,15 @@ fn sort_by_node(changes: &mut [ResourceChange], work: &mut [Work]) {
 }
 
 async fn observe_all(stack: &Stack, providers: &Providers) -> Result<ObservedByKind, PlanError> {
-    let mut keys: BTreeMap<(&str, String), Vec<String>> = BTreeMap::new();
+    let mut keys: BTreeMap<(&str, &str), Vec<String>> = BTreeMap::new();
     for r in stack.resources() {
-        keys.entry((r.provider, r.kind.to_string()))
+        keys.entry((r.provider, r.kind))
             .or_default()
             .push(r.key.clone());
     }
     for (name, p) in &providers.0 {
         for kind in p.kinds() {
-            keys.entry((name.as_str(), kind.to_string())).or_default();
+            keys.entry((name.as_str(), *kind)).or_default();
         }
     }
     let name = stack.name();
@@ -209,7 +209,7 @@ async fn observe_all(stack: &Stack, providers: &Providers) -> Result<ObservedByK
             keys,
             stack: name,
         };
-        (kind.clone(), p.observe(req).await)
+        (kind.to_string(), p.observe(req).await)
     });
     let mut out = HashMap::new();
     for (kind, res) in join_all(calls).await {
@@ -629,24 +629,28 @@ fn copied_warning(kind: &str, key: &str, m: &Marker) -> String {
 }
 
 fn observed_digest(o: &Observed) -> String {
-    let fingerprint = o.marker.as_ref().map(|m| {
-        format!(
-            "{}/{}/{}",
-            m.fingerprint.as_deref().unwrap_or_default(),
-            m.origin.as_str(),
-            m.copied_from.as_deref().unwrap_or_default()
+    // The marker as `stack/fingerprint/origin/copied_from`, hashed without formatting it.
+    let parts = o.marker.as_ref().map(|m| {
+        (
+            m.stack.as_str(),
+            [
+                m.fingerprint.as_deref().unwrap_or_default(),
+                m.origin.as_str(),
+                m.copied_from.as_deref().unwrap_or_default(),
+            ],
         )
     });
-    let marker = o
-        .marker
-        .as_ref()
-        .zip(fingerprint.as_deref())
-        .map(|(m, f)| (m.stack.as_str(), f));
-    crate::plan::digest_observed(&o.value, marker)
+    crate::plan::digest_observed_parts(
+        &o.value,
+        parts.as_ref().map(|(stack, p)| (*stack, p.as_slice())),
+    )
 }
 
 /// Gates run when anything after them changes.
 fn plan_gates(stack: &Stack, changes: &[ResourceChange]) -> Vec<GatePlan> {
+    if !stack.nodes().iter().any(|n| matches!(n, NodeDef::Gate(_))) {
+        return Vec::new();
+    }
     let n = stack.nodes().len();
     let mut dependents = vec![Vec::new(); n];
     for i in 0..n {

@@ -31,30 +31,29 @@ impl Spec {
         spec: &T,
         sensitive: &[&str],
     ) -> (Spec, Vec<(String, RawRef)>) {
-        let json = serde_json::to_string(spec).expect("resource specs serialise to JSON");
-        Spec::from_json(json, sensitive)
+        with_buffers(|b| {
+            b.text.clear();
+            serde_json::to_writer(&mut b.text, spec).expect("resource specs serialise to JSON");
+            let text = std::str::from_utf8(&b.text).expect("serde_json writes UTF-8");
+            let (digest, refs) = scan(text, sensitive, &mut b.scan);
+            (
+                Spec {
+                    json: text.into(),
+                    digest,
+                },
+                refs,
+            )
+        })
     }
 
     /// Takes JSON text that is already serialised (e.g. from `serde_json::to_string`).
     pub fn from_json(json: String, sensitive: &[&str]) -> (Spec, Vec<(String, RawRef)>) {
-        let mut scan = Scan {
-            feed: Vec::with_capacity(json.len() + 64),
-            scratch: Vec::new(),
-            path: String::new(),
-            refs: Vec::new(),
-            sensitive,
-            muted: false,
-        };
-        let mut de = serde_json::Deserializer::from_str(&json);
-        ScanSeed(&mut scan)
-            .deserialize(&mut de)
-            .expect("serialised specs are valid JSON");
-        let digest = Sha256::digest(&scan.feed);
+        let (digest, refs) = with_buffers(|b| scan(&json, sensitive, &mut b.scan));
         let spec = Spec {
             json: json.into_boxed_str(),
-            digest: digest[..8].try_into().expect("8 bytes"),
+            digest,
         };
-        (spec, scan.refs)
+        (spec, refs)
     }
 
     /// The compact JSON text.
@@ -72,6 +71,62 @@ impl Spec {
     pub fn digest(&self) -> String {
         hex::encode(self.digest)
     }
+}
+
+/// Buffers one thread reuses for every spec it declares (a stack of 100,000 resources
+/// would otherwise allocate and grow them 100,000 times).
+#[derive(Default)]
+struct Buffers {
+    text: Vec<u8>,
+    scan: ScanBuffers,
+}
+
+/// The scan's working buffers: the digest feed, the scratch space for sorting object keys,
+/// the current path.
+#[derive(Default)]
+struct ScanBuffers {
+    feed: Vec<u8>,
+    scratch: Vec<u8>,
+    path: String,
+}
+
+/// Runs `f` with this thread's buffers (fresh ones if they are in use already).
+fn with_buffers<R>(f: impl FnOnce(&mut Buffers) -> R) -> R {
+    thread_local! {
+        static BUFFERS: std::cell::RefCell<Buffers> = std::cell::RefCell::default();
+    }
+    BUFFERS.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut b) => f(&mut b),
+        Err(_) => f(&mut Buffers::default()),
+    })
+}
+
+/// Scans `json` once: its digest (sensitive paths left out) and its references.
+fn scan(
+    json: &str,
+    sensitive: &[&str],
+    bufs: &mut ScanBuffers,
+) -> ([u8; 8], Vec<(String, RawRef)>) {
+    bufs.feed.clear();
+    bufs.scratch.clear();
+    bufs.path.clear();
+    let mut scan = Scan {
+        feed: std::mem::take(&mut bufs.feed),
+        scratch: std::mem::take(&mut bufs.scratch),
+        path: std::mem::take(&mut bufs.path),
+        refs: Vec::new(),
+        sensitive,
+        muted: false,
+    };
+    let mut de = serde_json::Deserializer::from_str(json);
+    ScanSeed(&mut scan)
+        .deserialize(&mut de)
+        .expect("serialised specs are valid JSON");
+    let digest = Sha256::digest(&scan.feed);
+    bufs.feed = scan.feed;
+    bufs.scratch = scan.scratch;
+    bufs.path = scan.path;
+    (digest[..8].try_into().expect("8 bytes"), scan.refs)
 }
 
 impl fmt::Debug for Spec {
