@@ -110,6 +110,9 @@ async fn noop_apply(stack: &Stack, providers: &Providers) -> (Duration, String) 
     (t.elapsed(), plan_digest(&planned))
 }
 
+/// A backend under test: its name and how to make a fresh one (as each process does).
+type Named<'a> = (&'static str, Box<dyn Fn() -> Box<dyn Backend> + 'a>);
+
 /// The backend's calls in one team apply, each timed: connect and schema check, acquire,
 /// plan digest, close the run, release.
 type Parts = [Duration; 5];
@@ -153,6 +156,28 @@ async fn team_apply(
     lease.release().await.expect("release");
     parts[4] = t.elapsed();
     (parts, applying)
+}
+
+/// Where a fresh connection's time goes: the connect (TCP, startup, SCRAM authentication,
+/// and for PostgreSQL itself a forked server process) and a first query.
+async fn connection_anatomy(name: &str, url: &str) {
+    let (mut connect, mut first) = (Vec::new(), Vec::new());
+    for _ in 0..20 {
+        let t = Instant::now();
+        let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+            .await
+            .expect("connect");
+        let task = tokio::spawn(conn);
+        connect.push(t.elapsed());
+        let t = Instant::now();
+        client.simple_query("SELECT 1").await.expect("select");
+        first.push(t.elapsed());
+        drop(client);
+        let _ = task.await;
+    }
+    println!("{name}");
+    summary("connect (auth included)", connect);
+    summary("first query", first);
 }
 
 /// Lock latency and history write cost of one backend.
@@ -240,7 +265,7 @@ fn main() {
             sim.counters().total
         );
 
-        let backends: Vec<(&str, Box<dyn Fn() -> Box<dyn Backend> + '_>)> = vec![
+        let backends: Vec<Named<'_>> = vec![
             (
                 "local (file lock + JSON Lines)",
                 Box::new(|| Box::new(LocalBackend::new(state.path())) as Box<dyn Backend>),
@@ -259,6 +284,8 @@ fn main() {
                 }),
             ),
         ];
+        connection_anatomy("PostgreSQL (direct): a fresh connection", &cluster.url()).await;
+        connection_anatomy("PgBouncer: a fresh connection", &cluster.bouncer_url()).await;
         // The zero-latency in-process simulator first (the strictest ratio), then the same
         // with 25 ms per API request (as the Hetzner observe bench injects), closer to what
         // a no-op apply against a real API takes.
@@ -278,7 +305,7 @@ fn main() {
 /// Runs `rounds` rounds of a bare no-op apply and a team apply with each backend,
 /// interleaved so that a busy moment hits all alike, and prints the backend's share.
 async fn compare(
-    backends: &[(&str, Box<dyn Fn() -> Box<dyn Backend> + '_>)],
+    backends: &[Named<'_>],
     stack: &Stack,
     providers: &Providers,
     rounds: usize,

@@ -281,8 +281,7 @@ async fn bench_apply(n: usize, depth: usize, latency: Duration) {
         let real_critical = path.iter().copied().max().unwrap_or_default();
         if took.wall < best_wall {
             best_wall = took.wall;
-            action =
-                calls.iter().map(|c| c.end - c.start).sum::<Duration>() / calls.len() as u32;
+            action = calls.iter().map(|c| c.end - c.start).sum::<Duration>() / calls.len() as u32;
         }
         best_real = best_real.min(took.wall.as_secs_f64() / real_critical.as_secs_f64() - 1.0);
         best_cpu = best_cpu.min(took.cpu);

@@ -350,9 +350,7 @@ pub fn spec_digest(v: &Value, sensitive: &[&str]) -> String {
 fn feed_redacted(h: &mut impl Sink, v: &Value, path: &mut String, sensitive: &[&str]) {
     if !path.is_empty()
         && !v.is_null()
-        && sensitive
-            .iter()
-            .any(|p| crate::diff::path_matches(path, p))
+        && sensitive.iter().any(|p| crate::diff::path_matches(path, p))
     {
         feed(h, &Value::String("(sensitive)".into()));
         return;
@@ -549,7 +547,10 @@ mod tests {
         }
         let mut other = v.clone();
         other["secret"] = json!("other");
-        assert_eq!(spec_digest(&v, &["secret"]), spec_digest(&other, &["secret"]));
+        assert_eq!(
+            spec_digest(&v, &["secret"]),
+            spec_digest(&other, &["secret"])
+        );
         assert_ne!(spec_digest(&v, &[]), spec_digest(&other, &[]));
     }
 

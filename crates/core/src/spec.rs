@@ -406,9 +406,16 @@ mod tests {
                 crate::plan::spec_digest(&v, sensitive),
                 "sensitive {sensitive:?}"
             );
-            assert_eq!(refs, crate::value::collect_refs(&v), "refs are found in secrets too");
+            assert_eq!(
+                refs,
+                crate::value::collect_refs(&v),
+                "refs are found in secrets too"
+            );
         }
-        assert_ne!(Spec::new(&v, &["secret"]).0.digest(), Spec::new(&v, &[]).0.digest());
+        assert_ne!(
+            Spec::new(&v, &["secret"]).0.digest(),
+            Spec::new(&v, &[]).0.digest()
+        );
         let other = json!({"name": "a", "secret": "other"});
         let same = json!({"name": "a", "secret": "hunter2"});
         assert_eq!(

@@ -267,11 +267,7 @@ impl Sleeper {
                 }
                 Some(Reverse(e)) => {
                     let left = e.at - now;
-                    q = self
-                        .changed
-                        .wait_timeout(q, left)
-                        .expect("sleeper lock")
-                        .0;
+                    q = self.changed.wait_timeout(q, left).expect("sleeper lock").0;
                 }
             }
         }
