@@ -147,12 +147,16 @@ impl StackBuilder {
 
     fn push(&mut self, node: NodeDef) -> Address {
         let address = node.address().clone();
-        if self.index.contains_key(&address) {
-            self.errors
-                .push(BuildError::DuplicateAddress(address.clone()));
-            return address;
+        match self.index.entry(address.clone()) {
+            std::collections::hash_map::Entry::Occupied(_) => {
+                self.errors
+                    .push(BuildError::DuplicateAddress(address.clone()));
+                return address;
+            }
+            std::collections::hash_map::Entry::Vacant(v) => {
+                v.insert(self.nodes.len());
+            }
         }
-        self.index.insert(address.clone(), self.nodes.len());
         self.nodes.push(node);
         self.deps.push(Vec::new());
         self.refs.push(Vec::new());
