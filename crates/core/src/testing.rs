@@ -152,7 +152,6 @@ async fn sleep_until(deadline: Instant) {
 
 /// What a [`PreciseSleep`] and the sleeper thread share: whether the deadline passed, and
 /// the waker to call when it does.
-#[derive(Default)]
 struct Wake {
     done: AtomicBool,
     waker: Mutex<Option<Waker>>,
@@ -177,7 +176,13 @@ impl Future for PreciseSleep {
             return Poll::Ready(());
         }
         match &self.shared {
-            Some(w) => *w.waker.lock().expect("waker lock") = Some(cx.waker().clone()),
+            Some(w) => {
+                *w.waker.lock().expect("waker lock") = Some(cx.waker().clone());
+                // The sleeper may have fired between the check above and storing the waker.
+                if w.done.load(Ordering::Acquire) {
+                    return Poll::Ready(());
+                }
+            }
             None => {
                 let w = Arc::new(Wake {
                     done: AtomicBool::new(false),
