@@ -1,7 +1,8 @@
 //! The apply lock: one `cairn_locks` row per stack with its holder, its run and a lease
-//! expiry renewed by a heartbeat task. Taking it is one transaction (open the run, insert the
-//! row or take over an expired one and close the dead holder's run as interrupted), so a
-//! failed attempt leaves nothing behind. Different stacks are different rows: they never
+//! expiry renewed by a heartbeat task. Taking a free lock is one statement (the row and its
+//! run, one round trip); otherwise one transaction (open the run, insert the row or take over
+//! an expired one and close the dead holder's run as interrupted). Either way a failed
+//! attempt leaves nothing behind. Different stacks are different rows: they never
 //! block each other.
 
 use std::sync::Arc;
@@ -48,6 +49,47 @@ enum Attempt {
     Held(LockInfo),
     /// The row went away between the insert and the read: try again at once.
     Vanished,
+}
+
+/// The common case in one round trip: the lock is free, so one statement inserts the lock
+/// row and, only if that insert happened, the run it names (a data-modifying `WITH`: both
+/// or neither, and the foreign key is checked when the statement ends). `None` when the row
+/// exists (held, or expired): [`try_acquire`] then decides in a transaction.
+async fn try_acquire_free(
+    c: &mut Client,
+    stack: &str,
+    h: &Holder,
+    token: &str,
+    lease_secs: f64,
+) -> Result<Option<String>, Fail> {
+    let pid = h.pid as i32;
+    let row = c
+        .query_typed_opt(
+            "WITH l AS (
+                 INSERT INTO cairn_locks (stack, token, run_id, holder_user, holder_host, holder_pid, ci_job_url, operation, plan_digest, started_at, lease_expires_at)
+                 VALUES ($1, $2, nextval(pg_get_serial_sequence('cairn_runs', 'id')), $3, $4, $5, $6, $7, $8, now(), now() + make_interval(secs => $9))
+                 ON CONFLICT (stack) DO NOTHING
+                 RETURNING run_id
+             ), r AS (
+                 INSERT INTO cairn_runs (id, stack, operation, status, holder_user, holder_host, holder_pid, ci_job_url, plan_digest)
+                 SELECT run_id, $1, $7, 'running', $3, $4, $5, $6, $8 FROM l
+                 RETURNING id
+             )
+             SELECT id FROM r",
+            &[
+                (&stack, Type::TEXT),
+                (&token, Type::TEXT),
+                (&h.user, Type::TEXT),
+                (&h.host, Type::TEXT),
+                (&pid, Type::INT4),
+                (&h.ci_job_url, Type::TEXT),
+                (&h.operation, Type::TEXT),
+                (&h.plan_digest, Type::TEXT),
+                (&lease_secs, Type::FLOAT8),
+            ],
+        )
+        .await?;
+    Ok(row.map(|r| r.get::<_, i64>(0).to_string()))
 }
 
 async fn try_acquire(
@@ -198,7 +240,17 @@ pub(crate) async fn acquire(
         let (s, h, t) = (stack.to_string(), holder.clone(), token.clone());
         let secs = lease.as_secs_f64();
         let got = conn
-            .with(move |c| Box::pin(try_acquire(c, s, h, t, secs)))
+            .with(move |c| {
+                Box::pin(async move {
+                    match try_acquire_free(c, &s, &h, &t, secs).await? {
+                        Some(run_id) => Ok(Attempt::Got {
+                            run_id,
+                            took_over: None,
+                        }),
+                        None => try_acquire(c, s, h, t, secs).await,
+                    }
+                })
+            })
             .await?;
         match got {
             Attempt::Got { run_id, took_over } => {
@@ -360,18 +412,18 @@ impl Lease for PgLease {
         self.conn
             .with(move |c| {
                 Box::pin(async move {
-                    let tx = c.transaction().await?;
-                    tx.execute_typed(
-                        "UPDATE cairn_locks SET plan_digest = $3 WHERE stack = $1 AND token = $2",
-                        &[(&s, Type::TEXT), (&t, Type::TEXT), (&d, Type::TEXT)],
+                    // Both rows in one statement (atomic, one round trip).
+                    c.execute_typed(
+                        "WITH l AS (UPDATE cairn_locks SET plan_digest = $3 WHERE stack = $1 AND token = $2)
+                         UPDATE cairn_runs SET plan_digest = $3 WHERE id = $4",
+                        &[
+                            (&s, Type::TEXT),
+                            (&t, Type::TEXT),
+                            (&d, Type::TEXT),
+                            (&run, Type::INT8),
+                        ],
                     )
                     .await?;
-                    tx.execute_typed(
-                        "UPDATE cairn_runs SET plan_digest = $2 WHERE id = $1",
-                        &[(&run, Type::INT8), (&d, Type::TEXT)],
-                    )
-                    .await?;
-                    tx.commit().await?;
                     Ok(())
                 })
             })

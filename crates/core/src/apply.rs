@@ -275,7 +275,7 @@ pub async fn apply(
             let node = &nodes[i];
             running.push(async move {
                 let start = Instant::now();
-                let outcome = ctx.run(&node.address, node.task).await;
+                let outcome = ctx.run(i, &node.address, node.task).await;
                 (i, outcome, start.elapsed())
             });
         }
@@ -359,13 +359,15 @@ struct Ctx<'a> {
 }
 
 impl<'a> Ctx<'a> {
-    async fn run(&self, address: &Address, task: Task) -> Outcome {
+    /// Runs execution node `node` (the first nodes of the execution graph are the stack's,
+    /// index for index).
+    async fn run(&self, node: usize, address: &Address, task: Task) -> Outcome {
         match task {
             Task::SkipGate => Outcome::Unchanged,
             Task::Pass(ci) => {
                 let planned: &'a Planned = self.planned;
                 if let Some(o) = ci.and_then(|ci| planned.work[ci].observed.as_ref()) {
-                    self.publish(address, Cow::Borrowed(&o.value));
+                    self.publish(node, Cow::Borrowed(&o.value));
                 }
                 Outcome::Unchanged
             }
@@ -397,7 +399,7 @@ impl<'a> Ctx<'a> {
                 let call = self.change(provider.as_ref(), ci, matches!(task, Task::DeleteOld(_)));
                 match tokio::time::timeout(self.change_timeout, call).await {
                     Ok(Ok(Some(v))) => {
-                        self.publish(address, Cow::Owned(v));
+                        self.publish(node, Cow::Owned(v));
                         Outcome::Done
                     }
                     Ok(Ok(None)) => Outcome::Done,
@@ -411,9 +413,12 @@ impl<'a> Ctx<'a> {
         }
     }
 
-    fn publish(&self, address: &Address, v: Cow<'a, Value>) {
-        if let Some(i) = self.stack.index_of(address) {
-            self.outputs.lock().expect("outputs lock")[i] = Some(v);
+    /// Publishes execution node `node`'s value for references, when it is a stack node
+    /// (what is added after them — old objects of replaces, undeclared objects — publishes
+    /// nothing).
+    fn publish(&self, node: usize, v: Cow<'a, Value>) {
+        if let Some(slot) = self.outputs.lock().expect("outputs lock").get_mut(node) {
+            *slot = Some(v);
         }
     }
 
@@ -438,9 +443,9 @@ impl<'a> Ctx<'a> {
                 .filter(|v| !v.is_null())
                 .cloned()
         };
-        let mut left = false;
-        let v = substituted(desired, &lookup, &mut left);
-        if left {
+        // A copy (which keeps the objects' hash tables) with the references put in place.
+        let mut v = desired.clone();
+        if crate::value::substitute_refs(&mut v, &lookup) {
             missing.extend(crate::value::collect_refs(&v).into_iter().map(|(_, r)| r));
             let list: Vec<String> = missing.iter().map(|r| r.to_string()).collect();
             return Err(ProviderError::new(
@@ -553,26 +558,6 @@ impl<'a> Ctx<'a> {
                 other => return other,
             }
         }
-    }
-}
-
-/// A copy of `v` with each reference `lookup` knows replaced by its value, made in one
-/// pass; `left` is set when a reference stays unresolved.
-fn substituted(v: &Value, lookup: &dyn Fn(&RawRef) -> Option<Value>, left: &mut bool) -> Value {
-    if let Some(r) = RawRef::from_marker(v) {
-        return lookup(&r).unwrap_or_else(|| {
-            *left = true;
-            v.clone()
-        });
-    }
-    match v {
-        Value::Object(m) => Value::Object(
-            m.iter()
-                .map(|(k, c)| (k.clone(), substituted(c, lookup, left)))
-                .collect(),
-        ),
-        Value::Array(a) => Value::Array(a.iter().map(|c| substituted(c, lookup, left)).collect()),
-        other => other.clone(),
     }
 }
 

@@ -377,13 +377,16 @@ impl<'de> Visitor<'de> for DiffSeed<'_, '_> {
         };
         // Observed keys usually come in the order the spec declares them: look each one
         // up from where the last was found (small objects), and remember which matched.
-        const SMALL: usize = 64;
+        // Objects of up to 16 fields (nearly all) are searched from an array on the stack.
+        const SMALL: usize = 16;
         let small = o.len() <= SMALL;
-        let mut entries: Vec<(&String, &Value)> = Vec::new();
+        let mut slots: [Option<(&String, &Value)>; SMALL] = [None; SMALL];
         if small {
-            entries.reserve_exact(o.len());
-            entries.extend(o.iter());
+            for (slot, kv) in slots.iter_mut().zip(o.iter()) {
+                *slot = Some(kv);
+            }
         }
+        let entries = &slots[..if small { o.len() } else { 0 }];
         let mut matched: u64 = 0;
         let mut next = 0usize;
         let mut seen: Vec<Key<'de>> = Vec::new();
@@ -394,11 +397,11 @@ impl<'de> Visitor<'de> for DiffSeed<'_, '_> {
                 let start = next;
                 let hit = (0..n)
                     .map(|j| (start + j) % n)
-                    .find(|&idx| entries[idx].0.as_str() == k.0);
-                hit.map(|idx| {
+                    .find(|&idx| entries[idx].is_some_and(|(ek, _)| ek.as_str() == k.0));
+                hit.and_then(|idx| {
                     matched |= 1 << idx;
                     next = idx + 1;
-                    entries[idx].1
+                    entries[idx].map(|(_, v)| v)
                 })
             } else {
                 o.get(k.0.as_ref())

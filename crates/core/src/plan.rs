@@ -335,11 +335,58 @@ pub fn digest(v: &Value) -> String {
 /// The digest of a spec with its sensitive paths left out, for the ownership marker's
 /// fingerprint and the plan's `desired_digest`. Both are readable by anyone who can read the
 /// object or the plan file; a digest over a secret would let them test guesses offline.
+/// Equal to [`digest`] of [`redact`]ed `v`, hashed as it is walked (no redacted copy).
 pub fn spec_digest(v: &Value, sensitive: &[&str]) -> String {
     if sensitive.is_empty() {
-        digest(v)
-    } else {
-        digest(&redact(v, sensitive))
+        return digest(v);
+    }
+    let mut h = Sha256::new();
+    feed_redacted(&mut h, v, &mut String::new(), sensitive);
+    hex::encode(&h.finalize()[..8])
+}
+
+/// [`feed`] of what [`redact`] makes of `v` at `path`: a non-null value at a sensitive path
+/// (below the root) is fed as the string `(sensitive)`.
+fn feed_redacted(h: &mut impl Sink, v: &Value, path: &mut String, sensitive: &[&str]) {
+    if !path.is_empty()
+        && !v.is_null()
+        && sensitive.iter().any(|p| crate::diff::path_matches(path, p))
+    {
+        feed(h, &Value::String("(sensitive)".into()));
+        return;
+    }
+    match v {
+        Value::Object(m) => {
+            h.put(b"{");
+            let mut entries: Vec<(&String, &Value)> = m.iter().collect();
+            entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
+            for (k, c) in entries {
+                h.put(&(k.len() as u64).to_le_bytes());
+                h.put(k.as_bytes());
+                let len = path.len();
+                if !path.is_empty() {
+                    path.push('.');
+                }
+                path.push_str(k);
+                feed_redacted(h, c, path, sensitive);
+                path.truncate(len);
+            }
+            h.put(b"}");
+        }
+        Value::Array(a) => {
+            h.put(b"[");
+            for (i, c) in a.iter().enumerate() {
+                let len = path.len();
+                {
+                    use std::fmt::Write;
+                    let _ = write!(path, "[{i}]");
+                }
+                feed_redacted(h, c, path, sensitive);
+                path.truncate(len);
+            }
+            h.put(b"]");
+        }
+        other => feed(h, other),
     }
 }
 
@@ -355,15 +402,25 @@ pub fn digest_all(vs: &[&Value]) -> String {
 /// Digest of an observed object and its marker (`stack/fingerprint`), the same as
 /// [`digest_all`] of the value and the marker as a string (or null without one).
 pub fn digest_observed(v: &Value, marker: Option<(&str, &str)>) -> String {
+    let parts = marker.map(|(stack, fp)| (stack, [fp]));
+    digest_observed_parts(v, parts.as_ref().map(|(stack, fp)| (*stack, fp.as_slice())))
+}
+
+/// [`digest_observed`] with the fingerprint given as parts joined by `/` (hashed without
+/// joining them).
+pub(crate) fn digest_observed_parts(v: &Value, marker: Option<(&str, &[&str])>) -> String {
     let mut h = Sha256::new();
     feed(&mut h, v);
     match marker {
-        Some((stack, fingerprint)) => {
+        Some((stack, parts)) => {
+            let len = parts.iter().map(|p| p.len() + 1).sum::<usize>();
             h.put(b"s");
-            h.put(&((stack.len() + 1 + fingerprint.len()) as u64).to_le_bytes());
+            h.put(&((stack.len() + len) as u64).to_le_bytes());
             h.put(stack.as_bytes());
-            h.put(b"/");
-            h.put(fingerprint.as_bytes());
+            for p in parts {
+                h.put(b"/");
+                h.put(p.as_bytes());
+            }
         }
         None => h.put(b"n"),
     }
@@ -469,6 +526,35 @@ mod tests {
     use serde_json::json;
 
     #[test]
+    fn spec_digest_hashes_the_redacted_value_without_copying_it() {
+        let v = json!({
+            "name": "a", "secret": "hunter2", "nothing": null,
+            "users": [{"name": "u", "password": "p1"}, {"name": "v", "password": null}],
+            "auth": {"token": "t", "user": "me"}, "list": [[1, 2], [3]]
+        });
+        for sensitive in [
+            &["secret"][..],
+            &["nothing", "users[*].password"],
+            &["auth", "list[*]"],
+            &["users"],
+            &["missing"],
+        ] {
+            assert_eq!(
+                spec_digest(&v, sensitive),
+                digest(&redact(&v, sensitive)),
+                "{sensitive:?}"
+            );
+        }
+        let mut other = v.clone();
+        other["secret"] = json!("other");
+        assert_eq!(
+            spec_digest(&v, &["secret"]),
+            spec_digest(&other, &["secret"])
+        );
+        assert_ne!(spec_digest(&v, &[]), spec_digest(&other, &[]));
+    }
+
+    #[test]
     fn observed_digest_streams_what_digest_all_hashes() {
         let v = json!({"b": [1, -2, 2.5, null], "a": {"z": true, "y": "s"}, "id": 18446744073709551615u64});
         let with = Value::String("stack/fp".into());
@@ -477,6 +563,10 @@ mod tests {
             digest_all(&[&v, &with])
         );
         assert_eq!(digest_observed(&v, None), digest_all(&[&v, &Value::Null]));
+        assert_eq!(
+            digest_observed_parts(&v, Some(("stack", &["fp", "created", ""]))),
+            digest_all(&[&v, &Value::String("stack/fp/created/".into())])
+        );
         assert_ne!(digest(&json!({"a": 1})), digest(&json!({"a": "1"})));
     }
 }

@@ -211,15 +211,15 @@ fn sort_by_node(changes: &mut [ResourceChange], work: &mut [Work]) {
 }
 
 async fn observe_all(stack: &Stack, providers: &Providers) -> Result<ObservedByKind, PlanError> {
-    let mut keys: BTreeMap<(&str, String), Vec<String>> = BTreeMap::new();
+    let mut keys: BTreeMap<(&str, &str), Vec<String>> = BTreeMap::new();
     for r in stack.resources() {
-        keys.entry((r.provider, r.kind.to_string()))
+        keys.entry((r.provider, r.kind))
             .or_default()
             .push(r.key.clone());
     }
     for (name, p) in &providers.0 {
         for kind in p.kinds() {
-            keys.entry((name.as_str(), kind.to_string())).or_default();
+            keys.entry((name.as_str(), *kind)).or_default();
         }
     }
     let name = stack.name();
@@ -230,7 +230,7 @@ async fn observe_all(stack: &Stack, providers: &Providers) -> Result<ObservedByK
             keys,
             stack: name,
         };
-        (kind.clone(), p.observe(req).await)
+        (kind.to_string(), p.observe(req).await)
     });
     let mut out = HashMap::new();
     for (kind, res) in join_all(calls).await {
@@ -277,7 +277,8 @@ async fn build_plan(
     let n = stack.nodes().len();
     // Each declared resource takes its observed object; what is left over are undeclared
     // objects (by kind and key: a later duplicate replaces an earlier one).
-    let mut slot: HashMap<(&str, &str), usize> = HashMap::with_capacity(n);
+    let mut slot: crate::stack::FastMap<(&str, &str), usize> = crate::stack::FastMap::default();
+    slot.reserve(n);
     for (i, node) in stack.nodes().iter().enumerate() {
         if let NodeDef::Resource(r) = node {
             slot.insert((r.kind, r.key.as_str()), i);
@@ -315,12 +316,21 @@ async fn build_plan(
     let mut diags = Vec::new();
     let mut protected = Vec::new();
 
+    // Stacks use few providers: the last one looked up is almost always the next one.
+    let mut last: Option<(&str, &Arc<dyn Provider>)> = None;
     for &i in stack.order() {
         let NodeDef::Resource(r) = &stack.nodes()[i] else {
             continue;
         };
         let obs = observed[i].as_ref();
-        let provider = provider_of(providers, r)?;
+        let provider = match last {
+            Some((name, p)) if name == r.provider => p,
+            _ => {
+                let p = provider_of(providers, r)?;
+                last = Some((r.provider, p));
+                p
+            }
+        };
         let resolve = |raw: &RawRef| lookup(stack, &after, &keeps, &observed, raw);
         let (action, field_changes, mut reason) =
             decide(stack.name(), r, obs, &resolve, &mut diags);
@@ -381,11 +391,7 @@ async fn build_plan(
                 || "absent".into(),
                 |o| observed_digest(o, r.schema.sensitive),
             ),
-            desired_digest: if r.schema.sensitive.is_empty() {
-                r.spec.digest()
-            } else {
-                spec_digest(&r.spec.to_value(), r.schema.sensitive)
-            },
+            desired_digest: r.spec.digest(),
             sensitive: r.schema.sensitive,
         });
         work.push(Work {
@@ -730,28 +736,30 @@ fn copied_warning(kind: &str, key: &str, m: &Marker) -> String {
 /// between `diff --out` and `apply FILE` is then not noticed as staleness; the apply writes
 /// the declared secret where it changes the resource, and the next plan shows the rest.)
 fn observed_digest(o: &Observed, sensitive: &[&str]) -> String {
-    let fingerprint = o.marker.as_ref().map(|m| {
-        format!(
-            "{}/{}/{}",
-            m.fingerprint.as_deref().unwrap_or_default(),
-            m.origin.as_str(),
-            m.copied_from.as_deref().unwrap_or_default()
+    // The marker as `stack/fingerprint/origin/copied_from`, hashed without formatting it.
+    let parts = o.marker.as_ref().map(|m| {
+        (
+            m.stack.as_str(),
+            [
+                m.fingerprint.as_deref().unwrap_or_default(),
+                m.origin.as_str(),
+                m.copied_from.as_deref().unwrap_or_default(),
+            ],
         )
     });
-    let marker = o
-        .marker
-        .as_ref()
-        .zip(fingerprint.as_deref())
-        .map(|(m, f)| (m.stack.as_str(), f));
+    let marker = parts.as_ref().map(|(stack, p)| (*stack, p.as_slice()));
     if sensitive.is_empty() {
-        crate::plan::digest_observed(&o.value, marker)
+        crate::plan::digest_observed_parts(&o.value, marker)
     } else {
-        crate::plan::digest_observed(&crate::plan::redact(&o.value, sensitive), marker)
+        crate::plan::digest_observed_parts(&crate::plan::redact(&o.value, sensitive), marker)
     }
 }
 
 /// Gates run when anything after them changes.
 fn plan_gates(stack: &Stack, changes: &[ResourceChange]) -> Vec<GatePlan> {
+    if !stack.nodes().iter().any(|n| matches!(n, NodeDef::Gate(_))) {
+        return Vec::new();
+    }
     let n = stack.nodes().len();
     let mut dependents = vec![Vec::new(); n];
     for i in 0..n {

@@ -1,5 +1,6 @@
 //! A declared spec held once, as compact JSON text (references as `$ref` markers), with its
-//! digest and references found in one streaming pass when it is declared. The engine reads
+//! digest (sensitive paths left out) and references found in one streaming pass when it is
+//! declared. The engine reads
 //! the text as a stream when diffing ([`crate::diff::diff_json`]) and materialises a
 //! [`Value`] only where one must exist (a changing resource's desired value, provider
 //! validation), so a large stack costs a few hundred bytes per resource, not kilobytes.
@@ -14,7 +15,8 @@ use sha2::{Digest, Sha256};
 
 use crate::value::{REF_KEY, RawRef};
 
-/// A serialised spec: compact JSON text plus the digest of its value.
+/// A serialised spec: compact JSON text plus the digest of its value with the kind's
+/// sensitive paths left out.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Spec {
     json: Box<str>,
@@ -23,30 +25,35 @@ pub struct Spec {
 
 impl Spec {
     /// Serialises `spec` and returns it with every reference inside and the JSON path where
-    /// it sits.
-    pub fn new<T: Serialize + ?Sized>(spec: &T) -> (Spec, Vec<(String, RawRef)>) {
-        let json = serde_json::to_string(spec).expect("resource specs serialise to JSON");
-        Spec::from_json(json)
+    /// it sits. `sensitive` are the kind's sensitive paths (`Schema::sensitive`), left out of
+    /// the digest.
+    pub fn new<T: Serialize + ?Sized>(
+        spec: &T,
+        sensitive: &[&str],
+    ) -> (Spec, Vec<(String, RawRef)>) {
+        with_buffers(|b| {
+            b.text.clear();
+            serde_json::to_writer(&mut b.text, spec).expect("resource specs serialise to JSON");
+            let text = std::str::from_utf8(&b.text).expect("serde_json writes UTF-8");
+            let (digest, refs) = scan(text, sensitive, &mut b.scan);
+            (
+                Spec {
+                    json: text.into(),
+                    digest,
+                },
+                refs,
+            )
+        })
     }
 
     /// Takes JSON text that is already serialised (e.g. from `serde_json::to_string`).
-    pub fn from_json(json: String) -> (Spec, Vec<(String, RawRef)>) {
-        let mut scan = Scan {
-            feed: Vec::with_capacity(json.len() + 64),
-            scratch: Vec::new(),
-            path: String::new(),
-            refs: Vec::new(),
-        };
-        let mut de = serde_json::Deserializer::from_str(&json);
-        ScanSeed(&mut scan)
-            .deserialize(&mut de)
-            .expect("serialised specs are valid JSON");
-        let digest = Sha256::digest(&scan.feed);
+    pub fn from_json(json: String, sensitive: &[&str]) -> (Spec, Vec<(String, RawRef)>) {
+        let (digest, refs) = with_buffers(|b| scan(&json, sensitive, &mut b.scan));
         let spec = Spec {
             json: json.into_boxed_str(),
-            digest: digest[..8].try_into().expect("8 bytes"),
+            digest,
         };
-        (spec, scan.refs)
+        (spec, refs)
     }
 
     /// The compact JSON text.
@@ -59,10 +66,67 @@ impl Spec {
         serde_json::from_str(&self.json).expect("serialised specs are valid JSON")
     }
 
-    /// The digest of the spec, equal to [`crate::plan::digest`] of its value.
+    /// The digest of the spec, equal to [`crate::plan::spec_digest`] of its value and the
+    /// sensitive paths it was made with (computed once, when it was declared).
     pub fn digest(&self) -> String {
         hex::encode(self.digest)
     }
+}
+
+/// Buffers one thread reuses for every spec it declares (a stack of 100,000 resources
+/// would otherwise allocate and grow them 100,000 times).
+#[derive(Default)]
+struct Buffers {
+    text: Vec<u8>,
+    scan: ScanBuffers,
+}
+
+/// The scan's working buffers: the digest feed, the scratch space for sorting object keys,
+/// the current path.
+#[derive(Default)]
+struct ScanBuffers {
+    feed: Vec<u8>,
+    scratch: Vec<u8>,
+    path: String,
+}
+
+/// Runs `f` with this thread's buffers (fresh ones if they are in use already).
+fn with_buffers<R>(f: impl FnOnce(&mut Buffers) -> R) -> R {
+    thread_local! {
+        static BUFFERS: std::cell::RefCell<Buffers> = std::cell::RefCell::default();
+    }
+    BUFFERS.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut b) => f(&mut b),
+        Err(_) => f(&mut Buffers::default()),
+    })
+}
+
+/// Scans `json` once: its digest (sensitive paths left out) and its references.
+fn scan(
+    json: &str,
+    sensitive: &[&str],
+    bufs: &mut ScanBuffers,
+) -> ([u8; 8], Vec<(String, RawRef)>) {
+    bufs.feed.clear();
+    bufs.scratch.clear();
+    bufs.path.clear();
+    let mut scan = Scan {
+        feed: std::mem::take(&mut bufs.feed),
+        scratch: std::mem::take(&mut bufs.scratch),
+        path: std::mem::take(&mut bufs.path),
+        refs: Vec::new(),
+        sensitive,
+        muted: false,
+    };
+    let mut de = serde_json::Deserializer::from_str(json);
+    ScanSeed(&mut scan)
+        .deserialize(&mut de)
+        .expect("serialised specs are valid JSON");
+    let digest = Sha256::digest(&scan.feed);
+    bufs.feed = scan.feed;
+    bufs.scratch = scan.scratch;
+    bufs.path = scan.path;
+    (digest[..8].try_into().expect("8 bytes"), scan.refs)
 }
 
 impl fmt::Debug for Spec {
@@ -73,17 +137,51 @@ impl fmt::Debug for Spec {
 }
 
 /// The state of one scan: the digest feed (the byte stream [`crate::plan::digest`] hashes,
-/// object keys sorted), the current path and the references found.
-struct Scan {
+/// object keys sorted, sensitive values as [`crate::plan::redact`] leaves them), the current
+/// path and the references found.
+struct Scan<'s> {
     feed: Vec<u8>,
     scratch: Vec<u8>,
     path: String,
     refs: Vec<(String, RawRef)>,
+    sensitive: &'s [&'s str],
+    /// Inside a redacted value: nothing is fed.
+    muted: bool,
 }
 
-struct ScanSeed<'a>(&'a mut Scan);
+impl Scan<'_> {
+    /// Called as a non-null value at the current path begins. At a sensitive path (below
+    /// the root, outside a value already redacted) the value is fed as the string
+    /// `(sensitive)` and what it holds is not fed at all, as [`crate::plan::redact`] does;
+    /// returns whether this value began such a stretch (the caller ends it).
+    fn redacts_here(&mut self) -> bool {
+        if self.muted
+            || self.path.is_empty()
+            || !self
+                .sensitive
+                .iter()
+                .any(|p| crate::diff::path_matches(&self.path, p))
+        {
+            return false;
+        }
+        feed_str(&mut self.feed, "(sensitive)");
+        self.muted = true;
+        true
+    }
 
-impl<'de> DeserializeSeed<'de> for ScanSeed<'_> {
+    /// Feeds a scalar, unless it is redacted or inside a redacted value.
+    fn scalar(&mut self, f: impl FnOnce(&mut Vec<u8>)) {
+        if self.redacts_here() {
+            self.muted = false;
+        } else if !self.muted {
+            f(&mut self.feed);
+        }
+    }
+}
+
+struct ScanSeed<'a, 's>(&'a mut Scan<'s>);
+
+impl<'de> DeserializeSeed<'de> for ScanSeed<'_, '_> {
     type Value = ();
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
         d.deserialize_any(self)
@@ -125,7 +223,7 @@ fn feed_str(out: &mut Vec<u8>, s: &str) {
     out.extend_from_slice(s.as_bytes());
 }
 
-impl<'de> Visitor<'de> for ScanSeed<'_> {
+impl<'de> Visitor<'de> for ScanSeed<'_, '_> {
     type Value = ();
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -133,41 +231,50 @@ impl<'de> Visitor<'de> for ScanSeed<'_> {
     }
 
     fn visit_unit<E: de::Error>(self) -> Result<(), E> {
-        self.0.feed.push(b'n');
+        // A null is never redacted.
+        if !self.0.muted {
+            self.0.feed.push(b'n');
+        }
         Ok(())
     }
 
     fn visit_bool<E: de::Error>(self, v: bool) -> Result<(), E> {
-        self.0.feed.push(if v { b't' } else { b'f' });
+        self.0.scalar(|f| f.push(if v { b't' } else { b'f' }));
         Ok(())
     }
 
     fn visit_i64<E: de::Error>(self, v: i64) -> Result<(), E> {
-        feed_number(&mut self.0.feed, v.into());
+        self.0.scalar(|f| feed_number(f, v.into()));
         Ok(())
     }
 
     fn visit_u64<E: de::Error>(self, v: u64) -> Result<(), E> {
-        feed_number(&mut self.0.feed, v.into());
+        self.0.scalar(|f| feed_number(f, v.into()));
         Ok(())
     }
 
     fn visit_f64<E: de::Error>(self, v: f64) -> Result<(), E> {
         match serde_json::Number::from_f64(v) {
-            Some(n) => feed_number(&mut self.0.feed, n),
-            None => self.0.feed.push(b'n'),
+            Some(n) => self.0.scalar(|f| feed_number(f, n)),
+            // Serialised as null, so never redacted either.
+            None if !self.0.muted => self.0.feed.push(b'n'),
+            None => {}
         }
         Ok(())
     }
 
     fn visit_str<E: de::Error>(self, v: &str) -> Result<(), E> {
-        feed_str(&mut self.0.feed, v);
+        self.0.scalar(|f| feed_str(f, v));
         Ok(())
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
         let scan = self.0;
-        scan.feed.push(b'[');
+        let redacted = scan.redacts_here();
+        let quiet = scan.muted;
+        if !quiet {
+            scan.feed.push(b'[');
+        }
         let mut i = 0usize;
         loop {
             let len = scan.path.len();
@@ -182,12 +289,19 @@ impl<'de> Visitor<'de> for ScanSeed<'_> {
             }
             i += 1;
         }
-        scan.feed.push(b']');
+        if !quiet {
+            scan.feed.push(b']');
+        }
+        if redacted {
+            scan.muted = false;
+        }
         Ok(())
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
         let scan = self.0;
+        let redacted = scan.redacts_here();
+        let quiet = scan.muted;
         // Children are scanned into the shared feed, then moved out in key order.
         let start = scan.feed.len();
         let mut entries: Vec<(Key<'de>, usize, usize)> = Vec::new();
@@ -221,6 +335,13 @@ impl<'de> Visitor<'de> for ScanSeed<'_> {
             scan.refs.truncate(refs_before);
             scan.refs.push((scan.path.clone(), r));
         }
+        if quiet {
+            // Redacted: the children fed nothing.
+            if redacted {
+                scan.muted = false;
+            }
+            return Ok(());
+        }
         entries.sort_unstable_by(|a, b| a.0.0.cmp(&b.0.0));
         scan.scratch.clear();
         scan.scratch.extend_from_slice(&scan.feed[start..]);
@@ -252,10 +373,55 @@ mod tests {
             "not_a_ref": {"$ref": {"address": "k.z", "attr": "id"}, "other": 1},
             "esc\"aped": "q\"uote"
         });
-        let (spec, refs) = Spec::new(&v);
+        let (spec, refs) = Spec::new(&v, &[]);
         assert_eq!(spec.digest(), crate::plan::digest(&v));
         assert_eq!(spec.to_value(), v);
         assert_eq!(refs, crate::value::collect_refs(&v));
         assert_eq!(refs.len(), 2);
+    }
+
+    #[test]
+    fn digest_leaves_out_sensitive_values_as_the_plan_digest_does() {
+        let v = json!({
+            "name": "a", "secret": "hunter2", "nothing": null,
+            "users": [{"name": "u", "password": "p1", "keys": ["k1", "k2"]},
+                      {"name": "v", "password": null, "keys": []}],
+            "auth": {"token": {"$ref": {"address": "k.x", "attr": "token"}}, "user": "me"},
+            "cert": {"key": {"pem": "-----"}, "chain": [1, 2.5, true]},
+            "list": [[1, 2], [3]]
+        });
+        let cases: &[&[&str]] = &[
+            &[],
+            &["secret"],
+            &["nothing", "users[*].password"],
+            &["users[*].keys", "auth"],
+            &["cert.key", "list[*]"],
+            &["users", "secret", "auth.token"],
+            &["missing.path"],
+        ];
+        for sensitive in cases {
+            let (spec, refs) = Spec::new(&v, sensitive);
+            assert_eq!(
+                spec.digest(),
+                crate::plan::spec_digest(&v, sensitive),
+                "sensitive {sensitive:?}"
+            );
+            assert_eq!(
+                refs,
+                crate::value::collect_refs(&v),
+                "refs are found in secrets too"
+            );
+        }
+        assert_ne!(
+            Spec::new(&v, &["secret"]).0.digest(),
+            Spec::new(&v, &[]).0.digest()
+        );
+        let other = json!({"name": "a", "secret": "other"});
+        let same = json!({"name": "a", "secret": "hunter2"});
+        assert_eq!(
+            Spec::new(&other, &["secret"]).0.digest(),
+            Spec::new(&same, &["secret"]).0.digest(),
+            "a secret's value never reaches the digest"
+        );
     }
 }

@@ -10,6 +10,10 @@ use crate::resource::{FieldError, Handle, NodeRef, Resource, Schema};
 use crate::spec::Spec;
 use crate::value::Address;
 use petgraph::algo::tarjan_scc;
+
+/// The engine's hash maps: foldhash, randomly seeded (keys come from stack code and remote
+/// names; SipHash cost a tenth of a large plan).
+pub(crate) type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 use petgraph::graph::DiGraph;
 
 /// A declared resource, type-erased.
@@ -122,7 +126,7 @@ pub struct StackBuilder {
     deps: Vec<Vec<(Address, String)>>,
     /// References found in each resource's spec, as `(address, field path)`.
     refs: Vec<Vec<(Address, String)>>,
-    index: HashMap<Address, usize>,
+    index: FastMap<Address, usize>,
     errors: Vec<BuildError>,
     settings: BTreeMap<String, String>,
 }
@@ -135,7 +139,7 @@ impl StackBuilder {
             nodes: Vec::new(),
             deps: Vec::new(),
             refs: Vec::new(),
-            index: HashMap::new(),
+            index: FastMap::default(),
             errors: Vec::new(),
             settings: BTreeMap::new(),
         }
@@ -143,12 +147,16 @@ impl StackBuilder {
 
     fn push(&mut self, node: NodeDef) -> Address {
         let address = node.address().clone();
-        if self.index.contains_key(&address) {
-            self.errors
-                .push(BuildError::DuplicateAddress(address.clone()));
-            return address;
+        match self.index.entry(address.clone()) {
+            std::collections::hash_map::Entry::Occupied(_) => {
+                self.errors
+                    .push(BuildError::DuplicateAddress(address.clone()));
+                return address;
+            }
+            std::collections::hash_map::Entry::Vacant(v) => {
+                v.insert(self.nodes.len());
+            }
         }
-        self.index.insert(address.clone(), self.nodes.len());
         self.nodes.push(node);
         self.deps.push(Vec::new());
         self.refs.push(Vec::new());
@@ -158,14 +166,15 @@ impl StackBuilder {
     /// Declares a resource named `name` (unique per kind) and returns its typed handle.
     pub fn add<R: Resource>(&mut self, name: &str, spec: R) -> Handle<R> {
         let address = Address::new(R::KIND, name);
-        let (value, refs) = Spec::new(&spec);
+        let schema = R::schema();
+        let (value, refs) = Spec::new(&spec, schema.sensitive);
         let def = ResourceDef {
             address: address.clone(),
             kind: R::KIND,
             provider: R::PROVIDER,
             key: spec.key(),
             spec: value,
-            schema: R::schema(),
+            schema,
             protect: false,
             restart_acknowledged: false,
             ignore_changes: Vec::new(),
@@ -255,7 +264,8 @@ impl StackBuilder {
     /// `depends_on` inside the stack, no cycle.
     pub fn build(mut self) -> Result<Stack, BuildError> {
         let mut errors = std::mem::take(&mut self.errors);
-        let mut keys: HashMap<(&str, &str), &Address> = HashMap::new();
+        let mut keys: FastMap<(&str, &str), &Address> = FastMap::default();
+        keys.reserve(self.nodes.len());
         for node in &self.nodes {
             if let NodeDef::Resource(r) = node
                 && let Some(first) = keys.insert((r.kind, r.key.as_str()), &r.address)
@@ -354,7 +364,7 @@ pub struct Stack {
     deps: Vec<Vec<usize>>,
     order: Vec<usize>,
     settings: BTreeMap<String, String>,
-    index: HashMap<Address, usize>,
+    index: FastMap<Address, usize>,
 }
 
 impl Stack {

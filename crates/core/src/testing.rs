@@ -2,9 +2,13 @@
 //! in-flight counter — for the engine's own tests, benches and the demo stack.
 //! Its kinds: [`Thing`] and [`CbdThing`] (the same, but replaced create-before-destroy).
 
-use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
+use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -132,17 +136,146 @@ fn to_json(v: &Value) -> Box<str> {
 /// Waits until `deadline`, neither less nor noticeably more: the timer wheel (millisecond
 /// ticks, deadlines rounded up) alone would overshoot each write by up to 1–2 ms, which a
 /// bench comparing apply time with the critical path would wrongly charge to the engine. The
-/// timer covers all but the last 2 ms; a blocking-pool thread sleeps the rest precisely.
+/// timer covers all but the last 2 ms; one shared thread ([`Sleeper`]) wakes the task at the
+/// deadline itself (a blocking-pool task per write cost more than the engine's own work).
 async fn sleep_until(deadline: Instant) {
     let coarse = deadline - Duration::from_millis(2);
     if Instant::now() < coarse {
         tokio::time::sleep_until(coarse.into()).await;
     }
-    let rest = deadline.saturating_duration_since(Instant::now());
-    if !rest.is_zero() {
-        tokio::task::spawn_blocking(move || std::thread::sleep(rest))
-            .await
-            .expect("sleeping thread");
+    PreciseSleep {
+        deadline,
+        shared: None,
+    }
+    .await
+}
+
+/// What a [`PreciseSleep`] and the sleeper thread share: whether the deadline passed, and
+/// the waker to call when it does.
+struct Wake {
+    done: AtomicBool,
+    waker: Mutex<Option<Waker>>,
+}
+
+/// A wait for an exact instant, woken by the [`Sleeper`] thread.
+struct PreciseSleep {
+    deadline: Instant,
+    shared: Option<Arc<Wake>>,
+}
+
+impl Future for PreciseSleep {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if Instant::now() >= self.deadline
+            || self
+                .shared
+                .as_ref()
+                .is_some_and(|w| w.done.load(Ordering::Acquire))
+        {
+            return Poll::Ready(());
+        }
+        match &self.shared {
+            Some(w) => {
+                *w.waker.lock().expect("waker lock") = Some(cx.waker().clone());
+                // The sleeper may have fired between the check above and storing the waker.
+                if w.done.load(Ordering::Acquire) {
+                    return Poll::Ready(());
+                }
+            }
+            None => {
+                let w = Arc::new(Wake {
+                    done: AtomicBool::new(false),
+                    waker: Mutex::new(Some(cx.waker().clone())),
+                });
+                Sleeper::get().add(self.deadline, w.clone());
+                self.shared = Some(w);
+            }
+        }
+        Poll::Pending
+    }
+}
+
+/// One thread for the whole process that wakes [`PreciseSleep`]s at their deadlines.
+struct Sleeper {
+    queue: Mutex<BinaryHeap<Reverse<Entry>>>,
+    changed: Condvar,
+}
+
+/// A deadline in the sleeper's queue (ordered by deadline, then by arrival).
+struct Entry {
+    at: Instant,
+    seq: u64,
+    wake: Arc<Wake>,
+}
+
+impl PartialEq for Entry {
+    fn eq(&self, o: &Self) -> bool {
+        (self.at, self.seq) == (o.at, o.seq)
+    }
+}
+
+impl Eq for Entry {}
+
+impl PartialOrd for Entry {
+    fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(o))
+    }
+}
+
+impl Ord for Entry {
+    fn cmp(&self, o: &Self) -> std::cmp::Ordering {
+        (self.at, self.seq).cmp(&(o.at, o.seq))
+    }
+}
+
+impl Sleeper {
+    fn get() -> &'static Sleeper {
+        static SLEEPER: OnceLock<&'static Sleeper> = OnceLock::new();
+        SLEEPER.get_or_init(|| {
+            let s: &'static Sleeper = Box::leak(Box::new(Sleeper {
+                queue: Mutex::new(BinaryHeap::new()),
+                changed: Condvar::new(),
+            }));
+            std::thread::Builder::new()
+                .name("memory-provider-sleeper".into())
+                .spawn(move || s.run())
+                .expect("sleeper thread");
+            s
+        })
+    }
+
+    fn add(&self, at: Instant, wake: Arc<Wake>) {
+        static SEQ: AtomicU64 = AtomicU64::new(0);
+        let seq = SEQ.fetch_add(1, Ordering::Relaxed);
+        let mut q = self.queue.lock().expect("sleeper lock");
+        let earliest = q.peek().is_none_or(|Reverse(e)| at < e.at);
+        q.push(Reverse(Entry { at, seq, wake }));
+        drop(q);
+        if earliest {
+            self.changed.notify_one();
+        }
+    }
+
+    fn run(&self) {
+        let mut q = self.queue.lock().expect("sleeper lock");
+        loop {
+            let now = Instant::now();
+            match q.peek() {
+                None => q = self.changed.wait(q).expect("sleeper lock"),
+                Some(Reverse(e)) if e.at <= now => {
+                    let Reverse(e) = q.pop().expect("peeked");
+                    e.wake.done.store(true, Ordering::Release);
+                    if let Some(w) = e.wake.waker.lock().expect("waker lock").take() {
+                        w.wake();
+                    }
+                }
+                Some(Reverse(e)) => {
+                    let left = e.at - now;
+                    q = self.changed.wait_timeout(q, left).expect("sleeper lock").0;
+                }
+            }
+        }
     }
 }
 
