@@ -514,6 +514,57 @@ mod tests {
     }
 
     #[test]
+    fn api_objects_deserialise_as_the_clients_types() {
+        use k8s_openapi::api::core::v1::{ConfigMap, Node, Pod};
+        let now = SystemTime::now();
+        let rec = NodeRec {
+            ip: Ipv4Addr::new(10, 0, 20, 100),
+            control_plane: true,
+            host: "k8s-master".into(),
+            created: now,
+        };
+        let live = NodeLive {
+            ready: false,
+            reason: "NodeStatusUnknown".into(),
+            message: "Kubelet stopped posting node status.".into(),
+            since: now,
+            etcd_running: true,
+        };
+        let node: Node = serde_json::from_value(node_json("k8s-master", &rec, &live, 7)).unwrap();
+        let cond = &node.status.unwrap().conditions.unwrap()[0];
+        assert_eq!(
+            (cond.type_.as_str(), cond.status.as_str()),
+            ("Ready", "Unknown")
+        );
+        assert!(
+            node.spec
+                .unwrap()
+                .taints
+                .unwrap()
+                .iter()
+                .any(|t| t.key == "node-role.kubernetes.io/control-plane")
+        );
+        let pod: Pod = serde_json::from_value(etcd_pod_json("k8s-master", &rec, &live, 7)).unwrap();
+        assert_eq!(pod.metadata.name.as_deref(), Some("etcd-k8s-master"));
+        let cm: ConfigMap = serde_json::from_value(configmap_json(
+            "kube-system",
+            "kubeadm-config",
+            json!({"ClusterConfiguration": "kind: ClusterConfiguration\n"}),
+            7,
+        ))
+        .unwrap();
+        assert!(cm.data.unwrap().contains_key("ClusterConfiguration"));
+        let list = json!({"apiVersion": "v1", "kind": "NodeList", "metadata": {"resourceVersion": "7"},
+            "items": [node_json("k8s-master", &rec, &live, 7)]});
+        let list: k8s_openapi::List<Node> = serde_json::from_value(list).unwrap();
+        assert_eq!(list.items.len(), 1);
+        let status: k8s_openapi::apimachinery::pkg::apis::meta::v1::Status =
+            serde_json::from_value(status_json(404, "NotFound", "nodes \"x\" not found", None))
+                .unwrap();
+        assert_eq!(status.code, Some(404));
+    }
+
+    #[test]
     fn cluster_configuration_fields_round_trip() {
         let f = ClusterConfigFields {
             control_plane_endpoint: Some("10.0.20.99:6443".into()),
