@@ -32,7 +32,7 @@ impl Sim {
         let mut child = Command::new(env!("CARGO_BIN_EXE_stacks"))
             .arg("sim")
             .env(ADDR_MAP_ENV, map)
-            .env("CAIRN_SIM_APISERVER_BOOT_MS", "1500")
+            .env("CAIRN_SIM_BOOT_MS", "1500")
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()

@@ -427,10 +427,6 @@ async fn a_join_three_hours_after_the_last_one_uploads_a_fresh_certificate_key()
     assert_eq!(actions, [Action::NoOp, Action::Create]);
     let report = apply_plan(&both, &p, &planned).await;
     assert!(report.success(), "{report:?}");
-    assert_eq!(
-        lab.lab.sim.joins("k8s-master-3"),
-        1,
-        "joined once"
-    );
+    assert_eq!(lab.lab.sim.joins("k8s-master-3"), 1, "joined once");
     assert_eq!(cluster.etcd_members_ready(3).check().await, Ok(()));
 }
