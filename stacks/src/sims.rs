@@ -280,6 +280,7 @@ pub async fn serve() -> anyhow::Result<()> {
                 serde_json::json!({
                     "name": h.name(), "address": h.declared().to_string(),
                     "listen": h.listen().to_string(), "fingerprint": h.fingerprint(),
+                    "etc_kubernetes": h.etc_kubernetes().display().to_string(),
                 })
             })
             .collect()
