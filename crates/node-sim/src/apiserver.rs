@@ -48,6 +48,8 @@ pub(crate) async fn serve(
         let mut conns = JoinSet::new();
         loop {
             let Ok((tcp, _)) = listener.accept().await else {
+                // Out of file descriptors or similar: back off instead of spinning.
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
                 continue;
             };
             let acceptor = acceptor.clone();

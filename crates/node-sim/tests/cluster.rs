@@ -533,6 +533,20 @@ fn a_join_through_an_address_not_in_the_certificate_sans_is_refused() {
     // Nothing listens where nobody serves.
     let o = cp_join(sim, MASTER2.0, "10.0.20.98:6443", &m);
     assert!(o.stderr.contains("connection refused"), "{o:?}");
+    // An unknown token is refused (and not echoed).
+    let unknown = (
+        m.0.clone(),
+        "abcdef.0123456789abcdef".to_string(),
+        m.2.clone(),
+    );
+    let o = cp_join(sim, MASTER2.0, "10.0.20.100:6443", &unknown);
+    assert!(
+        o.stderr.contains(
+            "could not find a JWS signature in the cluster-info ConfigMap for token ID \"abcdef\""
+        ),
+        "{o:?}"
+    );
+    assert!(!o.stderr.contains("0123456789abcdef"), "{o:?}");
     // A wrong CA pin is refused too.
     let bad = (
         m.0.clone(),
@@ -577,7 +591,14 @@ fn a_failed_join_changes_nothing_and_the_next_one_succeeds() {
     lab.sim.start_host(MASTER2.0, MASTER2.1).unwrap();
     let sim = &lab.sim;
     let m = join_material(sim);
-    sim.fail_next_join(MASTER2.0);
+    // The test hook, through the control socket as any tool would use it.
+    let hook = Command::new("curl")
+        .args(["-sS", "--fail", "-X", "POST", "--unix-socket"])
+        .arg(sim.control_socket())
+        .arg(format!("http://sim/_sim/fail-next-join/{}", MASTER2.0))
+        .output()
+        .unwrap();
+    assert!(hook.status.success(), "{hook:?}");
     let o = cp_join(sim, MASTER2.0, "10.0.20.99:6443", &m);
     assert_eq!(o.code, 1, "{o:?}");
     assert!(sim.node(cluster, MASTER2.0).is_none());
@@ -771,4 +792,41 @@ fn a_booted_vm_becomes_a_host_that_accepts_exactly_its_cloud_init_keys() {
     assert!(h.etc_kubernetes().join("marker").exists());
     sim.remove_host("k8s-master-2");
     assert!(sim.host("k8s-master-2").is_none());
+}
+
+#[test]
+fn a_worker_join_keeps_its_kubelet_at_the_endpoint_and_runs_no_control_plane() {
+    let mut lab = ready_homelab(213);
+    let cluster = lab.cluster;
+    lab.sim
+        .start_host("k8s-worker-5", Ipv4Addr::new(10, 0, 20, 105))
+        .unwrap();
+    let sim = &lab.sim;
+    let join = ok(
+        sim,
+        "k8s-master",
+        "kubeadm token create --print-join-command",
+        "",
+    );
+    assert!(
+        join.starts_with("kubeadm join 10.0.20.100:6443 --token "),
+        "{join}"
+    );
+    let out = ok(sim, "k8s-worker-5", join.trim(), "");
+    assert!(out.contains("This node has joined the cluster:"), "{out}");
+    assert!(wait(Duration::from_secs(20), || sim
+        .node(cluster, "k8s-worker-5")
+        .is_some_and(|n| n.ready && !n.control_plane)));
+    let conf = ok(sim, "k8s-worker-5", "cat /etc/kubernetes/kubelet.conf", "");
+    assert!(conf.contains("server: https://10.0.20.100:6443"), "{conf}");
+    assert_eq!(sim.etcd_members(cluster), ["k8s-master"]);
+    assert!(!sim.apiserver_running("k8s-worker-5"));
+    // Joining twice is refused by kubeadm's preflight checks.
+    let again = ssh(sim, "k8s-worker-5", join.trim(), "");
+    assert!(
+        again
+            .stderr
+            .contains("/etc/kubernetes/kubelet.conf already exists"),
+        "{again:?}"
+    );
 }

@@ -179,6 +179,15 @@ async fn phase_zero_uploads_the_config_reissues_the_certificate_restarts_the_api
         s.add("kubeadm", phase0());
     });
     let planned = plan_of(&s, &p).await;
+    // Observing it: the credentials and the certificate with its marker, two commands on
+    // one connection to the master (plus one API read).
+    assert_eq!(
+        p.ctx().ssh().stats(),
+        SshStats {
+            connections: 1,
+            commands: 2
+        }
+    );
     let c = &planned.plan.resource_changes[0];
     assert_eq!(c.action(), Action::Update);
     assert_eq!(c.steps.len(), 6, "{:#?}", c.steps);
@@ -331,7 +340,7 @@ async fn a_join_through_an_endpoint_the_certificate_does_not_name_runs_nothing()
     // The endpoint is uploaded, but the certificate is left as it is.
     let s = stack(|s| {
         let mut k = phase0();
-        k.certificate_covers_sans = false;
+        k.certificate_covers_sans = None;
         let k = s.add("kubeadm", k);
         let m = s.add(
             "master-2",
@@ -428,5 +437,84 @@ async fn a_join_three_hours_after_the_last_one_uploads_a_fresh_certificate_key()
     let report = apply_plan(&both, &p, &planned).await;
     assert!(report.success(), "{report:?}");
     assert_eq!(lab.lab.sim.joins("k8s-master-3"), 1, "joined once");
+    assert_eq!(cluster.etcd_members_ready(3).check().await, Ok(()));
+}
+
+#[tokio::test]
+async fn a_phase_zero_interrupted_after_the_upload_resumes_with_the_certificate_only() {
+    let lab = Lab::start(149);
+    let (p, cluster) = lab.provider(Duration::from_secs(30));
+    // The configuration was uploaded (by an earlier run that then died), the certificate
+    // was not re-issued.
+    let config = "apiVersion: kubeadm.k8s.io/v1beta4\nkind: ClusterConfiguration\nkubernetesVersion: v1.34.1\ncontrolPlaneEndpoint: 10.0.20.99:6443\napiServer:\n  certSANs:\n  - 10.0.20.99\n  - k8s-apiserver.home.arpa\n";
+    let ssh = p.ctx().ssh();
+    ssh.run(
+        "k8s-master",
+        &Cmd::root("sh")
+            .args(["-c", "cat > /root/kubeadm.yaml"])
+            .stdin(config.as_bytes().to_vec()),
+    )
+    .await
+    .unwrap();
+    ssh.run(
+        "k8s-master",
+        &Cmd::root("kubeadm").args([
+            "init",
+            "phase",
+            "upload-config",
+            "kubeadm",
+            "--config",
+            "/root/kubeadm.yaml",
+        ]),
+    )
+    .await
+    .unwrap();
+    let s = stack(|s| {
+        s.add("kubeadm", phase0());
+    });
+    let planned = plan_of(&s, &p).await;
+    let c = &planned.plan.resource_changes[0];
+    assert_eq!(c.action(), Action::Update);
+    let paths: Vec<&str> = c.changes.iter().map(|f| f.path.as_str()).collect();
+    assert!(paths.contains(&"certificate_covers_sans"), "{paths:?}");
+    assert_eq!(c.steps.len(), 5, "{:#?}", c.steps);
+    assert!(!c.steps.iter().any(|s| s.contains("upload-config")));
+    let report = apply_plan(&s, &p, &planned).await;
+    assert!(report.success(), "{report:?}");
+    assert_eq!(cluster.apiserver_ready(VIP).check().await, Ok(()));
+    let again = plan_of(&s, &p).await;
+    assert!(
+        !again.plan.has_changes(),
+        "{:?}",
+        again.plan.resource_changes
+    );
+}
+
+#[tokio::test]
+async fn two_masters_declared_side_by_side_both_join_with_their_etcd_members() {
+    let mut lab = Lab::start(150);
+    lab.boot("k8s-master-2", [10, 0, 20, 110]);
+    lab.boot("k8s-master-3", [10, 0, 20, 111]);
+    let (p, cluster) = lab.provider(Duration::from_secs(30));
+    run_phase0(&p).await;
+    // No edge between them: the provider serialises the joins itself.
+    let s = stack(|s| {
+        s.add(
+            "master-2",
+            ControlPlaneMember::new("homelab", "k8s-master-2"),
+        );
+        s.add(
+            "master-3",
+            ControlPlaneMember::new("homelab", "k8s-master-3"),
+        );
+    });
+    let report = apply_plan(&s, &p, &plan_of(&s, &p).await).await;
+    assert!(report.success(), "{report:?}");
+    let sim = &lab.lab.sim;
+    assert_eq!(sim.etcd_members(lab.lab.cluster).len(), 3);
+    assert_eq!(
+        (sim.joins("k8s-master-2"), sim.joins("k8s-master-3")),
+        (1, 1)
+    );
     assert_eq!(cluster.etcd_members_ready(3).check().await, Ok(()));
 }

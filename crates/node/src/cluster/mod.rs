@@ -46,6 +46,7 @@ pub struct Cluster {
     dialer: Dialer,
     creds: OnceCell<Arc<Credentials>>,
     clients: Mutex<HashMap<String, kube::Client>>,
+    joins: Mutex<()>,
 }
 
 impl std::fmt::Debug for Cluster {
@@ -108,6 +109,7 @@ impl Cluster {
             dialer,
             creds: OnceCell::new(),
             clients: Mutex::new(HashMap::new()),
+            joins: Mutex::new(()),
         }
     }
 
@@ -161,6 +163,12 @@ impl Cluster {
             .iter()
             .find(|(_, n)| *n == node)
             .map(|(h, _)| h.as_str())
+    }
+
+    /// Held while a control-plane member joins: kubeadm joins control-plane nodes one at a
+    /// time (each adds an etcd member), whatever the stack's graph allows.
+    pub(crate) async fn join_guard(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.joins.lock().await
     }
 
     /// The transport (shared with the node provider).

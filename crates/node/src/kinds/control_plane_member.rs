@@ -21,12 +21,16 @@
 //! before the join, and a join that reports the key expired or unknown re-uploads once and
 //! retries.
 //!
+//! Joins of one cluster run one at a time (each adds an etcd member; kubeadm's docs join
+//! control-plane nodes sequentially), even when the stack's graph would let them overlap.
+//!
 //! Delete is refused: removing a control-plane member (drain, `etcd member remove`,
 //! `kubeadm reset`) is a rotation with its own gates, not a side effect of this kind. A
 //! member is never owned by marker, so the planner never plans one for deletion; an
 //! explicit delete fails naming the node, with nothing touched.
 
 use std::fmt;
+use std::future::Future;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -152,7 +156,7 @@ impl fmt::Display for MemberStep {
             ),
             MemberStep::CreateToken { host } => write!(
                 f,
-                "kubeadm token create --print-join-command on {host} (token: sensitive)"
+                "kubeadm token create --print-join-command --ttl 1h on {host} (token: sensitive)"
             ),
             MemberStep::CheckEndpoint => write!(
                 f,
@@ -259,6 +263,37 @@ fn scrub(text: &str, secrets: &[&str]) -> String {
         .fold(text.to_string(), |t, s| t.replace(s, "<redacted>"))
 }
 
+/// Joins with `key`, uploading the certificates again first when there is none or it is
+/// older than [`KEY_MAX_AGE`]; a join that reports the key expired or unknown uploads once
+/// more and retries once. Returns the last join's outcome.
+async fn join_with_fresh_key<U, UF, J, JF>(
+    key: Option<CertificateKey>,
+    mut upload: U,
+    mut join: J,
+) -> Result<Result<(), String>, NodeError>
+where
+    U: FnMut() -> UF,
+    UF: Future<Output = Result<CertificateKey, NodeError>>,
+    J: FnMut(CertificateKey) -> JF,
+    JF: Future<Output = Result<Result<(), String>, NodeError>>,
+{
+    let key = match key {
+        Some(k) if k.uploaded.elapsed() < KEY_MAX_AGE => k,
+        _ => upload().await?,
+    };
+    let result = join(key).await?;
+    match &result {
+        Err(out) if key_rejected(out) => {
+            tracing::warn!(
+                "the certificate key expired or is unknown; uploading the certificates again and retrying the join once"
+            );
+            let key = upload().await?;
+            join(key).await
+        }
+        _ => Ok(result),
+    }
+}
+
 /// A certificate key and when it was uploaded.
 struct CertificateKey {
     key: String,
@@ -287,7 +322,23 @@ impl Joiner<'_> {
         cmd: &Cmd,
         secrets: &[&str],
     ) -> Result<(i32, String, String), NodeError> {
-        let (status, out) = self.ctx.ssh().run_status(host, cmd).await?;
+        let (status, out) = self
+            .ctx
+            .ssh()
+            .run_status(host, cmd)
+            .await
+            .map_err(|e| match e {
+                NodeError::ConnectionLost {
+                    host,
+                    program,
+                    detail,
+                } => NodeError::ConnectionLost {
+                    host,
+                    program,
+                    detail: scrub(&detail, secrets),
+                },
+                other => other,
+            })?;
         Ok((
             status,
             scrub(&String::from_utf8_lossy(&out.stdout), secrets),
@@ -317,7 +368,10 @@ impl Joiner<'_> {
     }
 
     async fn create_token(&self) -> Result<JoinCommand, NodeError> {
-        let cmd = Cmd::root("kubeadm").args(["token", "create", "--print-join-command"]);
+        // A short-lived token: it passes through the new host's command line (and sudo's
+        // log there), as kubeadm's join takes it as an argument.
+        let cmd =
+            Cmd::root("kubeadm").args(["token", "create", "--print-join-command", "--ttl", "1h"]);
         let (status, out) = self.ctx.ssh().run_status(self.admin, &cmd).await?;
         let stdout = String::from_utf8_lossy(&out.stdout);
         let join = kubeadm::parse_join_command(&stdout);
@@ -430,18 +484,15 @@ async fn join(
                 let c = command
                     .as_ref()
                     .ok_or_else(|| j.err("no join command".into()))?;
-                let mut k = match key.take() {
-                    Some(k) if k.uploaded.elapsed() < KEY_MAX_AGE => k,
-                    _ => j.upload_certs().await?,
-                };
-                let mut result = j.join(c, &k).await?;
-                if let Err(out) = &result
-                    && key_rejected(out)
-                {
-                    tracing::warn!(resource = %j.resource, "the certificate key expired or is unknown; uploading the certificates again and retrying the join once");
-                    k = j.upload_certs().await?;
-                    result = j.join(c, &k).await?;
-                }
+                let result = join_with_fresh_key(
+                    key.take(),
+                    || j.upload_certs(),
+                    |k| {
+                        let j = &j;
+                        async move { j.join(c, &k).await }
+                    },
+                )
+                .await?;
                 result.map_err(|out| {
                     j.err(format!(
                         "`kubeadm join {} --control-plane` on {host} failed: {out}",
@@ -562,6 +613,7 @@ impl Kind<NodeContext> for ControlPlaneMembers {
         op: Op<'_, MemberStep>,
     ) -> Result<ControlPlaneMemberObserved, NodeError> {
         let cluster = ctx.get_cluster(&spec.cluster)?;
+        let _one_at_a_time = cluster.join_guard().await;
         join(ctx, cluster, spec, &op.steps).await?;
         write_marker(
             ctx.ssh(),
@@ -648,7 +700,7 @@ mod tests {
         assert_eq!(s.len(), 6);
         assert!(s[0].contains("controlPlaneEndpoint answers /readyz"));
         assert!(s[1].contains("upload-certs") && s[1].ends_with("valid 2 h)"));
-        assert!(s[2].contains("token create --print-join-command on k8s-master-1"));
+        assert!(s[2].contains("token create --print-join-command --ttl 1h on k8s-master-1"));
         assert!(s[3].contains("--control-plane on k8s-master-2"));
         assert_eq!(s[4], "wait until node k8s-master-2 is Ready");
     }
@@ -664,6 +716,69 @@ mod tests {
         assert!(!key_rejected(
             "unable to connect to 10.0.20.99:6443: connection refused"
         ));
+    }
+
+    /// Runs [`join_with_fresh_key`] with a held key of `age` against a cluster that accepts
+    /// only keys listed in `valid`; returns the uploads and the keys joins were tried with.
+    async fn joins_with(
+        age: Option<Duration>,
+        valid: &[&str],
+    ) -> (Result<(), String>, usize, Vec<String>) {
+        use std::cell::RefCell;
+        let uploads = RefCell::new(0);
+        let tried = RefCell::new(Vec::new());
+        let held = age.map(|a| CertificateKey {
+            key: "held".into(),
+            uploaded: Instant::now() - a,
+        });
+        let r = join_with_fresh_key(
+            held,
+            || async {
+                *uploads.borrow_mut() += 1;
+                Ok(CertificateKey {
+                    key: format!("upload-{}", uploads.borrow()),
+                    uploaded: Instant::now(),
+                })
+            },
+            |k| {
+                tried.borrow_mut().push(k.key.clone());
+                let ok = valid.contains(&k.key.as_str());
+                async move {
+                    Ok(if ok {
+                        Ok(())
+                    } else {
+                        Err("error downloading the secret: Secret \"kubeadm-certs\" was not found in the \"kube-system\" Namespace. This Secret might have expired.".to_string())
+                    })
+                }
+            },
+        )
+        .await
+        .unwrap();
+        (r, uploads.into_inner(), tried.into_inner())
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_certificate_key_older_than_two_hours_is_uploaded_again_not_reused() {
+        tokio::time::advance(Duration::from_secs(3 * 3600)).await;
+        let (r, uploads, tried) =
+            joins_with(Some(Duration::from_secs(2 * 3600)), &["upload-1"]).await;
+        assert_eq!(
+            (r, uploads, tried),
+            (Ok(()), 1, vec!["upload-1".to_string()])
+        );
+        let (r, uploads, tried) = joins_with(Some(Duration::from_secs(60)), &["held"]).await;
+        assert_eq!((r, uploads, tried), (Ok(()), 0, vec!["held".to_string()]));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_join_that_finds_the_key_expired_uploads_once_more_and_retries_once() {
+        let (r, uploads, tried) = joins_with(None, &["upload-2"]).await;
+        assert_eq!((r, uploads), (Ok(()), 2));
+        assert_eq!(tried, ["upload-1", "upload-2"]);
+        // Still rejected after the retry: the failure is reported, no third attempt.
+        let (r, uploads, tried) = joins_with(None, &[]).await;
+        assert!(r.unwrap_err().contains("kubeadm-certs"));
+        assert_eq!((uploads, tried.len()), (2, 2));
     }
 
     #[test]

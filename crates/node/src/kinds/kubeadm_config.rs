@@ -56,14 +56,12 @@ pub struct KubeadmConfig {
     pub control_plane_endpoint: String,
     /// `apiServer.certSANs`, e.g. `[10.0.20.99, k8s-apiserver.home.arpa]` (a set).
     pub cert_sans: Vec<String>,
-    /// Whether the apiserver certificate on the kubeadm host must carry every SAN (and the
-    /// endpoint's host): when it does not, it is re-issued and the apiserver restarted.
-    #[serde(default = "yes")]
-    pub certificate_covers_sans: bool,
-}
-
-fn yes() -> bool {
-    true
+    /// `Some(true)`: the apiserver certificate on the kubeadm host must carry every SAN
+    /// (and the endpoint's host); when it does not, it is re-issued and the apiserver
+    /// restarted. `None`: the certificate is not managed (only the configuration is
+    /// uploaded), and this field is not diffed.
+    #[serde(default)]
+    pub certificate_covers_sans: Option<bool>,
 }
 
 impl KubeadmConfig {
@@ -77,7 +75,7 @@ impl KubeadmConfig {
             cluster: cluster.into(),
             control_plane_endpoint: control_plane_endpoint.into(),
             cert_sans: cert_sans.into_iter().map(Into::into).collect(),
-            certificate_covers_sans: true,
+            certificate_covers_sans: Some(true),
         }
     }
 
@@ -117,6 +115,12 @@ impl Resource for KubeadmConfig {
             )),
             Ok(_) => {}
             Err(m) => e.push(FieldError::new("control_plane_endpoint", m)),
+        }
+        if self.certificate_covers_sans == Some(false) {
+            e.push(FieldError::new(
+                "certificate_covers_sans",
+                "true (re-issue the certificate when it lacks a SAN) or unset (leave it alone)",
+            ));
         }
         for (i, s) in self.cert_sans.iter().enumerate() {
             if s.is_empty() || s.contains(|c: char| c.is_whitespace() || c == ',' || c == '/') {
@@ -300,7 +304,7 @@ pub fn steps(
         b.control_plane_endpoint != after.control_plane_endpoint
             || set(&b.cert_sans) != set(&after.cert_sans)
     });
-    let reissue = after.certificate_covers_sans
+    let reissue = after.certificate_covers_sans == Some(true)
         && (config_changes || before.is_some_and(|b| !b.certificate_covers_sans));
     if !config_changes && !reissue {
         return Vec::new();
@@ -647,6 +651,23 @@ mod tests {
         assert!(!s.iter().any(|s| s.contains("upload-config")));
         let done = observed("10.0.20.99:6443", &["10.0.20.99"], true);
         assert!(steps("m1", "a:1", Some(&done), &want).is_empty());
+    }
+
+    #[test]
+    fn an_unmanaged_certificate_is_neither_reissued_nor_a_change() {
+        let mut want = KubeadmConfig::new("homelab", "10.0.20.99:6443", ["10.0.20.99"]);
+        want.certificate_covers_sans = None;
+        let s = shown(&steps("m1", "a:1", Some(&observed("", &[], true)), &want));
+        assert_eq!(s.len(), 2, "write and upload only: {s:#?}");
+        let stale = observed("10.0.20.99:6443", &["10.0.20.99"], false);
+        assert!(steps("m1", "a:1", Some(&stale), &want).is_empty());
+        assert_eq!(
+            serde_json::to_value(&want).unwrap()["certificate_covers_sans"],
+            serde_json::Value::Null,
+            "a desired null is not diffed"
+        );
+        want.certificate_covers_sans = Some(false);
+        assert_eq!(want.validate()[0].field, "certificate_covers_sans");
     }
 
     #[test]
