@@ -100,6 +100,18 @@ async fn sim_environment_makes_the_dialer_refuse_unmapped_addresses_without_send
         dialer.resolve("10.1.0.1", 443).is_err(),
         "10.1/16 is outside this world's map"
     );
+    // What SSH needs: the identity (with its public half, the new VMs' cloud-init key),
+    // the known hosts, and a port map that already holds the masters that do not exist yet.
+    let identity = std::path::Path::new(&env["CAIRN_SSH_IDENTITY"]);
+    assert!(identity.is_file() && identity.with_extension("pub").is_file());
+    assert!(std::path::Path::new(&env["CAIRN_SSH_KNOWN_HOSTS"]).is_file());
+    let ports: cairn_core::net::PortMap = env["CAIRN_PORT_MAP"].parse().unwrap();
+    for host in ["10.0.20.100", "10.0.20.104", "10.0.20.110", "10.0.20.111"] {
+        let to = ports
+            .get(format!("{host}:22").parse().unwrap())
+            .unwrap_or_else(|| panic!("{host}:22 is not in the port map"));
+        assert!(to.ip().is_loopback(), "{to}");
+    }
 }
 
 /// Lists objects through the simulators' own APIs.
