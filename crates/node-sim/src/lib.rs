@@ -38,7 +38,7 @@ mod world_state;
 pub use cluster::{ClusterConfigFields, ClusterId};
 
 use std::io;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -279,15 +279,49 @@ impl NodeSim {
         };
         let key = dir.join("host_ed25519");
         keygen(&key)?;
-        let port = match self.reserved.get(&declared) {
-            Some(p) => *p,
-            None => free_port(ip)?,
+        let fingerprint = fingerprint_of(&key.with_extension("pub"))?;
+        // A free port can be taken by someone else before sshd binds it: try another.
+        // A port reserved for this address (see [`NodeSim::reserve_port`]) is kept: the
+        // port map handed out before the machine existed names it.
+        let reserved = self.reserved.get(&declared).copied();
+        let mut attempt = 0;
+        let host = loop {
+            attempt += 1;
+            let port = match reserved {
+                Some(p) => p,
+                None => free_port(ip)?,
+            };
+            let listen = SocketAddr::new(IpAddr::V4(ip), port);
+            std::fs::write(
+                dir.join("sshd_config"),
+                sshd_config(listen, &key, &authorized),
+            )?;
+            let _ = std::fs::remove_file(dir.join("sshd.log"));
+            let mut host = SimHost {
+                name: name.into(),
+                declared,
+                listen,
+                dir: dir.clone(),
+                fingerprint: fingerprint.clone(),
+                child: None,
+            };
+            match host.start() {
+                Ok(()) => break host,
+                Err(e)
+                    if reserved.is_none()
+                        && attempt < 5
+                        && e.to_string().contains("Address already in use") =>
+                {
+                    tracing::debug!(
+                        host = name,
+                        port,
+                        "port taken before sshd bound it; retrying"
+                    );
+                }
+                Err(e) => return Err(e),
+            }
         };
-        let listen = SocketAddr::new(IpAddr::V4(ip), port);
-        std::fs::write(
-            dir.join("sshd_config"),
-            sshd_config(listen, &key, &authorized),
-        )?;
+        let port = host.listen.port();
         let pubkey = std::fs::read_to_string(key.with_extension("pub"))?;
         let mut fields = pubkey.split_whitespace();
         let (kind, blob) = (fields.next().unwrap_or(""), fields.next().unwrap_or(""));
@@ -299,16 +333,6 @@ impl NodeSim {
         }
         kh.push_str(&format!("{declared} {kind} {blob}\n"));
         std::fs::write(self.known_hosts(), kh)?;
-        let fingerprint = fingerprint_of(&key.with_extension("pub"))?;
-        let mut host = SimHost {
-            name: name.into(),
-            declared,
-            listen,
-            dir: dir.clone(),
-            fingerprint,
-            child: None,
-        };
-        host.start()?;
         {
             let mut w = self.shared.lock();
             let now = w.now();
@@ -642,6 +666,8 @@ impl SimHost {
     }
 
     fn start(&mut self) -> io::Result<()> {
+        // Only what this start logs counts (a restarted host's log holds earlier runs).
+        let seen = std::fs::metadata(self.dir.join("sshd.log")).map_or(0, |m| m.len() as usize);
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -663,8 +689,19 @@ impl SimHost {
             .stderr(log)
             .spawn()?;
         self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect_timeout(&self.listen, Duration::from_millis(200)).is_err() {
+        // Listening is proven by this sshd's own log line, not by a connection that another
+        // simulator's sshd on the same address and port could have answered.
+        let want = format!(
+            "Server listening on {} port {}",
+            self.listen.ip(),
+            self.listen.port()
+        );
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let log = std::fs::read_to_string(self.dir.join("sshd.log")).unwrap_or_default();
+            if log.get(seen..).is_some_and(|new| new.contains(&want)) {
+                return Ok(());
+            }
             if !self.is_running() || Instant::now() > deadline {
                 self.stop();
                 let log = std::fs::read_to_string(self.dir.join("sshd.log")).unwrap_or_default();
@@ -677,7 +714,6 @@ impl SimHost {
             }
             std::thread::sleep(Duration::from_millis(10));
         }
-        Ok(())
     }
 
     /// Stops sshd and every session process it forked: they all live in the host's own
