@@ -27,7 +27,7 @@ pub mod pfsense {
 #[cfg(feature = "proxmox")]
 pub mod proxmox {
     pub use cairn_proxmox::*;
-    /// The Proxmox VE API simulator with fake apiservers (`cairn-proxmox-sim`).
+    /// The Proxmox VE API simulator (`cairn-proxmox-sim`).
     #[cfg(feature = "sim")]
     pub use cairn_proxmox_sim as sim;
 }

@@ -11,109 +11,170 @@ use cairn_core::net::{ADDR_MAP_ENV, AddrMap};
 /// The address map of simulator mode: every 10.x data-plane address lives on 127.x.
 pub const SIM_ADDR_MAP: &str = "10.0.0.0/8=127.0.0.0/8";
 
-/// Environment variable naming the apiserver CA the readiness gates trust (the Proxmox
-/// simulator's `env()` sets it).
-pub const K8S_CA_FILE_ENV: &str = cairn_proxmox_sim::K8S_CA_FILE_ENV;
+/// Environment variable naming the cluster CA file (PEM) the probes through the VIP may
+/// trust (the simulators' `env()` sets it; the stack's own gates read the CA from the
+/// cluster's admin kubeconfig over SSH).
+pub const K8S_CA_FILE_ENV: &str = "K8S_CA_FILE";
+/// Environment variable naming the private key cairn logs in to hosts with (its `.pub`
+/// goes into the new VMs' cloud-init `sshkeys`).
+pub const SSH_IDENTITY_ENV: &str = "CAIRN_SSH_IDENTITY";
+/// Environment variable naming the known-hosts file host keys are checked against.
+pub const SSH_KNOWN_HOSTS_ENV: &str = "CAIRN_SSH_KNOWN_HOSTS";
 
 /// Simulator knobs read from the environment (for rehearsals and failure tests).
 #[derive(Debug, Clone)]
 pub struct SimKnobs {
-    /// Time from a master VM's start until its `/readyz` answers 200
-    /// (`CAIRN_SIM_APISERVER_BOOT_MS`, default 3000).
+    /// Time from a VM's start until cloud-init has finished and its host's sshd is up
+    /// (`CAIRN_SIM_BOOT_MS`, default 1500).
     pub boot_delay: Duration,
-    /// VMIDs whose apiserver never becomes ready (`CAIRN_SIM_NEVER_READY=206,…`).
-    pub never_ready: Vec<u32>,
+    /// Hosts whose next `kubeadm join` fails, as a failed join on that machine would
+    /// (`CAIRN_SIM_FAIL_JOIN=k8s-master-3,…`): the cluster simulator's failure hook.
+    pub fail_join: Vec<String>,
+}
+
+impl Default for SimKnobs {
+    fn default() -> Self {
+        SimKnobs {
+            boot_delay: Duration::from_millis(1500),
+            fail_join: Vec::new(),
+        }
+    }
 }
 
 impl SimKnobs {
     /// Reads the knobs.
     pub fn from_env() -> anyhow::Result<Self> {
-        let boot_ms: u64 = match std::env::var("CAIRN_SIM_APISERVER_BOOT_MS") {
+        let boot_ms: u64 = match std::env::var("CAIRN_SIM_BOOT_MS") {
             Ok(v) => v
                 .parse()
-                .context("CAIRN_SIM_APISERVER_BOOT_MS must be milliseconds")?,
-            Err(_) => 3000,
+                .context("CAIRN_SIM_BOOT_MS must be milliseconds")?,
+            Err(_) => 1500,
         };
-        let never_ready = match std::env::var("CAIRN_SIM_NEVER_READY") {
+        let fail_join = match std::env::var("CAIRN_SIM_FAIL_JOIN") {
             Ok(v) => v
                 .split(',')
-                .filter(|s| !s.trim().is_empty())
-                .map(|s| {
-                    s.trim()
-                        .parse()
-                        .context("CAIRN_SIM_NEVER_READY must list VMIDs")
-                })
-                .collect::<anyhow::Result<_>>()?,
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(String::from)
+                .collect(),
             Err(_) => Vec::new(),
         };
         Ok(SimKnobs {
             boot_delay: Duration::from_millis(boot_ms),
-            never_ready,
+            fail_join,
         })
     }
 }
 
 /// The homelab simulators: Proxmox (node `pve`, master VM 200, workers, the template; 262 of
-/// 267 GiB committed, fake apiservers whose certificates carry the VIP) and an empty pfSense
-/// driving a real HAProxy on loopback.
+/// 267 GiB committed), an empty pfSense driving a real HAProxy on loopback, and the
+/// cluster simulator with the before world's hosts (real sshds: the master without
+/// controlPlaneEndpoint, four workers at the master), whose machines follow the VMs.
 pub struct Homelab {
     /// Proxmox VE.
     pub proxmox: cairn_proxmox_sim::SimHandle,
     /// pfSense.
     pub pfsense: cairn_pfsense_sim::SimHandle,
+    /// The hosts and the cluster.
+    pub nodes: HomelabNodes,
+    map: String,
+    ca: tempfile::TempDir,
 }
 
 impl Homelab {
-    /// Starts both, with fake apiservers on running VMs whose certificates carry the VIP.
-    /// `addr_map` says where the data plane lives on loopback ([`SIM_ADDR_MAP`] by default;
-    /// worlds that run side by side need disjoint maps).
-    pub async fn start(
-        knobs: &SimKnobs,
-        vip: &str,
-        dns_name: &str,
-        addr_map: &str,
-    ) -> anyhow::Result<Homelab> {
-        let addr_map: AddrMap = addr_map.parse()?;
-        let proxmox = cairn_proxmox_sim::ProxmoxSim::start(cairn_proxmox_sim::SimConfig {
-            apiserver: Some(cairn_proxmox_sim::ApiserverConfig {
-                addr_map: addr_map.clone(),
-                boot_delay: knobs.boot_delay,
-                never_ready: knobs.never_ready.iter().copied().collect(),
-                extra_sans: vec![vip.to_string(), dns_name.to_string()],
-                ..Default::default()
-            }),
-            ..Default::default()
-        })
-        .await
-        .context("starting the Proxmox simulator")?;
+    /// Starts all three. `addr_map` says where the data plane lives on loopback
+    /// ([`SIM_ADDR_MAP`] by default; worlds that run side by side need disjoint maps).
+    /// Needs root, `sshd` and `curl` for the hosts; says so when they cannot start.
+    pub async fn start(knobs: &SimKnobs, addr_map: &str) -> anyhow::Result<Homelab> {
+        let map: AddrMap = addr_map.parse()?;
+        let proxmox = cairn_proxmox_sim::ProxmoxSim::start(Default::default())
+            .await
+            .context("starting the Proxmox simulator")?;
         let pfsense = cairn_pfsense_sim::PfSenseSim::start(cairn_pfsense_sim::SimConfig {
-            addr_map,
+            addr_map: map,
             ..Default::default()
         })
         .await
         .context("starting the pfSense simulator")?;
-        Ok(Homelab { proxmox, pfsense })
+        let nodes = HomelabNodes::start(addr_map, &proxmox, knobs.boot_delay)?;
+        {
+            let mut sim = nodes.lock();
+            // The new masters' sshds get their ports now, so the port map handed out
+            // before they exist already holds them.
+            for (_, _, ip) in crate::stacks::homelab_ha::NEW_MASTERS {
+                sim.reserve_port(ip)
+                    .context("reserving an SSH port for a new master")?;
+            }
+            for h in &knobs.fail_join {
+                sim.fail_next_join(h);
+            }
+        }
+        let ca = tempfile::Builder::new().prefix("cairn-k8s-ca").tempdir()?;
+        let pem = nodes.lock().cluster_ca_pem(nodes.cluster);
+        std::fs::write(ca.path().join("ca.crt"), pem)?;
+        Ok(Homelab {
+            proxmox,
+            pfsense,
+            nodes,
+            map: addr_map.to_string(),
+            ca,
+        })
     }
 
-    /// The apiserver CA file the gates trust.
+    /// The cluster CA file (PEM).
     pub fn ca_file(&self) -> PathBuf {
-        self.proxmox
-            .apiserver_ca_file()
-            .expect("the homelab Proxmox simulator serves apiservers")
+        self.ca.path().join("ca.crt")
     }
 
-    /// Environment that points the normal CLI at these simulators.
+    /// Where each host's declared `address:22` really listens, the new masters' included.
+    pub fn port_map(&self) -> cairn_core::net::PortMap {
+        self.nodes.lock().port_map()
+    }
+
+    /// The data-plane dialer of this world: its address map, loopback only, its port map.
+    pub fn dialer(&self) -> anyhow::Result<cairn_core::net::Dialer> {
+        Ok(cairn_core::net::Dialer::new(self.map.parse()?, true).with_ports(self.port_map()))
+    }
+
+    /// The private key every host of the before world accepts (cairn's client key).
+    pub fn client_key(&self) -> PathBuf {
+        self.nodes.lock().client_key()
+    }
+
+    /// The known-hosts file listing the hosts' keys under their declared addresses.
+    pub fn known_hosts(&self) -> PathBuf {
+        self.nodes.lock().known_hosts()
+    }
+
+    /// Environment that points the normal CLI at these simulators: the APIs, the address
+    /// and port maps with the loopback-only switch, the SSH identity and known hosts, the
+    /// cluster CA.
     pub fn env(&self) -> BTreeMap<String, String> {
         let mut env = self.proxmox.env();
         env.extend(self.pfsense.env());
+        env.insert(ADDR_MAP_ENV.into(), self.map.clone());
+        env.insert(cairn_core::net::LOOPBACK_ONLY_ENV.into(), "1".into());
+        env.insert(
+            cairn_core::net::PORT_MAP_ENV.into(),
+            self.port_map().to_string(),
+        );
+        env.insert(
+            SSH_IDENTITY_ENV.into(),
+            self.client_key().display().to_string(),
+        );
+        env.insert(
+            SSH_KNOWN_HOSTS_ENV.into(),
+            self.known_hosts().display().to_string(),
+        );
+        env.insert(K8S_CA_FILE_ENV.into(), self.ca_file().display().to_string());
         env
     }
 }
 
 /// The homelab's hosts and cluster (`cairn-node-sim`: a real sshd per host, so root only),
-/// following the Proxmox simulator's VMs: a VM that boots (cloud-init done) becomes a host
-/// accepting its `sshkeys`, a stopped VM's host stops, a destroyed VM's host is removed.
-/// Optional: nothing starts it unless asked.
+/// following the Proxmox simulator's VMs: a VM that boots (cloud-init done) with `sshkeys`
+/// becomes a host accepting exactly them, a stopped VM's host stops, a destroyed VM's host
+/// is removed. (A VM without keys boots too, but nobody could log in: no host is made.)
 pub struct HomelabNodes {
     /// The hosts and the cluster.
     pub nodes: std::sync::Arc<std::sync::Mutex<cairn_node_sim::NodeSim>>,
@@ -124,16 +185,27 @@ pub struct HomelabNodes {
 
 impl HomelabNodes {
     /// Starts the before world's hosts and cluster on `addr_map` (master without
-    /// controlPlaneEndpoint, four workers at the master) and follows `proxmox`'s VMs, counting
-    /// a VM booted `boot_delay` after it starts. Must run inside a tokio runtime.
+    /// controlPlaneEndpoint, four workers at the master), waits until its Nodes are Ready,
+    /// and follows `proxmox`'s VMs, counting a VM booted `boot_delay` after it starts.
+    /// Must run inside a multi-threaded tokio runtime.
     pub fn start(
         addr_map: &str,
         proxmox: &cairn_proxmox_sim::SimHandle,
         boot_delay: Duration,
     ) -> anyhow::Result<HomelabNodes> {
         use cairn_proxmox_sim::VmEvent;
-        let lab = cairn_node_sim::world::homelab(addr_map.parse()?)
-            .context("starting the simulated hosts (needs root, sshd and curl)")?;
+        let map: AddrMap = addr_map.parse()?;
+        let lab = tokio::task::block_in_place(|| {
+            let lab = cairn_node_sim::world::homelab(map).context(
+                "starting the simulated hosts failed (the node simulator needs root, Debian's openssh-server and curl)",
+            )?;
+            anyhow::ensure!(
+                lab.wait_ready(Duration::from_secs(60)),
+                "the simulated homelab's nodes did not become Ready: {:?}",
+                lab.sim.nodes(lab.cluster)
+            );
+            Ok(lab)
+        })?;
         let nodes = std::sync::Arc::new(std::sync::Mutex::new(lab.sim));
         let mut rx = proxmox.vm_events(boot_delay);
         let n = nodes.clone();
@@ -144,7 +216,7 @@ impl HomelabNodes {
                     let mut sim = n.lock().unwrap_or_else(|p| p.into_inner());
                     match ev {
                         VmEvent::Booted(vm) => match vm.ip {
-                            Some(ip) => sim
+                            Some(ip) if !vm.sshkeys.trim().is_empty() => sim
                                 .boot_machine(&cairn_node_sim::Machine {
                                     name: vm.name,
                                     ip,
@@ -152,7 +224,7 @@ impl HomelabNodes {
                                     authorized_keys: vm.sshkeys,
                                 })
                                 .map(|_| ()),
-                            None => Ok(()),
+                            _ => Ok(()),
                         },
                         VmEvent::Stopped { name, .. } => {
                             sim.stop_host(&name);
@@ -176,6 +248,11 @@ impl HomelabNodes {
             follower,
         })
     }
+
+    /// The node simulator, locked.
+    pub fn lock(&self) -> std::sync::MutexGuard<'_, cairn_node_sim::NodeSim> {
+        self.nodes.lock().unwrap_or_else(|p| p.into_inner())
+    }
 }
 
 impl Drop for HomelabNodes {
@@ -189,25 +266,35 @@ impl Drop for HomelabNodes {
 /// token, fingerprint each), with an `env` map that points the normal CLI (and other tools)
 /// at this world.
 pub async fn serve() -> anyhow::Result<()> {
-    use crate::stacks::homelab_ha::{DNS_HOST, DOMAIN, VIP};
     let knobs = SimKnobs::from_env()?;
     let map = std::env::var(ADDR_MAP_ENV).unwrap_or_else(|_| SIM_ADDR_MAP.to_string());
-    let homelab = Homelab::start(
-        &knobs,
-        &VIP.to_string(),
-        &format!("{DNS_HOST}.{DOMAIN}"),
-        &map,
-    )
-    .await?;
+    let homelab = Homelab::start(&knobs, &map).await?;
     let hetzner = Hetzner::start().await?;
     let mut env = homelab.env();
     env.extend(hetzner.handle.env());
-    let mut proxmox = homelab.proxmox.describe();
-    proxmox["apiserver_ca_file"] = homelab.ca_file().display().to_string().into();
+    let hosts: Vec<serde_json::Value> = {
+        let sim = homelab.nodes.lock();
+        sim.hosts()
+            .iter()
+            .map(|h| {
+                serde_json::json!({
+                    "name": h.name(), "address": h.declared().to_string(),
+                    "listen": h.listen().to_string(), "fingerprint": h.fingerprint(),
+                    "etc_kubernetes": h.etc_kubernetes().display().to_string(),
+                })
+            })
+            .collect()
+    };
     let info = serde_json::json!({
         "hetzner": hetzner.handle.describe(),
-        "proxmox": proxmox,
+        "proxmox": homelab.proxmox.describe(),
         "pfsense": homelab.pfsense.describe(),
+        "nodes": {
+            "hosts": hosts,
+            "cluster_ca_file": homelab.ca_file().display().to_string(),
+            "ssh_identity": homelab.client_key().display().to_string(),
+            "known_hosts": homelab.known_hosts().display().to_string(),
+        },
         "env": env,
     });
     println!("{info}");

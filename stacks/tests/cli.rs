@@ -47,7 +47,7 @@ fn diff_of_all_stacks_announces_simulator_mode_and_exits_2_with_the_summary_last
     );
     assert_eq!(
         out.lines().last().unwrap(),
-        "Plan: 9 to add, 1 to change, 0 to destroy."
+        "Plan: 11 to add, 6 to change, 0 to destroy."
     );
 }
 

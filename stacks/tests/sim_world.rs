@@ -38,7 +38,7 @@ impl Sim {
             .arg("sim")
             .env("TMPDIR", tmp.path())
             .env(ADDR_MAP_ENV, map)
-            .env("CAIRN_SIM_APISERVER_BOOT_MS", "1500")
+            .env("CAIRN_SIM_BOOT_MS", "1500")
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -107,6 +107,18 @@ async fn sim_environment_makes_the_dialer_refuse_unmapped_addresses_without_send
         dialer.resolve("10.1.0.1", 443).is_err(),
         "10.1/16 is outside this world's map"
     );
+    // What SSH needs: the identity (with its public half, the new VMs' cloud-init key),
+    // the known hosts, and a port map that already holds the masters that do not exist yet.
+    let identity = std::path::Path::new(&env["CAIRN_SSH_IDENTITY"]);
+    assert!(identity.is_file() && identity.with_extension("pub").is_file());
+    assert!(std::path::Path::new(&env["CAIRN_SSH_KNOWN_HOSTS"]).is_file());
+    let ports: cairn_core::net::PortMap = env["CAIRN_PORT_MAP"].parse().unwrap();
+    for host in ["10.0.20.100", "10.0.20.104", "10.0.20.110", "10.0.20.111"] {
+        let to = ports
+            .get(format!("{host}:22").parse().unwrap())
+            .unwrap_or_else(|| panic!("{host}:22 is not in the port map"));
+        assert!(to.ip().is_loopback(), "{to}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -335,4 +347,82 @@ async fn apply_killed_midway_converges_on_the_next_run_without_duplicates() {
         .collect();
     names.sort();
     assert_eq!(names, ["k3s-mgr", "k3s-w1", "k3s-w2"]);
+}
+
+/// The backups of `/etc/kubernetes/kubelet.conf` on each worker: one per edit.
+fn kubelet_backups(sim: &Sim) -> BTreeMap<String, usize> {
+    sim.info["nodes"]["hosts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|h| h["name"].as_str().unwrap().starts_with("k8s-worker"))
+        .map(|h| {
+            let dir = h["etc_kubernetes"].as_str().unwrap();
+            let n = std::fs::read_dir(dir)
+                .unwrap()
+                .flatten()
+                .filter(|e| {
+                    e.file_name()
+                        .to_string_lossy()
+                        .starts_with("kubelet.conf.cairn-backup-")
+                })
+                .count();
+            (h["name"].as_str().unwrap().to_string(), n)
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn apply_killed_in_the_worker_loop_converges_on_rerun_without_moving_a_worker_twice() {
+    let sim = Sim::start("10.0.0.0/16=127.47.0.0/16");
+    let mut first = sim
+        .stacks(&["--stack", "homelab-ha", "apply", "--yes"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut seen = Vec::new();
+    for line in BufReader::new(first.stderr.take().unwrap()).lines() {
+        let line = line.unwrap();
+        seen.push(line.clone());
+        // In the worker loop: worker-1 moved, worker-2 starting.
+        if line.contains("node_kubeconfig_server.k8s-worker-2") {
+            break;
+        }
+    }
+    first.kill().unwrap(); // SIGKILL
+    first.wait().unwrap();
+    assert!(
+        seen.iter()
+            .any(|l| l.contains("node_kubeconfig_server.k8s-worker-2")),
+        "apply never reached the worker loop: {seen:#?}"
+    );
+    let midway = kubelet_backups(&sim);
+    assert_eq!(midway["k8s-worker-1"], 1, "{midway:?}");
+    assert_eq!(midway["k8s-worker-4"], 0, "{midway:?}");
+
+    let second = sim
+        .stacks(&["--stack", "homelab-ha", "apply", "--yes"])
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&second.stderr);
+    assert_eq!(second.status.code(), Some(0), "{out}");
+    assert!(
+        !out.contains("node_kubeconfig_server.k8s-worker-1"),
+        "worker-1 was touched again:\n{out}"
+    );
+    let diff = sim
+        .stacks(&["--stack", "homelab-ha", "diff"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        diff.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&diff.stdout)
+    );
+    // Every worker was edited exactly once across both runs.
+    let after = kubelet_backups(&sim);
+    assert!(after.values().all(|n| *n == 1), "{after:?}");
+    assert_eq!(after.len(), 4, "{after:?}");
 }

@@ -72,6 +72,7 @@ exec /usr/sbin/sshd -D -e -f "$d/sshd_config""#;
 #[derive(Debug)]
 pub struct NodeSim {
     hosts: Vec<SimHost>,
+    reserved: std::collections::BTreeMap<Ipv4Addr, u16>,
     shared: Arc<Shared>,
     rt: Option<tokio::runtime::Runtime>,
     root: tempfile::TempDir,
@@ -148,6 +149,7 @@ impl NodeSim {
         });
         Ok(NodeSim {
             hosts: Vec::new(),
+            reserved: Default::default(),
             shared,
             rt: Some(rt),
             root,
@@ -177,10 +179,33 @@ impl NodeSim {
     /// under its declared address too.
     pub fn port_map(&self) -> cairn_core::net::PortMap {
         let mut m = cairn_core::net::PortMap::default();
+        for (ip, port) in &self.reserved {
+            if let IpAddr::V4(to) = self.shared.map.map(IpAddr::V4(*ip)) {
+                m.insert(
+                    std::net::SocketAddrV4::new(*ip, 22),
+                    SocketAddr::new(IpAddr::V4(to), *port),
+                );
+            }
+        }
         for h in &self.hosts {
             m.insert(std::net::SocketAddrV4::new(h.declared, 22), h.listen);
         }
         m
+    }
+
+    /// Picks now the port the sshd of a machine declared at `declared` will listen on when
+    /// it boots, so the port map handed to clients before the machine exists already holds
+    /// it (a VM a plan will create). Nothing listens there until the machine boots.
+    pub fn reserve_port(&mut self, declared: Ipv4Addr) -> io::Result<u16> {
+        if let Some(p) = self.reserved.get(&declared) {
+            return Ok(*p);
+        }
+        let IpAddr::V4(ip) = self.shared.map.map(IpAddr::V4(declared)) else {
+            unreachable!("IPv4 maps to IPv4")
+        };
+        let port = free_port(ip)?;
+        self.reserved.insert(declared, port);
+        Ok(port)
     }
 
     /// The address map the simulator was made with.
@@ -256,10 +281,16 @@ impl NodeSim {
         keygen(&key)?;
         let fingerprint = fingerprint_of(&key.with_extension("pub"))?;
         // A free port can be taken by someone else before sshd binds it: try another.
+        // A port reserved for this address (see [`NodeSim::reserve_port`]) is kept: the
+        // port map handed out before the machine existed names it.
+        let reserved = self.reserved.get(&declared).copied();
         let mut attempt = 0;
         let host = loop {
             attempt += 1;
-            let port = free_port(ip)?;
+            let port = match reserved {
+                Some(p) => p,
+                None => free_port(ip)?,
+            };
             let listen = SocketAddr::new(IpAddr::V4(ip), port);
             std::fs::write(
                 dir.join("sshd_config"),
@@ -276,7 +307,11 @@ impl NodeSim {
             };
             match host.start() {
                 Ok(()) => break host,
-                Err(e) if attempt < 5 && e.to_string().contains("Address already in use") => {
+                Err(e)
+                    if reserved.is_none()
+                        && attempt < 5
+                        && e.to_string().contains("Address already in use") =>
+                {
                     tracing::debug!(
                         host = name,
                         port,

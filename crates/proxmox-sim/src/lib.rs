@@ -32,10 +32,9 @@
 //! has: Linux overcommits guest RAM).
 //!
 //! # Data plane
-//! With [`SimConfig::apiserver`] set, every running VM with an `ipconfig0` address serves a
-//! fake apiserver `GET /readyz` over HTTPS on its loopback-mapped address (10.0.20.110 →
-//! 127.0.20.110:6443): 503 until the boot delay has passed since the VM started, then 200;
-//! or never, for VMs listed in `never_ready`.
+//! None: a VM serves nothing by itself. What runs inside a booted VM (an sshd, a kubelet, an
+//! apiserver once a node has joined) is another simulator's business, driven by the events
+//! below (in cairn, `cairn-node-sim`, wired by the `stacks` glue).
 //!
 //! # VM lifecycle events
 //! [`ProxmoxState::vm_events`] tells glue code when a VM has booted (with its `ipconfig0`
@@ -46,12 +45,10 @@
 //! [`ProxmoxSim::start`] takes a [`SimConfig`] and returns a [`SimHandle`] (the kit's handle
 //! over [`ProxmoxState`]) with the endpoint, the API token, `root@pam`'s password as
 //! `basic_auth`, the certificate (PEM and SHA-256 fingerprint) and `env()`
-//! (`PROXMOX_VE_ENDPOINT`, `PROXMOX_VE_API_TOKEN`, `PROXMOX_VE_FINGERPRINT`; with fake
-//! apiservers also `K8S_CA_FILE`, the address map and the loopback-only switch); dropping it
-//! stops the server and the apiservers.
+//! (`PROXMOX_VE_ENDPOINT`, `PROXMOX_VE_API_TOKEN`, `PROXMOX_VE_FINGERPRINT`); dropping it
+//! stops the server.
 
 mod api;
-mod apiserver;
 pub mod events;
 mod http;
 mod propstr;
@@ -68,16 +65,12 @@ use cairn_sim_kit::{Fault, FaultConfig, FaultRule, Kit, Route, Simulator, Spec};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-pub use apiserver::ApiserverConfig;
 pub use cairn_sim_kit::{Counters, SimError};
 pub use events::{BootedVm, VmEvent};
 pub use world::World;
 
 /// A running Proxmox simulator.
 pub type SimHandle = cairn_sim_kit::SimHandle<ProxmoxState>;
-
-/// Environment variable naming the CA file that fake apiservers' certificates chain to.
-pub const K8S_CA_FILE_ENV: &str = "K8S_CA_FILE";
 
 /// Faults in the shape tests think in; converts into the kit's [`FaultConfig`]: the rates
 /// become rules (a 500 `injected fault`, and `lock` on writes under `/nodes/`), the task
@@ -193,8 +186,6 @@ pub struct SimConfig {
     pub lock_timeout: Duration,
     /// Initial faults.
     pub faults: Faults,
-    /// Fake apiservers on running VMs' mapped addresses (off when `None`).
-    pub apiserver: Option<ApiserverConfig>,
 }
 
 impl Default for SimConfig {
@@ -207,17 +198,15 @@ impl Default for SimConfig {
             clone_duration: Duration::from_millis(400),
             lock_timeout: Duration::from_millis(50),
             faults: Faults::default(),
-            apiserver: None,
         }
     }
 }
 
-/// The simulator's state behind the kit: the world, tasks, tickets, apiservers.
+/// The simulator's state behind the kit: the world, tasks, tickets, VM event subscribers.
 pub struct ProxmoxState {
     pub(crate) world: Mutex<World>,
     pub(crate) sim_faults: Mutex<SimFaults>,
     pub(crate) kit: Kit,
-    pub(crate) apiservers: apiserver::Apiservers,
     pub(crate) vm_events: events::Subscribers,
     pub(crate) tickets: Mutex<BTreeMap<String, String>>,
     pub(crate) token: String,
@@ -226,7 +215,6 @@ pub struct ProxmoxState {
     pub(crate) clone_duration: Duration,
     pub(crate) lock_timeout: Duration,
     initial: World,
-    ca_dir: Option<tempfile::TempDir>,
 }
 
 pub(crate) type Shared = ProxmoxState;
@@ -264,24 +252,6 @@ impl ProxmoxState {
         drop(g);
         self.injected("task");
         Some(msg)
-    }
-
-    /// The CA (PEM) that signs every fake apiserver certificate: gates trust it as a CA file.
-    pub fn apiserver_ca_pem(&self) -> String {
-        self.apiservers.ca_pem().to_string()
-    }
-
-    /// The file holding [`Self::apiserver_ca_pem`] (with fake apiservers only).
-    pub fn apiserver_ca_file(&self) -> Option<std::path::PathBuf> {
-        self.ca_dir
-            .as_ref()
-            .map(|d| d.path().join("apiserver-ca.pem"))
-    }
-
-    /// Where the fake apiserver of VM `vmid` listens, once the VM runs (needs
-    /// [`SimConfig::apiserver`]).
-    pub fn apiserver_addr(&self, vmid: u32) -> Option<std::net::SocketAddr> {
-        self.apiservers.addr(vmid)
     }
 
     /// VM lifecycle events from now on: a VM running for `boot_delay` is
@@ -393,10 +363,6 @@ impl Simulator for ProxmoxState {
         *self.sim_faults.lock().expect("faults lock") = f;
         Ok(())
     }
-
-    fn shutdown(&self) {
-        self.apiservers.stop_all();
-    }
 }
 
 /// The simulator.
@@ -407,23 +373,11 @@ impl ProxmoxSim {
     pub async fn start(config: SimConfig) -> Result<SimHandle, SimError> {
         let cert = cairn_core::tls::SelfSigned::generate(&[]);
         let kit = Kit::default();
-        let apiservers = apiserver::Apiservers::default();
-        let ca_dir = match &config.apiserver {
-            Some(_) => {
-                let dir = tempfile::Builder::new()
-                    .prefix("cairn-proxmox-sim")
-                    .tempdir()?;
-                std::fs::write(dir.path().join("apiserver-ca.pem"), apiservers.ca_pem())?;
-                Some(dir)
-            }
-            None => None,
-        };
         let state = Arc::new(ProxmoxState {
             initial: config.world.clone(),
             world: Mutex::new(config.world),
             sim_faults: Mutex::default(),
             kit: kit.clone(),
-            apiservers,
             vm_events: events::Subscribers::default(),
             tickets: Mutex::new(BTreeMap::new()),
             token: config.token.clone(),
@@ -431,17 +385,12 @@ impl ProxmoxSim {
             task_duration: config.task_duration,
             clone_duration: config.clone_duration,
             lock_timeout: config.lock_timeout,
-            ca_dir,
         });
         let faults: FaultConfig = config.faults.into();
         state
             .set_sim_faults(faults.sim.clone())
             .map_err(SimError::State)?;
         kit.set_faults(faults);
-        let data_plane = config.apiserver.as_ref().map(|a| a.addr_map.to_string());
-        if let Some(api) = config.apiserver {
-            apiserver::spawn_reconciler(Arc::downgrade(&state), api);
-        }
         events::spawn_watcher(Arc::downgrade(&state));
         let api = routes::router(state.clone());
         let handle = cairn_sim_kit::start(
@@ -458,7 +407,7 @@ impl ProxmoxSim {
             },
         )
         .await?;
-        let mut env = vec![
+        let env = vec![
             ("PROXMOX_VE_ENDPOINT".to_string(), handle.endpoint.clone()),
             ("PROXMOX_VE_API_TOKEN".to_string(), handle.token.clone()),
             (
@@ -466,11 +415,6 @@ impl ProxmoxSim {
                 handle.fingerprint.clone().unwrap_or_default(),
             ),
         ];
-        if let (Some(map), Some(ca)) = (data_plane, handle.apiserver_ca_file()) {
-            env.push((K8S_CA_FILE_ENV.into(), ca.display().to_string()));
-            env.push((cairn_core::net::ADDR_MAP_ENV.into(), map));
-            env.push((cairn_core::net::LOOPBACK_ONLY_ENV.into(), "1".into()));
-        }
         Ok(handle.with_env(env))
     }
 }

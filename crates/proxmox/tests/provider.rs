@@ -546,67 +546,6 @@ async fn a_wrong_pinned_fingerprint_is_refused() {
     assert!(!dbg.contains(token_secret), "{dbg}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn running_master_serves_readyz_on_its_mapped_address_after_boot_delay() {
-    let sim = ProxmoxSim::start(SimConfig {
-        task_duration: Duration::from_millis(30),
-        clone_duration: Duration::from_millis(150),
-        apiserver: Some(cairn_proxmox_sim::ApiserverConfig {
-            port: 0,
-            boot_delay: Duration::from_millis(400),
-            never_ready: [206].into(),
-            ..Default::default()
-        }),
-        ..SimConfig::default()
-    })
-    .await
-    .unwrap();
-    let p = provider(&sim);
-    create(&p, &master(205, "10.0.20.110", 8)).await.unwrap();
-    create(&p, &master(206, "10.0.20.111", 8)).await.unwrap();
-    let http = reqwest::Client::builder()
-        .use_preconfigured_tls(cairn_core::tls::client_config(&TlsTrust::Insecure).unwrap())
-        .no_proxy()
-        .build()
-        .unwrap();
-    let mut addr = None;
-    for _ in 0..100 {
-        addr = sim.apiserver_addr(205);
-        if addr.is_some() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let addr = addr.expect("apiserver of 205 listens");
-    assert_eq!(addr.ip().to_string(), "127.0.20.110");
-    let mut statuses = Vec::new();
-    for _ in 0..40 {
-        let s = http
-            .get(format!("https://{addr}/readyz"))
-            .send()
-            .await
-            .unwrap()
-            .status()
-            .as_u16();
-        statuses.push(s);
-        if s == 200 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert_eq!(statuses.first(), Some(&503), "{statuses:?}");
-    assert_eq!(statuses.last(), Some(&200), "{statuses:?}");
-    let never = sim.apiserver_addr(206).expect("206 listens");
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let s = http
-        .get(format!("https://{never}/readyz"))
-        .send()
-        .await
-        .unwrap()
-        .status();
-    assert_eq!(s.as_u16(), 503);
-}
-
 async fn update_memory(
     p: &ProxmoxProvider,
     vm: &Vm,
