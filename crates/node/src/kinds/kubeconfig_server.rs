@@ -100,7 +100,8 @@ pub const RESTART_PENDING: &str = "kubelet started before kubelet.conf changed: 
 
 /// Prints the kubelet's start (Unix seconds, or `-` when it never started or systemd does
 /// not say), then each path's modification time (or `-` when missing), one per line.
-const STARTED_AND_MTIMES: &str = r#"t=$(systemctl show kubelet -p ActiveEnterTimestamp --value 2>/dev/null)
+/// systemctl prints timestamps in its caller's zone: UTC, so `date` reads them unambiguously.
+const STARTED_AND_MTIMES: &str = r#"t=$(TZ=UTC systemctl show kubelet -p ActiveEnterTimestamp --value 2>/dev/null)
 if [ -n "$t" ]; then date -d "$t" +%s 2>/dev/null || echo -; else echo -; fi
 for p in "$@"; do stat -c %Y -- "$p" 2>/dev/null || echo -; done"#;
 
