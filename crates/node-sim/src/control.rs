@@ -124,8 +124,14 @@ fn systemctl(shared: &Shared, host: &str, args: &[String]) -> Output {
                 log.push_str(&format!("{cmd} {u}\n"));
                 match cmd.as_str() {
                     "start" | "restart" | "reload" | "try-restart" => {
-                        h.units.insert(u.clone(), true);
+                        let was_active = h.units.insert(u.clone(), true).unwrap_or(false);
                         if u == "kubelet" && cmd != "reload" {
+                            // A new kubelet process (it re-reads kubelet.conf); starting an
+                            // active unit leaves its process alone.
+                            if cmd != "start" || !was_active {
+                                h.kubelet_started = std::time::SystemTime::now();
+                                h.kubelet_starts += 1;
+                            }
                             h.restarting_until = Some(Instant::now() + delay);
                             h.live.ready = false;
                             h.live.reason = "KubeletNotReady".into();
@@ -141,6 +147,7 @@ fn systemctl(shared: &Shared, host: &str, args: &[String]) -> Output {
             let _ = std::fs::write(h.dir.join("state/systemctl.log"), log);
             Output::default()
         }
+        "show" => show(h, &args[1..]),
         "is-active" => {
             let mut out = Output::default();
             for u in &units {
@@ -154,5 +161,99 @@ fn systemctl(shared: &Shared, host: &str, args: &[String]) -> Output {
             out
         }
         other => fail(1, format!("Unknown command verb {other}.")),
+    }
+}
+
+/// `systemctl show UNIT -p PROP... [--value]` for the properties the simulator models:
+/// `ActiveState` and the kubelet's `ActiveEnterTimestamp` (as systemd prints it, e.g.
+/// `Mon 2026-11-30 17:34:00 UTC`; the simulator's hosts run in UTC).
+fn show(h: &crate::world_state::HostRt, args: &[String]) -> Output {
+    let fail = |msg: String| Output {
+        code: 1,
+        stdout: String::new(),
+        stderr: msg + "\n",
+    };
+    let (mut units, mut props, mut value) = (Vec::new(), Vec::new(), false);
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--value" => value = true,
+            "-p" | "--property" => match it.next() {
+                Some(p) => props.extend(p.split(',').map(str::to_string)),
+                None => return fail("option requires an argument -- 'p'".into()),
+            },
+            p if p.starts_with("--property=") => {
+                props.extend(p["--property=".len()..].split(',').map(str::to_string))
+            }
+            o if o.starts_with('-') => return fail(format!("show option {o} is not simulated")),
+            u => units.push(u.trim_end_matches(".service").to_string()),
+        }
+    }
+    let [unit] = units.as_slice() else {
+        return fail("the simulator shows exactly one unit".into());
+    };
+    if props.is_empty() {
+        return fail("the simulator shows only the properties named with -p".into());
+    }
+    let active = h.units.get(unit).copied();
+    let mut out = Output::default();
+    for p in &props {
+        let v = match p.as_str() {
+            "ActiveState" => match active {
+                Some(true) => "active".to_string(),
+                _ => "inactive".to_string(),
+            },
+            // Units never started have no timestamp (systemd prints it empty).
+            "ActiveEnterTimestamp" if unit == "kubelet" && active.is_some() => {
+                systemd_timestamp(h.kubelet_started)
+            }
+            "ActiveEnterTimestamp" => String::new(),
+            other => return fail(format!("property {other} is not simulated")),
+        };
+        if value {
+            out.stdout.push_str(&format!("{v}\n"));
+        } else {
+            out.stdout.push_str(&format!("{p}={v}\n"));
+        }
+    }
+    out
+}
+
+/// A wall-clock time as systemd prints timestamps in UTC: `Mon 2026-11-30 17:34:00 UTC`.
+pub(crate) fn systemd_timestamp(t: std::time::SystemTime) -> String {
+    let secs = t
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    let wd = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"][days.rem_euclid(7) as usize];
+    format!(
+        "{wd} {y:04}-{m:02}-{d:02} {:02}:{:02}:{:02} UTC",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::systemd_timestamp;
+    use std::time::{Duration, UNIX_EPOCH};
+
+    #[test]
+    fn timestamps_print_as_systemd_prints_them_in_utc() {
+        let t = |s| systemd_timestamp(UNIX_EPOCH + Duration::from_secs(s));
+        assert_eq!(t(0), "Thu 1970-01-01 00:00:00 UTC");
+        assert_eq!(t(1_796_060_040), "Mon 2026-11-30 17:34:00 UTC");
+        assert_eq!(t(951_782_400), "Tue 2000-02-29 00:00:00 UTC");
     }
 }

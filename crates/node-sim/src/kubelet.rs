@@ -2,9 +2,11 @@
 //! `/etc/kubernetes/manifests` and runs the static pods found there — the kube-apiserver
 //! (listening on the host's mapped address, port 6443, with the certificate on disk at the
 //! moment it starts) and etcd — while the kubelet unit is active; and it reports the Node
-//! Ready only while it runs (not within the restart delay) and reaches the server in its
-//! `/etc/kubernetes/kubelet.conf` over TLS verified against the CA in that file and the
-//! server's address.
+//! Ready only while it runs (not within the restart delay) and reaches the server of the
+//! `/etc/kubernetes/kubelet.conf` it read when its process started, over TLS verified
+//! against the CA in that file and the server's address. Editing the file changes nothing
+//! until `systemctl restart kubelet` (a kubelet started without the file, as before a join,
+//! is restarted by systemd until the file appears, and so reads it once it exists).
 
 use std::net::{IpAddr, SocketAddr};
 use std::os::unix::fs::MetadataExt;
@@ -40,10 +42,14 @@ fn stamp(p: &Path) -> Option<Stamp> {
 pub(crate) async fn run(shared: Arc<Shared>, host: String) {
     let mut apiserver: Option<(tokio::task::JoinHandle<()>, Stamp)> = None;
     let mut tick: u32 = 0;
+    // The kubelet.conf the running process read, and which process (start count) read it.
+    let mut loaded: Option<(u64, String)> = None;
+    // Whether the running process found no kubelet.conf (systemd then restarts it).
+    let mut lacked = false;
     loop {
         tokio::time::sleep(POLL).await;
         tick = tick.wrapping_add(1);
-        let (dir, up, active, restarting, cluster, ip, registered) = {
+        let (dir, up, active, restarting, cluster, ip, registered, starts) = {
             let w = shared.lock();
             let Some(h) = w.hosts.get(&host) else { break };
             let registered = h
@@ -58,9 +64,27 @@ pub(crate) async fn run(shared: Arc<Shared>, host: String) {
                 h.cluster,
                 h.ip,
                 registered,
+                h.kubelet_starts,
             )
         };
         let runs = up && active;
+        if !runs || loaded.as_ref().is_some_and(|(n, _)| *n != starts) {
+            loaded = None;
+        }
+        if runs && loaded.is_none() {
+            match std::fs::read_to_string(dir.join("kubelet.conf")) {
+                Ok(text) => {
+                    loaded = Some((starts, text));
+                    // The process that lacked the file exited; systemd started a new one.
+                    if std::mem::take(&mut lacked)
+                        && let Some(h) = shared.lock().hosts.get_mut(&host)
+                    {
+                        h.kubelet_started = std::time::SystemTime::now();
+                    }
+                }
+                Err(_) => lacked = true,
+            }
+        }
         // Static pods.
         let manifest = stamp(&dir.join("manifests/kube-apiserver.yaml"));
         let want = match (runs, manifest, cluster) {
@@ -117,7 +141,7 @@ pub(crate) async fn run(shared: Arc<Shared>, host: String) {
         } else if !registered {
             (false, "KubeletNotReady", "node not registered".to_string())
         } else {
-            match reach(&shared, &dir.join("kubelet.conf")).await {
+            match reach(&shared, loaded.as_ref().map(|(_, t)| t.as_str())).await {
                 Ok(()) => (
                     true,
                     "KubeletReady",
@@ -155,12 +179,12 @@ pub(crate) async fn run(shared: Arc<Shared>, host: String) {
     }
 }
 
-/// Whether the kubelet reaches the server of `kubelet_conf`: TLS verified against the CA in
-/// the file (the cluster CA) and the server's address, then `/readyz` answers 200.
-async fn reach(shared: &Shared, kubelet_conf: &Path) -> Result<(), String> {
-    let text = std::fs::read_to_string(kubelet_conf)
-        .map_err(|e| format!("open {}: {e}", kubelet_conf.display()))?;
-    let (server, ca) = kubeconfig_server(&text).ok_or("kubelet.conf has no server")?;
+/// Whether the kubelet reaches the server of the kubelet.conf it read (`kubelet_conf`): TLS
+/// verified against the CA in the file (the cluster CA) and the server's address, then
+/// `/readyz` answers 200.
+async fn reach(shared: &Shared, kubelet_conf: Option<&str>) -> Result<(), String> {
+    let text = kubelet_conf.ok_or("open /etc/kubernetes/kubelet.conf: no such file")?;
+    let (server, ca) = kubeconfig_server(text).ok_or("kubelet.conf has no server")?;
     let ca = ca.ok_or("kubelet.conf has no certificate-authority-data")?;
     let (ip, port) = parse_endpoint(&server)
         .ok_or_else(|| format!("server {server} is not an IPv4 https URL"))?;

@@ -11,8 +11,8 @@
 //! Nodes, ConfigMaps, etcd members, tokens and certificate keys. Nothing becomes ready by
 //! itself: a host's kubelet (a loop in the simulator) runs the static pods in its manifests directory
 //! (the apiserver listens on `<mapped address>:6443` with the certificate on disk when it
-//! started) and reports its Node Ready only while it reaches the server in its
-//! kubelet.conf. `kubeadm` and `systemctl` on a host reach the simulator through a control
+//! started) and reports its Node Ready only while it reaches the server of the kubelet.conf
+//! it read when it last (re)started. `kubeadm` and `systemctl` on a host reach the simulator through a control
 //! socket and act on that host's files and its cluster.
 //!
 //! Everything lives in one temporary directory and one private tokio runtime; dropping the

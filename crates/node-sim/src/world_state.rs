@@ -98,6 +98,11 @@ pub(crate) struct HostRt {
     pub units: BTreeMap<String, bool>,
     /// Until when a restarted kubelet is still starting (NotReady).
     pub restarting_until: Option<Instant>,
+    /// When the kubelet unit last entered the active state (the host's wall clock, as
+    /// systemd's `ActiveEnterTimestamp`).
+    pub kubelet_started: SystemTime,
+    /// How many times the kubelet process (re)started: a new process re-reads kubelet.conf.
+    pub kubelet_starts: u64,
     pub live: NodeLive,
     pub apiserver_running: bool,
     pub apiserver_starts: u32,
@@ -119,6 +124,8 @@ impl HostRt {
             .into_iter()
             .collect(),
             restarting_until: None,
+            kubelet_started: SystemTime::now(),
+            kubelet_starts: 0,
             live: NodeLive {
                 ready: false,
                 reason: "KubeletNotReady".into(),

@@ -655,6 +655,63 @@ fn a_kubelet_pointed_at_an_unreachable_server_stays_not_ready_until_pointed_back
 }
 
 #[test]
+fn a_kubelet_conf_edited_without_a_restart_leaves_the_kubelet_on_its_old_server() {
+    let lab = ready_homelab(214);
+    let (sim, cluster) = (&lab.sim, lab.cluster);
+    sim.set_kubelet_restart_delay(Duration::from_millis(100));
+    let w = "k8s-worker-1";
+    let started = |sim: &NodeSim| -> i64 {
+        let t = ok(
+            sim,
+            w,
+            "date -d \"$(systemctl show kubelet -p ActiveEnterTimestamp --value)\" +%s",
+            "",
+        );
+        t.trim().parse().expect("a systemd timestamp date parses")
+    };
+    let before = started(sim);
+    // The server moves to an address nothing answers on, without a restart.
+    ok(
+        sim,
+        w,
+        "sed -i 's#https://10.0.20.100:6443#https://10.0.20.99:6443#' /etc/kubernetes/kubelet.conf",
+        "",
+    );
+    let seen = sim.kubelet_status_updates(w);
+    assert!(wait(Duration::from_secs(10), || sim
+        .kubelet_status_updates(w)
+        >= seen + 5));
+    let n = sim.node(cluster, w).unwrap();
+    assert!(
+        n.ready,
+        "the running kubelet still uses its old server: {n:?}"
+    );
+    assert_eq!(started(sim), before, "no restart happened");
+    ok(sim, w, "systemctl restart kubelet", "");
+    let mtime: i64 = ok(sim, w, "stat -c %Y /etc/kubernetes/kubelet.conf", "")
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(
+        started(sim) >= mtime,
+        "the restarted kubelet started after the edit"
+    );
+    let seen = sim.kubelet_status_updates(w);
+    assert!(wait(Duration::from_secs(10), || sim
+        .kubelet_status_updates(w)
+        >= seen + 5));
+    let n = sim.node(cluster, w).unwrap();
+    assert!(
+        !n.ready && n.reason == "NodeStatusUnknown",
+        "the restarted kubelet reads the edited file: {n:?}"
+    );
+    assert_eq!(
+        ok(sim, w, "systemctl show kubelet -p ActiveState", ""),
+        "ActiveState=active\n"
+    );
+}
+
+#[test]
 fn stopping_the_kubelet_or_removing_the_manifest_stops_the_apiserver() {
     let lab = ready_homelab(209);
     let sim = &lab.sim;

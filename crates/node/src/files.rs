@@ -50,26 +50,41 @@ pub async fn read_files(
     host: &str,
     paths: &[String],
 ) -> Result<Vec<RemoteFile>, NodeError> {
+    Ok(read_files_after(ssh, host, paths, "", 0).await?.1)
+}
+
+/// Reads `paths` on `host` as root in one command, after `before`: shell text run first
+/// with the same `"$@"` (`paths`) that prints exactly `before_lines` lines, returned as printed.
+pub async fn read_files_after(
+    ssh: &Ssh,
+    host: &str,
+    paths: &[String],
+    before: &str,
+    before_lines: usize,
+) -> Result<(Vec<String>, Vec<RemoteFile>), NodeError> {
     let cmd = Cmd::root("sh")
         .arg("-c")
-        .arg(READ)
+        .arg(format!("{before}\n{READ}"))
         .arg("sh")
         .args(paths.iter().cloned());
     let out = ssh.run(host, &cmd).await?;
     let text = String::from_utf8_lossy(&out.stdout);
-    let lines: Vec<&str> = text.lines().collect();
-    if lines.len() != paths.len() {
+    let all: Vec<&str> = text.lines().collect();
+    let Some((first, lines)) =
+        (all.len() == before_lines + paths.len()).then(|| all.split_at(before_lines))
+    else {
         return Err(NodeError::Command {
             host: host.into(),
             program: "sh (read files)".into(),
             status: 0,
             stderr: format!(
                 "expected {} lines of output, got {}",
-                paths.len(),
-                lines.len()
+                before_lines + paths.len(),
+                all.len()
             ),
         });
-    }
+    };
+    let first = first.iter().map(|l| l.to_string()).collect();
     lines
         .iter()
         .map(|l| match l.split_once(' ').unwrap_or((l, "")) {
@@ -88,7 +103,8 @@ pub async fn read_files(
             ("N", what) => Ok(RemoteFile::NotAFile(what.trim().into())),
             _ => Ok(RemoteFile::Missing),
         })
-        .collect()
+        .collect::<Result<_, _>>()
+        .map(|files| (first, files))
 }
 
 /// A replacement of one file, checked against what was read.

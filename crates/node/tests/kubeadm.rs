@@ -518,3 +518,86 @@ async fn two_masters_declared_side_by_side_both_join_with_their_etcd_members() {
     );
     assert_eq!(cluster.etcd_members_ready(3).check().await, Ok(()));
 }
+
+#[tokio::test]
+async fn an_apply_interrupted_before_the_kubelet_restart_restarts_it_on_the_rerun() {
+    let lab = Lab::start(151);
+    let sim = &lab.lab.sim;
+    let w = "k8s-worker-1";
+    let (p, _) = lab.provider(Duration::from_secs(30));
+    let at = |server: &str| {
+        let server = format!("https://{server}");
+        stack(move |s| {
+            s.add("worker-1", KubeconfigServer::kubelet(w, server));
+        })
+    };
+    // A kubelet that read its file has nothing pending: claiming it only writes the marker.
+    let unchanged = plan_of(&at(MASTER), &p).await;
+    assert_eq!(unchanged.plan.resource_changes.len(), 1);
+    let paths = |p: &Planned| -> Vec<String> {
+        p.plan.resource_changes[0]
+            .changes
+            .iter()
+            .map(|c| c.path.clone())
+            .collect()
+    };
+    assert_eq!(paths(&unchanged), ["(ownership marker)"]);
+    assert!(unchanged.plan.resource_changes[0].steps.is_empty());
+    let report = apply_plan(&at(MASTER), &p, &unchanged).await;
+    assert!(report.success(), "{report:?}");
+    let host = sim.host(w).unwrap();
+    assert_eq!(host.restarts("kubelet"), 0);
+    let claimed = plan_of(&at(MASTER), &p).await;
+    assert!(
+        !claimed.plan.has_changes(),
+        "{:?}",
+        claimed.plan.resource_changes
+    );
+    run_phase0(&p).await;
+    // The edit lands in a later second than the kubelet's start (both are whole seconds).
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    tokio::time::sleep(Duration::from_nanos(
+        1_000_000_000 - u64::from(now.subsec_nanos()),
+    ))
+    .await;
+    // What the interrupted apply did: the server edited, kubelet not restarted.
+    let conf = std::fs::read_to_string(host.etc_kubernetes().join("kubelet.conf")).unwrap();
+    assert!(conf.contains(&format!("https://{MASTER}")), "{conf}");
+    let edited = conf.replace(&format!("https://{MASTER}"), &format!("https://{VIP}"));
+    host.write_etc_kubernetes("kubelet.conf", edited.as_bytes())
+        .unwrap();
+    let s = at(VIP);
+    let planned = plan_of(&s, &p).await;
+    assert_eq!(planned.plan.resource_changes.len(), 1);
+    assert_eq!(
+        planned.plan.resource_changes[0].steps,
+        [
+            format!(
+                "systemctl restart kubelet on {w} (kubelet started before kubelet.conf changed: restart pending)"
+            ),
+            format!("wait until node {w} of cluster homelab is Ready again"),
+        ]
+    );
+    assert_eq!(
+        paths(&planned),
+        ["restart_pending"],
+        "only the restart is pending"
+    );
+    assert_eq!(
+        planned.plan.resource_changes[0].changes[0].before,
+        Some(cairn_node::kinds::kubeconfig_server::RESTART_PENDING.into())
+    );
+    assert_eq!(host.restarts("kubelet"), 0);
+    let report = apply_plan(&s, &p, &planned).await;
+    assert!(report.success(), "{report:?}");
+    assert_eq!(host.restarts("kubelet"), 1);
+    assert!(sim.node(lab.lab.cluster, w).unwrap().ready);
+    let again = plan_of(&s, &p).await;
+    assert!(
+        !again.plan.has_changes(),
+        "{:?}",
+        again.plan.resource_changes
+    );
+}

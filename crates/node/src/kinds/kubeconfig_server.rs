@@ -1,6 +1,10 @@
 //! `node_kubeconfig_server`: the `server` URL of the cluster a kubeconfig on a host uses,
 //! e.g. a worker's `/etc/kubernetes/kubelet.conf`. Observed over SSH; converged by editing
 //! that one YAML field atomically with a backup, then restarting kubelet as its own step.
+//! A kubelet reads the file only when it starts, so observe also compares the file's
+//! modification time with the kubelet's start: a kubelet older than the file (an apply
+//! interrupted between the edit and the restart) still talks to the old server, and the
+//! restart is planned again.
 
 use std::fmt;
 
@@ -84,7 +88,22 @@ pub struct KubeconfigServerObserved {
     pub server: String,
     /// The cluster entry it belongs to.
     pub cluster: String,
+    /// Set when the running kubelet started before the file last changed, so it does not
+    /// use what the file says yet; says why. Absent when nothing is pending (it is not a
+    /// spec field, so while present the plan shows it going away).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restart_pending: Option<String>,
 }
+
+/// Why a restart is pending, as observed and shown in the plan.
+pub const RESTART_PENDING: &str = "kubelet started before kubelet.conf changed: restart pending";
+
+/// Prints the kubelet's start (Unix seconds, or `-` when it never started or systemd does
+/// not say), then each path's modification time (or `-` when missing), one per line.
+/// systemctl prints timestamps in its caller's zone: UTC, so `date` reads them unambiguously.
+const STARTED_AND_MTIMES: &str = r#"t=$(TZ=UTC systemctl show kubelet -p ActiveEnterTimestamp --value 2>/dev/null)
+if [ -n "$t" ]; then date -d "$t" +%s 2>/dev/null || echo -; else echo -; fi
+for p in "$@"; do stat -c %Y -- "$p" 2>/dev/null || echo -; done"#;
 
 /// The staged steps of a change, shown in the plan and executed in this order.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -104,6 +123,9 @@ pub enum KubeconfigStep {
     RestartKubelet {
         /// The host.
         host: String,
+        /// Whether it restarts only because the file already changed before the running
+        /// kubelet started (an earlier apply was interrupted before its restart).
+        pending: bool,
     },
     /// Wait until the host's node is Ready again, with a status posted after the restart
     /// (a few seconds NotReady is expected; the wait is bounded by the provider's waits).
@@ -127,8 +149,12 @@ impl fmt::Display for KubeconfigStep {
                 f,
                 "set server in {path} on {host}: {from} -> {to} (atomic, with backup)"
             ),
-            KubeconfigStep::RestartKubelet { host } => {
-                write!(f, "systemctl restart kubelet on {host}")
+            KubeconfigStep::RestartKubelet { host, pending } => {
+                write!(f, "systemctl restart kubelet on {host}")?;
+                if *pending {
+                    write!(f, " ({RESTART_PENDING})")?;
+                }
+                Ok(())
             }
             KubeconfigStep::WaitNodeReady { node, cluster } => {
                 write!(
@@ -148,7 +174,8 @@ fn marker_path(path: &str) -> String {
     format!("{path}.cairn-owner")
 }
 
-/// Observes the kubeconfigs of `keys` (`host:path`): one command per host, hosts at once.
+/// Observes the kubeconfigs of `keys` (`host:path`): one command per host (the kubelet's
+/// start, the files' modification times and contents), hosts at once.
 pub async fn observe(
     ssh: &Ssh,
     keys: &[String],
@@ -159,9 +186,14 @@ pub async fn observe(
             .iter()
             .flat_map(|p| [p.to_string(), marker_path(p)])
             .collect();
-        let files = files::read_files(ssh, host, &wanted).await?;
+        let (times, files) =
+            files::read_files_after(ssh, host, &wanted, STARTED_AND_MTIMES, 1 + wanted.len())
+                .await?;
+        let times: Vec<Option<i64>> = times.iter().map(|l| l.trim().parse().ok()).collect();
+        let started = times[0];
+        let mtimes = times[1..].iter().step_by(2).copied();
         let mut found = Vec::new();
-        for (path, pair) in paths.iter().zip(files.chunks(2)) {
+        for ((path, pair), mtime) in paths.iter().zip(files.chunks(2)).zip(mtimes) {
             let key = format!("{host}:{path}");
             let text = match &pair[0] {
                 RemoteFile::Missing => continue,
@@ -188,6 +220,12 @@ pub async fn observe(
                 path: path.to_string(),
                 server: field.server,
                 cluster: field.cluster,
+                // Whole seconds on both sides: an edit within the second the kubelet
+                // started counts as seen (a restart right after an edit is not re-planned).
+                restart_pending: match (started, mtime) {
+                    (Some(s), Some(m)) if s < m => Some(RESTART_PENDING.to_string()),
+                    _ => None,
+                },
             };
             found.push(Found::new(key, value, marker));
         }
@@ -201,27 +239,30 @@ pub async fn observe(
     Ok(out)
 }
 
-/// The steps from `before` to `after`: the edit and the restart when the server moves,
-/// then, when the host is a declared cluster node (`node` = its cluster and node name), a
-/// wait until that node is Ready again; none when only the ownership marker is written.
+/// The steps from `before` to `after`: the edit and the restart when the server moves (the
+/// restart alone when the file is right but the kubelet started before it changed), then,
+/// when the host is a declared cluster node (`node` = its cluster and node name), a wait
+/// until that node is Ready again; none when only the ownership marker is written.
 pub fn steps(
     before: Option<&KubeconfigServerObserved>,
     after: Option<&KubeconfigServer>,
     node: Option<(&str, &str)>,
 ) -> Vec<KubeconfigStep> {
     match (before, after) {
-        (Some(b), Some(a)) if b.server != a.server => {
-            let mut s = vec![
-                KubeconfigStep::SetServer {
+        (Some(b), Some(a)) if b.server != a.server || b.restart_pending.is_some() => {
+            let mut s = Vec::new();
+            if b.server != a.server {
+                s.push(KubeconfigStep::SetServer {
                     host: a.host.clone(),
                     path: a.path.clone(),
                     from: b.server.clone(),
                     to: a.server.clone(),
-                },
-                KubeconfigStep::RestartKubelet {
-                    host: a.host.clone(),
-                },
-            ];
+                });
+            }
+            s.push(KubeconfigStep::RestartKubelet {
+                host: a.host.clone(),
+                pending: b.server == a.server,
+            });
             if let Some((cluster, node)) = node {
                 s.push(KubeconfigStep::WaitNodeReady {
                     node: node.into(),
@@ -328,7 +369,7 @@ pub async fn update(
     let mut restarted = 0;
     for step in steps {
         match step {
-            KubeconfigStep::RestartKubelet { host } => {
+            KubeconfigStep::RestartKubelet { host, .. } => {
                 restarted = std::time::SystemTime::now()
                     .duration_since(std::time::UNIX_EPOCH)
                     .map_or(0, |d| d.as_secs() as i64);
@@ -346,6 +387,7 @@ pub async fn update(
         path: path.into(),
         server: spec.server.clone(),
         cluster: field.cluster,
+        restart_pending: None,
     })
 }
 
@@ -434,6 +476,7 @@ impl Kind<NodeContext> for KubeconfigServers {
             path: KUBELET_CONF.into(),
             server: "https://10.0.20.100:6443".into(),
             cluster: "default-cluster".into(),
+            restart_pending: None,
         })
     }
 }
@@ -449,6 +492,7 @@ mod tests {
             path: KUBELET_CONF.into(),
             server: "https://10.0.20.100:6443".into(),
             cluster: "default-cluster".into(),
+            restart_pending: None,
         };
         let after = KubeconfigServer::kubelet("w1", "https://10.0.20.99:6443");
         let shown = |node| -> Vec<String> {
@@ -468,6 +512,32 @@ mod tests {
             shown(None).len(),
             2,
             "a host of no declared cluster only restarts"
+        );
+    }
+
+    #[test]
+    fn a_kubelet_older_than_its_file_is_restarted_without_an_edit_and_nothing_else_is() {
+        let mut before = KubeconfigServerObserved {
+            host: "w1".into(),
+            path: KUBELET_CONF.into(),
+            server: "https://10.0.20.99:6443".into(),
+            cluster: "default-cluster".into(),
+            restart_pending: None,
+        };
+        let after = KubeconfigServer::kubelet("w1", "https://10.0.20.99:6443");
+        let node = Some(("homelab", "k8s-worker-1"));
+        assert!(steps(Some(&before), Some(&after), node).is_empty());
+        before.restart_pending = Some(RESTART_PENDING.into());
+        let s: Vec<String> = steps(Some(&before), Some(&after), node)
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(
+            s,
+            [
+                "systemctl restart kubelet on w1 (kubelet started before kubelet.conf changed: restart pending)",
+                "wait until node k8s-worker-1 of cluster homelab is Ready again",
+            ]
         );
     }
 }
