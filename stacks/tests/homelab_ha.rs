@@ -193,6 +193,15 @@ async fn the_whole_cutover_keeps_the_vip_serving_moves_workers_one_at_a_time_and
     // so its own first success may land just after).
     let gate = progress.started_at("gate.vip-serves").unwrap();
     assert_eq!(progress.outcome("gate.vip-serves"), Some(Outcome::Done));
+    // The verification gates at the end ran and passed: every kubelet at the VIP, three
+    // control-plane nodes Ready, three etcd members.
+    for g in [
+        "gate.verify-kubelets-at-vip",
+        "gate.verify-control-plane-nodes",
+        "gate.verify-etcd-members",
+    ] {
+        assert_eq!(progress.outcome(g), Some(Outcome::Done), "{g}");
+    }
     assert!(gate < dns, "DNS flipped before the VIP served");
     assert!(
         failures_since(&samples, dns).is_empty(),

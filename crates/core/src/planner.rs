@@ -755,7 +755,8 @@ fn observed_digest(o: &Observed, sensitive: &[&str]) -> String {
     }
 }
 
-/// Gates run when anything after them changes.
+/// Gates run when anything after them changes; a gate nothing comes after (a verification)
+/// runs when anything before it changes.
 fn plan_gates(stack: &Stack, changes: &[ResourceChange]) -> Vec<GatePlan> {
     if !stack.nodes().iter().any(|n| matches!(n, NodeDef::Gate(_))) {
         return Vec::new();
@@ -784,6 +785,18 @@ fn plan_gates(stack: &Stack, changes: &[ResourceChange]) -> Vec<GatePlan> {
             }
             will_run |= changing.contains(stack.nodes()[j].address());
             stack_.extend(&dependents[j]);
+        }
+        // A gate nothing waits for verifies what came before it (e.g. "three etcd members"
+        // at the end of a rollout): it runs when anything before it changes.
+        if dependents[i].is_empty() {
+            let mut stack_: Vec<usize> = stack.deps(i).to_vec();
+            while let Some(j) = stack_.pop() {
+                if std::mem::replace(&mut seen[j], true) {
+                    continue;
+                }
+                will_run |= changing.contains(stack.nodes()[j].address());
+                stack_.extend(stack.deps(j));
+            }
         }
         out.push(GatePlan {
             address: g.address.clone(),

@@ -824,6 +824,31 @@ async fn gate_waits_until_ready_then_dependents_run() {
 }
 
 #[tokio::test]
+async fn a_gate_nothing_waits_for_verifies_the_changes_before_it_and_only_then() {
+    let m = Arc::new(MemoryProvider::new());
+    let tries = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut b = StackBuilder::new("s");
+    let vip = b.add("vip", thing("vip", 1));
+    let verify = b.gate(
+        "verify-vip",
+        Flaky(tries.clone(), 1),
+        GateTiming {
+            interval: Duration::from_millis(5),
+            timeout: Duration::from_millis(200),
+        },
+    );
+    b.depends_on(&verify, &vip);
+    let stack = b.build().unwrap();
+    let (planned, report) = plan_apply(&stack, &providers(&m), 10).await;
+    assert!(planned.plan.gates[0].will_run);
+    assert!(report.success(), "{report:?}");
+    assert_eq!(tries.load(std::sync::atomic::Ordering::SeqCst), 2);
+    // Nothing before it changes any more: the verification does not run again.
+    let again = plan(&stack, &providers(&m)).await.unwrap();
+    assert!(!again.plan.gates[0].will_run);
+}
+
+#[tokio::test]
 async fn failed_gate_skips_its_dependents_only() {
     let m = Arc::new(MemoryProvider::new());
     let tries = Arc::new(std::sync::atomic::AtomicUsize::new(0));
