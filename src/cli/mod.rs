@@ -7,10 +7,10 @@
 //! ```no_run
 //! use cairn::cli::{Hetzner, StackDef};
 //!
-//! fn build() -> anyhow::Result<cairn::Stack> {
+//! fn build() -> Result<cairn::Stack, cairn::BuildError> {
 //!     let s = cairn::StackBuilder::new("web");
 //!     // s.add(..) the stack's resources
-//!     Ok(s.build()?)
+//!     s.build()
 //! }
 //!
 //! fn main() -> std::process::ExitCode {

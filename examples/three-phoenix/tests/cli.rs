@@ -1,6 +1,6 @@
 //! The example binary gets cairn's whole CLI: against its own `three-phoenix sim` world,
 //! diff → apply → diff (empty) → drift converges; without credentials it announces
-//! simulator mode; a transport failure names its cause.
+//! simulator mode; a transport failure names its cause (on stderr and in its JSON line).
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
@@ -142,7 +142,7 @@ fn without_credentials_the_first_line_says_simulator_mode() {
 }
 
 #[test]
-fn an_unreachable_api_is_reported_with_its_cause() {
+fn an_unreachable_api_is_reported_with_its_cause_on_stderr_and_in_its_json_line() {
     // A port nobody listens on: bound, then closed.
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -151,7 +151,7 @@ fn an_unreachable_api_is_reported_with_its_cause() {
         .port();
     let state = tempfile::tempdir().unwrap();
     let o = Command::new(BIN)
-        .arg("diff")
+        .args(["diff", "--json"])
         .env("HCLOUD_TOKEN", "not-a-real-token")
         .env("HCLOUD_ENDPOINT", format!("http://127.0.0.1:{port}/v1"))
         .env("CAIRN_LOOPBACK_ONLY", "1")
@@ -164,6 +164,12 @@ fn an_unreachable_api_is_reported_with_its_cause() {
     assert_eq!(o.status.code(), Some(1), "{err}");
     assert!(err.to_lowercase().contains("connection refused"), "{err}");
     assert!(!err.contains("not-a-real-token"), "{err}");
+    // stdout stays JSON Lines: the stack's line says it errored, and why.
+    let doc: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(doc["stack"], "three-phoenix");
+    assert_eq!(doc["errored"], true);
+    let why = doc["errors"][0].as_str().unwrap().to_lowercase();
+    assert!(why.contains("connection refused"), "{why}");
 }
 
 #[test]
