@@ -44,16 +44,22 @@ pub(crate) async fn run(
     }
     let selected = selected_stack(&cli)?;
     let known: Vec<String> = all.iter().map(|d| d.name().to_string()).collect();
+    if let Some(twice) = known
+        .iter()
+        .enumerate()
+        .find_map(|(i, n)| known[..i].contains(n).then_some(n))
+    {
+        bail!("two stacks are named {twice:?}: --stack could not tell them apart");
+    }
     let defs: Vec<StackDef> = all
         .into_iter()
         .filter(|d| selected.as_deref().is_none_or(|s| s == d.name()))
         .collect();
     if defs.is_empty() {
-        let names = known;
         bail!(
             "unknown stack {:?}; known stacks: {}",
             selected.unwrap_or_default(),
-            names.join(", ")
+            known.join(", ")
         );
     }
     if let Command::Diff { out: Some(out) } = &cli.command
