@@ -6,10 +6,8 @@
 //! workers with TCP health checks, a firewall opening the k3s API only to the network and
 //! the CI runner, and DNS records that point at the load balancer's IPv4 by reference.
 
-use std::sync::Arc;
-
-use anyhow::Context;
-use cairn_core::{Providers, Stack, StackBuilder};
+use cairn::cli::Hetzner as OnHetzner;
+use cairn_core::{Stack, StackBuilder};
 use cairn_hetzner::client::{ClientConfig, Token};
 use cairn_hetzner::{
     Algorithm, ApplyTo, Firewall, HetznerProvider, Labels, LbNetwork, LoadBalancer,
@@ -17,15 +15,16 @@ use cairn_hetzner::{
     ServerNetwork, Service, Target, Zone,
 };
 
-use super::{Loaded, StackDef, Target as Where};
-use crate::sims::Hetzner;
+use super::StackDef;
+use crate::sims::HETZNER_K3S_BEFORE;
 
-/// The stack's definition.
-pub const DEF: StackDef = StackDef {
-    name: "hetzner-k3s",
-    credentials: &["HCLOUD_TOKEN"],
-    load: |target| Box::pin(load(target)),
-};
+/// The stack's definition: Hetzner Cloud with `HCLOUD_TOKEN`, else its simulator seeded
+/// with the "before" world (the cluster as it was made by hand).
+pub fn def() -> StackDef {
+    let before = serde_json::from_str(HETZNER_K3S_BEFORE)
+        .expect("the hetzner-k3s fixture is JSON (tests/fixtures.rs checks it)");
+    StackDef::new("hetzner-k3s", || build(true)).on(OnHetzner::seeded(before))
+}
 
 /// The zone.
 pub const ZONE: &str = "docfast.dev";
@@ -118,28 +117,4 @@ pub fn provider_for(endpoint: &str, token: &str) -> anyhow::Result<HetznerProvid
         endpoint,
         Token::new(token),
     ))?)
-}
-
-async fn load(target: Where) -> anyhow::Result<Loaded> {
-    match target {
-        Where::Simulated => {
-            let sim = Hetzner::start().await?;
-            let provider = provider_for(&sim.handle.endpoint, &sim.handle.token)?;
-            Ok(Loaded {
-                stack: build(true)?,
-                providers: Providers::new().with(Arc::new(provider)),
-                keep: vec![Box::new(sim)],
-            })
-        }
-        Where::Real => {
-            let provider = HetznerProvider::from_env().context(
-                "configuring the Hetzner Cloud client from HCLOUD_TOKEN / HCLOUD_ENDPOINT",
-            )?;
-            Ok(Loaded {
-                stack: build(true)?,
-                providers: Providers::new().with(Arc::new(provider)),
-                keep: Vec::new(),
-            })
-        }
-    }
 }

@@ -1,4 +1,5 @@
 //! The commands: select stacks and targets, then plan, apply, report drift or draw the graph.
+//! `sim` serves a world instead.
 
 use std::io::{IsTerminal, Write};
 use std::path::Path;
@@ -13,10 +14,12 @@ use cairn_core::render::{
 };
 use cairn_core::{ApplyOptions, Plan, PlanError, Planned, apply, plan};
 
-use crate::cli::{Cli, Command};
-use crate::progress::Lines;
-use crate::record::Recorder;
-use crate::stacks::{self, Loaded, StackDef, Target};
+use super::args::{Cli, Command};
+use super::progress::Lines;
+use super::record::Recorder;
+use super::stack_def::{Loaded, StackDef, Target};
+use super::world::{WorldFn, providers_world, serve};
+use super::{bin_name, chain};
 
 /// Exit code: no changes.
 const SAME: u8 = 0;
@@ -27,21 +30,36 @@ const CHANGES: u8 = 2;
 
 /// Runs one command over the selected stacks; returns the aggregated exit code
 /// (any error → 1, else any change → 2, else 0).
-pub async fn run(cli: Cli) -> anyhow::Result<u8> {
+pub(crate) async fn run(
+    cli: Cli,
+    all: Vec<StackDef>,
+    world: Option<WorldFn>,
+) -> anyhow::Result<u8> {
     if matches!(cli.command, Command::Sim) {
-        return crate::sims::serve().await.map(|()| SAME);
+        let world = match world {
+            Some(make) => make().await?,
+            None => providers_world(&all).await?,
+        };
+        return serve(world).await.map(|()| SAME);
     }
     let selected = selected_stack(&cli)?;
-    let defs: Vec<StackDef> = stacks::all()
+    let known: Vec<String> = all.iter().map(|d| d.name().to_string()).collect();
+    if let Some(twice) = known
+        .iter()
+        .enumerate()
+        .find_map(|(i, n)| known[..i].contains(n).then_some(n))
+    {
+        bail!("two stacks are named {twice:?}: --stack could not tell them apart");
+    }
+    let defs: Vec<StackDef> = all
         .into_iter()
-        .filter(|d| selected.as_deref().is_none_or(|s| s == d.name))
+        .filter(|d| selected.as_deref().is_none_or(|s| s == d.name()))
         .collect();
     if defs.is_empty() {
-        let names: Vec<_> = stacks::all().iter().map(|d| d.name).collect();
         bail!(
             "unknown stack {:?}; known stacks: {}",
             selected.unwrap_or_default(),
-            names.join(", ")
+            known.join(", ")
         );
     }
     if let Command::Diff { out: Some(out) } = &cli.command
@@ -50,17 +68,17 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
         bail!(
             "diff --out {} saves one stack's plan: pass --stack (one of {})",
             out.display(),
-            defs.iter().map(|d| d.name).collect::<Vec<_>>().join(", ")
+            defs.iter().map(|d| d.name()).collect::<Vec<_>>().join(", ")
         );
     }
-    let names: Vec<&str> = defs.iter().map(|d| d.name).collect();
+    let names: Vec<&str> = defs.iter().map(|d| d.name()).collect();
     let backend = match &cli.command {
         Command::Apply { .. }
         | Command::Drift
         | Command::Lock
         | Command::Unlock { .. }
         | Command::History { .. } => {
-            let b = crate::team::select(cli.backend.as_deref())?;
+            let b = super::team::select(cli.backend.as_deref())?;
             // Before any provider call: a bad backend fails first.
             b.check().await?;
             Some(b)
@@ -68,12 +86,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
         _ => None,
     };
     match (&cli.command, &backend) {
-        (Command::Lock, Some(b)) => return crate::team::lock(b.as_ref(), &names, cli.json).await,
+        (Command::Lock, Some(b)) => return super::team::lock(b.as_ref(), &names, cli.json).await,
         (Command::Unlock { force, yes }, Some(b)) => {
-            return crate::team::unlock(b.as_ref(), cli.stack.as_deref(), *force, *yes).await;
+            return super::team::unlock(b.as_ref(), cli.stack.as_deref(), *force, *yes).await;
         }
         (Command::History { run, limit }, Some(b)) => {
-            return crate::team::history(
+            return super::team::history(
                 b.as_ref(),
                 cli.stack.as_deref(),
                 run.as_deref(),
@@ -89,10 +107,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
     for def in &defs {
         let target = target_for(def)?;
         announce(def, target, cli.json);
-        let loaded = match (def.load)(target).await {
+        let loaded = match def.load(target).await {
             Ok(l) => l,
             Err(e) => {
-                eprintln!("error in stack {}: {e:#}", def.name);
+                if cli.json && matches!(cli.command, Command::Diff { .. } | Command::Drift) {
+                    println!("{}", errored_doc(def.name(), &chain(e.as_ref())));
+                }
+                eprintln!("error in stack {}: {}", def.name(), chain(e.as_ref()));
                 code = ERROR;
                 continue;
             }
@@ -124,7 +145,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
             }
         };
         let c = result.unwrap_or_else(|e| {
-            eprintln!("error in stack {}: {e:#}", def.name);
+            eprintln!("error in stack {}: {}", def.name(), chain(e.as_ref()));
             ERROR
         });
         code = aggregate(code, c);
@@ -191,9 +212,9 @@ fn aggregate(a: u8, b: u8) -> u8 {
 /// Real APIs when the stack's credentials are set; otherwise the embedded simulators —
 /// except under `CI=true`, where silently simulating would hide a misconfigured pipeline.
 fn target_for(def: &StackDef) -> anyhow::Result<Target> {
-    let has_creds = !def.credentials.is_empty()
+    let has_creds = !def.credentials().is_empty()
         && def
-            .credentials
+            .credentials()
             .iter()
             .all(|v| std::env::var_os(v).is_some());
     if has_creds {
@@ -204,8 +225,8 @@ fn target_for(def: &StackDef) -> anyhow::Result<Target> {
     if in_ci && !forced {
         bail!(
             "CI=true but the credentials for stack {} are not set ({}); refusing to run against simulators (set CAIRN_SIMULATE=1 to do so on purpose)",
-            def.name,
-            def.credentials.join(", ")
+            def.name(),
+            def.credentials().join(", ")
         );
     }
     Ok(Target::Simulated)
@@ -223,19 +244,20 @@ fn announce(def: &StackDef, target: Target, json: bool) {
     match target {
         Target::Simulated => say(format!(
             "cairn: SIMULATOR MODE for stack {}: no credentials ({}) set, running against embedded simulators seeded with its \"before\" world",
-            def.name,
-            def.credentials.join(", ")
+            def.name(),
+            def.credentials().join(", ")
         )),
         Target::Real if cairn_core::net::Dialer::from_env().is_ok_and(|d| d.loopback_only()) => {
             say(format!(
-                "cairn: stack {} targets the APIs named in the environment, in loopback-only mode (a `stacks sim` world)",
-                def.name
+                "cairn: stack {} targets the APIs named in the environment, in loopback-only mode (a `{} sim` world)",
+                def.name(),
+                bin_name()
             ))
         }
         Target::Real => say(format!(
             "cairn: stack {} targets the live APIs named in the environment ({})",
-            def.name,
-            def.credentials.join(", ")
+            def.name(),
+            def.credentials().join(", ")
         )),
     }
 }
@@ -248,8 +270,18 @@ async fn make_plan(loaded: &Loaded) -> Result<Planned, PlanError> {
     plan(&loaded.stack, &loaded.providers).await
 }
 
+/// The JSON Lines document of a stack that could not be planned.
+fn errored_doc(stack: &str, error: &str) -> serde_json::Value {
+    serde_json::json!({
+        "format_version": cairn_core::plan::FORMAT_VERSION,
+        "stack": stack,
+        "errored": true,
+        "errors": [error],
+    })
+}
+
 /// Prints a refused plan's details (checks) and turns the error into an exit code.
-fn report_plan_error(e: &PlanError, json: bool) -> u8 {
+fn report_plan_error(stack: &str, e: &PlanError, json: bool) -> u8 {
     if let PlanError::ChecksFailed { plan, .. } = e {
         if json {
             println!("{}", serde_json::to_string(plan).unwrap_or_default());
@@ -257,12 +289,9 @@ fn report_plan_error(e: &PlanError, json: bool) -> u8 {
             print!("{}", render_plan(plan, color()));
         }
     } else if json {
-        println!(
-            "{}",
-            serde_json::json!({"format_version": cairn_core::plan::FORMAT_VERSION, "errored": true, "errors": [e.to_string()]})
-        );
+        println!("{}", errored_doc(stack, &chain(e)));
     }
-    eprintln!("error: {e}");
+    eprintln!("error: {}", chain(e));
     ERROR
 }
 
@@ -274,7 +303,7 @@ async fn diff(
 ) -> anyhow::Result<u8> {
     let planned = match make_plan(loaded).await {
         Ok(p) => p,
-        Err(e) => return Ok(report_plan_error(&e, cli.json)),
+        Err(e) => return Ok(report_plan_error(loaded.stack.name(), &e, cli.json)),
     };
     if cli.json {
         // JSON Lines: one compact document per stack, so several stacks stay machine-readable.
@@ -286,9 +315,9 @@ async fn diff(
         write_private(out, &serde_json::to_vec_pretty(&planned.to_json())?)
             .with_context(|| format!("writing {}", out.display()))?;
         eprintln!(
-            "Saved the plan to {}; apply it with: stacks apply {}",
+            "Saved the plan to {0}; apply it with: {1} apply {0}",
             out.display(),
-            out.display()
+            bin_name()
         );
     }
     let code = if planned.plan.has_changes() {
@@ -409,7 +438,7 @@ async fn apply_locked(
     let planned = match make_plan(loaded).await {
         Ok(p) => p,
         Err(e) => {
-            let code = report_plan_error(&e, false);
+            let code = report_plan_error(loaded.stack.name(), &e, false);
             return Ok((code, status::FAILED, format!("plan refused: {e}")));
         }
     };
