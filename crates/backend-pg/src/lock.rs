@@ -300,7 +300,7 @@ struct PgLease {
     lost: watch::Receiver<Option<String>>,
     heartbeat: tokio::task::JoinHandle<()>,
     /// The plan digest, once known: written in the background (the apply does not wait a
-    /// round trip for it) and again by [`Lease::finish`], which waits for that write first.
+    /// round trip for it) and again on the run by [`Lease::finish`].
     digest: std::sync::Mutex<Option<Digest>>,
 }
 
@@ -425,8 +425,8 @@ impl Lease for PgLease {
     }
 
     /// Sends the update and returns at once: the lock row shows the digest a round trip
-    /// later, the apply does not wait for it. [`Lease::finish`] waits for the write (its
-    /// error is a warning there) and records the digest on the run again.
+    /// later, the apply does not wait for it (a failed write is logged). [`Lease::finish`]
+    /// records the digest on the run again.
     async fn set_plan_digest(&self, digest: &str) -> Result<(), BackendError> {
         let (conn, s, t, d) = (
             self.conn.clone(),
@@ -454,6 +454,7 @@ impl Lease for PgLease {
                 })
             })
             .await
+            .inspect_err(|e| tracing::warn!("could not record the plan digest on the lock: {e}"))
         });
         let previous = self
             .digest
@@ -500,19 +501,14 @@ impl Lease for PgLease {
         summary: &str,
     ) -> Result<(), BackendError> {
         self.heartbeat.abort();
-        let digest = match self.take_digest() {
-            Some(d) => {
-                match d.write.await {
-                    Ok(Ok(())) => {}
-                    Ok(Err(e)) => {
-                        tracing::warn!("could not record the plan digest on the lock: {e}")
-                    }
-                    Err(e) => tracing::warn!("recording the plan digest did not finish: {e}"),
-                }
-                Some(d.value)
-            }
-            None => None,
-        };
+        // The lock row goes away with this statement, and the run gets the digest from it:
+        // a digest write still under way is not waited for. Dropping it mid-flight is safe
+        // (the driver discards a reply nobody awaits; the statement is autocommitted or never
+        // sent), and this statement then follows it on the wire instead of a round trip later.
+        let digest = self.take_digest().map(|d| {
+            d.write.abort();
+            d.value
+        });
         let run: i64 = self.run_id.parse().unwrap_or(-1);
         let (s, t, st, su) = (
             self.stack.clone(),
