@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use cairn_core::backend::{Backend, ChangeRecord, Holder, plan_digest, status};
+use cairn_core::backend::{Backend, ChangeRecord, Checking, Holder, plan_digest, status};
 use cairn_core::planner::stale_entries;
 use cairn_core::render::{
     drift_summary, graph_dot, graph_svg, render_plan, render_report, use_color,
@@ -72,19 +72,27 @@ pub(crate) async fn run(
         );
     }
     let names: Vec<&str> = defs.iter().map(|d| d.name()).collect();
-    let backend = match &cli.command {
+    // The backend's check (connect, authenticate, schema) starts now and runs while the
+    // first stack loads; it is awaited before any provider call, so a bad backend still
+    // fails first (see `first_load`).
+    let mut checking = match &cli.command {
         Command::Apply { .. }
         | Command::Drift
         | Command::Lock
         | Command::Unlock { .. }
-        | Command::History { .. } => {
-            let b = super::team::select(cli.backend.as_deref())?;
-            // Before any provider call: a bad backend fails first.
-            b.check().await?;
-            Some(b)
-        }
+        | Command::History { .. } => Some(Checking::start(super::team::select(
+            cli.backend.as_deref(),
+        )?)),
         _ => None,
     };
+    let mut backend = None;
+    if matches!(
+        cli.command,
+        Command::Lock | Command::Unlock { .. } | Command::History { .. }
+    ) && let Some(c) = checking.take()
+    {
+        backend = Some(c.ready().await?);
+    }
     match (&cli.command, &backend) {
         (Command::Lock, Some(b)) => return super::team::lock(b.as_ref(), &names, cli.json).await,
         (Command::Unlock { force, yes }, Some(b)) => {
@@ -106,8 +114,16 @@ pub(crate) async fn run(
     let mut plans = Vec::new();
     for def in &defs {
         let target = target_for(def)?;
+        let loaded = match checking.take() {
+            Some(c) => {
+                let (ready, loaded) = first_load(c, def.load(target)).await;
+                backend = Some(ready?);
+                loaded
+            }
+            None => def.load(target).await,
+        };
         announce(def, target, cli.json);
-        let loaded = match def.load(target).await {
+        let loaded = match loaded {
             Ok(l) => l,
             Err(e) => {
                 if cli.json && matches!(cli.command, Command::Diff { .. } | Command::Drift) {
@@ -161,6 +177,18 @@ pub(crate) async fn run(
         f.write_all(drift_summary(&plans).as_bytes())?;
     }
     Ok(code)
+}
+
+/// Loads the first stack while the backend's check finishes (building the stack and its
+/// provider clients makes no provider call); the check's outcome comes first.
+async fn first_load<T>(
+    checking: Checking,
+    load: impl std::future::Future<Output = T>,
+) -> (
+    Result<Arc<dyn Backend>, cairn_core::backend::BackendError>,
+    T,
+) {
+    tokio::join!(checking.ready(), load)
 }
 
 /// The stack to run: `--stack`, or for `apply FILE` the stack the saved plan was made for.
@@ -412,15 +440,11 @@ async fn apply_cmd(
         Ok((_, st, summary)) => (*st, summary.clone()),
         Err(e) => (status::FAILED, format!("{e:#}")),
     };
-    if let Err(e) = backend.finish_run(&run, st, &summary).await {
+    // Closing the run and releasing the lock: one call (one statement on PostgreSQL).
+    if let Err(e) = lease.finish(backend.as_ref(), st, &summary).await {
         eprintln!(
-            "warning: could not close run {run} in {}: {e}",
+            "warning: could not close run {run} or release the lock of stack {name} in {}: {e}; the lock expires with its lease",
             backend.describe()
-        );
-    }
-    if let Err(e) = lease.release().await {
-        eprintln!(
-            "warning: could not release the lock of stack {name}: {e}; it expires with its lease"
         );
     }
     result.map(|(code, _, _)| code)
