@@ -5,18 +5,21 @@ use serde_json::{Value, json};
 use crate::http::{self, ApiErr};
 use crate::routes::Routes;
 
-fn loc(id: u64, name: &str, city: &str, country: &str, zone: &str) -> Value {
-    json!({"id": id, "name": name, "description": format!("{city} DC Park"), "city": city,
-           "country": country, "latitude": 50.0, "longitude": 12.0, "network_zone": zone})
+#[allow(clippy::too_many_arguments)]
+fn loc(id: u64, name: &str, desc: &str, city: &str, country: &str, lat: f64, lon: f64, zone: &str) -> Value {
+    json!({"id": id, "name": name, "description": desc, "city": city,
+           "country": country, "latitude": lat, "longitude": lon, "network_zone": zone})
 }
 
-/// All locations.
+/// All locations (the real ones, with their real ids).
 pub fn locations() -> Vec<Value> {
     vec![
-        loc(1, "fsn1", "Falkenstein", "DE", "eu-central"),
-        loc(2, "nbg1", "Nuremberg", "DE", "eu-central"),
-        loc(3, "hel1", "Helsinki", "FI", "eu-central"),
-        loc(4, "ash", "Ashburn, VA", "US", "us-east"),
+        loc(1, "fsn1", "Falkenstein DC Park 1", "Falkenstein", "DE", 50.47612, 12.370071, "eu-central"),
+        loc(2, "nbg1", "Nuremberg DC Park 1", "Nuremberg", "DE", 49.452102, 11.076665, "eu-central"),
+        loc(3, "hel1", "Helsinki DC Park 1", "Helsinki", "FI", 60.169855, 24.938379, "eu-central"),
+        loc(4, "ash", "Ashburn, VA", "Ashburn, VA", "US", 39.045821, -77.487073, "us-east"),
+        loc(5, "hil", "Hillsboro, OR", "Hillsboro, OR", "US", 45.54222, -122.951924, "us-west"),
+        loc(6, "sin", "Singapore", "Singapore", "SG", 1.283333, 103.833333, "ap-southeast"),
     ]
 }
 
@@ -25,16 +28,40 @@ pub fn location(name: &str) -> Option<Value> {
     locations().into_iter().find(|l| l["name"] == name)
 }
 
-/// All datacenters (one per location).
-pub fn datacenters() -> Vec<Value> {
-    locations()
+/// A location by id or name, as the API takes it in "ID or name" fields: a JSON number, a
+/// numeric string or a name.
+pub fn location_ref(v: &Value) -> Option<Value> {
+    find(locations(), v, None)
+}
+
+/// A datacenter by id or name (JSON number, numeric string or name).
+pub fn datacenter_ref(v: &Value) -> Option<Value> {
+    find(datacenters(), v, None)
+}
+
+/// The datacenter new resources in a location land in.
+pub fn datacenter_in(location: &Value) -> Option<Value> {
+    datacenters()
         .into_iter()
-        .map(|l| {
-            let ids: Vec<u64> = server_types().iter().filter_map(|t| t["id"].as_u64()).collect();
-            json!({"id": l["id"], "name": format!("{}-dc1", l["name"].as_str().unwrap_or("")),
-                   "description": format!("{} 1 virtual DC", l["city"].as_str().unwrap_or("")),
-                   "location": l,
-                   "server_types": {"supported": ids, "available": ids, "available_for_migration": ids}})
+        .find(|d| d["location"]["name"] == location["name"])
+}
+
+/// All datacenters (one per location, with the real names and ids: `fsn1-dc14`, …).
+pub fn datacenters() -> Vec<Value> {
+    const DCS: [(u64, &str, &str, &str); 6] = [
+        (4, "fsn1", "fsn1-dc14", "Falkenstein 1 virtual DC 14"),
+        (2, "nbg1", "nbg1-dc3", "Nuremberg 1 virtual DC 3"),
+        (3, "hel1", "hel1-dc2", "Helsinki 1 virtual DC 2"),
+        (5, "ash", "ash-dc1", "Ashburn virtual DC 1"),
+        (6, "hil", "hil-dc1", "Hillsboro virtual DC 1"),
+        (7, "sin", "sin-dc1", "Singapore virtual DC 1"),
+    ];
+    let ids: Vec<u64> = server_types().iter().filter_map(|t| t["id"].as_u64()).collect();
+    DCS.iter()
+        .filter_map(|(id, l, name, desc)| {
+            let l = location(l)?;
+            Some(json!({"id": id, "name": name, "description": desc, "location": l,
+                   "server_types": {"supported": ids, "available": ids, "available_for_migration": ids}}))
         })
         .collect()
 }
