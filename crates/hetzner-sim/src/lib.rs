@@ -19,7 +19,7 @@
 //!   changes queue behind each other instead of locking.
 //! - Protection (`change_protection` on servers, networks, load balancers, volumes, primary
 //!   IPs, zones and rrsets) is enforced: a protected delete, rebuild or rrset change answers
-//!   403 `protected`.
+//!   423 `protected` (API-NOTES; never retried as busy, unlike 423 `locked`).
 //! - Every "ID or name" field of a create accepts both (JSON numbers too).
 //! - Public IPv4s from a pool of never-routed ranges ([`Capacities::public_ipv4_pools`]: by
 //!   default the documentation ranges 203.0.113.0/24, 198.51.100.0/24, 192.0.2.0/24, then the

@@ -210,7 +210,7 @@ pub(crate) fn routes(routes: Routes) -> Routes {
             let v = get(w, id);
             if v["protection"]["delete"] == true {
                 return Err(ApiErr::new(
-                    403,
+                    423,
                     "protected",
                     "volume is protected against deletion",
                 ));

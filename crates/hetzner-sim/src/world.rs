@@ -304,7 +304,7 @@ impl World {
         }
     }
 
-    /// Fails with 403 `protected` when object `id` of `coll` has `protection.<what>` set.
+    /// Fails with 423 `protected` when object `id` of `coll` has `protection.<what>` set.
     pub fn check_protection(&self, coll: &str, id: u64, what: &str) -> Result<(), ApiErr> {
         if self
             .get(coll, id)
@@ -312,7 +312,7 @@ impl World {
         {
             let kind = coll.trim_end_matches('s').replace('_', " ");
             return Err(ApiErr::new(
-                403,
+                423,
                 "protected",
                 format!("{kind} {id} is {what} protected"),
             ));

@@ -184,7 +184,7 @@ fn zone_action(w: &mut World, id: u64, act: &str, b: &Value) -> ApiResult {
                 .is_some_and(|m| m.values().any(|r| r["protection"]["change"] == true))
             {
                 return Err(ApiErr::new(
-                    403,
+                    423,
                     "protected",
                     "RRSet(s) of the zone are change protected",
                 ));
@@ -582,11 +582,11 @@ fn rrset_routes(routes: Routes) -> Routes {
         })
 }
 
-/// 403 `protected` when an rrset is change protected.
+/// 423 `protected` when an rrset is change protected.
 fn unprotected(rrset: &Value) -> Result<(), ApiErr> {
     if rrset["protection"]["change"] == true {
         return Err(ApiErr::new(
-            403,
+            423,
             "protected",
             format!("RRSet {} is change protected", rrset["id"].as_str().unwrap_or("")),
         ));
