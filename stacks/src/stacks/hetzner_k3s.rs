@@ -101,7 +101,8 @@ pub fn build(with_staging: bool) -> anyhow::Result<Stack> {
             kind: RecordType::MX,
             ttl: None,
             labels: Labels::new(),
-            records: vec![Record::text("10 mail.docfast.dev.")],
+            // The zone's mail is hosted by cloonar.com (the record as it is in the zone).
+            records: vec![Record::text("10 mail.cloonar.com.")],
         },
     );
     s.depends_on(&mx, &zone);
