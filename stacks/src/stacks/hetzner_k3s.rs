@@ -149,12 +149,12 @@ pub fn build_with_k3s(with_staging: bool, token: Option<&str>) -> anyhow::Result
                 k.flannel_iface = Some(FLANNEL_IFACE.into());
                 k.node_taints = vec![SERVER_TAINT.into()];
                 k.node_ip = Some(srv.private_ipv4().into());
-                s.add(*name, k);
+                s.add(name, k);
             } else {
                 let mut k = K3sAgent::new(*name, K3S_VERSION, url.clone(), token);
                 k.flannel_iface = Some(FLANNEL_IFACE.into());
                 k.node_ip = Some(srv.private_ipv4().into());
-                s.add(*name, k);
+                s.add(name, k);
             }
         }
     }
