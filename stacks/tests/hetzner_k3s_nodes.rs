@@ -34,6 +34,27 @@ async fn the_hand_made_k3s_cluster_and_its_mx_record_are_adopted_with_no_change(
         );
         assert!(c.steps.is_empty(), "{}: {:?}", c.address, c.steps);
     }
+    let token = loaded
+        .keep
+        .iter()
+        .find_map(|k| k.downcast_ref::<cairn_node_sim::world::HetznerK3s>())
+        .expect("the simulated k3s world is kept alive")
+        .token
+        .clone();
+    let shown = format!(
+        "{} {:?}",
+        serde_json::to_string(&planned.plan).unwrap(),
+        planned
+            .plan
+            .resource_changes
+            .iter()
+            .map(|c| (&c.changes, &c.steps, &c.action_reason))
+            .collect::<Vec<_>>()
+    );
+    assert!(
+        !shown.contains(&token),
+        "the join token never appears in the plan"
+    );
     let json = serde_json::to_value(&planned.plan).unwrap();
     let k3s = json["resource_changes"]
         .as_array()
@@ -55,6 +76,7 @@ async fn the_hand_made_k3s_cluster_and_its_mx_record_are_adopted_with_no_change(
     )
     .await;
     assert!(report.success(), "{report:?}");
+    assert!(!format!("{report:?}").contains(&token));
     let again = plan(&loaded.stack, &loaded.providers).await.expect("plan");
     let left: Vec<_> = again
         .plan
