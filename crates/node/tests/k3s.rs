@@ -311,3 +311,57 @@ async fn an_agent_with_a_wrong_token_fails_with_k3s_wording_and_the_token_never_
     assert!(!e.contains(wrong), "{e}");
     assert!(lab.w.sim.node(lab.w.cluster, "k3s-w4").is_none());
 }
+
+#[tokio::test]
+async fn a_stopped_agent_is_planned_to_start_and_is_ready_again_after_the_apply() {
+    let lab = Lab::start(235);
+    let p = lab.provider();
+    let token = lab.w.token.clone();
+    let s = stack(|s| hand_made(s, &token));
+    let report = apply_plan(&s, &p, &plan_of(&s, &p).await).await;
+    assert!(report.success(), "{report:?}");
+    p.ctx()
+        .ssh()
+        .run(
+            "k3s-w1",
+            &Cmd::root("systemctl").args(["stop", "k3s-agent"]),
+        )
+        .await
+        .unwrap();
+    let planned = plan_of(&s, &p).await;
+    let c = planned
+        .plan
+        .resource_changes
+        .iter()
+        .find(|c| c.address.to_string() == "node_k3s_agent.k3s-w1")
+        .unwrap();
+    assert_eq!(c.action, Some(Action::Update), "{c:?}");
+    let paths: Vec<_> = c.changes.iter().map(|f| f.path.as_str()).collect();
+    assert_eq!(paths, ["not_running"], "{:?}", c.changes);
+    assert_eq!(
+        c.steps,
+        [
+            "systemctl start k3s-agent on k3s-w1",
+            "wait until node k3s-w1 of cluster hetzner-k3s is Ready"
+        ]
+    );
+    let report = apply_plan(&s, &p, &planned).await;
+    assert!(report.success(), "{report:?}");
+    assert!(
+        lab.w
+            .sim
+            .node(lab.w.cluster, "k3s-w1")
+            .is_some_and(|n| n.ready)
+    );
+    assert_eq!(
+        lab.w.sim.k3s_starts("k3s-w1"),
+        2,
+        "started once more, not reinstalled"
+    );
+    let again = plan_of(&s, &p).await;
+    assert!(
+        !again.plan.has_changes(),
+        "{:?}",
+        again.plan.resource_changes
+    );
+}
