@@ -379,3 +379,36 @@ fn strip_cairn_labels(v: &mut serde_json::Value) {
         _ => {}
     }
 }
+
+/// The hetzner-k3s cluster's hosts as they were made by hand (`cairn-node-sim`: real sshds at
+/// the servers' private addresses on `addr_map`, k3s installed with its install script:
+/// `k3s-mgr` a tainted server, `k3s-w1`/`k3s-w2` agents), started and Ready. Root only.
+/// Must run inside a multi-threaded tokio runtime.
+pub fn hetzner_k3s_nodes(addr_map: &str) -> anyhow::Result<cairn_node_sim::world::HetznerK3s> {
+    let map: AddrMap = addr_map.parse()?;
+    tokio::task::block_in_place(|| {
+        let w = cairn_node_sim::world::hetzner_k3s(map).context(
+            "starting the simulated k3s hosts failed (the node simulator needs root, Debian's openssh-server and curl)",
+        )?;
+        anyhow::ensure!(
+            w.wait_ready(Duration::from_secs(60)),
+            "the simulated k3s nodes did not become Ready: {:?}",
+            w.sim.nodes(w.cluster)
+        );
+        Ok(w)
+    })
+}
+
+/// An address map for the hetzner-k3s hosts of this process: `10.0.1.0/24` onto a
+/// `127.X.1.0/24` whose apiserver address is free now, so embedded worlds of processes that
+/// run side by side (tests, a rehearsal next to `stacks sim`) never share a listening address.
+pub fn hetzner_k3s_addr_map() -> String {
+    let start = std::process::id() as usize;
+    (0..150)
+        .map(|i| 100 + (start + i) % 150)
+        .find(|x| std::net::TcpListener::bind((format!("127.{x}.1.5"), 6443)).is_ok())
+        .map_or_else(
+            || SIM_ADDR_MAP.to_string(),
+            |x| format!("10.0.1.0/24=127.{x}.1.0/24"),
+        )
+}

@@ -177,6 +177,8 @@ pub trait ServerAttrs {
     fn id(&self) -> AttrRef<u64>;
     /// Its public IPv4 address.
     fn ipv4(&self) -> AttrRef<std::net::Ipv4Addr>;
+    /// Its IP in the first private network it is attached to.
+    fn private_ipv4(&self) -> AttrRef<std::net::Ipv4Addr>;
 }
 
 impl ServerAttrs for Handle<Server> {
@@ -185,6 +187,9 @@ impl ServerAttrs for Handle<Server> {
     }
     fn ipv4(&self) -> AttrRef<std::net::Ipv4Addr> {
         self.attr("ipv4")
+    }
+    fn private_ipv4(&self) -> AttrRef<std::net::Ipv4Addr> {
+        self.attr("networks[0].ip")
     }
 }
 
