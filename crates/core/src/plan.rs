@@ -593,7 +593,9 @@ mod tests {
             "auth": {"token": "t", "user": "me"}, "list": [[1, 2], [3]]
         });
         // An object of more keys than are sorted on the stack.
-        v["wide"] = (0..40).map(|i| (format!("k{}", 40 - i), json!(i))).collect();
+        v["wide"] = (0..40)
+            .map(|i| (format!("k{}", 40 - i), json!(i)))
+            .collect();
         v["wide"]["k7"] = json!({"secret": "s"});
         let marker = Some(("stack", &["fp", "created", ""][..]));
         for sensitive in [
