@@ -94,7 +94,7 @@ impl Writer<'_, '_> {
     }
 
     fn string(&mut self, v: &str) -> Result<(), Unsupported> {
-        serde_json::to_writer(&mut *self.text, v).map_err(|_| Unsupported)?;
+        quoted(self.text, v)?;
         self.scan.scalar(|f| feed_str(f, v));
         Ok(())
     }
@@ -162,11 +162,20 @@ impl Writer<'_, '_> {
 
     /// Starts an entry whose key was just put at the end of the key buffer from `start`.
     fn map_key(&mut self, f: &mut MapFrame, start: usize) -> Result<(), Unsupported> {
-        let key = std::str::from_utf8(&self.keys[start..]).expect("keys are captured from strings");
+        let keys = std::mem::take(self.keys);
+        let key = std::str::from_utf8(&keys[start..]).expect("keys are captured from strings");
+        let begun = self.begin_entry(f, key);
+        *self.keys = keys;
+        f.key = (start, self.keys.len());
+        begun
+    }
+
+    /// Writes `key` and starts its entry (the caller keeps the key in the key buffer).
+    fn begin_entry(&mut self, f: &mut MapFrame, key: &str) -> Result<(), Unsupported> {
         if f.n > 0 {
             self.text.push(b',');
         }
-        serde_json::to_writer(&mut *self.text, key).map_err(|_| Unsupported)?;
+        quoted(self.text, key)?;
         self.text.push(b':');
         f.path_len = self.scan.path.len();
         if !self.scan.path.is_empty() {
@@ -177,7 +186,6 @@ impl Writer<'_, '_> {
             // Possibly a reference marker: its text is read back if it is the only entry.
             f.marker = Some((self.text.len(), 0));
         }
-        f.key = (start, self.keys.len());
         f.from = self.scan.feed.len();
         Ok(())
     }
@@ -206,7 +214,8 @@ impl Writer<'_, '_> {
     fn static_key(&mut self, f: &mut MapFrame, key: &str) -> Result<(), Unsupported> {
         let start = self.keys.len();
         self.keys.extend_from_slice(key.as_bytes());
-        self.map_key(f, start)
+        f.key = (start, self.keys.len());
+        self.begin_entry(f, key)
     }
 
     /// Ends an object: a lone `$ref` entry that reads as a reference is one (and the
@@ -247,6 +256,19 @@ impl Writer<'_, '_> {
         self.entries.truncate(f.entries_base);
         self.keys.truncate(f.keys_base);
     }
+}
+
+/// Writes `v` as a JSON string as serde_json does: only `"`, `\\` and control characters
+/// are escaped, so text without them is copied as it is.
+fn quoted(text: &mut Vec<u8>, v: &str) -> Result<(), Unsupported> {
+    if v.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\') {
+        return serde_json::to_writer(text, v).map_err(|_| Unsupported);
+    }
+    text.reserve(v.len() + 2);
+    text.push(b'"');
+    text.extend_from_slice(v.as_bytes());
+    text.push(b'"');
+    Ok(())
 }
 
 /// Decimal digits of `n`, without allocating.
