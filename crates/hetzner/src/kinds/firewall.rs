@@ -2,7 +2,7 @@
 //! to (a keyed set changed with `apply_to_resources` / `remove_from_resources`).
 
 use async_trait::async_trait;
-use cairn_core::{AttrRef, FieldError, Handle, KeyedList, Resource, Schema};
+use cairn_core::{FieldError, KeyedList, Resource, Schema};
 use serde::{Deserialize, Serialize};
 
 use super::collection::Collection;
@@ -192,6 +192,7 @@ impl Resource for Firewall {
                 key: &["type", "server.id", "label_selector.selector"],
             }],
             unordered: &["rules[*].source_ips", "rules[*].destination_ips"],
+            attributes: Self::ATTRIBUTES,
             ..Schema::default()
         }
     }
@@ -249,15 +250,11 @@ impl Resource for Firewall {
     }
 }
 
-/// Typed attributes of a firewall.
-pub trait FirewallAttrs {
-    /// Its id.
-    fn id(&self) -> AttrRef<u64>;
-}
-
-impl FirewallAttrs for Handle<Firewall> {
-    fn id(&self) -> AttrRef<u64> {
-        self.attr("id")
+cairn_core::attributes! {
+    /// Typed attributes of a firewall.
+    pub trait FirewallAttrs for Firewall {
+        /// Its id.
+        fn id -> u64 = "id";
     }
 }
 

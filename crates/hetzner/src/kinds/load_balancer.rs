@@ -5,7 +5,7 @@
 use std::net::Ipv4Addr;
 
 use async_trait::async_trait;
-use cairn_core::{AttrRef, Field, FieldError, Handle, KeyedList, Resource, Schema};
+use cairn_core::{Field, FieldError, KeyedList, Resource, Schema};
 use serde::{Deserialize, Serialize};
 
 use super::collection::Collection;
@@ -335,6 +335,7 @@ impl Resource for LoadBalancer {
                     key: &["network"],
                 },
             ],
+            attributes: Self::ATTRIBUTES,
             ..Schema::default()
         }
     }
@@ -404,20 +405,13 @@ impl Resource for LoadBalancer {
     }
 }
 
-/// Typed attributes of a load balancer.
-pub trait LoadBalancerAttrs {
-    /// Its id.
-    fn id(&self) -> AttrRef<u64>;
-    /// Its public IPv4.
-    fn ipv4(&self) -> AttrRef<Ipv4Addr>;
-}
-
-impl LoadBalancerAttrs for Handle<LoadBalancer> {
-    fn id(&self) -> AttrRef<u64> {
-        self.attr("id")
-    }
-    fn ipv4(&self) -> AttrRef<Ipv4Addr> {
-        self.attr("ipv4")
+cairn_core::attributes! {
+    /// Typed attributes of a load balancer.
+    pub trait LoadBalancerAttrs for LoadBalancer {
+        /// Its id.
+        fn id -> u64 = "id";
+        /// Its public IPv4.
+        fn ipv4 -> Ipv4Addr = "ipv4";
     }
 }
 

@@ -3,7 +3,7 @@
 //! a replace.
 
 use async_trait::async_trait;
-use cairn_core::{AttrRef, FieldError, Handle, KeyedList, Resource, Schema};
+use cairn_core::{FieldError, KeyedList, Resource, Schema};
 use serde::{Deserialize, Serialize};
 
 use super::collection::Collection;
@@ -119,6 +119,7 @@ impl Resource for Network {
                     key: &["destination", "gateway"],
                 },
             ],
+            attributes: Self::ATTRIBUTES,
             ..Schema::default()
         }
     }
@@ -192,15 +193,11 @@ impl Resource for Network {
     }
 }
 
-/// Typed attributes of a network.
-pub trait NetworkAttrs {
-    /// The network's id.
-    fn id(&self) -> AttrRef<u64>;
-}
-
-impl NetworkAttrs for Handle<Network> {
-    fn id(&self) -> AttrRef<u64> {
-        self.attr("id")
+cairn_core::attributes! {
+    /// Typed attributes of a network.
+    pub trait NetworkAttrs for Network {
+        /// The network's id.
+        fn id -> u64 = "id";
     }
 }
 

@@ -3,7 +3,7 @@
 //! `auto_delete` update in place.
 
 use async_trait::async_trait;
-use cairn_core::{AttrRef, FieldError, Handle, Resource, Schema};
+use cairn_core::{FieldError, Resource, Schema};
 use serde::{Deserialize, Serialize};
 
 use super::collection::Collection;
@@ -65,6 +65,7 @@ impl Resource for PrimaryIp {
         Schema {
             replace: &["type", "location"],
             computed: &["id", "ip", "assignee_id"],
+            attributes: Self::ATTRIBUTES,
             ..Schema::default()
         }
     }
@@ -76,20 +77,13 @@ impl Resource for PrimaryIp {
     }
 }
 
-/// Typed attributes of a primary IP.
-pub trait PrimaryIpAttrs {
-    /// Its id.
-    fn id(&self) -> AttrRef<u64>;
-    /// The address.
-    fn ip(&self) -> AttrRef<String>;
-}
-
-impl PrimaryIpAttrs for Handle<PrimaryIp> {
-    fn id(&self) -> AttrRef<u64> {
-        self.attr("id")
-    }
-    fn ip(&self) -> AttrRef<String> {
-        self.attr("ip")
+cairn_core::attributes! {
+    /// Typed attributes of a primary IP.
+    pub trait PrimaryIpAttrs for PrimaryIp {
+        /// Its id.
+        fn id -> u64 = "id";
+        /// The address.
+        fn ip -> String = "ip";
     }
 }
 

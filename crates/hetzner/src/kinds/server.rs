@@ -11,7 +11,7 @@
 
 use async_trait::async_trait;
 use cairn_core::digest_key::LabelCheck;
-use cairn_core::{AttrRef, Field, FieldError, Handle, KeyedList, Resource, Schema};
+use cairn_core::{Field, FieldError, KeyedList, Resource, Schema};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
@@ -141,6 +141,7 @@ impl Resource for Server {
             }],
             unordered: &["ssh_keys", "firewalls"],
             restart: &["server_type"],
+            attributes: Self::ATTRIBUTES,
             ..Schema::default()
         }
     }
@@ -171,20 +172,13 @@ impl Resource for Server {
     }
 }
 
-/// Typed attributes of a server.
-pub trait ServerAttrs {
-    /// The server's id.
-    fn id(&self) -> AttrRef<u64>;
-    /// Its public IPv4 address.
-    fn ipv4(&self) -> AttrRef<std::net::Ipv4Addr>;
-}
-
-impl ServerAttrs for Handle<Server> {
-    fn id(&self) -> AttrRef<u64> {
-        self.attr("id")
-    }
-    fn ipv4(&self) -> AttrRef<std::net::Ipv4Addr> {
-        self.attr("ipv4")
+cairn_core::attributes! {
+    /// Typed attributes of a server.
+    pub trait ServerAttrs for Server {
+        /// The server's id.
+        fn id -> u64 = "id";
+        /// Its public IPv4 address.
+        fn ipv4 -> std::net::Ipv4Addr = "ipv4";
     }
 }
 

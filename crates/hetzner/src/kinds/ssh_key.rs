@@ -2,7 +2,7 @@
 //! update in place.
 
 use async_trait::async_trait;
-use cairn_core::{AttrRef, FieldError, Handle, Resource, Schema};
+use cairn_core::{FieldError, Resource, Schema};
 use serde::{Deserialize, Serialize};
 
 use super::collection::Collection;
@@ -45,6 +45,7 @@ impl Resource for SshKey {
         Schema {
             replace: &["public_key"],
             computed: &["id", "fingerprint"],
+            attributes: Self::ATTRIBUTES,
             ..Schema::default()
         }
     }
@@ -63,15 +64,11 @@ impl Resource for SshKey {
     }
 }
 
-/// Typed attributes of an SSH key.
-pub trait SshKeyAttrs {
-    /// The key's id.
-    fn id(&self) -> AttrRef<u64>;
-}
-
-impl SshKeyAttrs for Handle<SshKey> {
-    fn id(&self) -> AttrRef<u64> {
-        self.attr("id")
+cairn_core::attributes! {
+    /// Typed attributes of an SSH key.
+    pub trait SshKeyAttrs for SshKey {
+        /// The key's id.
+        fn id -> u64 = "id";
     }
 }
 

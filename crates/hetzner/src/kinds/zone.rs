@@ -2,7 +2,7 @@
 //! via `change_ttl`; labels in place.
 
 use async_trait::async_trait;
-use cairn_core::{AttrRef, FieldError, Handle, Resource, Schema};
+use cairn_core::{FieldError, Resource, Schema};
 use serde::{Deserialize, Serialize};
 
 use super::collection::Collection;
@@ -80,6 +80,7 @@ impl Resource for Zone {
         Schema {
             replace: &["name", "mode"],
             computed: &["id"],
+            attributes: Self::ATTRIBUTES,
             ..Schema::default()
         }
     }
@@ -100,15 +101,11 @@ impl Resource for Zone {
     }
 }
 
-/// Typed attributes of a zone.
-pub trait ZoneAttrs {
-    /// Its id.
-    fn id(&self) -> AttrRef<u64>;
-}
-
-impl ZoneAttrs for Handle<Zone> {
-    fn id(&self) -> AttrRef<u64> {
-        self.attr("id")
+cairn_core::attributes! {
+    /// Typed attributes of a zone.
+    pub trait ZoneAttrs for Zone {
+        /// Its id.
+        fn id -> u64 = "id";
     }
 }
 
