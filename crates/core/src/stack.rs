@@ -186,13 +186,14 @@ impl StackBuilder {
         let before = self.nodes.len();
         self.push(NodeDef::Resource(Box::new(def)));
         if self.nodes.len() > before {
-            self.refs[before] = refs
+            // References by key first: they stand where a hand-written `depends_on` stood.
+            self.refs[before] = spec
+                .key_refs()
                 .into_iter()
-                .map(|(path, raw)| (raw.address, path, Some(raw.attr)))
+                .map(|(path, to)| (to, path, None))
                 .chain(
-                    spec.key_refs()
-                        .into_iter()
-                        .map(|(path, to)| (to, path, None)),
+                    refs.into_iter()
+                        .map(|(path, raw)| (raw.address, path, Some(raw.attr))),
                 )
                 .collect();
         }

@@ -39,6 +39,25 @@ pub struct PrimaryIp {
     pub labels: Labels,
 }
 
+impl PrimaryIp {
+    /// A primary IPv4 in `location`, kept when its server is deleted.
+    pub fn ipv4(name: &str, location: &str) -> Self {
+        PrimaryIp {
+            name: name.into(),
+            kind: IpType::Ipv4,
+            location: location.into(),
+            auto_delete: false,
+            labels: Labels::new(),
+        }
+    }
+
+    /// Adds a user label.
+    pub fn label(mut self, key: &str, value: &str) -> Self {
+        self.labels.insert(key.into(), value.into());
+        self
+    }
+}
+
 /// An observed primary IP: the spec plus its id, address and assignee.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PrimaryIpObserved {

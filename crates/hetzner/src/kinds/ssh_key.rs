@@ -21,6 +21,23 @@ pub struct SshKey {
     pub labels: Labels,
 }
 
+impl SshKey {
+    /// An SSH key named `name` holding an OpenSSH public key (`ssh-ed25519 AAAA… user`).
+    pub fn new(name: &str, public_key: &str) -> Self {
+        SshKey {
+            name: name.into(),
+            public_key: public_key.into(),
+            labels: Labels::new(),
+        }
+    }
+
+    /// Adds a user label.
+    pub fn label(mut self, key: &str, value: &str) -> Self {
+        self.labels.insert(key.into(), value.into());
+        self
+    }
+}
+
 /// An observed SSH key: the spec plus its id and fingerprint.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SshKeyObserved {

@@ -35,14 +35,31 @@ pub struct Zone {
 }
 
 impl Zone {
-    /// A primary zone with TTL 3600.
-    pub fn primary(name: &str) -> Self {
+    /// A primary zone (its records managed here) with TTL 3600.
+    pub fn new(name: &str) -> Self {
         Zone {
             name: name.into(),
             mode: ZoneMode::Primary,
             ttl: 3600,
             labels: Labels::new(),
         }
+    }
+
+    /// A primary zone with TTL 3600 (the same as [`Zone::new`]).
+    pub fn primary(name: &str) -> Self {
+        Zone::new(name)
+    }
+
+    /// Sets the default TTL.
+    pub fn ttl(mut self, seconds: u32) -> Self {
+        self.ttl = seconds;
+        self
+    }
+
+    /// Adds a user label.
+    pub fn label(mut self, key: &str, value: &str) -> Self {
+        self.labels.insert(key.into(), value.into());
+        self
     }
 }
 
