@@ -12,8 +12,7 @@ use cairn_core::{
 };
 use cairn_hetzner::prelude::*;
 use cairn_hetzner::{
-    Algorithm, ApplyToType, Direction, Labels, LbNetwork, ServerNetwork, TargetSelector,
-    TargetType,
+    Algorithm, ApplyToType, Direction, Labels, LbNetwork, ServerNetwork, TargetSelector, TargetType,
 };
 use common::*;
 
@@ -25,7 +24,10 @@ fn json<T: serde::Serialize>(v: &T) -> serde_json::Value {
 fn builders_make_the_same_specs_as_the_literal_form() {
     let mut s = StackBuilder::new("t");
     let net = s.add("net", Network::new("net", "10.0.0.0/16", "10.0.1.0/24"));
-    let key = s.add("ops", SshKey::new("ops", "ssh-ed25519 AAAAC3Nza ops@example"));
+    let key = s.add(
+        "ops",
+        SshKey::new("ops", "ssh-ed25519 AAAAC3Nza ops@example"),
+    );
 
     let built = Server::new("web-1", "cax11", "ubuntu-24.04", "fsn1")
         .label("role", "web")
@@ -103,7 +105,10 @@ fn builders_make_the_same_specs_as_the_literal_form() {
     assert_eq!(literal.rules[0].direction, Direction::In);
 
     let zone = s.add("zone", Zone::new("example.com"));
-    assert_eq!(json(&Zone::new("example.com")), json(&Zone::primary("example.com")));
+    assert_eq!(
+        json(&Zone::new("example.com")),
+        json(&Zone::primary("example.com"))
+    );
     let built = RRSet::new(&zone, "@", RecordType::MX)
         .value("10 mail.example.com.")
         .ttl(600);
@@ -127,8 +132,14 @@ fn a_record_naming_its_zone_by_handle_is_ordered_after_it_without_depends_on() {
     let mut s = StackBuilder::new("t");
     let zone = s.add("zone", Zone::new("example.com"));
     let srv = s.add("web", Server::new("web", "cax11", "ubuntu-24.04", "fsn1"));
-    let key = s.add("ops", SshKey::new("ops", "ssh-ed25519 AAAAC3Nza ops@example"));
-    let other = s.add("other", Server::new("other", "cax11", "ubuntu-24.04", "fsn1").ssh_key(&key));
+    let key = s.add(
+        "ops",
+        SshKey::new("ops", "ssh-ed25519 AAAAC3Nza ops@example"),
+    );
+    let other = s.add(
+        "other",
+        Server::new("other", "cax11", "ubuntu-24.04", "fsn1").ssh_key(&key),
+    );
     let www = s.add("www", RRSet::a(&zone, "www", Ipv4Addr::new(203, 0, 113, 1)));
     let stack = s.build().expect("builds");
     let index = |a: &cairn_core::Address| stack.index_of(a).unwrap();
@@ -141,7 +152,10 @@ fn a_record_naming_its_zone_by_handle_is_ordered_after_it_without_depends_on() {
     let mut elsewhere = StackBuilder::new("other");
     let foreign = elsewhere.add("zone", Zone::new("example.org"));
     let mut s = StackBuilder::new("t");
-    s.add("www", RRSet::a(&foreign, "www", Ipv4Addr::new(203, 0, 113, 1)));
+    s.add(
+        "www",
+        RRSet::a(&foreign, "www", Ipv4Addr::new(203, 0, 113, 1)),
+    );
     match s.build() {
         Err(BuildError::Dangling { from, to, via }) => {
             assert_eq!(from.0, "hetzner_rrset.www");
@@ -185,7 +199,10 @@ async fn a_builder_stack_without_depends_on_applies_and_then_plans_no_changes() 
         let zone = s.add("zone", Zone::new("example.com"));
         s.add("apex", RRSet::a(&zone, "@", lb.ipv4()));
         for (i, srv) in servers.iter().enumerate() {
-            s.add(&format!("web-{i}"), RRSet::a(&zone, &format!("web-{i}"), srv.ipv4()));
+            s.add(
+                &format!("web-{i}"),
+                RRSet::a(&zone, &format!("web-{i}"), srv.ipv4()),
+            );
         }
         s.build().expect("builds")
     };

@@ -63,7 +63,9 @@ pub fn build(with_staging: bool) -> anyhow::Result<Stack> {
     s.add(
         "coolify-fw",
         Firewall::new("coolify-fw")
-            .rule(Rule::tcp_in("6443", &["10.0.0.0/16"]).describe("k3s API from the private network"))
+            .rule(
+                Rule::tcp_in("6443", &["10.0.0.0/16"]).describe("k3s API from the private network"),
+            )
             .rule(Rule::tcp_in("6443", &[CI_RUNNER]).describe("k3s API from the CI runner"))
             .apply_to(&servers[0]),
     );

@@ -86,7 +86,10 @@ impl Rule {
             direction: Direction::In,
             protocol,
             port: port.map(str::to_string),
-            source_ips: sources.into_iter().map(|s| s.as_ref().to_string()).collect(),
+            source_ips: sources
+                .into_iter()
+                .map(|s| s.as_ref().to_string())
+                .collect(),
             destination_ips: Vec::new(),
             description: None,
         }
@@ -205,13 +208,29 @@ impl Firewall {
     }
 
     /// Allows inbound TCP to `port` from `sources` (CIDRs, e.g. `["10.0.0.0/16"]`).
-    pub fn allow_tcp_in<S: AsRef<str>>(self, port: u16, sources: impl IntoIterator<Item = S>) -> Self {
-        self.rule(Rule::allow_in(RuleProtocol::Tcp, Some(&port.to_string()), sources))
+    pub fn allow_tcp_in<S: AsRef<str>>(
+        self,
+        port: u16,
+        sources: impl IntoIterator<Item = S>,
+    ) -> Self {
+        self.rule(Rule::allow_in(
+            RuleProtocol::Tcp,
+            Some(&port.to_string()),
+            sources,
+        ))
     }
 
     /// Allows inbound UDP to `port` from `sources` (CIDRs).
-    pub fn allow_udp_in<S: AsRef<str>>(self, port: u16, sources: impl IntoIterator<Item = S>) -> Self {
-        self.rule(Rule::allow_in(RuleProtocol::Udp, Some(&port.to_string()), sources))
+    pub fn allow_udp_in<S: AsRef<str>>(
+        self,
+        port: u16,
+        sources: impl IntoIterator<Item = S>,
+    ) -> Self {
+        self.rule(Rule::allow_in(
+            RuleProtocol::Udp,
+            Some(&port.to_string()),
+            sources,
+        ))
     }
 
     /// Allows inbound ICMP (ping) from `sources` (CIDRs).

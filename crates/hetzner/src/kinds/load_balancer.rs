@@ -408,7 +408,9 @@ impl LoadBalancer {
     }
 
     fn attach(mut self, attachment: NetworkAttachment) -> Self {
-        self.private_net.get_or_insert_with(Vec::new).push(attachment);
+        self.private_net
+            .get_or_insert_with(Vec::new)
+            .push(attachment);
         for t in &mut self.targets {
             if t.kind != TargetType::Ip && t.use_private_ip.is_none() {
                 t.use_private_ip = Some(true);
