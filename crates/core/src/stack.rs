@@ -511,3 +511,24 @@ fn topo_order(deps: &[Vec<usize>]) -> Vec<usize> {
     }
     order
 }
+
+#[cfg(test)]
+mod tests {
+    use super::attribute_matches;
+
+    #[test]
+    fn a_star_segment_declares_any_one_segment_and_nothing_else_matches() {
+        assert!(attribute_matches("ipv4", "ipv4"));
+        assert!(attribute_matches(
+            "networks.*.macaddr",
+            "networks.net0.macaddr"
+        ));
+        assert!(!attribute_matches("networks.*.macaddr", "networks.macaddr"));
+        assert!(!attribute_matches(
+            "networks.*.macaddr",
+            "networks.net0.macaddr.x"
+        ));
+        assert!(!attribute_matches("ipv4", "public_net.ipv4"));
+        assert!(!attribute_matches("public_net", "public_net.ipv4"));
+    }
+}
