@@ -9,6 +9,21 @@
 pub use cairn_core as core;
 pub use cairn_core::*;
 
+/// One import for a stack's code (`use cairn::prelude::*`): the engine's stack-writing
+/// types and, per enabled provider, its prelude — the kinds and every accessor trait, so
+/// `srv.ipv4()` or `vm.vmid()` work without naming a trait.
+pub mod prelude {
+    pub use cairn_core::{
+        BuildError, Field, Handle, KeyRef, NodeRef, Providers, Resource, Stack, StackBuilder,
+    };
+    #[cfg(feature = "hetzner")]
+    pub use cairn_hetzner::prelude::*;
+    #[cfg(feature = "pfsense")]
+    pub use cairn_pfsense::prelude::*;
+    #[cfg(feature = "proxmox")]
+    pub use cairn_proxmox::prelude::*;
+}
+
 /// Hetzner Cloud: servers, networks, load balancers, firewalls, DNS zones and records.
 #[cfg(feature = "hetzner")]
 pub mod hetzner {

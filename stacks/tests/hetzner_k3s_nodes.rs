@@ -10,7 +10,8 @@ use stacks::stacks::{Target, hetzner_k3s};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_hand_made_k3s_cluster_and_its_mx_record_are_adopted_with_no_change() {
-    let loaded = hetzner_k3s::def().load(Target::Simulated)
+    let loaded = hetzner_k3s::def()
+        .load(Target::Simulated)
         .await
         .expect("simulated hetzner-k3s");
     let planned = plan(&loaded.stack, &loaded.providers).await.expect("plan");

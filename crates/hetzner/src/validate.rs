@@ -44,6 +44,7 @@ pub fn cross_check(declared: &[Declared<'_>]) -> Vec<Diagnostic> {
         let lb_nets: Vec<String> = lb
             .private_net
             .iter()
+            .flatten()
             .map(|n| net_ident(&n.network))
             .collect();
         for (i, t) in lb.targets.iter().enumerate() {
@@ -100,7 +101,7 @@ pub fn cross_check(declared: &[Declared<'_>]) -> Vec<Diagnostic> {
         }
     }
     for (d, lb) in &lbs {
-        for (i, n) in lb.private_net.iter().enumerate() {
+        for (i, n) in lb.private_net.iter().flatten().enumerate() {
             check_ip(
                 d,
                 format!("private_net[{i}].ip"),

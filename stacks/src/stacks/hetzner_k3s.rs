@@ -20,11 +20,7 @@ use anyhow::Context;
 use cairn_core::net::Dialer;
 use cairn_core::{Providers, Stack, StackBuilder};
 use cairn_hetzner::client::{ClientConfig, Token};
-use cairn_hetzner::{
-    Algorithm, ApplyTo, Firewall, HetznerProvider, Labels, LbNetwork, LoadBalancer,
-    LoadBalancerAttrs, Network, NetworkAttrs, RRSet, Record, RecordType, Rule, Server, ServerAttrs,
-    ServerNetwork, Service, Target, Zone,
-};
+use cairn_hetzner::prelude::*;
 use cairn_node::kinds::k3s::K3S_YAML;
 use cairn_node::provider::{NodeContext, node_provider_for};
 use cairn_node::{Cluster, Host, HostKeyTrust, K3sAgent, K3sServer, NodeProvider, Ssh, SshOptions};
@@ -78,69 +74,45 @@ pub fn build_with_k3s(with_staging: bool, token: Option<&str>) -> anyhow::Result
 
     let mut servers = Vec::new();
     for (name, ip, role) in SERVERS {
-        let mut srv = Server::new(name, "cax11", "ubuntu-24.04", "nbg1");
-        srv.labels.insert("k3s-role".into(), role.into());
-        srv.networks = Some(vec![ServerNetwork {
-            network: net.id().into(),
-            ip: Some(ip.parse()?),
-        }]);
+        let ip: std::net::Ipv4Addr = ip.parse()?;
+        let srv = Server::new(name, "cax11", "ubuntu-24.04", "nbg1")
+            .label("k3s-role", role)
+            .network(&net, ip);
         servers.push(s.add(name, srv));
     }
 
+    // TCP services with Hetzner's default checks: 15 s interval, 10 s timeout, 3 retries.
+    // The targets are reached over the private network the load balancer is attached to.
     let lb = s.add(
         "k3s-lb",
-        LoadBalancer {
-            name: "k3s-lb".into(),
-            load_balancer_type: "lb11".into(),
-            location: "nbg1".into(),
-            algorithm: Algorithm::default(),
-            labels: Labels::new(),
-            private_net: vec![LbNetwork {
-                network: net.id().into(),
-                ip: Some("10.0.1.10".parse()?),
-            }],
-            // TCP health checks: 15 s interval, 10 s timeout, 3 retries.
-            services: vec![Service::tcp(80, 15, 10, 3), Service::tcp(443, 15, 10, 3)],
-            targets: vec![
-                Target::private_server(servers[1].id()),
-                Target::private_server(servers[2].id()),
-            ],
-        },
+        LoadBalancer::new("k3s-lb", "lb11", "nbg1")
+            .network(&net, [10, 0, 1, 10])
+            .service(Service::tcp(80))
+            .service(Service::tcp(443))
+            .target(&servers[1])
+            .target(&servers[2]),
     );
 
-    let mut from_network = Rule::tcp_in("6443", &["10.0.0.0/16"]);
-    from_network.description = Some("k3s API from the private network".into());
-    let mut from_ci = Rule::tcp_in("6443", &[CI_RUNNER]);
-    from_ci.description = Some("k3s API from the CI runner".into());
     s.add(
         "coolify-fw",
-        Firewall {
-            name: "coolify-fw".into(),
-            labels: Labels::new(),
-            rules: vec![from_network, from_ci],
-            apply_to: vec![ApplyTo::server(servers[0].id())],
-        },
+        Firewall::new("coolify-fw")
+            .rule(
+                Rule::tcp_in("6443", &["10.0.0.0/16"]).describe("k3s API from the private network"),
+            )
+            .rule(Rule::tcp_in("6443", &[CI_RUNNER]).describe("k3s API from the CI runner"))
+            .apply_to(&servers[0]),
     );
 
-    let zone = s.add("docfast", Zone::primary(ZONE));
-    let apex = s.add("apex-a", RRSet::a(ZONE, "@", lb.ipv4()));
-    s.depends_on(&apex, &zone);
-    let mx = s.add(
+    // Records name their zone by handle: each is ordered after the zone.
+    let zone = s.add("docfast", Zone::new(ZONE));
+    s.add("apex-a", RRSet::a(&zone, "@", lb.ipv4()));
+    s.add(
         "apex-mx",
-        RRSet {
-            zone: ZONE.into(),
-            name: "@".into(),
-            kind: RecordType::MX,
-            ttl: None,
-            labels: Labels::new(),
-            // The zone's mail is hosted by cloonar.com (the record as it is in the zone).
-            records: vec![Record::text("10 mail.cloonar.com.")],
-        },
+        // The zone's mail is hosted by cloonar.com (the record as it is in the zone).
+        RRSet::new(&zone, "@", RecordType::MX).value("10 mail.cloonar.com."),
     );
-    s.depends_on(&mx, &zone);
     if with_staging {
-        let staging = s.add("staging-a", RRSet::a(ZONE, "staging", lb.ipv4()));
-        s.depends_on(&staging, &zone);
+        s.add("staging-a", RRSet::a(&zone, "staging", lb.ipv4()));
     }
     if let Some(token) = token {
         let url = format!("https://{}:6443", SERVERS[0].1);
