@@ -808,14 +808,14 @@ pub fn check_schema(schema: &Schema, spec: &Value, observed: Option<&Value>) -> 
 }
 
 /// Walks `path` (dots for fields, `*` for any field of an object, `[*]` for every item of a
-/// list) through `v`.
+/// list, `[N]` for item N, as core's `get_path` reads attributes) through `v`.
 fn walk(v: &Value, path: &str) -> Result<(), String> {
     let mut cur = v;
     let mut seen = String::new();
     for seg in path.split('.') {
-        let (field, lists) = match seg.find("[*]") {
-            Some(i) => (&seg[..i], seg[i..].matches("[*]").count()),
-            None => (seg, 0),
+        let (field, index) = match seg.find('[') {
+            Some(i) => (&seg[..i], &seg[i..]),
+            None => (seg, ""),
         };
         if !field.is_empty() {
             let obj = cur
@@ -834,14 +834,21 @@ fn walk(v: &Value, path: &str) -> Result<(), String> {
             }
             seen.push_str(field);
         }
-        for _ in 0..lists {
+        for part in index.split(']').filter(|p| !p.is_empty()) {
+            let part = part.trim_start_matches('[');
             let items = cur
                 .as_array()
                 .ok_or_else(|| format!("{seen:?} is not a list in the example"))?;
+            let n = match part {
+                "*" => 0,
+                n => n
+                    .parse::<usize>()
+                    .map_err(|_| format!("{part:?} in {path:?} is neither `*` nor an index"))?,
+            };
             cur = items
-                .first()
-                .ok_or_else(|| format!("the example's {seen:?} is empty; give it an item"))?;
-            seen.push_str("[*]");
+                .get(n)
+                .ok_or_else(|| format!("the example's {seen:?} has no item {n}; give it one"))?;
+            seen.push_str(&format!("[{part}]"));
         }
     }
     Ok(())
