@@ -48,11 +48,14 @@
 
 #![warn(missing_docs)]
 
+pub mod catalog;
+mod checks;
 pub mod cidr;
 pub mod client;
 pub mod gate;
 pub mod kinds;
 pub mod provider;
+mod subnets;
 mod validate;
 
 pub use gate::LbTargetsHealthy;
