@@ -5,7 +5,7 @@ use serde_json::{Value, json};
 use crate::http::{self, ApiErr};
 use crate::routes::Routes;
 
-fn loc(id: u64, name: &str, description: &str, city: &str, country: &str, zone: &str, lat: f64, lon: f64) -> Value {
+fn loc(id: u64, name: &str, description: &str, city: &str, country: &str, zone: &str, (lat, lon): (f64, f64)) -> Value {
     json!({"id": id, "name": name, "description": description, "city": city,
            "country": country, "latitude": lat, "longitude": lon, "network_zone": zone})
 }
@@ -13,12 +13,12 @@ fn loc(id: u64, name: &str, description: &str, city: &str, country: &str, zone: 
 /// All locations, as the real API lists them (ids, names, network zones).
 pub fn locations() -> Vec<Value> {
     vec![
-        loc(1, "fsn1", "Falkenstein DC Park 1", "Falkenstein", "DE", "eu-central", 50.47612, 12.370071),
-        loc(2, "nbg1", "Nuremberg DC Park 1", "Nuremberg", "DE", "eu-central", 49.452102, 11.076665),
-        loc(3, "hel1", "Helsinki DC Park 1", "Helsinki", "FI", "eu-central", 60.169855, 24.938379),
-        loc(4, "ash", "Ashburn, VA", "Ashburn, VA", "US", "us-east", 39.045821, -77.487073),
-        loc(5, "hil", "Hillsboro, OR", "Hillsboro, OR", "US", "us-west", 45.54222, -122.95128),
-        loc(6, "sin", "Singapore", "Singapore", "SG", "ap-southeast", 1.283333, 103.833333),
+        loc(1, "fsn1", "Falkenstein DC Park 1", "Falkenstein", "DE", "eu-central", (50.47612, 12.370071)),
+        loc(2, "nbg1", "Nuremberg DC Park 1", "Nuremberg", "DE", "eu-central", (49.452102, 11.076665)),
+        loc(3, "hel1", "Helsinki DC Park 1", "Helsinki", "FI", "eu-central", (60.169855, 24.938379)),
+        loc(4, "ash", "Ashburn, VA", "Ashburn, VA", "US", "us-east", (39.045821, -77.487073)),
+        loc(5, "hil", "Hillsboro, OR", "Hillsboro, OR", "US", "us-west", (45.54222, -122.95128)),
+        loc(6, "sin", "Singapore", "Singapore", "SG", "ap-southeast", (1.283333, 103.833333)),
     ]
 }
 
