@@ -9,9 +9,10 @@
 //! existing one that change. A no-op plan therefore reads no catalog at all, and an object
 //! made long ago from a type since withdrawn is not refused for existing. Each failure names
 //! the resource, the field and the valid choices; a deprecated entry that can still be used
-//! is a passed check carrying a warning.
+//! is a passed check carrying a warning. A server or load balancer attached to a declared
+//! network must be in a location of one of the network zones its subnets are in.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use cairn_core::{Address, CheckResult, Field, PlannedChange};
@@ -79,6 +80,18 @@ struct LbView {
     private_net: Vec<NetView>,
 }
 
+/// A declared network's subnets' zones.
+#[derive(Debug, Deserialize)]
+struct NetworkView {
+    #[serde(default)]
+    subnets: Vec<SubnetView>,
+}
+
+#[derive(Debug, Deserialize)]
+struct SubnetView {
+    network_zone: String,
+}
+
 /// The wire fields of an rrset these checks read.
 #[derive(Debug, Deserialize)]
 struct RRSetView {
@@ -96,13 +109,31 @@ fn view<T: DeserializeOwned>(v: &Value) -> Option<T> {
 }
 
 /// What the plan itself knows exists after apply: declared zones and SSH keys (by name),
-/// observed networks and firewalls that stay (by id).
+/// observed networks and firewalls that stay (by id), and the network zones of declared
+/// networks' subnets (by the network's address, and by id once it exists).
 #[derive(Debug, Default)]
 struct Known {
     zones: BTreeSet<String>,
     ssh_keys: BTreeSet<String>,
     networks: BTreeSet<u64>,
     firewalls: BTreeSet<u64>,
+    net_zones: BTreeMap<NetKey, (String, BTreeSet<String>)>,
+}
+
+/// A network as an attachment names it: a reference to a declared one, or an id.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+enum NetKey {
+    Declared(String),
+    Id(u64),
+}
+
+impl NetKey {
+    fn of(f: &Field<u64>) -> NetKey {
+        match f {
+            Field::Known(id) => NetKey::Id(*id),
+            Field::Ref(r) => NetKey::Declared(r.raw().address.0.clone()),
+        }
+    }
 }
 
 impl Known {
@@ -117,7 +148,20 @@ impl Known {
             match c.kind {
                 "hetzner_zone" => drop(k.zones.insert(c.key.to_string())),
                 "hetzner_ssh_key" => drop(k.ssh_keys.insert(c.key.to_string())),
-                "hetzner_network" => k.networks.extend(id()),
+                "hetzner_network" => {
+                    k.networks.extend(id());
+                    let zones: BTreeSet<String> = c
+                        .after
+                        .and_then(view::<NetworkView>)
+                        .map(|n| n.subnets.into_iter().map(|s| s.network_zone).collect())
+                        .unwrap_or_default();
+                    let named = (c.address.0.clone(), zones);
+                    k.net_zones
+                        .insert(NetKey::Declared(c.address.0.clone()), named.clone());
+                    if let Some(id) = id() {
+                        k.net_zones.insert(NetKey::Id(id), named);
+                    }
+                }
                 "hetzner_firewall" => k.firewalls.extend(id()),
                 _ => {}
             }
@@ -148,6 +192,9 @@ enum What {
         networks: Vec<(usize, u64)>,
         /// Literal firewall ids new to the server.
         firewalls: Vec<(usize, u64)>,
+        /// Attachments whose network zone must fit the location (all of them when the
+        /// location is new, else the new ones).
+        attached: Vec<(usize, NetKey)>,
     },
     Lb {
         lb_type: String,
@@ -155,6 +202,7 @@ enum What {
         check_location: bool,
         check_type: bool,
         networks: Vec<(usize, u64)>,
+        attached: Vec<(usize, NetKey)>,
     },
     RRSet {
         zone: String,
@@ -202,6 +250,15 @@ impl<'a> Subject<'a> {
                 let prior_nets = b
                     .as_ref()
                     .map(|b| literal_ids(b.networks.as_deref().unwrap_or_default()));
+                let keys_of = |v: &ServerView| -> Vec<NetKey> {
+                    v.networks
+                        .iter()
+                        .flatten()
+                        .map(|n| NetKey::of(&n.network))
+                        .collect()
+                };
+                let prior_attached = b.as_ref().filter(|_| !loc).map(keys_of);
+                let attached = added(&keys_of(&a), prior_attached.as_deref());
                 let fws = literal(a.firewalls.as_deref().unwrap_or_default());
                 let prior_fws = b
                     .as_ref()
@@ -216,6 +273,7 @@ impl<'a> Subject<'a> {
                     ssh_keys: added(&keys, prior_keys.as_deref()),
                     networks: added(&nets, prior_nets.as_deref()),
                     firewalls: added(&fws, prior_fws.as_deref()),
+                    attached,
                 }
             }
             "hetzner_load_balancer" => {
@@ -226,12 +284,21 @@ impl<'a> Subject<'a> {
                     .as_ref()
                     .is_none_or(|b| b.load_balancer_type != a.load_balancer_type);
                 let prior_nets = b.as_ref().map(|b| literal_ids(&b.private_net));
+                let keys_of = |v: &LbView| -> Vec<NetKey> {
+                    v.private_net
+                        .iter()
+                        .map(|n| NetKey::of(&n.network))
+                        .collect()
+                };
+                let prior_attached = b.as_ref().filter(|_| !loc).map(keys_of);
+                let attached = added(&keys_of(&a), prior_attached.as_deref());
                 What::Lb {
                     lb_type: a.load_balancer_type.clone()?,
                     location: a.location.clone(),
                     check_location: loc && a.location.is_some(),
                     check_type: loc || typ,
                     networks: added(&literal_ids(&a.private_net), prior_nets.as_deref()),
+                    attached,
                 }
             }
             "hetzner_rrset" => {
@@ -265,9 +332,10 @@ fn needs(subjects: &[Subject<'_>], known: &Known) -> Needs {
                 ssh_keys,
                 networks,
                 firewalls,
+                attached,
                 ..
             } => {
-                n.locations |= *check_location;
+                n.locations |= *check_location || fits_zones(attached, known);
                 n.server_types |= *check_type || *check_image;
                 n.images |= *check_image;
                 if *check_image && let Ok(id) = image.parse::<u64>() {
@@ -280,12 +348,15 @@ fn needs(subjects: &[Subject<'_>], known: &Known) -> Needs {
                     .any(|(_, id)| !known.firewalls.contains(id));
             }
             What::Lb {
+                location,
                 check_location,
                 check_type,
                 networks,
+                attached,
                 ..
             } => {
-                n.locations |= *check_location;
+                n.locations |=
+                    *check_location || (location.is_some() && fits_zones(attached, known));
                 n.lb_types |= *check_type;
                 n.networks |= networks.iter().any(|(_, id)| !known.networks.contains(id));
             }
@@ -313,8 +384,14 @@ fn evaluate(subjects: &[Subject<'_>], known: &Known, cat: &Catalog, now: i64) ->
                 ssh_keys,
                 networks,
                 firewalls,
+                attached,
             } => {
                 let loc_ok = !check_location || location_exists(&mut out, a, cat, location);
+                if loc_ok {
+                    zones_fit(
+                        &mut out, a, cat, known, location, attached, "networks", "network",
+                    );
+                }
                 let st = server_type_fits(
                     &mut out,
                     a,
@@ -371,11 +448,24 @@ fn evaluate(subjects: &[Subject<'_>], known: &Known, cat: &Catalog, now: i64) ->
                 check_location,
                 check_type,
                 networks,
+                attached,
             } => {
                 let loc_ok = !check_location
                     || location
                         .as_ref()
                         .is_none_or(|l| location_exists(&mut out, a, cat, l));
+                if let Some(l) = location.as_deref().filter(|_| loc_ok) {
+                    zones_fit(
+                        &mut out,
+                        a,
+                        cat,
+                        known,
+                        l,
+                        attached,
+                        "private_net",
+                        "network",
+                    );
+                }
                 if *check_type {
                     lb_type_fits(
                         &mut out,
@@ -708,6 +798,60 @@ fn lb_type_fits(
             a,
             "load_balancer_type",
             format!("load_balancer_type {name:?} is deprecated since {d}"),
+        );
+    }
+}
+
+/// Whether any of the attachments is to a declared network whose zones are known.
+fn fits_zones(attached: &[(usize, NetKey)], known: &Known) -> bool {
+    attached
+        .iter()
+        .any(|(_, k)| known.net_zones.get(k).is_some_and(|(_, z)| !z.is_empty()))
+}
+
+/// Refuses an attachment to a declared network none of whose subnets is in the network zone
+/// of `location`.
+#[allow(clippy::too_many_arguments)]
+fn zones_fit(
+    out: &mut Out,
+    a: &Address,
+    cat: &Catalog,
+    known: &Known,
+    location: &str,
+    attached: &[(usize, NetKey)],
+    list: &str,
+    item: &str,
+) {
+    let Some(locs) = cat.locations.as_deref() else {
+        return;
+    };
+    let Some(zone) = locs
+        .iter()
+        .find(|l| l.name == location)
+        .map(|l| &l.network_zone)
+    else {
+        return;
+    };
+    for (i, k) in attached {
+        let Some((net, zones)) = known.net_zones.get(k) else {
+            continue;
+        };
+        if zones.is_empty() || zones.contains(zone) {
+            continue;
+        }
+        let fitting = join(
+            locs.iter()
+                .filter(|l| zones.contains(&l.network_zone))
+                .map(|l| l.name.as_str()),
+        );
+        out.fail(
+            a,
+            &format!("{list}[{i}].{item}"),
+            format!(
+                "{list}[{i}].{item} {net} has subnets only in {}, but location {location} is in {zone}; \
+                 add a subnet in {zone} or use a location in its zone: {fitting}",
+                join(zones.iter().map(String::as_str))
+            ),
         );
     }
 }

@@ -218,3 +218,26 @@ async fn the_catalog_is_read_once_per_plan_and_a_no_op_plan_reads_none_of_it() {
         c.requests
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_outside_the_network_zone_of_its_networks_subnets_is_refused() {
+    let sim = sim().await;
+    let mut s = StackBuilder::new("cat");
+    let net = s.add("net", Network::new("net", "10.0.0.0/16", "10.0.1.0/24"));
+    let mut srv = Server::new("web1", "cpx11", "ubuntu-24.04", "ash");
+    srv.networks = Some(vec![ServerNetwork {
+        network: net.id().into(),
+        ip: None,
+    }]);
+    s.add("web1", srv);
+    let failed = refused(&s.build().unwrap(), &sim).await;
+    assert_eq!(failed.len(), 1, "{failed:#?}");
+    assert_eq!(failed[0].name, "hetzner_server.web1.networks[0].network");
+    assert_eq!(
+        failed[0].message,
+        "hetzner_server.web1: networks[0].network hetzner_network.net has subnets only in \
+         eu-central, but location ash is in us-east; add a subnet in us-east or use a location \
+         in its zone: fsn1, hel1, nbg1"
+    );
+    assert_eq!(sim.counters().writes, 0);
+}
