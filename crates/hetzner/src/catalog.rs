@@ -1,6 +1,6 @@
 //! The live catalog a plan checks declared resources against: server types, images,
-//! locations and load balancer types (`GET /server_types`, `/images`, `/locations`,
-//! `/load_balancer_types`), plus the names and ids of existing objects a declaration may
+//! locations, datacenters (which server types are in stock) and load balancer types
+//! (`GET /server_types`, `/images`, `/locations`, `/datacenters`, `/load_balancer_types`), plus the names and ids of existing objects a declaration may
 //! refer to without declaring them (zones, SSH keys, networks, firewalls). Read at most once
 //! per plan, and only the lists that plan needs ([`Needs`]); every list is paged.
 
@@ -79,6 +79,28 @@ pub struct Location {
     pub network_zone: String,
 }
 
+/// A datacenter (`GET /datacenters`): which server types can be ordered there now.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct Datacenter {
+    /// Its name, e.g. `fsn1-dc14`.
+    pub name: String,
+    /// Its location.
+    pub location: Location,
+    /// The server types it supports and has available.
+    pub server_types: DatacenterTypes,
+}
+
+/// Server type ids of a datacenter.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct DatacenterTypes {
+    /// Generally offered there (may be out of stock).
+    #[serde(default)]
+    pub supported: Vec<u64>,
+    /// Can be ordered there now.
+    #[serde(default)]
+    pub available: Vec<u64>,
+}
+
 /// A price of a product in one location: the product is offered there.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct Price {
@@ -120,6 +142,8 @@ pub struct Needs {
     pub image_ids: BTreeSet<u64>,
     /// `GET /locations`.
     pub locations: bool,
+    /// `GET /datacenters`.
+    pub datacenters: bool,
     /// `GET /load_balancer_types`.
     pub lb_types: bool,
     /// `GET /zones`.
@@ -141,6 +165,8 @@ pub struct Catalog {
     pub images: Option<Vec<Image>>,
     /// Every location.
     pub locations: Option<Vec<Location>>,
+    /// Every datacenter.
+    pub datacenters: Option<Vec<Datacenter>>,
     /// Every load balancer type.
     pub lb_types: Option<Vec<LbType>>,
     /// Every zone.
@@ -166,7 +192,8 @@ impl Catalog {
             list::<Location>(client, needs.locations, "locations", &[]),
             list::<LbType>(client, needs.lb_types, "load_balancer_types", &[]),
         )?;
-        let (zones, ssh_keys, networks, firewalls) = futures::try_join!(
+        let (datacenters, zones, ssh_keys, networks, firewalls) = futures::try_join!(
+            list::<Datacenter>(client, needs.datacenters, "datacenters", &[]),
             list::<Existing>(client, needs.zones, "zones", &[]),
             list::<Existing>(client, needs.ssh_keys, "ssh_keys", &[]),
             list::<Existing>(client, needs.networks, "networks", &[]),
@@ -176,6 +203,7 @@ impl Catalog {
             server_types,
             images,
             locations,
+            datacenters,
             lb_types,
             zones,
             ssh_keys,

@@ -1,7 +1,7 @@
 //! Plan-time checks of the Hetzner changes against the live catalog ([`crate::catalog`]):
 //! server types, images, locations and load balancer types exist and fit each other (the
 //! image is built for the server type's architecture, the type is offered in the location
-//! and not past its `unavailable_after` there), and every object a change refers to by
+//! and not past its `unavailable_after` there, and in stock in one of its datacenters), and every object a change refers to by
 //! name or literal id (an rrset's zone, a server's SSH keys, networks and firewalls, a load
 //! balancer's networks) is declared in the stack or exists.
 //!
@@ -337,6 +337,7 @@ fn needs(subjects: &[Subject<'_>], known: &Known) -> Needs {
             } => {
                 n.locations |= *check_location || fits_zones(attached, known);
                 n.server_types |= *check_type || *check_image;
+                n.datacenters |= *check_type;
                 n.images |= *check_image;
                 if *check_image && let Ok(id) = image.parse::<u64>() {
                     n.image_ids.insert(id);
@@ -568,10 +569,24 @@ fn withdrawn(d: &Deprecation, now: i64) -> bool {
         .is_some_and(|t| t <= now)
 }
 
-/// The server types that can be ordered in `location`.
-fn types_in<'c>(types: &'c [ServerType], location: &str, now: i64) -> Vec<&'c str> {
+/// Whether a datacenter in `location` has server type `id` available now (`true` when the
+/// datacenters were not read or none is listed for the location: nothing to tell).
+fn in_stock(cat: &Catalog, id: u64, location: &str) -> bool {
+    let Some(dcs) = cat.datacenters.as_deref() else {
+        return true;
+    };
+    let mut here = dcs
+        .iter()
+        .filter(|d| d.location.name == location)
+        .peekable();
+    here.peek().is_none() || here.any(|d| d.server_types.available.contains(&id))
+}
+
+/// The server types that can be ordered in `location` now.
+fn types_in<'c>(cat: &Catalog, types: &'c [ServerType], location: &str, now: i64) -> Vec<&'c str> {
     types
         .iter()
+        .filter(|t| in_stock(cat, t.id, location))
         .filter(|t| {
             t.locations.iter().any(|l| {
                 l.name == location
@@ -605,7 +620,7 @@ fn server_type_fits<'c>(
         if loc_ok {
             format!(
                 "valid in {location}: {}",
-                join(types_in(types, location, now))
+                join(types_in(cat, types, location, now))
             )
         } else {
             format!("valid: {}", join(types.iter().map(|t| t.name.as_str())))
@@ -655,6 +670,16 @@ fn server_type_fits<'c>(
                 format!("server_type {name:?} is deprecated in {location}: it can be ordered until {until}"),
             );
         }
+    }
+    if !in_stock(cat, t.id, location) {
+        out.fail(
+            a,
+            "server_type",
+            format!(
+                "server_type {name:?} is offered in {location} but no datacenter there has it available now; {}",
+                valid()
+            ),
+        );
     }
     found
 }

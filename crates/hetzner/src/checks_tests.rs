@@ -5,14 +5,14 @@ use cairn_core::{Address, Observed, PlannedChange};
 use serde_json::{Value, json};
 
 use super::*;
-use crate::catalog::{LbType, Location, Price, TypeLocation};
+use crate::catalog::{Datacenter, DatacenterTypes, LbType, Location, Price, TypeLocation};
 
 /// 2026-06-01T00:00:00Z.
 const NOW: i64 = 1_780_272_000;
 
-fn st(name: &str, arch: &str, locs: &[(&str, Option<&str>)]) -> ServerType {
+fn st(id: u64, name: &str, arch: &str, locs: &[(&str, Option<&str>)]) -> ServerType {
     ServerType {
-        id: 1,
+        id,
         name: name.into(),
         architecture: arch.into(),
         deprecation: None,
@@ -43,11 +43,29 @@ fn image(id: u64, name: &str, arch: &str) -> Image {
 fn catalog() -> Catalog {
     Catalog {
         server_types: Some(vec![
-            st("cx22", "x86", &[("fsn1", None), ("nbg1", None)]),
-            st("cax11", "arm", &[("fsn1", None)]),
-            st("cx11", "x86", &[("fsn1", Some("2025-01-01T00:00:00Z"))]),
-            st("cpx11", "x86", &[("fsn1", Some("2027-01-01T00:00:00Z"))]),
+            st(104, "cx22", "x86", &[("fsn1", None), ("nbg1", None)]),
+            st(45, "cax11", "arm", &[("fsn1", None)]),
+            st(1, "cx11", "x86", &[("fsn1", Some("2025-01-01T00:00:00Z"))]),
+            st(
+                22,
+                "cpx11",
+                "x86",
+                &[("fsn1", Some("2027-01-01T00:00:00Z"))],
+            ),
+            st(93, "cax21", "arm", &[("fsn1", None)]),
         ]),
+        // cax21 is supported in fsn1 but out of stock.
+        datacenters: Some(vec![Datacenter {
+            name: "fsn1-dc14".into(),
+            location: Location {
+                name: "fsn1".into(),
+                network_zone: "eu-central".into(),
+            },
+            server_types: DatacenterTypes {
+                supported: vec![104, 45, 1, 22, 93],
+                available: vec![104, 45, 1, 22],
+            },
+        }]),
         images: Some(vec![
             image(1, "ubuntu-24.04", "x86"),
             image(2, "ubuntu-24.04", "arm"),
@@ -212,5 +230,28 @@ fn lists_are_needed_only_for_what_changes() {
             zones: true,
             ..Needs::default()
         }
+    );
+}
+
+#[test]
+fn a_type_out_of_stock_in_every_datacenter_of_its_location_is_refused() {
+    let r = run(
+        "hetzner_server",
+        None,
+        server("cax21", "ubuntu-24.04", "fsn1"),
+    );
+    assert_eq!(r.len(), 1, "{r:?}");
+    assert_eq!(
+        r[0].message,
+        "hetzner_server.web1: server_type \"cax21\" is offered in fsn1 but no datacenter there has it available now; valid in fsn1: cax11, cpx11, cx22"
+    );
+    // nbg1 has no datacenter in this catalog: nothing to tell, no refusal.
+    assert!(
+        run(
+            "hetzner_server",
+            None,
+            server("cx22", "ubuntu-24.04", "nbg1")
+        )
+        .is_empty()
     );
 }

@@ -48,8 +48,8 @@
 //!   room in the subnets for the members the API places. Against the live catalog
 //!   ([`catalog`], read at most once per plan, only the lists the plan needs): server types,
 //!   images, locations and load balancer types exist and fit each other (architecture,
-//!   offered in the location, not past `unavailable_after`; a deprecation not yet in effect
-//!   is a warning), a server or load balancer is in the network zone of its network's
+//!   offered in the location, not past `unavailable_after`, in stock in a datacenter there;
+//!   a deprecation not yet in effect is a warning), a server or load balancer is in the network zone of its network's
 //!   subnets, and a zone, SSH key, network or firewall a change names is declared or exists.
 //!   Only what a change writes is checked, so a no-op plan reads no catalog.
 //! - Token from `HCLOUD_TOKEN`, endpoint from `HCLOUD_ENDPOINT`; the token is in no output,

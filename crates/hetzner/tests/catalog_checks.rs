@@ -199,6 +199,7 @@ async fn the_catalog_is_read_once_per_plan_and_a_no_op_plan_reads_none_of_it() {
         "GET /v1/server_types",
         "GET /v1/images",
         "GET /v1/locations",
+        "GET /v1/datacenters",
         "GET /v1/load_balancer_types",
     ] {
         assert_eq!(c.get(list), 1, "{list}: {:?}", c.requests);
@@ -212,6 +213,7 @@ async fn the_catalog_is_read_once_per_plan_and_a_no_op_plan_reads_none_of_it() {
         c.matching("GET /v1/server_types")
             + c.matching("GET /v1/images")
             + c.matching("GET /v1/locations")
+            + c.matching("GET /v1/datacenters")
             + c.matching("GET /v1/load_balancer_types"),
         0,
         "{:?}",
