@@ -5,7 +5,10 @@ use cairn_core::{Address, Observed, PlannedChange};
 use serde_json::{Value, json};
 
 use super::*;
-use crate::catalog::{Datacenter, DatacenterTypes, LbType, Location, Price, TypeLocation};
+use crate::catalog::{
+    Datacenter, DatacenterTypes, Deprecation, Image, LbType, Location, Price, ServerType,
+    TypeLocation,
+};
 
 /// 2026-06-01T00:00:00Z.
 const NOW: i64 = 1_780_272_000;
