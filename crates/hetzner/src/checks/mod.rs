@@ -1,16 +1,17 @@
 //! Plan-time checks of the Hetzner changes against the live catalog ([`crate::catalog`]):
 //! server types, images, locations and load balancer types exist and fit each other (the
-//! image is built for the server type's architecture, the type is offered in the location
-//! and not past its `unavailable_after` there, and in stock in one of its datacenters), and every object a change refers to by
-//! name or literal id (an rrset's zone, a server's SSH keys, networks and firewalls, a load
-//! balancer's networks) is declared in the stack or exists.
+//! image is built for the server type's architecture; the type is offered in the location,
+//! not past its `unavailable_after` there and in stock in one of its datacenters); a server
+//! or load balancer attached to a declared network is in a location of the network zones
+//! of its subnets; and every object a change names by name or literal id (an rrset's zone,
+//! a server's SSH keys, networks and firewalls, a load balancer's networks) is declared in
+//! the stack or exists.
 //!
 //! Only what a change writes is checked: a server being created, or the fields of an
 //! existing one that change. A no-op plan therefore reads no catalog at all, and an object
 //! made long ago from a type since withdrawn is not refused for existing. Each failure names
 //! the resource, the field and the valid choices; a deprecated entry that can still be used
-//! is a passed check carrying a warning. A server or load balancer attached to a declared
-//! network must be in a location of one of the network zones its subnets are in.
+//! is a passed check carrying a warning.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
