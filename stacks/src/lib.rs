@@ -1,12 +1,10 @@
-//! The stacks users run and the CLI that runs them. Glue: stack declarations, target
-//! selection (real APIs, embedded simulators, or a `stacks sim` world), rendering.
+//! The stacks this repository runs: their declarations and the simulated worlds they start
+//! from. Glue: the CLI that runs them is `cairn::cli` (the `stacks` binary is one call into it).
 //!
 //! Exit codes (diff, drift, apply): 0 no changes, 2 changes, 1 error.
 
-pub mod cli;
-pub mod commands;
-pub mod progress;
-pub mod record;
 pub mod sims;
 pub mod stacks;
-pub mod team;
+
+/// Apply history recording (moved to `cairn::cli::record`).
+pub use cairn::cli::record;

@@ -1,26 +1,10 @@
-//! The `stacks` binary: parses the command line and runs it (see the `stacks` library).
+//! The `stacks` binary: cairn's CLI (`cairn::cli`) over this crate's stacks, with the
+//! homelab world (hosts following simulated VMs) for `stacks sim`.
 
 use std::process::ExitCode;
 
-use clap::Parser;
-
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
-    let cli = stacks::cli::Cli::parse();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
-    match rt.block_on(stacks::commands::run(cli)) {
-        Ok(code) => ExitCode::from(code),
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::from(1)
-        }
-    }
+    cairn::cli::App::new(stacks::stacks::all())
+        .sim_world(stacks::sims::world)
+        .main()
 }

@@ -1,5 +1,5 @@
 //! The embedded simulators, seeded with the stacks' "before" worlds: what `diff` targets
-//! without credentials, and what `stacks sim` serves until stopped.
+//! without credentials, and the world `stacks sim` serves until stopped ([`world`]).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -261,52 +261,50 @@ impl Drop for HomelabNodes {
     }
 }
 
-/// `stacks sim`: serves every simulator, seeded with the stacks' "before" worlds, until
-/// Ctrl-C or SIGTERM. The first stdout line is one JSON object describing them (endpoint,
-/// token, fingerprint each), with an `env` map that points the normal CLI (and other tools)
-/// at this world.
-pub async fn serve() -> anyhow::Result<()> {
-    let knobs = SimKnobs::from_env()?;
-    let map = std::env::var(ADDR_MAP_ENV).unwrap_or_else(|_| SIM_ADDR_MAP.to_string());
-    let homelab = Homelab::start(&knobs, &map).await?;
-    let hetzner = Hetzner::start().await?;
-    let mut env = homelab.env();
-    env.extend(hetzner.handle.env());
-    let hosts: Vec<serde_json::Value> = {
-        let sim = homelab.nodes.lock();
-        sim.hosts()
-            .iter()
-            .map(|h| {
-                serde_json::json!({
-                    "name": h.name(), "address": h.declared().to_string(),
-                    "listen": h.listen().to_string(), "fingerprint": h.fingerprint(),
-                    "etc_kubernetes": h.etc_kubernetes().display().to_string(),
+/// The world `stacks sim` serves: every simulator, seeded with the stacks' "before" worlds
+/// (the homelab's hosts following its VMs, the hetzner-k3s project), described per simulator
+/// (endpoint, token, fingerprint; the hosts, their keys and the cluster CA) with the `env`
+/// that points the normal CLI (and other tools) at it.
+pub fn world() -> cairn::cli::BoxFuture<'static, anyhow::Result<cairn::cli::World>> {
+    Box::pin(async {
+        let knobs = SimKnobs::from_env()?;
+        let map = std::env::var(ADDR_MAP_ENV).unwrap_or_else(|_| SIM_ADDR_MAP.to_string());
+        let homelab = Homelab::start(&knobs, &map).await?;
+        let hetzner = Hetzner::start().await?;
+        let mut env = homelab.env();
+        env.extend(hetzner.handle.env());
+        let hosts: Vec<serde_json::Value> = {
+            let sim = homelab.nodes.lock();
+            sim.hosts()
+                .iter()
+                .map(|h| {
+                    serde_json::json!({
+                        "name": h.name(), "address": h.declared().to_string(),
+                        "listen": h.listen().to_string(), "fingerprint": h.fingerprint(),
+                        "etc_kubernetes": h.etc_kubernetes().display().to_string(),
+                    })
                 })
-            })
-            .collect()
-    };
-    let info = serde_json::json!({
-        "hetzner": hetzner.handle.describe(),
-        "proxmox": homelab.proxmox.describe(),
-        "pfsense": homelab.pfsense.describe(),
-        "nodes": {
-            "hosts": hosts,
-            "cluster_ca_file": homelab.ca_file().display().to_string(),
-            "ssh_identity": homelab.client_key().display().to_string(),
-            "known_hosts": homelab.known_hosts().display().to_string(),
-        },
-        "env": env,
-    });
-    println!("{info}");
-    eprintln!(
-        "cairn: simulators serving on loopback until Ctrl-C; the first stdout line holds their endpoints and the environment for `stacks diff`/`apply`/`drift`"
-    );
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    tokio::select! {
-        r = tokio::signal::ctrl_c() => r?,
-        _ = term.recv() => {}
-    }
-    Ok(())
+                .collect()
+        };
+        let mut info = serde_json::Map::new();
+        info.insert("hetzner".into(), hetzner.handle.describe());
+        info.insert("proxmox".into(), homelab.proxmox.describe());
+        info.insert("pfsense".into(), homelab.pfsense.describe());
+        info.insert(
+            "nodes".into(),
+            serde_json::json!({
+                "hosts": hosts,
+                "cluster_ca_file": homelab.ca_file().display().to_string(),
+                "ssh_identity": homelab.client_key().display().to_string(),
+                "known_hosts": homelab.known_hosts().display().to_string(),
+            }),
+        );
+        Ok(cairn::cli::World {
+            info,
+            env,
+            keep: vec![Box::new(homelab), Box::new(hetzner)],
+        })
+    })
 }
 
 /// The Hetzner Cloud simulator, seeded with the hetzner-k3s "before" world: the cluster as
@@ -380,4 +378,37 @@ fn strip_cairn_labels(v: &mut serde_json::Value) {
         serde_json::Value::Array(a) => a.iter_mut().for_each(strip_cairn_labels),
         _ => {}
     }
+}
+
+/// The hetzner-k3s cluster's hosts as they were made by hand (`cairn-node-sim`: real sshds at
+/// the servers' private addresses on `addr_map`, k3s installed with its install script:
+/// `k3s-mgr` a tainted server, `k3s-w1`/`k3s-w2` agents), started and Ready. Root only.
+/// Must run inside a multi-threaded tokio runtime.
+pub fn hetzner_k3s_nodes(addr_map: &str) -> anyhow::Result<cairn_node_sim::world::HetznerK3s> {
+    let map: AddrMap = addr_map.parse()?;
+    tokio::task::block_in_place(|| {
+        let w = cairn_node_sim::world::hetzner_k3s(map).context(
+            "starting the simulated k3s hosts failed (the node simulator needs root, Debian's openssh-server and curl)",
+        )?;
+        anyhow::ensure!(
+            w.wait_ready(Duration::from_secs(60)),
+            "the simulated k3s nodes did not become Ready: {:?}",
+            w.sim.nodes(w.cluster)
+        );
+        Ok(w)
+    })
+}
+
+/// An address map for the hetzner-k3s hosts of this process: `10.0.1.0/24` onto a
+/// `127.X.1.0/24` whose apiserver address is free now, so embedded worlds of processes that
+/// run side by side (tests, a rehearsal next to `stacks sim`) never share a listening address.
+pub fn hetzner_k3s_addr_map() -> String {
+    let start = std::process::id() as usize;
+    (0..150)
+        .map(|i| 100 + (start + i) % 150)
+        .find(|x| std::net::TcpListener::bind((format!("127.{x}.1.5"), 6443)).is_ok())
+        .map_or_else(
+            || SIM_ADDR_MAP.to_string(),
+            |x| format!("10.0.1.0/24=127.{x}.1.0/24"),
+        )
 }

@@ -171,7 +171,7 @@ pub(crate) fn map_err(backend: &str, e: tokio_postgres::Error) -> BackendError {
             reason: format!("{} ({})", db.message(), code.code()),
         };
     }
-    let text = e.to_string();
+    let text = with_causes(&e);
     if e.is_closed()
         || text.contains("connect")
         || text.contains("timed out")
@@ -187,4 +187,21 @@ pub(crate) fn map_err(backend: &str, e: tokio_postgres::Error) -> BackendError {
             reason: text,
         }
     }
+}
+
+/// The driver's message followed by its causes: its own text says only "error connecting to
+/// server"; the cause says why ("Connection refused", a TLS failure). Neither holds the URL's
+/// password.
+fn with_causes(e: &tokio_postgres::Error) -> String {
+    let mut text = e.to_string();
+    let mut src = std::error::Error::source(e);
+    while let Some(s) = src {
+        let cause = s.to_string();
+        if !text.contains(&cause) {
+            text.push_str(": ");
+            text.push_str(&cause);
+        }
+        src = s.source();
+    }
+    text
 }

@@ -8,7 +8,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use cairn_core::backend::{BackendError, Holder, Lease, LockInfo, status};
+use cairn_core::backend::{Backend, BackendError, Holder, Lease, LockInfo, status};
 use tokio::sync::watch;
 use tokio_postgres::Client;
 use tokio_postgres::types::Type;
@@ -289,7 +289,8 @@ pub(crate) async fn acquire(
 }
 
 /// A held lock and its heartbeat. Release and the plan digest go over the backend's own
-/// connection; the heartbeat has one of its own so a slow history write never delays it.
+/// connection; the heartbeat has one of its own (opened at its first renewal) so a slow
+/// history write never delays it.
 struct PgLease {
     conn: Arc<Conn>,
     stack: String,
@@ -298,6 +299,15 @@ struct PgLease {
     took_over: Option<LockInfo>,
     lost: watch::Receiver<Option<String>>,
     heartbeat: tokio::task::JoinHandle<()>,
+    /// The plan digest, once known: written in the background (the apply does not wait a
+    /// round trip for it) and again on the run by [`Lease::finish`].
+    digest: std::sync::Mutex<Option<Digest>>,
+}
+
+/// A plan digest and its background write.
+struct Digest {
+    value: String,
+    write: tokio::task::JoinHandle<Result<(), BackendError>>,
 }
 
 impl PgLease {
@@ -329,7 +339,15 @@ impl PgLease {
             took_over,
             lost,
             heartbeat,
+            digest: std::sync::Mutex::new(None),
         }
+    }
+
+    fn take_digest(&self) -> Option<Digest> {
+        self.digest
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take()
     }
 }
 
@@ -406,11 +424,19 @@ impl Lease for PgLease {
         }
     }
 
+    /// Sends the update and returns at once: the lock row shows the digest a round trip
+    /// later, the apply does not wait for it (a failed write is logged). [`Lease::finish`]
+    /// records the digest on the run again.
     async fn set_plan_digest(&self, digest: &str) -> Result<(), BackendError> {
-        let (s, t, d) = (self.stack.clone(), self.token.clone(), digest.to_string());
+        let (conn, s, t, d) = (
+            self.conn.clone(),
+            self.stack.clone(),
+            self.token.clone(),
+            digest.to_string(),
+        );
         let run: i64 = self.run_id.parse().unwrap_or(-1);
-        self.conn
-            .with(move |c| {
+        let write = tokio::spawn(async move {
+            conn.with(move |c| {
                 Box::pin(async move {
                     // Both rows in one statement (atomic, one round trip).
                     c.execute_typed(
@@ -428,10 +454,28 @@ impl Lease for PgLease {
                 })
             })
             .await
+            .inspect_err(|e| tracing::warn!("could not record the plan digest on the lock: {e}"))
+        });
+        let previous = self
+            .digest
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .replace(Digest {
+                value: digest.to_string(),
+                write,
+            });
+        if let Some(p) = previous {
+            // A newer digest replaces it; the connection runs the writes in order anyway.
+            drop(p.write);
+        }
+        Ok(())
     }
 
     async fn release(self: Box<Self>) -> Result<(), BackendError> {
         self.heartbeat.abort();
+        if let Some(d) = self.take_digest() {
+            let _ = d.write.await;
+        }
         let (s, t) = (self.stack.clone(), self.token.clone());
         self.conn
             .with(move |c| {
@@ -439,6 +483,55 @@ impl Lease for PgLease {
                     c.execute_typed(
                         "DELETE FROM cairn_locks WHERE stack = $1 AND token = $2",
                         &[(&s, Type::TEXT), (&t, Type::TEXT)],
+                    )
+                    .await?;
+                    Ok(())
+                })
+            })
+            .await
+    }
+
+    /// Closes the run and releases the lock in one statement (one round trip, atomic). A
+    /// lease taken over or force-released meanwhile deletes nothing, and its run, already
+    /// closed as interrupted by whoever did that, stays as they left it.
+    async fn finish(
+        self: Box<Self>,
+        _backend: &dyn Backend,
+        status: &str,
+        summary: &str,
+    ) -> Result<(), BackendError> {
+        self.heartbeat.abort();
+        // The lock row goes away with this statement, and the run gets the digest from it:
+        // a digest write still under way is not waited for. Dropping it mid-flight is safe
+        // (the driver discards a reply nobody awaits; the statement is autocommitted or never
+        // sent), and this statement then follows it on the wire instead of a round trip later.
+        let digest = self.take_digest().map(|d| {
+            d.write.abort();
+            d.value
+        });
+        let run: i64 = self.run_id.parse().unwrap_or(-1);
+        let (s, t, st, su) = (
+            self.stack.clone(),
+            self.token.clone(),
+            status.to_string(),
+            summary.to_string(),
+        );
+        self.conn
+            .with(move |c| {
+                Box::pin(async move {
+                    c.execute_typed(
+                        "WITH l AS (DELETE FROM cairn_locks WHERE stack = $1 AND token = $2)
+                         UPDATE cairn_runs SET status = $4, summary = $5, finished_at = now(),
+                             plan_digest = coalesce($6, plan_digest)
+                         WHERE id = $3 AND status = 'running'",
+                        &[
+                            (&s, Type::TEXT),
+                            (&t, Type::TEXT),
+                            (&run, Type::INT8),
+                            (&st, Type::TEXT),
+                            (&su, Type::TEXT),
+                            (&digest, Type::TEXT),
+                        ],
                     )
                     .await?;
                     Ok(())

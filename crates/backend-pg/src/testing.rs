@@ -181,7 +181,12 @@ impl Cluster {
         let port = free_port();
         let d = self.dir.path();
         let users = d.join("userlist.txt");
-        std::fs::write(&users, format!("\"cairn\" \"{PASSWORD}\"\n")).unwrap();
+        // The role's SCRAM secret as PostgreSQL stores it, as PgBouncer deployments keep it
+        // (or fetch it with `auth_query`): no plain-text password on disk, no key derivation
+        // in PgBouncer per login, and PgBouncer logs in to the server with the client's
+        // proof (SCRAM pass-through).
+        let secret = self.psql("SELECT rolpassword FROM pg_authid WHERE rolname = 'cairn'");
+        std::fs::write(&users, format!("\"cairn\" \"{}\"\n", secret.trim())).unwrap();
         give(&users);
         let ini = d.join("pgbouncer.ini");
         std::fs::write(

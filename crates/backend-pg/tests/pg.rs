@@ -399,3 +399,48 @@ async fn drift_results_and_runs_are_listed_newest_first() {
         Err(BackendError::NoSuchRun(_))
     ));
 }
+
+/// What `stacks apply` does at its end: one call closes the run with its outcome (and the plan
+/// digest recorded in the background) and frees the lock; a lease force-released meanwhile
+/// neither frees the next holder's lock nor rewrites the run its releaser closed.
+async fn finishing_closes_the_run_and_frees_the_lock(url: String) {
+    let b = backend(&url, 5000);
+    let lease = b.acquire("web", &holder(11), Duration::ZERO).await.unwrap();
+    let run = lease.run_id().to_string();
+    lease.set_plan_digest("sha256:abc").await.unwrap();
+    lease
+        .finish(&b, status::SUCCEEDED, "no changes")
+        .await
+        .unwrap();
+    assert!(b.holder("web").await.unwrap().is_none(), "the lock is free");
+    let (record, _) = b.run(&run).await.unwrap();
+    assert_eq!(record.status, status::SUCCEEDED);
+    assert_eq!(record.summary.as_deref(), Some("no changes"));
+    assert_eq!(record.holder.plan_digest.as_deref(), Some("sha256:abc"));
+
+    let stale = b.acquire("web", &holder(12), Duration::ZERO).await.unwrap();
+    let stale_run = stale.run_id().to_string();
+    b.force_unlock("web", &holder(13)).await.unwrap();
+    let next = b.acquire("web", &holder(14), Duration::ZERO).await.unwrap();
+    stale.finish(&b, status::SUCCEEDED, "2 done").await.unwrap();
+    assert_eq!(
+        b.holder("web").await.unwrap().map(|i| i.holder.pid),
+        Some(14),
+        "the next holder keeps its lock"
+    );
+    let (record, _) = b.run(&stale_run).await.unwrap();
+    assert_eq!(record.status, status::INTERRUPTED, "{record:?}");
+    next.release().await.unwrap();
+}
+
+#[tokio::test]
+async fn finishing_an_apply_closes_its_run_and_frees_the_lock_in_one_call() {
+    let c = Cluster::start();
+    finishing_closes_the_run_and_frees_the_lock(c.url()).await;
+}
+
+#[tokio::test]
+async fn finishing_an_apply_closes_its_run_and_frees_the_lock_through_pgbouncer() {
+    let c = Cluster::with_pgbouncer();
+    finishing_closes_the_run_and_frees_the_lock(c.bouncer_url()).await;
+}

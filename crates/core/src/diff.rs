@@ -634,6 +634,7 @@ mod tests {
         }],
         unordered: &["source_ips"],
         restart: &[],
+        attributes: &[],
         create_before_destroy: false,
         read_only: false,
     };

@@ -799,10 +799,16 @@ pub fn check_schema(schema: &Schema, spec: &Value, observed: Option<&Value>) -> 
     for p in schema.computed {
         check("computed", p, &computed_roots);
     }
+    // An attribute must be readable from what observe reports (spec fields or computed).
+    let observed_roots: Vec<&Value> = observed.into_iter().chain(std::iter::once(spec)).collect();
+    for p in schema.attributes {
+        check("attribute", p, &observed_roots);
+    }
     problems
 }
 
-/// Walks `path` (dots for fields, `[*]` for every item of a list) through `v`.
+/// Walks `path` (dots for fields, `*` for any field of an object, `[*]` for every item of a
+/// list) through `v`.
 fn walk(v: &Value, path: &str) -> Result<(), String> {
     let mut cur = v;
     let mut seen = String::new();
@@ -815,9 +821,14 @@ fn walk(v: &Value, path: &str) -> Result<(), String> {
             let obj = cur
                 .as_object()
                 .ok_or_else(|| format!("{seen:?} is not an object in the example"))?;
-            cur = obj
-                .get(field)
-                .ok_or_else(|| format!("no field {field:?} in the example"))?;
+            cur = if field == "*" {
+                obj.values()
+                    .next()
+                    .ok_or_else(|| format!("the example's {seen:?} is empty; give it a field"))?
+            } else {
+                obj.get(field)
+                    .ok_or_else(|| format!("no field {field:?} in the example"))?
+            };
             if !seen.is_empty() {
                 seen.push('.');
             }

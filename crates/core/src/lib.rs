@@ -36,4 +36,4 @@ pub use provider::{
 };
 pub use resource::{FieldError, Handle, KeyedList, NodeRef, Resource, Schema};
 pub use stack::{BuildError, GateHandle, Stack, StackBuilder};
-pub use value::{Address, AttrRef, Field, RawRef};
+pub use value::{Address, AttrRef, Field, KeyRef, RawRef};

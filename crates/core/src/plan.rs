@@ -352,15 +352,32 @@ fn feed_redacted(h: &mut impl Sink, v: &Value, path: &mut String, sensitive: &[&
         && !v.is_null()
         && sensitive.iter().any(|p| crate::diff::path_matches(path, p))
     {
-        feed(h, &Value::String("(sensitive)".into()));
+        // What `feed` puts for the string `(sensitive)`.
+        const REDACTED: &str = "(sensitive)";
+        h.put(b"s");
+        h.put(&(REDACTED.len() as u64).to_le_bytes());
+        h.put(REDACTED.as_bytes());
         return;
     }
     match v {
         Value::Object(m) => {
             h.put(b"{");
-            let mut entries: Vec<(&String, &Value)> = m.iter().collect();
-            entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
-            for (k, c) in entries {
+            // Keys in sorted order; small objects sort on the stack.
+            let mut small: [Option<(&String, &Value)>; 16] = [None; 16];
+            let mut large: Vec<(&String, &Value)> = Vec::new();
+            let entries: &mut [Option<(&String, &Value)>] = if m.len() <= small.len() {
+                for (slot, kv) in small.iter_mut().zip(m.iter()) {
+                    *slot = Some(kv);
+                }
+                &mut small[..m.len()]
+            } else {
+                large.extend(m.iter());
+                large.sort_unstable_by(|a, b| a.0.cmp(b.0));
+                &mut []
+            };
+            entries.sort_unstable_by(|a, b| a.map(|a| a.0).cmp(&b.map(|b| b.0)));
+            let sorted = entries.iter().flatten().copied().chain(large);
+            for (k, c) in sorted {
                 h.put(&(k.len() as u64).to_le_bytes());
                 h.put(k.as_bytes());
                 let len = path.len();
@@ -409,8 +426,22 @@ pub fn digest_observed(v: &Value, marker: Option<(&str, &str)>) -> String {
 /// [`digest_observed`] with the fingerprint given as parts joined by `/` (hashed without
 /// joining them).
 pub(crate) fn digest_observed_parts(v: &Value, marker: Option<(&str, &[&str])>) -> String {
+    digest_observed_redacted(v, &[], marker)
+}
+
+/// [`digest_observed_parts`] of [`redact`]ed `v`, hashed as it is walked (no redacted copy:
+/// a large plan digests every observed object).
+pub(crate) fn digest_observed_redacted(
+    v: &Value,
+    sensitive: &[&str],
+    marker: Option<(&str, &[&str])>,
+) -> String {
     let mut h = Sha256::new();
-    feed(&mut h, v);
+    if sensitive.is_empty() {
+        feed(&mut h, v);
+    } else {
+        feed_redacted(&mut h, v, &mut String::new(), sensitive);
+    }
     match marker {
         Some((stack, parts)) => {
             let len = parts.iter().map(|p| p.len() + 1).sum::<usize>();
@@ -552,6 +583,48 @@ mod tests {
             spec_digest(&other, &["secret"])
         );
         assert_ne!(spec_digest(&v, &[]), spec_digest(&other, &[]));
+    }
+
+    #[test]
+    fn observed_digest_with_secrets_hashes_the_redacted_value_without_copying_it() {
+        let mut v = json!({
+            "name": "a", "secret": "hunter2", "nothing": null,
+            "users": [{"name": "u", "password": "p1"}, {"name": "v", "password": null}],
+            "auth": {"token": "t", "user": "me"}, "list": [[1, 2], [3]]
+        });
+        // An object of more keys than are sorted on the stack.
+        v["wide"] = (0..40)
+            .map(|i| (format!("k{}", 40 - i), json!(i)))
+            .collect();
+        v["wide"]["k7"] = json!({"secret": "s"});
+        let marker = Some(("stack", &["fp", "created", ""][..]));
+        for sensitive in [
+            &["secret"][..],
+            &["nothing", "users[*].password"],
+            &["auth", "list[*]"],
+            &["wide.k7.secret", "wide.k9"],
+            &["missing"],
+            &[],
+        ] {
+            for marker in [marker, None] {
+                assert_eq!(
+                    digest_observed_redacted(&v, sensitive, marker),
+                    digest_observed_parts(&redact(&v, sensitive), marker),
+                    "{sensitive:?}"
+                );
+            }
+        }
+        let mut other = v.clone();
+        other["wide"]["k7"]["secret"] = json!("other");
+        assert_eq!(
+            digest_observed_redacted(&v, &["wide.k7.secret"], marker),
+            digest_observed_redacted(&other, &["wide.k7.secret"], marker),
+            "a secret's value never reaches the digest"
+        );
+        assert_ne!(
+            digest_observed_redacted(&v, &[], marker),
+            digest_observed_redacted(&other, &[], marker)
+        );
     }
 
     #[test]

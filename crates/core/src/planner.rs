@@ -748,11 +748,7 @@ fn observed_digest(o: &Observed, sensitive: &[&str]) -> String {
         )
     });
     let marker = parts.as_ref().map(|(stack, p)| (*stack, p.as_slice()));
-    if sensitive.is_empty() {
-        crate::plan::digest_observed_parts(&o.value, marker)
-    } else {
-        crate::plan::digest_observed_parts(&crate::plan::redact(&o.value, sensitive), marker)
-    }
+    crate::plan::digest_observed_redacted(&o.value, sensitive, marker)
 }
 
 /// Gates run when anything after them changes; a gate nothing comes after (a verification)

@@ -35,6 +35,15 @@ pub trait Resource: Serialize + DeserializeOwned + Clone + Send + Sync + 'static
     fn validate(&self) -> Vec<FieldError> {
         Vec::new()
     }
+
+    /// The resources this spec names by their key rather than through an attribute (a DNS
+    /// record's zone, a server's SSH keys), as `(field path, address)`: each is a graph edge
+    /// like an attribute reference, and one to an undeclared resource is a build error
+    /// naming the field. Fields of type [`KeyRef`](crate::value::KeyRef) made from a handle
+    /// are the usual source.
+    fn key_refs(&self) -> Vec<(String, Address)> {
+        Vec::new()
+    }
 }
 
 /// Schema facts of a kind. Paths use dots for object fields and `[*]` for "every item of a
@@ -54,6 +63,10 @@ pub struct Schema {
     pub unordered: &'static [&'static str],
     /// Fields whose change takes effect only on the next restart (shown as such in plans).
     pub restart: &'static [&'static str],
+    /// Attribute paths other resources may reference (the kind's typed accessors, declared
+    /// with [`attributes!`](crate::attributes)). A reference to any other path of this kind
+    /// is refused at plan time, naming the referring resource and field. Empty: not checked.
+    pub attributes: &'static [&'static str],
     /// Whether a replace may create the new object before destroying the old one.
     pub create_before_destroy: bool,
     /// A read-only lookup (data source): observed, never created, updated or deleted.
@@ -107,30 +120,45 @@ impl NodeRef for Address {
 }
 
 /// A typed handle to a resource declared in a stack, returned by `StackBuilder::add`.
-/// Provider crates add typed accessors through an extension trait (the orphan rule forbids
-/// inherent impls on a foreign type), built on [`Handle::attr`]:
+/// Provider crates give it typed accessors with [`attributes!`](crate::attributes), one
+/// trait per kind (the orphan rule forbids inherent impls on a foreign type), so an
+/// unknown attribute is a compile error:
 ///
 /// ```ignore
-/// pub trait LoadBalancerRefs { fn ipv4(&self) -> AttrRef<Ipv4Addr>; }
-/// impl LoadBalancerRefs for Handle<LoadBalancer> {
-///     fn ipv4(&self) -> AttrRef<Ipv4Addr> { self.attr("public_net.ipv4") }
+/// cairn_core::attributes! {
+///     /// Typed attributes of a load balancer.
+///     pub trait LoadBalancerAttrs for LoadBalancer {
+///         /// Its public IPv4.
+///         fn ipv4 -> std::net::Ipv4Addr = "ipv4";
+///     }
 /// }
+/// // stack code: RRSet::a(&zone, "www", lb.ipv4())
 /// ```
 pub struct Handle<R> {
     address: Address,
+    key: Box<str>,
     _r: PhantomData<fn() -> R>,
 }
 
 impl<R> Handle<R> {
-    pub(crate) fn new(address: Address) -> Self {
+    pub(crate) fn new(address: Address, key: impl Into<Box<str>>) -> Self {
         Handle {
             address,
+            key: key.into(),
             _r: PhantomData,
         }
     }
 
-    /// A typed reference to an attribute of this resource's observed value.
-    pub fn attr<T>(&self, path: &str) -> AttrRef<T> {
+    /// The resource's natural key (its name at the provider), for specs that name it by
+    /// key (see [`KeyRef`](crate::value::KeyRef)).
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+
+    /// A typed reference to an attribute path of this resource's observed value (core's
+    /// own test kinds; providers declare theirs with [`attributes!`](crate::attributes)).
+    #[cfg_attr(not(feature = "testing"), allow(dead_code))]
+    pub(crate) fn attr<T>(&self, path: &str) -> AttrRef<T> {
         AttrRef::new(self.address.clone(), path)
     }
 }
@@ -143,7 +171,7 @@ impl<R> NodeRef for Handle<R> {
 
 impl<R> Clone for Handle<R> {
     fn clone(&self) -> Self {
-        Handle::new(self.address.clone())
+        Handle::new(self.address.clone(), self.key.clone())
     }
 }
 
@@ -151,4 +179,48 @@ impl<R> fmt::Debug for Handle<R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "Handle({})", self.address)
     }
+}
+
+/// Declares a kind's typed attributes: a trait with one accessor per attribute, implemented
+/// for the kind's [`Handle`], and the constant `<Kind>::ATTRIBUTES` listing their paths (put
+/// it in the kind's [`Schema::attributes`], so the plan refuses a reference to a path the
+/// kind does not have and the schema check walks each path through the kind's examples).
+///
+/// ```ignore
+/// cairn_core::attributes! {
+///     /// Typed attributes of a server.
+///     pub trait ServerAttrs for Server {
+///         /// The server's id.
+///         fn id -> u64 = "id";
+///         /// Its public IPv4 address.
+///         fn ipv4 -> std::net::Ipv4Addr = "ipv4";
+///     }
+/// }
+/// ```
+#[macro_export]
+macro_rules! attributes {
+    (
+        $(#[$tmeta:meta])*
+        $vis:vis trait $tr:ident for $kind:ty {
+            $( $(#[$mmeta:meta])* fn $m:ident -> $t:ty = $path:literal; )*
+        }
+    ) => {
+        $(#[$tmeta])*
+        $vis trait $tr {
+            $( $(#[$mmeta])* fn $m(&self) -> $crate::AttrRef<$t>; )*
+        }
+
+        impl $tr for $crate::Handle<$kind> {
+            $(
+                fn $m(&self) -> $crate::AttrRef<$t> {
+                    $crate::AttrRef::new($crate::NodeRef::address(self).clone(), $path)
+                }
+            )*
+        }
+
+        impl $kind {
+            /// The attribute paths other resources may reference (the typed accessors).
+            pub const ATTRIBUTES: &'static [&'static str] = &[$($path),*];
+        }
+    };
 }

@@ -1,6 +1,6 @@
 //! A declared spec held once, as compact JSON text (references as `$ref` markers), with its
-//! digest (sensitive paths left out) and references found in one streaming pass when it is
-//! declared. The engine reads
+//! digest (sensitive paths left out) and references found while it is serialised, in one
+//! pass ([`writer`]), when it is declared. The engine reads
 //! the text as a stream when diffing ([`crate::diff::diff_json`]) and materialises a
 //! [`Value`] only where one must exist (a changing resource's desired value, provider
 //! validation), so a large stack costs a few hundred bytes per resource, not kilobytes.
@@ -14,6 +14,8 @@ use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};
 
 use crate::value::{REF_KEY, RawRef};
+
+mod writer;
 
 /// A serialised spec: compact JSON text plus the digest of its value with the kind's
 /// sensitive paths left out.
@@ -32,17 +34,7 @@ impl Spec {
         sensitive: &[&str],
     ) -> (Spec, Vec<(String, RawRef)>) {
         with_buffers(|b| {
-            b.text.clear();
-            serde_json::to_writer(&mut b.text, spec).expect("resource specs serialise to JSON");
-            let text = std::str::from_utf8(&b.text).expect("serde_json writes UTF-8");
-            let (digest, refs) = scan(text, sensitive, &mut b.scan);
-            (
-                Spec {
-                    json: text.into(),
-                    digest,
-                },
-                refs,
-            )
+            write(spec, sensitive, b).unwrap_or_else(|| serialise_and_scan(spec, sensitive, b))
         })
     }
 
@@ -79,6 +71,72 @@ impl Spec {
 struct Buffers {
     text: Vec<u8>,
     scan: ScanBuffers,
+    /// The writer's stacks of object keys and entries.
+    keys: Vec<u8>,
+    entries: Vec<writer::Entry>,
+}
+
+/// Serialises `spec` with serde_json, then scans the text for its digest and references:
+/// what [`write`] gives, for what the writer leaves to serde_json.
+fn serialise_and_scan<T: Serialize + ?Sized>(
+    spec: &T,
+    sensitive: &[&str],
+    b: &mut Buffers,
+) -> (Spec, Vec<(String, RawRef)>) {
+    b.text.clear();
+    serde_json::to_writer(&mut b.text, spec).expect("resource specs serialise to JSON");
+    let text = std::str::from_utf8(&b.text).expect("serde_json writes UTF-8");
+    let (digest, refs) = scan(text, sensitive, &mut b.scan);
+    (
+        Spec {
+            json: text.into(),
+            digest,
+        },
+        refs,
+    )
+}
+
+/// Writes `spec` as JSON text while feeding its digest and collecting its references, in
+/// one pass ([`writer`]); `None` where the writer leaves it to serialise-and-scan.
+fn write<T: Serialize + ?Sized>(
+    spec: &T,
+    sensitive: &[&str],
+    b: &mut Buffers,
+) -> Option<(Spec, Vec<(String, RawRef)>)> {
+    b.text.clear();
+    b.keys.clear();
+    b.entries.clear();
+    let s = &mut b.scan;
+    s.feed.clear();
+    s.scratch.clear();
+    s.path.clear();
+    let mut scan = Scan {
+        feed: std::mem::take(&mut s.feed),
+        scratch: std::mem::take(&mut s.scratch),
+        path: std::mem::take(&mut s.path),
+        refs: Vec::new(),
+        sensitive,
+        muted: false,
+    };
+    let written = spec.serialize(&mut writer::Writer {
+        text: &mut b.text,
+        scan: &mut scan,
+        keys: &mut b.keys,
+        entries: &mut b.entries,
+    });
+    let digest = written.is_ok().then(|| Sha256::digest(&scan.feed));
+    s.feed = scan.feed;
+    s.scratch = scan.scratch;
+    s.path = scan.path;
+    let digest = digest?;
+    let text = std::str::from_utf8(&b.text).expect("the writer writes UTF-8");
+    Some((
+        Spec {
+            json: text.into(),
+            digest: digest[..8].try_into().expect("8 bytes"),
+        },
+        scan.refs,
+    ))
 }
 
 /// The scan's working buffers: the digest feed, the scratch space for sorting object keys,
@@ -363,6 +421,197 @@ impl<'de> Visitor<'de> for ScanSeed<'_, '_> {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    /// A declared spec and its references.
+    type Declared = (Spec, Vec<(String, RawRef)>);
+
+    /// Both ways of declaring a spec, and whether the one-pass writer took it.
+    fn both_ways<T: Serialize + ?Sized>(
+        spec: &T,
+        sensitive: &[&str],
+    ) -> (Option<Declared>, Declared) {
+        let mut b = Buffers::default();
+        let written = write(spec, sensitive, &mut b);
+        let scanned = serialise_and_scan(spec, sensitive, &mut Buffers::default());
+        (written, scanned)
+    }
+
+    /// The one-pass writer gives the text, digest and references serialise-and-scan gives.
+    fn assert_written_as_scanned<T: Serialize + ?Sized>(spec: &T, sensitive: &[&str]) {
+        let (written, scanned) = both_ways(spec, sensitive);
+        let written = written.expect("the writer takes it");
+        assert_eq!(written.0.json(), scanned.0.json(), "text");
+        assert_eq!(
+            written.0.digest(),
+            scanned.0.digest(),
+            "digest of {}",
+            scanned.0.json()
+        );
+        assert_eq!(written.1, scanned.1, "references in {}", scanned.0.json());
+    }
+
+    fn json_value() -> impl proptest::strategy::Strategy<Value = Value> {
+        use proptest::prelude::*;
+        let marker = |i: u8| {
+            RawRef {
+                address: crate::value::Address::new("k", &format!("n{i}")),
+                attr: "ip".into(),
+            }
+            .to_marker()
+        };
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(Value::from),
+            any::<u64>().prop_map(Value::from),
+            any::<f64>().prop_map(Value::from),
+            Just(json!(2.0)),
+            Just(json!(0.1)),
+            proptest::sample::select(vec!["a", "", "x\"y\n\u{1}", "é\\/", "(sensitive)"])
+                .prop_map(Value::from),
+            (0u8..3).prop_map(marker),
+            Just(json!({"$ref": "not a reference"})),
+        ];
+        leaf.prop_recursive(4, 48, 5, |inner| {
+            let keys = vec![
+                "a", "b", "secret", "list", "$ref", "k\"q", "é", "", "address",
+            ];
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+                proptest::collection::vec((proptest::sample::select(keys), inner), 0..5).prop_map(
+                    |kv| {
+                        Value::Object(kv.into_iter().map(|(k, v)| (k.to_string(), v)).collect())
+                    }
+                ),
+            ]
+        })
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn writing_in_one_pass_gives_what_serialising_and_scanning_gives(
+            v in json_value(),
+            sensitive in proptest::sample::select(vec![
+                &[][..], &["secret"][..], &["a", "list[*].b"][..], &["b.secret", "$ref"][..],
+                &["a[*]", "address"][..],
+            ]),
+        ) {
+            assert_written_as_scanned(&v, sensitive);
+        }
+    }
+
+    #[test]
+    fn typed_specs_are_written_in_one_pass_as_serde_json_writes_them() {
+        use std::collections::BTreeMap;
+        #[derive(Serialize)]
+        enum E {
+            Unit,
+            New(u8),
+            Tuple(i32, Option<String>),
+            Struct { a: f32, secret: char },
+        }
+        #[derive(Serialize)]
+        struct Unit;
+        #[derive(Serialize)]
+        struct Pair(i16, u32);
+        #[derive(Serialize)]
+        struct Spec1 {
+            name: String,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            skipped: Option<u8>,
+            none: Option<u8>,
+            e: Vec<E>,
+            by_port: BTreeMap<u16, String>,
+            by_neg: BTreeMap<i64, bool>,
+            by_char: BTreeMap<char, E>,
+            unit: Unit,
+            pair: Pair,
+            tuple: (u8, f64, E),
+            floats: [f64; 4],
+            small: f32,
+            input: crate::value::Field<String>,
+            secret: Option<E>,
+        }
+        let r = RawRef {
+            address: crate::value::Address::new("k", "x"),
+            attr: "id".into(),
+        };
+        let input: crate::value::Field<String> = serde_json::from_value(r.to_marker()).unwrap();
+        let spec = Spec1 {
+            name: "a\"b".into(),
+            skipped: None,
+            none: None,
+            e: vec![
+                E::Unit,
+                E::New(7),
+                E::Tuple(-3, Some("x".into())),
+                E::Struct {
+                    a: 0.1,
+                    secret: 'é',
+                },
+            ],
+            by_port: [(443, "https".into()), (80, "http".into())].into(),
+            by_neg: [(-5, true), (5, false)].into(),
+            by_char: [('z', E::Unit), ('a', E::New(1))].into(),
+            unit: Unit,
+            pair: Pair(-1, 1),
+            tuple: (1, 1e300, E::Tuple(0, None)),
+            floats: [f64::NAN, f64::INFINITY, -0.0, 123456789.125],
+            small: 3.4028235e38,
+            input,
+            secret: Some(E::Struct {
+                a: 1.5,
+                secret: 's',
+            }),
+        };
+        for sensitive in [
+            &[][..],
+            &["secret"],
+            &["e[*].Struct.secret", "by_char.a", "tuple"],
+            &["by_port.443", "floats[*]"],
+        ] {
+            assert_written_as_scanned(&spec, sensitive);
+        }
+        let (written, _) = both_ways(&spec, &[]);
+        assert_eq!(written.unwrap().1.len(), 1, "the reference is found");
+    }
+
+    #[test]
+    fn what_the_writer_leaves_to_serde_json_is_declared_all_the_same() {
+        use std::collections::BTreeMap;
+        let wide: BTreeMap<&str, u128> = [("big", u128::MAX)].into();
+        let by_bool: BTreeMap<bool, u8> = [(true, 1)].into();
+        let raw = serde_json::value::RawValue::from_string(r#"{"b":1,"a":[2]}"#.into()).unwrap();
+        let bytes = serde_bytes_like(b"ab");
+        let (w, s) = both_ways(&wide, &[]);
+        assert!(w.is_none() && s.0.json() == r#"{"big":340282366920938463463374607431768211455}"#);
+        let (w, _) = both_ways(&by_bool, &[]);
+        assert!(w.is_none());
+        let (w, s) = both_ways(&raw, &[]);
+        assert!(w.is_none() && s.0.json() == r#"{"b":1,"a":[2]}"#);
+        let (w, s) = both_ways(&bytes, &[]);
+        assert!(w.is_none() && s.0.json() == "[97,98]");
+        // Spec::new falls back to the same result.
+        assert_eq!(
+            Spec::new(&raw, &[]).0.digest(),
+            s_digest(r#"{"b":1,"a":[2]}"#)
+        );
+    }
+
+    /// Bytes as serde's `serialize_bytes` (what `serde_bytes` does).
+    fn serde_bytes_like(b: &'static [u8]) -> impl Serialize {
+        struct B(&'static [u8]);
+        impl Serialize for B {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_bytes(self.0)
+            }
+        }
+        B(b)
+    }
+
+    fn s_digest(text: &str) -> String {
+        crate::plan::digest(&serde_json::from_str::<Value>(text).unwrap())
+    }
 
     #[test]
     fn digest_and_references_match_the_value_walk() {

@@ -124,8 +124,9 @@ pub struct StackBuilder {
     name: String,
     nodes: Vec<NodeDef>,
     deps: Vec<Vec<(Address, String)>>,
-    /// References found in each resource's spec, as `(address, field path)`.
-    refs: Vec<Vec<(Address, String)>>,
+    /// References found in each resource's spec, as `(address, field path, attribute)`;
+    /// references by key have no attribute.
+    refs: Vec<Vec<(Address, String, Option<String>)>>,
     index: FastMap<Address, usize>,
     errors: Vec<BuildError>,
     settings: BTreeMap<String, String>,
@@ -168,11 +169,13 @@ impl StackBuilder {
         let address = Address::new(R::KIND, name);
         let schema = R::schema();
         let (value, refs) = Spec::new(&spec, schema.sensitive);
+        let key = spec.key();
+        let handle = Handle::new(address.clone(), key.as_str());
         let def = ResourceDef {
             address: address.clone(),
             kind: R::KIND,
             provider: R::PROVIDER,
-            key: spec.key(),
+            key,
             spec: value,
             schema,
             protect: false,
@@ -183,12 +186,18 @@ impl StackBuilder {
         let before = self.nodes.len();
         self.push(NodeDef::Resource(Box::new(def)));
         if self.nodes.len() > before {
-            self.refs[before] = refs
+            // References by key first: they stand where a hand-written `depends_on` stood.
+            self.refs[before] = spec
+                .key_refs()
                 .into_iter()
-                .map(|(path, raw)| (raw.address, path))
+                .map(|(path, to)| (to, path, None))
+                .chain(
+                    refs.into_iter()
+                        .map(|(path, raw)| (raw.address, path, Some(raw.attr))),
+                )
                 .collect();
         }
-        Handle::new(address)
+        handle
     }
 
     /// Declares a gate that waits for `probe` before its dependents run.
@@ -279,18 +288,37 @@ impl StackBuilder {
             }
         }
         let mut deps: Vec<Vec<usize>> = vec![Vec::new(); self.nodes.len()];
+        let mut unknown_attrs: Vec<(usize, FieldError)> = Vec::new();
         for (i, node) in self.nodes.iter().enumerate() {
             let refs = std::mem::take(&mut self.refs[i]);
-            for (to, via) in std::mem::take(&mut self.deps[i]).into_iter().chain(refs) {
+            let explicit = std::mem::take(&mut self.deps[i])
+                .into_iter()
+                .map(|(to, via)| (to, via, None));
+            for (to, via, attr) in explicit.chain(refs) {
                 match self.index.get(&to) {
-                    Some(&j) if !deps[i].contains(&j) => deps[i].push(j),
-                    Some(_) => {}
+                    Some(&j) => {
+                        if let (Some(attr), NodeDef::Resource(target)) = (&attr, &self.nodes[j])
+                            && let Some(e) = unknown_attribute(target, &via, attr)
+                        {
+                            unknown_attrs.push((i, e));
+                        }
+                        if !deps[i].contains(&j) {
+                            deps[i].push(j);
+                        }
+                    }
                     None => errors.push(BuildError::Dangling {
                         from: node.address().clone(),
                         to,
                         via,
                     }),
                 }
+            }
+        }
+        // A reference to an attribute its kind does not have is the referring resource's
+        // field error: the plan refuses it, naming resource and field, before observing.
+        for (i, e) in unknown_attrs {
+            if let NodeDef::Resource(r) = &mut self.nodes[i] {
+                r.field_errors.push(e);
             }
         }
         // A graph is acyclic exactly when the topological walk reaches every node; only a
@@ -318,6 +346,39 @@ impl StackBuilder {
             }),
             1 => Err(errors.remove(0)),
             _ => Err(BuildError::Many(errors)),
+        }
+    }
+}
+
+/// The field error for a reference at `field` to `attr` of `target`, when `target`'s kind
+/// declares its attributes and `attr` is not one of them.
+fn unknown_attribute(target: &ResourceDef, field: &str, attr: &str) -> Option<FieldError> {
+    let known = target.schema.attributes;
+    if known.is_empty() || known.iter().any(|k| attribute_matches(k, attr)) {
+        return None;
+    }
+    Some(FieldError::new(
+        field,
+        format!(
+            "refers to attribute {attr:?} of {}, which a {} does not have (its attributes: {})",
+            target.address,
+            target.kind,
+            known.join(", ")
+        ),
+    ))
+}
+
+/// Whether `attr` is the declared attribute path `declared`, where a `*` segment stands for
+/// any one segment (`networks.*.macaddr` declares `networks.net0.macaddr`).
+pub(crate) fn attribute_matches(declared: &str, attr: &str) -> bool {
+    let mut d = declared.split('.');
+    let mut a = attr.split('.');
+    loop {
+        match (d.next(), a.next()) {
+            (None, None) => return true,
+            (Some("*"), Some(_)) => {}
+            (Some(x), Some(y)) if x == y => {}
+            _ => return false,
         }
     }
 }
@@ -449,4 +510,25 @@ fn topo_order(deps: &[Vec<usize>]) -> Vec<usize> {
         }
     }
     order
+}
+
+#[cfg(test)]
+mod tests {
+    use super::attribute_matches;
+
+    #[test]
+    fn a_star_segment_declares_any_one_segment_and_nothing_else_matches() {
+        assert!(attribute_matches("ipv4", "ipv4"));
+        assert!(attribute_matches(
+            "networks.*.macaddr",
+            "networks.net0.macaddr"
+        ));
+        assert!(!attribute_matches("networks.*.macaddr", "networks.macaddr"));
+        assert!(!attribute_matches(
+            "networks.*.macaddr",
+            "networks.net0.macaddr.x"
+        ));
+        assert!(!attribute_matches("ipv4", "public_net.ipv4"));
+        assert!(!attribute_matches("public_net", "public_net.ipv4"));
+    }
 }

@@ -45,6 +45,7 @@ const THING_SCHEMA: Schema = Schema {
     keyed: &[],
     unordered: &[],
     restart: &[],
+    attributes: &["id"],
     create_before_destroy: false,
     read_only: false,
 };

@@ -12,6 +12,8 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::Value;
 
+use crate::resource::{Handle, NodeRef};
+
 /// The JSON key that marks a reference inside a serialised spec.
 pub const REF_KEY: &str = "$ref";
 
@@ -211,6 +213,106 @@ impl<'de, T: DeserializeOwned> Deserialize<'de> for Field<T> {
         T::deserialize(v)
             .map(Field::Known)
             .map_err(serde::de::Error::custom)
+    }
+}
+
+/// A reference to another resource by its key (a DNS record's zone, a server's SSH key):
+/// the value is known when the stack is declared, and, made from a [`Handle`], it carries
+/// the dependency too, so the referring resource is ordered after the named one without a
+/// hand-written `depends_on`. Made from a plain name it names an object the stack does not
+/// declare (one that exists already). It serialises as the key alone, so specs, plans and
+/// digests are the same either way; equality compares keys.
+///
+/// A kind that holds `KeyRef` fields lists them in [`Resource::key_refs`](crate::Resource::key_refs).
+pub struct KeyRef<R> {
+    key: String,
+    address: Option<Address>,
+    _r: PhantomData<fn() -> R>,
+}
+
+impl<R> KeyRef<R> {
+    /// A reference by name to an object this stack does not declare.
+    pub fn named(key: impl Into<String>) -> Self {
+        KeyRef {
+            key: key.into(),
+            address: None,
+            _r: PhantomData,
+        }
+    }
+
+    /// The key (the name the provider knows the object by).
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+
+    /// The declared resource it names, when made from a handle.
+    pub fn address(&self) -> Option<&Address> {
+        self.address.as_ref()
+    }
+}
+
+impl<R> From<&Handle<R>> for KeyRef<R> {
+    fn from(h: &Handle<R>) -> Self {
+        KeyRef {
+            key: h.key().to_string(),
+            address: Some(h.address().clone()),
+            _r: PhantomData,
+        }
+    }
+}
+
+impl<R> From<&str> for KeyRef<R> {
+    fn from(key: &str) -> Self {
+        KeyRef::named(key)
+    }
+}
+
+impl<R> From<String> for KeyRef<R> {
+    fn from(key: String) -> Self {
+        KeyRef::named(key)
+    }
+}
+
+impl<R> Clone for KeyRef<R> {
+    fn clone(&self) -> Self {
+        KeyRef {
+            key: self.key.clone(),
+            address: self.address.clone(),
+            _r: PhantomData,
+        }
+    }
+}
+
+impl<R> PartialEq for KeyRef<R> {
+    fn eq(&self, other: &Self) -> bool {
+        self.key == other.key
+    }
+}
+
+impl<R> fmt::Debug for KeyRef<R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.address {
+            Some(a) => write!(f, "KeyRef({:?} of {a})", self.key),
+            None => write!(f, "KeyRef({:?})", self.key),
+        }
+    }
+}
+
+impl<R> fmt::Display for KeyRef<R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.key)
+    }
+}
+
+impl<R> Serialize for KeyRef<R> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.key)
+    }
+}
+
+impl<'de, R> Deserialize<'de> for KeyRef<R> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d).map(KeyRef::named)
     }
 }
 

@@ -12,7 +12,6 @@ use crate::routes::Routes;
 pub(crate) fn routes(routes: Routes) -> Routes {
     routes
         .route("/actions", Method::GET, |w, r| {
-            let t = w.action_time;
             let ids: Vec<u64> =
                 r.q.all("id")
                     .iter()
@@ -27,19 +26,18 @@ pub(crate) fn routes(routes: Routes) -> Routes {
             let items = ids
                 .iter()
                 .filter_map(|i| w.actions.get(i))
-                .map(|a| a.render(t))
+                .map(|a| a.render())
                 .collect();
             filtered(items, "/v1/actions", &r.q)
         })
         .route("/actions/{id}", Method::GET, |w, r| {
             let id = &r.param("id");
-            let t = w.action_time;
             let a = id
                 .parse::<u64>()
                 .ok()
                 .and_then(|i| w.actions.get(&i))
                 .ok_or_else(|| ApiErr::not_found("action"))?;
-            reply(200, json!({"action": a.render(t)}))
+            reply(200, json!({"action": a.render()}))
         })
 }
 
@@ -57,7 +55,7 @@ pub fn list_for(w: &World, id: u64, typ: &str, q: &Query) -> ApiResult {
         .actions
         .values()
         .filter(|a| a.resources.iter().any(|(i, t)| *i == id && t == typ))
-        .map(|a| a.render(w.action_time))
+        .map(|a| a.render())
         .collect();
     filtered(items, &format!("/v1/{typ}s/{id}/actions"), q)
 }

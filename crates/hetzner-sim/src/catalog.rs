@@ -27,43 +27,56 @@ pub fn location(name: &str) -> Option<Value> {
     locations().into_iter().find(|l| l["name"] == name)
 }
 
+/// A location by id or name, as the API takes it in "ID or name" fields: a JSON number, a
+/// numeric string or a name.
+pub fn location_ref(v: &Value) -> Option<Value> {
+    find(locations(), v, None)
+}
+
+/// A datacenter by id or name (JSON number, numeric string or name).
+pub fn datacenter_ref(v: &Value) -> Option<Value> {
+    find(datacenters(), v, None)
+}
+
+/// The datacenter new resources in a location land in.
+pub fn datacenter_in(location: &Value) -> Option<Value> {
+    datacenters()
+        .into_iter()
+        .find(|d| d["location"]["name"] == location["name"])
+}
+
 /// The locations in Europe (where the cost-optimised and Arm types are offered).
 const EU: &[&str] = &["fsn1", "nbg1", "hel1"];
 /// Every location.
 const ALL: &[&str] = &["fsn1", "nbg1", "hel1", "ash", "hil", "sin"];
 
-/// All datacenters (one per location, named as the real ones); a server type is supported
-/// and available in a datacenter when it is offered in its location.
+/// All datacenters (one per location, with the real names and ids: `fsn1-dc14`, …); a
+/// server type is supported and available in a datacenter when it is offered in its
+/// location.
 pub fn datacenters() -> Vec<Value> {
-    let names = [
-        ("fsn1", "fsn1-dc14"),
-        ("nbg1", "nbg1-dc3"),
-        ("hel1", "hel1-dc2"),
-        ("ash", "ash-dc1"),
-        ("hil", "hil-dc1"),
-        ("sin", "sin-dc1"),
+    const DCS: [(u64, &str, &str, &str); 6] = [
+        (4, "fsn1", "fsn1-dc14", "Falkenstein 1 virtual DC 14"),
+        (2, "nbg1", "nbg1-dc3", "Nuremberg 1 virtual DC 3"),
+        (3, "hel1", "hel1-dc2", "Helsinki 1 virtual DC 2"),
+        (5, "ash", "ash-dc1", "Ashburn virtual DC 1"),
+        (6, "hil", "hil-dc1", "Hillsboro virtual DC 1"),
+        (7, "sin", "sin-dc1", "Singapore virtual DC 1"),
     ];
-    locations()
-        .into_iter()
-        .map(|l| {
-            let lname = l["name"].as_str().unwrap_or("").to_string();
-            let dc = names
-                .iter()
-                .find(|(n, _)| *n == lname)
-                .map_or(format!("{lname}-dc1"), |(_, d)| (*d).to_string());
-            let ids: Vec<u64> = server_types()
+    let types = server_types();
+    DCS.iter()
+        .filter_map(|(id, lname, name, desc)| {
+            let l = location(lname)?;
+            let ids: Vec<u64> = types
                 .iter()
                 .filter(|t| {
                     t["locations"]
                         .as_array()
-                        .is_some_and(|ls| ls.iter().any(|x| x["name"] == lname.as_str()))
+                        .is_some_and(|ls| ls.iter().any(|x| x["name"] == *lname))
                 })
                 .filter_map(|t| t["id"].as_u64())
                 .collect();
-            json!({"id": l["id"], "name": dc,
-                   "description": format!("{} virtual DC", l["city"].as_str().unwrap_or("")),
-                   "location": l,
-                   "server_types": {"supported": ids, "available": ids, "available_for_migration": ids}})
+            Some(json!({"id": id, "name": name, "description": desc, "location": l,
+                   "server_types": {"supported": ids, "available": ids, "available_for_migration": ids}}))
         })
         .collect()
 }

@@ -13,8 +13,14 @@
 //!   `uniqueness_error`, `locked`, …) and pagination (`page`, `per_page` default 25 max 50,
 //!   `meta.pagination`, `Link` header) as in the spec; `name`, `label_selector` (full grammar)
 //!   and `sort` on lists.
-//! - Actions run for [`SimConfig::action_time`] and lock their resources meanwhile
-//!   (423 `locked`).
+//! - Actions run as the API documents them ([`locks`]): most run for
+//!   [`SimConfig::action_time`] and lock their resources meanwhile (423 `locked`); those the
+//!   API finishes within the request (protection, backups, …) lock nothing; a DNS zone's
+//!   changes queue behind each other instead of locking.
+//! - Protection (`change_protection` on servers, networks, load balancers, volumes, primary
+//!   IPs, zones and rrsets) is enforced: a protected delete, rebuild or rrset change answers
+//!   423 `protected` (API-NOTES; never retried as busy, unlike 423 `locked`).
+//! - Every "ID or name" field of a create accepts both (JSON numbers too).
 //! - Public IPv4s from a pool of never-routed ranges ([`Capacities::public_ipv4_pools`]: by
 //!   default the documentation ranges 203.0.113.0/24, 198.51.100.0/24, 192.0.2.0/24, then the
 //!   benchmarking range 198.18.0.0/15, about 132,000 addresses); IPv6 from 2001:db8::/32;
@@ -47,6 +53,7 @@ pub mod faults;
 pub mod fixtures;
 pub mod http;
 pub mod labels;
+pub mod locks;
 mod routes;
 pub mod world;
 

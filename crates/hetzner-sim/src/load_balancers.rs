@@ -268,6 +268,7 @@ pub(crate) fn routes(routes: Routes) -> Routes {
             let id = &r.param("id");
             let id = w.must("load_balancers", "load balancer", id)?;
             w.check_lock(id, "load_balancer")?;
+            w.check_protection("load_balancers", id, "delete")?;
             w.coll_mut("load_balancers").remove(&id);
             // The spec says 204, but the live API (and the official Python client, which
             // reads `response["action"]`) answer with an action.
@@ -302,8 +303,8 @@ fn create(w: &mut World, b: &Value) -> ApiResult {
             "is required and must name an existing type",
         );
     }
-    let location = match (b["location"].as_str(), b["network_zone"].as_str()) {
-        (Some(l), _) => catalog::location(l),
+    let location = match (b.get("location").filter(|l| !l.is_null()), b["network_zone"].as_str()) {
+        (Some(l), _) => catalog::location_ref(l),
         (None, Some(z)) => catalog::locations()
             .into_iter()
             .find(|l| l["network_zone"] == z),

@@ -200,6 +200,7 @@ pub(crate) fn routes(routes: Routes) -> Routes {
             let id = &r.param("id");
             let id = w.must("networks", "network", id)?;
             w.check_lock(id, "network")?;
+            w.check_protection("networks", id, "delete")?;
             for coll in ["servers", "load_balancers"] {
                 for o in w.coll_mut(coll).values_mut() {
                     if let Some(a) = o["private_net"].as_array_mut() {

@@ -66,6 +66,7 @@ pub(crate) fn routes(routes: Routes) -> Routes {
             let id = &r.param("id");
             let id = w.must("servers", "server", id)?;
             w.check_lock(id, "server")?;
+            w.check_protection("servers", id, "delete")?;
             delete(w, id);
             action_reply(200, w.action("delete_server", &[(id, "server")]))
         })
@@ -113,19 +114,7 @@ fn create(w: &mut World, b: &Value) -> ApiResult {
     if image.is_none() {
         c.err("image", "is required and must name an existing image");
     }
-    let loc_name = b
-        .get("location")
-        .and_then(Value::as_str)
-        .or_else(|| {
-            b.get("datacenter")
-                .and_then(Value::as_str)
-                .map(|d| d.split('-').next().unwrap_or(d))
-        })
-        .unwrap_or("fsn1");
-    let location = catalog::location(loc_name);
-    if location.is_none() {
-        c.err("location", format!("unknown location {loc_name:?}"));
-    }
+    let (location, dc) = placement(&mut c, b);
     c.labels(b);
     if b.get("user_data")
         .and_then(Value::as_str)
@@ -182,11 +171,7 @@ fn create(w: &mut World, b: &Value) -> ApiResult {
     if w.name_taken("servers", &name, None) {
         return Err(ApiErr::unique("name"));
     }
-    let location = location.unwrap_or_default();
-    let dc = catalog::datacenters()
-        .into_iter()
-        .find(|d| d["location"]["name"] == location["name"])
-        .unwrap_or_default();
+    let (location, dc) = (location.unwrap_or_default(), dc.unwrap_or_default());
     let id = w.alloc_id();
     let pn = &b["public_net"];
     let ipv4 = if pn["enable_ipv4"] == false {
@@ -269,8 +254,40 @@ fn create(w: &mut World, b: &Value) -> ApiResult {
     let server = render(w, &w.coll("servers")[&id]);
     reply(
         201,
-        json!({"server": server, "action": action, "next_actions": next, "root_password": if b["ssh_keys"].as_array().is_some_and(|k| !k.is_empty()) { Value::Null } else { "Sim-R00t-Passw0rd".into() }}),
+        json!({"server": server, "action": action, "next_actions": next, "root_password": if b["ssh_keys"].as_array().is_some_and(|k| !k.is_empty()) { Value::Null } else { ROOT_PASSWORD.into() }}),
     )
+}
+
+/// The location and datacenter a create asks for: `datacenter` or `location`, each an ID
+/// or a name (`fsn1` when neither is given).
+pub fn placement(c: &mut Check, b: &Value) -> (Option<Value>, Option<Value>) {
+    let given = |f: &str| b.get(f).filter(|v| !v.is_null());
+    match (given("location"), given("datacenter")) {
+        (Some(_), Some(_)) => {
+            c.err("location", "give either location or datacenter, not both");
+            (None, None)
+        }
+        (_, Some(d)) => match catalog::datacenter_ref(d) {
+            Some(dc) => (Some(dc["location"].clone()), Some(dc)),
+            None => {
+                c.err("datacenter", format!("unknown datacenter {d}"));
+                (None, None)
+            }
+        },
+        (l, None) => {
+            let l = l.cloned().unwrap_or_else(|| "fsn1".into());
+            match catalog::location_ref(&l) {
+                Some(loc) => {
+                    let dc = catalog::datacenter_in(&loc);
+                    (Some(loc), dc)
+                }
+                None => {
+                    c.err("location", format!("unknown location {l}"));
+                    (None, None)
+                }
+            }
+        }
+    }
 }
 
 fn private_entry(server: u64, network: u64, ip: &str) -> Value {
@@ -343,7 +360,8 @@ fn action(w: &mut World, id: u64, act: &str, b: &Value) -> ApiResult {
                     "server is already attached to this network",
                 ),
             )?;
-            let e = private_entry(id, n, &ip.to_string());
+            let mut e = private_entry(id, n, &ip.to_string());
+            e["alias_ips"] = json!(alias_ips(w, n, Some(&ip.to_string()), &b["alias_ips"])?);
             if let Some(s) = w.coll_mut("servers").get_mut(&id)
                 && let Some(a) = s["private_net"].as_array_mut()
             {
@@ -395,7 +413,259 @@ fn action(w: &mut World, id: u64, act: &str, b: &Value) -> ApiResult {
             s["server_type"] = t;
             "change_server_type"
         }
+        "change_alias_ips" => {
+            let n = b["network"]
+                .as_u64()
+                .ok_or_else(|| ApiErr::invalid(vec![("network".into(), "is required".into())]))?;
+            if !b["alias_ips"].is_array() {
+                return Err(ApiErr::invalid(vec![(
+                    "alias_ips".into(),
+                    "is required".into(),
+                )]));
+            }
+            let pos = server(w, id)?["private_net"]
+                .as_array()
+                .and_then(|a| a.iter().position(|p| p["network"].as_u64() == Some(n)))
+                .ok_or_else(|| {
+                    ApiErr::new(
+                        422,
+                        "server_not_attached_to_network",
+                        "server is not attached to this network",
+                    )
+                })?;
+            // The server's own aliases may be given again: check against the others, and
+            // keep the old ones if the new ones are refused.
+            let old = std::mem::take(&mut server(w, id)?["private_net"][pos]["alias_ips"]);
+            let own = server(w, id)?["private_net"][pos]["ip"].clone();
+            let ips = alias_ips(w, n, own.as_str(), &b["alias_ips"]);
+            server(w, id)?["private_net"][pos]["alias_ips"] = match ips {
+                Ok(ips) => json!(ips),
+                Err(e) => {
+                    server(w, id)?["private_net"][pos]["alias_ips"] = old;
+                    return Err(e);
+                }
+            };
+            let a = w.action("change_alias_ips", &[(id, "server"), (n, "network")]);
+            return action_reply(201, a);
+        }
+        "change_protection" => {
+            let mut c = Check::default();
+            for f in ["delete", "rebuild"] {
+                if b.get(f).is_some_and(|v| !v.is_boolean()) {
+                    c.err(f, "must be a boolean");
+                }
+            }
+            if let (Some(d), Some(r)) = (b["delete"].as_bool(), b["rebuild"].as_bool())
+                && d != r
+            {
+                c.err("rebuild", "delete and rebuild protection must have the same value");
+            }
+            c.done()?;
+            let s = server(w, id)?;
+            for f in ["delete", "rebuild"] {
+                if let Some(v) = b[f].as_bool() {
+                    s["protection"][f] = v.into();
+                }
+            }
+            "change_protection"
+        }
+        "enable_backup" => {
+            server(w, id)?["backup_window"] = "22-02".into();
+            "enable_backup"
+        }
+        "disable_backup" => {
+            server(w, id)?["backup_window"] = Value::Null;
+            "disable_backup"
+        }
+        "enable_rescue" => {
+            let mut c = Check::default();
+            if b.get("type").is_some_and(|t| t != "linux64") {
+                c.err("type", "must be linux64");
+            }
+            for (i, k) in b["ssh_keys"].as_array().into_iter().flatten().enumerate() {
+                if k.as_u64().is_none_or(|k| w.get("ssh_keys", k).is_none()) {
+                    c.err(format!("ssh_keys[{i}]"), "ssh key not found");
+                }
+            }
+            c.done()?;
+            server(w, id)?["rescue_enabled"] = true.into();
+            let a = w.action("enable_rescue", &[(id, "server")]);
+            return reply(201, json!({"action": a, "root_password": ROOT_PASSWORD}));
+        }
+        "disable_rescue" => {
+            server(w, id)?["rescue_enabled"] = false.into();
+            "disable_rescue"
+        }
+        "rebuild" => {
+            let arch = server(w, id)?["server_type"]["architecture"]
+                .as_str()
+                .map(String::from);
+            let image = b
+                .get("image")
+                .and_then(|v| catalog::find(catalog::images(), v, arch.as_deref()))
+                .ok_or_else(|| {
+                    ApiErr::invalid(vec![(
+                        "image".into(),
+                        "is required and must name an existing image".into(),
+                    )])
+                })?;
+            if b["user_data"].as_str().is_some_and(|u| u.len() > 32 * 1024) {
+                return Err(ApiErr::invalid(vec![(
+                    "user_data".into(),
+                    "must be at most 32 KiB".into(),
+                )]));
+            }
+            w.check_protection("servers", id, "rebuild")?;
+            let s = server(w, id)?;
+            s["image"] = image;
+            // Powered off for the rebuild, started again by it.
+            s["status"] = "running".into();
+            let a = w.action("rebuild_server", &[(id, "server")]);
+            return reply(201, json!({"action": a, "root_password": ROOT_PASSWORD}));
+        }
+        "reset_password" => {
+            if server(w, id)?["status"] != "running" {
+                return Err(ApiErr::new(
+                    409,
+                    "conflict",
+                    "the server must be running to reset its password",
+                ));
+            }
+            let a = w.action("reset_password", &[(id, "server")]);
+            return reply(201, json!({"action": a, "root_password": ROOT_PASSWORD}));
+        }
+        "change_dns_ptr" => change_dns_ptr(w, id, b)?,
+        "add_to_placement_group" | "remove_from_placement_group" => {
+            let add = act == "add_to_placement_group";
+            let pg = if add {
+                let p = b["placement_group"]
+                    .as_u64()
+                    .and_then(|p| w.get("placement_groups", p).cloned())
+                    .ok_or_else(|| {
+                        ApiErr::invalid(vec![(
+                            "placement_group".into(),
+                            "placement group not found".into(),
+                        )])
+                    })?;
+                if !server(w, id)?["placement_group"].is_null() {
+                    return Err(ApiErr::new(
+                        422,
+                        "server_already_in_placement_group",
+                        "server is already in a placement group",
+                    ));
+                }
+                p
+            } else {
+                Value::Null
+            };
+            let s = server(w, id)?;
+            if s["status"] != "off" {
+                return Err(ApiErr::new(
+                    412,
+                    "server_not_stopped",
+                    "server must be stopped to change its placement group",
+                ));
+            }
+            s["placement_group"] = pg;
+            if add {
+                "add_to_placement_group"
+            } else {
+                "remove_from_placement_group"
+            }
+        }
         _ => return Err(ApiErr::not_found("action")),
     };
     action_reply(201, w.action(cmd, &[(id, "server")]))
+}
+
+/// The password the simulator reports for servers without SSH keys (a fixed placeholder, not
+/// a secret: no real machine has it).
+const ROOT_PASSWORD: &str = "Sim-R00t-Passw0rd";
+
+/// The server `id`, mutably (404 if gone).
+fn server(w: &mut World, id: u64) -> Result<&mut Value, ApiErr> {
+    w.coll_mut("servers")
+        .get_mut(&id)
+        .ok_or_else(|| ApiErr::not_found("server"))
+}
+
+/// Validates alias IPs for a server in network `n` (`own`: the server's IP there): each in a
+/// subnet, not the gateway, not used by anything else, not repeated.
+fn alias_ips(w: &World, n: u64, own: Option<&str>, given: &Value) -> Result<Vec<String>, ApiErr> {
+    let mut out: Vec<String> = Vec::new();
+    for (i, ip) in given.as_array().into_iter().flatten().enumerate() {
+        let field = format!("alias_ips[{i}]");
+        let Some(ip) = ip.as_str() else {
+            return Err(ApiErr::invalid(vec![(field, "must be a string".into())]));
+        };
+        if Some(ip) == own || out.iter().any(|o| o == ip) {
+            return Err(ApiErr::new(
+                422,
+                "ip_not_available",
+                format!("IP {ip} is given twice"),
+            ));
+        }
+        let ip = w.check_private_ip(n, ip).map_err(|mut e| {
+            if let Some(f) = e.details["fields"].as_array_mut() {
+                for x in f {
+                    x["name"] = field.clone().into();
+                }
+            }
+            e
+        })?;
+        out.push(ip.to_string());
+    }
+    Ok(out)
+}
+
+/// `change_dns_ptr`: the reverse DNS of the server's IPv4 or of an address in its IPv6
+/// network (`null` resets it to the default).
+fn change_dns_ptr(w: &mut World, id: u64, b: &Value) -> Result<&'static str, ApiErr> {
+    let ip = b["ip"]
+        .as_str()
+        .ok_or_else(|| ApiErr::invalid(vec![("ip".into(), "is required".into())]))?
+        .to_string();
+    let ptr = match &b["dns_ptr"] {
+        Value::Null => None,
+        Value::String(p) if !p.is_empty() => Some(p.clone()),
+        _ => {
+            return Err(ApiErr::invalid(vec![(
+                "dns_ptr".into(),
+                "must be a hostname or null".into(),
+            )]));
+        }
+    };
+    let s = server(w, id)?;
+    let v4 = s["public_net"]["ipv4"]["ip"].as_str() == Some(ip.as_str());
+    let v6_net = s["public_net"]["ipv6"]["ip"].as_str().unwrap_or("").to_string();
+    let in_v6 = ip.parse::<std::net::Ipv6Addr>().is_ok_and(|a| {
+        v6_net
+            .split_once("::/64")
+            .is_some_and(|(pre, _)| a.to_string().starts_with(&format!("{pre}:")))
+    });
+    if v4 {
+        let default = format!("static.{ip}.clients.your-server.de");
+        let val = ptr.clone().unwrap_or(default);
+        s["public_net"]["ipv4"]["dns_ptr"] = val.clone().into();
+        let pid = s["public_net"]["ipv4"]["id"].as_u64();
+        if let Some(p) = pid.and_then(|p| w.coll_mut("primary_ips").get_mut(&p)) {
+            p["dns_ptr"] = json!([{"ip": ip, "dns_ptr": val}]);
+        }
+    } else if in_v6 {
+        let list = s["public_net"]["ipv6"]["dns_ptr"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        let mut list: Vec<Value> = list.into_iter().filter(|e| e["ip"] != ip.as_str()).collect();
+        if let Some(p) = ptr {
+            list.push(json!({"ip": ip, "dns_ptr": p}));
+        }
+        s["public_net"]["ipv6"]["dns_ptr"] = json!(list);
+    } else {
+        return Err(ApiErr::invalid(vec![(
+            "ip".into(),
+            "is not a primary IP of this server".into(),
+        )]));
+    }
+    Ok("change_dns_ptr")
 }

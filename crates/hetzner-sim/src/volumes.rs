@@ -60,9 +60,9 @@ fn create(w: &mut World, b: &Value) -> ApiResult {
             }
         },
     };
-    let location = match (server, b["location"].as_str()) {
+    let location = match (server, b.get("location").filter(|l| !l.is_null())) {
         (Some(s), None) => Some(w.coll("servers")[&s]["location"].clone()),
-        (None, Some(l)) => match catalog::location(l) {
+        (None, Some(l)) => match catalog::location_ref(l) {
             Some(l) => Some(l),
             None => {
                 c.err("location", format!("unknown location {l:?}"));
@@ -210,7 +210,7 @@ pub(crate) fn routes(routes: Routes) -> Routes {
             let v = get(w, id);
             if v["protection"]["delete"] == true {
                 return Err(ApiErr::new(
-                    403,
+                    423,
                     "protected",
                     "volume is protected against deletion",
                 ));

@@ -9,10 +9,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::http::{ApiErr, ApiResult, Query, reply, rfc3339};
+use super::locks::{self, Profile};
 use super::{faults::unix_now, labels};
 use crate::cidr::Cidr4;
 
-/// An action the simulator runs for a configurable time.
+/// An action the simulator runs for as long as its [`locks::Profile`] says.
 #[derive(Debug, Clone)]
 pub struct ActionRec {
     /// Action id.
@@ -23,10 +24,14 @@ pub struct ActionRec {
     pub started: u64,
     /// When it finishes.
     pub finish_at: Instant,
-    /// `(id, type)` of the resources it touches (and locks while running).
+    /// `(id, type)` of the resources it touches.
     pub resources: Vec<(u64, String)>,
     /// Final error, if the action fails.
     pub error: Option<(String, String)>,
+    /// How long it runs (zero for actions the API finishes within the request).
+    pub duration: Duration,
+    /// Whether its resources are `locked` while it runs.
+    pub locks: bool,
 }
 
 impl ActionRec {
@@ -36,12 +41,13 @@ impl ActionRec {
     }
 
     /// The action as the API renders it.
-    pub fn render(&self, total: Duration) -> Value {
+    pub fn render(&self) -> Value {
+        let total = self.duration;
         let now = Instant::now();
         let running = now < self.finish_at;
         let progress = if running {
             let left = self.finish_at.duration_since(now).as_secs_f64();
-            let t = total.as_secs_f64().max(1e-9);
+            let t = total.as_secs_f64().max(1e-9).max(left);
             (100.0 * (1.0 - left / t)).clamp(0.0, 99.0) as u64
         } else {
             100
@@ -244,26 +250,49 @@ impl World {
         error: Option<(String, String)>,
     ) -> Value {
         let id = self.alloc_id();
+        let kind = resources.first().map_or("", |(_, t)| *t);
+        let now = Instant::now();
+        let (start, duration, locks) = match locks::profile(command, kind) {
+            Profile::Instant => (now, Duration::ZERO, false),
+            Profile::Locking => (now, self.action_time, true),
+            Profile::Queued => {
+                // Runs after the zone's queued changes before it.
+                let queue_end = self
+                    .actions
+                    .values()
+                    .filter(|a| {
+                        !a.locks
+                            && a.running()
+                            && a.resources.first()
+                                == resources.first().map(|(i, t)| (*i, t.to_string())).as_ref()
+                    })
+                    .map(|a| a.finish_at)
+                    .max()
+                    .unwrap_or(now)
+                    .max(now);
+                (queue_end, self.action_time, false)
+            }
+        };
         let rec = ActionRec {
             id,
             command: command.to_string(),
             started: unix_now(),
-            finish_at: Instant::now() + self.action_time,
+            finish_at: start + duration,
             resources: resources.iter().map(|(i, t)| (*i, t.to_string())).collect(),
             error,
+            duration: (start + duration).duration_since(now),
+            locks,
         };
-        let v = rec.render(self.action_time);
+        let v = rec.render();
         self.actions.insert(id, rec);
         v
     }
 
-    /// Whether a running action holds `(id, type)`.
+    /// Whether a running action locks `(id, type)`.
     pub fn locked(&self, id: u64, typ: &str) -> bool {
-        self.actions
-            .values()
-            .rev()
-            .take_while(|_| true)
-            .any(|a| a.running() && a.resources.iter().any(|(i, t)| *i == id && t == typ))
+        self.actions.values().any(|a| {
+            a.locks && a.running() && a.resources.iter().any(|(i, t)| *i == id && t == typ)
+        })
     }
 
     /// Fails with `locked` while a running action holds the resource.
@@ -273,6 +302,22 @@ impl World {
         } else {
             Ok(())
         }
+    }
+
+    /// Fails with 423 `protected` when object `id` of `coll` has `protection.<what>` set.
+    pub fn check_protection(&self, coll: &str, id: u64, what: &str) -> Result<(), ApiErr> {
+        if self
+            .get(coll, id)
+            .is_some_and(|o| o["protection"][what] == true)
+        {
+            let kind = coll.trim_end_matches('s').replace('_', " ");
+            return Err(ApiErr::new(
+                423,
+                "protected",
+                format!("{kind} {id} is {what} protected"),
+            ));
+        }
+        Ok(())
     }
 
     /// Drops finished actions older than a minute so memory stays bounded.
@@ -306,7 +351,11 @@ impl World {
             .flat_map(|c| self.coll(c).values())
             .flat_map(|o| o["private_net"].as_array().cloned().unwrap_or_default())
             .filter(|p| p["network"].as_u64() == Some(network))
-            .filter_map(|p| p["ip"].as_str().and_then(|s| s.parse().ok()))
+            .flat_map(|p| {
+                let aliases = p["alias_ips"].as_array().cloned().unwrap_or_default();
+                std::iter::once(p["ip"].clone()).chain(aliases)
+            })
+            .filter_map(|ip| ip.as_str().and_then(|s| s.parse().ok()))
             .collect()
     }
 

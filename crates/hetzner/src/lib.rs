@@ -9,7 +9,12 @@
 //! (size, attachment by reference). Each is a typed kind of the provider kit
 //! (`cairn_core::kit`), registered in [`kinds`]; observed values have
 //! the spec's field names plus computed fields (`id`, `ipv4`, …). Typed references come from
-//! the `*Attrs` traits on handles (`lb.ipv4()`, `net.id()`), since core owns `Handle`.
+//! the `*Attrs` traits on handles (`lb.ipv4()`, `net.id()`), since core owns `Handle`; the
+//! [`prelude`] brings them all into scope. Kinds have builders with sensible defaults
+//! (`Server::new(..).label(..).network(&net, ip)`, `LoadBalancer::new(..).service(..)
+//! .target(&srv)`, `Firewall::new(..).allow_tcp_in(..).apply_to(&srv)`,
+//! `RRSet::a(&zone, "www", srv.ipv4())`), and name other declared objects by handle, so the
+//! dependency comes from the reference.
 //!
 //! # How the provider behaves
 //! - **Observe in bulk**: per kind, one paged list with
@@ -69,5 +74,18 @@ mod subnets;
 mod validate;
 
 pub use gate::LbTargetsHealthy;
+
+/// Everything a stack author needs from this provider in one import
+/// (`use cairn::hetzner::prelude::*`): the kinds and their parts, and every accessor trait,
+/// so `srv.ipv4()`, `net.id()` and `lb.ipv4()` work without naming the traits.
+pub mod prelude {
+    pub use crate::HetznerProvider;
+    pub use crate::kinds::{
+        AlgorithmType, ApplyTo, Firewall, FirewallAttrs, HealthCheck, LoadBalancer,
+        LoadBalancerAttrs, Network, NetworkAttachment, NetworkAttrs, PrimaryIp, PrimaryIpAttrs,
+        RRSet, Record, RecordType, Rule, RuleProtocol, Server, ServerAttrs, Service, SshKey,
+        SshKeyAttrs, Target, Volume, VolumeAttrs, Zone, ZoneAttrs,
+    };
+}
 pub use kinds::*;
 pub use provider::HetznerProvider;

@@ -40,6 +40,7 @@ pub fn cross_check(declared: &[Declared<'_>]) -> Vec<Diagnostic> {
         let lb_nets: Vec<String> = lb
             .private_net
             .iter()
+            .flatten()
             .map(|n| net_ident(&n.network))
             .collect();
         for (i, t) in lb.targets.iter().enumerate() {

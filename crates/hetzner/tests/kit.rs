@@ -100,8 +100,8 @@ fn many_servers_behind_an_lb() -> Stack {
             location: "fsn1".into(),
             algorithm: Algorithm::default(),
             labels: Labels::new(),
-            private_net: Vec::new(),
-            services: vec![Service::tcp(80, 15, 10, 3)],
+            private_net: Some(Vec::new()),
+            services: vec![Service::tcp(80)],
             targets,
         },
     );

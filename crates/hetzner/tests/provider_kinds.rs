@@ -129,11 +129,11 @@ async fn load_balancer_targets_and_services_change_one_action_each() {
         location: "fsn1".into(),
         algorithm: Algorithm::default(),
         labels: Labels::new(),
-        private_net: vec![LbNetwork {
+        private_net: Some(vec![LbNetwork {
             network: net.into(),
             ip: Some("10.0.1.5".parse().unwrap()),
-        }],
-        services: vec![Service::tcp(80, 15, 10, 3)],
+        }]),
+        services: vec![Service::tcp(80)],
         targets: vec![Target::private_server(ids[0])],
     };
     let v = create(&p, &lb).await;
@@ -142,7 +142,7 @@ async fn load_balancer_targets_and_services_change_one_action_each() {
     assert_eq!(v["targets"][0]["health_status"][0]["status"], "healthy");
 
     lb.targets.push(Target::private_server(ids[1]));
-    lb.services.push(Service::tcp(443, 15, 10, 3));
+    lb.services.push(Service::tcp(443));
     lb.services[0].health_check.interval = 20;
     let prior = observe_one(&p, &lb).await;
     sim.reset_counters();

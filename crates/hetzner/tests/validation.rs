@@ -37,11 +37,11 @@ async fn bad_input_fails_at_plan_time_naming_resource_and_field_with_no_request_
             location: "fsn1".into(),
             algorithm: Algorithm::default(),
             labels: Labels::new(),
-            private_net: vec![LbNetwork {
+            private_net: Some(vec![LbNetwork {
                 network: net.id().into(),
                 ip: None,
-            }],
-            services: vec![Service::tcp(80, 15, 10, 3)],
+            }]),
+            services: vec![Service::tcp(80)],
             targets: vec![Target::private_server(w1.id())],
         },
     );

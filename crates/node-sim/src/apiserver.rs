@@ -228,7 +228,7 @@ fn handle<B>(ctx: &Ctx, authenticated: bool, req: Request<B>) -> Response<Body> 
             let items = c
                 .nodes
                 .iter()
-                .filter(|(_, r)| r.control_plane)
+                .filter(|(_, r)| r.control_plane && r.k3s.is_none())
                 .map(|(n, r)| etcd_pod_json(n, r, &w.live(&r.host), rv))
                 .filter(|v| selector_matches(&selector, &v["metadata"]["labels"]) && field_ok(v))
                 .collect();
@@ -236,10 +236,12 @@ fn handle<B>(ctx: &Ctx, authenticated: bool, req: Request<B>) -> Response<Body> 
         }
         ["api", "v1", "namespaces", _, "pods"] => list("PodList", Vec::new()),
         ["api", "v1", "namespaces", "kube-system", "pods", name] => {
-            match name
-                .strip_prefix("etcd-")
-                .and_then(|n| c.nodes.get(n).filter(|r| r.control_plane).map(|r| (n, r)))
-            {
+            match name.strip_prefix("etcd-").and_then(|n| {
+                c.nodes
+                    .get(n)
+                    .filter(|r| r.control_plane && r.k3s.is_none())
+                    .map(|r| (n, r))
+            }) {
                 Some((n, r)) => json_response(200, &etcd_pod_json(n, r, &w.live(&r.host), rv)),
                 None => not_found("pods", name),
             }

@@ -41,6 +41,8 @@ pub(crate) struct Cluster {
     pub nodes: BTreeMap<String, NodeRec>,
     pub tokens: Vec<Token>,
     pub certificate_keys: Vec<CertificateKey>,
+    /// A k3s cluster's server token (the password part of `K10<ca hash>::server:<password>`).
+    pub k3s_token: Option<String>,
 }
 
 impl std::fmt::Debug for Issued {
@@ -57,6 +59,8 @@ pub(crate) struct NodeRec {
     /// The simulated host the node runs on (its kubelet decides Ready).
     pub host: String,
     pub created: SystemTime,
+    /// Set on a node a k3s process registered (labels, taints and versions as k3s sets them).
+    pub k3s: Option<crate::k3s::K3sNode>,
 }
 
 /// A bootstrap token.
@@ -329,7 +333,9 @@ pub(crate) fn node_json(name: &str, n: &NodeRec, live: &NodeLive, rv: u64) -> Va
     labels.insert("kubernetes.io/hostname".into(), json!(name));
     labels.insert("kubernetes.io/os".into(), json!("linux"));
     let mut taints = Vec::new();
-    if n.control_plane {
+    if let Some(k) = &n.k3s {
+        crate::k3s::node_labels_and_taints(k, &mut labels, &mut taints);
+    } else if n.control_plane {
         labels.insert("node-role.kubernetes.io/control-plane".into(), json!(""));
         labels.insert(
             "node.kubernetes.io/exclude-from-external-load-balancers".into(),
@@ -386,8 +392,8 @@ pub(crate) fn node_json(name: &str, n: &NodeRec, live: &NodeLive, rv: u64) -> Va
                 "bootID": uid("boot", name),
                 "containerRuntimeVersion": "containerd://1.7.28",
                 "kernelVersion": "6.12.48+deb13-amd64",
-                "kubeProxyVersion": KUBERNETES_VERSION,
-                "kubeletVersion": KUBERNETES_VERSION,
+                "kubeProxyVersion": n.k3s.as_ref().map_or(KUBERNETES_VERSION, |k| k.version.as_str()),
+                "kubeletVersion": n.k3s.as_ref().map_or(KUBERNETES_VERSION, |k| k.version.as_str()),
                 "machineID": uid("machine", name).replace('-', ""),
                 "operatingSystem": "linux",
                 "osImage": "Debian GNU/Linux 13 (trixie)",
@@ -522,6 +528,7 @@ mod tests {
             control_plane: true,
             host: "k8s-master".into(),
             created: now,
+            k3s: None,
         };
         let live = NodeLive {
             ready: false,

@@ -70,6 +70,19 @@ async fn exec(
     let out = match prog.as_str() {
         "kubeadm" => crate::kubeadm::run(shared.clone(), &host, &args, &proc_).await,
         "systemctl" => systemctl(&shared, &host, &args),
+        "k3s" => crate::k3s::binary(&shared, &host, &args),
+        "journalctl" => crate::k3s::journalctl(&shared, &host, &args),
+        "k3s-install" => {
+            // The variables the script was run with, from the shim's private 0600 file.
+            let env = std::fs::read_to_string(
+                std::path::PathBuf::from(format!("/proc/{pid}/root"))
+                    .join(out_dir.trim_start_matches('/'))
+                    .join("env"),
+            )
+            .map(|t| crate::k3s::parse_env(&t))
+            .unwrap_or_default();
+            crate::k3s::install(&shared, &host, &env, &args)
+        }
         other => Output {
             code: 127,
             stdout: String::new(),
@@ -97,9 +110,19 @@ fn systemctl(shared: &Shared, host: &str, args: &[String]) -> Output {
     let units: Vec<String> = units
         .iter()
         .filter(|u| !u.starts_with('-'))
-        .map(|u| u.trim_end_matches(".service").to_string())
+        .map(|u| {
+            // `systemctl enable /etc/systemd/system/k3s.service` names the unit by its file.
+            let u = u.rsplit('/').next().unwrap_or(u);
+            u.trim_end_matches(".service").to_string()
+        })
         .collect();
     let mut w = shared.lock();
+    if cmd == "daemon-reload" {
+        return Output::default();
+    }
+    if let Some(out) = crate::k3s::systemctl(&mut w, host, cmd, &units) {
+        return out;
+    }
     let delay = w.kubelet_restart_delay;
     let Some(h) = w.hosts.get_mut(host) else {
         return fail(

@@ -698,6 +698,7 @@ pub(crate) fn init_effects(
             control_plane: true,
             host: host.to_string(),
             created: now,
+            k3s: None,
         },
     );
     w.hosts.get_mut(host).expect("checked").cluster = Some(cluster);
@@ -768,6 +769,7 @@ pub(crate) fn join_effects(
             control_plane,
             host: host.to_string(),
             created: now,
+            k3s: None,
         },
     );
     let h = w.hosts.get_mut(host).expect("checked");

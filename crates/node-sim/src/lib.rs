@@ -27,6 +27,7 @@
 mod apiserver;
 pub mod cluster;
 mod control;
+mod k3s;
 mod kubeadm;
 mod kubelet;
 pub mod pki;
@@ -60,7 +61,11 @@ if [ -s "$d/ciuser" ]; then
   u=$(cat "$d/ciuser")
   getent passwd "$u" >/dev/null || echo "$u:x:0:0:cloud-init default user:/root:/bin/sh" >> /etc/passwd
 fi
+mkdir -p /etc/rancher /etc/systemd/system
 mount --bind "$d/kubernetes" /etc/kubernetes
+mount --bind "$d/rancher" /etc/rancher
+mount --bind "$d/systemd" /etc/systemd/system
+mount --bind "$d/localbin" /usr/local/bin
 mount --bind "$d/bin" /usr/local/sbin
 mount --bind "$d/home" "$(getent passwd root | cut -d: -f6)"
 mount -t tmpfs cairn-sim /run
@@ -135,7 +140,7 @@ impl NodeSim {
             .thread_name("cairn-node-sim")
             .enable_all()
             .build()?;
-        let shared = Shared::new(map);
+        let shared = Shared::new(map, root.path().join("ctl.sock"));
         let sock = std::os::unix::net::UnixListener::bind(root.path().join("ctl.sock"))?;
         sock.set_nonblocking(true)?;
         let router = control::router(shared.clone());
@@ -240,6 +245,25 @@ impl NodeSim {
         declared: Ipv4Addr,
         authorized_keys: Option<&str>,
     ) -> io::Result<&SimHost> {
+        self.start_any(name, declared, authorized_keys, false)
+    }
+
+    /// Starts a host for k3s (a cloud server as its image boots it): no kubelet or
+    /// containerd unit, no k3s yet; `/usr/local/sbin/k3s-install.sh` stands for k3s's
+    /// install script (see [`k3s`](crate::k3s)), and a k3s process runs once an installed
+    /// `k3s`/`k3s-agent` unit is started. A stopped host of that name starts again with its
+    /// files.
+    pub fn start_k3s_host(&mut self, name: &str, declared: Ipv4Addr) -> io::Result<&SimHost> {
+        self.start_any(name, declared, None, true)
+    }
+
+    fn start_any(
+        &mut self,
+        name: &str,
+        declared: Ipv4Addr,
+        authorized_keys: Option<&str>,
+        k3s: bool,
+    ) -> io::Result<&SimHost> {
         if let Some(i) = self.hosts.iter().position(|h| h.name == name) {
             let h = &mut self.hosts[i];
             if !h.is_running() {
@@ -259,7 +283,16 @@ impl NodeSim {
             )));
         }
         let dir = self.root.path().join(format!("h{}", self.hosts.len()));
-        for sub in ["kubernetes", "bin", "home", "state", "ovl"] {
+        for sub in [
+            "kubernetes",
+            "bin",
+            "home",
+            "state",
+            "ovl",
+            "rancher",
+            "systemd",
+            "localbin",
+        ] {
             std::fs::create_dir_all(dir.join(sub))?;
         }
         let state = dir.join("state");
@@ -336,11 +369,19 @@ impl NodeSim {
         {
             let mut w = self.shared.lock();
             let now = w.now();
-            w.hosts
-                .insert(name.to_string(), HostRt::new(declared, dir, now));
+            let mut rt = HostRt::new(declared, dir, now);
+            if k3s {
+                rt.units.clear();
+                rt.k3s = Some(Default::default());
+            }
+            w.hosts.insert(name.to_string(), rt);
         }
         if let Some(rt) = &self.rt {
-            rt.spawn(kubelet::run(self.shared.clone(), name.to_string()));
+            if k3s {
+                rt.spawn(k3s::run(self.shared.clone(), name.to_string()));
+            } else {
+                rt.spawn(kubelet::run(self.shared.clone(), name.to_string()));
+            }
         }
         self.hosts.push(host);
         Ok(self.hosts.last().expect("just pushed"))
@@ -406,6 +447,7 @@ impl NodeSim {
             nodes: Default::default(),
             tokens: Vec::new(),
             certificate_keys: Vec::new(),
+            k3s_token: None,
         });
         ClusterId(w.clusters.len() - 1)
     }
@@ -443,6 +485,52 @@ impl NodeSim {
             server,
             &ClusterConfigFields::default(),
         )
+    }
+
+    /// Runs k3s's install script on the k3s host `host` with the variables `env`
+    /// (`INSTALL_K3S_VERSION`, `INSTALL_K3S_EXEC`, `K3S_URL`, `K3S_TOKEN`, …), as a person
+    /// installing by hand would: the same effects as the host's `k3s-install.sh`. Returns its
+    /// output; an error carries the script's (or the failed unit's) message.
+    pub fn k3s_install(&self, host: &str, env: &[(&str, &str)]) -> io::Result<String> {
+        let env = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let o = k3s::install(&self.shared, host, &env, &[]);
+        if o.code != 0 {
+            let journal = self.k3s_journal(host).join("\n");
+            return Err(io::Error::other(format!(
+                "k3s install on {host} failed: {}{}\n{journal}",
+                o.stdout, o.stderr
+            )));
+        }
+        Ok(o.stdout)
+    }
+
+    /// The journal of `host`'s k3s units (k3s's messages, e.g. why a join failed).
+    pub fn k3s_journal(&self, host: &str) -> Vec<String> {
+        self.shared
+            .lock()
+            .hosts
+            .get(host)
+            .and_then(|h| h.k3s.as_ref())
+            .map(|k| k.journal.iter().map(|(u, l)| format!("{u}: {l}")).collect())
+            .unwrap_or_default()
+    }
+
+    /// How many times a k3s process started on `host` (installs and restarts that ran it).
+    pub fn k3s_starts(&self, host: &str) -> u32 {
+        self.shared
+            .lock()
+            .hosts
+            .get(host)
+            .and_then(|h| h.k3s.as_ref())
+            .map_or(0, |k| k.starts)
+    }
+
+    /// The cluster `host`'s k3s belongs to (made by its first server).
+    pub fn k3s_cluster_of(&self, host: &str) -> Option<ClusterId> {
+        self.shared.lock().hosts.get(host)?.cluster.map(ClusterId)
     }
 
     /// The cluster's name.
@@ -609,6 +697,16 @@ impl SimHost {
     /// The directory the host sees as `/etc/kubernetes`.
     pub fn etc_kubernetes(&self) -> PathBuf {
         self.dir.join("kubernetes")
+    }
+
+    /// The directory the host sees as `/etc/rancher` (k3s's `config.yaml`, `k3s.yaml`).
+    pub fn etc_rancher(&self) -> PathBuf {
+        self.dir.join("rancher")
+    }
+
+    /// The directory the host sees as `/etc/systemd/system` (unit and environment files).
+    pub fn etc_systemd_system(&self) -> PathBuf {
+        self.dir.join("systemd")
     }
 
     /// Writes `rel` under the host's `/etc/kubernetes` (creating directories).

@@ -1,5 +1,6 @@
 //! The programs a simulated host provides on its `PATH` (`/usr/local/sbin` in its mount
-//! namespace): `systemctl`, `kubeadm`, `kubectl` and `sudo`. `kubeadm` and `systemctl` forward to the simulator, which acts on the host's files and on
+//! namespace): `systemctl`, `kubeadm`, `kubectl`, `journalctl`, `k3s-install.sh` and `sudo`,
+//! plus the `k3s` binary the install script writes to `/usr/local/bin`. `kubeadm` and `systemctl` forward to the simulator, which acts on the host's files and on
 //! the cluster simulator; `kubectl` and `sudo` are small shell scripts. They fail like a real
 //! host on anything they do not model.
 
@@ -9,7 +10,7 @@
 const FORWARD: &str = r#"#!/bin/sh
 # cairn node simulator: @PROG@ (answered by the simulator)
 t=$(mktemp -d) || exit 1
-code=$({ printf '%s\0' "$#"; [ $# -gt 0 ] && printf '%s\0' "$@"; } | curl -sS --fail --unix-socket @SOCK@ -H "X-Pid: $$" -H "X-Out: $t" --data-binary @- "http://sim/exec/@HOST@/@PROG@" 2>"$t/curl")
+@PRE@code=$({ printf '%s\0' "$#"; [ $# -gt 0 ] && printf '%s\0' "$@"; } | curl -sS --fail --unix-socket @SOCK@ -H "X-Pid: $$" -H "X-Out: $t" --data-binary @- "http://sim/exec/@HOST@/@PROG@" 2>"$t/curl")
 if [ $? -ne 0 ]; then
   echo "@PROG@: the node simulator does not answer: $(cat "$t/curl")" >&2; rm -rf "$t"; exit 1
 fi
@@ -45,18 +46,43 @@ exec "$@"
 /// The shims as `(name, script)` for host `host`, with its state directory and the
 /// simulator's control socket filled in.
 pub(crate) fn all(state: &str, host: &str, socket: &str) -> Vec<(&'static str, String)> {
-    let forward = |prog: &str| {
-        FORWARD
-            .replace("@PROG@", prog)
-            .replace("@HOST@", host)
-            .replace("@SOCK@", &shell_quote(socket))
-    };
+    let fwd = |prog: &str| forward(prog, host, socket, "");
     vec![
-        ("systemctl", forward("systemctl")),
-        ("kubeadm", forward("kubeadm")),
+        ("systemctl", fwd("systemctl")),
+        ("kubeadm", fwd("kubeadm")),
+        ("journalctl", fwd("journalctl")),
+        // k3s's install script, as cloud-init would have put it on the host: the
+        // simulator reads the variables it takes (INSTALL_K3S_*, K3S_*) from a 0600 file
+        // in the shim's private directory, never from its arguments.
+        (
+            "k3s-install.sh",
+            forward(
+                "k3s-install",
+                host,
+                socket,
+                "(umask 077; env | grep -E '^(INSTALL_K3S_|K3S_)' > \"$t/env\")\n",
+            ),
+        ),
         ("kubectl", KUBECTL.to_string()),
         ("sudo", SUDO.replace("@STATE@", &shell_quote(state))),
     ]
+}
+
+fn forward(prog: &str, host: &str, socket: &str, pre: &str) -> String {
+    FORWARD
+        .replace("@PRE@", pre)
+        .replace("@PROG@", prog)
+        .replace("@HOST@", host)
+        .replace("@SOCK@", &shell_quote(socket))
+}
+
+/// The `k3s` binary the install script puts at `/usr/local/bin/k3s`: it forwards to the
+/// simulator, which reads the version from the `K3S_VERSION=` line of this very file (so the
+/// version is the one installed, not a setting of the simulator).
+pub(crate) fn k3s_binary(version: &str, host: &str, socket: &str) -> String {
+    let body = forward("k3s", host, socket, "");
+    let (first, rest) = body.split_once('\n').unwrap_or((&body, ""));
+    format!("{first}\nK3S_VERSION={}\n{rest}", shell_quote(version))
 }
 
 fn shell_quote(s: &str) -> String {

@@ -1,4 +1,5 @@
-//! Ready-made worlds: the hosts and cluster a stack's "before" state describes.
+//! Ready-made worlds: the hosts and cluster a stack's "before" state describes (the
+//! homelab's kubeadm cluster, the hand-made Hetzner k3s cluster).
 
 use std::io;
 use std::net::Ipv4Addr;
@@ -52,6 +53,96 @@ impl Homelab {
         loop {
             let nodes = self.sim.nodes(self.cluster);
             if !nodes.is_empty() && nodes.iter().all(|n| n.ready) {
+                return true;
+            }
+            if std::time::Instant::now() > deadline {
+                return false;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(25));
+        }
+    }
+}
+
+/// The Hetzner k3s cluster as it was made by hand: `k3s-mgr` (10.0.1.5) a single k3s server
+/// tainted against workloads, `k3s-w1`/`k3s-w2` (10.0.1.6/7) agents joined to it, all
+/// k3s [`K3S_VERSION`] with flannel on the private interface `enp7s0` and the node IP
+/// their private address, installed with k3s's install script and one token.
+#[derive(Debug)]
+pub struct HetznerK3s {
+    /// The hosts and the cluster.
+    pub sim: NodeSim,
+    /// The cluster `k3s-mgr` made.
+    pub cluster: ClusterId,
+    /// The join token the cluster was made with (a secret: the stack declares it as a
+    /// sensitive value; it is never printed).
+    pub token: String,
+}
+
+/// The k3s version the hand-made Hetzner cluster runs.
+pub const K3S_VERSION: &str = "v1.34.4+k3s1";
+/// The Hetzner servers' names and private addresses.
+pub const K3S_SERVER: (&str, Ipv4Addr) = ("k3s-mgr", Ipv4Addr::new(10, 0, 1, 5));
+/// The Hetzner agents' names and private addresses.
+pub const K3S_AGENTS: [(&str, Ipv4Addr); 2] = [
+    ("k3s-w1", Ipv4Addr::new(10, 0, 1, 6)),
+    ("k3s-w2", Ipv4Addr::new(10, 0, 1, 7)),
+];
+/// The taint the hand-made server carries.
+pub const K3S_SERVER_TAINT: &str = "node-role.kubernetes.io/control-plane:NoSchedule";
+/// The private interface flannel uses.
+pub const K3S_FLANNEL_IFACE: &str = "enp7s0";
+
+/// Starts the hand-made Hetzner k3s cluster's hosts (real sshds at their private addresses,
+/// mapped by `map`) and installs k3s on them as a person did: the server first, then the
+/// agents with `K3S_URL` and the token. Returns once the installs ran (see
+/// [`HetznerK3s::wait_ready`]).
+pub fn hetzner_k3s(map: AddrMap) -> io::Result<HetznerK3s> {
+    let mut sim = NodeSim::new(map)?;
+    let token = crate::pki::certificate_key()[..40].to_string();
+    let (mgr, mgr_ip) = K3S_SERVER;
+    sim.start_k3s_host(mgr, mgr_ip)?;
+    let exec = format!(
+        "server --node-taint {K3S_SERVER_TAINT} --flannel-iface {K3S_FLANNEL_IFACE} --node-ip {mgr_ip}"
+    );
+    sim.k3s_install(
+        mgr,
+        &[
+            ("INSTALL_K3S_VERSION", K3S_VERSION),
+            ("INSTALL_K3S_EXEC", &exec),
+            ("K3S_TOKEN", &token),
+        ],
+    )?;
+    let cluster = sim
+        .k3s_cluster_of(mgr)
+        .ok_or_else(|| io::Error::other("k3s-mgr made no cluster"))?;
+    let url = format!("https://{mgr_ip}:6443");
+    for (name, ip) in K3S_AGENTS {
+        sim.start_k3s_host(name, ip)?;
+        let exec = format!("agent --flannel-iface {K3S_FLANNEL_IFACE} --node-ip {ip}");
+        sim.k3s_install(
+            name,
+            &[
+                ("INSTALL_K3S_VERSION", K3S_VERSION),
+                ("INSTALL_K3S_EXEC", &exec),
+                ("K3S_URL", &url),
+                ("K3S_TOKEN", &token),
+            ],
+        )?;
+    }
+    Ok(HetznerK3s {
+        sim,
+        cluster,
+        token,
+    })
+}
+
+impl HetznerK3s {
+    /// Waits (polling, up to `timeout`) until every Node is Ready; false on timeout.
+    pub fn wait_ready(&self, timeout: std::time::Duration) -> bool {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let nodes = self.sim.nodes(self.cluster);
+            if nodes.len() == 3 && nodes.iter().all(|n| n.ready) {
                 return true;
             }
             if std::time::Instant::now() > deadline {

@@ -16,13 +16,16 @@ use crate::cluster::{Cluster, NodeLive};
 #[derive(Debug)]
 pub(crate) struct Shared {
     pub map: AddrMap,
+    /// The control socket the hosts' programs talk to.
+    pub socket: PathBuf,
     world: Mutex<World>,
 }
 
 impl Shared {
-    pub fn new(map: AddrMap) -> Arc<Shared> {
+    pub fn new(map: AddrMap, socket: PathBuf) -> Arc<Shared> {
         Arc::new(Shared {
             map,
+            socket,
             world: Mutex::new(World {
                 clusters: Vec::new(),
                 hosts: BTreeMap::new(),
@@ -108,6 +111,8 @@ pub(crate) struct HostRt {
     pub apiserver_starts: u32,
     pub joins: u32,
     pub status_updates: u64,
+    /// Set on a k3s host (no kubelet unit: k3s runs the kubelet itself).
+    pub k3s: Option<crate::k3s::K3sRt>,
 }
 
 impl HostRt {
@@ -137,6 +142,7 @@ impl HostRt {
             apiserver_starts: 0,
             joins: 0,
             status_updates: 0,
+            k3s: None,
         }
     }
 

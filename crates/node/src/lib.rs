@@ -13,7 +13,9 @@
 //!   with a backup, then kubelet restarted and, on a cluster node, Ready awaited),
 //!   `node_apiserver_certificate` (the apiserver certificate's SANs, read-only),
 //!   `node_kubeadm_config` (controlPlaneEndpoint and certSANs, Phase 0 of a VIP cutover) and
-//!   `node_control_plane_member` (a `kubeadm join --control-plane`).
+//!   `node_control_plane_member` (a `kubeadm join --control-plane`); `node_k3s_server` and
+//!   `node_k3s_agent` (k3s installed with its install script at a pinned version, its flags
+//!   and join token, adopted as found and checked for drift).
 //! - [`node_provider_for`]: the kinds registered with core's provider kit as the provider
 //!   `node`, over a [`NodeContext`] holding the hosts and clusters.
 //!
@@ -52,6 +54,9 @@ pub use kinds::apiserver_cert::{
 pub use kinds::control_plane_member::{
     ControlPlaneMember, ControlPlaneMemberObserved, ControlPlaneMembers, MemberStep,
 };
+pub use kinds::k3s::{K3sStep, Secret};
+pub use kinds::k3s_agent::{K3sAgent, K3sAgentObserved, K3sAgents};
+pub use kinds::k3s_server::{K3sServer, K3sServerObserved, K3sServers};
 pub use kinds::kubeadm_config::{
     KubeadmConfig, KubeadmConfigObserved, KubeadmConfigStep, KubeadmConfigs,
 };

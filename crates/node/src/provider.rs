@@ -14,6 +14,8 @@ use crate::cluster::Cluster;
 use crate::error::NodeError;
 use crate::kinds::apiserver_cert::ApiserverCertificates;
 use crate::kinds::control_plane_member::ControlPlaneMembers;
+use crate::kinds::k3s_agent::K3sAgents;
+use crate::kinds::k3s_server::K3sServers;
 use crate::kinds::kubeadm_config::KubeadmConfigs;
 use crate::kinds::kubeconfig_server::KubeconfigServers;
 use crate::kinds::split_key;
@@ -34,6 +36,8 @@ pub fn node_provider_for(ctx: NodeContext) -> NodeProvider {
         .kind(ApiserverCertificates)
         .kind(KubeadmConfigs)
         .kind(ControlPlaneMembers)
+        .kind(K3sServers)
+        .kind(K3sAgents)
         .build()
 }
 
@@ -120,6 +124,12 @@ struct ClusterField {
     cluster: Option<String>,
 }
 
+/// The `host` field of a kind keyed by host alone (the k3s kinds), for plan-time validation.
+#[derive(Deserialize)]
+struct HostField {
+    host: Option<String>,
+}
+
 impl Context for NodeContext {
     type Error = NodeError;
 
@@ -136,6 +146,18 @@ impl Context for NodeContext {
         for d in declared {
             if let Some((host, _)) = split_key(d.key)
                 && !self.ssh.is_declared(host)
+            {
+                out.push(Diagnostic {
+                    address: d.address.clone(),
+                    error: FieldError::new(
+                        "host",
+                        format!("host {host:?} is not declared in the node provider's hosts"),
+                    ),
+                });
+            }
+            if split_key(d.key).is_none()
+                && let Some(host) = HostField::deserialize(d.spec).ok().and_then(|h| h.host)
+                && !self.ssh.is_declared(&host)
             {
                 out.push(Diagnostic {
                     address: d.address.clone(),
@@ -190,7 +212,9 @@ mod tests {
                 "node_kubeconfig_server",
                 "node_apiserver_certificate",
                 "node_kubeadm_config",
-                "node_control_plane_member"
+                "node_control_plane_member",
+                "node_k3s_server",
+                "node_k3s_agent"
             ]
         );
         assert_eq!(p.check_schemas(), Vec::<String>::new());

@@ -34,4 +34,15 @@ pub use kinds::{
     VirtualIp, VirtualIpRefs,
 };
 pub use provider::{PfSenseProvider, ProviderOptions};
+
+/// Everything a stack author needs from this provider in one import
+/// (`use cairn::pfsense::prelude::*`): the kinds and their parts, and every accessor trait.
+pub mod prelude {
+    pub use crate::PfSenseProvider;
+    pub use crate::kinds::{
+        BackendServer, DnsHostOverride, FirewallAlias, FrontendAddress, HaproxyBackend,
+        HaproxyBackendRefs, HaproxyFrontend, HaproxyFrontendRefs, HaproxyPoolMember, VirtualIp,
+        VirtualIpRefs,
+    };
+}
 pub use rollout::PoolStep;

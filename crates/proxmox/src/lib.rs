@@ -20,6 +20,14 @@ pub use client::{Auth, ClientConfig, PveClient, PveError};
 pub use kinds::template::{Template, TemplateRefs, Templates};
 pub use kinds::vm;
 pub use provider::{ProxmoxCtx, ProxmoxProvider};
+/// Everything a stack author needs from this provider in one import
+/// (`use cairn::proxmox::prelude::*`): the kinds and their parts, and every accessor trait.
+pub mod prelude {
+    pub use crate::ProxmoxProvider;
+    pub use crate::kinds::template::{Template, TemplateRefs};
+    pub use crate::kinds::vm::{CloneFrom, CloudInit, IpConfig, Nic, PowerState, Vm, VmRefs};
+}
+
 pub use vm::{
     CloneFrom, CloneMode, CloudInit, DiskBus, DiskSlot, IpConfig, Nic, NicModel, PowerState, Vm,
     VmRefs, Vms,

@@ -39,19 +39,22 @@ use cairn_proxmox::{
 use super::{Loaded, StackDef, Target};
 use crate::sims::{Homelab, SSH_IDENTITY_ENV, SSH_KNOWN_HOSTS_ENV, SimKnobs};
 
-/// The stack's definition.
-pub const DEF: StackDef = StackDef {
-    name: "homelab-ha",
-    credentials: &[
-        "PROXMOX_VE_ENDPOINT",
-        "PROXMOX_VE_API_TOKEN",
-        "PFSENSE_URL",
-        "PFSENSE_API_KEY",
-        SSH_IDENTITY_ENV,
-        SSH_KNOWN_HOSTS_ENV,
-    ],
-    load: |target| Box::pin(load(target)),
-};
+/// The stack's definition: it loads itself, because its simulated world is more than its
+/// providers' simulators (hosts that follow the simulated VMs, see [`crate::sims`]).
+pub fn def() -> StackDef {
+    StackDef::custom(
+        "homelab-ha",
+        &[
+            "PROXMOX_VE_ENDPOINT",
+            "PROXMOX_VE_API_TOKEN",
+            "PFSENSE_URL",
+            "PFSENSE_API_KEY",
+            SSH_IDENTITY_ENV,
+            SSH_KNOWN_HOSTS_ENV,
+        ],
+        load,
+    )
+}
 
 /// The VIP clients reach the control plane by.
 pub const VIP: Ipv4Addr = Ipv4Addr::new(10, 0, 20, 99);

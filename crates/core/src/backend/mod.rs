@@ -4,11 +4,13 @@
 //! default; a team points `CAIRN_BACKEND` at a shared backend (PostgreSQL, in its own crate).
 //! Nothing written here holds a secret: error texts pass through [`Redactor`].
 
+mod early;
 pub mod local;
 mod record;
 
 use std::time::Duration;
 
+pub use early::Checking;
 pub use record::{
     ChangeRecord, Holder, LockInfo, Redactor, RunRecord, format_time, now_ms, plan_digest,
 };
@@ -104,6 +106,20 @@ pub trait Lease: Send + Sync {
     async fn set_plan_digest(&self, digest: &str) -> Result<(), BackendError>;
     /// Releases the lock (the run itself is closed by [`Backend::finish_run`]).
     async fn release(self: Box<Self>) -> Result<(), BackendError>;
+    /// What an apply does at its end: closes this lease's run with `status` and `summary`
+    /// (unless someone already closed it) and releases the lock. `backend` is the backend
+    /// that granted the lease. The default makes the two calls (and releases even when
+    /// closing failed); a backend may do both at once (PostgreSQL: one statement).
+    async fn finish(
+        self: Box<Self>,
+        backend: &dyn Backend,
+        status: &str,
+        summary: &str,
+    ) -> Result<(), BackendError> {
+        let closed = backend.finish_run(self.run_id(), status, summary).await;
+        let released = self.release().await;
+        closed.and(released)
+    }
 }
 
 /// A lock and history store.

@@ -6,6 +6,10 @@ use serde_json::Value;
 /// Hetzner's codes for "busy, nothing was done, try again".
 const BUSY_CODES: &[&str] = &["locked", "conflict"];
 
+/// Hetzner's code for "this resource's protection refuses the action" (HTTP 423, like
+/// `locked`, but never worth a retry).
+const PROTECTED: &str = "protected";
+
 /// An error from the Hetzner API or the transport to it.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum ApiError {
@@ -65,7 +69,8 @@ impl Classify for ApiError {
         match self {
             ApiError::Api { status, code, .. } => Class::Answer {
                 status: *status,
-                busy: *status == 423 || BUSY_CODES.contains(&code.as_str()),
+                // 423 is both `locked` (busy) and `protected` (final: retrying cannot help).
+                busy: BUSY_CODES.contains(&code.as_str()) || (*status == 423 && code != PROTECTED),
             },
             ApiError::Transport(_) => Class::Transport(TransportKind::Unknown),
             ApiError::Http(e) => e.class(),
@@ -155,5 +160,27 @@ impl ApiError {
             self.status(),
             self.last().class(),
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn answer(status: u16, code: &str) -> ApiError {
+        ApiError::Api {
+            status,
+            code: code.into(),
+            message: "m".into(),
+            details: Value::Null,
+        }
+    }
+
+    #[test]
+    fn a_protected_answer_is_final_though_it_shares_locked_s_status() {
+        assert!(answer(423, "locked").retry_safe());
+        assert!(answer(409, "conflict").retry_safe());
+        assert!(!answer(423, "protected").retry_safe());
+        assert!(!answer(423, "protected").ambiguous());
     }
 }

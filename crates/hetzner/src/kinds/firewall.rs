@@ -2,11 +2,12 @@
 //! to (a keyed set changed with `apply_to_resources` / `remove_from_resources`).
 
 use async_trait::async_trait;
-use cairn_core::{AttrRef, FieldError, Handle, KeyedList, Resource, Schema};
+use cairn_core::{FieldError, Handle, KeyedList, Resource, Schema};
 use serde::{Deserialize, Serialize};
 
 use super::collection::Collection;
 use super::load_balancer::{TargetSelector, TargetServer};
+use super::server::{Server, ServerAttrs};
 use super::{Labels, NameLabels, Ops, envelope, split_labels, validate_labels, validate_name};
 use crate::client::ApiError;
 
@@ -74,6 +75,32 @@ impl Rule {
         }
     }
 
+    /// An inbound rule for `protocol` (a `port` such as `"80"`, `"1024-5000"` or `"any"`
+    /// for tcp and udp, `None` for the others) from `sources` (CIDRs).
+    pub fn allow_in<S: AsRef<str>>(
+        protocol: RuleProtocol,
+        port: Option<&str>,
+        sources: impl IntoIterator<Item = S>,
+    ) -> Self {
+        Rule {
+            direction: Direction::In,
+            protocol,
+            port: port.map(str::to_string),
+            source_ips: sources
+                .into_iter()
+                .map(|s| s.as_ref().to_string())
+                .collect(),
+            destination_ips: Vec::new(),
+            description: None,
+        }
+    }
+
+    /// The rule with a description (shown in the Hetzner console).
+    pub fn describe(mut self, description: &str) -> Self {
+        self.description = Some(description.into());
+        self
+    }
+
     /// The rule as compared: IP lists as sets, an empty description as none.
     fn normalised(&self) -> Rule {
         let mut r = self.clone();
@@ -120,6 +147,17 @@ impl ApplyTo {
         }
     }
 
+    /// Applies to every server matching a Hetzner label selector (e.g. `k3s-role=agent`).
+    pub fn label_selector(selector: &str) -> Self {
+        ApplyTo {
+            kind: ApplyToType::LabelSelector,
+            server: None,
+            label_selector: Some(TargetSelector {
+                selector: selector.into(),
+            }),
+        }
+    }
+
     /// The identity of the item: its type and server id or selector.
     fn ident(&self) -> (ApplyToType, Option<u64>, Option<&str>) {
         (
@@ -144,6 +182,73 @@ pub struct Firewall {
     /// Resources it applies to (keyed by identity).
     #[serde(default)]
     pub apply_to: Vec<ApplyTo>,
+}
+
+impl Firewall {
+    /// A firewall with no rules, applied to nothing yet.
+    pub fn new(name: &str) -> Self {
+        Firewall {
+            name: name.into(),
+            labels: Labels::new(),
+            rules: Vec::new(),
+            apply_to: Vec::new(),
+        }
+    }
+
+    /// Adds a user label.
+    pub fn label(mut self, key: &str, value: &str) -> Self {
+        self.labels.insert(key.into(), value.into());
+        self
+    }
+
+    /// Adds a rule (e.g. `Rule::tcp_in("6443", &[..]).describe("k3s API")`).
+    pub fn rule(mut self, rule: Rule) -> Self {
+        self.rules.push(rule);
+        self
+    }
+
+    /// Allows inbound TCP to `port` from `sources` (CIDRs, e.g. `["10.0.0.0/16"]`).
+    pub fn allow_tcp_in<S: AsRef<str>>(
+        self,
+        port: u16,
+        sources: impl IntoIterator<Item = S>,
+    ) -> Self {
+        self.rule(Rule::allow_in(
+            RuleProtocol::Tcp,
+            Some(&port.to_string()),
+            sources,
+        ))
+    }
+
+    /// Allows inbound UDP to `port` from `sources` (CIDRs).
+    pub fn allow_udp_in<S: AsRef<str>>(
+        self,
+        port: u16,
+        sources: impl IntoIterator<Item = S>,
+    ) -> Self {
+        self.rule(Rule::allow_in(
+            RuleProtocol::Udp,
+            Some(&port.to_string()),
+            sources,
+        ))
+    }
+
+    /// Allows inbound ICMP (ping) from `sources` (CIDRs).
+    pub fn allow_icmp_in<S: AsRef<str>>(self, sources: impl IntoIterator<Item = S>) -> Self {
+        self.rule(Rule::allow_in(RuleProtocol::Icmp, None, sources))
+    }
+
+    /// Applies the firewall to a declared server.
+    pub fn apply_to(mut self, server: &Handle<Server>) -> Self {
+        self.apply_to.push(ApplyTo::server(server.id()));
+        self
+    }
+
+    /// Applies the firewall to every server matching a label selector.
+    pub fn apply_to_selector(mut self, selector: &str) -> Self {
+        self.apply_to.push(ApplyTo::label_selector(selector));
+        self
+    }
 }
 
 /// An observed firewall: the spec plus its id.
@@ -192,6 +297,7 @@ impl Resource for Firewall {
                 key: &["type", "server.id", "label_selector.selector"],
             }],
             unordered: &["rules[*].source_ips", "rules[*].destination_ips"],
+            attributes: Self::ATTRIBUTES,
             ..Schema::default()
         }
     }
@@ -249,15 +355,11 @@ impl Resource for Firewall {
     }
 }
 
-/// Typed attributes of a firewall.
-pub trait FirewallAttrs {
-    /// Its id.
-    fn id(&self) -> AttrRef<u64>;
-}
-
-impl FirewallAttrs for Handle<Firewall> {
-    fn id(&self) -> AttrRef<u64> {
-        self.attr("id")
+cairn_core::attributes! {
+    /// Typed attributes of a firewall.
+    pub trait FirewallAttrs for Firewall {
+        /// Its id.
+        fn id -> u64 = "id";
     }
 }
 

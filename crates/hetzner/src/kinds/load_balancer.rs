@@ -5,10 +5,12 @@
 use std::net::Ipv4Addr;
 
 use async_trait::async_trait;
-use cairn_core::{AttrRef, Field, FieldError, Handle, KeyedList, Resource, Schema};
+use cairn_core::{Field, FieldError, Handle, KeyedList, Resource, Schema};
 use serde::{Deserialize, Serialize};
 
 use super::collection::Collection;
+use super::network::{Network, NetworkAttachment};
+use super::server::{Server, ServerAttrs};
 use super::{
     ApiPrivateNet, Labels, NameLabels, NameRef, NetworkAction, Ops, envelope, split_labels,
     validate_labels, validate_name,
@@ -84,16 +86,49 @@ pub struct HealthCheck {
 }
 
 impl HealthCheck {
-    /// A TCP check.
-    pub fn tcp(port: u16, interval: u32, timeout: u32, retries: u32) -> Self {
+    /// A TCP check of `port` with Hetzner's defaults: every 15 s, 10 s timeout, 3 retries.
+    pub fn tcp(port: u16) -> Self {
         HealthCheck {
             protocol: LbProtocol::Tcp,
             port,
-            interval,
-            timeout,
-            retries,
+            interval: 15,
+            timeout: 10,
+            retries: 3,
             http: None,
         }
+    }
+
+    /// An HTTP check: `GET path` on `port`, any 2xx or 3xx status, with the TCP defaults.
+    pub fn http(port: u16, path: &str) -> Self {
+        HealthCheck {
+            protocol: LbProtocol::Http,
+            http: Some(HealthCheckHttp {
+                domain: None,
+                path: path.into(),
+                response: None,
+                status_codes: None,
+                tls: None,
+            }),
+            ..HealthCheck::tcp(port)
+        }
+    }
+
+    /// Seconds between checks (3-60).
+    pub fn interval(mut self, seconds: u32) -> Self {
+        self.interval = seconds;
+        self
+    }
+
+    /// Seconds before a check fails (1-60, not above the interval).
+    pub fn timeout(mut self, seconds: u32) -> Self {
+        self.timeout = seconds;
+        self
+    }
+
+    /// Failed checks before a target is unhealthy (0-5).
+    pub fn retries(mut self, retries: u32) -> Self {
+        self.retries = retries;
+        self
     }
 }
 
@@ -114,15 +149,45 @@ pub struct Service {
 }
 
 impl Service {
-    /// A TCP service forwarding `port` to `port` with a TCP check.
-    pub fn tcp(port: u16, interval: u32, timeout: u32, retries: u32) -> Self {
+    /// A TCP service forwarding `port` to the same port on the targets, checked with
+    /// [`HealthCheck::tcp`] on that port (15 s interval, 10 s timeout, 3 retries).
+    pub fn tcp(port: u16) -> Self {
         Service {
             protocol: LbProtocol::Tcp,
             listen_port: port,
             destination_port: port,
             proxyprotocol: false,
-            health_check: HealthCheck::tcp(port, interval, timeout, retries),
+            health_check: HealthCheck::tcp(port),
         }
+    }
+
+    /// An HTTP service forwarding `port` to the same port, checked with `GET /` there.
+    pub fn http(port: u16) -> Self {
+        Service {
+            protocol: LbProtocol::Http,
+            health_check: HealthCheck::http(port, "/"),
+            ..Service::tcp(port)
+        }
+    }
+
+    /// Forwards to `port` on the targets (and checks that port, unless [`Service::check`]
+    /// sets another check after this).
+    pub fn to_port(mut self, port: u16) -> Self {
+        self.destination_port = port;
+        self.health_check.port = port;
+        self
+    }
+
+    /// Sets the health check.
+    pub fn check(mut self, check: HealthCheck) -> Self {
+        self.health_check = check;
+        self
+    }
+
+    /// Sends the PROXY protocol header to the targets.
+    pub fn proxyprotocol(mut self) -> Self {
+        self.proxyprotocol = true;
+        self
     }
 }
 
@@ -180,6 +245,31 @@ pub struct Target {
 }
 
 impl Target {
+    /// Every server matching a Hetzner label selector (e.g. `k3s-role=agent`), reached over
+    /// their public addresses.
+    pub fn label_selector(selector: &str) -> Self {
+        Target {
+            kind: TargetType::LabelSelector,
+            server: None,
+            label_selector: Some(TargetSelector {
+                selector: selector.into(),
+            }),
+            ip: None,
+            use_private_ip: None,
+        }
+    }
+
+    /// An IP address outside Hetzner Cloud (or a dedicated server).
+    pub fn ip(ip: std::net::IpAddr) -> Self {
+        Target {
+            kind: TargetType::Ip,
+            server: None,
+            label_selector: None,
+            ip: Some(TargetIp { ip: ip.to_string() }),
+            use_private_ip: None,
+        }
+    }
+
     /// A server target reached over the private network.
     pub fn private_server(id: impl Into<Field<u64>>) -> Self {
         Target {
@@ -247,14 +337,8 @@ pub struct TargetObserved {
     pub health_status: Option<Vec<HealthStatus>>,
 }
 
-/// An attachment to a private network.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct LbNetwork {
-    /// The network's id.
-    pub network: Field<u64>,
-    /// A fixed private IP.
-    pub ip: Option<Ipv4Addr>,
-}
+/// An attachment of a load balancer to a private network (the same type as a server's).
+pub type LbNetwork = NetworkAttachment;
 
 /// A load balancer (`/load_balancers`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -271,15 +355,112 @@ pub struct LoadBalancer {
     /// User labels.
     #[serde(default)]
     pub labels: Labels,
-    /// Network attachments (keyed by network).
+    /// Private network attachments (keyed by network); `None`: not managed, like a
+    /// server's `networks`.
     #[serde(default)]
-    pub private_net: Vec<LbNetwork>,
+    pub private_net: Option<Vec<NetworkAttachment>>,
     /// Services (keyed by listen port).
     #[serde(default)]
     pub services: Vec<Service>,
     /// Targets (keyed by identity).
     #[serde(default)]
     pub targets: Vec<Target>,
+}
+
+impl LoadBalancer {
+    /// A load balancer of `load_balancer_type` (e.g. `lb11`) in `location` (e.g. `fsn1`),
+    /// round robin, with no services, targets or networks yet.
+    pub fn new(name: &str, load_balancer_type: &str, location: &str) -> Self {
+        LoadBalancer {
+            name: name.into(),
+            load_balancer_type: load_balancer_type.into(),
+            location: location.into(),
+            algorithm: Algorithm::default(),
+            labels: Labels::new(),
+            private_net: None,
+            services: Vec::new(),
+            targets: Vec::new(),
+        }
+    }
+
+    /// Adds a user label.
+    pub fn label(mut self, key: &str, value: &str) -> Self {
+        self.labels.insert(key.into(), value.into());
+        self
+    }
+
+    /// Sets the balancing algorithm (default round robin).
+    pub fn algorithm(mut self, kind: AlgorithmType) -> Self {
+        self.algorithm = Algorithm { kind };
+        self
+    }
+
+    /// Attaches the load balancer to a declared network with a fixed private IP. Targets
+    /// added with [`LoadBalancer::target`] / [`LoadBalancer::target_selector`] (before or
+    /// after) are then reached over that network.
+    pub fn network(self, network: &Handle<Network>, ip: impl Into<Ipv4Addr>) -> Self {
+        self.attach(NetworkAttachment::new(network, Some(ip.into())))
+    }
+
+    /// Attaches the load balancer to a declared network; the API chooses its private IP.
+    pub fn network_any_ip(self, network: &Handle<Network>) -> Self {
+        self.attach(NetworkAttachment::new(network, None))
+    }
+
+    fn attach(mut self, attachment: NetworkAttachment) -> Self {
+        self.private_net
+            .get_or_insert_with(Vec::new)
+            .push(attachment);
+        for t in &mut self.targets {
+            if t.kind != TargetType::Ip && t.use_private_ip.is_none() {
+                t.use_private_ip = Some(true);
+            }
+        }
+        self
+    }
+
+    fn on_network(&self) -> bool {
+        self.private_net.as_ref().is_some_and(|n| !n.is_empty())
+    }
+
+    /// Adds a service, e.g. `Service::tcp(443)`.
+    pub fn service(mut self, service: Service) -> Self {
+        self.services.push(service);
+        self
+    }
+
+    /// Adds a declared server as a target, reached over the private network when the load
+    /// balancer is attached to one, else over the server's public address.
+    pub fn target(mut self, server: &Handle<Server>) -> Self {
+        let mut t = Target::server(server.id());
+        t.use_private_ip = self.on_network().then_some(true);
+        self.targets.push(t);
+        self
+    }
+
+    /// Adds a declared server as a target reached over its public address, even when the
+    /// load balancer is attached to a network.
+    pub fn public_target(mut self, server: &Handle<Server>) -> Self {
+        let mut t = Target::server(server.id());
+        t.use_private_ip = Some(false);
+        self.targets.push(t);
+        self
+    }
+
+    /// Adds every server matching a label selector (e.g. `k3s-role=agent`) as targets,
+    /// reached like [`LoadBalancer::target`]'s.
+    pub fn target_selector(mut self, selector: &str) -> Self {
+        let mut t = Target::label_selector(selector);
+        t.use_private_ip = self.on_network().then_some(true);
+        self.targets.push(t);
+        self
+    }
+
+    /// Adds an IP address as a target.
+    pub fn target_ip(mut self, ip: std::net::IpAddr) -> Self {
+        self.targets.push(Target::ip(ip));
+        self
+    }
 }
 
 /// An observed load balancer: the spec shape, targets with health, id and addresses.
@@ -296,7 +477,7 @@ pub struct LoadBalancerObserved {
     /// User labels.
     pub labels: Labels,
     /// Network attachments.
-    pub private_net: Vec<LbNetwork>,
+    pub private_net: Vec<NetworkAttachment>,
     /// Services.
     pub services: Vec<Service>,
     /// Targets with their health.
@@ -335,6 +516,7 @@ impl Resource for LoadBalancer {
                     key: &["network"],
                 },
             ],
+            attributes: Self::ATTRIBUTES,
             ..Schema::default()
         }
     }
@@ -393,7 +575,7 @@ impl Resource for LoadBalancer {
                     "the field matching the type (server, label_selector or ip) must be set",
                 ));
             }
-            if t.use_private_ip == Some(true) && self.private_net.is_empty() {
+            if t.use_private_ip == Some(true) && !self.on_network() {
                 e.push(FieldError::new(
                     format!("targets[{i}].use_private_ip"),
                     "the load balancer is not attached to any network",
@@ -404,20 +586,13 @@ impl Resource for LoadBalancer {
     }
 }
 
-/// Typed attributes of a load balancer.
-pub trait LoadBalancerAttrs {
-    /// Its id.
-    fn id(&self) -> AttrRef<u64>;
-    /// Its public IPv4.
-    fn ipv4(&self) -> AttrRef<Ipv4Addr>;
-}
-
-impl LoadBalancerAttrs for Handle<LoadBalancer> {
-    fn id(&self) -> AttrRef<u64> {
-        self.attr("id")
-    }
-    fn ipv4(&self) -> AttrRef<Ipv4Addr> {
-        self.attr("ipv4")
+cairn_core::attributes! {
+    /// Typed attributes of a load balancer.
+    pub trait LoadBalancerAttrs for LoadBalancer {
+        /// Its id.
+        fn id -> u64 = "id";
+        /// Its public IPv4.
+        fn ipv4 -> Ipv4Addr = "ipv4";
     }
 }
 
@@ -521,7 +696,7 @@ impl Collection for LoadBalancers {
             private_net: api
                 .private_net
                 .iter()
-                .map(|p| LbNetwork {
+                .map(|p| NetworkAttachment {
                     network: p.network.into(),
                     ip: p.ip,
                 })
@@ -535,7 +710,7 @@ impl Collection for LoadBalancers {
     }
 
     async fn create(ops: &Ops<'_>, d: &LoadBalancer, labels: &Labels) -> Result<u64, ApiError> {
-        let nets = &d.private_net;
+        let nets = d.private_net.as_deref().unwrap_or_default();
         let net_in_create = nets.len() == 1 && nets[0].ip.is_none();
         let body = CreateLoadBalancer {
             name: &d.name,
@@ -577,7 +752,8 @@ impl Collection for LoadBalancers {
             ops.post(&act("change_algorithm"), &d.algorithm).await?;
         }
         let have_nets = &cur.private_net;
-        for w in &d.private_net {
+        let want_nets = d.private_net.as_deref().unwrap_or_default();
+        for w in want_nets {
             let Some(n) = known(&w.network) else { continue };
             let h = have_nets.iter().find(|h| h.network == n);
             let wrong = h.is_some_and(|h| w.ip.is_some() && w.ip != h.ip);
@@ -629,9 +805,8 @@ impl Collection for LoadBalancers {
                 ops.post(&act("add_target"), &w.body()).await?;
             }
         }
-        for h in have_nets {
-            if !d
-                .private_net
+        for h in have_nets.iter().filter(|_| d.private_net.is_some()) {
+            if !want_nets
                 .iter()
                 .any(|w| known(&w.network) == Some(h.network))
             {
@@ -646,7 +821,7 @@ impl Collection for LoadBalancers {
     }
 
     fn example() -> LoadBalancer {
-        let mut http = Service::tcp(443, 15, 10, 3);
+        let mut http = Service::tcp(443);
         http.protocol = LbProtocol::Https;
         http.health_check.protocol = LbProtocol::Http;
         http.health_check.http = Some(HealthCheckHttp {
@@ -662,11 +837,11 @@ impl Collection for LoadBalancers {
             location: "fsn1".into(),
             algorithm: Algorithm::default(),
             labels: [("env".to_string(), "prod".to_string())].into(),
-            private_net: vec![LbNetwork {
+            private_net: Some(vec![NetworkAttachment {
                 network: 1.into(),
                 ip: Some(Ipv4Addr::new(10, 0, 1, 5)),
-            }],
-            services: vec![Service::tcp(80, 15, 10, 3), http],
+            }]),
+            services: vec![Service::tcp(80), http],
             // The first item sets every identity field, so the schema check can walk them all.
             targets: vec![
                 Target {
@@ -693,7 +868,7 @@ impl Collection for LoadBalancers {
             location: spec.location,
             algorithm: spec.algorithm,
             labels: spec.labels,
-            private_net: spec.private_net,
+            private_net: spec.private_net.unwrap_or_default(),
             services: spec.services,
             targets: spec
                 .targets

@@ -7,7 +7,9 @@ pub(crate) mod collection;
 cairn_core::kinds! {
     context: Hetzner;
     mod ssh_key::SshKeys => { SshKey, SshKeyAttrs, SshKeyObserved };
-    mod network::Networks => { Network, NetworkAttrs, NetworkObserved, Route, Subnet, SubnetType };
+    mod network::Networks => {
+        Network, NetworkAttachment, NetworkAttrs, NetworkObserved, Route, Subnet, SubnetType,
+    };
     mod server::Servers => { Server, ServerAttrs, ServerNetwork, ServerObserved, ServerPublicNet };
     mod primary_ip::PrimaryIps => { IpType, PrimaryIp, PrimaryIpAttrs, PrimaryIpObserved };
     mod load_balancer::LoadBalancers => {

@@ -3,7 +3,9 @@
 //! a replace.
 
 use async_trait::async_trait;
-use cairn_core::{AttrRef, FieldError, Handle, KeyedList, Resource, Schema};
+use std::net::Ipv4Addr;
+
+use cairn_core::{Field, FieldError, Handle, KeyedList, Resource, Schema};
 use serde::{Deserialize, Serialize};
 
 use super::collection::Collection;
@@ -73,6 +75,26 @@ pub struct Network {
     pub labels: Labels,
 }
 
+/// An attachment of a server or load balancer to a private network (keyed by network).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NetworkAttachment {
+    /// The network's id (usually a reference to a declared `Network`).
+    pub network: Field<u64>,
+    /// A fixed private IP; `None` lets the API choose.
+    #[serde(default)]
+    pub ip: Option<Ipv4Addr>,
+}
+
+impl NetworkAttachment {
+    /// An attachment to a declared network, with a fixed IP or (`None`) one the API chooses.
+    pub fn new(network: &Handle<Network>, ip: Option<Ipv4Addr>) -> Self {
+        NetworkAttachment {
+            network: network.id().into(),
+            ip,
+        }
+    }
+}
+
 impl Network {
     /// A network with one cloud subnet in `eu-central`.
     pub fn new(name: &str, ip_range: &str, subnet: &str) -> Self {
@@ -87,6 +109,31 @@ impl Network {
             routes: Vec::new(),
             labels: Labels::new(),
         }
+    }
+
+    /// Adds a user label.
+    pub fn label(mut self, key: &str, value: &str) -> Self {
+        self.labels.insert(key.into(), value.into());
+        self
+    }
+
+    /// Adds a cloud subnet in `network_zone` (e.g. `eu-central`).
+    pub fn subnet(mut self, network_zone: &str, ip_range: &str) -> Self {
+        self.subnets.push(Subnet {
+            kind: SubnetType::Cloud,
+            network_zone: network_zone.into(),
+            ip_range: ip_range.into(),
+        });
+        self
+    }
+
+    /// Adds a static route.
+    pub fn route(mut self, destination: &str, gateway: &str) -> Self {
+        self.routes.push(Route {
+            destination: destination.into(),
+            gateway: gateway.into(),
+        });
+        self
     }
 }
 
@@ -119,6 +166,7 @@ impl Resource for Network {
                     key: &["destination", "gateway"],
                 },
             ],
+            attributes: Self::ATTRIBUTES,
             ..Schema::default()
         }
     }
@@ -192,15 +240,11 @@ impl Resource for Network {
     }
 }
 
-/// Typed attributes of a network.
-pub trait NetworkAttrs {
-    /// The network's id.
-    fn id(&self) -> AttrRef<u64>;
-}
-
-impl NetworkAttrs for Handle<Network> {
-    fn id(&self) -> AttrRef<u64> {
-        self.attr("id")
+cairn_core::attributes! {
+    /// Typed attributes of a network.
+    pub trait NetworkAttrs for Network {
+        /// The network's id.
+        fn id -> u64 = "id";
     }
 }
 

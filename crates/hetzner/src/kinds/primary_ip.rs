@@ -3,7 +3,7 @@
 //! `auto_delete` update in place.
 
 use async_trait::async_trait;
-use cairn_core::{AttrRef, FieldError, Handle, Resource, Schema};
+use cairn_core::{FieldError, Resource, Schema};
 use serde::{Deserialize, Serialize};
 
 use super::collection::Collection;
@@ -39,6 +39,25 @@ pub struct PrimaryIp {
     pub labels: Labels,
 }
 
+impl PrimaryIp {
+    /// A primary IPv4 in `location`, kept when its server is deleted.
+    pub fn ipv4(name: &str, location: &str) -> Self {
+        PrimaryIp {
+            name: name.into(),
+            kind: IpType::Ipv4,
+            location: location.into(),
+            auto_delete: false,
+            labels: Labels::new(),
+        }
+    }
+
+    /// Adds a user label.
+    pub fn label(mut self, key: &str, value: &str) -> Self {
+        self.labels.insert(key.into(), value.into());
+        self
+    }
+}
+
 /// An observed primary IP: the spec plus its id, address and assignee.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PrimaryIpObserved {
@@ -65,6 +84,7 @@ impl Resource for PrimaryIp {
         Schema {
             replace: &["type", "location"],
             computed: &["id", "ip", "assignee_id"],
+            attributes: Self::ATTRIBUTES,
             ..Schema::default()
         }
     }
@@ -76,20 +96,13 @@ impl Resource for PrimaryIp {
     }
 }
 
-/// Typed attributes of a primary IP.
-pub trait PrimaryIpAttrs {
-    /// Its id.
-    fn id(&self) -> AttrRef<u64>;
-    /// The address.
-    fn ip(&self) -> AttrRef<String>;
-}
-
-impl PrimaryIpAttrs for Handle<PrimaryIp> {
-    fn id(&self) -> AttrRef<u64> {
-        self.attr("id")
-    }
-    fn ip(&self) -> AttrRef<String> {
-        self.attr("ip")
+cairn_core::attributes! {
+    /// Typed attributes of a primary IP.
+    pub trait PrimaryIpAttrs for PrimaryIp {
+        /// Its id.
+        fn id -> u64 = "id";
+        /// The address.
+        fn ip -> String = "ip";
     }
 }
 

@@ -8,10 +8,11 @@ use std::net::Ipv4Addr;
 
 use async_trait::async_trait;
 use cairn_core::kit::{Found, Kind, NoStep, Op, Query};
-use cairn_core::{AttrRef, Field, FieldError, Resource, Schema};
+use cairn_core::{Address, AttrRef, Field, FieldError, KeyRef, Resource, Schema};
 use serde::{Deserialize, Serialize};
 
 use super::collection::reconverge;
+use super::zone::Zone;
 use super::{
     Labels, LabelsOnly, Ops, STACK_LABEL, labels_with_marker, split_labels, validate_labels,
 };
@@ -124,8 +125,9 @@ impl Record {
 /// An rrset (`/zones/{zone}/rrsets`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RRSet {
-    /// Zone name, e.g. `docfast.dev`.
-    pub zone: String,
+    /// The zone: a declared zone's handle (`&zone`, which orders the rrset after it) or
+    /// the name of a zone that exists already, e.g. `docfast.dev`.
+    pub zone: KeyRef<Zone>,
     /// Relative name, lowercase; `@` is the apex.
     pub name: String,
     /// Record type.
@@ -141,16 +143,46 @@ pub struct RRSet {
 }
 
 impl RRSet {
-    /// An A rrset with one record.
-    pub fn a(zone: &str, name: &str, ip: impl Into<Field<Ipv4Addr>>) -> Self {
+    /// An rrset of `kind` named `name` (relative, `@` for the apex) in `zone` (a declared
+    /// zone's handle or an existing zone's name), with no records yet: add them with
+    /// [`RRSet::record`] or [`RRSet::value`].
+    pub fn new(zone: impl Into<KeyRef<Zone>>, name: &str, kind: RecordType) -> Self {
         RRSet {
             zone: zone.into(),
             name: name.into(),
-            kind: RecordType::A,
+            kind,
             ttl: None,
             labels: Labels::new(),
-            records: vec![Record::a(ip)],
+            records: Vec::new(),
         }
+    }
+
+    /// An A rrset with one record: an address or a typed reference to one (`srv.ipv4()`).
+    pub fn a(zone: impl Into<KeyRef<Zone>>, name: &str, ip: impl Into<Field<Ipv4Addr>>) -> Self {
+        RRSet::new(zone, name, RecordType::A).record(Record::a(ip))
+    }
+
+    /// Adds a record.
+    pub fn record(mut self, record: Record) -> Self {
+        self.records.push(record);
+        self
+    }
+
+    /// Adds a record with a literal value, e.g. `"10 mail.example.com."` for MX.
+    pub fn value(self, value: &str) -> Self {
+        self.record(Record::text(value))
+    }
+
+    /// Sets the TTL (default: the zone's).
+    pub fn ttl(mut self, seconds: u32) -> Self {
+        self.ttl = Some(seconds);
+        self
+    }
+
+    /// Adds a user label.
+    pub fn label(mut self, key: &str, value: &str) -> Self {
+        self.labels.insert(key.into(), value.into());
+        self
     }
 
     fn path(&self) -> String {
@@ -187,10 +219,10 @@ impl Resource for RRSet {
 
     fn validate(&self) -> Vec<FieldError> {
         let mut e = Vec::new();
-        if !super::zone::valid_domain(&self.zone) {
+        if !super::zone::valid_domain(self.zone.key()) {
             e.push(FieldError::new(
                 "zone",
-                format!("{:?} is not a lowercase domain name", self.zone),
+                format!("{:?} is not a lowercase domain name", self.zone.key()),
             ));
         }
         if self.name.is_empty() || self.name != self.name.to_lowercase() || self.name.ends_with('.')
@@ -223,6 +255,14 @@ impl Resource for RRSet {
         }
         e.extend(validate_labels(&self.labels));
         e
+    }
+
+    fn key_refs(&self) -> Vec<(String, Address)> {
+        self.zone
+            .address()
+            .map(|a| ("zone".to_string(), a.clone()))
+            .into_iter()
+            .collect()
     }
 }
 
@@ -282,7 +322,7 @@ struct Ttl {
 fn observed(zone: &str, r: &ApiRRSet) -> RRSetObserved {
     RRSetObserved {
         spec: RRSet {
-            zone: zone.to_string(),
+            zone: zone.into(),
             name: r.name.clone(),
             kind: r.kind,
             ttl: r.ttl,
@@ -360,7 +400,7 @@ async fn converge(ops: &Ops<'_>, d: &RRSet, labels: &Labels) -> Result<RRSetObse
         }
     }
     let cur = read(ops, d).await?.ok_or_else(not_found)?;
-    Ok(observed(&d.zone, &cur))
+    Ok(observed(d.zone.key(), &cur))
 }
 
 /// The `hetzner_rrset` kind.

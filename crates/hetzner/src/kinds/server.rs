@@ -11,11 +11,15 @@
 
 use async_trait::async_trait;
 use cairn_core::digest_key::LabelCheck;
-use cairn_core::{AttrRef, Field, FieldError, Handle, KeyedList, Resource, Schema};
+use cairn_core::{Address, Field, FieldError, Handle, KeyRef, KeyedList, Resource, Schema};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::collection::Collection;
+use super::firewall::Firewall;
+use super::network::{Network, NetworkAttachment};
+use super::primary_ip::PrimaryIp;
+use super::ssh_key::SshKey;
 use super::{
     ApiPrivateNet, Empty, IdRef, Labels, NameLabels, NameRef, NetworkAction, Ops, envelope,
     split_labels, validate_labels, validate_name,
@@ -28,15 +32,8 @@ pub const USER_DATA_LABEL: &str = "cairn.dev/user-data";
 /// Label with the digest of the last written `ssh_keys`.
 pub const SSH_KEYS_LABEL: &str = "cairn.dev/ssh-keys";
 
-/// An attachment of a server to a private network.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ServerNetwork {
-    /// The network's id (usually a reference to a `Network`).
-    pub network: Field<u64>,
-    /// A fixed private IP; `None` lets the API choose.
-    #[serde(default)]
-    pub ip: Option<std::net::Ipv4Addr>,
-}
+/// An attachment of a server to a private network (the same type as a load balancer's).
+pub type ServerNetwork = NetworkAttachment;
 
 /// Public networking of a server.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -79,9 +76,10 @@ pub struct Server {
     /// Cloud-init user data (sensitive, write-only).
     #[serde(default)]
     pub user_data: Option<String>,
-    /// SSH key names (write-only).
+    /// SSH keys by name (write-only): a handle of a declared `SshKey` (`&key`) or the name
+    /// of one that exists already.
     #[serde(default)]
-    pub ssh_keys: Option<Vec<String>>,
+    pub ssh_keys: Option<Vec<KeyRef<SshKey>>>,
     /// Private network attachments (keyed by network).
     #[serde(default)]
     pub networks: Option<Vec<ServerNetwork>>,
@@ -97,7 +95,9 @@ pub struct Server {
 }
 
 impl Server {
-    /// A server with the essentials; everything else unmanaged.
+    /// A server with the essentials (name, type such as `cax11`, image such as
+    /// `ubuntu-24.04`, location such as `fsn1`); everything else unmanaged until a builder
+    /// method below sets it.
     pub fn new(name: &str, server_type: &str, image: &str, location: &str) -> Self {
         Server {
             name: name.into(),
@@ -112,6 +112,59 @@ impl Server {
             placement_group: None,
             public_net: None,
         }
+    }
+
+    /// Adds a user label.
+    pub fn label(mut self, key: &str, value: &str) -> Self {
+        self.labels.insert(key.into(), value.into());
+        self
+    }
+
+    /// Attaches the server to a declared network with a fixed private IP.
+    pub fn network(mut self, network: &Handle<Network>, ip: impl Into<std::net::Ipv4Addr>) -> Self {
+        self.networks
+            .get_or_insert_with(Vec::new)
+            .push(NetworkAttachment::new(network, Some(ip.into())));
+        self
+    }
+
+    /// Attaches the server to a declared network; the API chooses its private IP.
+    pub fn network_any_ip(mut self, network: &Handle<Network>) -> Self {
+        self.networks
+            .get_or_insert_with(Vec::new)
+            .push(NetworkAttachment::new(network, None));
+        self
+    }
+
+    /// Sets the cloud-init user data (sensitive, write-only; changing it replaces the server).
+    pub fn user_data(mut self, user_data: impl Into<String>) -> Self {
+        self.user_data = Some(user_data.into());
+        self
+    }
+
+    /// Adds an SSH key: a declared key's handle (`&key`, ordered before the server) or the
+    /// name of a key that exists already.
+    pub fn ssh_key(mut self, key: impl Into<KeyRef<SshKey>>) -> Self {
+        self.ssh_keys.get_or_insert_with(Vec::new).push(key.into());
+        self
+    }
+
+    /// Applies a declared firewall directly to this server (or use `Firewall::apply_to`).
+    pub fn firewall(mut self, firewall: &Handle<Firewall>) -> Self {
+        use super::firewall::FirewallAttrs;
+        self.firewalls
+            .get_or_insert_with(Vec::new)
+            .push(firewall.id().into());
+        self
+    }
+
+    /// Pins a declared primary IPv4 as the server's public address.
+    pub fn primary_ipv4(mut self, ip: &Handle<PrimaryIp>) -> Self {
+        use super::primary_ip::PrimaryIpAttrs;
+        self.public_net = Some(ServerPublicNet {
+            ipv4: Some(ip.id().into()),
+        });
+        self
     }
 }
 
@@ -141,6 +194,7 @@ impl Resource for Server {
             }],
             unordered: &["ssh_keys", "firewalls"],
             restart: &["server_type"],
+            attributes: Self::ATTRIBUTES,
             ..Schema::default()
         }
     }
@@ -169,22 +223,23 @@ impl Resource for Server {
         }
         e
     }
-}
 
-/// Typed attributes of a server.
-pub trait ServerAttrs {
-    /// The server's id.
-    fn id(&self) -> AttrRef<u64>;
-    /// Its public IPv4 address.
-    fn ipv4(&self) -> AttrRef<std::net::Ipv4Addr>;
-}
-
-impl ServerAttrs for Handle<Server> {
-    fn id(&self) -> AttrRef<u64> {
-        self.attr("id")
+    fn key_refs(&self) -> Vec<(String, Address)> {
+        let keys = self.ssh_keys.iter().flatten().enumerate();
+        keys.filter_map(|(i, k)| Some((format!("ssh_keys[{i}]"), k.address()?.clone())))
+            .collect()
     }
-    fn ipv4(&self) -> AttrRef<std::net::Ipv4Addr> {
-        self.attr("ipv4")
+}
+
+cairn_core::attributes! {
+    /// Typed attributes of a server.
+    pub trait ServerAttrs for Server {
+        /// The server's id.
+        fn id -> u64 = "id";
+        /// Its public IPv4 address.
+        fn ipv4 -> std::net::Ipv4Addr = "ipv4";
+        /// Its IP in the first private network it is attached to.
+        fn private_ipv4 -> std::net::Ipv4Addr = "networks[0].ip";
     }
 }
 
@@ -195,8 +250,8 @@ fn write_only_values(d: &Server) -> Vec<(&'static str, Value)> {
         out.push((USER_DATA_LABEL, json!(u)));
     }
     if let Some(keys) = &d.ssh_keys {
-        let mut k = keys.clone();
-        k.sort();
+        let mut k: Vec<&str> = keys.iter().map(KeyRef::key).collect();
+        k.sort_unstable();
         out.push((SSH_KEYS_LABEL, json!(k)));
     }
     out
@@ -333,7 +388,7 @@ struct CreateServer<'a> {
     location: &'a str,
     labels: &'a Labels,
     user_data: Option<&'a str>,
-    ssh_keys: Option<&'a [String]>,
+    ssh_keys: Option<Vec<&'a str>>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     networks: Vec<u64>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -425,7 +480,7 @@ impl Collection for Servers {
                 if label == USER_DATA_LABEL {
                     o.spec.user_data = Some(format!("(written value, digest {have})"));
                 } else {
-                    o.spec.ssh_keys = Some(vec![format!("(written keys, digest {have})")]);
+                    o.spec.ssh_keys = Some(vec![format!("(written keys, digest {have})").into()]);
                 }
             }
         }
@@ -497,7 +552,10 @@ impl Collection for Servers {
             location: &d.location,
             labels,
             user_data: d.user_data.as_deref(),
-            ssh_keys: d.ssh_keys.as_deref(),
+            ssh_keys: d
+                .ssh_keys
+                .as_ref()
+                .map(|k| k.iter().map(KeyRef::key).collect()),
             networks,
             firewalls,
             placement_group: d.placement_group.as_ref().and_then(known),

@@ -2,7 +2,7 @@
 //! update in place.
 
 use async_trait::async_trait;
-use cairn_core::{AttrRef, FieldError, Handle, Resource, Schema};
+use cairn_core::{FieldError, Resource, Schema};
 use serde::{Deserialize, Serialize};
 
 use super::collection::Collection;
@@ -19,6 +19,23 @@ pub struct SshKey {
     /// User labels.
     #[serde(default)]
     pub labels: Labels,
+}
+
+impl SshKey {
+    /// An SSH key named `name` holding an OpenSSH public key (`ssh-ed25519 AAAA… user`).
+    pub fn new(name: &str, public_key: &str) -> Self {
+        SshKey {
+            name: name.into(),
+            public_key: public_key.into(),
+            labels: Labels::new(),
+        }
+    }
+
+    /// Adds a user label.
+    pub fn label(mut self, key: &str, value: &str) -> Self {
+        self.labels.insert(key.into(), value.into());
+        self
+    }
 }
 
 /// An observed SSH key: the spec plus its id and fingerprint.
@@ -45,6 +62,7 @@ impl Resource for SshKey {
         Schema {
             replace: &["public_key"],
             computed: &["id", "fingerprint"],
+            attributes: Self::ATTRIBUTES,
             ..Schema::default()
         }
     }
@@ -63,15 +81,11 @@ impl Resource for SshKey {
     }
 }
 
-/// Typed attributes of an SSH key.
-pub trait SshKeyAttrs {
-    /// The key's id.
-    fn id(&self) -> AttrRef<u64>;
-}
-
-impl SshKeyAttrs for Handle<SshKey> {
-    fn id(&self) -> AttrRef<u64> {
-        self.attr("id")
+cairn_core::attributes! {
+    /// Typed attributes of an SSH key.
+    pub trait SshKeyAttrs for SshKey {
+        /// The key's id.
+        fn id -> u64 = "id";
     }
 }
 

@@ -7,7 +7,7 @@
 //! the observed value echoes the declared one.
 
 use async_trait::async_trait;
-use cairn_core::{AttrRef, Field, FieldError, Handle, Resource, Schema};
+use cairn_core::{Field, FieldError, Resource, Schema};
 use serde::{Deserialize, Serialize};
 
 use super::collection::Collection;
@@ -93,6 +93,7 @@ impl Resource for Volume {
         Schema {
             replace: &["location", "format"],
             computed: &["id", "linux_device", "status"],
+            attributes: Self::ATTRIBUTES,
             ..Schema::default()
         }
     }
@@ -130,20 +131,13 @@ impl Resource for Volume {
     }
 }
 
-/// Typed attributes of a volume.
-pub trait VolumeAttrs {
-    /// Its id.
-    fn id(&self) -> AttrRef<u64>;
-    /// The device path on its server.
-    fn linux_device(&self) -> AttrRef<String>;
-}
-
-impl VolumeAttrs for Handle<Volume> {
-    fn id(&self) -> AttrRef<u64> {
-        self.attr("id")
-    }
-    fn linux_device(&self) -> AttrRef<String> {
-        self.attr("linux_device")
+cairn_core::attributes! {
+    /// Typed attributes of a volume.
+    pub trait VolumeAttrs for Volume {
+        /// Its id.
+        fn id -> u64 = "id";
+        /// The device path on its server.
+        fn linux_device -> String = "linux_device";
     }
 }
 

@@ -2,7 +2,7 @@
 //! via `change_ttl`; labels in place.
 
 use async_trait::async_trait;
-use cairn_core::{AttrRef, FieldError, Handle, Resource, Schema};
+use cairn_core::{FieldError, Resource, Schema};
 use serde::{Deserialize, Serialize};
 
 use super::collection::Collection;
@@ -35,14 +35,31 @@ pub struct Zone {
 }
 
 impl Zone {
-    /// A primary zone with TTL 3600.
-    pub fn primary(name: &str) -> Self {
+    /// A primary zone (its records managed here) with TTL 3600.
+    pub fn new(name: &str) -> Self {
         Zone {
             name: name.into(),
             mode: ZoneMode::Primary,
             ttl: 3600,
             labels: Labels::new(),
         }
+    }
+
+    /// A primary zone with TTL 3600 (the same as [`Zone::new`]).
+    pub fn primary(name: &str) -> Self {
+        Zone::new(name)
+    }
+
+    /// Sets the default TTL.
+    pub fn ttl(mut self, seconds: u32) -> Self {
+        self.ttl = seconds;
+        self
+    }
+
+    /// Adds a user label.
+    pub fn label(mut self, key: &str, value: &str) -> Self {
+        self.labels.insert(key.into(), value.into());
+        self
     }
 }
 
@@ -80,6 +97,7 @@ impl Resource for Zone {
         Schema {
             replace: &["name", "mode"],
             computed: &["id"],
+            attributes: Self::ATTRIBUTES,
             ..Schema::default()
         }
     }
@@ -100,15 +118,11 @@ impl Resource for Zone {
     }
 }
 
-/// Typed attributes of a zone.
-pub trait ZoneAttrs {
-    /// Its id.
-    fn id(&self) -> AttrRef<u64>;
-}
-
-impl ZoneAttrs for Handle<Zone> {
-    fn id(&self) -> AttrRef<u64> {
-        self.attr("id")
+cairn_core::attributes! {
+    /// Typed attributes of a zone.
+    pub trait ZoneAttrs for Zone {
+        /// Its id.
+        fn id -> u64 = "id";
     }
 }
 

@@ -158,11 +158,11 @@ pub fn k3s_stack_with(name: &str, w1_image: &str) -> Stack {
             location: "fsn1".into(),
             algorithm: Algorithm::default(),
             labels: Labels::new(),
-            private_net: vec![LbNetwork {
+            private_net: Some(vec![LbNetwork {
                 network: net.id().into(),
                 ip: Some("10.0.1.5".parse().unwrap()),
-            }],
-            services: vec![Service::tcp(80, 15, 10, 3), Service::tcp(443, 15, 10, 3)],
+            }]),
+            services: vec![Service::tcp(80), Service::tcp(443)],
             targets: vec![
                 Target::private_server(handles[1].id()),
                 Target::private_server(handles[2].id()),

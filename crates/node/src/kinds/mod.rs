@@ -3,6 +3,9 @@
 
 pub mod apiserver_cert;
 pub mod control_plane_member;
+pub mod k3s;
+pub mod k3s_agent;
+pub mod k3s_server;
 pub mod kubeadm_config;
 pub mod kubeconfig_server;
 

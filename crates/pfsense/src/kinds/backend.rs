@@ -9,7 +9,7 @@ use std::net::Ipv4Addr;
 use async_trait::async_trait;
 use cairn_core::kit::{Found, Kind, Op, Query};
 use cairn_core::resource::KeyedList;
-use cairn_core::{AttrRef, Field, FieldError, Handle, Resource, Schema};
+use cairn_core::{Field, FieldError, Resource, Schema};
 use serde::{Deserialize, Serialize};
 
 use super::values::{Balance, CheckType, HttpMethod, ServerStatus};
@@ -172,6 +172,7 @@ impl Resource for HaproxyBackend {
                 path: "servers",
                 key: &["name"],
             }],
+            attributes: Self::ATTRIBUTES,
             ..Schema::default()
         }
     }
@@ -211,16 +212,11 @@ impl Resource for HaproxyBackend {
     }
 }
 
-/// Typed references to a declared backend pool.
-pub trait HaproxyBackendRefs {
-    /// The pool's name, e.g. for a frontend's default backend.
-    fn name(&self) -> AttrRef<String>;
-}
-
-impl HaproxyBackendRefs for Handle<HaproxyBackend> {
-    /// The pool's name, e.g. for a frontend's default backend.
-    fn name(&self) -> AttrRef<String> {
-        self.attr("name")
+cairn_core::attributes! {
+    /// Typed references to a declared backend pool.
+    pub trait HaproxyBackendRefs for HaproxyBackend {
+        /// The pool's name, e.g. for a frontend's default backend.
+        fn name -> String = "name";
     }
 }
 

@@ -4,7 +4,7 @@
 use std::net::Ipv4Addr;
 
 use cairn_core::kit::Found;
-use cairn_core::{AttrRef, Field, FieldError, Handle, Marker, Resource, Schema};
+use cairn_core::{Field, FieldError, Marker, Resource, Schema};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -94,6 +94,7 @@ impl Resource for HaproxyFrontend {
     fn schema() -> Schema {
         Schema {
             replace: &["name"],
+            attributes: Self::ATTRIBUTES,
             ..Schema::default()
         }
     }
@@ -127,16 +128,11 @@ impl Resource for HaproxyFrontend {
     }
 }
 
-/// Typed references to a declared frontend.
-pub trait HaproxyFrontendRefs {
-    /// The frontend's name.
-    fn name(&self) -> AttrRef<String>;
-}
-
-impl HaproxyFrontendRefs for Handle<HaproxyFrontend> {
-    /// The frontend's name.
-    fn name(&self) -> AttrRef<String> {
-        self.attr("name")
+cairn_core::attributes! {
+    /// Typed references to a declared frontend.
+    pub trait HaproxyFrontendRefs for HaproxyFrontend {
+        /// The frontend's name.
+        fn name -> String = "name";
     }
 }
 

@@ -4,7 +4,7 @@
 use std::net::Ipv4Addr;
 
 use cairn_core::kit::Found;
-use cairn_core::{AttrRef, FieldError, Handle, Marker, Resource, Schema};
+use cairn_core::{FieldError, Marker, Resource, Schema};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -72,6 +72,7 @@ impl Resource for VirtualIp {
         Schema {
             replace: &["address", "mode", "interface"],
             sensitive: &["password"],
+            attributes: Self::ATTRIBUTES,
             ..Schema::default()
         }
     }
@@ -91,18 +92,12 @@ impl Resource for VirtualIp {
     }
 }
 
-/// Typed references to a declared virtual IP.
-pub trait VirtualIpRefs {
-    /// The VIP's address, e.g. for a frontend bind or a DNS override. (Named `ip`, not
-    /// `address`, because [`cairn_core::NodeRef::address`] is the node's stack address.)
-    fn ip(&self) -> AttrRef<Ipv4Addr>;
-}
-
-impl VirtualIpRefs for Handle<VirtualIp> {
-    /// The VIP's address, e.g. for a frontend bind or a DNS override. (Named `ip`, not
-    /// `address`, because [`cairn_core::NodeRef::address`] is the node's stack address.)
-    fn ip(&self) -> AttrRef<Ipv4Addr> {
-        self.attr("address")
+cairn_core::attributes! {
+    /// Typed references to a declared virtual IP.
+    pub trait VirtualIpRefs for VirtualIp {
+        /// The VIP's address, e.g. for a frontend bind or a DNS override. (Named `ip`, not
+        /// `address`, because [`cairn_core::NodeRef::address`] is the node's stack address.)
+        fn ip -> Ipv4Addr = "address";
     }
 }
 

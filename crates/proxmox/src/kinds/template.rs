@@ -5,7 +5,7 @@
 
 use async_trait::async_trait;
 use cairn_core::kit::{Found, Kind, NoStep, Op, Query};
-use cairn_core::{AttrRef, Handle, Resource, Schema};
+use cairn_core::{Resource, Schema};
 use serde::{Deserialize, Serialize};
 
 use crate::api;
@@ -34,15 +34,11 @@ impl Template {
     }
 }
 
-/// Typed accessors for references to a template lookup.
-pub trait TemplateRefs {
-    /// The template's VMID.
-    fn template_vmid(&self) -> AttrRef<u32>;
-}
-
-impl TemplateRefs for Handle<Template> {
-    fn template_vmid(&self) -> AttrRef<u32> {
-        self.attr("vmid")
+cairn_core::attributes! {
+    /// Typed accessors for references to a template lookup.
+    pub trait TemplateRefs for Template {
+        /// The template's VMID.
+        fn template_vmid -> u32 = "vmid";
     }
 }
 
@@ -58,6 +54,7 @@ impl Resource for Template {
         Schema {
             computed: &["vmid", "node"],
             read_only: true,
+            attributes: Self::ATTRIBUTES,
             ..Schema::default()
         }
     }

@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
 
-use cairn_core::{AttrRef, Field, FieldError, Handle, Resource, Schema};
+use cairn_core::{AttrRef, Field, FieldError, Handle, NodeRef, Resource, Schema};
 use serde::{Deserialize, Serialize};
 
 pub use super::values::{CloneMode, DiskBus, DiskSlot, NicModel, NotADiskSlot};
@@ -152,15 +152,15 @@ pub trait VmRefs {
 
 impl VmRefs for Handle<Vm> {
     fn ipv4(&self) -> AttrRef<Ipv4Addr> {
-        self.attr("ipv4")
+        AttrRef::new(self.address().clone(), "ipv4")
     }
 
     fn vmid(&self) -> AttrRef<u32> {
-        self.attr("vmid")
+        AttrRef::new(self.address().clone(), "vmid")
     }
 
     fn mac(&self, slot: &str) -> AttrRef<String> {
-        self.attr(&format!("networks.{slot}.macaddr"))
+        AttrRef::new(self.address().clone(), format!("networks.{slot}.macaddr"))
     }
 }
 
@@ -183,6 +183,7 @@ impl Resource for Vm {
             keyed: &[],
             unordered: &["tags", "cloud_init.sshkeys"],
             restart: &RESTART_FIELDS,
+            attributes: &["ipv4", "vmid", "networks.*.macaddr"],
             create_before_destroy: false,
             read_only: false,
         }

@@ -3,11 +3,11 @@
 
 use std::path::PathBuf;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
-/// cairn stacks: plan and apply the stacks declared in this crate.
+/// Plan and apply the stacks declared in this binary (cairn: infrastructure as Rust code).
 #[derive(Debug, Parser)]
-#[command(name = "stacks", version, about)]
+#[command(name = "cairn", version, about)]
 pub struct Cli {
     /// Only this stack (default: all).
     #[arg(long, global = true)]
@@ -71,7 +71,7 @@ pub enum Command {
         #[arg(long, default_value_t = 20)]
         limit: usize,
     },
-    /// Serve all simulators on loopback, seeded with the stacks' "before" worlds, until
+    /// Serve the stacks' simulators on loopback, seeded with their "before" worlds, until
     /// stopped. The first stdout line is JSON: endpoints, credentials, TLS fingerprints and
     /// an `env` map that points the normal CLI at this world.
     Sim,
@@ -82,4 +82,13 @@ pub enum Command {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+}
+
+impl Cli {
+    /// Parses the process's arguments, naming the program `bin` in help and errors (exits
+    /// on `--help` or a usage error, as clap does).
+    pub fn parse_for(bin: &'static str) -> Cli {
+        let matches = Cli::command().name(bin).bin_name(bin).get_matches();
+        Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
+    }
 }

@@ -1,4 +1,5 @@
 //! The commands: select stacks and targets, then plan, apply, report drift or draw the graph.
+//! `sim` serves a world instead.
 
 use std::io::{IsTerminal, Write};
 use std::path::Path;
@@ -6,17 +7,19 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use cairn_core::backend::{Backend, ChangeRecord, Holder, plan_digest, status};
+use cairn_core::backend::{Backend, ChangeRecord, Checking, Holder, plan_digest, status};
 use cairn_core::planner::stale_entries;
 use cairn_core::render::{
     drift_summary, graph_dot, graph_svg, render_plan, render_report, use_color,
 };
 use cairn_core::{ApplyOptions, Plan, PlanError, Planned, apply, plan};
 
-use crate::cli::{Cli, Command};
-use crate::progress::Lines;
-use crate::record::Recorder;
-use crate::stacks::{self, Loaded, StackDef, Target};
+use super::args::{Cli, Command};
+use super::progress::Lines;
+use super::record::Recorder;
+use super::stack_def::{Loaded, StackDef, Target};
+use super::world::{WorldFn, providers_world, serve};
+use super::{bin_name, chain};
 
 /// Exit code: no changes.
 const SAME: u8 = 0;
@@ -27,21 +30,36 @@ const CHANGES: u8 = 2;
 
 /// Runs one command over the selected stacks; returns the aggregated exit code
 /// (any error → 1, else any change → 2, else 0).
-pub async fn run(cli: Cli) -> anyhow::Result<u8> {
+pub(crate) async fn run(
+    cli: Cli,
+    all: Vec<StackDef>,
+    world: Option<WorldFn>,
+) -> anyhow::Result<u8> {
     if matches!(cli.command, Command::Sim) {
-        return crate::sims::serve().await.map(|()| SAME);
+        let world = match world {
+            Some(make) => make().await?,
+            None => providers_world(&all).await?,
+        };
+        return serve(world).await.map(|()| SAME);
     }
     let selected = selected_stack(&cli)?;
-    let defs: Vec<StackDef> = stacks::all()
+    let known: Vec<String> = all.iter().map(|d| d.name().to_string()).collect();
+    if let Some(twice) = known
+        .iter()
+        .enumerate()
+        .find_map(|(i, n)| known[..i].contains(n).then_some(n))
+    {
+        bail!("two stacks are named {twice:?}: --stack could not tell them apart");
+    }
+    let defs: Vec<StackDef> = all
         .into_iter()
-        .filter(|d| selected.as_deref().is_none_or(|s| s == d.name))
+        .filter(|d| selected.as_deref().is_none_or(|s| s == d.name()))
         .collect();
     if defs.is_empty() {
-        let names: Vec<_> = stacks::all().iter().map(|d| d.name).collect();
         bail!(
             "unknown stack {:?}; known stacks: {}",
             selected.unwrap_or_default(),
-            names.join(", ")
+            known.join(", ")
         );
     }
     if let Command::Diff { out: Some(out) } = &cli.command
@@ -50,30 +68,38 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
         bail!(
             "diff --out {} saves one stack's plan: pass --stack (one of {})",
             out.display(),
-            defs.iter().map(|d| d.name).collect::<Vec<_>>().join(", ")
+            defs.iter().map(|d| d.name()).collect::<Vec<_>>().join(", ")
         );
     }
-    let names: Vec<&str> = defs.iter().map(|d| d.name).collect();
-    let backend = match &cli.command {
+    let names: Vec<&str> = defs.iter().map(|d| d.name()).collect();
+    // The backend's check (connect, authenticate, schema) starts now and runs while the
+    // first stack loads; it is awaited before any provider call, so a bad backend still
+    // fails first (see `first_load`).
+    let mut checking = match &cli.command {
         Command::Apply { .. }
         | Command::Drift
         | Command::Lock
         | Command::Unlock { .. }
-        | Command::History { .. } => {
-            let b = crate::team::select(cli.backend.as_deref())?;
-            // Before any provider call: a bad backend fails first.
-            b.check().await?;
-            Some(b)
-        }
+        | Command::History { .. } => Some(Checking::start(super::team::select(
+            cli.backend.as_deref(),
+        )?)),
         _ => None,
     };
+    let mut backend = None;
+    if matches!(
+        cli.command,
+        Command::Lock | Command::Unlock { .. } | Command::History { .. }
+    ) && let Some(c) = checking.take()
+    {
+        backend = Some(c.ready().await?);
+    }
     match (&cli.command, &backend) {
-        (Command::Lock, Some(b)) => return crate::team::lock(b.as_ref(), &names, cli.json).await,
+        (Command::Lock, Some(b)) => return super::team::lock(b.as_ref(), &names, cli.json).await,
         (Command::Unlock { force, yes }, Some(b)) => {
-            return crate::team::unlock(b.as_ref(), cli.stack.as_deref(), *force, *yes).await;
+            return super::team::unlock(b.as_ref(), cli.stack.as_deref(), *force, *yes).await;
         }
         (Command::History { run, limit }, Some(b)) => {
-            return crate::team::history(
+            return super::team::history(
                 b.as_ref(),
                 cli.stack.as_deref(),
                 run.as_deref(),
@@ -88,11 +114,22 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
     let mut plans = Vec::new();
     for def in &defs {
         let target = target_for(def)?;
+        let loaded = match checking.take() {
+            Some(c) => {
+                let (ready, loaded) = first_load(c, def.load(target)).await;
+                backend = Some(ready?);
+                loaded
+            }
+            None => def.load(target).await,
+        };
         announce(def, target, cli.json);
-        let loaded = match (def.load)(target).await {
+        let loaded = match loaded {
             Ok(l) => l,
             Err(e) => {
-                eprintln!("error in stack {}: {e:#}", def.name);
+                if cli.json && matches!(cli.command, Command::Diff { .. } | Command::Drift) {
+                    println!("{}", errored_doc(def.name(), &chain(e.as_ref())));
+                }
+                eprintln!("error in stack {}: {}", def.name(), chain(e.as_ref()));
                 code = ERROR;
                 continue;
             }
@@ -124,7 +161,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
             }
         };
         let c = result.unwrap_or_else(|e| {
-            eprintln!("error in stack {}: {e:#}", def.name);
+            eprintln!("error in stack {}: {}", def.name(), chain(e.as_ref()));
             ERROR
         });
         code = aggregate(code, c);
@@ -140,6 +177,18 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
         f.write_all(drift_summary(&plans).as_bytes())?;
     }
     Ok(code)
+}
+
+/// Loads the first stack while the backend's check finishes (building the stack and its
+/// provider clients makes no provider call); the check's outcome comes first.
+async fn first_load<T>(
+    checking: Checking,
+    load: impl std::future::Future<Output = T>,
+) -> (
+    Result<Arc<dyn Backend>, cairn_core::backend::BackendError>,
+    T,
+) {
+    tokio::join!(checking.ready(), load)
 }
 
 /// The stack to run: `--stack`, or for `apply FILE` the stack the saved plan was made for.
@@ -191,9 +240,9 @@ fn aggregate(a: u8, b: u8) -> u8 {
 /// Real APIs when the stack's credentials are set; otherwise the embedded simulators —
 /// except under `CI=true`, where silently simulating would hide a misconfigured pipeline.
 fn target_for(def: &StackDef) -> anyhow::Result<Target> {
-    let has_creds = !def.credentials.is_empty()
+    let has_creds = !def.credentials().is_empty()
         && def
-            .credentials
+            .credentials()
             .iter()
             .all(|v| std::env::var_os(v).is_some());
     if has_creds {
@@ -204,8 +253,8 @@ fn target_for(def: &StackDef) -> anyhow::Result<Target> {
     if in_ci && !forced {
         bail!(
             "CI=true but the credentials for stack {} are not set ({}); refusing to run against simulators (set CAIRN_SIMULATE=1 to do so on purpose)",
-            def.name,
-            def.credentials.join(", ")
+            def.name(),
+            def.credentials().join(", ")
         );
     }
     Ok(Target::Simulated)
@@ -223,19 +272,20 @@ fn announce(def: &StackDef, target: Target, json: bool) {
     match target {
         Target::Simulated => say(format!(
             "cairn: SIMULATOR MODE for stack {}: no credentials ({}) set, running against embedded simulators seeded with its \"before\" world",
-            def.name,
-            def.credentials.join(", ")
+            def.name(),
+            def.credentials().join(", ")
         )),
         Target::Real if cairn_core::net::Dialer::from_env().is_ok_and(|d| d.loopback_only()) => {
             say(format!(
-                "cairn: stack {} targets the APIs named in the environment, in loopback-only mode (a `stacks sim` world)",
-                def.name
+                "cairn: stack {} targets the APIs named in the environment, in loopback-only mode (a `{} sim` world)",
+                def.name(),
+                bin_name()
             ))
         }
         Target::Real => say(format!(
             "cairn: stack {} targets the live APIs named in the environment ({})",
-            def.name,
-            def.credentials.join(", ")
+            def.name(),
+            def.credentials().join(", ")
         )),
     }
 }
@@ -248,8 +298,18 @@ async fn make_plan(loaded: &Loaded) -> Result<Planned, PlanError> {
     plan(&loaded.stack, &loaded.providers).await
 }
 
+/// The JSON Lines document of a stack that could not be planned.
+fn errored_doc(stack: &str, error: &str) -> serde_json::Value {
+    serde_json::json!({
+        "format_version": cairn_core::plan::FORMAT_VERSION,
+        "stack": stack,
+        "errored": true,
+        "errors": [error],
+    })
+}
+
 /// Prints a refused plan's details (checks) and turns the error into an exit code.
-fn report_plan_error(e: &PlanError, json: bool) -> u8 {
+fn report_plan_error(stack: &str, e: &PlanError, json: bool) -> u8 {
     if let PlanError::ChecksFailed { plan, .. } = e {
         if json {
             println!("{}", serde_json::to_string(plan).unwrap_or_default());
@@ -257,12 +317,9 @@ fn report_plan_error(e: &PlanError, json: bool) -> u8 {
             print!("{}", render_plan(plan, color()));
         }
     } else if json {
-        println!(
-            "{}",
-            serde_json::json!({"format_version": cairn_core::plan::FORMAT_VERSION, "errored": true, "errors": [e.to_string()]})
-        );
+        println!("{}", errored_doc(stack, &chain(e)));
     }
-    eprintln!("error: {e}");
+    eprintln!("error: {}", chain(e));
     ERROR
 }
 
@@ -274,7 +331,7 @@ async fn diff(
 ) -> anyhow::Result<u8> {
     let planned = match make_plan(loaded).await {
         Ok(p) => p,
-        Err(e) => return Ok(report_plan_error(&e, cli.json)),
+        Err(e) => return Ok(report_plan_error(loaded.stack.name(), &e, cli.json)),
     };
     if cli.json {
         // JSON Lines: one compact document per stack, so several stacks stay machine-readable.
@@ -286,9 +343,9 @@ async fn diff(
         write_private(out, &serde_json::to_vec_pretty(&planned.to_json())?)
             .with_context(|| format!("writing {}", out.display()))?;
         eprintln!(
-            "Saved the plan to {}; apply it with: stacks apply {}",
+            "Saved the plan to {0}; apply it with: {1} apply {0}",
             out.display(),
-            out.display()
+            bin_name()
         );
     }
     let code = if planned.plan.has_changes() {
@@ -383,15 +440,11 @@ async fn apply_cmd(
         Ok((_, st, summary)) => (*st, summary.clone()),
         Err(e) => (status::FAILED, format!("{e:#}")),
     };
-    if let Err(e) = backend.finish_run(&run, st, &summary).await {
+    // Closing the run and releasing the lock: one call (one statement on PostgreSQL).
+    if let Err(e) = lease.finish(backend.as_ref(), st, &summary).await {
         eprintln!(
-            "warning: could not close run {run} in {}: {e}",
+            "warning: could not close run {run} or release the lock of stack {name} in {}: {e}; the lock expires with its lease",
             backend.describe()
-        );
-    }
-    if let Err(e) = lease.release().await {
-        eprintln!(
-            "warning: could not release the lock of stack {name}: {e}; it expires with its lease"
         );
     }
     result.map(|(code, _, _)| code)
@@ -409,7 +462,7 @@ async fn apply_locked(
     let planned = match make_plan(loaded).await {
         Ok(p) => p,
         Err(e) => {
-            let code = report_plan_error(&e, false);
+            let code = report_plan_error(loaded.stack.name(), &e, false);
             return Ok((code, status::FAILED, format!("plan refused: {e}")));
         }
     };

@@ -1,5 +1,6 @@
 //! The backend commands and selection: `CAIRN_BACKEND` / `--backend` picks PostgreSQL,
-//! otherwise the local state directory; `lock`, `unlock --force`, `history`.
+//! otherwise the local state directory; `lock`, `unlock --force`, `history`. Under `--json`
+//! each prints one compact JSON document on one line.
 
 use std::io::IsTerminal;
 use std::sync::Arc;
@@ -35,7 +36,7 @@ pub fn select(url: Option<&str>) -> anyhow::Result<Arc<dyn Backend>> {
     }
 }
 
-/// `stacks lock`: prints each stack's holder.
+/// `lock`: prints each stack's holder.
 pub async fn lock(backend: &dyn Backend, stacks: &[&str], json: bool) -> anyhow::Result<u8> {
     let mut out = Vec::new();
     for s in stacks {
@@ -49,12 +50,12 @@ pub async fn lock(backend: &dyn Backend, stacks: &[&str], json: bool) -> anyhow:
         out.push(serde_json::json!({"stack": s, "lock": info}));
     }
     if json {
-        println!("{}", serde_json::to_string_pretty(&out)?);
+        println!("{}", serde_json::to_string(&out)?);
     }
     Ok(0)
 }
 
-/// `stacks unlock --force`: releases one stack's lock after confirmation.
+/// `unlock --force`: releases one stack's lock after confirmation.
 pub async fn unlock(
     backend: &dyn Backend,
     stack: Option<&str>,
@@ -62,7 +63,10 @@ pub async fn unlock(
     yes: bool,
 ) -> anyhow::Result<u8> {
     if !force {
-        bail!("unlock releases someone else's lock: pass --force (and see `stacks lock` first)");
+        bail!(
+            "unlock releases someone else's lock: pass --force (and see `{} lock` first)",
+            super::bin_name()
+        );
     }
     let Some(stack) = stack else {
         bail!("unlock needs --stack: it releases one stack's lock");
@@ -127,7 +131,7 @@ fn change_line(c: &ChangeRecord) -> String {
     )
 }
 
-/// `stacks history [RUN]`.
+/// `history [RUN]`.
 pub async fn history(
     backend: &dyn Backend,
     stack: Option<&str>,
@@ -140,7 +144,7 @@ pub async fn history(
         if json {
             println!(
                 "{}",
-                serde_json::to_string_pretty(&serde_json::json!({"run": r, "changes": changes}))?
+                serde_json::to_string(&serde_json::json!({"run": r, "changes": changes}))?
             );
         } else {
             println!("{}", run_line(&r));
@@ -158,7 +162,7 @@ pub async fn history(
     }
     let runs = backend.runs(stack, limit).await?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&runs)?);
+        println!("{}", serde_json::to_string(&runs)?);
     } else if runs.is_empty() {
         println!("no runs recorded in {}", backend.describe());
     } else {
