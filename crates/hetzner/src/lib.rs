@@ -47,17 +47,30 @@
 //!   before keying, so a different API order is neither a change nor a disruption, and
 //!   observing needs nothing but one list per kind (a no-op plan costs the same requests
 //!   every run). RRset `records` are positional and written in declared order.
+//! - **Plan-time checks** refuse what apply would refuse, naming the resource, the field and
+//!   the valid choices, before anything is written. Before any request (`validate`): fixed
+//!   private IPs inside a subnet and not its network address or gateway, no IP claimed twice,
+//!   room in the subnets for the members the API places. Against the live catalog
+//!   ([`catalog`], read at most once per plan, only the lists the plan needs): server types,
+//!   images, locations and load balancer types exist and fit each other (architecture,
+//!   offered in the location, not past `unavailable_after`, in stock in a datacenter there;
+//!   a deprecation not yet in effect is a warning), a server or load balancer is in the network zone of its network's
+//!   subnets, and a zone, SSH key, network or firewall a change names is declared or exists.
+//!   Only what a change writes is checked, so a no-op plan reads no catalog.
 //! - Token from `HCLOUD_TOKEN`, endpoint from `HCLOUD_ENDPOINT`; the token is in no output,
 //!   `Debug` or error. The endpoint goes through the `cairn-http` kit: with
 //!   `CAIRN_LOOPBACK_ONLY=1` a non-loopback endpoint is refused; redirects are not followed.
 
 #![warn(missing_docs)]
 
+pub mod catalog;
+mod checks;
 pub mod cidr;
 pub mod client;
 pub mod gate;
 pub mod kinds;
 pub mod provider;
+mod subnets;
 mod validate;
 
 pub use gate::LbTargetsHealthy;

@@ -92,6 +92,16 @@ impl Context for Hetzner {
         }
         crate::validate::cross_check(declared)
     }
+
+    async fn check_plan(
+        &self,
+        changes: &[PlannedChange<'_>],
+        _settings: &BTreeMap<String, String>,
+    ) -> Result<Vec<CheckResult>, ProviderError> {
+        crate::checks::check_plan(&self.client, changes)
+            .await
+            .map_err(|e| perr("read the Hetzner catalog for plan checks".into(), e))
+    }
 }
 
 /// The Hetzner provider: the kit's provider over [`Hetzner`], plus the load-balancer gate.

@@ -1,13 +1,10 @@
 //! Plan-time checks across declared Hetzner resources (references still unresolved):
 //! load-balancer targets reached over a private network must be attached to one of the
-//! load balancer's networks; fixed private IPs must lie in a subnet of their network.
-
-use std::net::Ipv4Addr;
+//! load balancer's networks; private networks fit their members ([`crate::subnets`]).
 
 use cairn_core::{Declared, Diagnostic, Field, Resource};
 
-use crate::cidr::Cidr4;
-use crate::kinds::{LoadBalancer, Network, Server, TargetType};
+use crate::kinds::{LoadBalancer, Server, TargetType};
 use crate::provider::diag;
 
 /// An identity for a network reference: the referenced address, or the literal id.
@@ -37,7 +34,6 @@ fn typed<'a, R: Resource>(declared: &'a [Declared<'a>]) -> Vec<(&'a Declared<'a>
 pub fn cross_check(declared: &[Declared<'_>]) -> Vec<Diagnostic> {
     let mut out = Vec::new();
     let servers = typed::<Server>(declared);
-    let networks = typed::<Network>(declared);
     let lbs = typed::<LoadBalancer>(declared);
     let server_at = |a: &str| servers.iter().find(|(d, _)| d.address.0 == a);
     for (d, lb) in &lbs {
@@ -71,45 +67,6 @@ pub fn cross_check(declared: &[Declared<'_>]) -> Vec<Diagnostic> {
             }
         }
     }
-    let check_ip = |d: &Declared<'_>,
-                    field: String,
-                    net: &Field<u64>,
-                    ip: Option<Ipv4Addr>,
-                    out: &mut Vec<Diagnostic>| {
-        let (Some(addr), Some(ip)) = (ref_address(net), ip) else {
-            return;
-        };
-        let Some((_, n)) = networks.iter().find(|(nd, _)| nd.address.0 == addr) else {
-            return;
-        };
-        let subnets: Vec<Cidr4> = n
-            .subnets
-            .iter()
-            .filter_map(|s| Cidr4::parse(&s.ip_range, true))
-            .collect();
-        if !subnets.iter().any(|s| s.contains(ip) && ip != s.nth(0)) {
-            out.push(diag(
-                d,
-                field,
-                format!("{ip} is not inside a subnet of {addr}"),
-            ));
-        }
-    };
-    for (d, s) in &servers {
-        for (i, n) in s.networks.iter().flatten().enumerate() {
-            check_ip(d, format!("networks[{i}].ip"), &n.network, n.ip, &mut out);
-        }
-    }
-    for (d, lb) in &lbs {
-        for (i, n) in lb.private_net.iter().flatten().enumerate() {
-            check_ip(
-                d,
-                format!("private_net[{i}].ip"),
-                &n.network,
-                n.ip,
-                &mut out,
-            );
-        }
-    }
+    out.extend(crate::subnets::check(declared));
     out
 }
