@@ -845,9 +845,10 @@ fn walk(v: &Value, path: &str) -> Result<(), String> {
                     .parse::<usize>()
                     .map_err(|_| format!("{part:?} in {path:?} is neither `*` nor an index"))?,
             };
-            cur = items
-                .get(n)
-                .ok_or_else(|| format!("the example's {seen:?} has no item {n}; give it one"))?;
+            cur = items.get(n).ok_or_else(|| match items.is_empty() {
+                true => format!("the example's {seen:?} is empty; give it an item"),
+                false => format!("the example's {seen:?} has no item {n}; give it one"),
+            })?;
             seen.push_str(&format!("[{part}]"));
         }
     }

@@ -115,7 +115,7 @@ lb = client.load_balancers.create(name="lb", load_balancer_type=LoadBalancerType
 lb.action.wait_until_finished()
 lb = client.load_balancers.get_by_id(lb.load_balancer.id)
 assert (lb.location.name, lb.load_balancer_type.name) == ("hel1", "lb11"), lb.location.name
-s = server("by-ids", server_type=ServerType(id=1), image=Image(id=114690387), location=Location(id=2))
+s = server("by-ids", server_type=ServerType(id=104), image=Image(id=114690387), location=Location(id=2))
 assert (s.server_type.name, s.image.name, s.location.name) == ("cx22", "debian-12", "nbg1")
 # This client version no longer sends `datacenter`; the API still takes it (ID or name).
 raw = lambda name, dc: client.request("POST", "/servers", json={
