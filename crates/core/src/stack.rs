@@ -124,9 +124,9 @@ pub struct StackBuilder {
     name: String,
     nodes: Vec<NodeDef>,
     deps: Vec<Vec<(Address, String)>>,
-    /// References found in each resource's spec, as `(address, field path, attribute)`;
-    /// references by key have no attribute.
-    refs: Vec<Vec<(Address, String, Option<String>)>>,
+    /// References found in each resource's spec (attribute references and references by
+    /// key), as `(address, field path)`.
+    refs: Vec<Vec<(Address, String)>>,
     index: FastMap<Address, usize>,
     errors: Vec<BuildError>,
     settings: BTreeMap<String, String>,
@@ -186,15 +186,29 @@ impl StackBuilder {
         let before = self.nodes.len();
         self.push(NodeDef::Resource(Box::new(def)));
         if self.nodes.len() > before {
+            // A reference to an attribute its kind does not have is this resource's field
+            // error: the plan refuses it, naming resource and field, before observing. The
+            // target is always declared earlier (its handle came from `add`), so the check
+            // happens here and only the address and field are kept.
+            let unknown: Vec<FieldError> = refs
+                .iter()
+                .filter_map(|(path, raw)| match self.index.get(&raw.address) {
+                    Some(&j) => match &self.nodes[j] {
+                        NodeDef::Resource(target) => unknown_attribute(target, path, &raw.attr),
+                        _ => None,
+                    },
+                    None => None,
+                })
+                .collect();
+            if let NodeDef::Resource(r) = &mut self.nodes[before] {
+                r.field_errors.extend(unknown);
+            }
             // References by key first: they stand where a hand-written `depends_on` stood.
             self.refs[before] = spec
                 .key_refs()
                 .into_iter()
-                .map(|(path, to)| (to, path, None))
-                .chain(
-                    refs.into_iter()
-                        .map(|(path, raw)| (raw.address, path, Some(raw.attr))),
-                )
+                .map(|(path, to)| (to, path))
+                .chain(refs.into_iter().map(|(path, raw)| (raw.address, path)))
                 .collect();
         }
         handle
@@ -288,37 +302,18 @@ impl StackBuilder {
             }
         }
         let mut deps: Vec<Vec<usize>> = vec![Vec::new(); self.nodes.len()];
-        let mut unknown_attrs: Vec<(usize, FieldError)> = Vec::new();
         for (i, node) in self.nodes.iter().enumerate() {
             let refs = std::mem::take(&mut self.refs[i]);
-            let explicit = std::mem::take(&mut self.deps[i])
-                .into_iter()
-                .map(|(to, via)| (to, via, None));
-            for (to, via, attr) in explicit.chain(refs) {
+            for (to, via) in std::mem::take(&mut self.deps[i]).into_iter().chain(refs) {
                 match self.index.get(&to) {
-                    Some(&j) => {
-                        if let (Some(attr), NodeDef::Resource(target)) = (&attr, &self.nodes[j])
-                            && let Some(e) = unknown_attribute(target, &via, attr)
-                        {
-                            unknown_attrs.push((i, e));
-                        }
-                        if !deps[i].contains(&j) {
-                            deps[i].push(j);
-                        }
-                    }
+                    Some(&j) if !deps[i].contains(&j) => deps[i].push(j),
+                    Some(_) => {}
                     None => errors.push(BuildError::Dangling {
                         from: node.address().clone(),
                         to,
                         via,
                     }),
                 }
-            }
-        }
-        // A reference to an attribute its kind does not have is the referring resource's
-        // field error: the plan refuses it, naming resource and field, before observing.
-        for (i, e) in unknown_attrs {
-            if let NodeDef::Resource(r) = &mut self.nodes[i] {
-                r.field_errors.push(e);
             }
         }
         // A graph is acyclic exactly when the topological walk reaches every node; only a
