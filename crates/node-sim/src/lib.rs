@@ -763,13 +763,32 @@ impl SimHost {
             .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
     }
 
+    /// Starts sshd. An sshd that dies before logging anything (a transient failure of the
+    /// namespace set-up under heavy parallel load: nothing of it reached the log) is
+    /// started again, up to three times; one that logs why it failed is not.
     fn start(&mut self) -> io::Result<()> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match self.start_once() {
+                Err((e, true)) if attempt < 3 => {
+                    tracing::warn!(host = %self.name, "{e}; starting it again");
+                    std::thread::sleep(Duration::from_millis(100 * attempt));
+                }
+                r => return r.map_err(|(e, _)| e),
+            }
+        }
+    }
+
+    /// One start; an error says whether sshd died without a word (worth another try).
+    fn start_once(&mut self) -> Result<(), (io::Error, bool)> {
         // Only what this start logs counts (a restarted host's log holds earlier runs).
         let seen = std::fs::metadata(self.dir.join("sshd.log")).map_or(0, |m| m.len() as usize);
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
-            .open(self.dir.join("sshd.log"))?;
+            .open(self.dir.join("sshd.log"))
+            .map_err(|e| (e, false))?;
         let child = Command::new("unshare")
             .args([
                 "-m",
@@ -785,7 +804,8 @@ impl SimHost {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
-            .spawn()?;
+            .spawn()
+            .map_err(|e| (e, false))?;
         self.child = Some(child);
         // Listening is proven by this sshd's own log line, not by a connection that another
         // simulator's sshd on the same address and port could have answered.
@@ -800,15 +820,27 @@ impl SimHost {
             if log.get(seen..).is_some_and(|new| new.contains(&want)) {
                 return Ok(());
             }
-            if !self.is_running() || Instant::now() > deadline {
+            let exited = match self.child.as_mut().map(|c| c.try_wait()) {
+                Some(Ok(Some(status))) => Some(status.to_string()),
+                Some(Ok(None)) => None,
+                Some(Err(e)) => Some(format!("cannot be waited for: {e}")),
+                None => Some("never started".into()),
+            };
+            if exited.is_some() || Instant::now() > deadline {
                 self.stop();
                 let log = std::fs::read_to_string(self.dir.join("sshd.log")).unwrap_or_default();
-                return Err(io::Error::other(format!(
-                    "sshd for simulated host {} did not come up on {}: {}",
-                    self.name,
-                    self.listen,
-                    log.trim()
-                )));
+                let new = log.get(seen..).unwrap_or("").trim().to_string();
+                let silent = exited.is_some() && new.is_empty();
+                return Err((
+                    io::Error::other(format!(
+                        "sshd for simulated host {} did not come up on {} ({}): {}",
+                        self.name,
+                        self.listen,
+                        exited.unwrap_or_else(|| "no listening line within 30 s".into()),
+                        new
+                    )),
+                    silent,
+                ));
             }
             std::thread::sleep(Duration::from_millis(10));
         }
