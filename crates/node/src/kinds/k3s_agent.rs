@@ -251,6 +251,7 @@ impl Kind<NodeContext> for K3sAgents {
         Ok(after(spec))
     }
 
+    /// The same steps as a create: the install script converges whatever is there.
     async fn update(
         &self,
         ctx: &NodeContext,
@@ -258,16 +259,7 @@ impl Kind<NodeContext> for K3sAgents {
         spec: &K3sAgent,
         op: Op<'_, K3sStep>,
     ) -> Result<K3sAgentObserved, NodeError> {
-        k3s::execute(
-            ctx,
-            &resource(op.key),
-            &spec.host,
-            &spec.token,
-            &op.steps,
-            op.marker,
-        )
-        .await?;
-        Ok(after(spec))
+        self.create(ctx, spec, op).await
     }
 
     /// Uninstalling k3s is part of a rotation (cordon, drain), not a side effect.

@@ -242,6 +242,7 @@ impl Kind<NodeContext> for K3sServers {
         Ok(after(spec))
     }
 
+    /// The same steps as a create: the install script converges whatever is there.
     async fn update(
         &self,
         ctx: &NodeContext,
@@ -249,16 +250,7 @@ impl Kind<NodeContext> for K3sServers {
         spec: &K3sServer,
         op: Op<'_, K3sStep>,
     ) -> Result<K3sServerObserved, NodeError> {
-        k3s::execute(
-            ctx,
-            &resource(op.key),
-            &spec.host,
-            &spec.token,
-            &op.steps,
-            op.marker,
-        )
-        .await?;
-        Ok(after(spec))
+        self.create(ctx, spec, op).await
     }
 
     /// Uninstalling k3s is part of a rotation (drain, leave etcd), not a side effect.
