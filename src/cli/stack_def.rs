@@ -26,6 +26,8 @@ pub struct Loaded {
     pub providers: Providers,
     /// Kept alive while the stack is used (simulator handles, temp files).
     pub keep: Vec<Box<dyn Any + Send>>,
+    /// How the stack's nodes are rotated (`rotate`), if it has any.
+    pub rotation: Option<Arc<dyn cairn_core::rotation::Rotation>>,
 }
 
 /// Loads a stack for a target: its graph and providers (and simulators when simulated).
@@ -130,6 +132,7 @@ impl StackDef {
             stack,
             providers,
             keep,
+            rotation: None,
         })
     }
 }

@@ -20,6 +20,7 @@ pub mod planner;
 pub mod provider;
 pub mod render;
 pub mod resource;
+pub mod rotation;
 pub mod spec;
 pub mod stack;
 #[cfg(feature = "testing")]

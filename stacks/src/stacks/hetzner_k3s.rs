@@ -202,6 +202,7 @@ async fn load(target: Where) -> anyhow::Result<Loaded> {
                     .with(Arc::new(provider))
                     .with(Arc::new(nodes)),
                 keep: vec![Box::new(sim), Box::new(world)],
+                rotation: None,
             })
         }
         Where::Real => {
@@ -236,6 +237,7 @@ async fn load(target: Where) -> anyhow::Result<Loaded> {
                 stack: build_with_k3s(true, token.as_deref())?,
                 providers,
                 keep: Vec::new(),
+                rotation: None,
             })
         }
     }

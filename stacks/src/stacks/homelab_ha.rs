@@ -633,6 +633,7 @@ async fn load(target: Target) -> anyhow::Result<Loaded> {
                     .with(Arc::new(pfsense))
                     .with(Arc::new(nodes.provider(&params))),
                 keep: vec![Box::new(sims)],
+                rotation: None,
             })
         }
         Target::Real => {
@@ -648,6 +649,7 @@ async fn load(target: Target) -> anyhow::Result<Loaded> {
                     .with(Arc::new(pfsense))
                     .with(Arc::new(nodes.provider(&params))),
                 keep: Vec::new(),
+                rotation: None,
             })
         }
     }
