@@ -625,3 +625,30 @@ fn the_uninstall_script_removes_k3s_but_keeps_the_node_password_so_a_reinstall_i
     assert_eq!(code, 0, "{text}");
     assert!(text.contains("k3s-w1   Ready"), "{text}");
 }
+
+#[test]
+fn pods_of_a_node_not_ready_for_long_are_replaced_on_a_ready_worker() {
+    let w = ready_world(237);
+    w.sim.set_pod_eviction_timeout(Duration::from_secs(1));
+    let lost = pods_on(&w, "k3s-w2")[0].metadata.name.clone().unwrap();
+    w.sim.stop_k3s("k3s-w2");
+    assert!(
+        wait(Duration::from_secs(20), || {
+            let pods = w.sim.pods(w.cluster, DOCFAST_NAMESPACE);
+            pods.len() == 2
+                && pods
+                    .iter()
+                    .all(|p| p.ready && p.node.as_deref() == Some("k3s-w1"))
+        }),
+        "{:?}",
+        w.sim.pods(w.cluster, DOCFAST_NAMESPACE)
+    );
+    assert!(
+        w.sim
+            .pods(w.cluster, DOCFAST_NAMESPACE)
+            .iter()
+            .all(|p| p.name != lost)
+    );
+    // The stopped node's Node stays (NotReady); only its pods moved.
+    assert!(!w.sim.node(w.cluster, "k3s-w2").unwrap().ready);
+}
