@@ -652,3 +652,28 @@ fn pods_of_a_node_not_ready_for_long_are_replaced_on_a_ready_worker() {
     // The stopped node's Node stays (NotReady); only its pods moved.
     assert!(!w.sim.node(w.cluster, "k3s-w2").unwrap().ready);
 }
+
+#[test]
+fn a_deleted_node_whose_k3s_still_runs_registers_again_but_a_running_etcd_server_exits() {
+    let w = ha_world(238);
+    // An agent's kubelet registers its Node again (why leaving stops the unit first).
+    expect(&w, 200, "DELETE", "/api/v1/nodes/k3s-w1", None);
+    assert!(wait(Duration::from_secs(10), || w
+        .sim
+        .node(w.cluster, "k3s-w1")
+        .is_some_and(|n| n.ready)));
+    // A server's member is removed with its Node, and its k3s then exits.
+    expect(&w, 200, "DELETE", "/api/v1/nodes/k3s-cp3", None);
+    assert!(wait(Duration::from_secs(10), || w
+        .sim
+        .etcd_health(w.cluster)
+        == (2, 2)));
+    assert!(wait(Duration::from_secs(10), || w
+        .sim
+        .k3s_journal(CP3.0)
+        .iter()
+        .any(|l| l.contains(
+            "the member has been permanently removed from the cluster"
+        ))));
+    assert!(w.sim.node(w.cluster, CP3.0).is_none());
+}
