@@ -709,3 +709,31 @@ fn a_deleted_node_whose_k3s_still_runs_registers_again_but_a_running_etcd_server
         ))));
     assert!(w.sim.node(w.cluster, CP3.0).is_none());
 }
+
+#[test]
+fn a_rebooted_agent_starts_k3s_again_and_rejoins_through_another_server_while_the_first_is_down() {
+    let mut w = ha_world(239);
+    w.sim.stop_k3s("k3s-mgr");
+    let starts = w.sim.k3s_starts("k3s-w1");
+    w.sim.stop_host("k3s-w1");
+    assert!(wait(Duration::from_secs(10), || w
+        .sim
+        .node(w.cluster, "k3s-w1")
+        .is_some_and(|n| !n.ready)));
+    w.sim
+        .start_k3s_host("k3s-w1", Ipv4Addr::new(10, 0, 1, 6))
+        .unwrap();
+    assert_eq!(
+        w.sim.k3s_starts("k3s-w1"),
+        starts + 1,
+        "systemd started k3s-agent at boot"
+    );
+    assert!(
+        wait(Duration::from_secs(10), || w
+            .sim
+            .node(w.cluster, "k3s-w1")
+            .is_some_and(|n| n.ready)),
+        "{:?}",
+        w.sim.k3s_journal("k3s-w1")
+    );
+}
