@@ -15,7 +15,7 @@
 //! it read when it last (re)started. `kubeadm` and `systemctl` on a host reach the simulator through a control
 //! socket and act on that host's files and its cluster.
 //!
-//! k3s hosts ([`k3s`](crate::k3s)) run the k3s process their installed units describe: its
+//! k3s hosts (`k3s.rs`) run the k3s process their installed units describe: its
 //! cluster's datastore (SQLite, or embedded etcd members with quorum), node passwords, and
 //! the controllers of the cluster's workload (Deployments, DaemonSets, PodDisruptionBudgets;
 //! `workload.rs`), whose pods the nodes' own loops run.
