@@ -261,7 +261,7 @@ impl NodeSim {
 
     /// Starts a host for k3s (a cloud server as its image boots it): no kubelet or
     /// containerd unit, no k3s yet; `/usr/local/sbin/k3s-install.sh` stands for k3s's
-    /// install script (see [`k3s`](crate::k3s)), and a k3s process runs once an installed
+    /// install script (see the `k3s` module), and a k3s process runs once an installed
     /// `k3s`/`k3s-agent` unit is started. A stopped host of that name starts again with its
     /// files.
     pub fn start_k3s_host(&mut self, name: &str, declared: Ipv4Addr) -> io::Result<&SimHost> {
