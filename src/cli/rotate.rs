@@ -427,10 +427,14 @@ impl Rotator<'_> {
         if let Err(why) = self.apply(&planned).await {
             return self.fail(node, why, t0).await;
         }
+        let replaced = match &p.start {
+            Start::Replaced { was } => was,
+            _ => &p.machine_id,
+        };
         self.record(&[journal::phase_record(
             node,
             Phase::Replaced,
-            Some(journal::machine_detail(&p.machine_id)),
+            Some(journal::machine_detail(replaced)),
             t0.elapsed(),
         )])
         .await?;
@@ -551,3 +555,7 @@ fn observed_id(planned: &Planned, machine: &Address) -> String {
         })
         .unwrap_or_else(|| NO_MACHINE.to_string())
 }
+
+#[cfg(all(test, feature = "testing"))]
+#[path = "rotate_tests.rs"]
+mod tests;
