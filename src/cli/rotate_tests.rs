@@ -472,3 +472,54 @@ async fn a_stack_without_a_rotation_is_refused_naming_it() {
         "stack k3s has no rotation: it declares no nodes to rotate"
     );
 }
+
+#[tokio::test]
+async fn the_rotation_plan_shows_each_node_s_steps_and_its_destructive_replacement() {
+    let (m, backend, _dir) = world().await;
+    let fake = Arc::new(Fake::new(&m));
+    let l = loaded(&m, &fake);
+    let a = args(Select::All);
+    let lease = backend
+        .acquire(
+            "k3s",
+            &cairn_core::backend::Holder::current("rotate"),
+            Duration::ZERO,
+        )
+        .await
+        .unwrap();
+    let r = super::Rotator {
+        loaded: &l,
+        rotation: fake.as_ref(),
+        backend: &backend,
+        lease: lease.as_ref(),
+        run: "test",
+        args: &a,
+    };
+    let mut plans = Vec::new();
+    for n in ["n1", "n3"] {
+        plans.push(r.node_plan(n, None).await.unwrap());
+    }
+    let text = r.render(&plans, false);
+    let n1 = text
+        .find("1. node n1 — machine test_thing.m-n1")
+        .expect(&text);
+    let n3 = text
+        .find("2. node n3 — machine test_thing.m-n3")
+        .expect(&text);
+    assert!(n1 < n3, "{text}");
+    let first = &text[n1..n3];
+    for want in [
+        "» cordon and drain n1",
+        "replace (DESTROYS test_thing.m-n1):",
+        "-/+ test_thing.m-n1  (replace (destroy, then create) — replacement requested)",
+        "~ test_thing.k-n1  (update in place",
+        "» wait until n1 is Ready, uncordon it",
+    ] {
+        assert!(first.contains(want), "{want:?} missing in:\n{first}");
+    }
+    assert!(
+        !first.contains("m-n2") && !first.contains("m-n3"),
+        "{first}"
+    );
+    assert!(fake.calls().is_empty(), "showing the plan ran a step");
+}
