@@ -161,7 +161,8 @@ fn args(select: Select) -> RotateArgs {
     RotateArgs {
         select,
         approve: true,
-        lock_wait: Duration::ZERO,
+        // An interrupted holder's lease must expire first on PostgreSQL.
+        lock_wait: Duration::from_secs(60),
         json: false,
         terminal: false,
     }
@@ -363,6 +364,23 @@ async fn a_failed_apply_stops_the_rotation_before_the_next_node() {
 #[tokio::test]
 async fn a_rerun_resumes_an_interrupted_rotation_without_replacing_a_replaced_machine_again() {
     let (m, backend, _dir) = world().await;
+    resumes_after_interruption(&m, backend).await;
+}
+
+#[tokio::test]
+async fn the_journal_in_postgresql_resumes_an_interrupted_rotation_too() {
+    let (m, _, _dir) = world().await;
+    let cluster = cairn_backend_pg::testing::Cluster::start();
+    let pg = cairn_backend_pg::PgBackend::new(&cluster.url())
+        .unwrap()
+        .with_lease(Duration::from_millis(500));
+    pg.check().await.unwrap();
+    resumes_after_interruption(&m, Arc::new(pg)).await;
+}
+
+/// Interrupts `--all` in n2's `after` (n2's machine replaced), reruns it, and checks that
+/// n1 is skipped, n2 not replaced again, n3 rotated, and the journal says so.
+async fn resumes_after_interruption(m: &Arc<MemoryProvider>, backend: Arc<dyn Backend>) {
     let mut fake = Fake::new(&m);
     fake.hang = Some("after n2");
     let fake = Arc::new(fake);
