@@ -381,21 +381,21 @@ async fn the_journal_in_postgresql_resumes_an_interrupted_rotation_too() {
 /// Interrupts `--all` in n2's `after` (n2's machine replaced), reruns it, and checks that
 /// n1 is skipped, n2 not replaced again, n3 rotated, and the journal says so.
 async fn resumes_after_interruption(m: &Arc<MemoryProvider>, backend: Arc<dyn Backend>) {
-    let mut fake = Fake::new(&m);
+    let mut fake = Fake::new(m);
     fake.hang = Some("after n2");
     let fake = Arc::new(fake);
-    let old = ids(&m);
-    interrupt(&m, &fake, &backend, Select::All).await;
-    let replaced = ids(&m);
+    let old = ids(m);
+    interrupt(m, &fake, &backend, Select::All).await;
+    let replaced = ids(m);
     assert_ne!(replaced[0], old[0]);
     assert_ne!(replaced[1], old[1]);
     assert_eq!(replaced[2], old[2]);
 
-    let again = Arc::new(Fake::new(&m));
-    rotate(&loaded(&m, &again), backend.clone(), &args(Select::All))
+    let again = Arc::new(Fake::new(m));
+    rotate(&loaded(m, &again), backend.clone(), &args(Select::All))
         .await
         .unwrap();
-    let now = ids(&m);
+    let now = ids(m);
     assert_eq!(now[0], replaced[0], "n1 was rotated twice");
     assert_eq!(now[1], replaced[1], "n2's machine was replaced again");
     assert_ne!(now[2], old[2]);
