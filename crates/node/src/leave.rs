@@ -81,7 +81,7 @@ pub async fn leave(
     waits: Waits,
 ) -> Result<(), NodeError> {
     cordon_and_drain(cluster, node, drain).await?;
-    stop_unit(cluster, node, host, role).await?;
+    stop_unit(cluster, node, host, role.unit()).await?;
     cluster.delete_node(node).await?;
     if role == Role::Server {
         wait_member_gone(cluster, node, waits).await?;
@@ -96,9 +96,8 @@ pub async fn stop_unit(
     cluster: &Cluster,
     node: &str,
     host: &str,
-    role: Role,
+    unit: &str,
 ) -> Result<(), NodeError> {
-    let unit = role.unit();
     match cluster
         .ssh()
         .run_status(host, &Cmd::root("systemctl").args(["stop", unit]))

@@ -24,6 +24,9 @@ pub const ETCD_NAME_ANNOTATION: &str = "etcd.k3s.cattle.io/node-name";
 /// The annotation the kubelet puts on a static pod's mirror.
 const MIRROR_ANNOTATION: &str = "kubernetes.io/config.mirror";
 
+/// The annotation holding a k3s etcd member's address.
+pub const ETCD_ADDRESS_ANNOTATION: &str = "etcd.k3s.cattle.io/node-address";
+
 /// What a drain did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Drained {
@@ -183,6 +186,38 @@ impl Cluster {
             Err((_, kube::Error::Api(s))) if s.code == 404 => Ok(false),
             Err((at, e)) => Err(self.api_err(&format!("delete node {node}"), &at, &e)),
         }
+    }
+
+    /// The address of a Ready k3s etcd member other than `except` (its
+    /// `etcd.k3s.cattle.io/node-address` annotation, else its InternalIP): where a rebuilt
+    /// first server joins. `None` when the cluster has no such member.
+    pub async fn ready_member_address(&self, except: &str) -> Result<Option<String>, NodeError> {
+        let nodes = self.node_objects().await?;
+        let ready: Vec<String> = k3s_etcd_members(&nodes)
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|m| m.ready && m.node != except)
+            .map(|m| m.node)
+            .collect();
+        Ok(nodes.iter().find_map(|n| {
+            let name = n.metadata.name.as_deref()?;
+            if !ready.iter().any(|r| r == name) {
+                return None;
+            }
+            n.metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get(ETCD_ADDRESS_ANNOTATION).cloned())
+                .or_else(|| {
+                    n.status
+                        .as_ref()?
+                        .addresses
+                        .as_ref()?
+                        .iter()
+                        .find(|a| a.type_ == "InternalIP")
+                        .map(|a| a.address.clone())
+                })
+        }))
     }
 
     /// The pods bound to `node`.
