@@ -254,7 +254,7 @@ async fn a_drain_blocked_by_the_budget_times_out_naming_pod_and_budget_and_leave
     );
 }
 
-fn rotation(lab: &Lab, cluster: Arc<Cluster>) -> K3sRotation {
+fn rotation(cluster: Arc<Cluster>) -> K3sRotation {
     let nodes = [("k3s-mgr", true), ("k3s-w1", false), ("k3s-w2", false)];
     K3sRotation::new(
         cluster,
@@ -270,7 +270,7 @@ fn rotation(lab: &Lab, cluster: Arc<Cluster>) -> K3sRotation {
 #[tokio::test]
 async fn rotation_preflight_names_a_not_ready_node_and_refuses_the_only_server() {
     let lab = Lab::start(238);
-    let r = rotation(&lab, lab.cluster());
+    let r = rotation(lab.cluster());
     assert_eq!(r.preflight("k3s-w1").await, Ok(()));
     let e = r.preflight("k3s-mgr").await.unwrap_err();
     assert!(
@@ -302,7 +302,7 @@ async fn an_agent_leaves_in_before_and_comes_back_uncordoned_in_after() {
     let cluster = lab.cluster();
     let p = lab.provider(&cluster, Duration::from_secs(20));
     adopt(&lab, &p).await;
-    let r = rotation(&lab, cluster.clone());
+    let r = rotation(cluster.clone());
     r.preflight("k3s-w1").await.unwrap();
     r.before("k3s-w1").await.unwrap();
     assert!(
