@@ -3,7 +3,11 @@
 //! change cordons, drains (its pod moves to the other worker), upgrades and uncordons; a
 //! drain a PodDisruptionBudget blocks times out naming the pod and budget and leaves the
 //! node cordoned; `K3sRotation` refuses while a node is NotReady or for the only server, and
-//! takes an agent out (`before`) and back (`after`). Runs inside the loopback-only namespace
+//! takes an agent out (`before`) and back (`after`); the cluster made highly available
+//! through the kinds (k3s-mgr migrated to etcd, two servers joining) upgrades a server with
+//! the etcd gate, and the first server rotated away and rebuilt joins the remaining members
+//! (the API answering through the other servers meanwhile) with a second plan empty. Runs
+//! inside the loopback-only namespace
 //! of `scripts/test.sh`.
 
 use std::net::Ipv4Addr;
@@ -15,7 +19,8 @@ use cairn_core::net::Dialer;
 use cairn_core::rotation::Rotation;
 use cairn_core::value::Address;
 use cairn_core::{
-    Action, ApplyOptions, ApplyReport, Planned, Providers, Stack, StackBuilder, apply, plan,
+    Action, ApplyOptions, ApplyReport, NodeRef, Planned, Providers, Stack, StackBuilder, apply,
+    plan,
 };
 use cairn_node::kinds::k3s::K3S_YAML;
 use cairn_node::provider::{NodeContext, Waits, node_provider_for};
@@ -84,6 +89,8 @@ impl Lab {
             self.dialer.clone(),
         )
         .admin_conf(K3S_YAML)
+        .endpoints(["10.0.1.8:6443", "10.0.1.9:6443"])
+        .admin_hosts(["k3s-cp2", "k3s-cp3"])
         .drain_retry(Duration::from_millis(200));
         for h in sim.hosts() {
             cluster = cluster.node(h.name(), h.name());
@@ -324,4 +331,155 @@ async fn an_agent_leaves_in_before_and_comes_back_uncordoned_in_after() {
     let n = lab.w.sim.node(lab.w.cluster, "k3s-w1").unwrap();
     assert!(n.ready);
     assert!(lab.w.sim.cordoned(lab.w.cluster).is_empty());
+}
+
+const CP: [(&str, Ipv4Addr); 2] = [
+    ("k3s-cp2", Ipv4Addr::new(10, 0, 1, 8)),
+    ("k3s-cp3", Ipv4Addr::new(10, 0, 1, 9)),
+];
+
+/// The HA shape: k3s-mgr with `cluster_init`, k3s-cp2 and k3s-cp3 joining it one after the
+/// other, the agents as they are; k3s-cp3 at `cp3_version`.
+fn ha_stack(token: &str, cp3_version: &str) -> Stack {
+    let mut s = StackBuilder::new("hetzner-k3s");
+    let server = |name: &str, ip: Ipv4Addr, version: &str| {
+        let mut v = K3sServer::new(name, version, token);
+        v.flannel_iface = Some(K3S_FLANNEL_IFACE.into());
+        v.node_taints = vec![K3S_SERVER_TAINT.into()];
+        v.node_ip = Some(ip.into());
+        v
+    };
+    let (mgr, mgr_ip) = K3S_SERVER;
+    let mut first = server(mgr, mgr_ip, K3S_VERSION);
+    first.cluster_init = true;
+    let mut prev = s.add(mgr, first).address().clone();
+    for (name, ip) in CP {
+        let mut v = server(
+            name,
+            ip,
+            if name == "k3s-cp3" {
+                cp3_version
+            } else {
+                K3S_VERSION
+            },
+        );
+        v.server = Some(URL.into());
+        let h = s.add(name, v);
+        s.depends_on(&h, &prev);
+        prev = h.address().clone();
+    }
+    for (name, ip) in K3S_AGENTS {
+        s.add(name, agent(name, ip, token, K3S_VERSION));
+    }
+    s.build().unwrap()
+}
+
+fn steps_of(planned: &Planned, address: &str) -> (Option<Action>, Vec<String>) {
+    let c = planned
+        .plan
+        .resource_changes
+        .iter()
+        .find(|c| c.address.to_string() == address)
+        .unwrap_or_else(|| panic!("no change for {address}"));
+    (c.action, c.steps.clone())
+}
+
+async fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !f() {
+        assert!(std::time::Instant::now() < deadline, "{what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn the_first_server_rotated_away_and_rebuilt_joins_the_remaining_members_and_a_second_plan_is_empty()
+ {
+    let mut lab = Lab::start(240);
+    for (name, ip) in CP {
+        lab.w.sim.start_k3s_host(name, ip).unwrap();
+    }
+    let token = lab.w.token.clone();
+    let cluster = lab.cluster();
+    let p = lab.provider(&cluster, Duration::from_secs(20));
+    // Made highly available through the kinds: the migration, then the joins in order.
+    let s = ha_stack(&token, K3S_VERSION);
+    let report = apply_plan(&s, &p, &plan_of(&s, &p).await).await;
+    assert!(report.success(), "{report:?}");
+    wait_for("three healthy members", || {
+        lab.w.sim.etcd_health(lab.w.cluster) == (3, 3)
+    })
+    .await;
+    let members = cluster.etcd_members().await.unwrap();
+    assert_eq!(members.len(), 3, "{members:?}");
+    assert!(members.iter().all(|m| m.ready), "{members:?}");
+
+    // A server's upgrade waits for etcd to be whole again before it uncordons.
+    let s = ha_stack(&token, NEXT);
+    let planned = plan_of(&s, &p).await;
+    let (_, steps) = steps_of(&planned, "node_k3s_server.k3s-cp3");
+    assert_eq!(steps.len(), 6, "{steps:?}");
+    assert_eq!(
+        steps[4],
+        "wait until k3s-cp3 is a healthy etcd member of cluster hetzner-k3s and every member is healthy"
+    );
+    let report = apply_plan(&s, &p, &planned).await;
+    assert!(report.success(), "{report:?}");
+
+    // The first server leaves; the API answers through the others meanwhile.
+    let r = K3sRotation::new(
+        cluster.clone(),
+        [("k3s-mgr", true), ("k3s-cp2", true), ("k3s-cp3", true)]
+            .map(|(n, srv)| (n, n, Address::new("hetzner_server", n), srv)),
+    )
+    .drain_timeout(Duration::from_secs(20))
+    .gates(WAITS);
+    r.preflight("k3s-mgr").await.unwrap();
+    r.before("k3s-mgr").await.unwrap();
+    // k3s removes the deleted server's member shortly after its Node.
+    wait_for("the member removed", || {
+        lab.w.sim.etcd_health(lab.w.cluster) == (2, 2)
+    })
+    .await;
+    assert!(lab.w.sim.node(lab.w.cluster, "k3s-mgr").is_none());
+    lab.w.sim.remove_host("k3s-mgr");
+    let nodes = cluster.nodes().await.expect("answered by another server");
+    assert_eq!(nodes.len(), 4, "{nodes:?}");
+
+    // Rebuilt: a fresh host; the kind joins it through a Ready member.
+    let keys = std::fs::read_to_string(lab.w.sim.client_key().with_extension("pub")).unwrap();
+    lab.w
+        .sim
+        .boot_k3s_host("k3s-mgr", K3S_SERVER.1, &keys)
+        .unwrap();
+    let cluster = lab.cluster();
+    let p = lab.provider(&cluster, Duration::from_secs(20));
+    let planned = plan_of(&s, &p).await;
+    let (action, steps) = steps_of(&planned, "node_k3s_server.k3s-mgr");
+    assert_eq!(action, Some(Action::Create), "{steps:?}");
+    assert!(
+        steps[0].starts_with("if cluster hetzner-k3s already has Ready etcd members"),
+        "{steps:?}"
+    );
+    let report = apply_plan(&s, &p, &planned).await;
+    assert!(report.success(), "{report:?}");
+    assert_eq!(
+        lab.w.sim.k3s_cluster_of("k3s-mgr"),
+        Some(lab.w.cluster),
+        "no second cluster"
+    );
+    let r = K3sRotation::new(
+        cluster.clone(),
+        [("k3s-mgr", true), ("k3s-cp2", true), ("k3s-cp3", true)]
+            .map(|(n, srv)| (n, n, Address::new("hetzner_server", n), srv)),
+    )
+    .gates(WAITS);
+    r.after("k3s-mgr").await.unwrap();
+    assert_eq!(lab.w.sim.etcd_health(lab.w.cluster), (3, 3));
+    let again = plan_of(&s, &p).await;
+    assert!(
+        !again.plan.has_changes(),
+        "{:?}",
+        again.plan.resource_changes
+    );
 }
