@@ -483,3 +483,54 @@ async fn the_first_server_rotated_away_and_rebuilt_joins_the_remaining_members_a
         again.plan.resource_changes
     );
 }
+
+#[tokio::test]
+async fn deleting_an_agent_drains_it_stops_k3s_and_removes_its_node() {
+    let lab = Lab::start(241);
+    let cluster = lab.cluster();
+    let p = lab.provider(&cluster, Duration::from_secs(20));
+    adopt(&lab, &p).await;
+    let mut s = StackBuilder::new("hetzner-k3s");
+    s.delete_adopted_when_undeclared();
+    let (mgr, mgr_ip) = K3S_SERVER;
+    let mut server = K3sServer::new(mgr, K3S_VERSION, &lab.w.token);
+    server.flannel_iface = Some(K3S_FLANNEL_IFACE.into());
+    server.node_taints = vec![K3S_SERVER_TAINT.into()];
+    server.node_ip = Some(mgr_ip.into());
+    s.add(mgr, server);
+    let (w2, w2_ip) = K3S_AGENTS[1];
+    s.add(w2, agent(w2, w2_ip, &lab.w.token, K3S_VERSION));
+    let s = s.build().unwrap();
+    let planned = plan_of(&s, &p).await;
+    let (action, steps) = steps_of(&planned, "node_k3s_agent.k3s-w1");
+    assert_eq!(action, Some(Action::Delete), "{steps:?}");
+    assert_eq!(
+        steps,
+        [
+            "cordon node k3s-w1 of cluster hetzner-k3s",
+            "drain node k3s-w1 of cluster hetzner-k3s (evict its pods but DaemonSet and mirror pods; PodDisruptionBudgets respected, retried until 20 s)",
+            "systemctl stop k3s-agent on k3s-w1",
+            "delete node k3s-w1 from cluster hetzner-k3s",
+            "run /usr/local/bin/k3s-agent-uninstall.sh on k3s-w1 if it is there",
+        ]
+    );
+    let report = apply_plan(&s, &p, &planned).await;
+    assert!(report.success(), "{report:?}");
+    assert!(lab.w.sim.node(lab.w.cluster, "k3s-w1").is_none());
+    assert_eq!(
+        lab.docfast_nodes(),
+        [Some("k3s-w2".to_string()), Some("k3s-w2".to_string())]
+    );
+    // Stopped, so its kubelet does not register the node again.
+    let (status, _) = cluster
+        .ssh()
+        .run_status(
+            "k3s-w1",
+            &Cmd::new("systemctl").args(["is-active", "k3s-agent"]),
+        )
+        .await
+        .unwrap();
+    assert_ne!(status, 0, "k3s-agent still runs on k3s-w1");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(lab.w.sim.node(lab.w.cluster, "k3s-w1").is_none());
+}

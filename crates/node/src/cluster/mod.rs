@@ -217,6 +217,11 @@ impl Cluster {
         self.nodes.get(host).map(String::as_str)
     }
 
+    /// The hosts declared as nodes of this cluster.
+    pub fn hosts(&self) -> impl Iterator<Item = &str> {
+        self.nodes.keys().map(String::as_str)
+    }
+
     /// The declared host of a node.
     pub fn host_of(&self, node: &str) -> Option<&str> {
         self.nodes

@@ -772,6 +772,14 @@ pub async fn run_steps(
     Ok(())
 }
 
+/// Releases the installation on `host`: removes cairn's ownership marker, leaves k3s.
+pub async fn release(ctx: &NodeContext, host: &str) -> Result<(), NodeError> {
+    ctx.ssh()
+        .run(host, &Cmd::root("rm").args(["-f", MARKER]))
+        .await
+        .map(|_| ())
+}
+
 /// The last lines of the unit's journal, as `; journal: …` (empty when there is none).
 async fn journal(ctx: &NodeContext, host: &str, unit: &str) -> String {
     let cmd = Cmd::root("journalctl").args(["-u", unit, "-n", "5", "--no-pager", "-o", "cat"]);
@@ -788,14 +796,34 @@ async fn journal(ctx: &NodeContext, host: &str, unit: &str) -> String {
     }
 }
 
-/// Observed membership and installations as `Found`s, through `make`.
+/// Observed membership and installations as `Found`s, through `make`: the declared `keys`,
+/// plus the installations cairn marked on the other hosts of the declared clusters (so an
+/// installation whose declaration was removed is planned to leave). A host of the latter
+/// that does not answer is skipped, not an error.
 pub async fn found<O>(
     ctx: &NodeContext,
     keys: &[String],
     role: Role,
     make: impl Fn(&str, &Installed, Option<bool>) -> O,
 ) -> Result<Vec<Found<O>>, NodeError> {
-    let installed = observe(ctx, keys, role).await?;
+    let mut installed = observe(ctx, keys, role).await?;
+    let extra: Vec<String> = ctx
+        .cluster_hosts()
+        .into_iter()
+        .filter(|h| !keys.contains(h) && ctx.ssh().is_declared(h))
+        .collect();
+    let others = extra.iter().map(|h| async move {
+        match observe(ctx, std::slice::from_ref(h), role).await {
+            Ok(v) => v.into_iter().filter(|(_, i)| i.marker.is_some()).collect(),
+            Err(e) => {
+                tracing::debug!(host = %h, error = %e, "undeclared k3s host not observed");
+                Vec::new()
+            }
+        }
+    });
+    for v in futures::future::join_all(others).await {
+        installed.extend(v);
+    }
     let hosts: Vec<String> = installed.iter().map(|(h, _)| h.clone()).collect();
     let members = membership(ctx, &hosts).await;
     Ok(installed
