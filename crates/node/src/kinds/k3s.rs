@@ -700,14 +700,21 @@ pub async fn run_steps(
                     .map_err(|e| failed(resource, e))?;
             }
             K3sStep::Cordon { node, cluster } => {
-                ctx.get_cluster(cluster)?.cordon(node).await?;
+                let c = ctx.get_cluster(cluster)?;
+                // A node that is not registered has nothing to cordon or drain.
+                if c.node_state(node).await?.is_some() {
+                    c.cordon(node).await?;
+                }
             }
             K3sStep::Drain {
                 node,
                 cluster,
                 timeout,
             } => {
-                ctx.get_cluster(cluster)?.drain(node, *timeout).await?;
+                let c = ctx.get_cluster(cluster)?;
+                if c.node_state(node).await?.is_some() {
+                    c.drain(node, *timeout).await?;
+                }
             }
             K3sStep::WaitEtcd { node, cluster } => {
                 let c = ctx.get_cluster(cluster)?;
@@ -718,10 +725,12 @@ pub async fn run_steps(
             }
             K3sStep::JoinExisting { node, cluster } => {
                 let c = ctx.get_cluster(cluster)?;
-                join_through = c
-                    .ready_member_address(node)
-                    .await?
-                    .map(|ip| format!("https://{ip}:6443"));
+                join_through = match c.ready_member_address(node).await {
+                    Ok(ip) => ip.map(|ip| format!("https://{ip}:6443")),
+                    // No admin host holds the kubeconfig: there is no cluster yet.
+                    Err(e) if crate::cluster::no_cluster_yet(&e) => None,
+                    Err(e) => return Err(e),
+                };
                 if let Some(u) = &join_through {
                     tracing::info!(host, cluster, through = %u, "cluster already has members: joining");
                 }
