@@ -806,8 +806,9 @@ async fn journal(ctx: &NodeContext, host: &str, unit: &str) -> String {
 }
 
 /// Observed membership and installations as `Found`s, through `make`: the declared `keys`,
-/// plus the installations cairn marked on the other hosts of the declared clusters (so an
-/// installation whose declaration was removed is planned to leave). A host of the latter
+/// plus the installations cairn marked on the other hosts of the clusters those keys are
+/// declared in (so an installation whose declaration was removed is planned to leave while
+/// the stack declares others of the kind in that cluster). A host of the latter
 /// that does not answer is skipped, not an error.
 pub async fn found<O>(
     ctx: &NodeContext,
@@ -817,7 +818,7 @@ pub async fn found<O>(
 ) -> Result<Vec<Found<O>>, NodeError> {
     let mut installed = observe(ctx, keys, role).await?;
     let extra: Vec<String> = ctx
-        .cluster_hosts()
+        .cluster_hosts_of(keys)
         .into_iter()
         .filter(|h| !keys.contains(h) && ctx.ssh().is_declared(h))
         .collect();
