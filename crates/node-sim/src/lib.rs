@@ -15,6 +15,11 @@
 //! it read when it last (re)started. `kubeadm` and `systemctl` on a host reach the simulator through a control
 //! socket and act on that host's files and its cluster.
 //!
+//! k3s hosts (`k3s.rs`) run the k3s process their installed units describe: its
+//! cluster's datastore (SQLite, or embedded etcd members with quorum), node passwords, and
+//! the controllers of the cluster's workload (Deployments, DaemonSets, PodDisruptionBudgets;
+//! `workload.rs`), whose pods the nodes' own loops run.
+//!
 //! Everything lives in one temporary directory and one private tokio runtime; dropping the
 //! simulator stops every sshd and server. Needs root (mount namespaces) and `curl` (the
 //! shims use `curl --unix-socket`).
@@ -275,9 +280,16 @@ impl NodeSim {
             if !h.is_running() {
                 h.start()?;
             }
-            if let Some(rt) = self.shared.lock().hosts.get_mut(name) {
+            let mut w = self.shared.lock();
+            let was_down = w.hosts.get(name).is_some_and(|rt| !rt.up);
+            if let Some(rt) = w.hosts.get_mut(name) {
                 rt.up = true;
             }
+            if was_down {
+                // systemd starts the enabled k3s unit at boot.
+                k3s::boot(&mut w, name);
+            }
+            drop(w);
             return Ok(&self.hosts[i]);
         }
         let IpAddr::V4(ip) = self.shared.map.map(IpAddr::V4(declared)) else {
@@ -427,8 +439,18 @@ impl NodeSim {
         if let Some(h) = self.hosts.iter_mut().find(|h| h.name == name) {
             h.stop();
         }
-        if let Some(h) = self.shared.lock().hosts.get_mut(name) {
+        let mut w = self.shared.lock();
+        if let Some(h) = w.hosts.get_mut(name) {
             h.up = false;
+            // Its processes are gone with the machine (k3s's data dir and files stay).
+            if let Some(k) = h.k3s.as_mut() {
+                k.running = None;
+                for u in ["k3s", "k3s-agent"] {
+                    if let Some(active) = h.units.get_mut(u) {
+                        *active = false;
+                    }
+                }
+            }
         }
     }
 

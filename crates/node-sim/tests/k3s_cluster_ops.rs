@@ -163,12 +163,15 @@ fn ha_world(net: u8) -> HetznerK3s {
     w
 }
 
+/// The docfast pods on `node`.
 fn pods_on(w: &HetznerK3s, node: &str) -> Vec<Pod> {
     let v = expect(
         w,
         200,
         "GET",
-        &format!("/api/v1/pods?fieldSelector=spec.nodeName%3D{node}"),
+        &format!(
+            "/api/v1/namespaces/{DOCFAST_NAMESPACE}/pods?fieldSelector=spec.nodeName%3D{node}"
+        ),
         None,
     );
     serde_json::from_value::<k8s_openapi::List<Pod>>(v)
@@ -183,6 +186,21 @@ fn eviction_respects_the_pdb_and_the_replacement_lands_on_the_other_worker() {
     let on_w2 = pods_on(&w, "k3s-w2");
     assert_eq!((on_w1.len(), on_w2.len()), (1, 1));
     assert!(pods_on(&w, "k3s-mgr").is_empty(), "the server is tainted");
+    // k3s's svclb DaemonSet has a pod on every node, the tainted server too.
+    assert!(wait(Duration::from_secs(10), || {
+        let v = expect(
+            &w,
+            200,
+            "GET",
+            "/api/v1/pods?fieldSelector=spec.nodeName%3Dk3s-mgr",
+            None,
+        );
+        let pods = serde_json::from_value::<k8s_openapi::List<Pod>>(v)
+            .unwrap()
+            .items;
+        pods.len() == 1
+            && pods[0].metadata.owner_references.as_ref().unwrap()[0].kind == "DaemonSet"
+    }));
     let victim = on_w1[0].metadata.name.clone().unwrap();
     let owner = &on_w1[0].metadata.owner_references.as_ref().unwrap()[0];
     assert_eq!(owner.kind, "ReplicaSet");
@@ -245,6 +263,14 @@ fn eviction_respects_the_pdb_and_the_replacement_lands_on_the_other_worker() {
         &evict_path,
         Some(("application/json", &eviction)),
     );
+    // Terminating until k3s-w1's kubelet has stopped it, then gone.
+    let pod_path = format!("/api/v1/namespaces/{DOCFAST_NAMESPACE}/pods/{victim}");
+    let evicted: Pod = serde_json::from_value(expect(&w, 200, "GET", &pod_path, None)).unwrap();
+    assert!(evicted.metadata.deletion_timestamp.is_some());
+    assert!(wait(Duration::from_secs(10), || api(
+        &w, MGR, "GET", &pod_path, None
+    )
+    .is_ok_and(|(code, _)| code == 404)));
     expect(
         &w,
         404,
@@ -546,4 +572,168 @@ fn a_rebuilt_cluster_init_server_joins_instead_of_forming_a_new_cluster() {
 fn expect_on(w: &HetznerK3s, server: Ipv4Addr, want: u16, method: &str, path: &str) {
     let (code, text) = api(w, server, method, path, None).expect("apiserver answers");
     assert_eq!(code, want, "{method} {path}: {text}");
+}
+
+/// Runs `cmd` on `host` as root with the ssh CLI: `(exit code, stdout + stderr)`.
+fn ssh(w: &HetznerK3s, host: &str, cmd: &str) -> (i32, String) {
+    let h = w.sim.host(host).expect("host");
+    let out = std::process::Command::new("ssh")
+        .arg("-i")
+        .arg(w.sim.client_key())
+        .arg("-o")
+        .arg(format!(
+            "UserKnownHostsFile={}",
+            w.sim.known_hosts().display()
+        ))
+        .args([
+            "-o",
+            "StrictHostKeyChecking=yes",
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "IdentitiesOnly=yes",
+            "-F",
+            "/dev/null",
+        ])
+        .arg("-o")
+        .arg(format!("HostKeyAlias=[{}]:{}", h.declared(), h.port()))
+        .arg("-p")
+        .arg(h.port().to_string())
+        .arg(format!("root@{}", h.listen().ip()))
+        .arg(cmd)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("ssh");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
+    )
+}
+
+#[test]
+fn the_uninstall_script_removes_k3s_but_keeps_the_node_password_so_a_reinstall_is_accepted() {
+    let w = ready_world(236);
+    let (code, text) = ssh(
+        &w,
+        "k3s-w1",
+        "test -x /usr/local/bin/k3s-agent-uninstall.sh && test -x /usr/local/bin/k3s-killall.sh && k3s-agent-uninstall.sh",
+    );
+    assert_eq!(code, 0, "{text}");
+    let (code, text) = ssh(
+        &w,
+        "k3s-w1",
+        "test ! -e /usr/local/bin/k3s && test ! -e /etc/systemd/system/k3s-agent.service && test -s /etc/rancher/node/password",
+    );
+    assert_eq!(code, 0, "{text}");
+    assert!(wait(Duration::from_secs(10), || w
+        .sim
+        .node(w.cluster, "k3s-w1")
+        .is_some_and(|n| !n.ready)));
+    w.sim
+        .k3s_install(
+            "k3s-w1",
+            &[
+                ("INSTALL_K3S_VERSION", K3S_VERSION),
+                (
+                    "INSTALL_K3S_EXEC",
+                    "agent --flannel-iface enp7s0 --node-ip 10.0.1.6",
+                ),
+                ("K3S_URL", "https://10.0.1.5:6443"),
+                ("K3S_TOKEN", w.token.as_str()),
+            ],
+        )
+        .expect("the same host's password is accepted");
+    assert!(wait(Duration::from_secs(10), || w
+        .sim
+        .node(w.cluster, "k3s-w1")
+        .is_some_and(|n| n.ready)));
+    let (code, text) = ssh(&w, "k3s-mgr", "k3s kubectl get nodes");
+    assert_eq!(code, 0, "{text}");
+    assert!(text.contains("k3s-w1   Ready"), "{text}");
+}
+
+#[test]
+fn pods_of_a_node_not_ready_for_long_are_replaced_on_a_ready_worker() {
+    let w = ready_world(237);
+    w.sim.set_pod_eviction_timeout(Duration::from_secs(1));
+    let lost = pods_on(&w, "k3s-w2")[0].metadata.name.clone().unwrap();
+    w.sim.stop_k3s("k3s-w2");
+    assert!(
+        wait(Duration::from_secs(20), || {
+            let pods: Vec<_> = w
+                .sim
+                .pods(w.cluster, DOCFAST_NAMESPACE)
+                .into_iter()
+                .filter(|p| !p.terminating)
+                .collect();
+            pods.len() == 2
+                && pods
+                    .iter()
+                    .all(|p| p.ready && p.node.as_deref() == Some("k3s-w1"))
+        }),
+        "{:?}",
+        w.sim.pods(w.cluster, DOCFAST_NAMESPACE)
+    );
+    // The lost pod stays Terminating: its kubelet is not there to stop it.
+    assert!(
+        w.sim
+            .pods(w.cluster, DOCFAST_NAMESPACE)
+            .iter()
+            .any(|p| p.name == lost && p.terminating && !p.ready)
+    );
+    // The stopped node's Node stays (NotReady); only its pods moved.
+    assert!(!w.sim.node(w.cluster, "k3s-w2").unwrap().ready);
+}
+
+#[test]
+fn a_deleted_node_whose_k3s_still_runs_registers_again_but_a_running_etcd_server_exits() {
+    let w = ha_world(238);
+    // An agent's kubelet registers its Node again (why leaving stops the unit first).
+    expect(&w, 200, "DELETE", "/api/v1/nodes/k3s-w1", None);
+    assert!(wait(Duration::from_secs(10), || w
+        .sim
+        .node(w.cluster, "k3s-w1")
+        .is_some_and(|n| n.ready)));
+    // A server's member is removed with its Node, and its k3s then exits.
+    expect(&w, 200, "DELETE", "/api/v1/nodes/k3s-cp3", None);
+    assert!(wait(Duration::from_secs(10), || w
+        .sim
+        .etcd_health(w.cluster)
+        == (2, 2)));
+    assert!(wait(Duration::from_secs(10), || w
+        .sim
+        .k3s_journal(CP3.0)
+        .iter()
+        .any(|l| l.contains(
+            "the member has been permanently removed from the cluster"
+        ))));
+    assert!(w.sim.node(w.cluster, CP3.0).is_none());
+}
+
+#[test]
+fn a_rebooted_agent_starts_k3s_again_and_rejoins_through_another_server_while_the_first_is_down() {
+    let mut w = ha_world(239);
+    w.sim.stop_k3s("k3s-mgr");
+    let starts = w.sim.k3s_starts("k3s-w1");
+    w.sim.stop_host("k3s-w1");
+    assert!(wait(Duration::from_secs(10), || w
+        .sim
+        .node(w.cluster, "k3s-w1")
+        .is_some_and(|n| !n.ready)));
+    w.sim
+        .start_k3s_host("k3s-w1", Ipv4Addr::new(10, 0, 1, 6))
+        .unwrap();
+    assert_eq!(
+        w.sim.k3s_starts("k3s-w1"),
+        starts + 1,
+        "systemd started k3s-agent at boot"
+    );
+    assert!(
+        wait(Duration::from_secs(10), || w
+            .sim
+            .node(w.cluster, "k3s-w1")
+            .is_some_and(|n| n.ready)),
+        "{:?}",
+        w.sim.k3s_journal("k3s-w1")
+    );
 }
