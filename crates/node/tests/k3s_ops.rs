@@ -568,3 +568,24 @@ async fn a_cluster_init_server_on_a_cluster_that_does_not_exist_yet_starts_it() 
     assert_ne!(new, lab.w.cluster, "its own cluster, not the hand-made one");
     assert_eq!(lab.w.sim.etcd_health(new), (1, 1));
 }
+
+#[tokio::test]
+async fn before_on_an_agent_whose_machine_is_already_gone_still_leaves_the_cluster() {
+    let mut lab = Lab::start(243);
+    let cluster = lab.cluster();
+    let r = rotation(cluster.clone());
+    // An interrupted rotation: the machine was destroyed before `before` finished.
+    lab.w.sim.remove_host("k3s-w1");
+    r.before("k3s-w1").await.unwrap();
+    assert!(lab.w.sim.node(lab.w.cluster, "k3s-w1").is_none());
+    wait_for("the replacement pod Ready on k3s-w2", || {
+        lab.w
+            .sim
+            .pods(lab.w.cluster, DOCFAST_NAMESPACE)
+            .iter()
+            .filter(|p| p.ready && p.node.as_deref() == Some("k3s-w2"))
+            .count()
+            == 2
+    })
+    .await;
+}

@@ -738,7 +738,7 @@ pub async fn run_steps(
             K3sStep::Stop { unit, node, .. } => match node {
                 Some((node, cluster)) => {
                     let c = ctx.get_cluster(cluster)?;
-                    leave::stop_unit(c, node, host, unit).await?;
+                    leave::stop_unit(c, node, host, unit, ctx.wait_timing()).await?;
                 }
                 None => {
                     ssh.run_status(host, &Cmd::root("systemctl").args(["stop", unit]))
