@@ -25,7 +25,7 @@ pub fn leave_steps(
     let mut s = vec![
         format!("cordon node {node} of cluster {cluster}"),
         format!(
-            "drain node {node} (evict its pods but DaemonSet and mirror pods; PodDisruptionBudgets respected, retried until {})",
+            "drain node {node} (evict its pods but DaemonSet and mirror pods; PodDisruptionBudgets respected, refusals retried for up to {})",
             crate::cluster::ops::human(drain)
         ),
         format!("systemctl stop {} on {host}", role.unit()),

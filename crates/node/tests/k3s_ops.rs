@@ -512,7 +512,7 @@ async fn deleting_an_agent_drains_it_stops_k3s_and_removes_its_node() {
         steps,
         [
             "cordon node k3s-w1 of cluster hetzner-k3s",
-            "drain node k3s-w1 of cluster hetzner-k3s (evict its pods but DaemonSet and mirror pods; PodDisruptionBudgets respected, retried until 20 s)",
+            "drain node k3s-w1 of cluster hetzner-k3s (evict its pods but DaemonSet and mirror pods; PodDisruptionBudgets respected, refusals retried for up to 20 s)",
             "systemctl stop k3s-agent on k3s-w1",
             "delete node k3s-w1 from cluster hetzner-k3s",
             "run /usr/local/bin/k3s-agent-uninstall.sh on k3s-w1 if it is there",

@@ -547,7 +547,7 @@ impl fmt::Display for K3sStep {
                 timeout,
             } => write!(
                 f,
-                "drain node {node} of cluster {cluster} (evict its pods but DaemonSet and mirror pods; PodDisruptionBudgets respected, retried until {})",
+                "drain node {node} of cluster {cluster} (evict its pods but DaemonSet and mirror pods; PodDisruptionBudgets respected, refusals retried for up to {})",
                 crate::cluster::ops::human(*timeout)
             ),
             K3sStep::WaitEtcd { node, cluster } => write!(
