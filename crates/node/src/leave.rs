@@ -89,6 +89,28 @@ pub async fn leave(
     Ok(())
 }
 
+/// Runs k3s's uninstall script for `role` on `host` when it is there (it removes what the
+/// install script left: binary, units, data, `/etc/rancher/k3s`); a host that no longer
+/// answers has nothing left to uninstall.
+pub async fn uninstall(cluster: &Cluster, host: &str, role: Role) -> Result<(), NodeError> {
+    let script = crate::kinds::k3s::uninstall_script(role);
+    let cmd = Cmd::root("sh").args(["-c", r#"if [ -x "$1" ]; then exec "$1"; fi"#, "sh", script]);
+    match cluster.ssh().run_status(host, &cmd).await {
+        Ok((0, _)) => Ok(()),
+        Ok((status, out)) => Err(NodeError::Command {
+            host: host.into(),
+            program: script.into(),
+            status,
+            stderr: crate::error::trim_stderr(&out.stderr),
+        }),
+        Err(e) if e.is_connection() || matches!(e, NodeError::UnknownHost(_)) => {
+            tracing::info!(host, error = %e, "host gone: nothing to uninstall");
+            Ok(())
+        }
+        Err(e) => Err(e),
+    }
+}
+
 /// `systemctl stop <unit>` on `host`. A host that no longer answers (already replaced) is
 /// fine once its node is NotReady or gone (waited for within `waits`: while it is Ready,
 /// k3s there may still run and would register the node again); a unit that is not

@@ -1,8 +1,9 @@
 //! [`K3sRotation`]: a k3s cluster's nodes as a [`Rotation`] — which machine rebuilds each
 //! node, the checks before one may go (every node Ready; for a server, etcd keeps a majority
 //! without it), how it leaves the cluster before its machine is replaced
-//! ([`crate::leave::leave`]) and how it is brought back after (Ready, etcd healthy again,
-//! uncordoned).
+//! ([`crate::leave::leave`], then k3s's uninstall script on the old machine, so the plan
+//! that replaces the machine installs k3s on the new one) and how it is brought back after
+//! (Ready, etcd healthy again, uncordoned).
 //!
 //! ```ignore
 //! let rotation = K3sRotation::new(cluster.clone(), [
@@ -115,9 +116,16 @@ impl K3sRotation {
         })
     }
 
-    /// The checks of [`Rotation::preflight`], with typed errors from the API.
+    /// The checks of [`Rotation::preflight`], with typed errors from the API: for a server,
+    /// quorum first (a rotation that would break etcd is refused whatever else holds), then
+    /// every other node Ready and registered.
     async fn check(&self, n: &RotatedNode) -> Result<Result<(), String>, NodeError> {
         let c = &self.cluster;
+        if n.server
+            && let Some(refusal) = self.quorum_refusal(n).await?
+        {
+            return Ok(Err(refusal));
+        }
         let nodes = c.nodes().await?;
         // The node being rotated may be absent or cordoned and NotReady after an interrupted
         // rotation (it had begun leaving); every other node must be Ready.
@@ -144,14 +152,23 @@ impl K3sRotation {
                 )));
             }
         }
-        if !n.server {
-            return Ok(Ok(()));
-        }
+        Ok(Ok(()))
+    }
+
+    /// Why rotating server `n` would break the cluster's datastore, if it would: it is the
+    /// only server (the only etcd member, or a single server on SQLite), or the healthy
+    /// members left without it would be no majority of the members.
+    async fn quorum_refusal(&self, n: &RotatedNode) -> Result<Option<String>, NodeError> {
+        let c = &self.cluster;
         let members = c.etcd_members().await?;
-        let servers = self.nodes.iter().filter(|r| r.server).count();
-        if members.len() <= 1 && servers <= 1 {
-            return Ok(Err(format!(
-                "node {} is the only server of cluster {}: rotating it takes the cluster's datastore and API down; add servers (embedded etcd with three members) before rotating it",
+        if members.iter().all(|m| m.node == n.node) {
+            let store = if members.is_empty() {
+                "a single server on SQLite, without etcd"
+            } else {
+                "the only etcd member"
+            };
+            return Ok(Some(format!(
+                "node {} is the only server of cluster {} ({store}): rotating it takes the cluster's datastore and API down, so etcd quorum would be lost; grow the control plane to three etcd servers before rotating it",
                 n.node,
                 c.name()
             )));
@@ -161,14 +178,24 @@ impl K3sRotation {
         let leaving = members.iter().any(|m| m.node == n.node && m.ready);
         let after = healthy - usize::from(leaving);
         if after * 2 <= total {
-            return Ok(Err(format!(
-                "rotating server {} would leave {after} healthy etcd members of {total} in cluster {}; a majority ({}) is needed, so etcd would lose quorum",
+            let unhealthy: Vec<&str> = members
+                .iter()
+                .filter(|m| !m.ready)
+                .map(|m| m.node.as_str())
+                .collect();
+            return Ok(Some(format!(
+                "rotating server {} would leave {after} healthy etcd members of {total} in cluster {}; a majority ({}) is needed, so etcd would lose quorum (not healthy now: {})",
                 n.node,
                 c.name(),
-                total / 2 + 1
+                total / 2 + 1,
+                if unhealthy.is_empty() {
+                    "none".to_string()
+                } else {
+                    unhealthy.join(", ")
+                }
             )));
         }
-        Ok(Ok(()))
+        Ok(None)
     }
 }
 
@@ -195,13 +222,19 @@ impl Rotation for K3sRotation {
         let Ok(n) = self.get(node) else {
             return Vec::new();
         };
-        leave::leave_steps(
+        let mut steps = leave::leave_steps(
             self.cluster.name(),
             &n.node,
             &n.host,
             n.role(),
             self.drain_timeout,
-        )
+        );
+        steps.push(format!(
+            "run {} on {} if it is there (its machine is replaced next; the new one gets k3s installed afresh)",
+            crate::kinds::k3s::uninstall_script(n.role()),
+            n.host
+        ));
+        steps
     }
 
     async fn before(&self, node: &str) -> Result<(), String> {
@@ -215,7 +248,13 @@ impl Rotation for K3sRotation {
             self.gates,
         )
         .await
-        .map_err(|e| e.to_string())
+        .map_err(|e| e.to_string())?;
+        // Uninstalled, the old machine is observed without k3s: the plan that replaces it
+        // installs k3s on the new one (a plan made from the stopped installation would
+        // only start a unit the new machine does not have).
+        leave::uninstall(&self.cluster, &n.host, n.role())
+            .await
+            .map_err(|e| e.to_string())
     }
 
     fn after_steps(&self, node: &str) -> Vec<String> {
@@ -316,7 +355,7 @@ mod tests {
                 .contains("not a node")
         );
         let before = r.before_steps("k3s-cp2");
-        assert_eq!(before.len(), 5, "{before:?}");
+        assert_eq!(before.len(), 6, "{before:?}");
         assert!(
             before[2].contains("systemctl stop k3s on k3s-cp2"),
             "{before:?}"
@@ -326,8 +365,12 @@ mod tests {
             "{before:?}"
         );
         let agent = r.before_steps("k3s-w1");
-        assert_eq!(agent.len(), 4, "{agent:?}");
+        assert_eq!(agent.len(), 5, "{agent:?}");
         assert!(agent[2].contains("systemctl stop k3s-agent"), "{agent:?}");
+        assert!(
+            agent[4].contains("/usr/local/bin/k3s-agent-uninstall.sh"),
+            "{agent:?}"
+        );
         assert_eq!(r.after_steps("k3s-w1").len(), 2);
         assert_eq!(r.after_steps("k3s-cp2").len(), 3);
         assert_eq!(
