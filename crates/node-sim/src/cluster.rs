@@ -43,6 +43,23 @@ pub(crate) struct Cluster {
     pub certificate_keys: Vec<CertificateKey>,
     /// A k3s cluster's server token (the password part of `K10<ca hash>::server:<password>`).
     pub k3s_token: Option<String>,
+    /// A k3s cluster's embedded etcd members by node name; `None` while its datastore is
+    /// SQLite (and for kubeadm clusters, whose members are static pods).
+    pub etcd: Option<BTreeMap<String, EtcdMember>>,
+    /// k3s's node-password Secrets (`kube-system/<node>.node-password.k3s`): node name to
+    /// the password of the host that registered it.
+    pub node_passwords: BTreeMap<String, String>,
+    /// Deployments, their pods and PodDisruptionBudgets.
+    pub workloads: crate::workload::Workloads,
+}
+
+/// An embedded etcd member of a k3s cluster.
+#[derive(Debug, Clone)]
+pub(crate) struct EtcdMember {
+    /// The member name, `<node>-<8 hex>`.
+    pub name: String,
+    /// The host whose k3s process is the member.
+    pub host: String,
 }
 
 impl std::fmt::Debug for Issued {
@@ -61,6 +78,8 @@ pub(crate) struct NodeRec {
     pub created: SystemTime,
     /// Set on a node a k3s process registered (labels, taints and versions as k3s sets them).
     pub k3s: Option<crate::k3s::K3sNode>,
+    /// `spec.unschedulable` (cordoned).
+    pub unschedulable: bool,
 }
 
 /// A bootstrap token.
@@ -194,6 +213,24 @@ pub(crate) fn render_cluster_configuration(f: &ClusterConfigFields) -> String {
 }
 
 impl Cluster {
+    /// A cluster with no nodes, tokens or workload.
+    pub fn new(name: String, ca: ClusterCa, admin: Issued) -> Cluster {
+        Cluster {
+            name,
+            ca,
+            admin,
+            cluster_configuration: None,
+            cluster_info_server: String::new(),
+            nodes: Default::default(),
+            tokens: Vec::new(),
+            certificate_keys: Vec::new(),
+            k3s_token: None,
+            etcd: None,
+            node_passwords: BTreeMap::new(),
+            workloads: Default::default(),
+        }
+    }
+
     /// The parsed ClusterConfiguration in `kubeadm-config` (empty when none is stored).
     pub fn config(&self) -> ClusterConfigFields {
         self.cluster_configuration
@@ -311,7 +348,7 @@ pub(crate) struct NodeLive {
     pub etcd_running: bool,
 }
 
-fn uid(kind: &str, name: &str) -> String {
+pub(crate) fn uid(kind: &str, name: &str) -> String {
     use sha2::{Digest, Sha256};
     let h = hex::encode(Sha256::digest(format!("{kind}/{name}")));
     format!(
@@ -344,6 +381,9 @@ pub(crate) fn node_json(name: &str, n: &NodeRec, live: &NodeLive, rv: u64) -> Va
         taints
             .push(json!({"key": "node-role.kubernetes.io/control-plane", "effect": "NoSchedule"}));
     }
+    if n.unschedulable {
+        taints.push(json!({"key": "node.kubernetes.io/unschedulable", "effect": "NoSchedule", "timeAdded": rfc3339(n.created)}));
+    }
     if !live.ready {
         taints.push(json!({"key": "node.kubernetes.io/unreachable", "effect": "NoSchedule", "timeAdded": rfc3339(live.since)}));
     }
@@ -358,6 +398,26 @@ pub(crate) fn node_json(name: &str, n: &NodeRec, live: &NodeLive, rv: u64) -> Va
     if !taints.is_empty() {
         spec["taints"] = json!(taints);
     }
+    if n.unschedulable {
+        spec["unschedulable"] = json!(true);
+    }
+    let mut annotations = json!({
+        "node.alpha.kubernetes.io/ttl": "0",
+        "volumes.kubernetes.io/controller-managed-attach-detach": "true"
+    });
+    match &n.k3s {
+        None => {
+            annotations["kubeadm.alpha.kubernetes.io/cri-socket"] =
+                json!("unix:///var/run/containerd/containerd.sock");
+        }
+        Some(k) => {
+            annotations["k3s.io/node-args"] = json!("[]");
+            if let Some(member) = &k.etcd_name {
+                annotations["etcd.k3s.cattle.io/node-name"] = json!(member);
+                annotations["etcd.k3s.cattle.io/node-address"] = json!(n.ip.to_string());
+            }
+        }
+    }
     json!({
         "apiVersion": "v1",
         "kind": "Node",
@@ -367,11 +427,7 @@ pub(crate) fn node_json(name: &str, n: &NodeRec, live: &NodeLive, rv: u64) -> Va
             "resourceVersion": rv.to_string(),
             "creationTimestamp": rfc3339(n.created),
             "labels": labels,
-            "annotations": {
-                "kubeadm.alpha.kubernetes.io/cri-socket": "unix:///var/run/containerd/containerd.sock",
-                "node.alpha.kubernetes.io/ttl": "0",
-                "volumes.kubernetes.io/controller-managed-attach-detach": "true"
-            }
+            "annotations": annotations
         },
         "spec": spec,
         "status": {
@@ -497,8 +553,15 @@ pub(crate) fn selector_matches(selector: &str, labels: &Value) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+
+    /// A cluster with a fresh CA and nothing else.
+    pub(crate) fn empty_cluster() -> Cluster {
+        let ca = ClusterCa::generate();
+        let admin = ca.client("kubernetes-admin", "kubeadm:cluster-admins");
+        Cluster::new("test".into(), ca, admin)
+    }
 
     #[test]
     fn timestamps_are_rfc3339() {
@@ -529,6 +592,7 @@ mod tests {
             host: "k8s-master".into(),
             created: now,
             k3s: None,
+            unschedulable: true,
         };
         let live = NodeLive {
             ready: false,

@@ -45,8 +45,8 @@ pub(crate) const CONFIG_YAML: &str = "rancher/k3s/config.yaml";
 pub struct K3sNode {
     /// A server (control plane), not an agent.
     pub server: bool,
-    /// An embedded etcd member (a server started with `--cluster-init` or joined to one).
-    pub etcd: bool,
+    /// Its embedded etcd member's name (`<node>-<8 hex>`), when the server is one.
+    pub etcd_name: Option<String>,
     /// `--node-taint` values, `key[=value]:Effect`.
     pub taints: Vec<String>,
     /// The k3s version its process runs, e.g. `v1.34.4+k3s1` (the kubelet's version).
@@ -62,11 +62,20 @@ pub(crate) struct K3sRt {
     pub journal: Vec<(String, String)>,
     /// The k3s process, while a unit runs one.
     pub running: Option<Running>,
-    /// The cluster whose datastore this server holds (it outlives restarts, as
-    /// `/var/lib/rancher/k3s` does).
-    pub datastore: Option<usize>,
+    /// The datastore this server holds (it outlives restarts, as `/var/lib/rancher/k3s`
+    /// does).
+    pub datastore: Option<Datastore>,
     /// How many times a k3s process started.
     pub starts: u32,
+}
+
+/// What a server's data dir (`/var/lib/rancher/k3s/server/db`) holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Datastore {
+    /// The cluster it belongs to.
+    pub cluster: usize,
+    /// Embedded etcd (else SQLite).
+    pub etcd: bool,
 }
 
 /// A running k3s process.
@@ -80,6 +89,10 @@ pub(crate) struct Running {
     pub join: Option<(Ipv4Addr, u16)>,
     /// A server's serving certificate.
     pub cert: Option<Issued>,
+    /// The Node it registered (registered again while it runs, as a kubelet does).
+    pub rec: NodeRec,
+    /// The node password it registered with.
+    pub password: String,
 }
 
 /// The labels and taints k3s puts on its nodes.
@@ -96,7 +109,7 @@ pub(crate) fn node_labels_and_taints(
         );
         labels.insert("node-role.kubernetes.io/master".into(), json!("true"));
     }
-    if k.etcd {
+    if k.etcd_name.is_some() {
         labels.insert("node-role.kubernetes.io/etcd".into(), json!("true"));
     }
     for t in &k.taints {
@@ -478,92 +491,79 @@ fn run_k3s(w: &mut World, host: &str, unit: &str) -> Result<Running, String> {
         s.retain(|x| seen.insert(x.clone()));
         ca.apiserver(&s)
     };
-    let (cluster, etcd, join) = match (&o.server, server) {
-        (None, false) => return Err("Error: --server is required".into()),
-        (None, true) => {
-            let k = w.hosts[host].k3s.as_ref();
-            let cluster = match k.and_then(|k| k.datastore) {
-                Some(c) => c,
-                None => {
-                    let ca = ClusterCa::generate();
-                    let admin = ca.client("system:admin", "system:masters");
-                    w.clusters.push(Cluster {
-                        name: format!("k3s@{host}"),
-                        ca,
-                        admin,
-                        cluster_configuration: None,
-                        cluster_info_server: String::new(),
-                        nodes: Default::default(),
-                        tokens: Vec::new(),
-                        certificate_keys: Vec::new(),
-                        k3s_token: None,
-                    });
-                    w.clusters.len() - 1
-                }
-            };
-            let c = &mut w.clusters[cluster];
-            let given = o.token.as_deref().map(token_password);
-            match (&c.k3s_token, given) {
-                (Some(have), Some(want)) if *have != want => {
-                    return Err("starting kubernetes: preparing server: bootstrap data already found and encrypted with different token".into());
-                }
-                (Some(_), _) => {}
-                (None, want) => {
-                    c.k3s_token = Some(
-                        want.unwrap_or_else(|| crate::pki::certificate_key()[..32].to_string()),
-                    )
-                }
-            }
-            let was_etcd = c
-                .nodes
-                .get(&node)
-                .and_then(|n| n.k3s.as_ref())
-                .is_some_and(|k| k.etcd);
-            (cluster, o.cluster_init || was_etcd, None)
-        }
-        (Some(url), _) => {
-            let (ip, port) =
-                parse_endpoint(url).ok_or_else(|| format!("Error: invalid server url {url:?}"))?;
-            let target = w.hosts.values().find_map(|t| {
-                let r = t.k3s.as_ref()?.running.as_ref()?;
-                (t.ip == ip && t.up && r.server && port == 6443).then_some(r.cluster)
-            });
-            let Some(cluster) = target else {
-                return Err(format!(
-                    "Failed to validate connection to cluster at {url}: failed to get CA certs: Get \\\"{url}/cacerts\\\": dial tcp {ip}:{port}: connect: connection refused"
-                ));
-            };
-            let token = o.token.as_deref().ok_or("Error: --token is required")?;
-            let c = &w.clusters[cluster];
-            let actual = ca_hash(&c.ca.cert_pem);
-            if let Some((hash, _)) = token.strip_prefix("K10").and_then(|t| t.split_once("::"))
-                && hash != actual
+    let password = node_password(&dir).map_err(|e| format!("failed to read node password: {e}"))?;
+    let ds = w.hosts[host].k3s.as_ref().and_then(|k| k.datastore);
+    // k3s's start logic: a data dir wins over `--server`/`--cluster-init`; SQLite plus
+    // `--cluster-init` migrates to etcd; an empty data dir joins `--server`, else starts a
+    // new cluster (etcd with `--cluster-init`, else SQLite).
+    let (cluster, etcd, join) = match (server, ds, &o.server) {
+        (false, _, None) => return Err("Error: --server is required".into()),
+        (false, _, Some(url)) => (join_target(w, host, url, o.token.as_deref())?.0, false, {
+            let (ip, port) = parse_endpoint(url).expect("checked by join_target");
+            Some((ip, port))
+        }),
+        (true, Some(ds), _) => {
+            let c = &mut w.clusters[ds.cluster];
+            if let (Some(have), Some(want)) = (&c.k3s_token, o.token.as_deref().map(token_password))
+                && *have != want
             {
-                return Err(format!(
-                    "token CA hash does not match the Cluster CA certificate hash: {hash} != {actual}"
-                ));
+                return Err("starting kubernetes: preparing server: bootstrap data already found and encrypted with different token".into());
             }
-            if c.k3s_token.as_deref() != Some(token_password(token).as_str()) {
-                return Err(format!(
-                    "Failed to validate connection to cluster at {url}: failed to get CA certs: {url}/cacerts: 401 Unauthorized"
-                ));
-            }
-            if server {
-                let etcd = c
-                    .nodes
-                    .values()
-                    .filter(|n| n.ip == ip || w.hosts.get(&n.host).is_some_and(|h| h.ip == ip))
-                    .any(|n| n.k3s.as_ref().is_some_and(|k| k.etcd));
-                if !etcd {
+            if ds.etcd {
+                if !c.etcd.as_ref().is_some_and(|m| m.contains_key(&node)) {
                     return Err(format!(
-                        "starting kubernetes: preparing server: failed to get join info: the server at {url} does not run embedded etcd (start the first server with --cluster-init)"
+                        "starting kubernetes: preparing server: start managed database: this server is a not a member of the etcd cluster: member {node} was removed; delete /var/lib/rancher/k3s/server/db to join again"
                     ));
                 }
+                (ds.cluster, true, None)
+            } else if o.cluster_init {
+                // Migration of the SQLite datastore into a new one-member etcd cluster.
+                c.etcd.get_or_insert_with(Default::default);
+                (ds.cluster, true, None)
+            } else {
+                (ds.cluster, false, None)
             }
-            (cluster, server, Some((ip, port)))
+        }
+        (true, None, Some(url)) => {
+            let (cluster, (ip, port)) = join_target(w, host, url, o.token.as_deref())?;
+            let c = &w.clusters[cluster];
+            if c.etcd.is_none() {
+                return Err(format!(
+                    "starting kubernetes: preparing server: failed to get join info: the server at {url} uses SQLite, which cannot be joined by another server; restart it with --cluster-init to migrate it to embedded etcd"
+                ));
+            }
+            if c.etcd.as_ref().is_some_and(|m| m.contains_key(&node)) {
+                return Err(format!(
+                    "starting kubernetes: preparing server: start managed database: joining etcd cluster: etcdserver: duplicate node name {node} found, please use a unique name for this node"
+                ));
+            }
+            let (healthy, members) = etcd_health(w, cluster);
+            if healthy * 2 <= members {
+                return Err("starting kubernetes: preparing server: start managed database: joining etcd cluster: etcdserver: unhealthy cluster".into());
+            }
+            (cluster, true, Some((ip, port)))
+        }
+        (true, None, None) => {
+            let ca = ClusterCa::generate();
+            let admin = ca.client("system:admin", "system:masters");
+            let mut c = Cluster::new(format!("k3s@{host}"), ca, admin);
+            c.k3s_token = Some(
+                o.token
+                    .as_deref()
+                    .map(token_password)
+                    .unwrap_or_else(|| crate::pki::certificate_key()[..32].to_string()),
+            );
+            if o.cluster_init {
+                c.etcd = Some(Default::default());
+            }
+            w.clusters.push(c);
+            (w.clusters.len() - 1, o.cluster_init, None)
         }
     };
     let c = &mut w.clusters[cluster];
+    if c.node_passwords.get(&node).is_some_and(|p| *p != password) {
+        return Err(NODE_PASSWORD_REJECTED.into());
+    }
     let cert = server.then(|| sans(&c.ca));
     if server {
         let kubeconfig = kubeconfig_with_client(
@@ -574,26 +574,39 @@ fn run_k3s(w: &mut World, host: &str, unit: &str) -> Result<Running, String> {
         );
         write_private(&dir, K3S_YAML, &kubeconfig).map_err(|e| e.to_string())?;
     }
-    let created = c.nodes.get(&node).map_or(now, |n| n.created);
-    c.nodes.insert(
-        node.clone(),
-        NodeRec {
-            ip: node_ip,
-            control_plane: server,
-            host: host.to_string(),
-            created,
-            k3s: Some(K3sNode {
-                server,
-                etcd,
-                taints: o.taints.clone(),
-                version: version.clone(),
-            }),
-        },
-    );
+    let etcd_name = if etcd {
+        let members = c.etcd.get_or_insert_with(Default::default);
+        let m = members
+            .entry(node.clone())
+            .or_insert_with(|| crate::cluster::EtcdMember {
+                name: format!("{node}-{}", &crate::pki::certificate_key()[..8]),
+                host: host.to_string(),
+            });
+        m.host = host.to_string();
+        Some(m.name.clone())
+    } else {
+        None
+    };
+    let old = c.nodes.get(&node);
+    let rec = NodeRec {
+        ip: node_ip,
+        control_plane: server,
+        host: host.to_string(),
+        created: old.map_or(now, |n| n.created),
+        k3s: Some(K3sNode {
+            server,
+            etcd_name,
+            taints: o.taints.clone(),
+            version: version.clone(),
+        }),
+        unschedulable: old.is_some_and(|n| n.unschedulable),
+    };
+    c.nodes.insert(node.clone(), rec.clone());
+    c.node_passwords.insert(node.clone(), password.clone());
     let h = w.hosts.get_mut(host).expect("checked");
     h.cluster = Some(cluster);
     if server {
-        h.k3s.get_or_insert_with(Default::default).datastore = Some(cluster);
+        h.k3s.get_or_insert_with(Default::default).datastore = Some(Datastore { cluster, etcd });
     }
     Ok(Running {
         unit: unit.to_string(),
@@ -602,7 +615,96 @@ fn run_k3s(w: &mut World, host: &str, unit: &str) -> Result<Running, String> {
         node,
         join,
         cert,
+        rec,
+        password,
     })
+}
+
+/// What k3s answers a node whose name is registered with another host's node password.
+pub(crate) const NODE_PASSWORD_REJECTED: &str = "Node password rejected, duplicate hostname or contents of '/etc/rancher/node/password' may not match server node-passwd entry, try enabling a unique node name with the --with-node-id flag";
+
+/// The host's `/etc/rancher/node/password`, made at its first k3s start.
+fn node_password(dir: &Path) -> std::io::Result<String> {
+    let p = dir.join("rancher/node/password");
+    match std::fs::read_to_string(&p) {
+        Ok(t) => Ok(t.trim().to_string()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let pw = crate::pki::certificate_key()[..32].to_string();
+            write_private(dir, "rancher/node/password", &format!("{pw}\n"))?;
+            Ok(pw)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// The cluster a joining node reaches at `url` with `token`, or k3s's message why not.
+fn join_target(
+    w: &mut World,
+    host: &str,
+    url: &str,
+    token: Option<&str>,
+) -> Result<(usize, (Ipv4Addr, u16)), String> {
+    let (ip, port) =
+        parse_endpoint(url).ok_or_else(|| format!("Error: invalid server url {url:?}"))?;
+    let target = w.hosts.values().find_map(|t| {
+        let r = t.k3s.as_ref()?.running.as_ref()?;
+        (t.ip == ip && t.up && r.server && port == 6443).then_some(r.cluster)
+    });
+    let Some(cluster) = target else {
+        return Err(format!(
+            "Failed to validate connection to cluster at {url}: failed to get CA certs: Get \\\"{url}/cacerts\\\": dial tcp {ip}:{port}: connect: connection refused"
+        ));
+    };
+    let token = token.ok_or("Error: --token is required")?;
+    let c = &w.clusters[cluster];
+    let actual = ca_hash(&c.ca.cert_pem);
+    if let Some((hash, _)) = token.strip_prefix("K10").and_then(|t| t.split_once("::"))
+        && hash != actual
+    {
+        return Err(format!(
+            "token CA hash does not match the Cluster CA certificate hash: {hash} != {actual}"
+        ));
+    }
+    let fail = w.fail_next_k3s_join.remove(host);
+    if fail || c.k3s_token.as_deref() != Some(token_password(token).as_str()) {
+        return Err(format!(
+            "Failed to validate connection to cluster at {url}: failed to get CA certs: {url}/cacerts: 401 Unauthorized"
+        ));
+    }
+    Ok((cluster, (ip, port)))
+}
+
+/// `(healthy, members)` of a k3s cluster's embedded etcd: a member is healthy while its
+/// host is up and runs the member's k3s server process. `(0, 0)` for SQLite.
+pub(crate) fn etcd_health(w: &World, cluster: usize) -> (usize, usize) {
+    let Some(members) = w.clusters.get(cluster).and_then(|c| c.etcd.as_ref()) else {
+        return (0, 0);
+    };
+    let healthy = members
+        .iter()
+        .filter(|(node, m)| {
+            w.hosts.get(&m.host).is_some_and(|h| {
+                h.up && h
+                    .k3s
+                    .as_ref()
+                    .and_then(|k| k.running.as_ref())
+                    .is_some_and(|r| r.server && r.cluster == cluster && r.node == **node)
+            })
+        })
+        .count();
+    (healthy, members.len())
+}
+
+/// Whether a k3s cluster's datastore answers: SQLite always (while its server runs), etcd
+/// with quorum (healthy members more than half of all).
+pub(crate) fn has_quorum(w: &World, cluster: usize) -> bool {
+    match w.clusters.get(cluster).and_then(|c| c.etcd.as_ref()) {
+        None => true,
+        Some(_) => {
+            let (healthy, members) = etcd_health(w, cluster);
+            healthy * 2 > members
+        }
+    }
 }
 
 /// The password part of a token (`K10<hash>::<user>:<password>` or the bare value).
@@ -783,7 +885,7 @@ pub(crate) fn binary(shared: &Shared, host: &str, args: &[String]) -> Output {
             for (name, n) in &c.nodes {
                 let live = w.live(&n.host);
                 let roles = match &n.k3s {
-                    Some(k) if k.server && k.etcd => "control-plane,etcd,master",
+                    Some(k) if k.server && k.etcd_name.is_some() => "control-plane,etcd,master",
                     Some(k) if k.server => "control-plane,master",
                     _ => "<none>",
                 };
@@ -955,16 +1057,101 @@ pub(crate) async fn run(shared: Arc<Shared>, host: String) {
                 etcd_running: false,
             };
         }
+        if let Some(r) = running.filter(|_| up) {
+            process_tick(&mut w, &host, &r, registered, ready, now);
+        }
     }
     if let Some((task, _)) = apiserver.take() {
         task.abort();
     }
 }
 
-/// Whether the node's k3s reaches the API: a server its own, an agent the server it joined,
-/// over TLS verified against the cluster CA.
+/// What a running k3s process does on each status tick besides reporting its node: the
+/// kubelet's part of the workload, registering its Node again when it was deleted (a
+/// server holding an etcd member exits instead once its member is removed), and on a
+/// server with quorum the controllers (workload, and k3s's etcd member removal for deleted
+/// server Nodes).
+fn process_tick(
+    w: &mut World,
+    host: &str,
+    r: &Running,
+    registered: bool,
+    ready: bool,
+    now: std::time::SystemTime,
+) {
+    let timing = w.timing;
+    let is_member = r.rec.k3s.as_ref().is_some_and(|k| k.etcd_name.is_some());
+    if !registered {
+        if is_member {
+            let still = w.clusters[r.cluster]
+                .etcd
+                .as_ref()
+                .is_some_and(|m| m.contains_key(&r.node));
+            if !still && let Some(h) = w.hosts.get_mut(host) {
+                h.units.insert(r.unit.clone(), false);
+                if let Some(k) = h.k3s.as_mut() {
+                    k.running = None;
+                    k.failed.insert(r.unit.clone());
+                    k.journal.push((
+                        r.unit.clone(),
+                        format!("time=\"{}\" level=fatal msg=\"etcd: the member has been permanently removed from the cluster\"", crate::cluster::rfc3339(now)),
+                    ));
+                }
+            }
+            return;
+        }
+        let c = &mut w.clusters[r.cluster];
+        if c.node_passwords
+            .get(&r.node)
+            .is_none_or(|p| *p == r.password)
+        {
+            let mut rec = r.rec.clone();
+            rec.created = now;
+            rec.unschedulable = false;
+            c.nodes.insert(r.node.clone(), rec);
+            c.node_passwords.insert(r.node.clone(), r.password.clone());
+        }
+        return;
+    }
+    crate::workload::kubelet(&mut w.clusters[r.cluster], &r.node, ready, timing, now);
+    if !r.server || !has_quorum(w, r.cluster) {
+        return;
+    }
+    let nodes: BTreeMap<String, crate::workload::NodeState> = w.clusters[r.cluster]
+        .nodes
+        .iter()
+        .map(|(n, rec)| {
+            let mut labels = serde_json::Map::new();
+            let mut taints = Vec::new();
+            if let Some(k) = &rec.k3s {
+                node_labels_and_taints(k, &mut labels, &mut taints);
+            }
+            let state = crate::workload::NodeState {
+                ready: w.live(&rec.host).ready,
+                unschedulable: rec.unschedulable,
+                no_schedule: taints
+                    .iter()
+                    .filter(|t| t["effect"] == "NoSchedule")
+                    .filter_map(|t| t["key"].as_str().map(str::to_string))
+                    .collect(),
+            };
+            (n.clone(), state)
+        })
+        .collect();
+    let c = &mut w.clusters[r.cluster];
+    crate::workload::controllers(c, &nodes, timing, now);
+    // k3s's etcd member controller: a deleted server Node's member is removed.
+    let present: BTreeSet<String> = c.nodes.keys().cloned().collect();
+    if let Some(m) = c.etcd.as_mut() {
+        m.retain(|n, _| present.contains(n));
+    }
+}
+
+/// Whether the node's k3s reaches the API: a server its own; an agent the server it joined
+/// or, as k3s's agent load balancer learns every server after joining, any other server of
+/// its cluster; over TLS verified against the cluster CA.
 async fn reach(shared: &Shared, r: &Running) -> Result<(), String> {
-    let (ca, own) = {
+    let (ca, own, others) = {
         let w = shared.lock();
         let ca = w.clusters[r.cluster].ca.cert_pem.clone();
         let own = w.hosts.values().find_map(|h| {
@@ -975,18 +1162,35 @@ async fn reach(shared: &Shared, r: &Running) -> Result<(), String> {
                 .filter(|x| x.node == r.node && x.cluster == r.cluster)
                 .map(|_| h.ip)
         });
-        (ca, own)
+        let others: Vec<Ipv4Addr> = w
+            .hosts
+            .values()
+            .filter(|h| {
+                h.k3s
+                    .as_ref()
+                    .and_then(|k| k.running.as_ref())
+                    .is_some_and(|x| x.server && x.cluster == r.cluster)
+            })
+            .map(|h| h.ip)
+            .collect();
+        (ca, own, others)
     };
-    let (ip, port) = match (r.server, r.join, own) {
-        (true, _, Some(ip)) => (ip, 6443),
-        (_, Some(j), _) => j,
+    let targets: Vec<(Ipv4Addr, u16)> = match (r.server, r.join, own) {
+        (true, _, Some(ip)) => vec![(ip, 6443)],
+        (false, Some(j), _) => std::iter::once(j)
+            .chain(others.into_iter().map(|ip| (ip, 6443)))
+            .collect(),
         _ => return Err("no server to reach".into()),
     };
-    match get(&shared.map, ip, port, "/readyz", Trust::Ca(&ca)).await {
-        Ok((200, _)) => Ok(()),
-        Ok((code, _)) => Err(format!("https://{ip}:{port}/readyz answered {code}")),
-        Err(e) => Err(e.to_string()),
+    let mut last = String::new();
+    for (ip, port) in targets {
+        match get(&shared.map, ip, port, "/readyz", Trust::Ca(&ca)).await {
+            Ok((200, _)) => return Ok(()),
+            Ok((code, _)) => last = format!("https://{ip}:{port}/readyz answered {code}"),
+            Err(e) => last = e.to_string(),
+        }
     }
+    Err(last)
 }
 
 #[cfg(test)]

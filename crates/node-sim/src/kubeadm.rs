@@ -699,6 +699,7 @@ pub(crate) fn init_effects(
             host: host.to_string(),
             created: now,
             k3s: None,
+            unschedulable: false,
         },
     );
     w.hosts.get_mut(host).expect("checked").cluster = Some(cluster);
@@ -770,6 +771,7 @@ pub(crate) fn join_effects(
             host: host.to_string(),
             created: now,
             k3s: None,
+            unschedulable: false,
         },
     );
     let h = w.hosts.get_mut(host).expect("checked");

@@ -33,10 +33,13 @@ mod kubelet;
 pub mod pki;
 mod probe;
 mod shims;
+mod workload;
+mod workload_hooks;
 pub mod world;
 mod world_state;
 
 pub use cluster::{ClusterConfigFields, ClusterId};
+pub use workload_hooks::PodView;
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener};
@@ -77,6 +80,8 @@ exec /usr/sbin/sshd -D -e -f "$d/sshd_config""#;
 #[derive(Debug)]
 pub struct NodeSim {
     hosts: Vec<SimHost>,
+    /// The next host directory's number (`h<n>`; never reused, as removed hosts' files go).
+    next_dir: usize,
     reserved: std::collections::BTreeMap<Ipv4Addr, u16>,
     shared: Arc<Shared>,
     rt: Option<tokio::runtime::Runtime>,
@@ -154,6 +159,7 @@ impl NodeSim {
         });
         Ok(NodeSim {
             hosts: Vec::new(),
+            next_dir: 0,
             reserved: Default::default(),
             shared,
             rt: Some(rt),
@@ -282,7 +288,7 @@ impl NodeSim {
                 "{declared} maps to {ip}, which is not loopback: the simulator listens only on 127.0.0.0/8"
             )));
         }
-        let dir = self.root.path().join(format!("h{}", self.hosts.len()));
+        let dir = self.root.path().join(format!("h{}", self.next_dir));
         for sub in [
             "kubernetes",
             "bin",
@@ -295,6 +301,7 @@ impl NodeSim {
         ] {
             std::fs::create_dir_all(dir.join(sub))?;
         }
+        self.next_dir += 1;
         let state = dir.join("state");
         let sock = self.control_socket();
         for (prog, script) in shims::all(&state.to_string_lossy(), name, &sock.to_string_lossy()) {
@@ -407,7 +414,7 @@ impl NodeSim {
                     "{u:?} is not a user name cloud-init would create"
                 )));
             }
-            let dir = self.root.path().join(format!("h{}", self.hosts.len()));
+            let dir = self.root.path().join(format!("h{}", self.next_dir));
             std::fs::create_dir_all(&dir)?;
             std::fs::write(dir.join("ciuser"), u)?;
         }
@@ -430,7 +437,34 @@ impl NodeSim {
     pub fn remove_host(&mut self, name: &str) {
         self.stop_host(name);
         self.shared.lock().hosts.remove(name);
+        if let Some(h) = self.hosts.iter().find(|h| h.name == name)
+            && let Ok(key) = std::fs::read_to_string(h.dir.join("host_ed25519.pub"))
+            && let Some(blob) = key.split_whitespace().nth(1)
+            && let Ok(kh) = std::fs::read_to_string(self.known_hosts())
+        {
+            // Its host key is gone with it: a new machine of that name has another.
+            let kept: String = kh
+                .lines()
+                .filter(|l| !l.contains(blob))
+                .map(|l| format!("{l}\n"))
+                .collect();
+            let _ = std::fs::write(self.known_hosts(), kept);
+        }
         self.hosts.retain(|h| h.name != name);
+    }
+
+    /// Boots a fresh cloud server for k3s: a new host `name` at `ip` (new host key, added
+    /// to the known-hosts file) whose sshd accepts exactly `authorized_keys`, with k3s's
+    /// install script present (as a cloud-init `user_data` that fetches it leaves it) and no
+    /// k3s installed. Glue code following a cloud simulator's servers calls this when a
+    /// server is running and [`NodeSim::remove_host`] when it is deleted.
+    pub fn boot_k3s_host(
+        &mut self,
+        name: &str,
+        ip: Ipv4Addr,
+        authorized_keys: &str,
+    ) -> io::Result<&SimHost> {
+        self.start_any(name, ip, Some(authorized_keys), true)
     }
 
     /// Adds an empty simulated cluster (a fresh CA, no nodes) named `name`.
@@ -438,17 +472,8 @@ impl NodeSim {
         let ca = pki::ClusterCa::generate();
         let admin = ca.client("kubernetes-admin", "kubeadm:cluster-admins");
         let mut w = self.shared.lock();
-        w.clusters.push(cluster::Cluster {
-            name: name.to_string(),
-            ca,
-            admin,
-            cluster_configuration: None,
-            cluster_info_server: String::new(),
-            nodes: Default::default(),
-            tokens: Vec::new(),
-            certificate_keys: Vec::new(),
-            k3s_token: None,
-        });
+        w.clusters
+            .push(cluster::Cluster::new(name.to_string(), ca, admin));
         ClusterId(w.clusters.len() - 1)
     }
 

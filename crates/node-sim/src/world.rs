@@ -91,10 +91,16 @@ pub const K3S_AGENTS: [(&str, Ipv4Addr); 2] = [
 pub const K3S_SERVER_TAINT: &str = "node-role.kubernetes.io/control-plane:NoSchedule";
 /// The private interface flannel uses.
 pub const K3S_FLANNEL_IFACE: &str = "enp7s0";
+/// The workload the Hetzner cluster runs: Deployment, app label and PodDisruptionBudget
+/// `docfast` (2 replicas, one pod per worker at the start, `minAvailable` 1).
+pub const DOCFAST: &str = "docfast";
+/// The namespace of [`DOCFAST`].
+pub const DOCFAST_NAMESPACE: &str = "docfast";
 
 /// Starts the hand-made Hetzner k3s cluster's hosts (real sshds at their private addresses,
 /// mapped by `map`) and installs k3s on them as a person did: the server first, then the
-/// agents with `K3S_URL` and the token. Returns once the installs ran (see
+/// agents with `K3S_URL` and the token; the [`DOCFAST`] Deployment (a pod on each worker)
+/// and its PodDisruptionBudget. Returns once the installs ran (see
 /// [`HetznerK3s::wait_ready`]).
 pub fn hetzner_k3s(map: AddrMap) -> io::Result<HetznerK3s> {
     let mut sim = NodeSim::new(map)?;
@@ -129,6 +135,15 @@ pub fn hetzner_k3s(map: AddrMap) -> io::Result<HetznerK3s> {
             ],
         )?;
     }
+    sim.seed_deployment(
+        cluster,
+        DOCFAST_NAMESPACE,
+        DOCFAST,
+        DOCFAST,
+        2,
+        &[K3S_AGENTS[0].0, K3S_AGENTS[1].0],
+    );
+    sim.seed_pdb(cluster, DOCFAST_NAMESPACE, DOCFAST, DOCFAST, 1);
     Ok(HetznerK3s {
         sim,
         cluster,
@@ -137,12 +152,19 @@ pub fn hetzner_k3s(map: AddrMap) -> io::Result<HetznerK3s> {
 }
 
 impl HetznerK3s {
-    /// Waits (polling, up to `timeout`) until every Node is Ready; false on timeout.
+    /// Waits (polling, up to `timeout`) until every Node is Ready and both [`DOCFAST`] pods
+    /// are Ready; false on timeout.
     pub fn wait_ready(&self, timeout: std::time::Duration) -> bool {
         let deadline = std::time::Instant::now() + timeout;
         loop {
             let nodes = self.sim.nodes(self.cluster);
-            if nodes.len() == 3 && nodes.iter().all(|n| n.ready) {
+            if nodes.len() == 3
+                && nodes.iter().all(|n| n.ready)
+                && self
+                    .sim
+                    .ready_replicas(self.cluster, DOCFAST_NAMESPACE, DOCFAST)
+                    == 2
+            {
                 return true;
             }
             if std::time::Instant::now() > deadline {

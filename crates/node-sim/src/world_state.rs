@@ -32,6 +32,8 @@ impl Shared {
                 clock_offset: Duration::ZERO,
                 kubelet_restart_delay: Duration::from_secs(1),
                 fail_next_join: BTreeSet::new(),
+                fail_next_k3s_join: BTreeSet::new(),
+                timing: Default::default(),
                 rv: 1000,
             }),
         })
@@ -51,6 +53,10 @@ pub(crate) struct World {
     pub clock_offset: Duration,
     pub kubelet_restart_delay: Duration,
     pub fail_next_join: BTreeSet<String>,
+    /// Hosts whose next k3s start as a joining node fails as a wrong token would.
+    pub fail_next_k3s_join: BTreeSet<String>,
+    /// The workload model's delays.
+    pub timing: crate::workload::Timing,
     pub rv: u64,
 }
 

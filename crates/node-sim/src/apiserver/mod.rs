@@ -3,13 +3,23 @@
 //! started. `/readyz`, `/livez`, `/healthz`, `/version` and `kube-public/cluster-info` are
 //! anonymous, as on a kubeadm cluster; every other path needs a client certificate signed by
 //! the cluster CA (401 without one). Errors are `Status` bodies.
+//!
+//! A k3s server's apiserver serves the same API from its cluster's state; `/readyz` fails
+//! (500, `[-]etcd failed`) and writes answer 500 while its embedded etcd has no quorum.
+//! The resources live in submodules: [`nodes`], [`pods`], [`policy`] (PDBs and eviction),
+//! [`apps`] (Deployments).
+
+mod apps;
+mod nodes;
+mod pods;
+mod policy;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::http::{Method, Request, Response, header};
+use axum::http::{Method, Request, Response, header, request::Parts};
 use hyper_util::rt::TokioIo;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -18,10 +28,8 @@ use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 
-use crate::cluster::{
-    KUBERNETES_VERSION, configmap_json, etcd_pod_json, node_json, selector_matches, status_json,
-};
-use crate::world_state::Shared;
+use crate::cluster::{Cluster, KUBERNETES_VERSION, configmap_json, status_json};
+use crate::world_state::{Shared, World};
 
 /// Which cluster an apiserver serves.
 #[derive(Clone)]
@@ -61,7 +69,13 @@ pub(crate) async fn serve(
                 let authenticated = tls.get_ref().1.peer_certificates().is_some();
                 let svc = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
                     let ctx = ctx.clone();
-                    async move { Ok::<_, Infallible>(handle(&ctx, authenticated, req)) }
+                    async move {
+                        let (parts, body) = req.into_parts();
+                        let body = axum::body::to_bytes(Body::new(body), 1 << 20)
+                            .await
+                            .unwrap_or_default();
+                        Ok::<_, Infallible>(handle(&ctx, authenticated, &parts, &body))
+                    }
                 });
                 let _ = hyper::server::conn::http1::Builder::new()
                     .serve_connection(TokioIo::new(tls), svc)
@@ -101,7 +115,7 @@ fn server_config(
     Ok(cfg)
 }
 
-fn json_response(code: u16, v: &Value) -> Response<Body> {
+pub(super) fn json_response(code: u16, v: &Value) -> Response<Body> {
     Response::builder()
         .status(code)
         .header(header::CONTENT_TYPE, "application/json")
@@ -117,7 +131,7 @@ fn text(code: u16, s: &str) -> Response<Body> {
         .expect("valid response")
 }
 
-fn not_found(kind: &str, name: &str) -> Response<Body> {
+pub(super) fn not_found(kind: &str, name: &str) -> Response<Body> {
     json_response(
         404,
         &status_json(
@@ -129,17 +143,117 @@ fn not_found(kind: &str, name: &str) -> Response<Body> {
     )
 }
 
-fn query_param(q: &str, key: &str) -> Option<String> {
-    form_urlencoded::parse(q.as_bytes())
-        .find(|(k, _)| k == key)
-        .map(|(_, v)| v.into_owned())
+/// The parts of a request the handlers read.
+pub(super) struct Req<'a> {
+    pub method: &'a Method,
+    pub query: &'a str,
+    pub content_type: &'a str,
+    pub body: &'a [u8],
 }
 
-fn handle<B>(ctx: &Ctx, authenticated: bool, req: Request<B>) -> Response<Body> {
-    let path = req.uri().path().trim_end_matches('/').to_string();
-    let query = req.uri().query().unwrap_or("").to_string();
+impl Req<'_> {
+    /// A query parameter, decoded.
+    pub fn param(&self, key: &str) -> Option<String> {
+        form_urlencoded::parse(self.query.as_bytes())
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.into_owned())
+    }
+
+    /// Whether `v` matches the request's label and field selectors.
+    pub fn selects(&self, v: &Value) -> bool {
+        let labels = self.param("labelSelector").unwrap_or_default();
+        let field = self.param("fieldSelector").unwrap_or_default();
+        crate::cluster::selector_matches(&labels, &v["metadata"]["labels"])
+            && field_matches(&field, v)
+    }
+}
+
+/// Whether `v` matches a field selector (`metadata.name`, `metadata.namespace`,
+/// `spec.nodeName`, `status.phase`; `=`, `==` and `!=`).
+pub(super) fn field_matches(field: &str, v: &Value) -> bool {
+    field.split(',').filter(|f| !f.is_empty()).all(|f| {
+        let (key, want, eq) = match f.split_once("!=") {
+            Some((k, w)) => (k, w, false),
+            None => match f.split_once("==").or_else(|| f.split_once('=')) {
+                Some((k, w)) => (k, w, true),
+                None => return true,
+            },
+        };
+        let have = match key.trim() {
+            "metadata.name" => &v["metadata"]["name"],
+            "metadata.namespace" => &v["metadata"]["namespace"],
+            "spec.nodeName" => &v["spec"]["nodeName"],
+            "status.phase" => &v["status"]["phase"],
+            _ => return true,
+        };
+        (have.as_str().unwrap_or("") == want.trim()) == eq
+    })
+}
+
+/// A list response.
+pub(super) fn list(api_version: &str, kind: &str, rv: u64, items: Vec<Value>) -> Response<Body> {
+    json_response(
+        200,
+        &json!({"apiVersion": api_version, "kind": kind, "metadata": {"resourceVersion": rv.to_string()}, "items": items}),
+    )
+}
+
+/// 405 for a verb a resource does not serve.
+pub(super) fn method_not_allowed() -> Response<Body> {
+    json_response(
+        405,
+        &status_json(
+            405,
+            "MethodNotAllowed",
+            "the server does not allow this method on the requested resource",
+            None,
+        ),
+    )
+}
+
+/// 404 for a path the server does not serve.
+fn no_resource() -> Response<Body> {
+    json_response(
+        404,
+        &status_json(
+            404,
+            "NotFound",
+            "the server could not find the requested resource",
+            Some(json!({})),
+        ),
+    )
+}
+
+/// `/readyz`, `/livez`, `/healthz`: a k3s server's readiness follows its etcd quorum.
+fn health(ctx: &Ctx, path: &str, verbose: bool) -> Response<Body> {
+    let etcd_ok = {
+        let w = ctx.shared.lock();
+        crate::k3s::has_quorum(&w, ctx.cluster)
+    };
+    let etcd_line = if etcd_ok {
+        "[+]etcd ok"
+    } else {
+        "[-]etcd failed: reason withheld"
+    };
+    let what = path.trim_start_matches('/');
+    if etcd_ok && !verbose {
+        return text(200, "ok");
+    }
+    let body = format!(
+        "[+]ping ok\n[+]log ok\n{etcd_line}\n[+]poststarthook/start-apiserver-admission-initializer ok\n[+]poststarthook/generic-apiserver-start-informers ok\n[+]poststarthook/start-kube-apiserver-admission-initializer ok\n{what} check {}\n",
+        if etcd_ok { "passed" } else { "failed" }
+    );
+    text(if etcd_ok { 200 } else { 500 }, &body)
+}
+
+fn handle(ctx: &Ctx, authenticated: bool, parts: &Parts, body: &[u8]) -> Response<Body> {
+    let path = parts.uri.path().trim_end_matches('/').to_string();
+    let query = parts.uri.query().unwrap_or("").to_string();
     match path.as_str() {
-        "/readyz" | "/livez" | "/healthz" => return text(200, "ok"),
+        "/readyz" | "/livez" | "/healthz" => {
+            let verbose = form_urlencoded::parse(query.as_bytes()).any(|(k, _)| k == "verbose");
+            return health(ctx, &path, verbose);
+        }
         "/version" => {
             return json_response(
                 200,
@@ -168,96 +282,58 @@ fn handle<B>(ctx: &Ctx, authenticated: bool, req: Request<B>) -> Response<Body> 
     if !authenticated && !anonymous_ok {
         return json_response(401, &status_json(401, "Unauthorized", "Unauthorized", None));
     }
-    if req.method() != Method::GET {
-        return json_response(
-            405,
-            &status_json(
-                405,
-                "MethodNotAllowed",
-                "the server does not allow this method on the requested resource",
-                None,
-            ),
-        );
-    }
-    let selector = query_param(&query, "labelSelector").unwrap_or_default();
-    let field = query_param(&query, "fieldSelector").unwrap_or_default();
+    let content_type = parts
+        .headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let req = Req {
+        method: &parts.method,
+        query: &query,
+        content_type,
+        body,
+    };
     let mut w = ctx.shared.lock();
     let rv = w.next_rv();
-    let Some(c) = w.clusters.get(ctx.cluster) else {
+    if w.clusters.get(ctx.cluster).is_none() {
         return json_response(
             503,
             &status_json(503, "ServiceUnavailable", "cluster gone", None),
         );
-    };
-    let list = |kind: &str, items: Vec<Value>| {
-        json_response(
-            200,
-            &json!({"apiVersion": "v1", "kind": kind, "metadata": {"resourceVersion": rv.to_string()}, "items": items}),
-        )
-    };
-    let field_ok = |v: &Value| {
-        field
-            .split(',')
-            .filter(|f| !f.is_empty())
-            .all(|f| match f.split_once('=') {
-                Some(("metadata.name", n)) => v["metadata"]["name"] == n,
-                Some(("spec.nodeName", n)) => v["spec"]["nodeName"] == n,
-                Some(("metadata.namespace", n)) => v["metadata"]["namespace"] == n,
-                _ => true,
-            })
-    };
+    }
+    if parts.method != Method::GET && !crate::k3s::has_quorum(&w, ctx.cluster) {
+        return json_response(
+            500,
+            &status_json(500, "InternalError", "etcdserver: request timed out", None),
+        );
+    }
+    let cluster = ctx.cluster;
     match segs.as_slice() {
         ["api"] => json_response(
             200,
             &json!({"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": "10.0.20.100:6443"}]}),
         ),
-        ["api", "v1", "nodes"] => {
-            let items = c
-                .nodes
-                .iter()
-                .map(|(n, r)| node_json(n, r, &w.live(&r.host), rv))
-                .filter(|v| selector_matches(&selector, &v["metadata"]["labels"]) && field_ok(v))
-                .collect();
-            list("NodeList", items)
+        ["api", "v1", "nodes", rest @ ..] => nodes::handle(&mut w, cluster, rest, &req, rv),
+        ["api", "v1", "pods"] => pods::list_pods(&w, cluster, None, &req, rv),
+        ["api", "v1", "namespaces", ns, "pods"] => pods::list_pods(&w, cluster, Some(ns), &req, rv),
+        ["api", "v1", "namespaces", ns, "pods", name] => pods::get(&w, cluster, ns, name, &req, rv),
+        ["api", "v1", "namespaces", ns, "pods", name, "eviction"] => {
+            policy::evict(&mut w, cluster, ns, name, &req)
         }
-        ["api", "v1", "nodes", name] => match c.nodes.get(*name) {
-            Some(r) => json_response(200, &node_json(name, r, &w.live(&r.host), rv)),
-            None => not_found("nodes", name),
-        },
-        ["api", "v1", "pods"] | ["api", "v1", "namespaces", "kube-system", "pods"] => {
-            let items = c
-                .nodes
-                .iter()
-                .filter(|(_, r)| r.control_plane && r.k3s.is_none())
-                .map(|(n, r)| etcd_pod_json(n, r, &w.live(&r.host), rv))
-                .filter(|v| selector_matches(&selector, &v["metadata"]["labels"]) && field_ok(v))
-                .collect();
-            list("PodList", items)
+        ["apis", "policy", "v1", rest @ ..] => policy::pdbs(&w, cluster, rest, &req, rv),
+        ["apis", "apps", "v1", rest @ ..] => apps::handle(&w, cluster, rest, &req, rv),
+        ["api", "v1", "namespaces", ns, "configmaps", name] if *req.method == Method::GET => {
+            configmap(&w, &w.clusters[cluster], ns, name, rv)
         }
-        ["api", "v1", "namespaces", _, "pods"] => list("PodList", Vec::new()),
-        ["api", "v1", "namespaces", "kube-system", "pods", name] => {
-            match name.strip_prefix("etcd-").and_then(|n| {
-                c.nodes
-                    .get(n)
-                    .filter(|r| r.control_plane && r.k3s.is_none())
-                    .map(|r| (n, r))
-            }) {
-                Some((n, r)) => json_response(200, &etcd_pod_json(n, r, &w.live(&r.host), rv)),
-                None => not_found("pods", name),
-            }
-        }
-        ["api", "v1", "namespaces", ns, "pods", name] => {
-            let _ = ns;
-            not_found("pods", name)
-        }
-        [
-            "api",
-            "v1",
-            "namespaces",
-            "kube-system",
-            "configmaps",
-            "kubeadm-config",
-        ] => match &c.cluster_configuration {
+        _ if *req.method != Method::GET => method_not_allowed(),
+        _ => no_resource(),
+    }
+}
+
+/// The two ConfigMaps kubeadm clusters hold.
+fn configmap(w: &World, c: &Cluster, ns: &str, name: &str, rv: u64) -> Response<Body> {
+    match (ns, name) {
+        ("kube-system", "kubeadm-config") => match &c.cluster_configuration {
             Some(cc) => json_response(
                 200,
                 &configmap_json(
@@ -269,14 +345,7 @@ fn handle<B>(ctx: &Ctx, authenticated: bool, req: Request<B>) -> Response<Body> 
             ),
             None => not_found("configmaps", "kubeadm-config"),
         },
-        [
-            "api",
-            "v1",
-            "namespaces",
-            "kube-public",
-            "configmaps",
-            "cluster-info",
-        ] => {
+        ("kube-public", "cluster-info") => {
             let kubeconfig = c.cluster_info_kubeconfig();
             let mut data = serde_json::Map::new();
             let now = w.now();
@@ -292,15 +361,6 @@ fn handle<B>(ctx: &Ctx, authenticated: bool, req: Request<B>) -> Response<Body> 
                 &configmap_json("kube-public", "cluster-info", Value::Object(data), rv),
             )
         }
-        ["api", "v1", "namespaces", _, "configmaps", name] => not_found("configmaps", name),
-        _ => json_response(
-            404,
-            &status_json(
-                404,
-                "NotFound",
-                "the server could not find the requested resource",
-                Some(json!({})),
-            ),
-        ),
+        _ => not_found("configmaps", name),
     }
 }
