@@ -547,3 +547,133 @@ fn expect_on(w: &HetznerK3s, server: Ipv4Addr, want: u16, method: &str, path: &s
     let (code, text) = api(w, server, method, path, None).expect("apiserver answers");
     assert_eq!(code, want, "{method} {path}: {text}");
 }
+
+/// Runs `cmd` on `host` as root with the ssh CLI: `(exit code, stdout + stderr)`.
+fn ssh(w: &HetznerK3s, host: &str, cmd: &str) -> (i32, String) {
+    let h = w.sim.host(host).expect("host");
+    let out = std::process::Command::new("ssh")
+        .arg("-i")
+        .arg(w.sim.client_key())
+        .arg("-o")
+        .arg(format!(
+            "UserKnownHostsFile={}",
+            w.sim.known_hosts().display()
+        ))
+        .args([
+            "-o",
+            "StrictHostKeyChecking=yes",
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "IdentitiesOnly=yes",
+            "-F",
+            "/dev/null",
+        ])
+        .arg("-o")
+        .arg(format!("HostKeyAlias=[{}]:{}", h.declared(), h.port()))
+        .arg("-p")
+        .arg(h.port().to_string())
+        .arg(format!("root@{}", h.listen().ip()))
+        .arg(cmd)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("ssh");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
+    )
+}
+
+#[test]
+fn the_uninstall_script_removes_k3s_but_keeps_the_node_password_so_a_reinstall_is_accepted() {
+    let w = ready_world(236);
+    let (code, text) = ssh(
+        &w,
+        "k3s-w1",
+        "test -x /usr/local/bin/k3s-agent-uninstall.sh && test -x /usr/local/bin/k3s-killall.sh && k3s-agent-uninstall.sh",
+    );
+    assert_eq!(code, 0, "{text}");
+    let (code, text) = ssh(
+        &w,
+        "k3s-w1",
+        "test ! -e /usr/local/bin/k3s && test ! -e /etc/systemd/system/k3s-agent.service && test -s /etc/rancher/node/password",
+    );
+    assert_eq!(code, 0, "{text}");
+    assert!(wait(Duration::from_secs(10), || w
+        .sim
+        .node(w.cluster, "k3s-w1")
+        .is_some_and(|n| !n.ready)));
+    w.sim
+        .k3s_install(
+            "k3s-w1",
+            &[
+                ("INSTALL_K3S_VERSION", K3S_VERSION),
+                (
+                    "INSTALL_K3S_EXEC",
+                    "agent --flannel-iface enp7s0 --node-ip 10.0.1.6",
+                ),
+                ("K3S_URL", "https://10.0.1.5:6443"),
+                ("K3S_TOKEN", w.token.as_str()),
+            ],
+        )
+        .expect("the same host's password is accepted");
+    assert!(wait(Duration::from_secs(10), || w
+        .sim
+        .node(w.cluster, "k3s-w1")
+        .is_some_and(|n| n.ready)));
+    let (code, text) = ssh(&w, "k3s-mgr", "k3s kubectl get nodes");
+    assert_eq!(code, 0, "{text}");
+    assert!(text.contains("k3s-w1   Ready"), "{text}");
+}
+
+#[test]
+fn pods_of_a_node_not_ready_for_long_are_replaced_on_a_ready_worker() {
+    let w = ready_world(237);
+    w.sim.set_pod_eviction_timeout(Duration::from_secs(1));
+    let lost = pods_on(&w, "k3s-w2")[0].metadata.name.clone().unwrap();
+    w.sim.stop_k3s("k3s-w2");
+    assert!(
+        wait(Duration::from_secs(20), || {
+            let pods = w.sim.pods(w.cluster, DOCFAST_NAMESPACE);
+            pods.len() == 2
+                && pods
+                    .iter()
+                    .all(|p| p.ready && p.node.as_deref() == Some("k3s-w1"))
+        }),
+        "{:?}",
+        w.sim.pods(w.cluster, DOCFAST_NAMESPACE)
+    );
+    assert!(
+        w.sim
+            .pods(w.cluster, DOCFAST_NAMESPACE)
+            .iter()
+            .all(|p| p.name != lost)
+    );
+    // The stopped node's Node stays (NotReady); only its pods moved.
+    assert!(!w.sim.node(w.cluster, "k3s-w2").unwrap().ready);
+}
+
+#[test]
+fn a_deleted_node_whose_k3s_still_runs_registers_again_but_a_running_etcd_server_exits() {
+    let w = ha_world(238);
+    // An agent's kubelet registers its Node again (why leaving stops the unit first).
+    expect(&w, 200, "DELETE", "/api/v1/nodes/k3s-w1", None);
+    assert!(wait(Duration::from_secs(10), || w
+        .sim
+        .node(w.cluster, "k3s-w1")
+        .is_some_and(|n| n.ready)));
+    // A server's member is removed with its Node, and its k3s then exits.
+    expect(&w, 200, "DELETE", "/api/v1/nodes/k3s-cp3", None);
+    assert!(wait(Duration::from_secs(10), || w
+        .sim
+        .etcd_health(w.cluster)
+        == (2, 2)));
+    assert!(wait(Duration::from_secs(10), || w
+        .sim
+        .k3s_journal(CP3.0)
+        .iter()
+        .any(|l| l.contains(
+            "the member has been permanently removed from the cluster"
+        ))));
+    assert!(w.sim.node(w.cluster, CP3.0).is_none());
+}
