@@ -20,9 +20,7 @@ async fn the_hand_made_k3s_cluster_is_adopted_and_grows_to_three_servers_then_pl
         .plan
         .resource_changes
         .iter()
-        .filter(|c| {
-            c.kind == "node_k3s_agent" || c.address.to_string() == "hetzner_rrset.apex-mx"
-        })
+        .filter(|c| c.kind == "node_k3s_agent" || c.address.to_string() == "hetzner_rrset.apex-mx")
         .collect();
     assert_eq!(adopted.len(), 3, "{:?}", planned.plan.resource_changes);
     for c in &adopted {
@@ -51,7 +49,11 @@ async fn the_hand_made_k3s_cluster_is_adopted_and_grows_to_three_servers_then_pl
         assert_eq!(c.action(), Action::Create, "{new}");
     }
     assert!(
-        planned.plan.gates.iter().any(|g| g.address.to_string() == "gate.k3s-ha"),
+        planned
+            .plan
+            .gates
+            .iter()
+            .any(|g| g.address.to_string() == "gate.k3s-ha"),
         "{:?}",
         planned.plan.gates
     );
