@@ -183,7 +183,11 @@ async fn a_server_with_cairns_key_and_cloud_init_becomes_a_k3s_host_and_goes_wit
         "a new machine has a new host key"
     );
     assert_eq!(ports(&world), port_map);
-    assert_eq!(ssh(&world, ip, &key, "hostname"), "k3s-cp2\n");
+    assert_eq!(
+        ssh(&world, ip, &key, "test -x /usr/local/sbin/k3s-install.sh && echo script"),
+        "script\n",
+        "the new host's key is known and cairn's key accepted"
+    );
 
     // Without the install script in its cloud-init, no k3s host boots.
     create("k3s-cp3", "10.0.1.9", "#cloud-config\n".into()).await;
