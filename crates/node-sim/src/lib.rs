@@ -15,6 +15,11 @@
 //! it read when it last (re)started. `kubeadm` and `systemctl` on a host reach the simulator through a control
 //! socket and act on that host's files and its cluster.
 //!
+//! k3s hosts (`k3s.rs`) run the k3s process their installed units describe: its
+//! cluster's datastore (SQLite, or embedded etcd members with quorum), node passwords, and
+//! the controllers of the cluster's workload (Deployments, DaemonSets, PodDisruptionBudgets;
+//! `workload.rs`), whose pods the nodes' own loops run.
+//!
 //! Everything lives in one temporary directory and one private tokio runtime; dropping the
 //! simulator stops every sshd and server. Needs root (mount namespaces) and `curl` (the
 //! shims use `curl --unix-socket`).
@@ -273,7 +278,7 @@ impl NodeSim {
 
     /// Starts a host for k3s (a cloud server as its image boots it): no kubelet or
     /// containerd unit, no k3s yet; `/usr/local/sbin/k3s-install.sh` stands for k3s's
-    /// install script (see [`k3s`](crate::k3s)), and a k3s process runs once an installed
+    /// install script (see the `k3s` module), and a k3s process runs once an installed
     /// `k3s`/`k3s-agent` unit is started. A stopped host of that name starts again with its
     /// files.
     pub fn start_k3s_host(&mut self, name: &str, declared: Ipv4Addr) -> io::Result<&SimHost> {
