@@ -184,7 +184,12 @@ async fn a_server_with_cairns_key_and_cloud_init_becomes_a_k3s_host_and_goes_wit
     );
     assert_eq!(ports(&world), port_map);
     assert_eq!(
-        ssh(&world, ip, &key, "test -x /usr/local/sbin/k3s-install.sh && echo script"),
+        ssh(
+            &world,
+            ip,
+            &key,
+            "test -x /usr/local/sbin/k3s-install.sh && echo script"
+        ),
         "script\n",
         "the new host's key is known and cairn's key accepted"
     );
