@@ -79,6 +79,8 @@ struct Subscriber {
     running_since: BTreeMap<u64, (u64, Instant)>,
     /// Announced servers: name, generation, whether up.
     booted: BTreeMap<u64, (String, u64, bool)>,
+    /// The private IPs each up server was last announced with.
+    announced_ips: BTreeMap<u64, Vec<Ipv4Addr>>,
 }
 
 /// The subscribers of one simulator.
@@ -93,6 +95,7 @@ impl Subscribers {
             boot_delay,
             running_since: BTreeMap::new(),
             booted: BTreeMap::new(),
+            announced_ips: BTreeMap::new(),
         });
         rx
     }
@@ -186,8 +189,12 @@ fn notify(s: &mut Subscriber, servers: &BTreeMap<u64, Snapshot>, now: Instant) {
             s.running_since.remove(id);
         } else if v.running {
             let (_, since) = *s.running_since.entry(*id).or_insert((v.generation, now));
-            if !announced && now.duration_since(since) >= s.boot_delay {
+            // A booted server attached to a network later configures the new interface:
+            // announced again with its private IPs.
+            let readdressed = announced && s.announced_ips.get(id) != Some(&v.private_ips);
+            if readdressed || (!announced && now.duration_since(since) >= s.boot_delay) {
                 s.booted.insert(*id, (v.name.clone(), v.generation, true));
+                s.announced_ips.insert(*id, v.private_ips.clone());
                 let _ = s.tx.send(ServerEvent::Booted(BootedServer {
                     id: *id,
                     name: v.name.clone(),
@@ -218,6 +225,7 @@ fn notify(s: &mut Subscriber, servers: &BTreeMap<u64, Snapshot>, now: Instant) {
         .collect();
     for id in gone {
         s.running_since.remove(&id);
+        s.announced_ips.remove(&id);
         if let Some((name, _, up)) = s.booted.remove(&id) {
             if up {
                 let _ = s.tx.send(ServerEvent::Stopped {

@@ -212,3 +212,36 @@ async fn a_server_powered_off_before_its_boot_delay_never_boots() {
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert!(rx.try_recv().is_err(), "nothing was announced");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_attached_to_a_network_after_its_boot_is_announced_again_with_its_ip() {
+    let sim = HetznerSim::start(SimConfig::default()).await.unwrap();
+    let net = project(&sim).await;
+    let mut rx = sim.server_events(Duration::from_millis(50));
+    let created = call(
+        &sim,
+        reqwest::Method::POST,
+        "/servers",
+        json!({"name": "k3s-mgr", "server_type": "cax11", "image": "ubuntu-24.04",
+               "location": "nbg1", "ssh_keys": ["cairn"]}),
+    )
+    .await;
+    let id = created["server"]["id"].as_u64().unwrap();
+    match next(&mut rx).await {
+        ServerEvent::Booted(b) => assert!(b.private_ips.is_empty(), "{b:?}"),
+        other => panic!("{other:?}"),
+    }
+    post_when_unlocked(
+        &sim,
+        &format!("/servers/{id}/actions/attach_to_network"),
+        json!({"network": net, "ip": "10.0.1.5"}),
+    )
+    .await;
+    match next(&mut rx).await {
+        ServerEvent::Booted(b) => {
+            assert_eq!(b.private_ips, [Ipv4Addr::new(10, 0, 1, 5)]);
+            assert_eq!(b.public_keys, [KEY]);
+        }
+        other => panic!("{other:?}"),
+    }
+}
