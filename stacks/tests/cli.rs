@@ -42,7 +42,7 @@ fn diff_of_all_stacks_announces_simulator_mode_and_exits_2_with_the_summary_last
         "{out}"
     );
     assert!(
-        out.contains("Plan: 1 to add, 12 to change, 0 to destroy."),
+        out.contains("Plan: 6 to add, 12 to change, 0 to destroy."),
         "{out}"
     );
     assert_eq!(
@@ -102,7 +102,7 @@ fn saved_plan_applies_without_prompting() {
         String::from_utf8_lossy(&o.stderr)
     );
     assert!(
-        stdout(&o).contains("Apply complete: 13 done, 0 failed, 0 skipped."),
+        stdout(&o).contains("Apply complete: 24 done, 0 failed, 0 skipped."),
         "{}",
         stdout(&o)
     );

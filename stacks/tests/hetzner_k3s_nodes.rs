@@ -1,6 +1,7 @@
 //! hetzner-k3s down to k3s, in simulator mode: the hand-made cluster (and the zone's MX
-//! record, `mail.cloonar.com.`) is adopted with nothing but ownership markers — no install,
-//! no restart — and after the apply the whole stack plans no change. Needs root (real sshd
+//! record, `mail.cloonar.com.`) is adopted — the agents with nothing but ownership markers,
+//! no install, no restart — while `k3s-mgr` is converted to embedded etcd and two new
+//! servers join it; after the apply the whole stack plans no change. Needs root (real sshd
 //! hosts); runs in the loopback-only namespace of `scripts/test.sh`.
 
 use std::sync::Arc;
@@ -9,7 +10,7 @@ use cairn_core::{Action, ApplyOptions, apply, plan};
 use stacks::stacks::{Target, hetzner_k3s};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_hand_made_k3s_cluster_and_its_mx_record_are_adopted_with_no_change() {
+async fn the_hand_made_k3s_cluster_is_adopted_and_grows_to_three_servers_then_plans_no_change() {
     let loaded = hetzner_k3s::def()
         .load(Target::Simulated)
         .await
@@ -19,11 +20,9 @@ async fn the_hand_made_k3s_cluster_and_its_mx_record_are_adopted_with_no_change(
         .plan
         .resource_changes
         .iter()
-        .filter(|c| {
-            c.kind.starts_with("node_k3s_") || c.address.to_string() == "hetzner_rrset.apex-mx"
-        })
+        .filter(|c| c.kind == "node_k3s_agent" || c.address.to_string() == "hetzner_rrset.apex-mx")
         .collect();
-    assert_eq!(adopted.len(), 4, "{:?}", planned.plan.resource_changes);
+    assert_eq!(adopted.len(), 3, "{:?}", planned.plan.resource_changes);
     for c in &adopted {
         let paths: Vec<_> = c.changes.iter().map(|f| f.path.as_str()).collect();
         assert_eq!(
@@ -35,11 +34,35 @@ async fn the_hand_made_k3s_cluster_and_its_mx_record_are_adopted_with_no_change(
         );
         assert!(c.steps.is_empty(), "{}: {:?}", c.address, c.steps);
     }
+    // The hand-made server moves to embedded etcd; the new servers join it.
+    let mgr = planned.plan.change("node_k3s_server.k3s-mgr").unwrap();
+    let paths: Vec<_> = mgr.changes.iter().map(|f| f.path.as_str()).collect();
+    assert!(paths.contains(&"cluster_init"), "{paths:?}");
+    for new in [
+        "hetzner_server.k3s-cp2",
+        "hetzner_server.k3s-cp3",
+        "node_k3s_server.k3s-cp2",
+        "node_k3s_server.k3s-cp3",
+        "hetzner_ssh_key.cairn",
+    ] {
+        let c = planned.plan.change(new).expect(new);
+        assert_eq!(c.action(), Action::Create, "{new}");
+    }
+    assert!(
+        planned
+            .plan
+            .gates
+            .iter()
+            .any(|g| g.address.to_string() == "gate.k3s-ha"),
+        "{:?}",
+        planned.plan.gates
+    );
     let token = loaded
         .keep
         .iter()
-        .find_map(|k| k.downcast_ref::<cairn_node_sim::world::HetznerK3s>())
+        .find_map(|k| k.downcast_ref::<stacks::sims::HetznerK3sWorld>())
         .expect("the simulated k3s world is kept alive")
+        .nodes
         .token
         .clone();
     let shown = format!(

@@ -177,6 +177,17 @@ impl NodeSim {
         self.root.path().join("client_key")
     }
 
+    /// Lets the hosts that accept the client key (those started without keys of their
+    /// own) accept `public_key` (an OpenSSH public key line) too, e.g. an identity kept
+    /// across runs so plans made in one run still hold in the next.
+    pub fn authorize_client_key(&self, public_key: &str) -> io::Result<()> {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(self.root.path().join("authorized_keys"))?;
+        writeln!(f, "{}", public_key.trim())
+    }
+
     /// A known-hosts file listing every host's key under its declared address and port.
     pub fn known_hosts(&self) -> PathBuf {
         self.root.path().join("known_hosts")
@@ -211,10 +222,16 @@ impl NodeSim {
 
     /// Picks now the port the sshd of a machine declared at `declared` will listen on when
     /// it boots, so the port map handed to clients before the machine exists already holds
-    /// it (a VM a plan will create). Nothing listens there until the machine boots.
+    /// it (a VM a plan will create). Nothing listens there until the machine boots. For an
+    /// address whose host runs, its port is kept: a machine rebuilt there listens where the
+    /// port map already says.
     pub fn reserve_port(&mut self, declared: Ipv4Addr) -> io::Result<u16> {
         if let Some(p) = self.reserved.get(&declared) {
             return Ok(*p);
+        }
+        if let Some(h) = self.hosts.iter().find(|h| h.declared == declared) {
+            self.reserved.insert(declared, h.listen.port());
+            return Ok(h.listen.port());
         }
         let IpAddr::V4(ip) = self.shared.map.map(IpAddr::V4(declared)) else {
             unreachable!("IPv4 maps to IPv4")
