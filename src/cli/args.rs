@@ -62,8 +62,29 @@ pub enum Command {
         #[arg(long)]
         yes: bool,
     },
-    /// List recent runs (applies and drift checks), newest first; with RUN, that run's
-    /// resource changes.
+    /// Replace a stack's machines one node at a time (cordon, drain, leave, replace, rejoin,
+    /// gates, uncordon), after showing the rotation's plan and asking for approval. Each
+    /// phase is recorded in the run history; a rerun resumes an unfinished rotation.
+    Rotate {
+        /// Rotate this node.
+        #[arg(long, conflicts_with_all = ["all", "due"], required_unless_present_any = ["all", "due"])]
+        node: Option<String>,
+        /// Rotate every node, in the rotation's order (servers first).
+        #[arg(long, conflicts_with = "due")]
+        all: bool,
+        /// Rotate the nodes whose last rotation is older than the stack's rotation period
+        /// (for a scheduled CI job).
+        #[arg(long)]
+        due: bool,
+        /// Approve without being asked (required when stdin is not a terminal).
+        #[arg(long)]
+        approve: bool,
+        /// How long to wait for another apply or rotation of the stack to finish.
+        #[arg(long, default_value_t = 60, value_name = "SECS")]
+        lock_wait: u64,
+    },
+    /// List recent runs (applies, rotations and drift checks), newest first; with RUN, that
+    /// run's resource changes (a rotation's: each node's phases, then its machine's changes).
     History {
         /// A run id from the list.
         run: Option<String>,

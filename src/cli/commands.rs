@@ -17,6 +17,7 @@ use cairn_core::{ApplyOptions, Plan, PlanError, Planned, apply, plan};
 use super::args::{Cli, Command};
 use super::progress::Lines;
 use super::record::Recorder;
+use super::rotate::{RotateArgs, Select, rotate};
 use super::stack_def::{Loaded, StackDef, Target};
 use super::world::{WorldFn, providers_world, serve};
 use super::{bin_name, chain};
@@ -71,6 +72,12 @@ pub(crate) async fn run(
             defs.iter().map(|d| d.name()).collect::<Vec<_>>().join(", ")
         );
     }
+    if matches!(cli.command, Command::Rotate { .. }) && cli.stack.is_none() {
+        bail!(
+            "rotate needs --stack: it rotates one stack's nodes (one of {})",
+            known.join(", ")
+        );
+    }
     let names: Vec<&str> = defs.iter().map(|d| d.name()).collect();
     // The backend's check (connect, authenticate, schema) starts now and runs while the
     // first stack loads; it is awaited before any provider call, so a bad backend still
@@ -80,6 +87,7 @@ pub(crate) async fn run(
         | Command::Drift
         | Command::Lock
         | Command::Unlock { .. }
+        | Command::Rotate { .. }
         | Command::History { .. } => Some(Checking::start(super::team::select(
             cli.backend.as_deref(),
         )?)),
@@ -154,6 +162,29 @@ pub(crate) async fn run(
                     lock_wait: Duration::from_secs(*lock_wait),
                 };
                 apply_cmd(&loaded, b, opts).await
+            }
+            Command::Rotate {
+                node,
+                all,
+                due,
+                approve,
+                lock_wait,
+            } => {
+                let b = backend.clone().expect("rotate has a backend");
+                let select = match (node, all, due) {
+                    (Some(n), _, _) => Select::Node(n.clone()),
+                    (None, true, _) => Select::All,
+                    (None, false, true) => Select::Due,
+                    (None, false, false) => bail!("rotate needs --node NODE, --all or --due"),
+                };
+                let args = RotateArgs {
+                    select,
+                    approve: *approve,
+                    lock_wait: Duration::from_secs(*lock_wait),
+                    json: cli.json,
+                    terminal: std::io::stdin().is_terminal(),
+                };
+                rotate(&loaded, b, &args).await
             }
             Command::Graph { out } => graph(&loaded, out.as_deref()),
             Command::Sim | Command::Lock | Command::Unlock { .. } | Command::History { .. } => {

@@ -1,5 +1,6 @@
 //! A stack binary's whole command line from one call: `diff`, `apply`, `drift`, `graph`,
-//! `sim`, `lock`, `unlock`, `history`, with the apply lock, saved-plan checks, simulator mode
+//! `sim`, `lock`, `unlock`, `history`, `rotate` (replace a stack's machines one node at a
+//! time, approved, journalled and resumable; see [`Loaded::rotation`]), with the apply lock, saved-plan checks, simulator mode
 //! without credentials (said on the first line), the refusal to simulate under `CI=true`,
 //! `--json` as JSON Lines (`docs/plan-format.md`) and the exit codes 0 no changes, 2 changes,
 //! 1 error.
@@ -22,9 +23,11 @@
 
 mod args;
 mod commands;
+mod journal;
 pub mod progress;
 mod provider;
 pub mod record;
+mod rotate;
 mod stack_def;
 pub mod team;
 mod world;

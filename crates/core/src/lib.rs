@@ -30,7 +30,7 @@ pub mod value;
 
 pub use apply::{ApplyOptions, ApplyReport, Outcome, Progress, apply};
 pub use plan::{Action, Plan, ResourceChange};
-pub use planner::{PlanError, Planned, Providers, plan};
+pub use planner::{PlanError, PlanOptions, Planned, Providers, plan, plan_with};
 pub use provider::{
     Change, CheckResult, Declared, Diagnostic, Marker, ObserveRequest, Observed, Origin, Pending,
     PlannedChange, Provider, ProviderError,

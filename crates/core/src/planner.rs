@@ -73,6 +73,14 @@ pub enum PlanError {
         /// The plan that was refused (for display).
         plan: Box<Plan>,
     },
+    /// A forced replacement names resources the stack does not declare.
+    #[error("cannot replace {}: not declared in stack {stack:?}", .addresses.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(", "))]
+    NotInStack {
+        /// The stack.
+        stack: String,
+        /// The addresses it does not declare.
+        addresses: Vec<Address>,
+    },
     /// A saved plan no longer matches the world or the code.
     #[error("saved plan is stale, nothing was changed; run diff again. Changed since it was made: {}", .0.iter().map(|(a, why)| format!("{a} ({why})")).collect::<Vec<_>>().join(", "))]
     Stale(Vec<(Address, String)>),
@@ -115,11 +123,53 @@ impl Planned {
     }
 }
 
+/// How a plan is made beyond the stack and the live world.
+#[derive(Debug, Clone, Default)]
+pub struct PlanOptions {
+    /// Resources to replace even though nothing forces it (a machine rotation): each one
+    /// that exists is planned as a replace (create-before-destroy where its kind declares
+    /// it) with the reason [`REPLACEMENT_REQUESTED`], and every attribute of it is unknown
+    /// until the new one exists, so the resources that reference it are planned as
+    /// updates. One that does not exist yet is simply created. Protection still refuses.
+    pub replace: Vec<Address>,
+}
+
+/// The reason a plan shows for a replacement asked for with [`PlanOptions::replace`].
+pub const REPLACEMENT_REQUESTED: &str = "replacement requested";
+
 /// Makes a plan for `stack` against the live world.
 pub async fn plan(stack: &Stack, providers: &Providers) -> Result<Planned, PlanError> {
+    plan_with(stack, providers, &PlanOptions::default()).await
+}
+
+/// Makes a plan for `stack` against the live world, with `options` (e.g. forced
+/// replacements). An address to replace that the stack does not declare is an error
+/// before anything is observed.
+pub async fn plan_with(
+    stack: &Stack,
+    providers: &Providers,
+    options: &PlanOptions,
+) -> Result<Planned, PlanError> {
+    let mut forced = vec![false; stack.nodes().len()];
+    let mut missing = Vec::new();
+    for a in &options.replace {
+        match stack
+            .index_of(a)
+            .filter(|&i| matches!(stack.nodes()[i], NodeDef::Resource(_)))
+        {
+            Some(i) => forced[i] = true,
+            None => missing.push(a.clone()),
+        }
+    }
+    if !missing.is_empty() {
+        return Err(PlanError::NotInStack {
+            stack: stack.name().to_string(),
+            addresses: missing,
+        });
+    }
     validate(stack, providers)?;
     let (observed, pending) = futures::join!(observe_all(stack, providers), pending_all(providers));
-    build_plan(stack, providers, observed?, pending?).await
+    build_plan(stack, providers, observed?, pending?, &forced).await
 }
 
 /// Every provider's pending changes (written, not in effect), by provider name.
@@ -249,9 +299,14 @@ fn lookup(
     after: &[Option<Value>],
     keeps: &[bool],
     observed: &[Option<Observed>],
+    forced: &[bool],
     raw: &RawRef,
 ) -> Option<Value> {
     let i = stack.index_of(&raw.address)?;
+    if forced[i] {
+        // A requested replacement is a new object: none of its attributes is known yet.
+        return None;
+    }
     if let Some(v) = after[i].as_ref().and_then(|a| get_path(a, &raw.attr))
         && crate::value::collect_refs(v).is_empty()
         && !v.is_null()
@@ -273,6 +328,7 @@ async fn build_plan(
     providers: &Providers,
     by_kind: ObservedByKind,
     pending: Vec<(String, Pending)>,
+    forced: &[bool],
 ) -> Result<Planned, PlanError> {
     let n = stack.nodes().len();
     // Each declared resource takes its observed object; what is left over are undeclared
@@ -331,9 +387,13 @@ async fn build_plan(
                 p
             }
         };
-        let resolve = |raw: &RawRef| lookup(stack, &after, &keeps, &observed, raw);
-        let (action, field_changes, mut reason) =
-            decide(stack.name(), r, obs, &resolve, &mut diags);
+        let resolve = |raw: &RawRef| lookup(stack, &after, &keeps, &observed, forced, raw);
+        let (action, field_changes, reason) = decide(stack.name(), r, obs, &resolve, &mut diags);
+        let (action, mut reason) = if forced[i] {
+            force_replace(r, obs, action, reason, &mut diags)
+        } else {
+            (action, reason)
+        };
         // Only a changing resource needs its desired value materialised (refs substituted):
         // apply uses it and dependents read it. A no-op's dependents read its observed value.
         let desired = action.is_change().then(|| {
@@ -342,7 +402,12 @@ async fn build_plan(
             d
         });
         if action.is_replace() && r.protect {
-            protected.push((r.address.clone(), "forces replacement".to_string()));
+            let why = if forced[i] {
+                REPLACEMENT_REQUESTED
+            } else {
+                "forces replacement"
+            };
+            protected.push((r.address.clone(), why.to_string()));
         }
         let restarts: Vec<&str> = field_changes
             .iter()
@@ -535,6 +600,40 @@ async fn build_plan(
         });
     }
     Ok(Planned { plan, work })
+}
+
+/// Turns the action decided for a resource whose replacement was requested into a replace
+/// (an absent one is still just created; a read-only lookup cannot be replaced).
+fn force_replace(
+    r: &ResourceDef,
+    obs: Option<&Observed>,
+    action: Action,
+    reason: Option<String>,
+    diags: &mut Vec<Diagnostic>,
+) -> (Action, Option<String>) {
+    if obs.is_none() {
+        return (action, reason);
+    }
+    if r.schema.read_only {
+        diags.push(Diagnostic {
+            address: r.address.clone(),
+            error: FieldError::new(
+                "key",
+                "replacement requested, but it is a read-only lookup cairn does not manage",
+            ),
+        });
+        return (action, reason);
+    }
+    let action = if r.schema.create_before_destroy {
+        Action::CreateDelete
+    } else {
+        Action::DeleteCreate
+    };
+    let reason = match reason {
+        Some(also) => format!("{REPLACEMENT_REQUESTED}; also {also}"),
+        None => REPLACEMENT_REQUESTED.to_string(),
+    };
+    (action, Some(reason))
 }
 
 /// Decides the action for one declared resource.

@@ -104,6 +104,26 @@ pub enum NodeError {
         /// What happened (never a credential).
         message: String,
     },
+    /// A drain did not finish in time: a pod could not be evicted (a PodDisruptionBudget
+    /// refused it) or did not go away. The node stays cordoned.
+    #[error(
+        "drain of node {node} timed out after {after}: pod {pod} {}; node {node} of cluster {cluster} stays cordoned",
+        blocked(budget, detail)
+    )]
+    DrainTimeout {
+        /// The cluster's declared name.
+        cluster: String,
+        /// The node being drained.
+        node: String,
+        /// The drain timeout, as shown (`300 s`).
+        after: String,
+        /// The pod that blocked, `namespace/name`.
+        pod: String,
+        /// The PodDisruptionBudget that refused its eviction, `namespace/name`, if one did.
+        budget: Option<String>,
+        /// The apiserver's last word on it.
+        detail: String,
+    },
     /// A local failure (spawning `ssh`, writing the control directory).
     #[error("{context}: {source}")]
     Local {
@@ -112,6 +132,13 @@ pub enum NodeError {
         /// The OS error.
         source: std::io::Error,
     },
+}
+
+fn blocked(budget: &Option<String>, detail: &str) -> String {
+    match budget {
+        Some(b) => format!("is blocked by PodDisruptionBudget {b} ({detail})"),
+        None => format!("was not evicted ({detail})"),
+    }
 }
 
 fn list(v: &[String]) -> String {

@@ -42,7 +42,9 @@ pub mod files;
 pub mod kinds;
 pub mod kubeadm;
 pub mod kubeconfig;
+pub mod leave;
 pub mod provider;
+pub mod rotation;
 pub mod ssh;
 mod wait;
 

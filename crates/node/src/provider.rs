@@ -68,6 +68,7 @@ pub struct NodeContext {
     ssh: Arc<Ssh>,
     clusters: BTreeMap<String, Arc<Cluster>>,
     waits: Waits,
+    drain_timeout: Duration,
 }
 
 impl NodeContext {
@@ -77,6 +78,7 @@ impl NodeContext {
             ssh,
             clusters: BTreeMap::new(),
             waits: Waits::default(),
+            drain_timeout: Duration::from_secs(300),
         }
     }
 
@@ -90,6 +92,18 @@ impl NodeContext {
     pub fn waits(mut self, waits: Waits) -> Self {
         self.waits = waits;
         self
+    }
+
+    /// Sets how long a drain (of a rolling upgrade or a delete) retries evictions a
+    /// PodDisruptionBudget refuses before it fails (default 300 s).
+    pub fn drain_timeout(mut self, d: Duration) -> Self {
+        self.drain_timeout = d;
+        self
+    }
+
+    /// How long a drain may take.
+    pub fn drain_timeout_of(&self) -> Duration {
+        self.drain_timeout
     }
 
     /// The transport (for its counters, or to run a command directly).

@@ -1,8 +1,11 @@
-//! Kubernetes API access for the node layer: a declared cluster ([`Cluster`]) reached at a
-//! declared endpoint through core's dialer, authenticated with the cluster-admin
-//! credentials read over SSH from a declared control-plane host (`sudo -n` read of
-//! `/etc/kubernetes/admin.conf`), and the few typed reads the kinds and gates need (nodes,
-//! etcd members, the `kubeadm-config` ConfigMap, `/readyz`).
+//! Kubernetes API access for the node layer: a declared cluster ([`Cluster`]) reached at
+//! its declared endpoints through core's dialer (the first that answers; the others are
+//! fallbacks, so the API stays reachable while one server is rebuilt), authenticated with
+//! the cluster-admin credentials read over SSH from the first declared control-plane host
+//! that has them (`sudo -n` read of `/etc/kubernetes/admin.conf`, read once and kept in
+//! memory), the typed reads the kinds and gates need (nodes, etcd members, the
+//! `kubeadm-config` ConfigMap, `/readyz`) and the node operations of a rolling upgrade or a
+//! rotation ([`ops`]: cordon, drain, delete a node).
 //!
 //! ```ignore
 //! let cluster = Arc::new(
@@ -17,9 +20,13 @@ pub mod credentials;
 #[cfg(test)]
 pub(crate) mod fake;
 pub mod gates;
+pub mod ops;
 
 use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
 use cairn_core::net::Dialer;
 use k8s_openapi::api::core::v1::{ConfigMap, Node, Pod};
@@ -38,14 +45,17 @@ pub use gates::{ApiserverReady, EtcdMembersReady, NodeReady};
 /// A Kubernetes cluster as declared to the node provider.
 pub struct Cluster {
     name: String,
-    endpoint: String,
-    admin_host: String,
+    endpoints: Vec<String>,
+    admin_hosts: Vec<String>,
     admin_conf: String,
     nodes: BTreeMap<String, String>,
     ssh: Arc<Ssh>,
     dialer: Dialer,
     creds: OnceCell<Arc<Credentials>>,
     clients: Mutex<HashMap<String, kube::Client>>,
+    /// Index into `endpoints` of the one that answered last.
+    current: AtomicUsize,
+    drain_retry: Duration,
     joins: Mutex<()>,
 }
 
@@ -53,8 +63,8 @@ impl std::fmt::Debug for Cluster {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Cluster")
             .field("name", &self.name)
-            .field("endpoint", &self.endpoint)
-            .field("admin_host", &self.admin_host)
+            .field("endpoints", &self.endpoints)
+            .field("admin_hosts", &self.admin_hosts)
             .field("admin_conf", &self.admin_conf)
             .field("nodes", &self.nodes)
             .finish_non_exhaustive()
@@ -76,12 +86,13 @@ pub struct NodeState {
     pub heartbeat: Option<i64>,
 }
 
-/// An etcd member, as kubeadm runs it: the static pod `kube-system/etcd-<node>`.
+/// An etcd member: as kubeadm runs it, the static pod `kube-system/etcd-<node>`; as k3s
+/// runs it, a server node carrying k3s's etcd labels and annotations.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EtcdMember {
     /// The node it runs on.
     pub node: String,
-    /// Whether the pod is Ready.
+    /// Whether it is healthy (kubeadm: the pod is Ready; k3s: its node is Ready).
     pub ready: bool,
 }
 
@@ -101,16 +112,55 @@ impl Cluster {
     ) -> Self {
         Cluster {
             name: name.into(),
-            endpoint: endpoint.into(),
-            admin_host: admin_host.into(),
+            endpoints: vec![endpoint.into()],
+            admin_hosts: vec![admin_host.into()],
             admin_conf: ADMIN_CONF.into(),
             nodes: BTreeMap::new(),
             ssh,
             dialer,
             creds: OnceCell::new(),
             clients: Mutex::new(HashMap::new()),
+            current: AtomicUsize::new(0),
+            drain_retry: Duration::from_secs(1),
             joins: Mutex::new(()),
         }
+    }
+
+    /// Adds fallback API endpoints (`address:port`, declared), tried in order when the ones
+    /// before them do not answer (e.g. the other servers of a k3s cluster while the first
+    /// is rebuilt).
+    pub fn endpoints<S: Into<String>>(mut self, more: impl IntoIterator<Item = S>) -> Self {
+        for e in more {
+            let e = e.into();
+            if !self.endpoints.contains(&e) {
+                self.endpoints.push(e);
+            }
+        }
+        self
+    }
+
+    /// Adds fallback hosts the admin kubeconfig may be read from, tried in order when the
+    /// ones before them cannot be read (the first stays where kubeadm runs cluster-wide
+    /// steps).
+    pub fn admin_hosts<S: Into<String>>(mut self, more: impl IntoIterator<Item = S>) -> Self {
+        for h in more {
+            let h = h.into();
+            if !self.admin_hosts.contains(&h) {
+                self.admin_hosts.push(h);
+            }
+        }
+        self
+    }
+
+    /// How often a drain retries an eviction a PodDisruptionBudget refused (default 1 s).
+    pub fn drain_retry(mut self, every: Duration) -> Self {
+        self.drain_retry = every;
+        self
+    }
+
+    /// How often a drain retries an eviction a PodDisruptionBudget refused.
+    pub fn drain_retry_interval(&self) -> Duration {
+        self.drain_retry
     }
 
     /// Reads the credentials from another kubeconfig path on the admin host.
@@ -142,14 +192,24 @@ impl Cluster {
         &self.name
     }
 
-    /// The declared API endpoint.
+    /// The first declared API endpoint.
     pub fn endpoint(&self) -> &str {
-        &self.endpoint
+        &self.endpoints[0]
     }
 
-    /// The host credentials are read from and kubeadm runs on.
+    /// Every declared API endpoint, in the order they are tried.
+    pub fn all_endpoints(&self) -> &[String] {
+        &self.endpoints
+    }
+
+    /// The first host credentials are read from, where kubeadm runs.
     pub fn admin_host(&self) -> &str {
-        &self.admin_host
+        &self.admin_hosts[0]
+    }
+
+    /// Every host the admin kubeconfig may be read from, in order.
+    pub fn all_admin_hosts(&self) -> &[String] {
+        &self.admin_hosts
     }
 
     /// The node name of a declared host.
@@ -183,42 +243,54 @@ impl Cluster {
         }
     }
 
-    /// The admin credentials, read over SSH once and kept in memory only.
+    /// The admin credentials, read over SSH once (from the first admin host that has them)
+    /// and kept in memory only.
     pub async fn credentials(&self) -> Result<Arc<Credentials>, NodeError> {
         self.creds
             .get_or_try_init(|| async {
-                let (host, path) = (&self.admin_host, &self.admin_conf);
-                let resource = format!("cluster[{}]", self.name);
-                let file = files::read_files(&self.ssh, host, std::slice::from_ref(path))
-                    .await?
-                    .remove(0);
-                let text = match file {
-                    RemoteFile::File(b) => b,
-                    RemoteFile::NotAFile(what) => {
-                        return Err(NodeError::NotAFile {
-                            resource,
-                            host: host.clone(),
-                            path: path.clone(),
-                            what,
-                        });
+                let mut last = None;
+                for host in &self.admin_hosts {
+                    match self.read_credentials(host).await {
+                        Ok(c) => return Ok(Arc::new(c)),
+                        Err(e) => {
+                            tracing::debug!(cluster = %self.name, host, error = %e, "admin kubeconfig not read");
+                            last = Some(e);
+                        }
                     }
-                    RemoteFile::Missing => {
-                        return Err(NodeError::Resource {
-                            resource,
-                            message: format!("{path} does not exist on host {host}"),
-                        });
-                    }
-                };
-                let creds = credentials::parse(&String::from_utf8_lossy(&text)).map_err(|m| {
-                    NodeError::Resource {
-                        resource,
-                        message: format!("{path} on host {host}: {m}"),
-                    }
-                })?;
-                Ok(Arc::new(creds))
+                }
+                Err(last.expect("at least one admin host"))
             })
             .await
             .cloned()
+    }
+
+    async fn read_credentials(&self, host: &str) -> Result<Credentials, NodeError> {
+        let path = &self.admin_conf;
+        let resource = format!("cluster[{}]", self.name);
+        let file = files::read_files(&self.ssh, host, std::slice::from_ref(path))
+            .await?
+            .remove(0);
+        let text = match file {
+            RemoteFile::File(b) => b,
+            RemoteFile::NotAFile(what) => {
+                return Err(NodeError::NotAFile {
+                    resource,
+                    host: host.to_string(),
+                    path: path.clone(),
+                    what,
+                });
+            }
+            RemoteFile::Missing => {
+                return Err(NodeError::Resource {
+                    resource,
+                    message: format!("{path} does not exist on host {host}"),
+                });
+            }
+        };
+        credentials::parse(&String::from_utf8_lossy(&text)).map_err(|m| NodeError::Resource {
+            resource,
+            message: format!("{path} on host {host}: {m}"),
+        })
     }
 
     /// A client for the apiserver at `address` (`host:port`, declared form).
@@ -243,46 +315,117 @@ impl Cluster {
         Ok(client)
     }
 
-    /// A client for the declared endpoint.
+    /// A client for the endpoint that answered last (the first declared one at the start).
     pub async fn client(&self) -> Result<kube::Client, NodeError> {
-        self.client_at(&self.endpoint).await
+        let i = self.current.load(Ordering::Relaxed) % self.endpoints.len();
+        self.client_at(&self.endpoints[i]).await
     }
 
-    fn api_err(&self, what: &str, e: kube::Error) -> NodeError {
-        self.err(format!("{what} via {}: {}", self.endpoint, chain(&e)))
+    /// Runs `request` against the endpoint that answered last, then each other endpoint in
+    /// declared order while the failure is the transport's (no connection, no TLS); an
+    /// answer from an apiserver, even an error status, ends the attempt. `what` names the
+    /// request in the error, with the endpoint(s) tried.
+    pub async fn call<T, F, Fut>(&self, what: &str, request: F) -> Result<T, NodeError>
+    where
+        F: Fn(kube::Client) -> Fut,
+        Fut: Future<Output = Result<T, kube::Error>>,
+    {
+        self.call_raw(request)
+            .await?
+            .map_err(|(at, e)| self.api_err(what, &at, &e))
+    }
+
+    /// [`Cluster::call`], keeping the apiserver's error (with the endpoint that gave it) for
+    /// the caller to inspect; the outer error is a failure to build a client (credentials).
+    pub(crate) async fn call_raw<T, F, Fut>(
+        &self,
+        request: F,
+    ) -> Result<Result<T, (String, kube::Error)>, NodeError>
+    where
+        F: Fn(kube::Client) -> Fut,
+        Fut: Future<Output = Result<T, kube::Error>>,
+    {
+        let n = self.endpoints.len();
+        let start = self.current.load(Ordering::Relaxed) % n;
+        let mut last = None;
+        for k in 0..n {
+            let i = (start + k) % n;
+            let at = &self.endpoints[i];
+            let client = self.client_at(at).await?;
+            match request(client).await {
+                Err(e) if is_transport(&e) => {
+                    tracing::debug!(cluster = %self.name, endpoint = %at, error = %chain(&e), "endpoint did not answer");
+                    last = Some((at.clone(), e));
+                }
+                r => {
+                    if i != start {
+                        self.current.store(i, Ordering::Relaxed);
+                    }
+                    return Ok(r.map_err(|e| (at.clone(), e)));
+                }
+            }
+        }
+        Ok(Err(last.expect("at least one endpoint")))
+    }
+
+    fn api_err(&self, what: &str, at: &str, e: &kube::Error) -> NodeError {
+        let via = if self.endpoints.len() > 1 && is_transport(e) {
+            format!(
+                "{} (no declared endpoint answered)",
+                self.endpoints.join(", ")
+            )
+        } else {
+            at.to_string()
+        };
+        self.err(format!("{what} via {via}: {}", chain(e)))
     }
 
     /// The node `name`, or `None` when the API has no such node.
     pub async fn node_state(&self, name: &str) -> Result<Option<NodeState>, NodeError> {
-        let api: Api<Node> = Api::all(self.client().await?);
-        let node = api
-            .get_opt(name)
-            .await
-            .map_err(|e| self.api_err(&format!("read node {name}"), e))?;
+        let node = self
+            .call(&format!("read node {name}"), |c| async move {
+                Api::<Node>::all(c).get_opt(name).await
+            })
+            .await?;
         Ok(node.map(|n| node_state(name, &n)))
+    }
+
+    /// Every node as the API returns it.
+    pub async fn node_objects(&self) -> Result<Vec<Node>, NodeError> {
+        let list = self
+            .call("list nodes", |c| async move {
+                Api::<Node>::all(c).list(&ListParams::default()).await
+            })
+            .await?;
+        Ok(list.items)
     }
 
     /// Every node.
     pub async fn nodes(&self) -> Result<Vec<NodeState>, NodeError> {
-        let api: Api<Node> = Api::all(self.client().await?);
-        let list = api
-            .list(&ListParams::default())
-            .await
-            .map_err(|e| self.api_err("list nodes", e))?;
-        Ok(list
-            .items
+        Ok(self
+            .node_objects()
+            .await?
             .iter()
             .map(|n| node_state(n.metadata.name.as_deref().unwrap_or_default(), n))
             .collect())
     }
 
-    /// The etcd members kubeadm runs: pods `kube-system` labelled `component=etcd`.
+    /// The etcd members: for a k3s cluster (one whose nodes carry k3s's etcd member
+    /// annotation), its nodes labelled `node-role.kubernetes.io/etcd=true` with the
+    /// `etcd.k3s.cattle.io/node-name` annotation, healthy when the node is Ready; otherwise
+    /// the static pods kubeadm runs (`kube-system` pods labelled `component=etcd`).
     pub async fn etcd_members(&self) -> Result<Vec<EtcdMember>, NodeError> {
-        let api: Api<Pod> = Api::namespaced(self.client().await?, "kube-system");
-        let list = api
-            .list(&ListParams::default().labels("component=etcd"))
-            .await
-            .map_err(|e| self.api_err("list etcd pods", e))?;
+        let nodes = self.node_objects().await?;
+        if let Some(members) = ops::k3s_etcd_members(&nodes) {
+            return Ok(members);
+        }
+        let list = self
+            .call("list etcd pods", |c| async move {
+                Api::<Pod>::namespaced(c, "kube-system")
+                    .list(&ListParams::default().labels("component=etcd"))
+                    .await
+            })
+            .await?;
         Ok(list
             .items
             .iter()
@@ -306,11 +449,16 @@ impl Cluster {
 
     /// The `ClusterConfiguration` text of `kube-system/kubeadm-config`, if there is one.
     pub async fn kubeadm_cluster_configuration(&self) -> Result<Option<String>, NodeError> {
-        let api: Api<ConfigMap> = Api::namespaced(self.client().await?, "kube-system");
-        let cm = api
-            .get_opt("kubeadm-config")
-            .await
-            .map_err(|e| self.api_err("read ConfigMap kube-system/kubeadm-config", e))?;
+        let cm = self
+            .call(
+                "read ConfigMap kube-system/kubeadm-config",
+                |c| async move {
+                    Api::<ConfigMap>::namespaced(c, "kube-system")
+                        .get_opt("kubeadm-config")
+                        .await
+                },
+            )
+            .await?;
         Ok(cm.and_then(|c| c.data?.get("ClusterConfiguration").cloned()))
     }
 
@@ -380,6 +528,12 @@ fn node_state(name: &str, n: &Node) -> NodeState {
     }
 }
 
+/// Whether a client error is the transport's (no apiserver answered), so another endpoint
+/// may be tried.
+fn is_transport(e: &kube::Error) -> bool {
+    matches!(e, kube::Error::HyperError(_) | kube::Error::Service(_))
+}
+
 /// An error with its sources, one line.
 pub(crate) fn chain(e: &dyn std::error::Error) -> String {
     use std::fmt::Write as _;
@@ -393,4 +547,54 @@ pub(crate) fn chain(e: &dyn std::error::Error) -> String {
         cur = c.source();
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fake::Fake;
+    use super::*;
+    use crate::ssh::SshOptions;
+
+    #[tokio::test]
+    async fn the_api_stays_reachable_through_a_fallback_endpoint_while_the_first_is_down() {
+        let fake = Fake::start("127.0.25.101", &["10.0.25.101"]).await;
+        fake.world
+            .lock()
+            .unwrap()
+            .nodes
+            .insert("k3s-cp2".into(), (true, true));
+        // Nothing listens on the first endpoint (the server being rebuilt).
+        let dead = std::net::TcpListener::bind("127.0.25.100:0").unwrap();
+        let dead_port = dead.local_addr().unwrap().port();
+        drop(dead);
+        let dialer = Dialer::new("10.0.0.0/8=127.0.0.0/8".parse().unwrap(), true);
+        let ssh =
+            Arc::new(Ssh::new(SshOptions::new("/nonexistent"), dialer.clone(), vec![]).unwrap());
+        let cluster = Cluster::new(
+            "hetzner-k3s",
+            format!("10.0.25.100:{dead_port}"),
+            "k3s-mgr",
+            ssh,
+            dialer,
+        )
+        .endpoints([format!("10.0.25.101:{}", fake.port)])
+        .admin_hosts(["k3s-cp2"])
+        .with_credentials(fake.credentials());
+        assert_eq!(cluster.all_admin_hosts(), ["k3s-mgr", "k3s-cp2"]);
+        let nodes = cluster.nodes().await.unwrap();
+        assert_eq!(nodes.len(), 1);
+        // The endpoint that answered is kept: the next call goes straight there.
+        cluster.nodes().await.unwrap();
+        assert_eq!(fake.world.lock().unwrap().requests.len(), 2);
+        let alone = Cluster::new(
+            "hetzner-k3s",
+            format!("10.0.25.100:{dead_port}"),
+            "k3s-mgr",
+            cluster.ssh.clone(),
+            cluster.dialer.clone(),
+        )
+        .with_credentials(fake.credentials());
+        let e = alone.nodes().await.unwrap_err().to_string();
+        assert!(e.contains(&format!("10.0.25.100:{dead_port}")), "{e}");
+    }
 }

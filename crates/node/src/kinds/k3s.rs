@@ -15,9 +15,17 @@
 //! and the script writes it to the 0600 environment file. The script itself is a declared
 //! path on the host (`install_script`, put there from a pinned k3s release, e.g. by
 //! cloud-init). Re-running it with changed flags rewrites the unit and restarts it, which is
-//! how k3s documents changing them; a version change on an installed node is refused at plan
-//! time (a rolling upgrade with cordon and drain is its own step, not built yet), and so is a
-//! managed flag that `config.yaml` sets (the script does not rewrite that file).
+//! how k3s documents changing them. A version change on an installed node is a rolling
+//! upgrade: cordon, drain, install, wait Ready (and etcd healthy for an etcd server),
+//! uncordon. A change to a managed flag that `config.yaml` sets is refused at plan time (the
+//! script does not rewrite that file).
+//!
+//! A `cluster_init` server created on a fresh host while its cluster already has Ready etcd
+//! members on other nodes (the first server rebuilt) joins through one of them
+//! (`--cluster-init --server https://<member>:6443`: k3s joins with an empty data dir)
+//! instead of starting a second cluster; the `--server` it then runs with is observed as the
+//! computed `joined_through`, not compared. Deleting either kind leaves the cluster cleanly
+//! ([`crate::leave`]) and then runs k3s's uninstall script if the host has one.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -31,6 +39,7 @@ use crate::NodeContext;
 use crate::error::{NodeError, trim_stderr};
 use crate::files::{self, RemoteFile};
 use crate::kinds::{marker_of, write_marker};
+use crate::leave;
 use crate::ssh::Cmd;
 
 /// Where k3s's install script is expected on a host by default.
@@ -431,6 +440,74 @@ pub enum K3sStep {
         /// Its cluster.
         cluster: String,
     },
+    /// Mark the node unschedulable.
+    Cordon {
+        /// The node.
+        node: String,
+        /// Its cluster.
+        cluster: String,
+    },
+    /// Evict the node's pods (PodDisruptionBudgets respected) within `timeout`.
+    Drain {
+        /// The node.
+        node: String,
+        /// Its cluster.
+        cluster: String,
+        /// How long refusals are retried before the step fails (the node stays cordoned).
+        timeout: std::time::Duration,
+    },
+    /// Wait until the node is a healthy etcd member and every member is healthy.
+    WaitEtcd {
+        /// The node.
+        node: String,
+        /// Its cluster.
+        cluster: String,
+    },
+    /// Mark the node schedulable again.
+    Uncordon {
+        /// The node.
+        node: String,
+        /// Its cluster.
+        cluster: String,
+    },
+    /// Before installing a `cluster_init` server: when its cluster already has Ready etcd
+    /// members on other nodes, the install joins through one of them.
+    JoinExisting {
+        /// The node.
+        node: String,
+        /// Its cluster.
+        cluster: String,
+    },
+    /// `systemctl stop` the unit (so the kubelet does not register the node again).
+    Stop {
+        /// The host.
+        host: String,
+        /// The unit.
+        unit: &'static str,
+        /// The node and its cluster, when the host is declared in one.
+        node: Option<(String, String)>,
+    },
+    /// Delete the Node object (k3s removes a server's etcd member and its password Secret).
+    DeleteNode {
+        /// The node.
+        node: String,
+        /// Its cluster.
+        cluster: String,
+    },
+    /// Wait until the node's etcd member is gone.
+    WaitMemberGone {
+        /// The node.
+        node: String,
+        /// Its cluster.
+        cluster: String,
+    },
+    /// Run k3s's uninstall script, if the host has it.
+    Uninstall {
+        /// The host.
+        host: String,
+        /// The script's path.
+        script: &'static str,
+    },
 }
 
 impl fmt::Display for K3sStep {
@@ -460,6 +537,42 @@ impl fmt::Display for K3sStep {
             K3sStep::Refused { host, reason } => write!(f, "refused on {host}: {reason}"),
             K3sStep::WaitReady { node, cluster } => {
                 write!(f, "wait until node {node} of cluster {cluster} is Ready")
+            }
+            K3sStep::Cordon { node, cluster } => {
+                write!(f, "cordon node {node} of cluster {cluster}")
+            }
+            K3sStep::Drain {
+                node,
+                cluster,
+                timeout,
+            } => write!(
+                f,
+                "drain node {node} of cluster {cluster} (evict its pods but DaemonSet and mirror pods; PodDisruptionBudgets respected, retried until {})",
+                crate::cluster::ops::human(*timeout)
+            ),
+            K3sStep::WaitEtcd { node, cluster } => write!(
+                f,
+                "wait until {node} is a healthy etcd member of cluster {cluster} and every member is healthy"
+            ),
+            K3sStep::Uncordon { node, cluster } => {
+                write!(f, "uncordon node {node} of cluster {cluster}")
+            }
+            K3sStep::JoinExisting { node, cluster } => write!(
+                f,
+                "if cluster {cluster} already has Ready etcd members on nodes other than {node}, join through one of them (--server https://<its node IP>:6443) instead of starting a second cluster"
+            ),
+            K3sStep::Stop { host, unit, .. } => write!(f, "systemctl stop {unit} on {host}"),
+            K3sStep::DeleteNode { node, cluster } => {
+                write!(f, "delete node {node} from cluster {cluster}")
+            }
+            K3sStep::WaitMemberGone { node, cluster } => {
+                write!(
+                    f,
+                    "wait until the etcd member of {node} is gone from cluster {cluster}"
+                )
+            }
+            K3sStep::Uninstall { host, script } => {
+                write!(f, "run {script} on {host} if it is there")
             }
         }
     }
@@ -492,7 +605,31 @@ pub async fn execute(
     steps: &[K3sStep],
     marker: &Marker,
 ) -> Result<(), NodeError> {
+    run_steps(ctx, resource, host, token, steps).await?;
+    write_marker(ctx.ssh(), host, MARKER, marker).await
+}
+
+/// A wait's failure, named by the resource whose step waited.
+fn failed(resource: &str, e: NodeError) -> NodeError {
+    match e {
+        NodeError::Kube { message, .. } => NodeError::Resource {
+            resource: resource.into(),
+            message,
+        },
+        other => other,
+    }
+}
+
+/// Executes `steps` on `host`, in order.
+pub async fn run_steps(
+    ctx: &NodeContext,
+    resource: &str,
+    host: &str,
+    token: &Secret,
+    steps: &[K3sStep],
+) -> Result<(), NodeError> {
     let ssh = ctx.ssh();
+    let mut join_through: Option<String> = None;
     for step in steps {
         match step {
             K3sStep::Refused { reason, .. } => {
@@ -509,8 +646,12 @@ pub async fn execute(
                 unit,
                 ..
             } => {
+                let exec = match &join_through {
+                    Some(u) => format!("{exec} --server {u}"),
+                    None => exec.clone(),
+                };
                 let cmd = Cmd::root("sh")
-                    .args(["-c", INSTALL, "sh", script, version, exec])
+                    .args(["-c", INSTALL, "sh", script, version, &exec])
                     .arg(url.clone().unwrap_or_default())
                     .stdin(format!("{}\n", token.0).into_bytes());
                 let (status, out) = ssh.run_status(host, &cmd).await?;
@@ -554,23 +695,81 @@ pub async fn execute(
             }
             K3sStep::WaitReady { node, cluster } => {
                 let c = ctx.get_cluster(cluster)?;
-                let what = format!("node {node} of cluster {cluster} is Ready");
-                crate::wait::until(ctx.wait_timing(), &what, || async {
-                    match c.node_state(node).await.map_err(|e| e.to_string())? {
-                        None => Err(format!("cluster {cluster} has no node {node} yet")),
-                        Some(n) if !n.ready => Err(n.why),
-                        Some(_) => Ok(()),
+                leave::wait_ready(c, node, ctx.wait_timing())
+                    .await
+                    .map_err(|e| failed(resource, e))?;
+            }
+            K3sStep::Cordon { node, cluster } => {
+                ctx.get_cluster(cluster)?.cordon(node).await?;
+            }
+            K3sStep::Drain {
+                node,
+                cluster,
+                timeout,
+            } => {
+                ctx.get_cluster(cluster)?.drain(node, *timeout).await?;
+            }
+            K3sStep::WaitEtcd { node, cluster } => {
+                let c = ctx.get_cluster(cluster)?;
+                leave::wait_etcd_healthy(c, node, ctx.wait_timing()).await?;
+            }
+            K3sStep::Uncordon { node, cluster } => {
+                ctx.get_cluster(cluster)?.uncordon(node).await?;
+            }
+            K3sStep::JoinExisting { node, cluster } => {
+                let c = ctx.get_cluster(cluster)?;
+                join_through = c
+                    .ready_member_address(node)
+                    .await?
+                    .map(|ip| format!("https://{ip}:6443"));
+                if let Some(u) = &join_through {
+                    tracing::info!(host, cluster, through = %u, "cluster already has members: joining");
+                }
+            }
+            K3sStep::Stop { unit, node, .. } => match node {
+                Some((node, cluster)) => {
+                    let c = ctx.get_cluster(cluster)?;
+                    leave::stop_unit(c, node, host, unit).await?;
+                }
+                None => {
+                    ssh.run_status(host, &Cmd::root("systemctl").args(["stop", unit]))
+                        .await?;
+                }
+            },
+            K3sStep::DeleteNode { node, cluster } => {
+                ctx.get_cluster(cluster)?.delete_node(node).await?;
+            }
+            K3sStep::WaitMemberGone { node, cluster } => {
+                let c = ctx.get_cluster(cluster)?;
+                leave::wait_member_gone(c, node, ctx.wait_timing()).await?;
+            }
+            K3sStep::Uninstall { script, .. } => {
+                let cmd = Cmd::root("sh").args([
+                    "-c",
+                    r#"if [ -x "$1" ]; then exec "$1"; fi"#,
+                    "sh",
+                    script,
+                ]);
+                match ssh.run_status(host, &cmd).await {
+                    Ok((0, _)) => {}
+                    Ok((status, out)) => {
+                        return Err(NodeError::Resource {
+                            resource: resource.into(),
+                            message: format!(
+                                "{script} failed on host {host} (exit {status}): {}",
+                                trim_stderr(&out.stderr)
+                            ),
+                        });
                     }
-                })
-                .await
-                .map_err(|message| NodeError::Resource {
-                    resource: resource.into(),
-                    message,
-                })?;
+                    Err(e) if e.is_connection() => {
+                        tracing::info!(host, error = %e, "host gone: nothing to uninstall");
+                    }
+                    Err(e) => return Err(e),
+                }
             }
         }
     }
-    write_marker(ssh, host, MARKER, marker).await
+    Ok(())
 }
 
 /// The last lines of the unit's journal, as `; journal: …` (empty when there is none).
@@ -640,21 +839,101 @@ pub(crate) fn validate_words(fields: &[(&str, Vec<&String>)]) -> Vec<FieldError>
         .collect()
 }
 
-/// The steps of a change: install (and wait for Ready) on create or when anything managed
-/// differs (`before` = `(same, not_running)`); a start (and wait) when only the unit is not
-/// running; none when only the marker is written.
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn plan_steps(
+/// What is installed, as the plan compares it.
+#[derive(Debug, Clone)]
+pub(crate) struct Have<'a> {
+    /// The installed version.
+    pub version: &'a str,
+    /// The flags it runs with (a `cluster_init` server's `joined_through` left out).
+    pub flags: Flags,
+    /// Whether the unit is not running.
+    pub not_running: bool,
+    /// Managed flags `config.yaml` sets.
+    pub in_config: &'a [String],
+}
+
+/// What is declared.
+#[derive(Debug, Clone)]
+pub(crate) struct Want<'a> {
+    /// The version.
+    pub version: &'a str,
+    /// The flags.
+    pub flags: Flags,
+    /// The install script's path.
+    pub script: &'a str,
+    /// `K3S_URL` (agents).
+    pub url: Option<String>,
+}
+
+/// The uninstall script k3s's install script writes for `role`.
+pub fn uninstall_script(role: Role) -> &'static str {
+    match role {
+        Role::Server => "/usr/local/bin/k3s-uninstall.sh",
+        Role::Agent => "/usr/local/bin/k3s-agent-uninstall.sh",
+    }
+}
+
+/// The steps of a change of `role` on `host` from `have` to `want`:
+/// - create: install and wait Ready (a `cluster_init` server first looks for members to
+///   join through);
+/// - delete: leave the cluster (cordon, drain, stop, delete the Node, the etcd member
+///   gone), then the uninstall script;
+/// - a version change: cordon, drain, install, wait Ready (and etcd healthy for an etcd
+///   server), uncordon;
+/// - another managed change: install and wait Ready; only the unit stopped: start and wait;
+/// - a managed flag that `config.yaml` sets: refused, naming the field.
+pub(crate) fn plan(
     ctx: &NodeContext,
     host: &str,
     role: Role,
-    before: Option<(bool, bool)>,
-    script: &str,
-    version: &str,
-    exec: String,
-    url: Option<String>,
-    refused: Vec<String>,
+    have: Option<Have<'_>>,
+    want: Option<Want<'_>>,
 ) -> Vec<K3sStep> {
+    let member = ctx
+        .node_of_host(host)
+        .map(|(c, node)| (node, c.name().to_string()));
+    let Some(want) = want else {
+        if have.is_none() {
+            return Vec::new();
+        }
+        let mut steps = Vec::new();
+        if let Some((node, cluster)) = member.clone() {
+            steps.extend([
+                K3sStep::Cordon {
+                    node: node.clone(),
+                    cluster: cluster.clone(),
+                },
+                K3sStep::Drain {
+                    node: node.clone(),
+                    cluster: cluster.clone(),
+                    timeout: ctx.drain_timeout_of(),
+                },
+            ]);
+        }
+        steps.push(K3sStep::Stop {
+            host: host.into(),
+            unit: role.unit(),
+            node: member.clone(),
+        });
+        if let Some((node, cluster)) = member {
+            steps.push(K3sStep::DeleteNode {
+                node: node.clone(),
+                cluster: cluster.clone(),
+            });
+            if role == Role::Server {
+                steps.push(K3sStep::WaitMemberGone { node, cluster });
+            }
+        }
+        steps.push(K3sStep::Uninstall {
+            host: host.into(),
+            script: uninstall_script(role),
+        });
+        return steps;
+    };
+    let refused = have
+        .as_ref()
+        .map(|h| refusals(host, h, &want))
+        .unwrap_or_default();
     if !refused.is_empty() {
         return refused
             .into_iter()
@@ -664,51 +943,90 @@ pub(crate) fn plan_steps(
             })
             .collect();
     }
-    let wait = ctx.node_of_host(host).map(|(c, node)| K3sStep::WaitReady {
-        node,
-        cluster: c.name().to_string(),
-    });
-    let first = match before {
-        Some((true, false)) => return Vec::new(),
-        Some((true, true)) => K3sStep::Start {
-            host: host.into(),
-            unit: role.unit(),
-        },
-        _ => K3sStep::Install {
-            host: host.into(),
-            script: script.into(),
-            version: version.into(),
-            exec,
-            url,
-            unit: role.unit(),
-        },
+    let wait = member
+        .clone()
+        .map(|(node, cluster)| K3sStep::WaitReady { node, cluster });
+    let install = K3sStep::Install {
+        host: host.into(),
+        script: want.script.into(),
+        version: want.version.into(),
+        exec: want.flags.exec(role),
+        url: want.url.clone(),
+        unit: role.unit(),
     };
-    std::iter::once(first).chain(wait).collect()
+    let Some(have) = have else {
+        let join = member
+            .clone()
+            .filter(|_| role == Role::Server && want.flags.cluster_init)
+            .map(|(node, cluster)| K3sStep::JoinExisting { node, cluster });
+        return join.into_iter().chain([install]).chain(wait).collect();
+    };
+    let same_flags = have.flags == want.flags;
+    if have.version == want.version && same_flags {
+        return match have.not_running {
+            false => Vec::new(),
+            true => std::iter::once(K3sStep::Start {
+                host: host.into(),
+                unit: role.unit(),
+            })
+            .chain(wait)
+            .collect(),
+        };
+    }
+    let upgrade = !have.version.is_empty() && have.version != want.version;
+    match member {
+        Some((node, cluster)) if upgrade => {
+            let etcd =
+                role == Role::Server && (want.flags.cluster_init || want.flags.server.is_some());
+            let mut steps = vec![
+                K3sStep::Cordon {
+                    node: node.clone(),
+                    cluster: cluster.clone(),
+                },
+                K3sStep::Drain {
+                    node: node.clone(),
+                    cluster: cluster.clone(),
+                    timeout: ctx.drain_timeout_of(),
+                },
+                install,
+                K3sStep::WaitReady {
+                    node: node.clone(),
+                    cluster: cluster.clone(),
+                },
+            ];
+            if etcd {
+                steps.push(K3sStep::WaitEtcd {
+                    node: node.clone(),
+                    cluster: cluster.clone(),
+                });
+            }
+            steps.push(K3sStep::Uncordon { node, cluster });
+            steps
+        }
+        _ => std::iter::once(install).chain(wait).collect(),
+    }
 }
 
 /// Why a change cannot be made by re-running the install script, naming the field: a
-/// version change on an installed node (a rolling upgrade with cordon and drain, not built
-/// yet) and a change to a managed flag that config.yaml sets (the script does not rewrite
-/// that file). Shown as the change's only step; drift still reports the fields.
-pub(crate) fn refusals(
-    host: &str,
-    have_version: &str,
-    want_version: &str,
-    in_config: &[String],
-    changed: &[&str],
-) -> Vec<String> {
-    let mut e = Vec::new();
-    if !have_version.is_empty() && have_version != want_version {
-        e.push(format!(
-            "version: host {host} runs k3s {have_version}; changing the version of an installed node is a rolling upgrade (cordon, drain, upgrade, uncordon), which cairn does not do yet"
-        ));
-    }
-    for f in changed.iter().filter(|f| in_config.iter().any(|c| c == *f)) {
-        e.push(format!(
+/// change to a managed flag that config.yaml sets (the script does not rewrite that file).
+/// Shown as the change's only step; drift still reports the fields.
+fn refusals(host: &str, have: &Have<'_>, want: &Want<'_>) -> Vec<String> {
+    let (h, w) = (&have.flags, &want.flags);
+    let changed = [
+        ("flannel_iface", h.flannel_iface != w.flannel_iface),
+        ("node_taints", h.node_taints != w.node_taints),
+        ("tls_sans", h.tls_sans != w.tls_sans),
+        ("node_ip", h.node_ip != w.node_ip),
+        ("server", h.server != w.server),
+        ("cluster_init", h.cluster_init != w.cluster_init),
+    ];
+    changed
+        .iter()
+        .filter(|(f, c)| *c && have.in_config.iter().any(|i| i == f))
+        .map(|(f, _)| format!(
             "{f}: set in {CONFIG_YAML} on host {host}, which k3s's install script does not rewrite: remove it there or declare the value it holds"
-        ));
-    }
-    e
+        ))
+        .collect()
 }
 
 #[cfg(test)]

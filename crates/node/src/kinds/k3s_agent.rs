@@ -9,7 +9,7 @@ use cairn_core::kit::{Found, Kind, Op, Query};
 use cairn_core::{Field, FieldError, Resource, Schema};
 use serde::{Deserialize, Serialize};
 
-use super::k3s::{self, Flags, INSTALL_SCRIPT, Installed, K3sStep, Role, Secret};
+use super::k3s::{self, Flags, Have, INSTALL_SCRIPT, Installed, K3sStep, Role, Secret, Want};
 use crate::NodeContext;
 use crate::error::NodeError;
 
@@ -218,18 +218,22 @@ impl Kind<NodeContext> for K3sAgents {
         before: Option<&K3sAgentObserved>,
         after: Option<&K3sAgent>,
     ) -> Vec<K3sStep> {
-        let Some(a) = after else { return Vec::new() };
-        let same = before.is_some_and(|b| b.version == a.version && observed_flags(b) == a.flags());
-        k3s::plan_steps(
+        k3s::plan(
             ctx,
-            &a.host,
+            before.map_or_else(|| after.map_or("", |a| &a.host), |b| &b.host),
             Role::Agent,
-            before.map(|b| (same, b.not_running.is_some())),
-            &a.install_script,
-            &a.version,
-            a.flags().exec(Role::Agent),
-            Some(a.server.clone()),
-            refused(before, a),
+            before.map(|b| Have {
+                version: &b.version,
+                flags: observed_flags(b),
+                not_running: b.not_running.is_some(),
+                in_config: &b.set_in_config_yaml,
+            }),
+            after.map(|a| Want {
+                version: &a.version,
+                flags: a.flags(),
+                script: &a.install_script,
+                url: Some(a.server.clone()),
+            }),
         )
     }
 
@@ -262,20 +266,15 @@ impl Kind<NodeContext> for K3sAgents {
         self.create(ctx, spec, op).await
     }
 
-    /// Uninstalling k3s is part of a rotation (cordon, drain), not a side effect.
+    /// Leaves the cluster cleanly (cordon, drain, stop, delete the Node), then runs k3s's
+    /// uninstall script if the host has one.
     async fn delete(
         &self,
-        _: &NodeContext,
+        ctx: &NodeContext,
         prior: &K3sAgentObserved,
         op: Op<'_, K3sStep>,
     ) -> Result<(), NodeError> {
-        Err(NodeError::Resource {
-            resource: resource(op.key),
-            message: format!(
-                "k3s on host {} is never uninstalled by cairn (removing an agent is a rotation step: cordon, drain)",
-                prior.host
-            ),
-        })
+        k3s::run_steps(ctx, &resource(op.key), &prior.host, &prior.token, &op.steps).await
     }
 
     fn example() -> K3sAgent {
@@ -304,30 +303,4 @@ impl Kind<NodeContext> for K3sAgents {
             set_in_config_yaml: vec!["flannel_iface".into()],
         })
     }
-}
-
-/// The refusals of a change from `before` to `a` (see [`k3s::refusals`]).
-fn refused(before: Option<&K3sAgentObserved>, a: &K3sAgent) -> Vec<String> {
-    let Some(b) = before else { return Vec::new() };
-    let (want, have) = (a.flags(), observed_flags(b));
-    let mut changed = Vec::new();
-    if want.flannel_iface != have.flannel_iface {
-        changed.push("flannel_iface");
-    }
-    if want.node_taints != have.node_taints {
-        changed.push("node_taints");
-    }
-    if want.node_ip != have.node_ip {
-        changed.push("node_ip");
-    }
-    if want.server != have.server {
-        changed.push("server");
-    }
-    k3s::refusals(
-        &a.host,
-        &b.version,
-        &a.version,
-        &b.set_in_config_yaml,
-        &changed,
-    )
 }

@@ -11,7 +11,7 @@ use cairn_core::kit::{Found, Kind, Op, Query};
 use cairn_core::{Field, FieldError, Resource, Schema};
 use serde::{Deserialize, Serialize};
 
-use super::k3s::{self, Flags, INSTALL_SCRIPT, Installed, K3sStep, Role, Secret};
+use super::k3s::{self, Flags, Have, INSTALL_SCRIPT, Installed, K3sStep, Role, Secret, Want};
 use crate::NodeContext;
 use crate::error::NodeError;
 
@@ -99,7 +99,12 @@ impl Resource for K3sServer {
     fn schema() -> Schema {
         Schema {
             replace: &["host"],
-            computed: &["install_script", "ready", "set_in_config_yaml"],
+            computed: &[
+                "install_script",
+                "ready",
+                "set_in_config_yaml",
+                "joined_through",
+            ],
             sensitive: &["token"],
             ..Schema::default()
         }
@@ -160,6 +165,10 @@ pub struct K3sServerObserved {
     /// is refused at plan time).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub set_in_config_yaml: Vec<String>,
+    /// The `--server` a `cluster_init` server runs with: the member it joined through when
+    /// it was rebuilt while the cluster had members elsewhere (computed, not compared).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub joined_through: Option<String>,
 }
 
 fn observed(host: &str, i: &Installed, ready: Option<bool>) -> K3sServerObserved {
@@ -168,7 +177,7 @@ fn observed(host: &str, i: &Installed, ready: Option<bool>) -> K3sServerObserved
         host: host.into(),
         version: i.version.clone().unwrap_or_default(),
         cluster_init: f.cluster_init,
-        server: f.server.clone(),
+        server: f.server.clone().filter(|_| !f.cluster_init),
         flannel_iface: f.flannel_iface.clone(),
         node_taints: f.node_taints.clone(),
         tls_sans: f.tls_sans.clone(),
@@ -178,6 +187,7 @@ fn observed(host: &str, i: &Installed, ready: Option<bool>) -> K3sServerObserved
         ready,
         not_running: (i.state != "active").then(|| format!("k3s.service is {}", i.state)),
         set_in_config_yaml: f.from_config.clone(),
+        joined_through: f.server.clone().filter(|_| f.cluster_init),
     }
 }
 
@@ -209,18 +219,22 @@ impl Kind<NodeContext> for K3sServers {
         before: Option<&K3sServerObserved>,
         after: Option<&K3sServer>,
     ) -> Vec<K3sStep> {
-        let Some(a) = after else { return Vec::new() };
-        let same = before.is_some_and(|b| b.version == a.version && observed_flags(b) == a.flags());
-        k3s::plan_steps(
+        k3s::plan(
             ctx,
-            &a.host,
+            before.map_or_else(|| after.map_or("", |a| &a.host), |b| &b.host),
             Role::Server,
-            before.map(|b| (same, b.not_running.is_some())),
-            &a.install_script,
-            &a.version,
-            a.flags().exec(Role::Server),
-            None,
-            refused(before, a),
+            before.map(|b| Have {
+                version: &b.version,
+                flags: observed_flags(b),
+                not_running: b.not_running.is_some(),
+                in_config: &b.set_in_config_yaml,
+            }),
+            after.map(|a| Want {
+                version: &a.version,
+                flags: a.flags(),
+                script: &a.install_script,
+                url: None,
+            }),
         )
     }
 
@@ -253,20 +267,15 @@ impl Kind<NodeContext> for K3sServers {
         self.create(ctx, spec, op).await
     }
 
-    /// Uninstalling k3s is part of a rotation (drain, leave etcd), not a side effect.
+    /// Leaves the cluster cleanly (cordon, drain, stop, delete the Node, wait until its etcd
+    /// member is gone), then runs k3s's uninstall script if the host has one.
     async fn delete(
         &self,
-        _: &NodeContext,
+        ctx: &NodeContext,
         prior: &K3sServerObserved,
         op: Op<'_, K3sStep>,
     ) -> Result<(), NodeError> {
-        Err(NodeError::Resource {
-            resource: resource(op.key),
-            message: format!(
-                "k3s on host {} is never uninstalled by cairn (removing a server is a rotation step: drain, leave etcd)",
-                prior.host
-            ),
-        })
+        k3s::run_steps(ctx, &resource(op.key), &prior.host, &prior.token, &op.steps).await
     }
 
     fn example() -> K3sServer {
@@ -291,6 +300,7 @@ impl Kind<NodeContext> for K3sServers {
             ready: Some(true),
             not_running: None,
             set_in_config_yaml: vec!["tls_sans".into()],
+            joined_through: Some("https://10.0.1.8:6443".into()),
         })
     }
 }
@@ -325,37 +335,6 @@ fn after(spec: &K3sServer) -> K3sServerObserved {
         ready: Some(true),
         not_running: None,
         set_in_config_yaml: Vec::new(),
+        joined_through: None,
     }
-}
-
-/// The refusals of a change from `before` to `a` (see [`k3s::refusals`]).
-fn refused(before: Option<&K3sServerObserved>, a: &K3sServer) -> Vec<String> {
-    let Some(b) = before else { return Vec::new() };
-    let (want, have) = (a.flags(), observed_flags(b));
-    let mut changed = Vec::new();
-    if want.flannel_iface != have.flannel_iface {
-        changed.push("flannel_iface");
-    }
-    if want.node_taints != have.node_taints {
-        changed.push("node_taints");
-    }
-    if want.tls_sans != have.tls_sans {
-        changed.push("tls_sans");
-    }
-    if want.node_ip != have.node_ip {
-        changed.push("node_ip");
-    }
-    if want.server != have.server {
-        changed.push("server");
-    }
-    if want.cluster_init != have.cluster_init {
-        changed.push("cluster_init");
-    }
-    k3s::refusals(
-        &a.host,
-        &b.version,
-        &a.version,
-        &b.set_in_config_yaml,
-        &changed,
-    )
 }
