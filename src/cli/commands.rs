@@ -131,8 +131,11 @@ pub(crate) async fn run(
             None => def.load(target).await,
         };
         announce(def, target, cli.json);
+        // `rotate` runs one stack: its error is the command's (the caller prints it, exit 1).
+        let single = matches!(cli.command, Command::Rotate { .. });
         let loaded = match loaded {
             Ok(l) => l,
+            Err(e) if single => return Err(e),
             Err(e) => {
                 if cli.json && matches!(cli.command, Command::Diff { .. } | Command::Drift) {
                     println!("{}", errored_doc(def.name(), &chain(e.as_ref())));
@@ -191,6 +194,9 @@ pub(crate) async fn run(
                 unreachable!("handled above")
             }
         };
+        if single {
+            return result;
+        }
         let c = result.unwrap_or_else(|e| {
             eprintln!("error in stack {}: {}", def.name(), chain(e.as_ref()));
             ERROR

@@ -300,15 +300,30 @@ impl Rotator<'_> {
             println!("{}", json!({"rotation": {"stack": name, "nodes": nodes}}));
             return;
         }
-        let color = use_color(std::io::stdout().is_terminal());
+        print!(
+            "{}",
+            self.render(plans, use_color(std::io::stdout().is_terminal()))
+        );
+    }
+
+    /// The rotation's plan as text.
+    fn render(&self, plans: &[NodePlan], color: bool) -> String {
+        let name = self.loaded.stack.name();
+        let mut out = String::new();
+        macro_rules! line {
+            ($($t:tt)*) => {{
+                out.push_str(&format!($($t)*));
+                out.push('\n');
+            }};
+        }
         let names: Vec<&str> = plans.iter().map(|p| p.node.as_str()).collect();
-        println!(
+        line!(
             "Rotation of stack {name:?}: {} node(s), one at a time: {}\n",
             plans.len(),
             names.join(", ")
         );
         for (i, p) in plans.iter().enumerate() {
-            println!(
+            line!(
                 "{}. node {} — machine {} (id {})",
                 i + 1,
                 p.node,
@@ -317,32 +332,45 @@ impl Rotator<'_> {
             );
             match &p.start {
                 Start::Fresh => {}
-                Start::Again => println!(
+                Start::Again => line!(
                     "   resuming: started before with this machine; rotated again from `before`"
                 ),
-                Start::Replaced { was } => println!(
+                Start::Replaced { was } => line!(
                     "   resuming: its machine was replaced already ({was} → {}); not replaced again",
                     p.machine_id
                 ),
             }
-            println!("   before:");
+            line!("   before:");
             let before = self.before_steps(p);
             if before.is_empty() {
-                println!("     (nothing)");
+                line!("     (nothing)");
             }
             for s in before {
-                println!("     » {s}");
+                line!("     » {s}");
             }
-            println!("   replace:");
+            let destroys: Vec<&str> = p
+                .planned
+                .plan
+                .resource_changes
+                .iter()
+                .filter(|c| c.actions.iter().any(|a| a == "delete"))
+                .map(|c| c.address.0.as_str())
+                .collect();
+            if destroys.is_empty() {
+                line!("   replace:");
+            } else {
+                line!("   replace (DESTROYS {}):", destroys.join(", "));
+            }
             for line in render_plan(&p.planned.plan, color).lines() {
-                println!("     {line}");
+                line!("     {line}");
             }
-            println!("   after:");
+            line!("   after:");
             for s in self.rotation.after_steps(&p.node) {
-                println!("     » {s}");
+                line!("     » {s}");
             }
-            println!();
+            out.push('\n');
         }
+        out
     }
 
     fn before_steps(&self, p: &NodePlan) -> Vec<String> {
@@ -396,14 +424,9 @@ impl Rotator<'_> {
                         return self.fail(node, why, t0).await;
                     }
                 }
-                let id = match start {
-                    Start::Fresh => observed_id(
-                        &self.plan(std::slice::from_ref(&p.machine)).await?,
-                        &p.machine,
-                    ),
-                    _ => p.machine_id.clone(),
-                };
-                let detail = journal::machine_detail(&id);
+                // The machine as planned a moment ago, under this lock: the one `before`
+                // takes out and the apply replaces.
+                let detail = journal::machine_detail(&p.machine_id);
                 self.record(&[journal::phase_record(
                     node,
                     Phase::Started,

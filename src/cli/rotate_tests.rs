@@ -161,7 +161,8 @@ fn args(select: Select) -> RotateArgs {
     RotateArgs {
         select,
         approve: true,
-        lock_wait: Duration::ZERO,
+        // An interrupted holder's lease must expire first on PostgreSQL.
+        lock_wait: Duration::from_secs(60),
         json: false,
         terminal: false,
     }
@@ -363,21 +364,38 @@ async fn a_failed_apply_stops_the_rotation_before_the_next_node() {
 #[tokio::test]
 async fn a_rerun_resumes_an_interrupted_rotation_without_replacing_a_replaced_machine_again() {
     let (m, backend, _dir) = world().await;
-    let mut fake = Fake::new(&m);
+    resumes_after_interruption(&m, backend).await;
+}
+
+#[tokio::test]
+async fn the_journal_in_postgresql_resumes_an_interrupted_rotation_too() {
+    let (m, _, _dir) = world().await;
+    let cluster = cairn_backend_pg::testing::Cluster::start();
+    let pg = cairn_backend_pg::PgBackend::new(&cluster.url())
+        .unwrap()
+        .with_lease(Duration::from_millis(500));
+    pg.check().await.unwrap();
+    resumes_after_interruption(&m, Arc::new(pg)).await;
+}
+
+/// Interrupts `--all` in n2's `after` (n2's machine replaced), reruns it, and checks that
+/// n1 is skipped, n2 not replaced again, n3 rotated, and the journal says so.
+async fn resumes_after_interruption(m: &Arc<MemoryProvider>, backend: Arc<dyn Backend>) {
+    let mut fake = Fake::new(m);
     fake.hang = Some("after n2");
     let fake = Arc::new(fake);
-    let old = ids(&m);
-    interrupt(&m, &fake, &backend, Select::All).await;
-    let replaced = ids(&m);
+    let old = ids(m);
+    interrupt(m, &fake, &backend, Select::All).await;
+    let replaced = ids(m);
     assert_ne!(replaced[0], old[0]);
     assert_ne!(replaced[1], old[1]);
     assert_eq!(replaced[2], old[2]);
 
-    let again = Arc::new(Fake::new(&m));
-    rotate(&loaded(&m, &again), backend.clone(), &args(Select::All))
+    let again = Arc::new(Fake::new(m));
+    rotate(&loaded(m, &again), backend.clone(), &args(Select::All))
         .await
         .unwrap();
-    let now = ids(&m);
+    let now = ids(m);
     assert_eq!(now[0], replaced[0], "n1 was rotated twice");
     assert_eq!(now[1], replaced[1], "n2's machine was replaced again");
     assert_ne!(now[2], old[2]);
@@ -471,4 +489,55 @@ async fn a_stack_without_a_rotation_is_refused_naming_it() {
         err.to_string(),
         "stack k3s has no rotation: it declares no nodes to rotate"
     );
+}
+
+#[tokio::test]
+async fn the_rotation_plan_shows_each_node_s_steps_and_its_destructive_replacement() {
+    let (m, backend, _dir) = world().await;
+    let fake = Arc::new(Fake::new(&m));
+    let l = loaded(&m, &fake);
+    let a = args(Select::All);
+    let lease = backend
+        .acquire(
+            "k3s",
+            &cairn_core::backend::Holder::current("rotate"),
+            Duration::ZERO,
+        )
+        .await
+        .unwrap();
+    let r = super::Rotator {
+        loaded: &l,
+        rotation: fake.as_ref(),
+        backend: &backend,
+        lease: lease.as_ref(),
+        run: "test",
+        args: &a,
+    };
+    let mut plans = Vec::new();
+    for n in ["n1", "n3"] {
+        plans.push(r.node_plan(n, None).await.unwrap());
+    }
+    let text = r.render(&plans, false);
+    let n1 = text
+        .find("1. node n1 — machine test_thing.m-n1")
+        .expect(&text);
+    let n3 = text
+        .find("2. node n3 — machine test_thing.m-n3")
+        .expect(&text);
+    assert!(n1 < n3, "{text}");
+    let first = &text[n1..n3];
+    for want in [
+        "» cordon and drain n1",
+        "replace (DESTROYS test_thing.m-n1):",
+        "-/+ test_thing.m-n1  (replace (destroy, then create) — replacement requested)",
+        "~ test_thing.k-n1  (update in place",
+        "» wait until n1 is Ready, uncordon it",
+    ] {
+        assert!(first.contains(want), "{want:?} missing in:\n{first}");
+    }
+    assert!(
+        !first.contains("m-n2") && !first.contains("m-n3"),
+        "{first}"
+    );
+    assert!(fake.calls().is_empty(), "showing the plan ran a step");
 }

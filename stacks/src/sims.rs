@@ -262,19 +262,32 @@ impl Drop for HomelabNodes {
 }
 
 /// The world `stacks sim` serves: every simulator, seeded with the stacks' "before" worlds
-/// (the homelab's hosts following its VMs, the hetzner-k3s project), described per simulator
-/// (endpoint, token, fingerprint; the hosts, their keys and the cluster CA) with the `env`
-/// that points the normal CLI (and other tools) at it.
+/// (the homelab's hosts following its VMs; the hetzner-k3s project with its hand-made k3s
+/// hosts, which follow its servers), described per simulator (endpoint, token, fingerprint;
+/// the hosts, their keys and the cluster CA) with the `env` that points the normal CLI (and
+/// other tools) at it. Both worlds' data planes live on loopback side by side: the homelab
+/// on [`SIM_ADDR_MAP`] (or `CAIRN_ADDR_MAP`), hetzner-k3s's `10.0.1.0/24` on its own
+/// `127.X.1.0/24` ([`hetzner_k3s_addr_map`]); `env`'s `CAIRN_ADDR_MAP` holds both.
 pub fn world() -> cairn::cli::BoxFuture<'static, anyhow::Result<cairn::cli::World>> {
     Box::pin(async {
         let knobs = SimKnobs::from_env()?;
         let map = std::env::var(ADDR_MAP_ENV).unwrap_or_else(|_| SIM_ADDR_MAP.to_string());
         let homelab = Homelab::start(&knobs, &map).await?;
-        let hetzner = Hetzner::start().await?;
+        let k3s = HetznerK3sWorld::start(&knobs, &hetzner_k3s_addr_map()).await?;
         let mut env = homelab.env();
-        env.extend(hetzner.handle.env());
-        let hosts: Vec<serde_json::Value> = {
-            let sim = homelab.nodes.lock();
+        let k3s_env = k3s.env();
+        // One address map and one port map for both worlds: the more specific k3s range
+        // first.
+        let mut merged = k3s_env.clone();
+        merged.insert(ADDR_MAP_ENV.into(), format!("{},{}", k3s.map, homelab.map));
+        let ports: Vec<String> = [homelab.port_map(), k3s.port_map()]
+            .iter()
+            .map(ToString::to_string)
+            .filter(|p| !p.is_empty())
+            .collect();
+        merged.insert(cairn_core::net::PORT_MAP_ENV.into(), ports.join(","));
+        env.extend(merged);
+        let host_info = |sim: &cairn_node_sim::NodeSim| -> Vec<serde_json::Value> {
             sim.hosts()
                 .iter()
                 .map(|h| {
@@ -286,8 +299,10 @@ pub fn world() -> cairn::cli::BoxFuture<'static, anyhow::Result<cairn::cli::Worl
                 })
                 .collect()
         };
+        let hosts = host_info(&homelab.nodes.lock());
+        let k3s_hosts = host_info(&k3s.nodes.lock());
         let mut info = serde_json::Map::new();
-        info.insert("hetzner".into(), hetzner.handle.describe());
+        info.insert("hetzner".into(), k3s.hetzner.handle.describe());
         info.insert("proxmox".into(), homelab.proxmox.describe());
         info.insert("pfsense".into(), homelab.pfsense.describe());
         info.insert(
@@ -299,10 +314,19 @@ pub fn world() -> cairn::cli::BoxFuture<'static, anyhow::Result<cairn::cli::Worl
                 "known_hosts": homelab.known_hosts().display().to_string(),
             }),
         );
+        info.insert(
+            "k3s_nodes".into(),
+            serde_json::json!({
+                "hosts": k3s_hosts,
+                "addr_map": k3s.map,
+                "ssh_identity": k3s.client_key().display().to_string(),
+                "known_hosts": k3s.known_hosts().display().to_string(),
+            }),
+        );
         Ok(cairn::cli::World {
             info,
             env,
-            keep: vec![Box::new(homelab), Box::new(hetzner)],
+            keep: vec![Box::new(homelab), Box::new(k3s)],
         })
     })
 }
@@ -338,8 +362,10 @@ impl Hetzner {
 /// no cairn labels, and no `staging` record. Regenerate with [`make_hetzner_k3s_before`].
 pub const HETZNER_K3S_BEFORE: &str = include_str!("../fixtures/hetzner-k3s-before.json");
 
-/// Builds the "before" world: applies the stack without `staging` to an empty simulator, then
-/// strips every label cairn wrote, as if a person had clicked it together.
+/// Builds the "before" world: applies the hand-made cloud objects
+/// ([`hetzner_k3s::build_hand_made`](crate::stacks::hetzner_k3s::build_hand_made)) to an
+/// empty simulator, then strips every label cairn wrote, as if a person had clicked it
+/// together.
 pub async fn make_hetzner_k3s_before() -> anyhow::Result<serde_json::Value> {
     use std::sync::Arc;
 
@@ -347,7 +373,7 @@ pub async fn make_hetzner_k3s_before() -> anyhow::Result<serde_json::Value> {
     let sim = Hetzner::start_with(None).await?;
     let provider = hetzner_k3s::provider_for(&sim.handle.endpoint, &sim.handle.token)?;
     let providers = cairn_core::Providers::new().with(Arc::new(provider));
-    let stack = hetzner_k3s::build(false)?;
+    let stack = hetzner_k3s::build_hand_made()?;
     let planned = cairn_core::plan(&stack, &providers).await?;
     let report = cairn_core::apply(
         &stack,
@@ -411,4 +437,208 @@ pub fn hetzner_k3s_addr_map() -> String {
             || SIM_ADDR_MAP.to_string(),
             |x| format!("10.0.1.0/24=127.{x}.1.0/24"),
         )
+}
+
+/// hetzner-k3s's simulated world: the Hetzner simulator seeded with the "before" world, and
+/// the node simulator's hand-made k3s cluster, whose hosts follow the servers
+/// ([`K3sNodes`]).
+pub struct HetznerK3sWorld {
+    /// The Hetzner Cloud simulator.
+    pub hetzner: Hetzner,
+    /// The hosts and the cluster.
+    pub nodes: K3sNodes,
+    /// The address map its data plane lives on.
+    pub map: String,
+}
+
+impl HetznerK3sWorld {
+    /// Starts both on `addr_map` (e.g. [`hetzner_k3s_addr_map`]), the servers' hosts
+    /// counting as booted `knobs.boot_delay` after their servers run. Root only; must run
+    /// inside a multi-threaded tokio runtime.
+    pub async fn start(knobs: &SimKnobs, addr_map: &str) -> anyhow::Result<HetznerK3sWorld> {
+        let hetzner = Hetzner::start().await?;
+        let nodes = K3sNodes::start(addr_map, &hetzner.handle, knobs.boot_delay)?;
+        Ok(HetznerK3sWorld {
+            hetzner,
+            nodes,
+            map: addr_map.to_string(),
+        })
+    }
+
+    /// Where each host's declared `address:22` really listens, the servers cairn will
+    /// create included.
+    pub fn port_map(&self) -> cairn_core::net::PortMap {
+        self.nodes.lock().port_map()
+    }
+
+    /// The data-plane dialer of this world: its address map, loopback only, its port map.
+    pub fn dialer(&self) -> anyhow::Result<cairn_core::net::Dialer> {
+        Ok(cairn_core::net::Dialer::new(self.map.parse()?, true).with_ports(self.port_map()))
+    }
+
+    /// The private key the hand-made hosts accept: cairn's (its `.pub` goes on the servers).
+    pub fn client_key(&self) -> PathBuf {
+        self.nodes.lock().client_key()
+    }
+
+    /// The known-hosts file listing the hosts' keys under their declared addresses (a
+    /// booted server's host adds its own).
+    pub fn known_hosts(&self) -> PathBuf {
+        self.nodes.lock().known_hosts()
+    }
+
+    /// Environment that points the normal CLI at this world: the Hetzner API, the k3s join
+    /// token, the SSH identity and known hosts, the address and port maps with the
+    /// loopback-only switch.
+    pub fn env(&self) -> BTreeMap<String, String> {
+        let mut env = self.hetzner.handle.env();
+        env.insert(
+            crate::stacks::hetzner_k3s::K3S_TOKEN_ENV.into(),
+            self.nodes.token.clone(),
+        );
+        env.insert(ADDR_MAP_ENV.into(), self.map.clone());
+        env.insert(cairn_core::net::LOOPBACK_ONLY_ENV.into(), "1".into());
+        env.insert(
+            cairn_core::net::PORT_MAP_ENV.into(),
+            self.port_map().to_string(),
+        );
+        env.insert(
+            SSH_IDENTITY_ENV.into(),
+            self.client_key().display().to_string(),
+        );
+        env.insert(
+            SSH_KNOWN_HOSTS_ENV.into(),
+            self.known_hosts().display().to_string(),
+        );
+        env
+    }
+}
+
+/// The hetzner-k3s cluster's hosts (`cairn-node-sim`: a real sshd per host, so root only),
+/// following the Hetzner simulator's servers: a server that boots with SSH keys becomes a
+/// fresh host at its private IP accepting exactly those keys, with k3s's install script when
+/// its cloud-init `user_data` installs it; a stopped server's host stops; a deleted server's
+/// host vanishes. The hand-made servers boot without keys: their hosts are the before
+/// world's, made by hand.
+pub struct K3sNodes {
+    /// The hosts and the cluster.
+    pub nodes: std::sync::Arc<std::sync::Mutex<cairn_node_sim::NodeSim>>,
+    /// The cluster `k3s-mgr` made.
+    pub cluster: cairn_node_sim::ClusterId,
+    /// The join token the cluster was made with (a secret: never printed).
+    pub token: String,
+    follower: tokio::task::JoinHandle<()>,
+}
+
+impl std::fmt::Debug for K3sNodes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("K3sNodes")
+            .field("cluster", &self.cluster)
+            .finish_non_exhaustive()
+    }
+}
+
+impl K3sNodes {
+    /// Starts the hand-made hosts and cluster on `addr_map`, waits until its Nodes are
+    /// Ready, reserves SSH ports for every declared server's address, and follows
+    /// `hetzner`'s servers, counting a server booted `boot_delay` after it runs. Must run
+    /// inside a multi-threaded tokio runtime.
+    pub fn start(
+        addr_map: &str,
+        hetzner: &cairn_hetzner_sim::SimHandle,
+        boot_delay: Duration,
+    ) -> anyhow::Result<K3sNodes> {
+        use cairn_hetzner_sim::ServerEvent;
+        let w = hetzner_k3s_nodes(addr_map)?;
+        let mut sim = w.sim;
+        for (_, ip, _) in crate::stacks::hetzner_k3s::SERVERS {
+            sim.reserve_port(ip.parse()?)
+                .context("reserving an SSH port for a server")?;
+        }
+        let nodes = std::sync::Arc::new(std::sync::Mutex::new(sim));
+        let mut rx = hetzner.server_events(boot_delay);
+        let n = nodes.clone();
+        let follower = tokio::spawn(async move {
+            while let Some(ev) = rx.recv().await {
+                let n = n.clone();
+                let res = tokio::task::spawn_blocking(move || {
+                    let mut sim = n.lock().unwrap_or_else(|p| p.into_inner());
+                    match ev {
+                        ServerEvent::Booted(b) => boot_server(&mut sim, b),
+                        ServerEvent::Stopped { name, .. } => {
+                            sim.stop_host(&name);
+                            Ok(())
+                        }
+                        ServerEvent::Deleted { name, .. } => {
+                            sim.remove_host(&name);
+                            Ok(())
+                        }
+                    }
+                })
+                .await;
+                if let Ok(Err(e)) = res {
+                    tracing::warn!("simulated host did not follow its server: {e}");
+                }
+            }
+        });
+        Ok(K3sNodes {
+            nodes,
+            cluster: w.cluster,
+            token: w.token,
+            follower,
+        })
+    }
+
+    /// The node simulator, locked.
+    pub fn lock(&self) -> std::sync::MutexGuard<'_, cairn_node_sim::NodeSim> {
+        self.nodes.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl Drop for K3sNodes {
+    fn drop(&mut self) {
+        self.follower.abort();
+    }
+}
+
+/// Brings up the host of a server that has booted. A server without SSH keys or a private
+/// IP boots too, but nobody could log in to it over the private network: no host is made
+/// (the hand-made servers, whose hosts exist already).
+fn boot_server(
+    sim: &mut cairn_node_sim::NodeSim,
+    b: cairn_hetzner_sim::BootedServer,
+) -> std::io::Result<()> {
+    let Some(ip) = b.private_ips.first().copied() else {
+        return Ok(());
+    };
+    if b.public_keys.is_empty() {
+        return Ok(());
+    }
+    // cloud-init ran the `user_data`: k3s's install script is there only if it put it there.
+    let install_script = b
+        .user_data
+        .as_deref()
+        .is_some_and(|u| u.contains(cairn_node::kinds::k3s::INSTALL_SCRIPT));
+    let keys = b.public_keys.join("\n") + "\n";
+    boot_k3s_machine(sim, &b.name, ip, &keys, install_script)
+}
+
+/// A fresh k3s-capable host for a booted server.
+fn boot_k3s_machine(
+    sim: &mut cairn_node_sim::NodeSim,
+    name: &str,
+    ip: std::net::Ipv4Addr,
+    authorized_keys: &str,
+    install_script: bool,
+) -> std::io::Result<()> {
+    // Until the node simulator boots a k3s host with the server's own keys: the host
+    // accepts the simulator's client key, which must be among the server's keys.
+    let client = std::fs::read_to_string(sim.client_key().with_extension("pub"))?;
+    let blob = client.split_whitespace().nth(1).unwrap_or_default();
+    if !authorized_keys.contains(blob) || !install_script {
+        return Err(std::io::Error::other(format!(
+            "server {name}: only a server with cairn's key and k3s's install script boots a k3s host here"
+        )));
+    }
+    sim.start_k3s_host(name, ip).map(|_| ())
 }

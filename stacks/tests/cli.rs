@@ -42,7 +42,7 @@ fn diff_of_all_stacks_announces_simulator_mode_and_exits_2_with_the_summary_last
         "{out}"
     );
     assert!(
-        out.contains("Plan: 1 to add, 12 to change, 0 to destroy."),
+        out.contains("Plan: 6 to add, 12 to change, 0 to destroy."),
         "{out}"
     );
     assert_eq!(

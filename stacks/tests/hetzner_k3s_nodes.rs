@@ -38,8 +38,9 @@ async fn the_hand_made_k3s_cluster_and_its_mx_record_are_adopted_with_no_change(
     let token = loaded
         .keep
         .iter()
-        .find_map(|k| k.downcast_ref::<cairn_node_sim::world::HetznerK3s>())
+        .find_map(|k| k.downcast_ref::<stacks::sims::HetznerK3sWorld>())
         .expect("the simulated k3s world is kept alive")
+        .nodes
         .token
         .clone();
     let shown = format!(

@@ -45,10 +45,15 @@
 //! reset, and capacities ([`Capacities`]: `rate_limit`, `rate_refill_per_sec`,
 //! `public_ipv4_pools`; read-only `public_ipv4_capacity`).
 //!
+//! [`HetznerState::server_events`] tells glue code when a server has booted (with its private
+//! IPs, SSH public keys and `user_data`, which the API never shows again), stopped or been
+//! deleted.
+//!
 //! A fixture (the same JSON as `GET /_sim/state`) can seed the state at start
 //! ([`SimConfig::fixture`], or a file with [`SimConfig::with_fixture_file`]).
 
 mod cidr;
+pub mod events;
 pub mod faults;
 pub mod fixtures;
 pub mod http;
@@ -93,6 +98,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 pub use cairn_sim_kit::{Counters, Fault, FaultConfig, SimError};
+pub use events::{BootedServer, ServerEvent};
 pub use faults::HetznerFault;
 pub use world::World;
 
@@ -210,6 +216,7 @@ pub struct HetznerState {
     initial: Value,
     initial_capacities: Capacities,
     action_time: Duration,
+    server_events: events::Subscribers,
 }
 
 impl std::fmt::Debug for HetznerState {
@@ -242,7 +249,9 @@ impl HetznerSim {
             initial,
             initial_capacities: cfg.capacities.clone(),
             action_time: cfg.action_time,
+            server_events: events::Subscribers::default(),
         });
+        events::spawn_watcher(Arc::downgrade(&state));
         let api = api_routes().finish(state.clone());
         let handle = cairn_sim_kit::start(
             Kit::new(cfg.faults),
@@ -272,6 +281,16 @@ impl HetznerState {
         let mut w = lock(&self.world);
         w.version += 1;
         f(&mut w)
+    }
+
+    /// Server lifecycle events ([`ServerEvent`]), for glue code that brings simulated
+    /// machines up and down with their servers: a server counts as booted once it has been
+    /// running for `boot_delay`. Servers already running are announced too.
+    pub fn server_events(
+        &self,
+        boot_delay: Duration,
+    ) -> tokio::sync::mpsc::UnboundedReceiver<ServerEvent> {
+        self.server_events.add(boot_delay)
     }
 
     /// Sets the rate-limit bucket (full).

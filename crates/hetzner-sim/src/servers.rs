@@ -244,7 +244,18 @@ fn create(w: &mut World, b: &Value) -> ApiResult {
             a.push(json!({"type": "server", "server": {"id": id}}));
         }
     }
-    let _ = keys;
+    let public_keys = keys
+        .iter()
+        .filter_map(|k| w.get("ssh_keys", *k)?["public_key"].as_str().map(String::from))
+        .collect();
+    w.cloud_init.insert(
+        id,
+        crate::events::CloudInit {
+            public_keys,
+            user_data: b["user_data"].as_str().map(String::from),
+            generation: 0,
+        },
+    );
     let action = w.action("create_server", &[(id, "server")]);
     let next: Vec<Value> = if b["start_after_create"] == false {
         vec![]
@@ -298,6 +309,7 @@ fn private_entry(server: u64, network: u64, ip: &str) -> Value {
 /// Removes a server and what dies with it.
 pub fn delete(w: &mut World, id: u64) {
     w.coll_mut("servers").remove(&id);
+    w.cloud_init.remove(&id);
     let auto: Vec<u64> = w
         .coll("primary_ips")
         .iter()
@@ -518,8 +530,13 @@ fn action(w: &mut World, id: u64, act: &str, b: &Value) -> ApiResult {
             w.check_protection("servers", id, "rebuild")?;
             let s = server(w, id)?;
             s["image"] = image;
-            // Powered off for the rebuild, started again by it.
+            // Powered off for the rebuild, started again by it: a fresh boot.
             s["status"] = "running".into();
+            let ci = w.cloud_init.entry(id).or_default();
+            ci.generation += 1;
+            if let Some(u) = b["user_data"].as_str() {
+                ci.user_data = Some(u.to_string());
+            }
             let a = w.action("rebuild_server", &[(id, "server")]);
             return reply(201, json!({"action": a, "root_password": ROOT_PASSWORD}));
         }

@@ -86,6 +86,10 @@ pub struct World {
     pub objects: BTreeMap<String, BTreeMap<u64, Value>>,
     /// RRsets by zone id and rrset id (`name/TYPE`).
     pub rrsets: BTreeMap<u64, BTreeMap<String, Value>>,
+    /// What each server was created with that the API never shows (its SSH keys' public
+    /// keys, its `user_data`), by server id: what it boots with.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub cloud_init: BTreeMap<u64, crate::events::CloudInit>,
     /// Actions (not persisted).
     #[serde(skip)]
     pub actions: BTreeMap<u64, ActionRec>,

@@ -72,6 +72,9 @@ async fn exec(
         "systemctl" => systemctl(&shared, &host, &args),
         "k3s" => crate::k3s::binary(&shared, &host, &args),
         "journalctl" => crate::k3s::journalctl(&shared, &host, &args),
+        "k3s-killall" | "k3s-uninstall" | "k3s-agent-uninstall" => {
+            crate::k3s::uninstall(&shared, &host, &prog)
+        }
         "k3s-install" => {
             // The variables the script was run with, from the shim's private 0600 file.
             let env = std::fs::read_to_string(

@@ -810,6 +810,18 @@ pub(crate) fn install(
         std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755))?;
         write_private(&dir, &format!("systemd/{name}.service.env"), &env_text)?;
         std::fs::write(&unit, &unit_text)?;
+        // The scripts the install script leaves next to the binary.
+        let socket = shared.socket.to_string_lossy();
+        let uninstall = if cmd == "server" {
+            "k3s-uninstall"
+        } else {
+            "k3s-agent-uninstall"
+        };
+        for prog in ["k3s-killall", uninstall] {
+            let p = dir.join(format!("localbin/{prog}.sh"));
+            std::fs::write(&p, crate::shims::forward(prog, host, &socket, ""))?;
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755))?;
+        }
         Ok(())
     })();
     if let Err(e) = written {
@@ -835,6 +847,54 @@ pub(crate) fn install(
         .unwrap_or_else(|| out(1, "", "systemctl: the host is not a k3s host\n"));
     o.stdout = info + &o.stdout;
     o
+}
+
+/// `k3s-killall.sh` (stops the k3s units and their processes) and `k3s-uninstall.sh` /
+/// `k3s-agent-uninstall.sh` (that, then removes the units, the binary, the scripts,
+/// `/etc/rancher/k3s` and the data dir; `/etc/rancher/node` stays, as with the real
+/// script). The cluster keeps the Node: uninstalling does not leave the cluster.
+pub(crate) fn uninstall(shared: &Shared, host: &str, prog: &str) -> Output {
+    let mut w = shared.lock();
+    let Some(h) = w.hosts.get(host) else {
+        return out(127, "", format!("{prog}.sh: not found\n"));
+    };
+    let dir = h.dir.clone();
+    let units: Vec<String> = ["k3s", "k3s-agent"]
+        .iter()
+        .filter(|u| dir.join(format!("systemd/{u}.service")).exists())
+        .map(|u| u.to_string())
+        .collect();
+    if !units.is_empty() {
+        let _ = systemctl(&mut w, host, "stop", &units);
+    }
+    if prog == "k3s-killall" {
+        return out(0, "", "");
+    }
+    let unit = if prog == "k3s-uninstall" {
+        "k3s"
+    } else {
+        "k3s-agent"
+    };
+    for rel in [
+        format!("systemd/{unit}.service"),
+        format!("systemd/{unit}.service.env"),
+        "localbin/k3s".to_string(),
+        "localbin/k3s-killall.sh".to_string(),
+        format!("localbin/{prog}.sh"),
+    ] {
+        let _ = std::fs::remove_file(dir.join(rel));
+    }
+    let _ = std::fs::remove_dir_all(dir.join("rancher/k3s"));
+    if let Some(h) = w.hosts.get_mut(host) {
+        h.units.remove(unit);
+        if let Some(k) = h.k3s.as_mut() {
+            k.failed.remove(unit);
+            if unit == "k3s" {
+                k.datastore = None;
+            }
+        }
+    }
+    out(0, "", "")
 }
 
 /// The `k3s` binary: `--version`, `kubectl get nodes` on a running server; `server` and
@@ -890,10 +950,13 @@ pub(crate) fn binary(shared: &Shared, host: &str, args: &[String]) -> Output {
                     _ => "<none>",
                 };
                 let version = n.k3s.as_ref().map_or("", |k| k.version.as_str());
-                s.push_str(&format!(
-                    "{name}   {}   {roles}   1d   {version}\n",
-                    if live.ready { "Ready" } else { "NotReady" }
-                ));
+                let status = match (live.ready, n.unschedulable) {
+                    (true, false) => "Ready",
+                    (true, true) => "Ready,SchedulingDisabled",
+                    (false, false) => "NotReady",
+                    (false, true) => "NotReady,SchedulingDisabled",
+                };
+                s.push_str(&format!("{name}   {status}   {roles}   1d   {version}\n"));
             }
             out(0, s, "")
         }

@@ -68,7 +68,8 @@ pub(crate) fn all(state: &str, host: &str, socket: &str) -> Vec<(&'static str, S
     ]
 }
 
-fn forward(prog: &str, host: &str, socket: &str, pre: &str) -> String {
+/// A shim forwarding `prog` of `host` to the control socket (`pre` runs first).
+pub(crate) fn forward(prog: &str, host: &str, socket: &str, pre: &str) -> String {
     FORWARD
         .replace("@PRE@", pre)
         .replace("@PROG@", prog)

@@ -50,8 +50,9 @@ pub(crate) struct Pod {
     pub deployment: String,
     pub node: Option<String>,
     pub created: SystemTime,
-    /// When its node's kubelet started its containers.
-    pub running_since: Option<SystemTime>,
+    /// When its node's kubelet started its containers, and when they pass their readiness
+    /// probe (the start delay at the time they started).
+    pub running_since: Option<(SystemTime, SystemTime)>,
     pub ready: bool,
 }
 
@@ -350,8 +351,8 @@ pub(crate) fn kubelet(c: &mut Cluster, node: &str, node_ready: bool, t: Timing, 
         if p.node.as_deref() != Some(node) {
             continue;
         }
-        let since = *p.running_since.get_or_insert(now);
-        p.ready = node_ready && now.duration_since(since).is_ok_and(|d| d >= t.start_delay);
+        let (_, ready_at) = *p.running_since.get_or_insert((now, now + t.start_delay));
+        p.ready = node_ready && now >= ready_at;
     }
 }
 
@@ -592,7 +593,7 @@ mod tests {
         let mut wl = wl();
         for p in wl.pods.values_mut() {
             p.ready = true;
-            p.running_since = Some(SystemTime::now());
+            p.running_since = Some((SystemTime::now(), SystemTime::now()));
         }
         let ((ns, name), p) = wl.pods.iter().next().unwrap();
         let pod: KPod = serde_json::from_value(pod_json(&wl, ns, name, p, 9)).unwrap();

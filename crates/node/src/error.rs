@@ -106,24 +106,8 @@ pub enum NodeError {
     },
     /// A drain did not finish in time: a pod could not be evicted (a PodDisruptionBudget
     /// refused it) or did not go away. The node stays cordoned.
-    #[error(
-        "drain of node {node} timed out after {after}: pod {pod} {}; node {node} of cluster {cluster} stays cordoned",
-        blocked(budget, detail)
-    )]
-    DrainTimeout {
-        /// The cluster's declared name.
-        cluster: String,
-        /// The node being drained.
-        node: String,
-        /// The drain timeout, as shown (`300 s`).
-        after: String,
-        /// The pod that blocked, `namespace/name`.
-        pod: String,
-        /// The PodDisruptionBudget that refused its eviction, `namespace/name`, if one did.
-        budget: Option<String>,
-        /// The apiserver's last word on it.
-        detail: String,
-    },
+    #[error("{0}")]
+    DrainTimeout(Box<DrainTimeout>),
     /// A local failure (spawning `ssh`, writing the control directory).
     #[error("{context}: {source}")]
     Local {
@@ -132,6 +116,27 @@ pub enum NodeError {
         /// The OS error.
         source: std::io::Error,
     },
+}
+
+/// Why a drain timed out (see [`NodeError::DrainTimeout`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "drain of node {node} timed out after {after}: pod {pod} {}; node {node} of cluster {cluster} stays cordoned",
+    blocked(budget, detail)
+)]
+pub struct DrainTimeout {
+    /// The cluster's declared name.
+    pub cluster: String,
+    /// The node being drained.
+    pub node: String,
+    /// The drain timeout, as shown (`300 s`).
+    pub after: String,
+    /// The pod that blocked, `namespace/name`.
+    pub pod: String,
+    /// The PodDisruptionBudget that refused its eviction, `namespace/name`, if one did.
+    pub budget: Option<String>,
+    /// The apiserver's last word on it.
+    pub detail: String,
 }
 
 fn blocked(budget: &Option<String>, detail: &str) -> String {

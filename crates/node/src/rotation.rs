@@ -123,7 +123,7 @@ impl K3sRotation {
         // rotation (it had begun leaving); every other node must be Ready.
         let cordoned = c.cordoned(&n.node).await?.unwrap_or(true);
         for s in &nodes {
-            if !s.ready && !(s.name == n.node && cordoned) {
+            if !s.ready && (s.name != n.node || !cordoned) {
                 return Ok(Err(format!(
                     "node {} of cluster {} is NotReady ({}): rotating {} now would take more capacity away; bring {} back first",
                     s.name,
@@ -230,5 +230,109 @@ impl Rotation for K3sRotation {
         leave::come_back(&self.cluster, &n.node, n.role(), self.gates)
             .await
             .map_err(|e| e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cluster::fake::Fake;
+
+    async fn lab(net: u8, nodes: &[(&str, bool, bool)]) -> (Fake, K3sRotation) {
+        let fake = Fake::start(&format!("127.0.{net}.5"), &[&format!("10.0.{net}.5")]).await;
+        {
+            let mut w = fake.world.lock().unwrap();
+            w.k3s = true;
+            for (n, ready, server) in nodes {
+                w.nodes.insert((*n).into(), (*ready, *server));
+            }
+        }
+        let cluster = fake.cluster(&format!("10.0.{net}.5"));
+        let r = K3sRotation::new(
+            cluster,
+            nodes
+                .iter()
+                .map(|(n, _, server)| (*n, *n, Address::new("hetzner_server", n), *server)),
+        );
+        (fake, r)
+    }
+
+    #[tokio::test]
+    async fn preflight_refuses_while_another_node_is_not_ready_naming_it() {
+        let (_f, r) = lab(
+            41,
+            &[
+                ("k3s-mgr", true, true),
+                ("k3s-cp2", true, true),
+                ("k3s-cp3", true, true),
+                ("k3s-w1", true, false),
+                ("k3s-w2", false, false),
+            ],
+        )
+        .await;
+        let e = r.preflight("k3s-w1").await.unwrap_err();
+        assert!(
+            e.starts_with("node k3s-w2 of cluster homelab is NotReady"),
+            "{e}"
+        );
+        assert!(e.contains("rotating k3s-w1"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn preflight_refuses_the_only_server_and_a_server_whose_leaving_costs_quorum() {
+        let (_f, r) = lab(42, &[("k3s-mgr", true, true), ("k3s-w1", true, false)]).await;
+        let e = r.preflight("k3s-mgr").await.unwrap_err();
+        assert!(
+            e.contains("k3s-mgr is the only server of cluster homelab"),
+            "{e}"
+        );
+        assert_eq!(r.preflight("k3s-w1").await, Ok(()));
+        let (_f, r) = lab(43, &[("k3s-mgr", true, true), ("k3s-cp2", true, true)]).await;
+        let e = r.preflight("k3s-cp2").await.unwrap_err();
+        assert!(
+            e.contains("rotating server k3s-cp2 would leave 1 healthy etcd members of 2")
+                && e.contains("a majority (2) is needed"),
+            "{e}"
+        );
+    }
+
+    #[tokio::test]
+    async fn preflight_lets_one_of_three_healthy_servers_go_and_steps_are_shown_per_role() {
+        let (_f, r) = lab(
+            44,
+            &[
+                ("k3s-mgr", true, true),
+                ("k3s-cp2", true, true),
+                ("k3s-cp3", true, true),
+                ("k3s-w1", true, false),
+            ],
+        )
+        .await;
+        assert_eq!(r.preflight("k3s-cp2").await, Ok(()));
+        assert!(
+            r.preflight("k3s-nope")
+                .await
+                .unwrap_err()
+                .contains("not a node")
+        );
+        let before = r.before_steps("k3s-cp2");
+        assert_eq!(before.len(), 5, "{before:?}");
+        assert!(
+            before[2].contains("systemctl stop k3s on k3s-cp2"),
+            "{before:?}"
+        );
+        assert!(
+            before[4].contains("etcd member of k3s-cp2 is gone"),
+            "{before:?}"
+        );
+        let agent = r.before_steps("k3s-w1");
+        assert_eq!(agent.len(), 4, "{agent:?}");
+        assert!(agent[2].contains("systemctl stop k3s-agent"), "{agent:?}");
+        assert_eq!(r.after_steps("k3s-w1").len(), 2);
+        assert_eq!(r.after_steps("k3s-cp2").len(), 3);
+        assert_eq!(
+            r.machine("k3s-w1"),
+            Some(Address::new("hetzner_server", "k3s-w1"))
+        );
     }
 }

@@ -36,6 +36,7 @@ use cairn_proxmox::{
     DiskSlot, IpConfig, ProxmoxProvider, PveClient, Template, TemplateRefs, Vm, VmRefs,
 };
 
+use super::probes::SshAnswers;
 use super::{Loaded, StackDef, Target};
 use crate::sims::{Homelab, SSH_IDENTITY_ENV, SSH_KNOWN_HOSTS_ENV, SimKnobs};
 
@@ -307,38 +308,6 @@ impl Probe for PresentsSan {
                 sans.join(", ")
             ))
         }
-    }
-}
-
-/// Gate: a host answers over SSH (cloud-init finished, sshd up, cairn's key accepted).
-struct SshAnswers {
-    ssh: Arc<Ssh>,
-    host: String,
-}
-
-#[async_trait::async_trait]
-impl Probe for SshAnswers {
-    fn describe(&self) -> String {
-        let h = self.ssh.host(&self.host).ok();
-        let accept_new = matches!(h.map(|h| &h.trust), Some(HostKeyTrust::AcceptNew(_)));
-        format!(
-            "ssh {}@{} runs `true`{}",
-            h.map_or("?", |h| h.user.as_str()),
-            h.map_or(self.host.as_str(), |h| h.address.as_str()),
-            if accept_new {
-                " (NEW HOST: its key is accepted on first use and recorded — accept-new)"
-            } else {
-                ""
-            }
-        )
-    }
-
-    async fn check(&self) -> Result<(), String> {
-        self.ssh
-            .run(&self.host, &Cmd::new("true"))
-            .await
-            .map(|_| ())
-            .map_err(|e| e.to_string())
     }
 }
 

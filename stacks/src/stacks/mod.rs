@@ -3,6 +3,7 @@
 
 pub mod hetzner_k3s;
 pub mod homelab_ha;
+mod probes;
 
 pub use cairn::cli::{Loaded, StackDef, Target};
 

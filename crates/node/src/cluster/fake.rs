@@ -1,6 +1,9 @@
 //! A tiny in-test apiserver (unit tests only; the integration tests use the cluster
 //! simulator): TLS by a test CA, client certificates required except for `/readyz`, and
-//! just the reads the node layer makes (a node, etcd pods, `kube-system/kubeadm-config`).
+//! just the calls the node layer makes (a node, etcd pods, `kube-system/kubeadm-config`,
+//! and for the node operations: patching and deleting nodes, a node's pods, evictions that
+//! a budget may refuse, PodDisruptionBudgets). In `k3s` mode control-plane nodes carry
+//! k3s's etcd labels and annotations instead of kubeadm's etcd pods.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -29,6 +32,26 @@ pub(crate) struct World {
     pub requests: Vec<String>,
     /// Requests refused for lack of a client certificate.
     pub anonymous_refused: usize,
+    /// Nodes serve as k3s's (kubelet version `+k3s1`, control-plane nodes etcd members).
+    pub k3s: bool,
+    /// Cordoned nodes.
+    pub unschedulable: std::collections::BTreeSet<String>,
+    /// Workload pods.
+    pub pods: Vec<FakePod>,
+    /// Pods whose eviction the budget `docfast` refuses.
+    pub blocked: std::collections::BTreeSet<String>,
+    /// Writes served, as `METHOD path`.
+    pub writes: Vec<String>,
+}
+
+/// A pod of the fake.
+#[derive(Debug, Clone)]
+pub(crate) struct FakePod {
+    pub namespace: String,
+    pub name: String,
+    pub node: String,
+    /// The owner's kind (`ReplicaSet`, `DaemonSet`).
+    pub owner: String,
 }
 
 /// A running fake apiserver.
@@ -90,10 +113,34 @@ impl Fake {
                             Ok(n) => buf.extend_from_slice(&chunk[..n]),
                         }
                     }
-                    let head = String::from_utf8_lossy(&buf).to_string();
+                    let end = buf.windows(4).position(|x| x == b"\r\n\r\n").unwrap() + 4;
+                    let head = String::from_utf8_lossy(&buf[..end]).to_string();
+                    let len: usize = head
+                        .lines()
+                        .find_map(|l| {
+                            let (k, v) = l.split_once(':')?;
+                            k.eq_ignore_ascii_case("content-length")
+                                .then(|| v.trim().parse().ok())?
+                        })
+                        .unwrap_or(0);
+                    while buf.len() < end + len {
+                        match s.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                    }
+                    let method = head.split_whitespace().next().unwrap_or("GET").to_string();
                     let target = head.split_whitespace().nth(1).unwrap_or("/").to_string();
                     let path = target.split('?').next().unwrap_or("/").to_string();
-                    let (code, body) = respond(&w, &path, authed);
+                    let query = target
+                        .split_once('?')
+                        .map(|(_, q)| q.to_string())
+                        .unwrap_or_default();
+                    let (code, body) = if method == "GET" {
+                        respond(&w, &path, &query, authed)
+                    } else {
+                        write(&w, &method, &path, &buf[end..end + len], authed)
+                    };
                     let resp = format!(
                         "HTTP/1.1 {code} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
                         body.len()
@@ -136,7 +183,8 @@ impl Fake {
                 ssh,
                 dialer,
             )
-            .with_credentials(self.credentials()),
+            .with_credentials(self.credentials())
+            .drain_retry(std::time::Duration::from_millis(50)),
         )
     }
 }
@@ -155,7 +203,81 @@ fn condition(ready: bool) -> serde_json::Value {
             "reason": if ready { "KubeletReady" } else { "KubeletNotReady" }}])
 }
 
-fn respond(world: &Mutex<World>, path: &str, authed: bool) -> (u16, String) {
+fn pod_json(p: &FakePod) -> serde_json::Value {
+    json!({"apiVersion": "v1", "kind": "Pod",
+           "metadata": {"name": p.name, "namespace": p.namespace, "labels": {"app": "docfast"},
+                        "ownerReferences": [{"apiVersion": "apps/v1", "kind": p.owner, "name": "o", "uid": "u"}]},
+           "spec": {"nodeName": p.node, "containers": []},
+           "status": {"phase": "Running", "conditions": condition(true)}})
+}
+
+fn write(
+    world: &Mutex<World>,
+    method: &str,
+    path: &str,
+    body: &[u8],
+    authed: bool,
+) -> (u16, String) {
+    let mut w = world.lock().unwrap();
+    if !authed {
+        w.anonymous_refused += 1;
+        return status(403, "Forbidden", "system:anonymous cannot do that");
+    }
+    w.writes.push(format!("{method} {path}"));
+    if let Some(name) = path.strip_prefix("/api/v1/nodes/") {
+        let name = name.to_string();
+        if !w.nodes.contains_key(&name) {
+            return status(404, "NotFound", &format!("nodes \"{name}\" not found"));
+        }
+        if method == "DELETE" {
+            w.nodes.remove(&name);
+            return (
+                200,
+                json!({"kind": "Status", "apiVersion": "v1", "status": "Success"}).to_string(),
+            );
+        }
+        let patch: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
+        match patch["spec"]["unschedulable"].as_bool() {
+            Some(true) => w.unschedulable.insert(name.clone()),
+            _ => w.unschedulable.remove(&name),
+        };
+        return (
+            200,
+            json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": name}}).to_string(),
+        );
+    }
+    if let Some(rest) = path.strip_prefix("/api/v1/namespaces/")
+        && let Some((ns, rest)) = rest.split_once("/pods/")
+        && let Some(name) = rest.strip_suffix("/eviction")
+    {
+        let Some(i) = w
+            .pods
+            .iter()
+            .position(|p| p.namespace == ns && p.name == name)
+        else {
+            return status(404, "NotFound", &format!("pods \"{name}\" not found"));
+        };
+        if w.blocked.contains(name) {
+            return (
+                429,
+                json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 429,
+                       "reason": "TooManyRequests",
+                       "message": "Cannot evict pod as it would violate the pod's disruption budget.",
+                       "details": {"causes": [{"reason": "DisruptionBudget",
+                           "message": "The disruption budget docfast needs 1 healthy pods and has 1 currently"}]}})
+                .to_string(),
+            );
+        }
+        w.pods.remove(i);
+        return (
+            201,
+            json!({"kind": "Status", "apiVersion": "v1", "status": "Success"}).to_string(),
+        );
+    }
+    status(405, "MethodNotAllowed", "not served by the fake")
+}
+
+fn respond(world: &Mutex<World>, path: &str, query: &str, authed: bool) -> (u16, String) {
     let mut w = world.lock().unwrap();
     if path == "/readyz" {
         w.requests.push(path.into());
@@ -166,15 +288,45 @@ fn respond(world: &Mutex<World>, path: &str, authed: bool) -> (u16, String) {
         return status(403, "Forbidden", "system:anonymous cannot do that");
     }
     w.requests.push(path.into());
+    let k3s = w.k3s;
+    let cordoned = w.unschedulable.clone();
     let node = |name: &str, (ready, cp): (bool, bool)| {
         let mut labels = json!({"kubernetes.io/hostname": name});
+        let mut annotations = json!({});
         if cp {
-            labels["node-role.kubernetes.io/control-plane"] = json!("");
+            labels["node-role.kubernetes.io/control-plane"] = json!("true");
+            if k3s {
+                labels["node-role.kubernetes.io/etcd"] = json!("true");
+                annotations["etcd.k3s.cattle.io/node-name"] = json!(format!("{name}-0a1b2c3d"));
+            }
         }
+        let version = if k3s { "v1.34.4+k3s1" } else { "v1.34.1" };
         json!({"apiVersion": "v1", "kind": "Node",
-               "metadata": {"name": name, "labels": labels},
-               "status": {"conditions": condition(ready)}})
+               "metadata": {"name": name, "labels": labels, "annotations": annotations},
+               "spec": {"unschedulable": cordoned.contains(name)},
+               "status": {"conditions": condition(ready),
+                          "nodeInfo": {"kubeletVersion": version, "architecture": "", "bootID": "",
+                              "containerRuntimeVersion": "", "kernelVersion": "", "kubeProxyVersion": "",
+                              "machineID": "", "operatingSystem": "", "osImage": "", "systemUUID": ""}}})
     };
+    if path == "/api/v1/pods" {
+        let on = query
+            .split('&')
+            .find_map(|kv| kv.strip_prefix("fieldSelector="))
+            .map(|v| v.replace("%3D", "=").replace("%3d", "="))
+            .and_then(|v| v.strip_prefix("spec.nodeName=").map(str::to_string));
+        let items: Vec<_> = w
+            .pods
+            .iter()
+            .filter(|p| on.as_ref().is_none_or(|n| *n == p.node))
+            .map(pod_json)
+            .collect();
+        return (
+            200,
+            json!({"apiVersion": "v1", "kind": "PodList", "metadata": {}, "items": items})
+                .to_string(),
+        );
+    }
     if let Some(name) = path.strip_prefix("/api/v1/nodes/") {
         return match w.nodes.get(name) {
             Some(s) => (200, node(name, *s).to_string()),

@@ -15,7 +15,7 @@ use serde_json::json;
 use tokio::time::Instant;
 
 use super::{Cluster, EtcdMember, chain};
-use crate::error::NodeError;
+use crate::error::{DrainTimeout, NodeError};
 
 /// The label k3s puts on its etcd members.
 pub const ETCD_ROLE_LABEL: &str = "node-role.kubernetes.io/etcd";
@@ -319,14 +319,14 @@ impl Cluster {
                     budget: None,
                     detail: "evicted, still terminating".into(),
                 });
-                return Err(NodeError::DrainTimeout {
+                return Err(NodeError::DrainTimeout(Box::new(DrainTimeout {
                     cluster: self.name.clone(),
                     node: node.to_string(),
                     after: human(timeout),
                     pod: b.pod,
                     budget: b.budget,
                     detail: b.detail,
-                });
+                })));
             }
             let left = deadline.saturating_duration_since(Instant::now());
             tokio::time::sleep(self.drain_retry.min(left).max(Duration::from_millis(10))).await;
@@ -346,15 +346,14 @@ impl Cluster {
         });
         let body = serde_json::to_vec(&body).expect("static JSON");
         let path = format!("/api/v1/namespaces/{ns}/pods/{name}/eviction");
-        Ok(self
-            .call_raw(|c| {
-                let req = http::Request::post(path.as_str())
-                    .header(http::header::CONTENT_TYPE, "application/json")
-                    .body(body.clone())
-                    .expect("valid request");
-                async move { c.request_text(req).await.map(|_| ()) }
-            })
-            .await?)
+        self.call_raw(|c| {
+            let req = http::Request::post(path.as_str())
+                .header(http::header::CONTENT_TYPE, "application/json")
+                .body(body.clone())
+                .expect("valid request");
+            async move { c.request_text(req).await.map(|_| ()) }
+        })
+        .await
     }
 
     /// The PodDisruptionBudget of `pod`'s namespace whose selector matches its labels.
@@ -384,7 +383,103 @@ impl Cluster {
 
 #[cfg(test)]
 mod tests {
+    use super::super::fake::{Fake, FakePod};
     use super::*;
+
+    fn pod(name: &str, node: &str, owner: &str) -> FakePod {
+        FakePod {
+            namespace: "docfast".into(),
+            name: name.into(),
+            node: node.into(),
+            owner: owner.into(),
+        }
+    }
+
+    async fn workers(net: u8) -> (Fake, std::sync::Arc<Cluster>) {
+        let fake = Fake::start(&format!("127.0.{net}.5"), &[&format!("10.0.{net}.5")]).await;
+        {
+            let mut w = fake.world.lock().unwrap();
+            w.k3s = true;
+            w.nodes.insert("k3s-mgr".into(), (true, true));
+            w.nodes.insert("k3s-w1".into(), (true, false));
+            w.nodes.insert("k3s-w2".into(), (true, false));
+            w.pods = vec![
+                pod("docfast-a", "k3s-w1", "ReplicaSet"),
+                pod("svclb-w1", "k3s-w1", "DaemonSet"),
+                pod("docfast-b", "k3s-w2", "ReplicaSet"),
+            ];
+        }
+        let cluster = fake.cluster(&format!("10.0.{net}.5"));
+        (fake, cluster)
+    }
+
+    #[tokio::test]
+    async fn a_drain_evicts_the_nodes_workload_pods_and_leaves_daemonset_pods_and_other_nodes() {
+        let (fake, cluster) = workers(31).await;
+        cluster.cordon("k3s-w1").await.unwrap();
+        assert_eq!(cluster.cordoned("k3s-w1").await.unwrap(), Some(true));
+        let done = cluster
+            .drain("k3s-w1", Duration::from_secs(5))
+            .await
+            .unwrap();
+        assert_eq!(done.evicted, ["docfast/docfast-a"]);
+        let w = fake.world.lock().unwrap();
+        let left: Vec<_> = w.pods.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(left, ["svclb-w1", "docfast-b"]);
+        assert_eq!(
+            w.writes,
+            [
+                "PATCH /api/v1/nodes/k3s-w1",
+                "POST /api/v1/namespaces/docfast/pods/docfast-a/eviction"
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_drain_blocked_by_a_budget_times_out_naming_the_pod_and_budget_and_the_node_stays_cordoned()
+     {
+        let (fake, cluster) = workers(32).await;
+        fake.world
+            .lock()
+            .unwrap()
+            .blocked
+            .insert("docfast-a".into());
+        cluster.cordon("k3s-w1").await.unwrap();
+        let e = cluster
+            .drain("k3s-w1", Duration::from_millis(400))
+            .await
+            .unwrap_err();
+        assert!(matches!(e, NodeError::DrainTimeout(_)), "{e:?}");
+        let m = e.to_string();
+        assert!(
+            m.starts_with(
+                "drain of node k3s-w1 timed out after 0.4 s: pod docfast/docfast-a is blocked by PodDisruptionBudget docfast/docfast (The disruption budget docfast needs 1 healthy pods and has 1 currently)"
+            ),
+            "{m}"
+        );
+        assert!(m.contains("stays cordoned"), "{m}");
+        assert_eq!(cluster.cordoned("k3s-w1").await.unwrap(), Some(true));
+        let evictions = fake
+            .world
+            .lock()
+            .unwrap()
+            .writes
+            .iter()
+            .filter(|w| w.ends_with("/eviction"))
+            .count();
+        assert!(evictions >= 2, "the refusal was retried: {evictions}");
+    }
+
+    #[tokio::test]
+    async fn deleting_a_node_twice_is_fine_and_uncordon_clears_the_flag() {
+        let (_fake, cluster) = workers(33).await;
+        cluster.cordon("k3s-w2").await.unwrap();
+        cluster.uncordon("k3s-w2").await.unwrap();
+        assert_eq!(cluster.cordoned("k3s-w2").await.unwrap(), Some(false));
+        assert!(cluster.delete_node("k3s-w2").await.unwrap());
+        assert!(!cluster.delete_node("k3s-w2").await.unwrap());
+        assert_eq!(cluster.cordoned("k3s-w2").await.unwrap(), None);
+    }
 
     #[test]
     fn the_budget_is_read_from_the_refusal_cause() {

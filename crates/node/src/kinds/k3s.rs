@@ -315,7 +315,17 @@ pub async fn observe(
             CONFIG_YAML.to_string(),
             MARKER.to_string(),
         ];
-        let (lines, files) = files::read_files_after(ctx.ssh(), host, &paths, PROBE, 3).await?;
+        let (lines, files) = match files::read_files_after(ctx.ssh(), host, &paths, PROBE, 3).await
+        {
+            Ok(read) => read,
+            // Nothing answers at the host's address: a machine not made yet (a server the
+            // plan creates) or being rebuilt has no k3s; installing it waits for its SSH.
+            Err(e) if not_up(&e) => {
+                tracing::info!(host = %host, "{e}: observed as without k3s");
+                return Ok(None);
+            }
+            Err(e) => return Err(e),
+        };
         let text = |f: &RemoteFile| match f {
             RemoteFile::File(b) => Some(String::from_utf8_lossy(b).into_owned()),
             _ => None,
@@ -345,6 +355,15 @@ pub async fn observe(
         out.extend(r?);
     }
     Ok(out)
+}
+
+/// Whether `e` says nothing listens at the host's address (no machine there), as opposed
+/// to a machine that answers wrongly (host key, authentication, a lost connection).
+fn not_up(e: &NodeError) -> bool {
+    matches!(e, NodeError::Connect { detail, .. }
+        if ["Connection refused", "No route to host", "Connection timed out", "timed out"]
+            .iter()
+            .any(|s| detail.contains(s)))
 }
 
 /// Membership of hosts' nodes, through the Kubernetes API of the clusters they are declared
