@@ -1,6 +1,7 @@
 //! hetzner-k3s down to k3s, in simulator mode: the hand-made cluster (and the zone's MX
-//! record, `mail.cloonar.com.`) is adopted with nothing but ownership markers — no install,
-//! no restart — and after the apply the whole stack plans no change. Needs root (real sshd
+//! record, `mail.cloonar.com.`) is adopted as found — the agents with nothing but ownership
+//! markers, the server with no change but its migration to etcd (`--cluster-init`) — and
+//! after the apply the whole stack plans no change. Needs root (real sshd
 //! hosts); runs in the loopback-only namespace of `scripts/test.sh`.
 
 use std::sync::Arc;
@@ -14,35 +15,43 @@ async fn the_hand_made_k3s_cluster_and_its_mx_record_are_adopted_with_no_change(
         .load(Target::Simulated)
         .await
         .expect("simulated hetzner-k3s");
-    let planned = plan(&loaded.stack, &loaded.providers).await.expect("plan");
-    let adopted: Vec<_> = planned
-        .plan
-        .resource_changes
-        .iter()
-        .filter(|c| {
-            c.kind.starts_with("node_k3s_") || c.address.to_string() == "hetzner_rrset.apex-mx"
-        })
-        .collect();
-    assert_eq!(adopted.len(), 4, "{:?}", planned.plan.resource_changes);
-    for c in &adopted {
-        let paths: Vec<_> = c.changes.iter().map(|f| f.path.as_str()).collect();
-        assert_eq!(
-            paths,
-            ["(ownership marker)"],
-            "{}: {:?}",
-            c.address,
-            c.changes
-        );
-        assert!(c.steps.is_empty(), "{}: {:?}", c.address, c.steps);
-    }
-    let token = loaded
+    let world = loaded
         .keep
         .iter()
         .find_map(|k| k.downcast_ref::<stacks::sims::HetznerK3sWorld>())
-        .expect("the simulated k3s world is kept alive")
-        .nodes
-        .token
-        .clone();
+        .expect("the simulated k3s world is kept alive");
+    let agent_starts = || {
+        let sim = world.nodes.lock();
+        ["k3s-w1", "k3s-w2"].map(|h| sim.k3s_starts(h))
+    };
+    let starts = agent_starts();
+    let planned = plan(&loaded.stack, &loaded.providers).await.expect("plan");
+    let change = |addr: &str| {
+        planned
+            .plan
+            .resource_changes
+            .iter()
+            .find(|c| c.address.to_string() == addr)
+            .unwrap_or_else(|| panic!("{addr} is not planned"))
+    };
+    // The agents and the MX record are adopted as found: an ownership marker, no step.
+    for addr in [
+        "node_k3s_agent.k3s-w1",
+        "node_k3s_agent.k3s-w2",
+        "hetzner_rrset.apex-mx",
+    ] {
+        let c = change(addr);
+        let paths: Vec<_> = c.changes.iter().map(|f| f.path.as_str()).collect();
+        assert_eq!(paths, ["(ownership marker)"], "{addr}: {:?}", c.changes);
+        assert!(c.steps.is_empty(), "{addr}: {:?}", c.steps);
+    }
+    // The hand-made server's version, flags, taint and node IP are adopted as they are: its
+    // only change is the HA migration (`--cluster-init`), made in place.
+    let mgr = change("node_k3s_server.k3s-mgr");
+    let paths: Vec<_> = mgr.changes.iter().map(|f| f.path.as_str()).collect();
+    assert_eq!(paths, ["cluster_init"], "{:?}", mgr.changes);
+    assert_eq!(mgr.action, Some(Action::Update));
+    let token = world.nodes.token.clone();
     let shown = format!(
         "{} {:?}",
         serde_json::to_string(&planned.plan).unwrap(),
@@ -79,6 +88,11 @@ async fn the_hand_made_k3s_cluster_and_its_mx_record_are_adopted_with_no_change(
     .await;
     assert!(report.success(), "{report:?}");
     assert!(!format!("{report:?}").contains(&token));
+    assert_eq!(
+        agent_starts(),
+        starts,
+        "the adopted agents were neither reinstalled nor restarted"
+    );
     let again = plan(&loaded.stack, &loaded.providers).await.expect("plan");
     let left: Vec<_> = again
         .plan

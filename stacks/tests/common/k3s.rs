@@ -14,6 +14,7 @@ use cairn::cli::{App, Cli, Loaded, StackDef, Target};
 use cairn_core::{Action, ApplyOptions, apply, plan};
 use cairn_node_sim::{ClusterId, NodeSim};
 use clap::Parser;
+use stacks::sims::HetznerK3sWorld;
 use stacks::stacks::hetzner_k3s;
 
 /// The nodes in the order `rotate --all` and the rolling upgrade take them (servers first).
@@ -90,13 +91,13 @@ impl World {
             .await
             .expect("simulated hetzner-k3s");
         let keep = std::mem::take(&mut loaded.keep);
-        let hetzner = keep
+        let world = keep
             .iter()
-            .find_map(|k| k.downcast_ref::<stacks::sims::Hetzner>())
-            .expect("the Hetzner simulator is kept");
+            .find_map(|k| k.downcast_ref::<HetznerK3sWorld>())
+            .expect("the simulated hetzner-k3s world is kept");
         let (hetzner_endpoint, hetzner_token) = (
-            hetzner.handle.endpoint.clone(),
-            hetzner.handle.token.clone(),
+            world.hetzner.handle.endpoint.clone(),
+            world.hetzner.handle.token.clone(),
         );
         World {
             loaded,
@@ -186,12 +187,15 @@ impl World {
 
     /// The cluster's join token (to build the stack again, e.g. with another version).
     pub fn token(&self) -> String {
-        let keep = self.sims.keep.lock().unwrap();
-        keep.iter()
-            .find_map(|k| k.downcast_ref::<cairn_node_sim::world::HetznerK3s>())
-            .expect("the simulated k3s world is kept")
-            .token
-            .clone()
+        self.sims.world(|w| w.nodes.token.clone())
+    }
+
+    /// The stack as [`hetzner_k3s`] declares it, but with k3s `version` on every node.
+    pub fn stack_with_version(&self, version: &str) -> anyhow::Result<cairn_core::Stack> {
+        anyhow::bail!(
+            "hetzner_k3s has no way to declare k3s {version} instead of {}: its k3s part pins K3S_VERSION",
+            hetzner_k3s::K3S_VERSION
+        )
     }
 
     /// The Hetzner server ids by name, through the simulator's API.
@@ -203,12 +207,16 @@ impl World {
 impl Sims {
     /// Runs `f` on the node simulator and the k3s cluster's id.
     pub fn with_sim<T>(&self, f: impl FnOnce(&NodeSim, ClusterId) -> T) -> T {
+        self.world(|w| f(&w.nodes.lock(), w.nodes.cluster))
+    }
+
+    /// Runs `f` on the simulated world.
+    fn world<T>(&self, f: impl FnOnce(&HetznerK3sWorld) -> T) -> T {
         let keep = self.keep.lock().unwrap();
-        let w = keep
+        f(keep
             .iter()
-            .find_map(|k| k.downcast_ref::<cairn_node_sim::world::HetznerK3s>())
-            .expect("the simulated k3s world is kept");
-        f(&w.sim, w.cluster)
+            .find_map(|k| k.downcast_ref::<HetznerK3sWorld>())
+            .expect("the simulated hetzner-k3s world is kept"))
     }
 
     /// One sample of the cluster as the simulator sees it.
