@@ -43,6 +43,10 @@ fn process_env() -> &'static tempfile::TempDir {
             std::env::set_var(cairn_core::lock::STATE_DIR_ENV, dir.path());
             std::env::set_var("CAIRN_SIMULATE", "1");
             std::env::set_var("NO_COLOR", "1");
+            // A gate that never opens fails the test in minutes, not the default ten.
+            std::env::set_var("CAIRN_GATE_TIMEOUT_SECS", "120");
+            // Drains wait for replacement pods (ready within a second or two here).
+            std::env::set_var("CAIRN_DRAIN_TIMEOUT_SECS", "60");
         }
     });
     dir
@@ -50,7 +54,16 @@ fn process_env() -> &'static tempfile::TempDir {
 
 /// Runs a test body on a fresh multi-threaded runtime, after [`process_env`].
 pub fn run<F: std::future::Future<Output = ()>>(body: F) {
+    run_with_env(&[], body)
+}
+
+/// [`run`], with `env` set first (e.g. a short drain timeout).
+pub fn run_with_env<F: std::future::Future<Output = ()>>(env: &[(&str, &str)], body: F) {
     process_env();
+    for (k, v) in env {
+        // SAFETY: as in `process_env`: no other thread of this test exists yet.
+        unsafe { std::env::set_var(k, v) };
+    }
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
