@@ -1,5 +1,6 @@
 //! hetzner-k3s end to end against the Hetzner simulator seeded with the hand-made cluster:
-//! adoption plans no replace and only the missing record, then the world converges.
+//! adoption plans no replace, only the missing record and the two new servers (with the
+//! firewall following them), then the world converges.
 
 use std::sync::Arc;
 
@@ -18,6 +19,7 @@ async fn adopting_the_hand_made_cluster_replaces_nothing_and_then_converges() {
     let mut creates = Vec::new();
     for c in &planned.plan.resource_changes {
         match c.action() {
+            Action::Update if c.address.0 == "hetzner_firewall.coolify-fw" => {}
             Action::Update => assert_eq!(
                 c.changes
                     .iter()
@@ -31,7 +33,15 @@ async fn adopting_the_hand_made_cluster_replaces_nothing_and_then_converges() {
             other => panic!("{} plans {other:?}", c.address),
         }
     }
-    assert_eq!(creates, ["hetzner_rrset.staging-a"]);
+    creates.sort();
+    assert_eq!(
+        creates,
+        [
+            "hetzner_rrset.staging-a",
+            "hetzner_server.k3s-cp2",
+            "hetzner_server.k3s-cp3"
+        ]
+    );
     let staging = planned.plan.change("hetzner_rrset.staging-a").unwrap();
     assert_eq!(
         staging.after_unknown,

@@ -150,7 +150,7 @@ pub(crate) struct Journal {
 
 /// Reads the stack's rotation runs newest first (ignoring `own_run`, the run just opened):
 /// the newest rotation folded over every run that worked on it, and — for `nodes` — when
-/// each was last rotated.
+/// each was last rotated (reading on until each of them is found or the runs end).
 pub(crate) async fn load(
     backend: &dyn Backend,
     stack: &str,

@@ -143,7 +143,13 @@ impl Rotator<'_> {
     async fn locked(&self) -> anyhow::Result<String> {
         let name = self.loaded.stack.name();
         let all = self.rotation.nodes();
-        let journal = journal::load(self.backend.as_ref(), name, self.run, &all).await?;
+        // When each node was last rotated matters to `--due` only (it may read far back).
+        let due_nodes = if self.args.select == Select::Due {
+            &all[..]
+        } else {
+            &[]
+        };
+        let journal = journal::load(self.backend.as_ref(), name, self.run, due_nodes).await?;
         let requested = self.requested(&all, &journal)?;
         let resumed = journal
             .unfinished

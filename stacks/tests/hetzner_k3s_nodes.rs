@@ -1,7 +1,8 @@
 //! hetzner-k3s down to k3s, in simulator mode: the hand-made cluster (and the zone's MX
 //! record, `mail.cloonar.com.`) is adopted as found — the agents with nothing but ownership
-//! markers, the server with no change but its migration to etcd (`--cluster-init`) — and
-//! after the apply the whole stack plans no change. Needs root (real sshd
+//! markers, no install, no restart; the server with no change but its migration to embedded
+//! etcd (`--cluster-init`) — while two new servers join it; after the apply the whole stack
+//! plans no change. Needs root (real sshd
 //! hosts); runs in the loopback-only namespace of `scripts/test.sh`.
 
 use std::sync::Arc;
@@ -10,7 +11,7 @@ use cairn_core::{Action, ApplyOptions, apply, plan};
 use stacks::stacks::{Target, hetzner_k3s};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_hand_made_k3s_cluster_and_its_mx_record_are_adopted_with_no_change() {
+async fn the_hand_made_k3s_cluster_is_adopted_and_grows_to_three_servers_then_plans_no_change() {
     let loaded = hetzner_k3s::def()
         .load(Target::Simulated)
         .await
@@ -51,6 +52,25 @@ async fn the_hand_made_k3s_cluster_and_its_mx_record_are_adopted_with_no_change(
     let paths: Vec<_> = mgr.changes.iter().map(|f| f.path.as_str()).collect();
     assert_eq!(paths, ["cluster_init"], "{:?}", mgr.changes);
     assert_eq!(mgr.action, Some(Action::Update));
+    // The new servers join it.
+    for new in [
+        "hetzner_server.k3s-cp2",
+        "hetzner_server.k3s-cp3",
+        "node_k3s_server.k3s-cp2",
+        "node_k3s_server.k3s-cp3",
+        "hetzner_ssh_key.cairn",
+    ] {
+        assert_eq!(change(new).action, Some(Action::Create), "{new}");
+    }
+    assert!(
+        planned
+            .plan
+            .gates
+            .iter()
+            .any(|g| g.address.to_string() == "gate.k3s-ha"),
+        "{:?}",
+        planned.plan.gates
+    );
     let token = world.nodes.token.clone();
     let shown = format!(
         "{} {:?}",

@@ -220,6 +220,24 @@ fn stop_unit(w: &mut World, host: &str, unit: &str) {
     }
 }
 
+/// A k3s host boots: its installed (enabled) units start, failing into the journal as
+/// at any start.
+pub(crate) fn boot(w: &mut World, host: &str) {
+    let Some(dir) = w
+        .hosts
+        .get(host)
+        .filter(|h| h.k3s.is_some())
+        .map(|h| h.dir.clone())
+    else {
+        return;
+    };
+    for u in ["k3s", "k3s-agent"] {
+        if dir.join(format!("systemd/{u}.service")).exists() {
+            let _ = start_unit(w, host, u);
+        }
+    }
+}
+
 /// Starts `unit` on `host`: runs k3s with what its files say now. On failure the journal
 /// holds k3s's message and the unit is failed.
 pub(crate) fn start_unit(w: &mut World, host: &str, unit: &str) -> Result<(), String> {
@@ -498,10 +516,13 @@ fn run_k3s(w: &mut World, host: &str, unit: &str) -> Result<Running, String> {
     // new cluster (etcd with `--cluster-init`, else SQLite).
     let (cluster, etcd, join) = match (server, ds, &o.server) {
         (false, _, None) => return Err("Error: --server is required".into()),
-        (false, _, Some(url)) => (join_target(w, host, url, o.token.as_deref())?.0, false, {
-            let (ip, port) = parse_endpoint(url).expect("checked by join_target");
-            Some((ip, port))
-        }),
+        (false, _, Some(url)) => {
+            // An agent that has joined before knows every server (k3s saves its load
+            // balancer's list in the agent's data dir) and reaches the cluster through any.
+            let known = w.hosts[host].cluster;
+            let (cluster, join) = join_target(w, host, url, o.token.as_deref(), known)?;
+            (cluster, false, Some(join))
+        }
         (true, Some(ds), _) => {
             let c = &mut w.clusters[ds.cluster];
             if let (Some(have), Some(want)) = (&c.k3s_token, o.token.as_deref().map(token_password))
@@ -525,7 +546,7 @@ fn run_k3s(w: &mut World, host: &str, unit: &str) -> Result<Running, String> {
             }
         }
         (true, None, Some(url)) => {
-            let (cluster, (ip, port)) = join_target(w, host, url, o.token.as_deref())?;
+            let (cluster, (ip, port)) = join_target(w, host, url, o.token.as_deref(), None)?;
             let c = &w.clusters[cluster];
             if c.etcd.is_none() {
                 return Err(format!(
@@ -637,19 +658,31 @@ fn node_password(dir: &Path) -> std::io::Result<String> {
     }
 }
 
-/// The cluster a joining node reaches at `url` with `token`, or k3s's message why not.
+/// The cluster a joining node reaches at `url` with `token` (or, when `known` names the
+/// cluster it has joined before, through any of its running servers), or k3s's message
+/// why not.
 fn join_target(
     w: &mut World,
     host: &str,
     url: &str,
     token: Option<&str>,
+    known: Option<usize>,
 ) -> Result<(usize, (Ipv4Addr, u16)), String> {
     let (ip, port) =
         parse_endpoint(url).ok_or_else(|| format!("Error: invalid server url {url:?}"))?;
-    let target = w.hosts.values().find_map(|t| {
-        let r = t.k3s.as_ref()?.running.as_ref()?;
-        (t.ip == ip && t.up && r.server && port == 6443).then_some(r.cluster)
-    });
+    let serves = |t: &crate::world_state::HostRt| {
+        t.k3s
+            .as_ref()?
+            .running
+            .as_ref()
+            .filter(|r| t.up && r.server)
+            .map(|r| r.cluster)
+    };
+    let target = w
+        .hosts
+        .values()
+        .find_map(|t| serves(t).filter(|_| t.ip == ip && port == 6443))
+        .or_else(|| known.filter(|c| w.hosts.values().any(|t| serves(t) == Some(*c))));
     let Some(cluster) = target else {
         return Err(format!(
             "Failed to validate connection to cluster at {url}: failed to get CA certs: Get \\\"{url}/cacerts\\\": dial tcp {ip}:{port}: connect: connection refused"
@@ -887,6 +920,7 @@ pub(crate) fn uninstall(shared: &Shared, host: &str, prog: &str) -> Output {
     let _ = std::fs::remove_dir_all(dir.join("rancher/k3s"));
     if let Some(h) = w.hosts.get_mut(host) {
         h.units.remove(unit);
+        h.cluster = None;
         if let Some(k) = h.k3s.as_mut() {
             k.failed.remove(unit);
             if unit == "k3s" {

@@ -275,9 +275,16 @@ impl NodeSim {
             if !h.is_running() {
                 h.start()?;
             }
-            if let Some(rt) = self.shared.lock().hosts.get_mut(name) {
+            let mut w = self.shared.lock();
+            let was_down = w.hosts.get(name).is_some_and(|rt| !rt.up);
+            if let Some(rt) = w.hosts.get_mut(name) {
                 rt.up = true;
             }
+            if was_down {
+                // systemd starts the enabled k3s unit at boot.
+                k3s::boot(&mut w, name);
+            }
+            drop(w);
             return Ok(&self.hosts[i]);
         }
         let IpAddr::V4(ip) = self.shared.map.map(IpAddr::V4(declared)) else {
@@ -427,8 +434,18 @@ impl NodeSim {
         if let Some(h) = self.hosts.iter_mut().find(|h| h.name == name) {
             h.stop();
         }
-        if let Some(h) = self.shared.lock().hosts.get_mut(name) {
+        let mut w = self.shared.lock();
+        if let Some(h) = w.hosts.get_mut(name) {
             h.up = false;
+            // Its processes are gone with the machine (k3s's data dir and files stay).
+            if let Some(k) = h.k3s.as_mut() {
+                k.running = None;
+                for u in ["k3s", "k3s-agent"] {
+                    if let Some(active) = h.units.get_mut(u) {
+                        *active = false;
+                    }
+                }
+            }
         }
     }
 

@@ -1,10 +1,12 @@
-//! A cluster's workload: Deployments with their ReplicaSet's pods, PodDisruptionBudgets, and
-//! the controllers that act on them — the scheduler (a Pending pod goes to a Ready,
+//! A cluster's workload: Deployments with their ReplicaSet's pods, DaemonSets (a pod on
+//! every node, e.g. k3s's `svclb-traefik`), PodDisruptionBudgets, and the controllers that
+//! act on them — the scheduler (a Pending pod goes to a Ready,
 //! schedulable node whose `NoSchedule` taints it tolerates, the one with the fewest pods of
 //! its Deployment), the ReplicaSet controller (a Deployment is topped up to its replicas;
 //! pods of a deleted node, or of a node NotReady longer than the eviction timeout, are
-//! replaced) and the kubelet's part (a scheduled pod runs once its node's kubelet runs, and
-//! is Ready a start delay later, while its node is Ready).
+//! replaced; an evicted pod is Terminating until its node's kubelet has stopped it), the
+//! DaemonSet controller, and the kubelet's part (a scheduled pod runs once its node's
+//! kubelet runs, and is Ready a start delay later, while its node is Ready).
 //!
 //! Nothing here runs by itself: the k3s loops call [`controllers`] from a server that runs
 //! (with etcd quorum) and [`kubelet`] from each node's own k3s process.
@@ -23,6 +25,7 @@ pub(crate) type Key = (String, String);
 #[derive(Debug, Default)]
 pub(crate) struct Workloads {
     pub deployments: BTreeMap<Key, Deployment>,
+    pub daemonsets: BTreeMap<Key, DaemonSet>,
     pub pods: BTreeMap<Key, Pod>,
     pub pdbs: BTreeMap<Key, Pdb>,
     /// Pods made so far (names are derived from it).
@@ -44,10 +47,23 @@ pub(crate) struct Deployment {
     pub created: SystemTime,
 }
 
-/// A pod of a Deployment.
+/// A DaemonSet whose pods tolerate every taint.
+#[derive(Debug, Clone)]
+pub(crate) struct DaemonSet {
+    pub labels: BTreeMap<String, String>,
+    pub image: String,
+    pub hash: String,
+}
+
+/// A pod of a Deployment or a DaemonSet.
 #[derive(Debug, Clone)]
 pub(crate) struct Pod {
+    /// Its controller's name: the Deployment, or the DaemonSet when `daemonset`.
     pub deployment: String,
+    pub daemonset: bool,
+    /// Set once deleted (evicted): when the deletion was asked for, and the end of its
+    /// grace period. Its node's kubelet removes it once it has stopped it.
+    pub terminating: Option<SystemTime>,
     pub node: Option<String>,
     pub created: SystemTime,
     /// When its node's kubelet started its containers, and when they pass their readiness
@@ -80,6 +96,8 @@ pub(crate) struct Timing {
     pub start_delay: Duration,
     /// How long a node is NotReady before its pods are replaced.
     pub eviction_timeout: Duration,
+    /// How long an evicted pod takes to stop on a running kubelet.
+    pub termination: Duration,
 }
 
 impl Default for Timing {
@@ -87,13 +105,26 @@ impl Default for Timing {
         Timing {
             start_delay: Duration::from_millis(500),
             eviction_timeout: Duration::from_secs(5),
+            termination: Duration::from_millis(300),
         }
     }
 }
 
 impl Workloads {
-    /// The pod labels of `deployment`'s pods.
+    /// The labels of a pod.
     fn pod_labels(&self, ns: &str, p: &Pod) -> BTreeMap<String, String> {
+        if p.daemonset {
+            let mut l = self
+                .daemonsets
+                .get(&(ns.to_string(), p.deployment.clone()))
+                .map(|d| d.labels.clone())
+                .unwrap_or_default();
+            if let Some(d) = self.daemonsets.get(&(ns.to_string(), p.deployment.clone())) {
+                l.insert("controller-revision-hash".into(), d.hash.clone());
+                l.insert("pod-template-generation".into(), "1".into());
+            }
+            return l;
+        }
         let mut l = self
             .deployments
             .get(&(ns.to_string(), p.deployment.clone()))
@@ -108,11 +139,11 @@ impl Workloads {
         l
     }
 
-    /// The pods a PDB selects: `(name, ready)`.
+    /// The pods a PDB counts (not Terminating): `(name, ready)`.
     pub fn pdb_pods(&self, ns: &str, pdb: &Pdb) -> Vec<(String, bool)> {
         self.pods
             .iter()
-            .filter(|((pns, _), _)| pns == ns)
+            .filter(|((pns, _), p)| pns == ns && p.terminating.is_none())
             .filter(|((_, _), p)| {
                 let l = self.pod_labels(ns, p);
                 pdb.match_labels.iter().all(|(k, v)| l.get(k) == Some(v))
@@ -130,13 +161,23 @@ impl Workloads {
         (expected, healthy, desired, healthy.saturating_sub(desired))
     }
 
-    /// Evicts pod `ns/name` as the eviction subresource does: `Ok(())` when it went away,
-    /// `Err((pdb, desired, healthy))` when a PDB forbids it, `Err` of `None` when no pod.
-    pub fn evict(&mut self, ns: &str, name: &str) -> Result<(), Evict> {
+    /// Evicts pod `ns/name` as the eviction subresource does: `Ok(())` when it is deleted
+    /// (Terminating for `grace`, then its kubelet removes it; a pod already Terminating
+    /// needs no budget), [`Evict::Budget`] when a PDB forbids it.
+    pub fn evict(
+        &mut self,
+        ns: &str,
+        name: &str,
+        now: SystemTime,
+        grace: Duration,
+    ) -> Result<(), Evict> {
         let key = (ns.to_string(), name.to_string());
         let Some(pod) = self.pods.get(&key) else {
             return Err(Evict::NotFound);
         };
+        if pod.terminating.is_some() {
+            return Ok(());
+        }
         let labels = self.pod_labels(ns, pod);
         let covering: Vec<(&Key, &Pdb)> = self
             .pdbs
@@ -164,25 +205,45 @@ impl Workloads {
                 });
             }
         }
-        self.pods.remove(&key);
+        if let Some(p) = self.pods.get_mut(&key) {
+            p.terminating = Some(now + grace);
+            p.ready = false;
+        }
         Ok(())
     }
 
-    /// A new pod name of a Deployment.
-    fn new_pod(&mut self, ns: &str, deployment: &str, node: Option<String>, now: SystemTime) {
-        let Some(d) = self
-            .deployments
-            .get(&(ns.to_string(), deployment.to_string()))
-        else {
+    /// A new pod of a Deployment (`<name>-<hash>-<suffix>`) or a DaemonSet
+    /// (`<name>-<suffix>`, bound to its node).
+    fn new_pod(
+        &mut self,
+        ns: &str,
+        owner: &str,
+        daemonset: bool,
+        node: Option<String>,
+        now: SystemTime,
+    ) {
+        let key = (ns.to_string(), owner.to_string());
+        let hash = if daemonset {
+            self.daemonsets.get(&key).map(|_| String::new())
+        } else {
+            self.deployments.get(&key).map(|d| d.hash.clone())
+        };
+        let Some(hash) = hash else {
             return;
         };
         self.made += 1;
-        let suffix = pod_suffix(&format!("{ns}/{deployment}/{}", self.made));
-        let name = format!("{deployment}-{}-{suffix}", d.hash);
+        let suffix = pod_suffix(&format!("{ns}/{owner}/{}", self.made));
+        let name = if daemonset {
+            format!("{owner}-{suffix}")
+        } else {
+            format!("{owner}-{hash}-{suffix}")
+        };
         self.pods.insert(
             (ns.to_string(), name),
             Pod {
-                deployment: deployment.to_string(),
+                deployment: owner.to_string(),
+                daemonset,
+                terminating: None,
                 node,
                 created: now,
                 running_since: None,
@@ -205,7 +266,7 @@ impl Workloads {
         self.deployments
             .insert((ns.to_string(), name.to_string()), d);
         for i in 0..replicas {
-            self.new_pod(ns, name, nodes.get(i).map(|n| n.to_string()), now);
+            self.new_pod(ns, name, false, nodes.get(i).map(|n| n.to_string()), now);
         }
     }
 }
@@ -258,18 +319,24 @@ pub(crate) fn controllers(
             wl.not_ready_since.entry(n.clone()).or_insert(now);
         }
     }
-    // Pods whose node is gone, or NotReady longer than the eviction timeout, go away.
-    let since = wl.not_ready_since.clone();
-    wl.pods.retain(|_, p| match &p.node {
-        None => true,
-        Some(n) => {
-            nodes.contains_key(n)
-                && !since.get(n).is_some_and(|at| {
-                    now.duration_since(*at)
-                        .is_ok_and(|d| d >= t.eviction_timeout)
-                })
+    // Pods whose node is gone are deleted (pod GC); pods of a node NotReady longer than
+    // the eviction timeout are deleted gracefully (Terminating until its kubelet runs
+    // again), DaemonSet pods tolerate it.
+    wl.pods
+        .retain(|_, p| p.node.as_ref().is_none_or(|n| nodes.contains_key(n)));
+    for p in wl.pods.values_mut() {
+        let expired = p
+            .node
+            .as_ref()
+            .and_then(|n| wl.not_ready_since.get(n))
+            .is_some_and(|at| {
+                now.duration_since(*at)
+                    .is_ok_and(|d| d >= t.eviction_timeout)
+            });
+        if expired && !p.daemonset && p.terminating.is_none() {
+            p.terminating = Some(now + t.termination);
         }
-    });
+    }
     for p in wl.pods.values_mut() {
         if p.node
             .as_ref()
@@ -289,12 +356,14 @@ pub(crate) fn controllers(
         let mine: Vec<Key> = wl
             .pods
             .iter()
-            .filter(|((pns, _), p)| *pns == ns && p.deployment == name)
+            .filter(|((pns, _), p)| {
+                *pns == ns && p.deployment == name && !p.daemonset && p.terminating.is_none()
+            })
             .map(|(k, _)| k.clone())
             .collect();
         let have = mine.len() as u32;
         for _ in have..replicas {
-            wl.new_pod(&ns, &name, None, now);
+            wl.new_pod(&ns, &name, false, None, now);
         }
         if have > replicas {
             // Pending and not-Ready pods go first, as the ReplicaSet controller ranks them.
@@ -304,7 +373,26 @@ pub(crate) fn controllers(
                 (p.node.is_some(), p.ready)
             });
             for k in ranked.into_iter().take((have - replicas) as usize) {
-                wl.pods.remove(&k);
+                if let Some(p) = wl.pods.get_mut(&k) {
+                    p.terminating = Some(now + t.termination);
+                    p.ready = false;
+                }
+            }
+        }
+    }
+    // DaemonSets: a pod on every node.
+    let daemonsets: Vec<Key> = wl.daemonsets.keys().cloned().collect();
+    for (ns, name) in daemonsets {
+        for node in nodes.keys() {
+            let has = wl.pods.iter().any(|((pns, _), p)| {
+                *pns == ns
+                    && p.daemonset
+                    && p.deployment == name
+                    && p.terminating.is_none()
+                    && p.node.as_deref() == Some(node)
+            });
+            if !has {
+                wl.new_pod(&ns, &name, true, Some(node.clone()), now);
             }
         }
     }
@@ -330,7 +418,11 @@ pub(crate) fn controllers(
                     .pods
                     .iter()
                     .filter(|((pns, _), p)| {
-                        pns == ns && p.deployment == dep && p.node.as_deref() == Some(n)
+                        pns == ns
+                            && p.deployment == dep
+                            && !p.daemonset
+                            && p.terminating.is_none()
+                            && p.node.as_deref() == Some(n)
                     })
                     .count();
                 (load, n.clone())
@@ -345,10 +437,18 @@ pub(crate) fn controllers(
 }
 
 /// The kubelet of `node` (its k3s process runs): starts the containers of the pods bound
-/// to it and reports them Ready a start delay later while the node is Ready.
+/// to it and reports them Ready a start delay later while the node is Ready; removes the
+/// Terminating ones once their grace period is over (it has stopped them).
 pub(crate) fn kubelet(c: &mut Cluster, node: &str, node_ready: bool, t: Timing, now: SystemTime) {
+    c.workloads.pods.retain(|_, p| {
+        p.node.as_deref() != Some(node) || p.terminating.is_none_or(|end| now < end)
+    });
     for p in c.workloads.pods.values_mut() {
         if p.node.as_deref() != Some(node) {
+            continue;
+        }
+        if p.terminating.is_some() {
+            p.ready = false;
             continue;
         }
         let (_, ready_at) = *p.running_since.get_or_insert((now, now + t.start_delay));
@@ -359,22 +459,40 @@ pub(crate) fn kubelet(c: &mut Cluster, node: &str, node_ready: bool, t: Timing, 
 /// A pod as the API returns it.
 pub(crate) fn pod_json(wl: &Workloads, ns: &str, name: &str, p: &Pod, rv: u64) -> Value {
     let labels = wl.pod_labels(ns, p);
-    let d = wl.deployments.get(&(ns.to_string(), p.deployment.clone()));
-    let hash = d.map_or(String::new(), |d| d.hash.clone());
-    let rs = format!("{}-{hash}", p.deployment);
-    let image = d.map_or("registry.example/app:latest".to_string(), |d| {
-        d.image.clone()
-    });
-    let tolerations: Vec<Value> = d
-        .map(|d| d.tolerations.clone())
-        .unwrap_or_default()
-        .iter()
-        .map(|k| json!({"key": k, "operator": "Exists", "effect": "NoSchedule"}))
-        .chain([
-            json!({"key": "node.kubernetes.io/not-ready", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300}),
-            json!({"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300}),
-        ])
-        .collect();
+    let key = (ns.to_string(), p.deployment.clone());
+    let (owner_kind, owner, image, mut tolerations) = if p.daemonset {
+        let image = wl
+            .daemonsets
+            .get(&key)
+            .map_or(String::new(), |d| d.image.clone());
+        // DaemonSet pods tolerate everything (as k3s's svclb pods do).
+        (
+            "DaemonSet",
+            p.deployment.clone(),
+            image,
+            vec![json!({"operator": "Exists"})],
+        )
+    } else {
+        let d = wl.deployments.get(&key);
+        let hash = d.map_or(String::new(), |d| d.hash.clone());
+        let image = d.map_or(String::new(), |d| d.image.clone());
+        let tolerations = d
+            .map(|d| d.tolerations.clone())
+            .unwrap_or_default()
+            .iter()
+            .map(|k| json!({"key": k, "operator": "Exists", "effect": "NoSchedule"}))
+            .collect();
+        (
+            "ReplicaSet",
+            format!("{}-{hash}", p.deployment),
+            image,
+            tolerations,
+        )
+    };
+    tolerations.extend([
+        json!({"key": "node.kubernetes.io/not-ready", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300}),
+        json!({"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300}),
+    ]);
     let mut spec = json!({
         "containers": [{"name": p.deployment, "image": image, "ports": [{"containerPort": 8080, "protocol": "TCP"}]}],
         "restartPolicy": "Always",
@@ -392,23 +510,28 @@ pub(crate) fn pod_json(wl: &Workloads, ns: &str, name: &str, p: &Pod, rv: u64) -
     } else {
         "Pending"
     };
+    let mut meta = json!({
+        "name": name,
+        "namespace": ns,
+        "uid": uid("pod", &format!("{ns}/{name}")),
+        "resourceVersion": rv.to_string(),
+        "creationTimestamp": rfc3339(p.created),
+        "generateName": format!("{owner}-"),
+        "labels": labels,
+        "ownerReferences": [{
+            "apiVersion": "apps/v1", "kind": owner_kind, "name": owner,
+            "uid": uid(&owner_kind.to_lowercase(), &format!("{ns}/{owner}")),
+            "controller": true, "blockOwnerDeletion": true
+        }]
+    });
+    if let Some(end) = p.terminating {
+        meta["deletionTimestamp"] = json!(rfc3339(end));
+        meta["deletionGracePeriodSeconds"] = json!(30);
+    }
     json!({
         "apiVersion": "v1",
         "kind": "Pod",
-        "metadata": {
-            "name": name,
-            "namespace": ns,
-            "uid": uid("pod", &format!("{ns}/{name}")),
-            "resourceVersion": rv.to_string(),
-            "creationTimestamp": rfc3339(p.created),
-            "generateName": format!("{rs}-"),
-            "labels": labels,
-            "ownerReferences": [{
-                "apiVersion": "apps/v1", "kind": "ReplicaSet", "name": rs,
-                "uid": uid("replicaset", &format!("{ns}/{rs}")),
-                "controller": true, "blockOwnerDeletion": true
-            }]
-        },
+        "metadata": meta,
         "spec": spec,
         "status": {
             "phase": phase,
@@ -433,7 +556,9 @@ pub(crate) fn deployment_json(
     let pods: Vec<&Pod> = wl
         .pods
         .iter()
-        .filter(|((pns, _), p)| pns == ns && p.deployment == name)
+        .filter(|((pns, _), p)| {
+            pns == ns && p.deployment == name && !p.daemonset && p.terminating.is_none()
+        })
         .map(|(_, p)| p)
         .collect();
     let ready = pods.iter().filter(|p| p.ready).count();
@@ -535,21 +660,33 @@ mod tests {
 
     #[test]
     fn the_budget_allows_one_eviction_of_two_ready_pods_then_refuses() {
+        let now = SystemTime::now();
         let mut wl = wl();
         for p in wl.pods.values_mut() {
             p.ready = true;
         }
         let names: Vec<String> = wl.pods.keys().map(|(_, n)| n.clone()).collect();
-        assert_eq!(wl.evict("docfast", &names[0]), Ok(()));
+        let first = ("docfast".to_string(), names[0].clone());
+        assert_eq!(wl.evict("docfast", &names[0], now, Duration::ZERO), Ok(()));
+        assert!(wl.pods[&first].terminating.is_some());
         assert_eq!(
-            wl.evict("docfast", &names[1]),
+            wl.evict("docfast", &names[1], now, Duration::ZERO),
             Err(Evict::Budget {
                 pdb: "docfast".into(),
                 desired: 1,
                 healthy: 1
             })
         );
-        assert_eq!(wl.evict("docfast", &names[0]), Err(Evict::NotFound));
+        // A Terminating pod needs no budget; once its kubelet stopped it, it is gone.
+        assert_eq!(wl.evict("docfast", &names[0], now, Duration::ZERO), Ok(()));
+        let node = wl.pods[&first].node.clone().unwrap();
+        let mut c = crate::cluster::tests::empty_cluster();
+        c.workloads = wl;
+        kubelet(&mut c, &node, true, Timing::default(), now);
+        assert_eq!(
+            c.workloads.evict("docfast", &names[0], now, Duration::ZERO),
+            Err(Evict::NotFound)
+        );
     }
 
     #[test]

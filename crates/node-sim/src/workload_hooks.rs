@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use crate::workload::{Deployment, Pdb, template_hash};
+use crate::workload::{DaemonSet, Deployment, Pdb, template_hash};
 use crate::{ClusterId, NodeSim};
 
 /// A workload pod as the simulator sees it now.
@@ -21,6 +21,10 @@ pub struct PodView {
     pub node: Option<String>,
     /// Whether its Ready condition is True.
     pub ready: bool,
+    /// Whether it is Terminating (deleted, its kubelet has not stopped it yet).
+    pub terminating: bool,
+    /// Whether a DaemonSet owns it (`deployment` is then the DaemonSet's name).
+    pub daemonset: bool,
 }
 
 impl NodeSim {
@@ -50,6 +54,20 @@ impl NodeSim {
         w.clusters[cluster.0]
             .workloads
             .seed_deployment(ns, name, d, nodes, now);
+    }
+
+    /// Adds DaemonSet `ns/name` (label `app=<app>`, tolerating every taint): its
+    /// controller keeps a pod on every Node, as k3s's `svclb-traefik` runs on each node.
+    pub fn seed_daemonset(&self, cluster: ClusterId, ns: &str, name: &str, app: &str) {
+        let mut w = self.shared.lock();
+        w.clusters[cluster.0].workloads.daemonsets.insert(
+            (ns.to_string(), name.to_string()),
+            DaemonSet {
+                labels: BTreeMap::from([("app".to_string(), app.to_string())]),
+                image: "rancher/klipper-lb:v0.4.13".into(),
+                hash: template_hash(ns, name),
+            },
+        );
     }
 
     /// Adds PodDisruptionBudget `ns/name` selecting `app=<app>` with `minAvailable`.
@@ -89,11 +107,11 @@ impl NodeSim {
     pub fn ready_replicas(&self, cluster: ClusterId, ns: &str, name: &str) -> u32 {
         self.pods(cluster, ns)
             .iter()
-            .filter(|p| p.deployment == name && p.ready)
+            .filter(|p| p.deployment == name && !p.daemonset && p.ready)
             .count() as u32
     }
 
-    /// The workload pods of namespace `ns`.
+    /// The workload pods of namespace `ns` (Terminating ones too).
     pub fn pods(&self, cluster: ClusterId, ns: &str) -> Vec<PodView> {
         let w = self.shared.lock();
         w.clusters[cluster.0]
@@ -107,6 +125,8 @@ impl NodeSim {
                 deployment: p.deployment.clone(),
                 node: p.node.clone(),
                 ready: p.ready,
+                terminating: p.terminating.is_some(),
+                daemonset: p.daemonset,
             })
             .collect()
     }
@@ -166,6 +186,11 @@ impl NodeSim {
     /// How long a scheduled pod's containers run before it is Ready (default 500 ms).
     pub fn set_pod_start_delay(&self, d: Duration) {
         self.shared.lock().timing.start_delay = d;
+    }
+
+    /// How long an evicted pod stays Terminating on a running kubelet (default 300 ms).
+    pub fn set_pod_termination(&self, d: Duration) {
+        self.shared.lock().timing.termination = d;
     }
 
     /// How long a node is NotReady before its pods are replaced elsewhere (default 5 s;

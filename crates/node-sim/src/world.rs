@@ -100,7 +100,7 @@ pub const DOCFAST_NAMESPACE: &str = "docfast";
 /// Starts the hand-made Hetzner k3s cluster's hosts (real sshds at their private addresses,
 /// mapped by `map`) and installs k3s on them as a person did: the server first, then the
 /// agents with `K3S_URL` and the token; the [`DOCFAST`] Deployment (a pod on each worker)
-/// and its PodDisruptionBudget. Returns once the installs ran (see
+/// and its PodDisruptionBudget, and k3s's `kube-system/svclb-traefik-…` DaemonSet. Returns once the installs ran (see
 /// [`HetznerK3s::wait_ready`]).
 pub fn hetzner_k3s(map: AddrMap) -> io::Result<HetznerK3s> {
     let mut sim = NodeSim::new(map)?;
@@ -144,6 +144,14 @@ pub fn hetzner_k3s(map: AddrMap) -> io::Result<HetznerK3s> {
         &[K3S_AGENTS[0].0, K3S_AGENTS[1].0],
     );
     sim.seed_pdb(cluster, DOCFAST_NAMESPACE, DOCFAST, DOCFAST, 1);
+    // k3s's ServiceLB runs a DaemonSet pod on every node for traefik's LoadBalancer
+    // Service; a drain leaves those.
+    sim.seed_daemonset(
+        cluster,
+        "kube-system",
+        "svclb-traefik-6c3f1d2a",
+        "svclb-traefik-6c3f1d2a",
+    );
     Ok(HetznerK3s {
         sim,
         cluster,

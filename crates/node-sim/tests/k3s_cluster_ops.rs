@@ -163,12 +163,15 @@ fn ha_world(net: u8) -> HetznerK3s {
     w
 }
 
+/// The docfast pods on `node`.
 fn pods_on(w: &HetznerK3s, node: &str) -> Vec<Pod> {
     let v = expect(
         w,
         200,
         "GET",
-        &format!("/api/v1/pods?fieldSelector=spec.nodeName%3D{node}"),
+        &format!(
+            "/api/v1/namespaces/{DOCFAST_NAMESPACE}/pods?fieldSelector=spec.nodeName%3D{node}"
+        ),
         None,
     );
     serde_json::from_value::<k8s_openapi::List<Pod>>(v)
@@ -183,6 +186,21 @@ fn eviction_respects_the_pdb_and_the_replacement_lands_on_the_other_worker() {
     let on_w2 = pods_on(&w, "k3s-w2");
     assert_eq!((on_w1.len(), on_w2.len()), (1, 1));
     assert!(pods_on(&w, "k3s-mgr").is_empty(), "the server is tainted");
+    // k3s's svclb DaemonSet has a pod on every node, the tainted server too.
+    assert!(wait(Duration::from_secs(10), || {
+        let v = expect(
+            &w,
+            200,
+            "GET",
+            "/api/v1/pods?fieldSelector=spec.nodeName%3Dk3s-mgr",
+            None,
+        );
+        let pods = serde_json::from_value::<k8s_openapi::List<Pod>>(v)
+            .unwrap()
+            .items;
+        pods.len() == 1
+            && pods[0].metadata.owner_references.as_ref().unwrap()[0].kind == "DaemonSet"
+    }));
     let victim = on_w1[0].metadata.name.clone().unwrap();
     let owner = &on_w1[0].metadata.owner_references.as_ref().unwrap()[0];
     assert_eq!(owner.kind, "ReplicaSet");
@@ -245,6 +263,14 @@ fn eviction_respects_the_pdb_and_the_replacement_lands_on_the_other_worker() {
         &evict_path,
         Some(("application/json", &eviction)),
     );
+    // Terminating until k3s-w1's kubelet has stopped it, then gone.
+    let pod_path = format!("/api/v1/namespaces/{DOCFAST_NAMESPACE}/pods/{victim}");
+    let evicted: Pod = serde_json::from_value(expect(&w, 200, "GET", &pod_path, None)).unwrap();
+    assert!(evicted.metadata.deletion_timestamp.is_some());
+    assert!(wait(Duration::from_secs(10), || api(
+        &w, MGR, "GET", &pod_path, None
+    )
+    .is_ok_and(|(code, _)| code == 404)));
     expect(
         &w,
         404,
@@ -634,7 +660,12 @@ fn pods_of_a_node_not_ready_for_long_are_replaced_on_a_ready_worker() {
     w.sim.stop_k3s("k3s-w2");
     assert!(
         wait(Duration::from_secs(20), || {
-            let pods = w.sim.pods(w.cluster, DOCFAST_NAMESPACE);
+            let pods: Vec<_> = w
+                .sim
+                .pods(w.cluster, DOCFAST_NAMESPACE)
+                .into_iter()
+                .filter(|p| !p.terminating)
+                .collect();
             pods.len() == 2
                 && pods
                     .iter()
@@ -643,11 +674,12 @@ fn pods_of_a_node_not_ready_for_long_are_replaced_on_a_ready_worker() {
         "{:?}",
         w.sim.pods(w.cluster, DOCFAST_NAMESPACE)
     );
+    // The lost pod stays Terminating: its kubelet is not there to stop it.
     assert!(
         w.sim
             .pods(w.cluster, DOCFAST_NAMESPACE)
             .iter()
-            .all(|p| p.name != lost)
+            .any(|p| p.name == lost && p.terminating && !p.ready)
     );
     // The stopped node's Node stays (NotReady); only its pods moved.
     assert!(!w.sim.node(w.cluster, "k3s-w2").unwrap().ready);
@@ -676,4 +708,32 @@ fn a_deleted_node_whose_k3s_still_runs_registers_again_but_a_running_etcd_server
             "the member has been permanently removed from the cluster"
         ))));
     assert!(w.sim.node(w.cluster, CP3.0).is_none());
+}
+
+#[test]
+fn a_rebooted_agent_starts_k3s_again_and_rejoins_through_another_server_while_the_first_is_down() {
+    let mut w = ha_world(239);
+    w.sim.stop_k3s("k3s-mgr");
+    let starts = w.sim.k3s_starts("k3s-w1");
+    w.sim.stop_host("k3s-w1");
+    assert!(wait(Duration::from_secs(10), || w
+        .sim
+        .node(w.cluster, "k3s-w1")
+        .is_some_and(|n| !n.ready)));
+    w.sim
+        .start_k3s_host("k3s-w1", Ipv4Addr::new(10, 0, 1, 6))
+        .unwrap();
+    assert_eq!(
+        w.sim.k3s_starts("k3s-w1"),
+        starts + 1,
+        "systemd started k3s-agent at boot"
+    );
+    assert!(
+        wait(Duration::from_secs(10), || w
+            .sim
+            .node(w.cluster, "k3s-w1")
+            .is_some_and(|n| n.ready)),
+        "{:?}",
+        w.sim.k3s_journal("k3s-w1")
+    );
 }

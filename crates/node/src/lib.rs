@@ -15,7 +15,12 @@
 //!   `node_kubeadm_config` (controlPlaneEndpoint and certSANs, Phase 0 of a VIP cutover) and
 //!   `node_control_plane_member` (a `kubeadm join --control-plane`); `node_k3s_server` and
 //!   `node_k3s_agent` (k3s installed with its install script at a pinned version, its flags
-//!   and join token, adopted as found and checked for drift).
+//!   and join token, adopted as found and checked for drift; a version change is a rolling
+//!   upgrade with cordon and drain, a delete leaves the cluster cleanly).
+//! - [`cluster::ops`]: cordon, uncordon, drain (eviction API, PodDisruptionBudgets respected,
+//!   a typed timeout), deleting a Node, k3s etcd members; [`leave`]: a k3s node leaving its
+//!   cluster and coming back; [`rotation`]: [`rotation::K3sRotation`], a k3s cluster's
+//!   nodes as core's `Rotation`.
 //! - [`node_provider_for`]: the kinds registered with core's provider kit as the provider
 //!   `node`, over a [`NodeContext`] holding the hosts and clusters.
 //!

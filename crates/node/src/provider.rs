@@ -124,6 +124,18 @@ impl NodeContext {
         })
     }
 
+    /// Every host declared as a node of a declared cluster.
+    pub fn cluster_hosts(&self) -> Vec<String> {
+        let mut v: Vec<String> = self
+            .clusters
+            .values()
+            .flat_map(|c| c.hosts().map(str::to_string))
+            .collect();
+        v.sort();
+        v.dedup();
+        v
+    }
+
     /// The cluster that declares `host` as one of its nodes, with the node's name.
     pub fn node_of_host(&self, host: &str) -> Option<(&Arc<Cluster>, String)> {
         self.clusters

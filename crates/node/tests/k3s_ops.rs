@@ -58,7 +58,7 @@ impl Lab {
         Lab { w, dialer }
     }
 
-    fn cluster(&self) -> Arc<Cluster> {
+    fn ssh(&self) -> Arc<Ssh> {
         let sim = &self.w.sim;
         let hosts = sim
             .hosts()
@@ -73,19 +73,23 @@ impl Lab {
                 .port(h.port())
             })
             .collect();
-        let ssh = Arc::new(
+        Arc::new(
             Ssh::new(
                 SshOptions::new(sim.client_key()),
                 self.dialer.clone(),
                 hosts,
             )
             .unwrap(),
-        );
+        )
+    }
+
+    fn cluster(&self) -> Arc<Cluster> {
+        let sim = &self.w.sim;
         let mut cluster = Cluster::new(
             "hetzner-k3s",
             "10.0.1.5:6443",
             K3S_SERVER.0,
-            ssh,
+            self.ssh(),
             self.dialer.clone(),
         )
         .admin_conf(K3S_YAML)
@@ -482,4 +486,85 @@ async fn the_first_server_rotated_away_and_rebuilt_joins_the_remaining_members_a
         "{:?}",
         again.plan.resource_changes
     );
+}
+
+#[tokio::test]
+async fn deleting_an_agent_drains_it_stops_k3s_and_removes_its_node() {
+    let lab = Lab::start(241);
+    let cluster = lab.cluster();
+    let p = lab.provider(&cluster, Duration::from_secs(20));
+    adopt(&lab, &p).await;
+    let mut s = StackBuilder::new("hetzner-k3s");
+    s.delete_adopted_when_undeclared();
+    let (mgr, mgr_ip) = K3S_SERVER;
+    let mut server = K3sServer::new(mgr, K3S_VERSION, &lab.w.token);
+    server.flannel_iface = Some(K3S_FLANNEL_IFACE.into());
+    server.node_taints = vec![K3S_SERVER_TAINT.into()];
+    server.node_ip = Some(mgr_ip.into());
+    s.add(mgr, server);
+    let (w2, w2_ip) = K3S_AGENTS[1];
+    s.add(w2, agent(w2, w2_ip, &lab.w.token, K3S_VERSION));
+    let s = s.build().unwrap();
+    let planned = plan_of(&s, &p).await;
+    let (action, steps) = steps_of(&planned, "node_k3s_agent.k3s-w1");
+    assert_eq!(action, Some(Action::Delete), "{steps:?}");
+    assert_eq!(
+        steps,
+        [
+            "cordon node k3s-w1 of cluster hetzner-k3s",
+            "drain node k3s-w1 of cluster hetzner-k3s (evict its pods but DaemonSet and mirror pods; PodDisruptionBudgets respected, retried until 20 s)",
+            "systemctl stop k3s-agent on k3s-w1",
+            "delete node k3s-w1 from cluster hetzner-k3s",
+            "run /usr/local/bin/k3s-agent-uninstall.sh on k3s-w1 if it is there",
+        ]
+    );
+    let report = apply_plan(&s, &p, &planned).await;
+    assert!(report.success(), "{report:?}");
+    assert!(lab.w.sim.node(lab.w.cluster, "k3s-w1").is_none());
+    assert_eq!(
+        lab.docfast_nodes(),
+        [Some("k3s-w2".to_string()), Some("k3s-w2".to_string())]
+    );
+    // Stopped, so its kubelet does not register the node again.
+    let (status, _) = cluster
+        .ssh()
+        .run_status(
+            "k3s-w1",
+            &Cmd::new("systemctl").args(["is-active", "k3s-agent"]),
+        )
+        .await
+        .unwrap();
+    assert_ne!(status, 0, "k3s-agent still runs on k3s-w1");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(lab.w.sim.node(lab.w.cluster, "k3s-w1").is_none());
+}
+
+#[tokio::test]
+async fn a_cluster_init_server_on_a_cluster_that_does_not_exist_yet_starts_it() {
+    let mut lab = Lab::start(242);
+    let ip = Ipv4Addr::new(10, 0, 1, 20);
+    lab.w.sim.start_k3s_host("k3s-solo", ip).unwrap();
+    let solo = Arc::new(
+        Cluster::new(
+            "solo",
+            "10.0.1.20:6443",
+            "k3s-solo",
+            lab.ssh(),
+            lab.dialer.clone(),
+        )
+        .admin_conf(K3S_YAML)
+        .node("k3s-solo", "k3s-solo"),
+    );
+    let p = lab.provider(&solo, Duration::from_secs(5));
+    let mut s = StackBuilder::new("solo");
+    let mut v = K3sServer::new("k3s-solo", K3S_VERSION, &lab.w.token);
+    v.cluster_init = true;
+    v.node_ip = Some(ip.into());
+    s.add("k3s-solo", v);
+    let s = s.build().unwrap();
+    let report = apply_plan(&s, &p, &plan_of(&s, &p).await).await;
+    assert!(report.success(), "{report:?}");
+    let new = lab.w.sim.k3s_cluster_of("k3s-solo").expect("a cluster");
+    assert_ne!(new, lab.w.cluster, "its own cluster, not the hand-made one");
+    assert_eq!(lab.w.sim.etcd_health(new), (1, 1));
 }

@@ -29,7 +29,8 @@ use cairn_core::{NodeRef, Providers, Stack, StackBuilder};
 use cairn_hetzner::client::{ClientConfig, Token};
 use cairn_hetzner::prelude::*;
 use cairn_node::kinds::k3s::{INSTALL_SCRIPT, K3S_YAML};
-use cairn_node::provider::{NodeContext, node_provider_for};
+use cairn_node::provider::{NodeContext, Waits, node_provider_for};
+use cairn_node::rotation::K3sRotation;
 use cairn_node::{Cluster, Host, HostKeyTrust, K3sAgent, K3sServer, NodeProvider, Ssh, SshOptions};
 
 use super::probes::{QuorumAndNodesReady, SshAnswers};
@@ -280,21 +281,59 @@ pub fn ssh(
     Ok(Arc::new(Ssh::new(opts, dialer.clone(), hosts)?))
 }
 
-/// The cluster: its API at the first server's private address, with k3s's admin
-/// kubeconfig read from it; each host's node has the host's name.
+/// The cluster: its API at the first server's private address, failing over to the other
+/// servers' (so it stays reachable while one server is rebuilt), with k3s's admin
+/// kubeconfig read from the first server that answers; each host's node has the host's
+/// name.
 pub fn cluster(ssh: &Arc<Ssh>, dialer: &Dialer) -> Arc<Cluster> {
+    let servers: Vec<_> = SERVERS.iter().filter(|(_, _, r)| *r == "server").collect();
     let mut cluster = Cluster::new(
         CLUSTER,
-        format!("{}:6443", SERVERS[0].1),
-        SERVERS[0].0,
+        format!("{}:6443", servers[0].1),
+        servers[0].0,
         ssh.clone(),
         dialer.clone(),
     )
-    .admin_conf(K3S_YAML);
+    .admin_conf(K3S_YAML)
+    .endpoints(servers.iter().map(|(_, ip, _)| format!("{ip}:6443")))
+    .admin_hosts(servers.iter().map(|(name, _, _)| *name));
     for (name, _, _) in SERVERS {
         cluster = cluster.node(name, name);
     }
     Arc::new(cluster)
+}
+
+/// How often each node is rotated (`stacks rotate --due`): weekly, the workplan's "Phoenix"
+/// rotation that rebuilds nodes to kill configuration drift.
+pub const ROTATION_PERIOD: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// The cluster's rotation: every node in [`SERVERS`] order (servers first, `k3s-mgr`
+/// leading), each rebuilt by replacing its Hetzner server; drains time out after
+/// `CAIRN_DRAIN_TIMEOUT_SECS` (300), gates wait as the stack's.
+pub fn rotation(cluster: &Arc<Cluster>, timing: GateTiming) -> anyhow::Result<K3sRotation> {
+    let drain = match std::env::var("CAIRN_DRAIN_TIMEOUT_SECS") {
+        Ok(v) => v
+            .parse()
+            .context("CAIRN_DRAIN_TIMEOUT_SECS must be seconds")?,
+        Err(_) => 300,
+    };
+    Ok(K3sRotation::new(
+        cluster.clone(),
+        SERVERS.iter().map(|(name, _, role)| {
+            (
+                *name,
+                *name,
+                cairn_core::Address::new("hetzner_server", name),
+                *role == "server",
+            )
+        }),
+    )
+    .drain_timeout(Duration::from_secs(drain))
+    .gates(Waits {
+        interval: timing.interval,
+        timeout: timing.timeout,
+    })
+    .period(ROTATION_PERIOD))
 }
 
 /// The node provider over these hosts and the cluster.
@@ -353,13 +392,14 @@ async fn load(target: Where) -> anyhow::Result<Loaded> {
                 timing: gate_timing()?,
             };
             let public_key = public_key_of(&world.client_key())?;
+            let rotation = rotation(&cluster, k3s.timing)?;
             Ok(Loaded {
                 stack: build_with_k3s(true, Some(&public_key), Some(&k3s))?,
                 providers: Providers::new()
                     .with(Arc::new(provider))
                     .with(Arc::new(node_provider(&ssh, &cluster))),
                 keep: vec![Box::new(world)],
-                rotation: None,
+                rotation: Some(Arc::new(rotation)),
             })
         }
         Where::Real => {
@@ -414,11 +454,15 @@ async fn load(target: Where) -> anyhow::Result<Loaded> {
                     crate::sims::SSH_IDENTITY_ENV
                 );
             }
+            let rotation = match &k3s {
+                Some(k) => Some(Arc::new(rotation(&k.cluster, k.timing)?) as Arc<_>),
+                None => None,
+            };
             Ok(Loaded {
                 stack: build_with_k3s(true, public_key.as_deref(), k3s.as_ref())?,
                 providers,
                 keep: Vec::new(),
-                rotation: None,
+                rotation,
             })
         }
     }

@@ -144,7 +144,18 @@ impl LocalBackend {
     }
 
     fn new_run(&self, stack: &str, holder: &Holder) -> Result<String, BackendError> {
-        let id = format!("{}-{}", now_ms(), holder.pid);
+        // Two runs of one process opened within a millisecond (a refused rotation and its
+        // rerun from a script) still get distinct ids: each id's time is after the last one's.
+        static LAST_MS: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);
+        let now = now_ms();
+        let ms = LAST_MS
+            .fetch_update(
+                std::sync::atomic::Ordering::SeqCst,
+                std::sync::atomic::Ordering::SeqCst,
+                |last| Some(now.max(last + 1)),
+            )
+            .map_or(now, |last| now.max(last + 1));
+        let id = format!("{ms}-{}", holder.pid);
         self.append(
             stack,
             &[Event::Run(RunRecord {
@@ -377,6 +388,9 @@ impl Backend for LocalBackend {
         for s in stacks {
             all.extend(self.load(&s)?.into_iter().map(|(r, _)| r));
         }
+        // Newest first; runs started in the same millisecond keep their order in the file
+        // (the later one first).
+        all.reverse();
         all.sort_by_key(|r| std::cmp::Reverse(r.holder.started_at_ms));
         all.truncate(limit);
         Ok(all)
@@ -469,6 +483,29 @@ mod tests {
             vec![change("a.x", "done"), change("a.y", "failed")]
         );
         assert_eq!(b.runs(None, 1).await.unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn runs_opened_within_one_millisecond_are_distinct_and_listed_newest_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = LocalBackend::new(dir.path());
+        // One holder (one start time) for all: as if every run began in the same millisecond.
+        let holder = Holder::current("rotate");
+        let ids: Vec<String> = [0, 1, 2]
+            .iter()
+            .map(|_| b.new_run("web", &holder).unwrap())
+            .collect();
+        let mut distinct = ids.clone();
+        distinct.dedup();
+        assert_eq!(distinct.len(), 3, "{ids:?}");
+        let listed: Vec<String> = b
+            .runs(Some("web"), 10)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|r| r.id)
+            .collect();
+        assert_eq!(listed, [ids[2].clone(), ids[1].clone(), ids[0].clone()]);
     }
 
     #[tokio::test]

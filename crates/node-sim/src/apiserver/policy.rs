@@ -84,7 +84,8 @@ pub(super) fn evict(
             ),
         );
     }
-    match w.clusters[cluster].workloads.evict(ns, name) {
+    let (now, grace) = (w.now(), w.timing.termination);
+    match w.clusters[cluster].workloads.evict(ns, name, now, grace) {
         Ok(()) => json_response(
             201,
             &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}),

@@ -217,6 +217,11 @@ impl Cluster {
         self.nodes.get(host).map(String::as_str)
     }
 
+    /// The hosts declared as nodes of this cluster.
+    pub fn hosts(&self) -> impl Iterator<Item = &str> {
+        self.nodes.keys().map(String::as_str)
+    }
+
     /// The declared host of a node.
     pub fn host_of(&self, node: &str) -> Option<&str> {
         self.nodes
@@ -248,17 +253,19 @@ impl Cluster {
     pub async fn credentials(&self) -> Result<Arc<Credentials>, NodeError> {
         self.creds
             .get_or_try_init(|| async {
-                let mut last = None;
+                let mut errors = Vec::new();
                 for host in &self.admin_hosts {
                     match self.read_credentials(host).await {
                         Ok(c) => return Ok(Arc::new(c)),
                         Err(e) => {
                             tracing::debug!(cluster = %self.name, host, error = %e, "admin kubeconfig not read");
-                            last = Some(e);
+                            errors.push(e);
                         }
                     }
                 }
-                Err(last.expect("at least one admin host"))
+                // A host that failed otherwise says more than one without the file.
+                let i = errors.iter().position(|e| !no_cluster_yet(e)).unwrap_or(0);
+                Err(errors.swap_remove(i))
             })
             .await
             .cloned()
@@ -526,6 +533,13 @@ fn node_state(name: &str, n: &Node) -> NodeState {
             .as_ref()
             .is_some_and(|l| l.contains_key(CONTROL_PLANE_LABEL)),
     }
+}
+
+/// Whether `e` says that no declared admin host holds the admin kubeconfig (the error
+/// [`Cluster::credentials`] gives then): the cluster has not been created yet.
+pub(crate) fn no_cluster_yet(e: &NodeError) -> bool {
+    matches!(e, NodeError::Resource { resource, message }
+        if resource.starts_with("cluster[") && message.contains(" does not exist on host "))
 }
 
 /// Whether a client error is the transport's (no apiserver answered), so another endpoint

@@ -719,14 +719,21 @@ pub async fn run_steps(
                     .map_err(|e| failed(resource, e))?;
             }
             K3sStep::Cordon { node, cluster } => {
-                ctx.get_cluster(cluster)?.cordon(node).await?;
+                let c = ctx.get_cluster(cluster)?;
+                // A node that is not registered has nothing to cordon or drain.
+                if c.node_state(node).await?.is_some() {
+                    c.cordon(node).await?;
+                }
             }
             K3sStep::Drain {
                 node,
                 cluster,
                 timeout,
             } => {
-                ctx.get_cluster(cluster)?.drain(node, *timeout).await?;
+                let c = ctx.get_cluster(cluster)?;
+                if c.node_state(node).await?.is_some() {
+                    c.drain(node, *timeout).await?;
+                }
             }
             K3sStep::WaitEtcd { node, cluster } => {
                 let c = ctx.get_cluster(cluster)?;
@@ -737,10 +744,12 @@ pub async fn run_steps(
             }
             K3sStep::JoinExisting { node, cluster } => {
                 let c = ctx.get_cluster(cluster)?;
-                join_through = c
-                    .ready_member_address(node)
-                    .await?
-                    .map(|ip| format!("https://{ip}:6443"));
+                join_through = match c.ready_member_address(node).await {
+                    Ok(ip) => ip.map(|ip| format!("https://{ip}:6443")),
+                    // No admin host holds the kubeconfig: there is no cluster yet.
+                    Err(e) if crate::cluster::no_cluster_yet(&e) => None,
+                    Err(e) => return Err(e),
+                };
                 if let Some(u) = &join_through {
                     tracing::info!(host, cluster, through = %u, "cluster already has members: joining");
                 }
@@ -791,6 +800,14 @@ pub async fn run_steps(
     Ok(())
 }
 
+/// Releases the installation on `host`: removes cairn's ownership marker, leaves k3s.
+pub async fn release(ctx: &NodeContext, host: &str) -> Result<(), NodeError> {
+    ctx.ssh()
+        .run(host, &Cmd::root("rm").args(["-f", MARKER]))
+        .await
+        .map(|_| ())
+}
+
 /// The last lines of the unit's journal, as `; journal: …` (empty when there is none).
 async fn journal(ctx: &NodeContext, host: &str, unit: &str) -> String {
     let cmd = Cmd::root("journalctl").args(["-u", unit, "-n", "5", "--no-pager", "-o", "cat"]);
@@ -807,14 +824,34 @@ async fn journal(ctx: &NodeContext, host: &str, unit: &str) -> String {
     }
 }
 
-/// Observed membership and installations as `Found`s, through `make`.
+/// Observed membership and installations as `Found`s, through `make`: the declared `keys`,
+/// plus the installations cairn marked on the other hosts of the declared clusters (so an
+/// installation whose declaration was removed is planned to leave). A host of the latter
+/// that does not answer is skipped, not an error.
 pub async fn found<O>(
     ctx: &NodeContext,
     keys: &[String],
     role: Role,
     make: impl Fn(&str, &Installed, Option<bool>) -> O,
 ) -> Result<Vec<Found<O>>, NodeError> {
-    let installed = observe(ctx, keys, role).await?;
+    let mut installed = observe(ctx, keys, role).await?;
+    let extra: Vec<String> = ctx
+        .cluster_hosts()
+        .into_iter()
+        .filter(|h| !keys.contains(h) && ctx.ssh().is_declared(h))
+        .collect();
+    let others = extra.iter().map(|h| async move {
+        match observe(ctx, std::slice::from_ref(h), role).await {
+            Ok(v) => v.into_iter().filter(|(_, i)| i.marker.is_some()).collect(),
+            Err(e) => {
+                tracing::debug!(host = %h, error = %e, "undeclared k3s host not observed");
+                Vec::new()
+            }
+        }
+    });
+    for v in futures::future::join_all(others).await {
+        installed.extend(v);
+    }
     let hosts: Vec<String> = installed.iter().map(|(h, _)| h.clone()).collect();
     let members = membership(ctx, &hosts).await;
     Ok(installed

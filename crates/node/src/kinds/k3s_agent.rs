@@ -277,6 +277,16 @@ impl Kind<NodeContext> for K3sAgents {
         k3s::run_steps(ctx, &resource(op.key), &prior.host, &prior.token, &op.steps).await
     }
 
+    /// An adopted installation no longer declared: cairn's marker goes, k3s stays.
+    async fn release(
+        &self,
+        ctx: &NodeContext,
+        prior: &K3sAgentObserved,
+        _: Op<'_, K3sStep>,
+    ) -> Option<Result<(), NodeError>> {
+        Some(k3s::release(ctx, &prior.host).await)
+    }
+
     fn example() -> K3sAgent {
         let mut a = K3sAgent::new(
             "k3s-w1",

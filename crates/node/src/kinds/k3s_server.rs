@@ -278,6 +278,16 @@ impl Kind<NodeContext> for K3sServers {
         k3s::run_steps(ctx, &resource(op.key), &prior.host, &prior.token, &op.steps).await
     }
 
+    /// An adopted installation no longer declared: cairn's marker goes, k3s stays.
+    async fn release(
+        &self,
+        ctx: &NodeContext,
+        prior: &K3sServerObserved,
+        _: Op<'_, K3sStep>,
+    ) -> Option<Result<(), NodeError>> {
+        Some(k3s::release(ctx, &prior.host).await)
+    }
+
     fn example() -> K3sServer {
         let mut s = K3sServer::new("k3s-mgr", "v1.34.4+k3s1", "example-token");
         s.cluster_init = true;
