@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use cairn_core::backend::Backend;
-use k3s::{NODES, server_ids};
+use k3s::{NODES, server_ids, try_server_ids};
 
 /// A running `stacks sim`, killed on drop.
 struct StacksSim {
@@ -77,6 +77,8 @@ impl StacksSim {
             .envs(&self.env)
             .env("NO_COLOR", "1")
             .env("CAIRN_STATE_DIR", self.state.path())
+            .env("CAIRN_GATE_TIMEOUT_SECS", "120")
+            .env("CAIRN_DRAIN_TIMEOUT_SECS", "60")
             .env_remove("CI");
         cmd
     }
@@ -119,14 +121,19 @@ fn a_rotation_killed_midway_is_finished_by_a_rerun_without_rotating_a_node_twice
                 (stop.clone(), seen.clone(), endpoint.clone(), token.clone());
             tokio::spawn(async move {
                 while !stop.load(Ordering::SeqCst) {
-                    for (name, id) in server_ids(&endpoint, &token).await {
+                    // Every ~300 ms: the simulated API is rate-limited like the real one.
+                    let Ok(now) = try_server_ids(&endpoint, &token).await else {
+                        tokio::time::sleep(Duration::from_millis(300)).await;
+                        continue;
+                    };
+                    for (name, id) in now {
                         let mut seen = seen.lock().unwrap();
                         let ids = seen.entry(name).or_default();
                         if ids.last() != Some(&id) {
                             ids.push(id);
                         }
                     }
-                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    tokio::time::sleep(Duration::from_millis(300)).await;
                 }
             })
         };
@@ -144,12 +151,15 @@ fn a_rotation_killed_midway_is_finished_by_a_rerun_without_rotating_a_node_twice
             if let Some(status) = first.try_wait().unwrap() {
                 panic!("the rotation ended ({status}) before the first node was replaced");
             }
-            let now = server_ids(&endpoint, &token).await;
+            let Ok(now) = try_server_ids(&endpoint, &token).await else {
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                continue;
+            };
             if now.get(NODES[0]).is_some_and(|id| *id != ids0[NODES[0]]) {
                 break;
             }
             assert!(Instant::now() < deadline, "k3s-mgr was never replaced");
-            tokio::time::sleep(Duration::from_millis(100)).await;
+            tokio::time::sleep(Duration::from_millis(300)).await;
         }
         first.kill().unwrap(); // SIGKILL
         first.wait().unwrap();

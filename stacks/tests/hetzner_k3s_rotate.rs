@@ -11,8 +11,8 @@ mod k3s;
 use std::time::Duration;
 
 use k3s::{
-    DOCFAST, NODES, Sampler, World, cordon_order, id_history, new_pods, phase, rotate_runs, run,
-    run_with_env, wait_until,
+    DOCFAST, NODES, Sampler, World, cordon_order, cordoned_in_order, first_change, id_history,
+    new_pods, phase, rotate_runs, run, run_with_env, wait_until,
 };
 
 #[test]
@@ -41,7 +41,18 @@ fn rotate_all_replaces_every_node_once_while_docfast_and_etcd_quorum_hold() {
         // One node at a time, servers first, each really cordoned.
         let most = samples.iter().map(|s| s.cordoned.len()).max().unwrap();
         assert!(most <= 1, "two nodes cordoned at once");
-        assert_eq!(cordon_order(&samples), NODES, "cordon order");
+        assert!(
+            cordoned_in_order(&samples),
+            "cordon order {:?}",
+            cordon_order(&samples)
+        );
+        // Replaced one after the other, in the rotation's order.
+        let replaced = first_change(&samples, |s, n| s.ids.get(n).copied());
+        let at: Vec<usize> = NODES.iter().map(|n| replaced[*n].unwrap()).collect();
+        assert!(
+            at.windows(2).all(|w| w[0] < w[1]),
+            "replacement order: {replaced:?}"
+        );
         // The workload and etcd stayed available, and really moved.
         let least = samples.iter().map(|s| s.ready_replicas).min().unwrap();
         assert!(least >= 1, "docfast had {least} ready replicas");

@@ -211,6 +211,12 @@ impl NodeSim {
         if let Some(p) = self.reserved.get(&declared) {
             return Ok(*p);
         }
+        // A host already listening at that address keeps its port: clients' port maps
+        // taken now stay right when a new machine replaces it.
+        if let Some(h) = self.hosts.iter().find(|h| h.declared == declared) {
+            self.reserved.insert(declared, h.listen.port());
+            return Ok(h.listen.port());
+        }
         let IpAddr::V4(ip) = self.shared.map.map(IpAddr::V4(declared)) else {
             unreachable!("IPv4 maps to IPv4")
         };

@@ -203,12 +203,24 @@ impl World {
         self.sims.world(|w| w.nodes.token.clone())
     }
 
-    /// The stack as [`hetzner_k3s`] declares it, but with k3s `version` on every node.
+    /// The stack as [`hetzner_k3s`] declares it in simulator mode, but with k3s `version`
+    /// on every node (its gates reach the world's hosts and cluster as the loaded stack's do).
     pub fn stack_with_version(&self, version: &str) -> anyhow::Result<cairn_core::Stack> {
-        anyhow::bail!(
-            "hetzner_k3s has no way to declare k3s {version} instead of {}: its k3s part pins K3S_VERSION",
-            hetzner_k3s::K3S_VERSION
-        )
+        self.sims.world(|w| {
+            let dialer = w.dialer()?;
+            let ssh = hetzner_k3s::ssh(&dialer, w.client_key(), w.known_hosts(), "root")?;
+            let k3s = hetzner_k3s::K3sPart {
+                token: w.nodes.token.clone(),
+                cluster: hetzner_k3s::cluster(&ssh, &dialer),
+                ssh,
+                timing: cairn_core::gate::GateTiming {
+                    interval: Duration::from_millis(500),
+                    timeout: Duration::from_secs(120),
+                },
+            };
+            let key = hetzner_k3s::public_key_of(&w.client_key())?;
+            hetzner_k3s::build_with_k3s_version(true, Some(&key), Some(&k3s), version)
+        })
     }
 
     /// The Hetzner server ids by name, through the simulator's API.
@@ -241,6 +253,10 @@ impl Sims {
                 ready_replicas: u64::from(sim.ready_replicas(c, DOCFAST, DOCFAST)),
                 etcd_healthy: healthy as u64,
                 etcd_members: members as u64,
+                k3s_starts: NODES
+                    .iter()
+                    .map(|n| (n.to_string(), sim.k3s_starts(n)))
+                    .collect(),
                 pods: sim
                     .pods(c, DOCFAST)
                     .into_iter()
@@ -254,26 +270,33 @@ impl Sims {
 
 /// The Hetzner server ids by name, listed through the simulator's own API.
 pub async fn server_ids(endpoint: &str, token: &str) -> BTreeMap<String, u64> {
-    let v: serde_json::Value = reqwest::Client::new()
+    try_server_ids(endpoint, token)
+        .await
+        .unwrap_or_else(|e| panic!("listing servers: {e}"))
+}
+
+/// [`server_ids`], or why the listing failed (e.g. rate-limited).
+pub async fn try_server_ids(endpoint: &str, token: &str) -> Result<BTreeMap<String, u64>, String> {
+    let resp = reqwest::Client::new()
         .get(format!("{endpoint}/servers?per_page=50"))
         .bearer_auth(token)
         .send()
         .await
-        .expect("list servers")
-        .json()
-        .await
-        .expect("servers JSON");
-    v["servers"]
+        .map_err(|e| e.to_string())?;
+    let status = resp.status();
+    let v: serde_json::Value = resp.json().await.map_err(|e| e.to_string())?;
+    let servers = v["servers"]
         .as_array()
-        .expect("servers")
+        .ok_or_else(|| format!("{status}: {v}"))?;
+    Ok(servers
         .iter()
         .map(|s| {
             (
-                s["name"].as_str().unwrap().to_string(),
-                s["id"].as_u64().unwrap(),
+                s["name"].as_str().unwrap_or_default().to_string(),
+                s["id"].as_u64().unwrap_or_default(),
             )
         })
-        .collect()
+        .collect())
 }
 
 /// The cluster at one moment.
@@ -291,6 +314,8 @@ pub struct Snapshot {
     pub ids: BTreeMap<String, u64>,
     /// docfast's pods and the nodes they are bound to.
     pub pods: Vec<(String, Option<String>)>,
+    /// How often k3s started on each node's host (an upgrade restarts it).
+    pub k3s_starts: BTreeMap<String, u32>,
 }
 
 impl Snapshot {
@@ -317,9 +342,20 @@ impl Sampler {
                 .build()
                 .unwrap();
             let mut out = Vec::new();
+            let mut ids = BTreeMap::new();
+            let mut n = 0u64;
             while !s.load(Ordering::SeqCst) {
+                // Server ids every ~500 ms (the simulated API is rate-limited like the real
+                // one); the cluster every ~100 ms.
+                if n % 5 == 0
+                    && let Ok(now) =
+                        rt.block_on(try_server_ids(&sims.hetzner_endpoint, &sims.hetzner_token))
+                {
+                    ids = now;
+                }
+                n += 1;
                 let mut snap = sims.snapshot();
-                snap.ids = rt.block_on(server_ids(&sims.hetzner_endpoint, &sims.hetzner_token));
+                snap.ids = ids.clone();
                 out.push(snap);
                 std::thread::sleep(Duration::from_millis(100));
             }
@@ -376,6 +412,33 @@ pub fn phase<'a>(
     changes
         .iter()
         .find(|c| c.address == format!("rotation.{node}") && c.action == phase)
+}
+
+/// Whether the nodes seen cordoned were cordoned in [`NODES`] order (a fast node may be
+/// cordoned between two samples and not be seen).
+pub fn cordoned_in_order(samples: &[Snapshot]) -> bool {
+    let order = cordon_order(samples);
+    let pos: Vec<usize> = order
+        .iter()
+        .filter_map(|n| NODES.iter().position(|m| m == n))
+        .collect();
+    pos.len() == order.len() && pos.windows(2).all(|w| w[0] < w[1])
+}
+
+/// The index of the first sample where `f` differs from the first sample's value, per node.
+pub fn first_change<T: PartialEq>(
+    samples: &[Snapshot],
+    f: impl Fn(&Snapshot, &str) -> T,
+) -> BTreeMap<String, Option<usize>> {
+    NODES
+        .iter()
+        .map(|n| {
+            let at = samples
+                .first()
+                .and_then(|first| samples.iter().position(|s| f(s, n) != f(first, n)));
+            (n.to_string(), at)
+        })
+        .collect()
 }
 
 /// The nodes in the order they were first seen cordoned.
