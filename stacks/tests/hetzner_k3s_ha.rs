@@ -139,11 +139,21 @@ fn a_version_change_upgrades_one_node_at_a_time_servers_first_while_docfast_stay
             "a server was cordoned after the agents started"
         );
         // Every node's k3s was restarted by its upgrade, one after the other, servers first.
+        let first = &samples[0].k3s_starts;
+        let now: std::collections::BTreeMap<String, u32> = w.with_sim(|sim, _| {
+            NODES
+                .iter()
+                .map(|n| (n.to_string(), sim.k3s_starts(n)))
+                .collect()
+        });
+        for n in NODES {
+            assert!(
+                now[n] > first[n],
+                "{n}'s k3s never restarted: {first:?} -> {now:?}"
+            );
+        }
         let restarted = first_change(&samples, |s, n| s.k3s_starts[n]);
-        let at: Vec<usize> = NODES
-            .iter()
-            .map(|n| restarted[*n].unwrap_or_else(|| panic!("{n}'s k3s never restarted")))
-            .collect();
+        let at: Vec<usize> = NODES.iter().filter_map(|n| restarted[*n]).collect();
         assert!(
             at.windows(2).all(|w| w[0] <= w[1]),
             "k3s restarts out of order: {restarted:?}"
