@@ -347,7 +347,7 @@ impl Sampler {
             while !s.load(Ordering::SeqCst) {
                 // Server ids every ~500 ms (the simulated API is rate-limited like the real
                 // one); the cluster every ~100 ms.
-                if n % 5 == 0
+                if n.is_multiple_of(5)
                     && let Ok(now) =
                         rt.block_on(try_server_ids(&sims.hetzner_endpoint, &sims.hetzner_token))
                 {
