@@ -530,7 +530,7 @@ async fn the_rotation_plan_shows_each_node_s_steps_and_its_destructive_replaceme
         "» cordon and drain n1",
         "replace (DESTROYS test_thing.m-n1):",
         "-/+ test_thing.m-n1  (replace (destroy, then create) — replacement requested)",
-        "~ test_thing.k-n1  (update in place",
+        "~ test_thing.k-n1  (update in place — follows the requested replacement of test_thing.m-n1",
         "» wait until n1 is Ready, uncordon it",
     ] {
         assert!(first.contains(want), "{want:?} missing in:\n{first}");

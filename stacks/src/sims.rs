@@ -265,28 +265,23 @@ impl Drop for HomelabNodes {
 /// (the homelab's hosts following its VMs; the hetzner-k3s project with its hand-made k3s
 /// hosts, which follow its servers), described per simulator (endpoint, token, fingerprint;
 /// the hosts, their keys and the cluster CA) with the `env` that points the normal CLI (and
-/// other tools) at it. Both worlds' data planes live on loopback side by side: the homelab
-/// on [`SIM_ADDR_MAP`] (or `CAIRN_ADDR_MAP`), hetzner-k3s's `10.0.1.0/24` on its own
-/// `127.X.1.0/24` ([`hetzner_k3s_addr_map`]); `env`'s `CAIRN_ADDR_MAP` holds both.
+/// other tools) at it. Both worlds' data planes live on loopback: the homelab
+/// on [`SIM_ADDR_MAP`] (or `CAIRN_ADDR_MAP`), hetzner-k3s's hosts among the homelab's (one
+/// identity, known-hosts file and port map; `10.0.1.0/24` maps within the same range).
 pub fn world() -> cairn::cli::BoxFuture<'static, anyhow::Result<cairn::cli::World>> {
     Box::pin(async {
         let knobs = SimKnobs::from_env()?;
         let map = std::env::var(ADDR_MAP_ENV).unwrap_or_else(|_| SIM_ADDR_MAP.to_string());
         let homelab = Homelab::start(&knobs, &map).await?;
-        let k3s = HetznerK3sWorld::start(&knobs, &hetzner_k3s_addr_map()).await?;
+        // hetzner-k3s's hosts live among the homelab's: one identity, one known-hosts file,
+        // one address and port map for both worlds.
+        let k3s = HetznerK3sWorld::start_on(&knobs, &homelab.nodes.nodes, &map).await?;
         let mut env = homelab.env();
-        let k3s_env = k3s.env();
-        // One address map and one port map for both worlds: the more specific k3s range
-        // first.
-        let mut merged = k3s_env.clone();
-        merged.insert(ADDR_MAP_ENV.into(), format!("{},{}", k3s.map, homelab.map));
-        let ports: Vec<String> = [homelab.port_map(), k3s.port_map()]
-            .iter()
-            .map(ToString::to_string)
-            .filter(|p| !p.is_empty())
-            .collect();
-        merged.insert(cairn_core::net::PORT_MAP_ENV.into(), ports.join(","));
-        env.extend(merged);
+        env.extend(k3s.hetzner.handle.env());
+        env.insert(
+            crate::stacks::hetzner_k3s::K3S_TOKEN_ENV.into(),
+            k3s.nodes.token.clone(),
+        );
         let host_info = |sim: &cairn_node_sim::NodeSim| -> Vec<serde_json::Value> {
             sim.hosts()
                 .iter()
@@ -300,7 +295,6 @@ pub fn world() -> cairn::cli::BoxFuture<'static, anyhow::Result<cairn::cli::Worl
                 .collect()
         };
         let hosts = host_info(&homelab.nodes.lock());
-        let k3s_hosts = host_info(&k3s.nodes.lock());
         let mut info = serde_json::Map::new();
         info.insert("hetzner".into(), k3s.hetzner.handle.describe());
         info.insert("proxmox".into(), homelab.proxmox.describe());
@@ -312,15 +306,6 @@ pub fn world() -> cairn::cli::BoxFuture<'static, anyhow::Result<cairn::cli::Worl
                 "cluster_ca_file": homelab.ca_file().display().to_string(),
                 "ssh_identity": homelab.client_key().display().to_string(),
                 "known_hosts": homelab.known_hosts().display().to_string(),
-            }),
-        );
-        info.insert(
-            "k3s_nodes".into(),
-            serde_json::json!({
-                "hosts": k3s_hosts,
-                "addr_map": k3s.map,
-                "ssh_identity": k3s.client_key().display().to_string(),
-                "known_hosts": k3s.known_hosts().display().to_string(),
             }),
         );
         Ok(cairn::cli::World {
@@ -449,6 +434,8 @@ pub struct HetznerK3sWorld {
     pub nodes: K3sNodes,
     /// The address map its data plane lives on.
     pub map: String,
+    /// The private key cairn logs in with (the hosts accept it).
+    identity: PathBuf,
 }
 
 impl HetznerK3sWorld {
@@ -458,10 +445,37 @@ impl HetznerK3sWorld {
     pub async fn start(knobs: &SimKnobs, addr_map: &str) -> anyhow::Result<HetznerK3sWorld> {
         let hetzner = Hetzner::start().await?;
         let nodes = K3sNodes::start(addr_map, &hetzner.handle, knobs.boot_delay)?;
+        // cairn's key goes on the servers, so it is in the plan: one kept in the state
+        // directory keeps a plan saved in one run current in the next.
+        let identity = simulated_identity()?;
+        let public = crate::stacks::hetzner_k3s::public_key_of(&identity)?;
+        nodes
+            .lock()
+            .authorize_client_key(&public)
+            .context("authorizing the simulated identity on the hand-made hosts")?;
         Ok(HetznerK3sWorld {
             hetzner,
             nodes,
             map: addr_map.to_string(),
+            identity,
+        })
+    }
+
+    /// Like [`HetznerK3sWorld::start`], with the hosts among those of `nodes`, whose
+    /// address map is `addr_map` (e.g. the homelab's, in `stacks sim`).
+    pub async fn start_on(
+        knobs: &SimKnobs,
+        nodes: &std::sync::Arc<std::sync::Mutex<cairn_node_sim::NodeSim>>,
+        addr_map: &str,
+    ) -> anyhow::Result<HetznerK3sWorld> {
+        let hetzner = Hetzner::start().await?;
+        let nodes = K3sNodes::start_on(nodes.clone(), &hetzner.handle, knobs.boot_delay)?;
+        let identity = nodes.lock().client_key();
+        Ok(HetznerK3sWorld {
+            hetzner,
+            nodes,
+            map: addr_map.to_string(),
+            identity,
         })
     }
 
@@ -478,7 +492,7 @@ impl HetznerK3sWorld {
 
     /// The private key the hand-made hosts accept: cairn's (its `.pub` goes on the servers).
     pub fn client_key(&self) -> PathBuf {
-        self.nodes.lock().client_key()
+        self.identity.clone()
     }
 
     /// The known-hosts file listing the hosts' keys under their declared addresses (a
@@ -539,23 +553,68 @@ impl std::fmt::Debug for K3sNodes {
 }
 
 impl K3sNodes {
-    /// Starts the hand-made hosts and cluster on `addr_map`, waits until its Nodes are
-    /// Ready, reserves SSH ports for every declared server's address, and follows
-    /// `hetzner`'s servers, counting a server booted `boot_delay` after it runs. Must run
-    /// inside a multi-threaded tokio runtime.
+    /// Starts the hand-made hosts and cluster on `addr_map` in a node simulator of their
+    /// own and follows `hetzner`'s servers ([`K3sNodes::follow`]). Must run inside a
+    /// multi-threaded tokio runtime.
     pub fn start(
         addr_map: &str,
         hetzner: &cairn_hetzner_sim::SimHandle,
         boot_delay: Duration,
     ) -> anyhow::Result<K3sNodes> {
-        use cairn_hetzner_sim::ServerEvent;
         let w = hetzner_k3s_nodes(addr_map)?;
-        let mut sim = w.sim;
-        for (_, ip, _) in crate::stacks::hetzner_k3s::SERVERS {
-            sim.reserve_port(ip.parse()?)
-                .context("reserving an SSH port for a server")?;
+        let nodes = std::sync::Arc::new(std::sync::Mutex::new(w.sim));
+        Self::follow(nodes, w.cluster, w.token, hetzner, boot_delay)
+    }
+
+    /// Starts the hand-made hosts and cluster among the hosts of `nodes` (e.g. the
+    /// homelab's, so one identity, known-hosts file and port map serve both), waits until
+    /// they are Ready, and follows `hetzner`'s servers. Must run inside a multi-threaded
+    /// tokio runtime.
+    pub fn start_on(
+        nodes: std::sync::Arc<std::sync::Mutex<cairn_node_sim::NodeSim>>,
+        hetzner: &cairn_hetzner_sim::SimHandle,
+        boot_delay: Duration,
+    ) -> anyhow::Result<K3sNodes> {
+        let (cluster, token) = tokio::task::block_in_place(|| {
+            let mut sim = nodes.lock().unwrap_or_else(|p| p.into_inner());
+            let (cluster, token) = cairn_node_sim::world::hetzner_k3s_on(&mut sim)
+                .context("starting the simulated k3s hosts failed")?;
+            drop(sim);
+            let ready = || {
+                let sim = nodes.lock().unwrap_or_else(|p| p.into_inner());
+                cairn_node_sim::world::hetzner_k3s_ready(&sim, cluster, Duration::from_millis(50))
+            };
+            let deadline = std::time::Instant::now() + Duration::from_secs(60);
+            while !ready() {
+                anyhow::ensure!(
+                    std::time::Instant::now() < deadline,
+                    "the simulated k3s nodes did not become Ready"
+                );
+                std::thread::sleep(Duration::from_millis(25));
+            }
+            Ok::<_, anyhow::Error>((cluster, token))
+        })?;
+        Self::follow(nodes, cluster, token, hetzner, boot_delay)
+    }
+
+    /// Reserves SSH ports for every declared server's address (a server rebuilt there
+    /// listens where the port map handed out already says) and follows `hetzner`'s servers,
+    /// counting a server booted `boot_delay` after it runs.
+    fn follow(
+        nodes: std::sync::Arc<std::sync::Mutex<cairn_node_sim::NodeSim>>,
+        cluster: cairn_node_sim::ClusterId,
+        token: String,
+        hetzner: &cairn_hetzner_sim::SimHandle,
+        boot_delay: Duration,
+    ) -> anyhow::Result<K3sNodes> {
+        use cairn_hetzner_sim::ServerEvent;
+        {
+            let mut sim = nodes.lock().unwrap_or_else(|p| p.into_inner());
+            for (_, ip, _) in crate::stacks::hetzner_k3s::SERVERS {
+                sim.reserve_port(ip.parse()?)
+                    .context("reserving an SSH port for a server")?;
+            }
         }
-        let nodes = std::sync::Arc::new(std::sync::Mutex::new(sim));
         let mut rx = hetzner.server_events(boot_delay);
         let n = nodes.clone();
         let follower = tokio::spawn(async move {
@@ -583,8 +642,8 @@ impl K3sNodes {
         });
         Ok(K3sNodes {
             nodes,
-            cluster: w.cluster,
-            token: w.token,
+            cluster,
+            token,
             follower,
         })
     }
@@ -623,7 +682,9 @@ fn boot_server(
     boot_k3s_machine(sim, &b.name, ip, &keys, install_script)
 }
 
-/// A fresh k3s-capable host for a booted server.
+/// A fresh k3s-capable host for a booted server, accepting exactly its keys. Without the
+/// install script (a server whose cloud-init did not fetch it) no k3s host can be made: the
+/// node simulator's cloud hosts always carry it, so such a server gets no host, and says so.
 fn boot_k3s_machine(
     sim: &mut cairn_node_sim::NodeSim,
     name: &str,
@@ -631,14 +692,43 @@ fn boot_k3s_machine(
     authorized_keys: &str,
     install_script: bool,
 ) -> std::io::Result<()> {
-    // Until the node simulator boots a k3s host with the server's own keys: the host
-    // accepts the simulator's client key, which must be among the server's keys.
-    let client = std::fs::read_to_string(sim.client_key().with_extension("pub"))?;
-    let blob = client.split_whitespace().nth(1).unwrap_or_default();
-    if !authorized_keys.contains(blob) || !install_script {
+    if !install_script {
         return Err(std::io::Error::other(format!(
-            "server {name}: only a server with cairn's key and k3s's install script boots a k3s host here"
+            "server {name}: its user_data does not install k3s's install script ({}); no k3s host",
+            cairn_node::kinds::k3s::INSTALL_SCRIPT
         )));
     }
-    sim.start_k3s_host(name, ip).map(|_| ())
+    sim.boot_k3s_host(name, ip, authorized_keys).map(|_| ())
+}
+
+/// The SSH identity simulator mode logs in to hetzner-k3s's hosts with: an ed25519 key kept
+/// in the state directory (`sim/hetzner-k3s/id_ed25519`, made on first use), so its public
+/// key — declared as `hetzner_ssh_key.cairn` — is the same in every run.
+pub fn simulated_identity() -> anyhow::Result<PathBuf> {
+    let dir = cairn_core::lock::state_dir()?.join("sim");
+    let keys = dir.join("hetzner-k3s");
+    let key = keys.join("id_ed25519");
+    if key.exists() {
+        return Ok(key);
+    }
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let tmp = tempfile::Builder::new().prefix(".key").tempdir_in(&dir)?;
+    let st = std::process::Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-C", "cairn-sim", "-f"])
+        .arg(tmp.path().join("id_ed25519"))
+        .stdin(std::process::Stdio::null())
+        .status()
+        .context("running ssh-keygen for the simulated identity")?;
+    anyhow::ensure!(st.success(), "ssh-keygen failed: {st}");
+    // Both files appear at once; a run that made its own at the same time keeps the first.
+    let made = tmp.keep();
+    if std::fs::rename(&made, &keys).is_err() {
+        let _ = std::fs::remove_dir_all(&made);
+    }
+    anyhow::ensure!(
+        key.exists(),
+        "the simulated identity {} is missing",
+        key.display()
+    );
+    Ok(key)
 }

@@ -102,7 +102,7 @@ fn saved_plan_applies_without_prompting() {
         String::from_utf8_lossy(&o.stderr)
     );
     assert!(
-        stdout(&o).contains("Apply complete: 13 done, 0 failed, 0 skipped."),
+        stdout(&o).contains("Apply complete: 24 done, 0 failed, 0 skipped."),
         "{}",
         stdout(&o)
     );

@@ -346,7 +346,7 @@ async fn apply_killed_midway_converges_on_the_next_run_without_duplicates() {
         .map(|s| s["name"].as_str().unwrap())
         .collect();
     names.sort();
-    assert_eq!(names, ["k3s-mgr", "k3s-w1", "k3s-w2"]);
+    assert_eq!(names, ["k3s-cp2", "k3s-cp3", "k3s-mgr", "k3s-w1", "k3s-w2"]);
 }
 
 /// The backups of `/etc/kubernetes/kubelet.conf` on each worker: one per edit.

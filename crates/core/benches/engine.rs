@@ -16,6 +16,11 @@ use cairn_core::apply::NoProgress;
 use cairn_core::testing::{MemoryProvider, Thing};
 use cairn_core::{ApplyOptions, Handle, Marker, Provider, Providers, StackBuilder, apply, plan};
 
+/// The allocator the CLI binaries use (`cairn`'s `mimalloc` feature), so the engine is
+/// measured as users run it.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// A memory figure of this process from `/proc/self/status` (`VmHWM` = peak, `VmRSS` = now), MB.
 fn status_mb(field: &str) -> f64 {
     std::fs::read_to_string("/proc/self/status")

@@ -392,7 +392,8 @@ async fn build_plan(
         let (action, mut reason) = if forced[i] {
             force_replace(r, obs, action, reason, &mut diags)
         } else {
-            (action, reason)
+            let follows = follows_replacement(stack, forced, action, &field_changes);
+            (action, follows.or(reason))
         };
         // Only a changing resource needs its desired value materialised (refs substituted):
         // apply uses it and dependents read it. A no-op's dependents read its observed value.
@@ -600,6 +601,44 @@ async fn build_plan(
         });
     }
     Ok(Planned { plan, work })
+}
+
+/// The reason of an update that only follows a requested replacement (every change is a
+/// value of a replaced resource, unknown until it exists); `None` for any other change.
+fn follows_replacement(
+    stack: &Stack,
+    forced: &[bool],
+    action: Action,
+    changes: &[FieldChange],
+) -> Option<String> {
+    if action != Action::Update || changes.is_empty() || !changes.iter().all(|c| c.unknown) {
+        return None;
+    }
+    let mut replaced: Vec<&str> = Vec::new();
+    for c in changes {
+        let refs = c
+            .after
+            .as_ref()
+            .map(crate::value::collect_refs)
+            .unwrap_or_default();
+        if refs.is_empty() {
+            return None;
+        }
+        for (_, raw) in refs {
+            let i = stack.index_of(&raw.address)?;
+            if !forced[i] {
+                return None;
+            }
+            let a = stack.nodes()[i].address().0.as_str();
+            if !replaced.contains(&a) {
+                replaced.push(a);
+            }
+        }
+    }
+    Some(format!(
+        "follows the requested replacement of {}: the values it uses are known after apply",
+        replaced.join(", ")
+    ))
 }
 
 /// Turns the action decided for a resource whose replacement was requested into a replace

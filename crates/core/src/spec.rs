@@ -1,6 +1,6 @@
 //! A declared spec held once, as compact JSON text (references as `$ref` markers), with its
 //! digest (sensitive paths left out) and references found while it is serialised, in one
-//! pass ([`writer`]), when it is declared. The engine reads
+//! pass (the `writer` module), when it is declared. The engine reads
 //! the text as a stream when diffing ([`crate::diff::diff_json`]) and materialises a
 //! [`Value`] only where one must exist (a changing resource's desired value, provider
 //! validation), so a large stack costs a few hundred bytes per resource, not kilobytes.

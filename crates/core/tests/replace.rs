@@ -71,6 +71,12 @@ async fn a_requested_replacement_replaces_the_resource_and_updates_what_referenc
     assert_eq!(web.action(), Action::Update, "{web:?}");
     assert!(web.changes.iter().any(|c| c.unknown), "{web:?}");
     assert_eq!(
+        web.action_reason.as_deref(),
+        Some(
+            "follows the requested replacement of test_thing.db: the values it uses are known after apply"
+        )
+    );
+    assert_eq!(
         planned.plan.change("test_thing.other").unwrap().action(),
         Action::NoOp
     );

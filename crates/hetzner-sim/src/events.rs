@@ -5,8 +5,9 @@
 //! A subscriber gets [`ServerEvent::Booted`] once a server has been running for the
 //! subscriber's boot delay (cloud-init done), with what cloud-init would have applied: its
 //! private IPs, the public keys of the SSH keys it was created with, and its `user_data`.
-//! A server is running when its status is `running` and its create action has finished. A
-//! rebuild boots it again (stopped, then booted after the delay). It gets
+//! A server is running when its status is `running` and its create action has finished; its
+//! first boot counts from when no action on it runs any more (cairn attaches a server's
+//! private network with a fixed IP right after creating it). A rebuild boots it again (stopped, then booted after the delay). It gets
 //! [`ServerEvent::Stopped`] when a booted server stops and [`ServerEvent::Deleted`] when a
 //! server it was told about is deleted. A server stopped before its boot delay passed never
 //! booted, so nothing is sent for it.
@@ -100,6 +101,9 @@ impl Subscribers {
 struct Snapshot {
     name: String,
     running: bool,
+    /// An action on it is running (e.g. the attachment of its private network, which cairn
+    /// makes right after the create): its first boot counts from when they are done.
+    busy: bool,
     generation: u64,
     private_ips: Vec<Ipv4Addr>,
     cloud_init: CloudInit,
@@ -109,15 +113,20 @@ fn snapshot(w: &World) -> BTreeMap<u64, Snapshot> {
     w.coll("servers")
         .iter()
         .map(|(id, s)| {
-            let creating = w.actions.values().any(|a| {
-                a.running()
-                    && a.command == "create_server"
-                    && a.resources.iter().any(|(i, _)| i == id)
-            });
+            let on_it = |cmd: Option<&str>| {
+                w.actions.values().any(|a| {
+                    a.running()
+                        && cmd.is_none_or(|c| a.command == c)
+                        && a.resources.iter().any(|(i, _)| i == id)
+                })
+            };
+            let creating = on_it(Some("create_server"));
+            let busy = on_it(None);
             let ci = w.cloud_init.get(id).cloned().unwrap_or_default();
             let snap = Snapshot {
                 name: s["name"].as_str().unwrap_or_default().to_string(),
                 running: s["status"] == "running" && !creating,
+                busy,
                 generation: ci.generation,
                 private_ips: s["private_net"]
                     .as_array()
@@ -170,9 +179,13 @@ fn notify(s: &mut Subscriber, servers: &BTreeMap<u64, Snapshot>, now: Instant) {
             *generation = v.generation;
             s.running_since.remove(id);
         }
-        if v.running {
+        let announced = s.booted.get(id).is_some_and(|(_, _, up)| *up);
+        let first_boot = !s.booted.contains_key(id);
+        if v.running && first_boot && v.busy {
+            // Still being set up: its boot has not started.
+            s.running_since.remove(id);
+        } else if v.running {
             let (_, since) = *s.running_since.entry(*id).or_insert((v.generation, now));
-            let announced = s.booted.get(id).is_some_and(|(_, _, up)| *up);
             if !announced && now.duration_since(since) >= s.boot_delay {
                 s.booted.insert(*id, (v.name.clone(), v.generation, true));
                 let _ = s.tx.send(ServerEvent::Booted(BootedServer {

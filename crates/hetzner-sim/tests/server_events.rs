@@ -24,6 +24,24 @@ async fn call(sim: &SimHandle, method: reqwest::Method, path: &str, body: Value)
     v
 }
 
+/// POSTs `body` to `path`, again while the resource is locked by a running action.
+async fn post_when_unlocked(sim: &SimHandle, path: &str, body: Value) {
+    loop {
+        let r = reqwest::Client::new()
+            .post(format!("{}{path}", sim.endpoint))
+            .bearer_auth(&sim.token)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        if r.status().is_success() {
+            return;
+        }
+        assert_eq!(r.status().as_u16(), 423, "{path}: {:?}", r.text().await);
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
 async fn next(rx: &mut UnboundedReceiver<ServerEvent>) -> ServerEvent {
     tokio::time::timeout(Duration::from_secs(10), rx.recv())
         .await
@@ -59,28 +77,30 @@ async fn project(sim: &SimHandle) -> u64 {
 async fn a_server_boots_with_its_keys_and_user_data_then_stops_and_is_deleted() {
     let sim = HetznerSim::start(SimConfig::default()).await.unwrap();
     let net = project(&sim).await;
-    let mut rx = sim.server_events(Duration::from_millis(50));
+    let mut rx = sim.server_events(Duration::from_millis(300));
     let created = call(
         &sim,
         reqwest::Method::POST,
         "/servers",
         json!({"name": "k3s-cp2", "server_type": "cax11", "image": "ubuntu-24.04",
-               "location": "nbg1", "ssh_keys": ["cairn"], "user_data": USER_DATA,
-               "networks": [net]}),
+               "location": "nbg1", "ssh_keys": ["cairn"], "user_data": USER_DATA}),
     )
     .await;
     let id = created["server"]["id"].as_u64().unwrap();
-    let ip: Ipv4Addr = created["server"]["private_net"][0]["ip"]
-        .as_str()
-        .unwrap()
-        .parse()
-        .unwrap();
+    // Its network with a fixed IP is attached right after the create (as cairn does): the
+    // boot counts from then, so the booted server has its private IP.
+    post_when_unlocked(
+        &sim,
+        &format!("/servers/{id}/actions/attach_to_network"),
+        json!({"network": net, "ip": "10.0.1.8"}),
+    )
+    .await;
     assert_eq!(
         next(&mut rx).await,
         ServerEvent::Booted(BootedServer {
             id,
             name: "k3s-cp2".into(),
-            private_ips: vec![ip],
+            private_ips: vec![Ipv4Addr::new(10, 0, 1, 8)],
             public_keys: vec![KEY.into()],
             user_data: Some(USER_DATA.into()),
         })

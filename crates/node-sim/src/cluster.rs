@@ -1,11 +1,11 @@
-//! The cluster simulator's state: one [`Cluster`] per simulated Kubernetes cluster — its CA,
+//! The cluster simulator's state: one `Cluster` per simulated Kubernetes cluster — its CA,
 //! Nodes, the `kube-system/kubeadm-config` and `kube-public/cluster-info` ConfigMaps, etcd
 //! members (kubeadm's static pods `kube-system/etcd-<node>`), bootstrap tokens and uploaded
 //! certificate keys — and how the Kubernetes API renders them (JSON as the API server
 //! writes it, which is what `k8s-openapi` types deserialise).
 //!
 //! Whether a Node is Ready, an apiserver listens or an etcd pod runs is not stored here: it
-//! follows from each host's kubelet loop ([`crate::kubelet`]), which acts on the host's files.
+//! follows from each host's kubelet loop (the `kubelet` module), which acts on the host's files.
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;

@@ -15,6 +15,11 @@
 //! it read when it last (re)started. `kubeadm` and `systemctl` on a host reach the simulator through a control
 //! socket and act on that host's files and its cluster.
 //!
+//! k3s hosts (`k3s.rs`) run the k3s process their installed units describe: its
+//! cluster's datastore (SQLite, or embedded etcd members with quorum), node passwords, and
+//! the controllers of the cluster's workload (Deployments, DaemonSets, PodDisruptionBudgets;
+//! `workload.rs`), whose pods the nodes' own loops run.
+//!
 //! Everything lives in one temporary directory and one private tokio runtime; dropping the
 //! simulator stops every sshd and server. Needs root (mount namespaces) and `curl` (the
 //! shims use `curl --unix-socket`).
@@ -172,6 +177,17 @@ impl NodeSim {
         self.root.path().join("client_key")
     }
 
+    /// Lets the hosts that accept the client key (those started without keys of their
+    /// own) accept `public_key` (an OpenSSH public key line) too, e.g. an identity kept
+    /// across runs so plans made in one run still hold in the next.
+    pub fn authorize_client_key(&self, public_key: &str) -> io::Result<()> {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(self.root.path().join("authorized_keys"))?;
+        writeln!(f, "{}", public_key.trim())
+    }
+
     /// A known-hosts file listing every host's key under its declared address and port.
     pub fn known_hosts(&self) -> PathBuf {
         self.root.path().join("known_hosts")
@@ -206,13 +222,13 @@ impl NodeSim {
 
     /// Picks now the port the sshd of a machine declared at `declared` will listen on when
     /// it boots, so the port map handed to clients before the machine exists already holds
-    /// it (a VM a plan will create). Nothing listens there until the machine boots.
+    /// it (a VM a plan will create). Nothing listens there until the machine boots. For an
+    /// address whose host runs, its port is kept: a machine rebuilt there listens where the
+    /// port map already says.
     pub fn reserve_port(&mut self, declared: Ipv4Addr) -> io::Result<u16> {
         if let Some(p) = self.reserved.get(&declared) {
             return Ok(*p);
         }
-        // A host already listening at that address keeps its port: clients' port maps
-        // taken now stay right when a new machine replaces it.
         if let Some(h) = self.hosts.iter().find(|h| h.declared == declared) {
             self.reserved.insert(declared, h.listen.port());
             return Ok(h.listen.port());
@@ -262,7 +278,7 @@ impl NodeSim {
 
     /// Starts a host for k3s (a cloud server as its image boots it): no kubelet or
     /// containerd unit, no k3s yet; `/usr/local/sbin/k3s-install.sh` stands for k3s's
-    /// install script (see [`k3s`](crate::k3s)), and a k3s process runs once an installed
+    /// install script (see the `k3s` module), and a k3s process runs once an installed
     /// `k3s`/`k3s-agent` unit is started. A stopped host of that name starts again with its
     /// files.
     pub fn start_k3s_host(&mut self, name: &str, declared: Ipv4Addr) -> io::Result<&SimHost> {

@@ -104,6 +104,18 @@ pub const DOCFAST_NAMESPACE: &str = "docfast";
 /// [`HetznerK3s::wait_ready`]).
 pub fn hetzner_k3s(map: AddrMap) -> io::Result<HetznerK3s> {
     let mut sim = NodeSim::new(map)?;
+    let (cluster, token) = hetzner_k3s_on(&mut sim)?;
+    Ok(HetznerK3s {
+        sim,
+        cluster,
+        token,
+    })
+}
+
+/// Like [`hetzner_k3s`], on the hosts of an existing simulator (e.g. next to the homelab's,
+/// so both share one client key, known-hosts file and port map): the cluster and its join
+/// token.
+pub fn hetzner_k3s_on(sim: &mut NodeSim) -> io::Result<(ClusterId, String)> {
     let token = crate::pki::certificate_key()[..40].to_string();
     let (mgr, mgr_ip) = K3S_SERVER;
     sim.start_k3s_host(mgr, mgr_ip)?;
@@ -152,33 +164,31 @@ pub fn hetzner_k3s(map: AddrMap) -> io::Result<HetznerK3s> {
         "svclb-traefik-6c3f1d2a",
         "svclb-traefik-6c3f1d2a",
     );
-    Ok(HetznerK3s {
-        sim,
-        cluster,
-        token,
-    })
+    Ok((cluster, token))
 }
 
 impl HetznerK3s {
     /// Waits (polling, up to `timeout`) until every Node is Ready and both [`DOCFAST`] pods
     /// are Ready; false on timeout.
     pub fn wait_ready(&self, timeout: std::time::Duration) -> bool {
-        let deadline = std::time::Instant::now() + timeout;
-        loop {
-            let nodes = self.sim.nodes(self.cluster);
-            if nodes.len() == 3
-                && nodes.iter().all(|n| n.ready)
-                && self
-                    .sim
-                    .ready_replicas(self.cluster, DOCFAST_NAMESPACE, DOCFAST)
-                    == 2
-            {
-                return true;
-            }
-            if std::time::Instant::now() > deadline {
-                return false;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(25));
+        hetzner_k3s_ready(&self.sim, self.cluster, timeout)
+    }
+}
+
+/// [`HetznerK3s::wait_ready`] for a cluster made by [`hetzner_k3s_on`].
+pub fn hetzner_k3s_ready(sim: &NodeSim, cluster: ClusterId, timeout: std::time::Duration) -> bool {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        let nodes = sim.nodes(cluster);
+        if nodes.len() == 3
+            && nodes.iter().all(|n| n.ready)
+            && sim.ready_replicas(cluster, DOCFAST_NAMESPACE, DOCFAST) == 2
+        {
+            return true;
         }
+        if std::time::Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(25));
     }
 }

@@ -25,7 +25,7 @@ pub fn leave_steps(
     let mut s = vec![
         format!("cordon node {node} of cluster {cluster}"),
         format!(
-            "drain node {node} (evict its pods but DaemonSet and mirror pods; PodDisruptionBudgets respected, retried until {})",
+            "drain node {node} (evict its pods but DaemonSet and mirror pods; PodDisruptionBudgets respected, refusals retried for up to {})",
             crate::cluster::ops::human(drain)
         ),
         format!("systemctl stop {} on {host}", role.unit()),
@@ -81,7 +81,7 @@ pub async fn leave(
     waits: Waits,
 ) -> Result<(), NodeError> {
     cordon_and_drain(cluster, node, drain).await?;
-    stop_unit(cluster, node, host, role.unit()).await?;
+    stop_unit(cluster, node, host, role.unit(), waits).await?;
     cluster.delete_node(node).await?;
     if role == Role::Server {
         wait_member_gone(cluster, node, waits).await?;
@@ -90,13 +90,15 @@ pub async fn leave(
 }
 
 /// `systemctl stop <unit>` on `host`. A host that no longer answers (already replaced) is
-/// fine unless its node is still Ready (then k3s there still runs and would register the
-/// node again); a unit that is not installed is fine.
+/// fine once its node is NotReady or gone (waited for within `waits`: while it is Ready,
+/// k3s there may still run and would register the node again); a unit that is not
+/// installed is fine.
 pub async fn stop_unit(
     cluster: &Cluster,
     node: &str,
     host: &str,
     unit: &str,
+    waits: Waits,
 ) -> Result<(), NodeError> {
     match cluster
         .ssh()
@@ -113,18 +115,23 @@ pub async fn stop_unit(
             stderr: crate::error::trim_stderr(&out.stderr),
         }),
         Err(e) if e.is_connection() || matches!(e, NodeError::UnknownHost(_)) => {
-            match cluster.node_state(node).await? {
-                Some(n) if n.ready => Err(NodeError::Kube {
-                    cluster: cluster.name().into(),
-                    message: format!(
-                        "cannot stop {unit} on host {host} ({e}) while node {node} is still Ready; it would register again"
-                    ),
-                }),
-                _ => {
-                    tracing::info!(host, node, error = %e, "host unreachable and node not Ready: taken as already gone");
-                    Ok(())
+            let what = format!(
+                "host {host} does not answer ({e}), so node {node} is NotReady or gone before it is taken as already stopped"
+            );
+            let r = crate::wait::until(waits, &what, || async {
+                match cluster.node_state(node).await.map_err(|e| e.to_string())? {
+                    Some(n) if n.ready => Err(format!("node {node} is still Ready")),
+                    _ => Ok(()),
                 }
-            }
+            })
+            .await;
+            waited(cluster, r)?;
+            tracing::info!(
+                host,
+                node,
+                "host gone and node not Ready: taken as already stopped"
+            );
+            Ok(())
         }
         Err(e) => Err(e),
     }

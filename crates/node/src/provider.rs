@@ -124,11 +124,13 @@ impl NodeContext {
         })
     }
 
-    /// Every host declared as a node of a declared cluster.
-    pub fn cluster_hosts(&self) -> Vec<String> {
+    /// Every host declared as a node of a declared cluster that has one of `hosts` as a
+    /// node.
+    pub fn cluster_hosts_of(&self, hosts: &[String]) -> Vec<String> {
         let mut v: Vec<String> = self
             .clusters
             .values()
+            .filter(|c| hosts.iter().any(|h| c.node_of(h).is_some()))
             .flat_map(|c| c.hosts().map(str::to_string))
             .collect();
         v.sort();

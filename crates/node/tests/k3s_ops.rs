@@ -512,7 +512,7 @@ async fn deleting_an_agent_drains_it_stops_k3s_and_removes_its_node() {
         steps,
         [
             "cordon node k3s-w1 of cluster hetzner-k3s",
-            "drain node k3s-w1 of cluster hetzner-k3s (evict its pods but DaemonSet and mirror pods; PodDisruptionBudgets respected, retried until 20 s)",
+            "drain node k3s-w1 of cluster hetzner-k3s (evict its pods but DaemonSet and mirror pods; PodDisruptionBudgets respected, refusals retried for up to 20 s)",
             "systemctl stop k3s-agent on k3s-w1",
             "delete node k3s-w1 from cluster hetzner-k3s",
             "run /usr/local/bin/k3s-agent-uninstall.sh on k3s-w1 if it is there",
@@ -567,4 +567,25 @@ async fn a_cluster_init_server_on_a_cluster_that_does_not_exist_yet_starts_it() 
     let new = lab.w.sim.k3s_cluster_of("k3s-solo").expect("a cluster");
     assert_ne!(new, lab.w.cluster, "its own cluster, not the hand-made one");
     assert_eq!(lab.w.sim.etcd_health(new), (1, 1));
+}
+
+#[tokio::test]
+async fn before_on_an_agent_whose_machine_is_already_gone_still_leaves_the_cluster() {
+    let mut lab = Lab::start(243);
+    let cluster = lab.cluster();
+    let r = rotation(cluster.clone());
+    // An interrupted rotation: the machine was destroyed before `before` finished.
+    lab.w.sim.remove_host("k3s-w1");
+    r.before("k3s-w1").await.unwrap();
+    assert!(lab.w.sim.node(lab.w.cluster, "k3s-w1").is_none());
+    wait_for("the replacement pod Ready on k3s-w2", || {
+        lab.w
+            .sim
+            .pods(lab.w.cluster, DOCFAST_NAMESPACE)
+            .iter()
+            .filter(|p| p.ready && p.node.as_deref() == Some("k3s-w2"))
+            .count()
+            == 2
+    })
+    .await;
 }

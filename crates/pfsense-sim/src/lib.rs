@@ -28,7 +28,7 @@
 //! Requests are routed by axum ([`api::router`]): an unknown endpoint is 404
 //! `ENDPOINT_NOT_FOUND`, a method an endpoint does not serve 405 `METHOD_NOT_ALLOWED`, both
 //! after authentication. HAProxy's files live in a scratch directory named after this
-//! process ([`cairn_sim_kit::workdir`]), swept by the next simulator if the process is killed.
+//! process ([`cairn_sim_kit::workdir()`]), swept by the next simulator if the process is killed.
 
 pub mod api;
 pub mod command;

@@ -129,7 +129,7 @@ impl PfCtx {
         }
     }
 
-    /// The executed steps of `address`'s changes, in order (the last [`JOURNAL_LEN`] steps
+    /// The executed steps of `address`'s changes, in order (the last `JOURNAL_LEN` steps
     /// of all changes are kept).
     pub fn executed_steps(&self, address: &str) -> Vec<String> {
         self.journal

@@ -7,7 +7,7 @@
 //! their typed [`kinds::values`]; the ownership marker), [`provider`] (the registry that
 //! assembles them into a [`cairn_core::Provider`]), [`context`] (what the kinds share),
 //! [`rollout`] (staged pool server changes as typed steps, their executor and the HAProxy
-//! runtime commands), [`validate`] (checks across kinds), [`wire`] (API (de)serialisation
+//! runtime commands), [`validate`] (checks across kinds), `wire` (API (de)serialisation
 //! helpers), [`client`] (REST v2, apply, runtime API), [`pending`] (subsystems with changes written
 //! but not applied, read at plan time and applied as plan entries), [`gate`] (the "HAProxy backend
 //! server UP" probe), [`runtime`] (runtime API parsing).

@@ -22,7 +22,7 @@
 //!   fingerprint where the simulator speaks TLS, [`SimHandle::env`] (the environment that
 //!   points cairn's CLI at it), the control API as methods, and shutdown on drop.
 //!
-//! - **Scratch directories** ([`workdir`]) named after their owning process, swept when a
+//! - **Scratch directories** ([`workdir()`]) named after their owning process, swept when a
 //!   later simulator starts if that process died without cleaning up.
 //!
 //! A simulator implements [`Simulator`] for its shared state and calls [`start`] with its API

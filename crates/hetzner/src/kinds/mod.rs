@@ -1,6 +1,6 @@
 //! The Hetzner resource kinds, one file each, and what they share: labels and the
 //! ownership marker, small wire types, and the request helpers ([`Ops`]). Collection-backed
-//! kinds implement [`collection::Collection`]; the kit's `Kind` comes from that.
+//! kinds implement `Collection` (the `collection` module); the kit's `Kind` comes from that.
 
 pub(crate) mod collection;
 

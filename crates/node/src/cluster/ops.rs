@@ -241,11 +241,15 @@ impl Cluster {
         let deadline = Instant::now() + timeout;
         let mut done = Drained::default();
         loop {
+            // A NotReady node's kubelet cannot finish terminating pods: once evicted they
+            // count as gone (deleting the Node removes them), as `kubectl drain` skips them.
+            let lost = self.node_state(node).await?.is_none_or(|n| !n.ready);
             let pods: Vec<Pod> = self
                 .pods_on(node)
                 .await?
                 .into_iter()
                 .filter(|p| !drain_skips(p))
+                .filter(|p| !(lost && p.metadata.deletion_timestamp.is_some()))
                 .collect();
             if pods.is_empty() {
                 tracing::info!(cluster = %self.name, node, evicted = done.evicted.len(), "node drained");

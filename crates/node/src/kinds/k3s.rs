@@ -566,7 +566,7 @@ impl fmt::Display for K3sStep {
                 timeout,
             } => write!(
                 f,
-                "drain node {node} of cluster {cluster} (evict its pods but DaemonSet and mirror pods; PodDisruptionBudgets respected, retried until {})",
+                "drain node {node} of cluster {cluster} (evict its pods but DaemonSet and mirror pods; PodDisruptionBudgets respected, refusals retried for up to {})",
                 crate::cluster::ops::human(*timeout)
             ),
             K3sStep::WaitEtcd { node, cluster } => write!(
@@ -757,7 +757,7 @@ pub async fn run_steps(
             K3sStep::Stop { unit, node, .. } => match node {
                 Some((node, cluster)) => {
                     let c = ctx.get_cluster(cluster)?;
-                    leave::stop_unit(c, node, host, unit).await?;
+                    leave::stop_unit(c, node, host, unit, ctx.wait_timing()).await?;
                 }
                 None => {
                     ssh.run_status(host, &Cmd::root("systemctl").args(["stop", unit]))
@@ -825,8 +825,9 @@ async fn journal(ctx: &NodeContext, host: &str, unit: &str) -> String {
 }
 
 /// Observed membership and installations as `Found`s, through `make`: the declared `keys`,
-/// plus the installations cairn marked on the other hosts of the declared clusters (so an
-/// installation whose declaration was removed is planned to leave). A host of the latter
+/// plus the installations cairn marked on the other hosts of the clusters those keys are
+/// declared in (so an installation whose declaration was removed is planned to leave while
+/// the stack declares others of the kind in that cluster). A host of the latter
 /// that does not answer is skipped, not an error.
 pub async fn found<O>(
     ctx: &NodeContext,
@@ -836,7 +837,7 @@ pub async fn found<O>(
 ) -> Result<Vec<Found<O>>, NodeError> {
     let mut installed = observe(ctx, keys, role).await?;
     let extra: Vec<String> = ctx
-        .cluster_hosts()
+        .cluster_hosts_of(keys)
         .into_iter()
         .filter(|h| !keys.contains(h) && ctx.ssh().is_declared(h))
         .collect();
