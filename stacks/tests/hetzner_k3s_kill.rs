@@ -45,8 +45,9 @@ impl StacksSim {
             .env("TMPDIR", tmp.path())
             .env(cairn_core::net::ADDR_MAP_ENV, map)
             .env("CAIRN_SIM_BOOT_MS", "1000")
+            .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(std::fs::File::create(tmp.path().join("sim.log")).unwrap())
             .spawn()
             .unwrap();
         let mut line = String::new();
@@ -81,6 +82,11 @@ impl StacksSim {
             .env("CAIRN_DRAIN_TIMEOUT_SECS", "60")
             .env_remove("CI");
         cmd
+    }
+
+    /// What `stacks sim` logged (its warnings: e.g. a host that did not follow its server).
+    fn log(&self) -> String {
+        std::fs::read_to_string(self._tmp.path().join("sim.log")).unwrap_or_default()
     }
 
     fn ids_source(&self) -> (String, String) {
@@ -174,7 +180,13 @@ fn a_rotation_killed_midway_is_finished_by_a_rerun_without_rotating_a_node_twice
             .unwrap();
         stop.store(true, Ordering::SeqCst);
         sampler.await.unwrap();
-        assert_eq!(second.status.code(), Some(0), "rerun: {}", text(&second));
+        assert_eq!(
+            second.status.code(),
+            Some(0),
+            "rerun: {}\nstacks sim logged:\n{}",
+            text(&second),
+            sim.log()
+        );
 
         let last = server_ids(&endpoint, &token).await;
         assert_eq!(
