@@ -1,7 +1,8 @@
 //! hetzner-k3s down to k3s, in simulator mode: the hand-made cluster (and the zone's MX
-//! record, `mail.cloonar.com.`) is adopted — the agents with nothing but ownership markers,
-//! no install, no restart — while `k3s-mgr` is converted to embedded etcd and two new
-//! servers join it; after the apply the whole stack plans no change. Needs root (real sshd
+//! record, `mail.cloonar.com.`) is adopted as found — the agents with nothing but ownership
+//! markers, no install, no restart; the server with no change but its migration to embedded
+//! etcd (`--cluster-init`) — while two new servers join it; after the apply the whole stack
+//! plans no change. Needs root (real sshd
 //! hosts); runs in the loopback-only namespace of `scripts/test.sh`.
 
 use std::sync::Arc;
@@ -15,29 +16,43 @@ async fn the_hand_made_k3s_cluster_is_adopted_and_grows_to_three_servers_then_pl
         .load(Target::Simulated)
         .await
         .expect("simulated hetzner-k3s");
-    let planned = plan(&loaded.stack, &loaded.providers).await.expect("plan");
-    let adopted: Vec<_> = planned
-        .plan
-        .resource_changes
+    let world = loaded
+        .keep
         .iter()
-        .filter(|c| c.kind == "node_k3s_agent" || c.address.to_string() == "hetzner_rrset.apex-mx")
-        .collect();
-    assert_eq!(adopted.len(), 3, "{:?}", planned.plan.resource_changes);
-    for c in &adopted {
+        .find_map(|k| k.downcast_ref::<stacks::sims::HetznerK3sWorld>())
+        .expect("the simulated k3s world is kept alive");
+    let agent_starts = || {
+        let sim = world.nodes.lock();
+        ["k3s-w1", "k3s-w2"].map(|h| sim.k3s_starts(h))
+    };
+    let starts = agent_starts();
+    let planned = plan(&loaded.stack, &loaded.providers).await.expect("plan");
+    let change = |addr: &str| {
+        planned
+            .plan
+            .resource_changes
+            .iter()
+            .find(|c| c.address.to_string() == addr)
+            .unwrap_or_else(|| panic!("{addr} is not planned"))
+    };
+    // The agents and the MX record are adopted as found: an ownership marker, no step.
+    for addr in [
+        "node_k3s_agent.k3s-w1",
+        "node_k3s_agent.k3s-w2",
+        "hetzner_rrset.apex-mx",
+    ] {
+        let c = change(addr);
         let paths: Vec<_> = c.changes.iter().map(|f| f.path.as_str()).collect();
-        assert_eq!(
-            paths,
-            ["(ownership marker)"],
-            "{}: {:?}",
-            c.address,
-            c.changes
-        );
-        assert!(c.steps.is_empty(), "{}: {:?}", c.address, c.steps);
+        assert_eq!(paths, ["(ownership marker)"], "{addr}: {:?}", c.changes);
+        assert!(c.steps.is_empty(), "{addr}: {:?}", c.steps);
     }
-    // The hand-made server moves to embedded etcd; the new servers join it.
-    let mgr = planned.plan.change("node_k3s_server.k3s-mgr").unwrap();
+    // The hand-made server's version, flags, taint and node IP are adopted as they are: its
+    // only change is the HA migration (`--cluster-init`), made in place.
+    let mgr = change("node_k3s_server.k3s-mgr");
     let paths: Vec<_> = mgr.changes.iter().map(|f| f.path.as_str()).collect();
-    assert!(paths.contains(&"cluster_init"), "{paths:?}");
+    assert_eq!(paths, ["cluster_init"], "{:?}", mgr.changes);
+    assert_eq!(mgr.action, Some(Action::Update));
+    // The new servers join it.
     for new in [
         "hetzner_server.k3s-cp2",
         "hetzner_server.k3s-cp3",
@@ -45,8 +60,7 @@ async fn the_hand_made_k3s_cluster_is_adopted_and_grows_to_three_servers_then_pl
         "node_k3s_server.k3s-cp3",
         "hetzner_ssh_key.cairn",
     ] {
-        let c = planned.plan.change(new).expect(new);
-        assert_eq!(c.action(), Action::Create, "{new}");
+        assert_eq!(change(new).action, Some(Action::Create), "{new}");
     }
     assert!(
         planned
@@ -57,14 +71,7 @@ async fn the_hand_made_k3s_cluster_is_adopted_and_grows_to_three_servers_then_pl
         "{:?}",
         planned.plan.gates
     );
-    let token = loaded
-        .keep
-        .iter()
-        .find_map(|k| k.downcast_ref::<stacks::sims::HetznerK3sWorld>())
-        .expect("the simulated k3s world is kept alive")
-        .nodes
-        .token
-        .clone();
+    let token = world.nodes.token.clone();
     let shown = format!(
         "{} {:?}",
         serde_json::to_string(&planned.plan).unwrap(),
@@ -101,6 +108,11 @@ async fn the_hand_made_k3s_cluster_is_adopted_and_grows_to_three_servers_then_pl
     .await;
     assert!(report.success(), "{report:?}");
     assert!(!format!("{report:?}").contains(&token));
+    assert_eq!(
+        agent_starts(),
+        starts,
+        "the adopted agents were neither reinstalled nor restarted"
+    );
     let again = plan(&loaded.stack, &loaded.providers).await.expect("plan");
     let left: Vec<_> = again
         .plan

@@ -180,6 +180,17 @@ pub fn build_with_k3s(
     public_key: Option<&str>,
     k3s: Option<&K3sPart>,
 ) -> anyhow::Result<Stack> {
+    build_with_k3s_version(with_staging, public_key, k3s, K3S_VERSION)
+}
+
+/// [`build_with_k3s`] with k3s `version` on every node instead of [`K3S_VERSION`] (a
+/// version change is a rolling upgrade, servers first).
+pub fn build_with_k3s_version(
+    with_staging: bool,
+    public_key: Option<&str>,
+    k3s: Option<&K3sPart>,
+    version: &str,
+) -> anyhow::Result<Stack> {
     let mut s = StackBuilder::new("hetzner-k3s");
     let net = s.add(
         "k3s-net",
@@ -208,7 +219,7 @@ pub fn build_with_k3s(
         let mut previous: Option<cairn_core::Address> = None;
         for ((name, _, role), srv) in SERVERS.iter().zip(&servers) {
             let node = if *role == "server" {
-                let mut k = K3sServer::new(*name, K3S_VERSION, &k3s.token);
+                let mut k = K3sServer::new(*name, version, &k3s.token);
                 if previous.is_none() {
                     k.cluster_init = true;
                 } else {
@@ -219,7 +230,7 @@ pub fn build_with_k3s(
                 k.node_ip = Some(srv.private_ipv4().into());
                 s.add(name, k).address().clone()
             } else {
-                let mut k = K3sAgent::new(*name, K3S_VERSION, JOIN_URL, &k3s.token);
+                let mut k = K3sAgent::new(*name, version, JOIN_URL, &k3s.token);
                 k.flannel_iface = Some(FLANNEL_IFACE.into());
                 k.node_ip = Some(srv.private_ipv4().into());
                 s.add(name, k).address().clone()
