@@ -34,6 +34,8 @@ fn rotate_needs_exactly_one_of_node_all_or_due() {
     assert!(parse(&["--stack", "web"]).is_err());
     assert!(parse(&["--stack", "web", "--node", "a", "--all"]).is_err());
     assert!(parse(&["--stack", "web", "--all", "--due"]).is_err());
+    assert!(parse(&["--stack", "web", "--all", "--abandon"]).is_err());
+    assert!(parse(&["--stack", "web", "--abandon"]).is_ok());
     let ok = parse(&["--stack", "web", "--node", "a", "--approve"]).unwrap();
     assert!(matches!(
         ok.command,
@@ -51,6 +53,7 @@ async fn rotate_without_a_stack_is_refused_naming_the_stacks() {
             node: None,
             all: true,
             due: false,
+            abandon: false,
             approve: true,
             lock_wait: 0,
         },

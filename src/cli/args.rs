@@ -67,15 +67,19 @@ pub enum Command {
     /// phase is recorded in the run history; a rerun resumes an unfinished rotation.
     Rotate {
         /// Rotate this node.
-        #[arg(long, conflicts_with_all = ["all", "due"], required_unless_present_any = ["all", "due"])]
+        #[arg(long, conflicts_with_all = ["all", "due", "abandon"], required_unless_present_any = ["all", "due", "abandon"])]
         node: Option<String>,
         /// Rotate every node, in the rotation's order (servers first).
-        #[arg(long, conflicts_with = "due")]
+        #[arg(long, conflicts_with_all = ["due", "abandon"])]
         all: bool,
         /// Rotate the nodes whose last rotation is older than the stack's rotation period
         /// (for a scheduled CI job).
-        #[arg(long)]
+        #[arg(long, conflicts_with = "abandon")]
         due: bool,
+        /// Give up the stack's unfinished rotation (recorded in the history): the next
+        /// rotate starts a new one instead of resuming it. Touches no node.
+        #[arg(long)]
+        abandon: bool,
         /// Approve without being asked (required when stdin is not a terminal).
         #[arg(long)]
         approve: bool,

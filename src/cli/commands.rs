@@ -170,15 +170,19 @@ pub(crate) async fn run(
                 node,
                 all,
                 due,
+                abandon,
                 approve,
                 lock_wait,
             } => {
                 let b = backend.clone().expect("rotate has a backend");
-                let select = match (node, all, due) {
-                    (Some(n), _, _) => Select::Node(n.clone()),
-                    (None, true, _) => Select::All,
-                    (None, false, true) => Select::Due,
-                    (None, false, false) => bail!("rotate needs --node NODE, --all or --due"),
+                let select = match (node, all, due, abandon) {
+                    (Some(n), _, _, _) => Select::Node(n.clone()),
+                    (None, true, _, _) => Select::All,
+                    (None, false, true, _) => Select::Due,
+                    (None, false, false, true) => Select::Abandon,
+                    (None, false, false, false) => {
+                        bail!("rotate needs --node NODE, --all, --due or --abandon")
+                    }
                 };
                 let args = RotateArgs {
                     select,

@@ -3,7 +3,8 @@
 //! that are due. No new storage: a rotation is a run with command `rotate`, and its
 //! phases are ordinary change records (`rotation.<node>`, action `started`, `replaced`,
 //! `done` or `failed`, the machine's id in the detail), so every backend keeps them and
-//! `history RUN` shows them.
+//! `history RUN` shows them. `rotate --abandon` records `rotation`/`abandoned` for a
+//! rotation, which then is no longer resumed.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -93,6 +94,28 @@ pub(crate) fn rotation_record(id: &str, nodes: &[String]) -> ChangeRecord {
     }
 }
 
+/// The action of the record that gives a rotation up (`rotate --abandon`).
+const ABANDONED: &str = "abandoned";
+
+/// The record that gives up the rotation begun by run `id`, naming the nodes it left.
+pub(crate) fn abandoned_record(id: &str, left: &[&str]) -> ChangeRecord {
+    ChangeRecord {
+        address: ROTATION.into(),
+        action: ABANDONED.into(),
+        outcome: "done".into(),
+        duration_ms: 0,
+        error: Some(format!("rotation {id}: {}", left.join(" "))),
+    }
+}
+
+fn parse_abandoned(c: &ChangeRecord) -> Option<&str> {
+    if c.address != ROTATION || c.action != ABANDONED {
+        return None;
+    }
+    let rest = c.error.as_deref()?.strip_prefix("rotation ")?;
+    Some(rest.split_once(": ").map_or(rest, |(id, _)| id))
+}
+
 fn parse_rotation(c: &ChangeRecord) -> Option<(String, Vec<String>)> {
     if c.address != ROTATION || c.action != OPERATION {
         return None;
@@ -162,6 +185,7 @@ pub(crate) async fn load(
     let mut target: Option<String> = None;
     let mut chain: Vec<Vec<ChangeRecord>> = Vec::new();
     let mut chain_complete = false;
+    let mut abandoned: Vec<String> = Vec::new();
     for r in runs
         .iter()
         .filter(|r| r.holder.operation == OPERATION && r.id != own_run)
@@ -181,6 +205,7 @@ pub(crate) async fn load(
         if chain_complete {
             continue;
         }
+        abandoned.extend(changes.iter().filter_map(parse_abandoned).map(String::from));
         let Some((id, _)) = changes.iter().find_map(parse_rotation) else {
             // A rotate run that stopped before rotating anything (not approved).
             continue;
@@ -197,6 +222,10 @@ pub(crate) async fn load(
     let Some(id) = target else {
         return Ok(journal);
     };
+    if abandoned.contains(&id) {
+        // Given up with `rotate --abandon`: nothing to resume.
+        return Ok(journal);
+    }
     let mut nodes_of: Vec<String> = Vec::new();
     let mut states: HashMap<String, NodeState> = HashMap::new();
     for changes in chain.iter().rev() {

@@ -31,6 +31,8 @@ pub(crate) enum Select {
     All,
     /// The nodes whose last rotation is older than the rotation's period (or never ran).
     Due,
+    /// No node: give up the unfinished rotation, so the next one starts afresh.
+    Abandon,
 }
 
 /// What `rotate` was asked to do.
@@ -150,6 +152,9 @@ impl Rotator<'_> {
             &[]
         };
         let journal = journal::load(self.backend.as_ref(), name, self.run, due_nodes).await?;
+        if self.args.select == Select::Abandon {
+            return self.abandon(journal.unfinished.as_ref()).await;
+        }
         let requested = self.requested(&all, &journal)?;
         let resumed = journal
             .unfinished
@@ -216,11 +221,36 @@ impl Rotator<'_> {
         Ok(summary)
     }
 
+    /// `--abandon`: records that the unfinished rotation is given up (its nodes not done are
+    /// named), so the next `rotate` starts a new one; no node is touched.
+    async fn abandon(&self, unfinished: Option<&Unfinished>) -> anyhow::Result<String> {
+        let name = self.loaded.stack.name();
+        let Some(u) = unfinished else {
+            bail!("stack {name} has no unfinished rotation to abandon");
+        };
+        let left: Vec<&str> = u
+            .nodes
+            .iter()
+            .filter(|n| !u.done(n))
+            .map(String::as_str)
+            .collect();
+        self.record(&[journal::abandoned_record(&u.id, &left)])
+            .await?;
+        let summary = format!(
+            "abandoned the rotation of run {} (not rotated: {}); the next rotate starts a new one",
+            u.id,
+            left.join(", ")
+        );
+        self.note(&format!("stack {name}: {summary}"));
+        Ok(summary)
+    }
+
     /// The nodes asked for, in the rotation's order.
     fn requested(&self, all: &[String], journal: &Journal) -> anyhow::Result<Vec<String>> {
         Ok(match &self.args.select {
             Select::Node(n) => vec![n.clone()],
             Select::All => all.to_vec(),
+            Select::Abandon => Vec::new(),
             Select::Due => {
                 let period = self.rotation.period().unwrap_or_default().as_millis() as i64;
                 let now = cairn_core::backend::now_ms();

@@ -541,3 +541,56 @@ async fn the_rotation_plan_shows_each_node_s_steps_and_its_destructive_replaceme
     );
     assert!(fake.calls().is_empty(), "showing the plan ran a step");
 }
+
+#[tokio::test]
+async fn an_abandoned_rotation_is_not_resumed_and_the_next_one_starts_afresh() {
+    let (m, backend, _dir) = world().await;
+    let mut fake = Fake::new(&m);
+    fake.hang = Some("after n2");
+    let fake = Arc::new(fake);
+    interrupt(&m, &fake, &backend, Select::All).await;
+    let replaced = ids(&m);
+
+    let quiet = Arc::new(Fake::new(&m));
+    rotate(&loaded(&m, &quiet), backend.clone(), &args(Select::Abandon))
+        .await
+        .unwrap();
+    assert!(
+        quiet.calls().is_empty(),
+        "abandon touched a node: {:?}",
+        quiet.calls()
+    );
+    assert_eq!(ids(&m), replaced, "abandon replaced a machine");
+    let err = rotate(&loaded(&m, &quiet), backend.clone(), &args(Select::Abandon))
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("has no unfinished rotation to abandon"),
+        "{err}"
+    );
+
+    // n1 was done in the abandoned rotation; a new rotation rotates it again, from its
+    // preflight, instead of skipping it.
+    let again = Arc::new(Fake::new(&m));
+    rotate(
+        &loaded(&m, &again),
+        backend,
+        &args(Select::Node("n1".into())),
+    )
+    .await
+    .unwrap();
+    let now = ids(&m);
+    assert_ne!(
+        now[0], replaced[0],
+        "n1 was skipped as if the rotation resumed"
+    );
+    assert_eq!(
+        again.calls(),
+        [
+            format!("preflight n1 {}", replaced[0]),
+            format!("before n1 {}", replaced[0]),
+            format!("after n1 {}", now[0]),
+        ]
+    );
+}
