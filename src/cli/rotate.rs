@@ -1,5 +1,6 @@
 //! `rotate`: replaces a stack's machines one node at a time under the stack's apply lock.
-//! Per node: the rotation's preflight, `before` (cordon, drain, leave), an apply of the
+//! Per node: the rotation's preflight, a check that the stack has no changes of its own
+//! (they would run alongside the rotation), `before` (cordon, drain, leave), an apply of the
 //! stack's plan with the node's machine forced to be replaced, `after` (gates, uncordon).
 //! The whole rotation's plan is shown once and approved before anything is touched; each
 //! phase is journalled in the run history ([`super::journal`]), so a rerun resumes an
@@ -459,6 +460,9 @@ impl Rotator<'_> {
                         let why = format!("preflight refused: {why}");
                         return self.fail(node, why, t0).await;
                     }
+                    if let Err(why) = self.no_other_changes().await {
+                        return self.fail(node, why, t0).await;
+                    }
                 }
                 // The machine as planned a moment ago, under this lock: the one `before`
                 // takes out and the apply replaces.
@@ -505,6 +509,39 @@ impl Rotator<'_> {
             .await?;
         self.progress(node, "done", "done", None);
         Ok(())
+    }
+
+    /// Refuses to start a node while the stack's plan has changes of its own (code not yet
+    /// applied, drift): the apply that replaces the machine would carry them out too — a
+    /// pending version change would upgrade other nodes while this one is out.
+    async fn no_other_changes(&self) -> Result<(), String> {
+        let planned = self
+            .plan(&[])
+            .await
+            .map_err(|e| format!("planning failed: {e:#}"))?;
+        let pending: Vec<String> = planned
+            .plan
+            .resource_changes
+            .iter()
+            .filter(|c| c.action.is_some_and(|a| a.is_change()))
+            .map(|c| c.address.to_string())
+            .collect();
+        if pending.is_empty() {
+            return Ok(());
+        }
+        const SHOWN: usize = 8;
+        let more = pending.len().saturating_sub(SHOWN);
+        Err(format!(
+            "stack {} has {} change(s) that are not part of the rotation ({}{}): apply them first (`apply`), so the rotation replaces only its nodes and nothing else runs alongside it",
+            self.loaded.stack.name(),
+            pending.len(),
+            pending[..pending.len().min(SHOWN)].join(", "),
+            if more > 0 {
+                format!(" and {more} more")
+            } else {
+                String::new()
+            }
+        ))
     }
 
     /// Applies one node's plan, recording its resource changes in the run; the error says

@@ -594,3 +594,28 @@ async fn an_abandoned_rotation_is_not_resumed_and_the_next_one_starts_afresh() {
         ]
     );
 }
+
+#[tokio::test]
+async fn a_stack_with_changes_of_its_own_is_not_rotated_and_nothing_is_touched() {
+    let (m, backend, _dir) = world().await;
+    // Drift on another node's installation: the replacing apply would carry it out too.
+    m.tamper("test_thing", "k-n3", "size", serde_json::json!(7));
+    let fake = Arc::new(Fake::new(&m));
+    let old = ids(&m);
+    let writes = m.writes();
+    let err = rotate(
+        &loaded(&m, &fake),
+        backend,
+        &args(Select::Node("n1".into())),
+    )
+    .await
+    .unwrap_err();
+    let msg = format!("{err:#}");
+    assert!(
+        msg.contains("not part of the rotation (test_thing.k-n3)"),
+        "{msg}"
+    );
+    assert_eq!(ids(&m), old, "a machine was replaced");
+    assert_eq!(m.writes(), writes, "something was written");
+    assert_eq!(fake.calls(), [format!("preflight n1 {}", old[0])]);
+}
