@@ -207,41 +207,32 @@ impl HomelabNodes {
             Ok(lab)
         })?;
         let nodes = std::sync::Arc::new(std::sync::Mutex::new(lab.sim));
-        let mut rx = proxmox.vm_events(boot_delay);
-        let n = nodes.clone();
-        let follower = tokio::spawn(async move {
-            while let Some(ev) = rx.recv().await {
-                let n = n.clone();
-                let res = tokio::task::spawn_blocking(move || {
-                    let mut sim = n.lock().unwrap_or_else(|p| p.into_inner());
-                    match ev {
-                        VmEvent::Booted(vm) => match vm.ip {
-                            Some(ip) if !vm.sshkeys.trim().is_empty() => sim
-                                .boot_machine(&cairn_node_sim::Machine {
-                                    name: vm.name,
-                                    ip,
-                                    user: vm.ciuser,
-                                    authorized_keys: vm.sshkeys,
-                                })
-                                .map(|_| ()),
-                            _ => Ok(()),
-                        },
-                        VmEvent::Stopped { name, .. } => {
-                            sim.stop_host(&name);
-                            Ok(())
-                        }
-                        VmEvent::Destroyed { name, .. } => {
-                            sim.remove_host(&name);
-                            Ok(())
-                        }
-                    }
-                })
-                .await;
-                if let Ok(Err(e)) = res {
-                    tracing::warn!("simulated host did not follow its VM: {e}");
+        let follower = follow(
+            proxmox.vm_events(boot_delay),
+            nodes.clone(),
+            "VM",
+            |sim, ev| match ev {
+                VmEvent::Booted(vm) => match vm.ip {
+                    Some(ip) if !vm.sshkeys.trim().is_empty() => sim
+                        .boot_machine(&cairn_node_sim::Machine {
+                            name: vm.name,
+                            ip,
+                            user: vm.ciuser,
+                            authorized_keys: vm.sshkeys,
+                        })
+                        .map(|_| ()),
+                    _ => Ok(()),
+                },
+                VmEvent::Stopped { name, .. } => {
+                    sim.stop_host(&name);
+                    Ok(())
                 }
-            }
-        });
+                VmEvent::Destroyed { name, .. } => {
+                    sim.remove_host(&name);
+                    Ok(())
+                }
+            },
+        );
         Ok(HomelabNodes {
             nodes,
             cluster: lab.cluster,
@@ -615,31 +606,22 @@ impl K3sNodes {
                     .context("reserving an SSH port for a server")?;
             }
         }
-        let mut rx = hetzner.server_events(boot_delay);
-        let n = nodes.clone();
-        let follower = tokio::spawn(async move {
-            while let Some(ev) = rx.recv().await {
-                let n = n.clone();
-                let res = tokio::task::spawn_blocking(move || {
-                    let mut sim = n.lock().unwrap_or_else(|p| p.into_inner());
-                    match ev {
-                        ServerEvent::Booted(b) => boot_server(&mut sim, b),
-                        ServerEvent::Stopped { name, .. } => {
-                            sim.stop_host(&name);
-                            Ok(())
-                        }
-                        ServerEvent::Deleted { name, .. } => {
-                            sim.remove_host(&name);
-                            Ok(())
-                        }
-                    }
-                })
-                .await;
-                if let Ok(Err(e)) = res {
-                    tracing::warn!("simulated host did not follow its server: {e}");
+        let follower = follow(
+            hetzner.server_events(boot_delay),
+            nodes.clone(),
+            "server",
+            |sim, ev| match ev {
+                ServerEvent::Booted(b) => boot_server(sim, b),
+                ServerEvent::Stopped { name, .. } => {
+                    sim.stop_host(&name);
+                    Ok(())
                 }
-            }
-        });
+                ServerEvent::Deleted { name, .. } => {
+                    sim.remove_host(&name);
+                    Ok(())
+                }
+            },
+        );
         Ok(K3sNodes {
             nodes,
             cluster,
@@ -663,6 +645,30 @@ impl Drop for K3sNodes {
 /// Brings up the host of a server that has booted. A server without SSH keys or a private
 /// IP boots too, but nobody could log in to it over the private network: no host is made
 /// (the hand-made servers, whose hosts exist already).
+/// Makes the node simulator follow a simulator's machine lifecycle events: each event is
+/// handed to `apply` with the simulator locked, off the async threads (starting an sshd
+/// blocks); a machine that cannot follow is a warning naming `what` (`VM`, `server`).
+fn follow<E: Send + 'static>(
+    mut rx: tokio::sync::mpsc::UnboundedReceiver<E>,
+    nodes: std::sync::Arc<std::sync::Mutex<cairn_node_sim::NodeSim>>,
+    what: &'static str,
+    apply: fn(&mut cairn_node_sim::NodeSim, E) -> std::io::Result<()>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        while let Some(ev) = rx.recv().await {
+            let n = nodes.clone();
+            let res = tokio::task::spawn_blocking(move || {
+                let mut sim = n.lock().unwrap_or_else(|p| p.into_inner());
+                apply(&mut sim, ev)
+            })
+            .await;
+            if let Ok(Err(e)) = res {
+                tracing::warn!("simulated host did not follow its {what}: {e}");
+            }
+        }
+    })
+}
+
 fn boot_server(
     sim: &mut cairn_node_sim::NodeSim,
     b: cairn_hetzner_sim::BootedServer,
